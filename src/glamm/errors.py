@@ -1,0 +1,28 @@
+"""Exception and warning types raised by glamm.
+
+Every error that comes from a user's input derives from :class:`GlammError` (itself a
+``ValueError``), so callers can catch one type; the message names the offending formula part,
+column, level or row count.
+"""
+
+from __future__ import annotations
+
+
+class GlammError(ValueError):
+    """Base class for errors caused by the model specification or the data."""
+
+
+class FormulaError(GlammError):
+    """The model formula cannot be parsed or refers to something that does not exist."""
+
+
+class DataError(GlammError):
+    """The data cannot support the requested model (missing columns, bad values, too few levels)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimizer stopped without meeting its convergence criteria."""
+
+
+class SingularFitWarning(UserWarning):
+    """The estimated random-effects covariance is singular (on the boundary)."""

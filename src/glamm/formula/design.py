@@ -1,0 +1,340 @@
+"""Build the numeric model (response, fixed-effects matrix, random-effects terms) from a formula
+and a data frame.
+
+Stages: parse the formula (``bars.parse_formula``) -> find the columns it uses -> drop rows with
+missing values in them -> evaluate the response, the fixed-effects matrix (formulaic) and each
+random-effects term -> drop aliased fixed-effects columns -> order the terms as lme4 does (by
+decreasing number of levels). The formulaic model specs are kept so that new data can be
+turned into the same columns (``ModelFrame.new_X``, ``ModelFrame.new_re``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulaic import model_matrix
+
+from ..errors import DataError, FormulaError
+from ..terms.covariance import Unstructured
+from ..terms.reterm import ReTerm
+from .bars import ParsedFormula, RandomTermSpec, parse_formula
+from .naming import lme4_names
+
+_IDENT = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
+
+
+@dataclass
+class ModelFrame:
+    """Numeric form of a mixed model and what is needed to rebuild it for new data.
+
+    Attributes
+    ----------
+    y, X:
+        Response ``(n,)`` and fixed-effects matrix ``(n, p)`` (aliased columns already dropped).
+    xnames:
+        lme4-style names of the columns of ``X``.
+    dropped_columns:
+        Names of fixed-effects columns dropped as linear combinations of earlier ones.
+    reterms:
+        Random-effects terms, ordered by decreasing number of levels (lme4's order).
+    weights, offset:
+        Prior weights and offset, ``(n,)`` each (ones and zeros when not given).
+    n_dropped_na:
+        Number of rows dropped for missing values in the columns the model uses.
+    row_index:
+        Index labels (of the input data frame) of the rows used.
+    """
+
+    parsed: ParsedFormula
+    y: np.ndarray
+    X: np.ndarray
+    xnames: list[str]
+    reterms: list[ReTerm]
+    weights: np.ndarray
+    offset: np.ndarray
+    n_dropped_na: int
+    row_index: pd.Index
+    dropped_columns: list[str] = field(default_factory=list)
+    xspec: Any = field(default=None, repr=False)
+    x_keep: np.ndarray | None = field(default=None, repr=False)
+    offset_exprs: tuple[str, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    # --- new data -------------------------------------------------------------------------
+    def new_X(self, data: pd.DataFrame) -> np.ndarray:
+        """Fixed-effects matrix for new data, with the same columns as ``X``."""
+        mm = self.xspec.get_model_matrix(data, na_action="ignore")
+        X = np.asarray(mm, dtype=float)
+        return X[:, self.x_keep] if self.x_keep is not None else X
+
+    def new_offset(self, data: pd.DataFrame) -> np.ndarray:
+        off = np.zeros(len(data))
+        for expr in self.offset_exprs:
+            off += _eval_numeric(expr, data, "offset")
+        return off
+
+
+def _used_columns(text: str, data: pd.DataFrame) -> list[str]:
+    cols = []
+    for m in _IDENT.finditer(text):
+        name = m.group(1) or m.group(2)
+        if name in data.columns and name not in cols:
+            cols.append(name)
+    return cols
+
+
+def _check_unknown(text: str, data: pd.DataFrame, where: str) -> None:
+    """Raise a clear error if formulaic cannot find a name used in ``text``."""
+    try:
+        model_matrix(f"0 + {text}" if where != "response" else f"{text} ~ 1", data.iloc[:1])
+    except Exception as exc:  # formulaic wraps NameError in its own types
+        m = re.search(r"`([^`]+)` is not present in the dataset", str(exc))
+        if m:
+            raise FormulaError(
+                f"unknown column {m.group(1)!r} in the {where} ({text!r}); the data has columns "
+                f"{', '.join(map(str, data.columns))}"
+            ) from None
+        raise FormulaError(f"cannot evaluate {where} {text!r}: {exc}") from None
+
+
+def _eval_numeric(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
+    if expr in data.columns:
+        col = data[expr]
+        if isinstance(col.dtype, pd.CategoricalDtype) or not (
+            pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+        ):
+            raise DataError(f"the {what} column {expr!r} is not numeric (dtype {col.dtype})")
+        return col.to_numpy(dtype=float)
+    mm = model_matrix(f"0 + I({expr})", data, na_action="ignore")
+    if mm.shape[1] != 1:
+        raise DataError(f"the {what} {expr!r} does not evaluate to one numeric column")
+    return np.asarray(mm, dtype=float)[:, 0]
+
+
+def _level_label(v: Any) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _factor_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes and labels of one grouping column; unused categories are dropped (as R's factor)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cat = col.cat.remove_unused_categories()
+        return cat.cat.codes.to_numpy().astype(np.int64), [_level_label(c) for c in cat.cat.categories]
+    codes, uniques = pd.factorize(col, sort=True)
+    return codes.astype(np.int64), [_level_label(u) for u in uniques]
+
+
+def grouping_factor(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Level codes and labels of the (interaction of the) grouping columns ``factors``.
+
+    Interactions use R's ``a:b`` order: levels sorted by the first factor, then the second;
+    only combinations present in the data are kept; labels are joined with ``:``.
+    """
+    parts = [_factor_codes(data[f]) for f in factors]
+    if len(parts) == 1:
+        return parts[0]
+    stacked = np.column_stack([c for c, _ in parts])
+    uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    labels = [":".join(parts[k][1][row[k]] for k in range(len(parts))) for row in uniq]
+    return inverse.ravel().astype(np.int64), labels
+
+
+def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.ndarray:
+    """Boolean mask of columns to keep: a column is dropped when it is (numerically) a linear
+    combination of the columns before it, as lme4's rank check does with R's pivoting QR."""
+    p = X.shape[1]
+    if p == 0:
+        return np.ones(0, dtype=bool)
+    keep = np.ones(p, dtype=bool)
+    norms = np.linalg.norm(X, axis=0)
+    r = np.linalg.qr(X, mode="r")
+    diag = np.abs(np.diag(r)) if r.shape[0] >= p else np.concatenate(
+        [np.abs(np.diag(r)), np.zeros(p - r.shape[0])]
+    )
+    for j in range(p):
+        if norms[j] == 0 or diag[j] < tol * max(norms[j], 1.0):
+            keep[j] = False
+    if not keep.all():
+        # re-check the kept columns together (an early drop changes nothing in exact arithmetic,
+        # but guards against rounding in near-collinear designs)
+        sub = X[:, keep]
+        if np.linalg.matrix_rank(sub) < sub.shape[1]:
+            raise DataError("the fixed-effects model matrix is rank deficient in a way glamm "
+                            "cannot resolve by dropping columns; simplify the fixed effects")
+    return keep
+
+
+def _build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int) -> ReTerm:
+    for f in spec.factors:
+        if f not in data.columns:
+            raise FormulaError(
+                f"unknown grouping column {f!r} in random-effects term {spec}; the data has "
+                f"columns {', '.join(map(str, data.columns))}"
+            )
+    refs, levels = grouping_factor(data, spec.factors)
+    _check_unknown(spec.expr, data, f"random-effects term {spec}")
+    mm = model_matrix(spec.expr, data, na_action="ignore")
+    z = np.asarray(mm, dtype=float)
+    if z.shape[1] == 0:
+        raise FormulaError(f"random-effects term {spec} has no columns")
+    cnames = tuple(lme4_names(list(mm.columns)))
+    return ReTerm(
+        group=spec.group,
+        levels=tuple(levels),
+        refs=refs,
+        z=z,
+        cnames=cnames,
+        covariance=Unstructured(z.shape[1]),
+        expr=spec.expr,
+        factors=spec.factors,
+        zspec=mm.model_spec,
+    )
+
+
+def _as_vector(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
+    if arg is None:
+        return None
+    if isinstance(arg, str):
+        if arg not in data.columns:
+            raise DataError(
+                f"{what} column {arg!r} is not in the data (columns: {', '.join(map(str, data.columns))})"
+            )
+        return _eval_numeric(arg, data, what)
+    vec = np.asarray(arg, dtype=float).ravel()
+    if vec.shape[0] != len(data):
+        raise DataError(f"{what} has length {vec.shape[0]} but the data has {len(data)} rows")
+    return vec
+
+
+def build_model_frame(
+    formula: str,
+    data: pd.DataFrame,
+    weights: Any = None,
+    offset: Any = None,
+) -> ModelFrame:
+    """Evaluate ``formula`` on ``data``; see the module docstring for the stages.
+
+    Parameters
+    ----------
+    formula: lme4-style formula string.
+    data: a pandas DataFrame (a dict of columns is converted).
+    weights: prior weights, a column name or an array of length ``len(data)``.
+    offset: a column name or an array of length ``len(data)``; ``offset(expr)`` terms in the
+        formula are added to it.
+    """
+    if isinstance(data, dict):
+        data = pd.DataFrame(data)
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if len(data) == 0:
+        raise DataError("the data frame has no rows")
+    parsed = parse_formula(formula)
+    fixed_terms, offset_exprs = _split_offsets(parsed.fixed_rhs)
+
+    # vectors given as arrays are attached before row dropping so they stay aligned
+    w_full = _as_vector(weights, data, "weights")
+    o_full = _as_vector(offset, data, "offset")
+
+    _check_unknown(parsed.response, data, "response")
+    _check_unknown(fixed_terms, data, "fixed-effects part")
+    used = _used_columns(parsed.response + " " + parsed.fixed_rhs, data)
+    for spec in parsed.random:
+        for f in spec.factors:
+            if f not in data.columns:
+                raise FormulaError(
+                    f"unknown grouping column {f!r} in random-effects term {spec}; the data "
+                    f"has columns {', '.join(map(str, data.columns))}"
+                )
+        used += [c for c in _used_columns(spec.expr, data) + list(spec.factors) if c not in used]
+    if isinstance(weights, str):
+        used.append(weights)
+    if isinstance(offset, str):
+        used.append(offset)
+
+    mask = ~data[used].isna().any(axis=1).to_numpy() if used else np.ones(len(data), bool)
+    if w_full is not None:
+        mask &= ~np.isnan(w_full)
+    if o_full is not None:
+        mask &= ~np.isnan(o_full)
+    n_dropped = int((~mask).sum())
+    frame = data.loc[mask] if n_dropped else data
+    if len(frame) == 0:
+        raise DataError(
+            f"no rows left after dropping {n_dropped} rows with missing values in the columns "
+            f"the model uses ({', '.join(used)})"
+        )
+    n = len(frame)
+
+    y = _eval_numeric(parsed.response, frame, "response")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        first = frame.index[np.flatnonzero(bad)[0]]
+        raise DataError(
+            f"the response {parsed.response!r} has {int(bad.sum())} NaN or infinite value(s) "
+            f"after evaluation (first at row {first!r})"
+        )
+
+    mm = model_matrix(fixed_terms, frame, na_action="ignore")
+    X_all = np.asarray(mm, dtype=float)
+    names_all = lme4_names(list(mm.columns))
+    if not np.all(np.isfinite(X_all)):
+        col = names_all[int(np.flatnonzero(~np.isfinite(X_all).all(axis=0))[0])]
+        raise DataError(f"fixed-effects column {col!r} has NaN or infinite values")
+    keep = _drop_aliased(X_all, names_all)
+    X = X_all[:, keep]
+    xnames = [nm for nm, k in zip(names_all, keep) if k]
+    dropped = [nm for nm, k in zip(names_all, keep) if not k]
+
+    reterms = [_build_reterm(spec, frame, n) for spec in parsed.random]
+    # lme4 orders terms by decreasing number of levels (stable for ties)
+    order = sorted(range(len(reterms)), key=lambda i: -reterms[i].nlevels)
+    reterms = [reterms[i] for i in order]
+
+    w = np.ones(n) if w_full is None else w_full[mask]
+    if np.any(~np.isfinite(w)) or np.any(w <= 0):
+        bad_row = frame.index[int(np.flatnonzero(~(np.isfinite(w) & (w > 0)))[0])]
+        raise DataError(f"weights must be positive and finite (row {bad_row!r} is not)")
+    off = np.zeros(n) if o_full is None else o_full[mask].copy()
+    for expr in offset_exprs:
+        off += _eval_numeric(expr, frame, "offset")
+    if not np.all(np.isfinite(off)):
+        raise DataError("the offset has NaN or infinite values")
+
+    return ModelFrame(
+        parsed=parsed,
+        y=y,
+        X=X,
+        xnames=xnames,
+        reterms=reterms,
+        weights=w,
+        offset=off,
+        n_dropped_na=n_dropped,
+        row_index=frame.index,
+        dropped_columns=dropped,
+        xspec=mm.model_spec,
+        x_keep=keep,
+        offset_exprs=tuple(offset_exprs),
+    )
+
+
+def _split_offsets(fixed_rhs: str) -> tuple[str, list[str]]:
+    """Pull ``offset(expr)`` terms out of the fixed right-hand side."""
+    from .bars import _split_top_level
+
+    terms, offsets = [], []
+    for t in _split_top_level(fixed_rhs, "+"):
+        t = t.strip()
+        if t.startswith("offset(") and t.endswith(")"):
+            offsets.append(t[len("offset(") : -1])
+        else:
+            terms.append(t)
+    return (" + ".join(terms) if terms else "1"), offsets

@@ -1,0 +1,129 @@
+"""Storage types for the blocks of the cross-product matrix ``A`` and its Cholesky factor ``L``.
+
+Blocks are indexed by random-effects terms (each term's columns are ``levels x p``) plus one
+final dense block for ``[X y]``. A block is one of:
+
+- :class:`BlockDiag`: ``m`` dense ``p x p`` blocks on the diagonal (``Z_k' Z_k`` for any term; the
+  factor's diagonal block of the first term, and of a term nested in earlier ones);
+- :class:`BlockSparse`: a fixed pattern of ``p_i x p_j`` blocks at (row level, column level)
+  pairs, stored column by column (cross-products of crossed or nested terms);
+- ``numpy.ndarray``: dense (blocks that fill in, and everything touching ``[X y]``).
+
+The pattern of a sparse block never changes after the symbolic phase; only its ``data`` is
+refilled for each ``theta``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class BlockDiag:
+    """``m`` diagonal blocks of size ``p x p``; ``data`` has shape ``(m, p, p)``."""
+
+    data: np.ndarray
+
+    @property
+    def m(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n = self.m * self.p
+        return (n, n)
+
+    def to_dense(self) -> np.ndarray:
+        m, p = self.m, self.p
+        out = np.zeros((m * p, m * p))
+        idx = np.arange(m)[:, None] * p + np.arange(p)[None, :]
+        out[idx[:, :, None], idx[:, None, :]] = self.data
+        return out
+
+
+@dataclass
+class BlockSparse:
+    """A sparse block matrix with ``p_row x p_col`` dense blocks at fixed level pairs.
+
+    ``rows`` and ``cols`` are the level indices of the stored blocks, sorted by column and then
+    row; ``data`` has shape ``(nb, p_row, p_col)``.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    data: np.ndarray
+    m_row: int
+    m_col: int
+    _csr_cache: tuple | None = field(default=None, repr=False)
+
+    @property
+    def p_row(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def p_col(self) -> int:
+        return self.data.shape[2]
+
+    @property
+    def nb(self) -> int:
+        return self.rows.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.m_row * self.p_row, self.m_col * self.p_col)
+
+    @property
+    def colptr(self) -> np.ndarray:
+        return np.searchsorted(self.cols, np.arange(self.m_col + 1))
+
+    def element_coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column (element level) of every entry of ``data.ravel()``."""
+        pr, pc = self.p_row, self.p_col
+        er = (self.rows[:, None, None] * pr + np.arange(pr)[None, :, None]) + np.zeros(
+            (1, 1, pc), dtype=np.int64
+        )
+        ec = (self.cols[:, None, None] * pc + np.arange(pc)[None, None, :]) + np.zeros(
+            (1, pr, 1), dtype=np.int64
+        )
+        return er.ravel(), ec.ravel()
+
+    def to_csr(self) -> sp.csr_matrix:
+        """Element-level CSR matrix sharing the current values (structure built once)."""
+        if self._csr_cache is None:
+            er, ec = self.element_coords()
+            order = np.lexsort((ec, er))
+            indptr = np.searchsorted(er[order], np.arange(self.shape[0] + 1))
+            self._csr_cache = (order, ec[order].astype(np.int32), indptr.astype(np.int32))
+        order, indices, indptr = self._csr_cache
+        return sp.csr_matrix(
+            (self.data.reshape(-1)[order], indices, indptr), shape=self.shape, copy=False
+        )
+
+    def to_dense(self) -> np.ndarray:
+        out = np.zeros(self.shape)
+        er, ec = self.element_coords()
+        out[er, ec] = self.data.reshape(-1)
+        return out
+
+    def block_positions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Index into ``data`` of the blocks at ``(rows, cols)``; all must be in the pattern."""
+        key = self.cols.astype(np.int64) * self.m_row + self.rows
+        want = np.asarray(cols, dtype=np.int64) * self.m_row + np.asarray(rows, dtype=np.int64)
+        pos = np.searchsorted(key, want)
+        if np.any(pos >= key.shape[0]) or np.any(key[np.minimum(pos, key.shape[0] - 1)] != want):
+            raise AssertionError("block outside the symbolic pattern")
+        return pos
+
+
+def to_dense(block) -> np.ndarray:
+    """Dense copy of any block type."""
+    if isinstance(block, np.ndarray):
+        return block
+    return block.to_dense()

@@ -1,0 +1,68 @@
+"""A random-effects term: integer level codes, a small dense model matrix and a covariance.
+
+The term's columns of Z are never formed: observation ``i`` contributes ``z[i]`` to the ``p``
+columns of level ``refs[i]``. This is MixedModels.jl's ``ReMat`` idea.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ReTerm:
+    """One random-effects term ``(expr | group)``.
+
+    Attributes
+    ----------
+    group:
+        Name of the grouping factor as lme4 prints it (``"Subject"``, ``"cask:batch"``).
+    levels:
+        Level labels (strings) in the order of the random-effects vector.
+    refs:
+        ``(n,)`` integer code of each observation's level.
+    z:
+        ``(n, p)`` model matrix of the term's left-hand side.
+    cnames:
+        Names of the ``p`` columns (lme4 style: ``"(Intercept)"``, ``"Days"``).
+    covariance:
+        The structure mapping this term's ``theta`` to ``lambda`` (see ``terms.covariance``).
+    expr, factors:
+        The left-hand side as parsed and the data columns forming the grouping factor; with
+        ``zspec`` (formulaic's model spec) they rebuild ``z`` and ``refs`` for new data.
+    """
+
+    group: str
+    levels: tuple[str, ...]
+    refs: np.ndarray
+    z: np.ndarray
+    cnames: tuple[str, ...]
+    covariance: Any
+    expr: str = "1"
+    factors: tuple[str, ...] = ()
+    zspec: Any = field(default=None, repr=False)
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def p(self) -> int:
+        return self.z.shape[1]
+
+    @property
+    def q(self) -> int:
+        return self.nlevels * self.p
+
+    @property
+    def n_theta(self) -> int:
+        return self.covariance.n_theta
+
+    def lambda_(self, theta: np.ndarray) -> np.ndarray:
+        return self.covariance.lambda_(theta)
+
+    def level_index(self) -> dict[str, int]:
+        return {lev: i for i, lev in enumerate(self.levels)}
