@@ -1,0 +1,85 @@
+"""User-facing fitting functions: short compositions of the public stages (lme4's modular
+design): formula + data -> :class:`~glamm.formula.design.ModelFrame` -> objective
+(:class:`~glamm.lmm.model.LinearMixedModel`) -> optimizer -> fitted result."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, SingularFitWarning
+from .formula.design import ModelFrame, build_model_frame
+from .lmm.fit import optimize_theta
+from .lmm.model import LinearMixedModel
+from .results.lmer_result import LmerResult
+
+
+def check_lmm_frame(frame: ModelFrame) -> None:
+    """lme4's identifiability checks for a Gaussian model (errors name the term and counts)."""
+    if not frame.reterms:
+        raise DataError("the formula has no random-effects terms such as (1 | group); "
+                        "fit a linear model without random effects instead")
+    n = frame.n
+    for t in frame.reterms:
+        if t.nlevels < 2:
+            raise DataError(
+                f"grouping factor {t.group!r} has only {t.nlevels} level in the {n} rows used; "
+                "a random effect needs at least 2 levels"
+            )
+        if t.nlevels >= n:
+            raise DataError(
+                f"grouping factor {t.group!r} has {t.nlevels} levels for {n} observations; the "
+                "random effects are not identifiable from the residual (need fewer levels "
+                "than observations)"
+            )
+        if t.q >= n and t.p > 1:
+            raise DataError(
+                f"term ({t.expr} | {t.group}) has {t.q} random effects for {n} observations; "
+                "the model is not identifiable"
+            )
+    if frame.X.shape[1] >= n:
+        raise DataError(f"{frame.X.shape[1]} fixed effects for {n} observations")
+
+
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    reml: bool = True,
+    weights: Any = None,
+    offset: Any = None,
+    start: np.ndarray | None = None,
+    optimizer: str = "bobyqa",
+    control: dict | None = None,
+) -> LmerResult:
+    """Fit a linear mixed model by REML (default) or maximum likelihood.
+
+    Parameters
+    ----------
+    formula: lme4-style formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data: a pandas DataFrame.
+    reml: optimize the REML criterion (default ``True``); ``False`` for maximum likelihood.
+    weights: prior weights (column name or array); the residual variance of row ``i`` is
+        ``sigma^2 / weights[i]``.
+    offset: a known term added to the linear predictor (column name or array).
+    start: starting ``theta`` (lme4 order); default 1 for diagonal and 0 for off-diagonal
+        elements, as lme4.
+    optimizer: ``"bobyqa"`` (default, nlopt's LN_BOBYQA), ``"nelder_mead"`` or ``"lbfgsb"``.
+    control: optimizer settings overriding the defaults: ``ftol_rel`` (1e-12), ``ftol_abs``
+        (1e-8), ``xtol_abs`` (1e-10), ``initial_step`` (0.75), ``maxfeval`` (100000).
+
+    Returns
+    -------
+    :class:`~glamm.results.lmer_result.LmerResult`
+    """
+    frame = build_model_frame(formula, data, weights=weights, offset=offset)
+    check_lmm_frame(frame)
+    model = LinearMixedModel(frame, reml=reml)
+    optsum = optimize_theta(model, start=start, optimizer=optimizer, **(control or {}))
+    result = LmerResult(model, optsum)
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
+                      stacklevel=2)
+    return result

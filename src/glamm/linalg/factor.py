@@ -1,0 +1,427 @@
+"""The blocked Cholesky factor ``L`` of ``[Lambda'Z'WZ Lambda + I, ...; ...]`` (Bates et al. 2015).
+
+Block ``k < K`` belongs to random-effects term ``k``; block ``K`` is ``[X y]``. With
+``Lambda = blockdiag(I_{m_k} kron lambda_k)``:
+
+    L L' = [[Lambda'Z'WZ Lambda + I, Lambda'Z'W[X y]], [.., [X y]'W[X y]]]
+
+The **symbolic phase** (``__init__``) decides the storage type of every block of ``L`` from the
+level-by-level fill-in pattern (as MixedModels.jl does) and compiles the numeric work into a
+short list of operations whose index arrays are computed once. The **numeric phase**
+(:meth:`BlockedCholesky.update`) refills ``L`` from ``A`` for new ``lambda_k`` and runs those
+operations: scale, rank-update, factor each diagonal block, divide the blocks below it.
+No dense ``Z`` and no ``n x n`` matrix is ever formed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from .blocks import BlockDiag, BlockSparse
+
+#: an off-diagonal block of L is kept sparse while its fill-in pattern has at most this density
+SPARSE_DENSITY = 0.25
+
+
+# --------------------------------------------------------------------------- symbolic helpers
+def _pattern(block) -> sp.csr_matrix | None:
+    """Level-by-level nonzero pattern of an A block, ``None`` meaning dense."""
+    if isinstance(block, BlockSparse):
+        ones = np.ones(block.nb, dtype=np.int8)
+        return sp.csr_matrix((ones, (block.rows, block.cols)), shape=(block.m_row, block.m_col))
+    if isinstance(block, BlockDiag):
+        return sp.identity(block.m, dtype=np.int8, format="csr")
+    return None
+
+
+def _union(P, Q):
+    if P is None or Q is None:
+        return None
+    R = (P + Q).tocsr()
+    R.data[:] = 1
+    return R
+
+
+def _product(P, Q):
+    """Pattern of ``P @ Q.T`` (``None`` if either is dense)."""
+    if P is None or Q is None:
+        return None
+    R = (P @ Q.T).tocsr()
+    R.data[:] = 1
+    return R
+
+
+def _is_diagonal(P) -> bool:
+    if P is None:
+        return False
+    P = P.tocoo()
+    return bool(np.all(P.row == P.col))
+
+
+# --------------------------------------------------------------------------- numeric operations
+class _FillDiag:
+    """``L[k][k] = lambda' A[k][k] lambda + I`` (BlockDiag or dense target)."""
+
+    def __init__(self, L, A: BlockDiag, k: int):
+        self.L, self.A, self.k = L, A, k
+        if isinstance(L, np.ndarray):
+            m, p = A.m, A.p
+            idx = np.arange(m)[:, None] * p + np.arange(p)[None, :]
+            self.flat = (idx[:, :, None] * L.shape[1] + idx[:, None, :]).ravel()
+
+    def run(self, lams):
+        lam = lams[self.k]
+        blocks = np.einsum("ji,mjk,kl->mil", lam, self.A.data, lam, optimize=True) if lam.shape[0] > 1 \
+            else self.A.data * (lam[0, 0] ** 2)
+        blocks = blocks + np.eye(lam.shape[0])[None, :, :]
+        if isinstance(self.L, BlockDiag):
+            self.L.data[...] = blocks
+        else:
+            self.L[...] = 0.0
+            self.L.reshape(-1)[self.flat] = blocks.ravel()
+
+
+class _FillOff:
+    """``L[i][j] = lambda_i' A[i][j] lambda_j`` for two random-effects terms."""
+
+    def __init__(self, L, A: BlockSparse, i: int, j: int):
+        self.L, self.A, self.i, self.j = L, A, i, j
+        if isinstance(L, BlockSparse):
+            self.pos = L.block_positions(A.rows, A.cols)
+        else:
+            er, ec = A.element_coords()
+            self.flat = er * L.shape[1] + ec
+
+    def run(self, lams):
+        li, lj = lams[self.i], lams[self.j]
+        if li.shape[0] == 1 and lj.shape[0] == 1:
+            vals = self.A.data * (li[0, 0] * lj[0, 0])
+        else:
+            vals = np.einsum("ai,nab,bj->nij", li, self.A.data, lj, optimize=True)
+        if isinstance(self.L, BlockSparse):
+            self.L.data[...] = 0.0
+            self.L.data[self.pos] = vals
+        else:
+            self.L[...] = 0.0
+            self.L.reshape(-1)[self.flat] = vals.ravel()
+
+
+class _FillFixed:
+    """``L[K][j] = A[K][j] (I kron lambda_j)`` (dense ``(p+1) x q_j``)."""
+
+    def __init__(self, L: np.ndarray, A: np.ndarray, j: int, p: int):
+        self.L, self.A, self.j, self.p = L, A, j, p
+        self.A3 = A.reshape(A.shape[0], -1, p)
+
+    def run(self, lams):
+        lam = lams[self.j]
+        if self.p == 1:
+            np.multiply(self.A, lam[0, 0], out=self.L)
+        else:
+            self.L[...] = (self.A3 @ lam).reshape(self.L.shape)
+
+
+class _Copy:
+    def __init__(self, L: np.ndarray, A: np.ndarray):
+        self.L, self.A = L, A
+
+    def run(self, lams):
+        self.L[...] = self.A
+
+
+class _PairUpdate:
+    """``T -= A B'`` for two sparse blocks sharing their column levels, through a list of
+    (block of A, block of B, target position) triples computed once."""
+
+    def __init__(self, T, A: BlockSparse, B: BlockSparse, lower_only: bool):
+        self.T, self.A, self.B = T, A, B
+        ca, cb = A.colptr, B.colptr
+        na, nb = np.diff(ca), np.diff(cb)
+        counts = na * nb
+        total = int(counts.sum())
+        col = np.repeat(np.arange(A.m_col), counts)
+        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        t = np.arange(total) - start[col]
+        ia = ca[col] + t // nb[col]
+        ib = cb[col] + t % nb[col]
+        ra, rb = A.rows[ia], B.rows[ib]
+        if lower_only:
+            keep = ra >= rb
+            ia, ib, ra, rb = ia[keep], ib[keep], ra[keep], rb[keep]
+        self.ia, self.ib = ia, ib
+        pa, pb = A.p_row, B.p_row
+        s = np.arange(pa)[None, :, None]
+        u = np.arange(pb)[None, None, :]
+        if isinstance(T, np.ndarray):
+            flat = (ra[:, None, None] * pa + s) * T.shape[1] + rb[:, None, None] * pb + u
+        elif isinstance(T, BlockDiag):
+            if np.any(ra != rb):
+                raise AssertionError("fill outside a block-diagonal target")
+            flat = ra[:, None, None] * (pa * pa) + s * pa + u
+        else:
+            pos = T.block_positions(ra, rb)
+            flat = pos[:, None, None] * (pa * pb) + s * pb + u
+        self.targets, self.inverse = np.unique(flat.ravel(), return_inverse=True)
+        self.inverse = self.inverse.ravel()
+        self.scalar = A.p_row == 1 and B.p_row == 1 and A.p_col == 1
+
+    def run(self, lams):
+        if self.scalar:
+            prod = self.A.data[self.ia, 0, 0] * self.B.data[self.ib, 0, 0]
+        else:
+            prod = np.einsum("nik,njk->nij", self.A.data[self.ia], self.B.data[self.ib]).ravel()
+        acc = np.bincount(self.inverse, weights=prod, minlength=self.targets.shape[0])
+        data = self.T if isinstance(self.T, np.ndarray) else self.T.data
+        flat = data.reshape(-1)
+        flat[self.targets] -= acc
+
+
+class _DenseUpdate:
+    """``T -= A B'`` where the target is dense and at least one factor is dense."""
+
+    def __init__(self, T: np.ndarray, A, B):
+        self.T, self.A, self.B = T, A, B
+
+    def run(self, lams):
+        A, B = self.A, self.B
+        if isinstance(A, BlockSparse):
+            self.T -= A.to_csr() @ B.T
+        elif isinstance(B, BlockSparse):
+            self.T -= (B.to_csr() @ A.T).T
+        else:
+            self.T -= A @ B.T
+
+
+class _Chol:
+    """Cholesky factor of a diagonal block, in place."""
+
+    def __init__(self, D):
+        self.D = D
+
+    def run(self, lams):
+        D = self.D
+        if isinstance(D, BlockDiag):
+            if D.p == 1:
+                np.sqrt(D.data, out=D.data)
+            else:
+                D.data[...] = np.linalg.cholesky(D.data)
+        else:
+            D[...] = sla.cholesky(D, lower=True, check_finite=False)
+
+
+class _RDiv:
+    """``T = T D^{-T}`` for the lower-triangular factor ``D`` of the diagonal block above."""
+
+    def __init__(self, T, D):
+        self.T, self.D = T, D
+
+    def run(self, lams):
+        T, D = self.T, self.D
+        if isinstance(D, BlockDiag):
+            if D.p == 1:
+                d = D.data[:, 0, 0]
+                if isinstance(T, BlockSparse):
+                    T.data /= d[T.cols][:, None, None]
+                else:
+                    T /= d[None, :]
+            else:
+                Dinv = np.linalg.inv(D.data)
+                if isinstance(T, BlockSparse):
+                    T.data[...] = np.einsum("nij,nkj->nik", T.data, Dinv[T.cols])
+                else:
+                    r = T.shape[0]
+                    T3 = T.reshape(r, D.m, D.p)
+                    T[...] = np.einsum("rcj,ckj->rck", T3, Dinv).reshape(r, -1)
+        else:
+            T[...] = sla.solve_triangular(D, T.T, lower=True, check_finite=False).T
+
+
+# --------------------------------------------------------------------------- the factor
+class BlockedCholesky:
+    """Blocked Cholesky factor of the penalized cross-product matrix.
+
+    Parameters
+    ----------
+    A:
+        Lower blocks of ``A`` from :func:`glamm.linalg.crossprod.crossprod_blocks`.
+    ps:
+        Number of columns per level (``p_k``) of each random-effects term.
+
+    Attributes
+    ----------
+    L:
+        Lower blocks of the factor (same indexing as ``A``); valid after :meth:`update`.
+    """
+
+    def __init__(self, A: list[list], ps: list[int]):
+        self.A = A
+        self.ps = list(ps)
+        K = len(ps)
+        self.K = K
+        ms = [A[k][k].m for k in range(K)]
+        self.ms = ms
+        # --- symbolic fill at level granularity
+        P = [[_pattern(A[i][j]) for j in range(i + 1)] for i in range(K)]
+        L: list[list] = [[None] * (i + 1) for i in range(K + 1)]
+        for j in range(K):
+            for k in range(j):
+                P[j][j] = _union(P[j][j], _product(P[j][k], P[j][k]))
+            diag_sparse = _is_diagonal(P[j][j])
+            L[j][j] = BlockDiag(np.zeros((ms[j], ps[j], ps[j]))) if diag_sparse else \
+                np.zeros((ms[j] * ps[j], ms[j] * ps[j]))
+            if not diag_sparse:
+                P[j][j] = None
+            for i in range(j + 1, K):
+                for k in range(j):
+                    P[i][j] = _union(P[i][j], _product(P[i][k], P[j][k]))
+                sparse_ok = diag_sparse and P[i][j] is not None and \
+                    P[i][j].nnz <= SPARSE_DENSITY * ms[i] * ms[j]
+                if sparse_ok:
+                    coo = P[i][j].tocoo()
+                    order = np.lexsort((coo.row, coo.col))
+                    L[i][j] = BlockSparse(
+                        rows=coo.row[order].astype(np.int64), cols=coo.col[order].astype(np.int64),
+                        data=np.zeros((coo.nnz, ps[i], ps[j])), m_row=ms[i], m_col=ms[j])
+                else:
+                    L[i][j] = np.zeros((ms[i] * ps[i], ms[j] * ps[j]))
+                    P[i][j] = None
+        nxy = A[K][K].shape[0]
+        for j in range(K):
+            L[K][j] = np.zeros((nxy, ms[j] * ps[j]))
+        L[K][K] = np.zeros((nxy, nxy))
+        self.L = L
+        self.block_types = [[type(b).__name__ if not isinstance(b, np.ndarray) else "Dense"
+                             for b in row] for row in L]
+
+        # --- compile the numeric phase
+        ops: list = []
+        for i in range(K):
+            for j in range(i):
+                ops.append(_FillOff(L[i][j], A[i][j], i, j))
+            ops.append(_FillDiag(L[i][i], A[i][i], i))
+        for j in range(K):
+            ops.append(_FillFixed(L[K][j], A[K][j], j, ps[j]))
+        ops.append(_Copy(L[K][K], A[K][K]))
+        for j in range(K + 1):
+            for k in range(j):
+                ops.append(self._update_op(L[j][j], L[j][k], L[j][k], lower_only=True))
+            ops.append(_Chol(L[j][j]))
+            for i in range(j + 1, K + 1):
+                for k in range(j):
+                    ops.append(self._update_op(L[i][j], L[i][k], L[j][k], lower_only=False))
+                ops.append(_RDiv(L[i][j], L[j][j]))
+        self.ops = ops
+
+    @staticmethod
+    def _update_op(T, A, B, lower_only: bool):
+        if isinstance(A, BlockSparse) and isinstance(B, BlockSparse):
+            return _PairUpdate(T, A, B, lower_only)
+        if not isinstance(T, np.ndarray):
+            raise AssertionError("dense product into a structured block")
+        return _DenseUpdate(T, A, B)
+
+    # ------------------------------------------------------------------ numeric phase
+    def update(self, lambdas: list[np.ndarray]) -> None:
+        """Refill and factor ``L`` for the per-term factors ``lambdas`` (each ``p_k x p_k``)."""
+        for op in self.ops:
+            op.run(lambdas)
+
+    # ------------------------------------------------------------------ results of a factor
+    def diag_block_diagonal(self, k: int) -> np.ndarray:
+        D = self.L[k][k]
+        if isinstance(D, BlockDiag):
+            idx = np.arange(D.p)
+            return D.data[:, idx, idx].ravel()
+        return np.diag(D).copy()
+
+    def logdet_re(self) -> float:
+        """``log det(Lambda'Z'WZ Lambda + I)`` (lme4's ``ldL2``)."""
+        return float(sum(2.0 * np.log(self.diag_block_diagonal(k)).sum() for k in range(self.K)))
+
+    def logdet_fixed(self) -> float:
+        """``log det(R_X' R_X)`` (lme4's ``ldRX2``)."""
+        d = np.diag(self.L[self.K][self.K])[:-1]
+        return float(2.0 * np.log(d).sum())
+
+    def pwrss(self) -> float:
+        """Penalized weighted residual sum of squares: the square of the last diagonal element."""
+        return float(self.L[self.K][self.K][-1, -1] ** 2)
+
+    def solve_u_beta(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """Spherical random effects ``u`` (one vector per term) and ``beta``, by blocked back
+        substitution in ``L'``."""
+        K = self.K
+        LKK = self.L[K][K]
+        pX = LKK.shape[0] - 1
+        beta = sla.solve_triangular(LKK[:pX, :pX], LKK[-1, :pX], lower=True, trans="T",
+                                    check_finite=False) if pX else np.zeros(0)
+        u: list[np.ndarray | None] = [None] * K
+        for k in range(K - 1, -1, -1):
+            LKk = self.L[K][k]
+            rhs = LKk[-1, :] - LKk[:pX, :].T @ beta
+            for i in range(k + 1, K):
+                rhs = rhs - _tmatvec(self.L[i][k], u[i])
+            u[k] = _solve_diag_t(self.L[k][k], rhs)
+        return u, beta  # type: ignore[return-value]
+
+    def inverse_diag_blocks(self, k: int) -> np.ndarray:
+        """Diagonal ``p_k x p_k`` blocks (one per level) of ``(L_Z L_Z')^{-1}`` for term ``k``,
+        where ``L_Z`` is the random-effects part of ``L``. Shape ``(m_k, p_k, p_k)``.
+
+        Forms block column ``k`` of ``L_Z^{-1}`` densely (``q x q_k`` at most)."""
+        K, ps, ms = self.K, self.ps, self.ms
+        qk = ms[k] * ps[k]
+        Y: list[np.ndarray | None] = [None] * K
+        Y[k] = _solve_diag(self.L[k][k], np.eye(qk))
+        for i in range(k + 1, K):
+            acc = np.zeros((ms[i] * ps[i], qk))
+            for j in range(k, i):
+                acc += _matmat(self.L[i][j], Y[j])
+            Y[i] = _solve_diag(self.L[i][i], -acc)
+        out = np.zeros((ms[k], ps[k], ps[k]))
+        for i in range(k, K):
+            Yi = Y[i].reshape(-1, ms[k], ps[k])
+            out += np.einsum("rca,rcb->cab", Yi, Yi)
+        return out
+
+    def describe(self) -> list[list[str]]:
+        """Storage type of every block of ``L`` (lower triangle), for printing."""
+        return self.block_types
+
+
+# --------------------------------------------------------------------------- block kernels
+def _tmatvec(B, v: np.ndarray) -> np.ndarray:
+    """``B' v`` for any block type."""
+    if isinstance(B, BlockSparse):
+        return B.to_csr().T @ v
+    if isinstance(B, BlockDiag):
+        return np.einsum("mji,mj->mi", B.data, v.reshape(B.m, B.p)).ravel()
+    return B.T @ v
+
+
+def _matmat(B, Y: np.ndarray) -> np.ndarray:
+    if isinstance(B, BlockSparse):
+        return B.to_csr() @ Y
+    return B @ Y
+
+
+def _solve_diag_t(D, r: np.ndarray) -> np.ndarray:
+    """Solve ``D' x = r`` for a lower-triangular diagonal block ``D``."""
+    if isinstance(D, BlockDiag):
+        if D.p == 1:
+            return r / D.data[:, 0, 0]
+        Dt = np.transpose(D.data, (0, 2, 1))
+        return np.linalg.solve(Dt, r.reshape(D.m, D.p, 1))[:, :, 0].ravel()
+    return sla.solve_triangular(D, r, lower=True, trans="T", check_finite=False)
+
+
+def _solve_diag(D, R: np.ndarray) -> np.ndarray:
+    """Solve ``D X = R`` for a lower-triangular diagonal block ``D`` (``R`` 2-d)."""
+    if isinstance(D, BlockDiag):
+        if D.p == 1:
+            return R / D.data[:, 0, 0][:, None]
+        R3 = R.reshape(D.m, D.p, -1)
+        return np.linalg.solve(D.data, R3).reshape(R.shape)
+    return sla.solve_triangular(D, R, lower=True, check_finite=False)

@@ -1,0 +1,99 @@
+"""Optimizer backends, chosen by name: ``"bobyqa"`` (nlopt's LN_BOBYQA, the default),
+``"nelder_mead"`` (nlopt's LN_NELDERMEAD) and ``"lbfgsb"`` (SciPy's L-BFGS-B with numerical
+gradients). Each minimizes ``f`` subject to lower bounds and fills an :class:`OptSummary`."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import nlopt
+import numpy as np
+import scipy.optimize as so
+
+from .optsummary import OptSummary
+
+_NLOPT_ALGS = {"bobyqa": nlopt.LN_BOBYQA, "nelder_mead": nlopt.LN_NELDERMEAD}
+_NLOPT_CODES = {
+    nlopt.SUCCESS: "SUCCESS",
+    nlopt.STOPVAL_REACHED: "STOPVAL_REACHED",
+    nlopt.FTOL_REACHED: "FTOL_REACHED",
+    nlopt.XTOL_REACHED: "XTOL_REACHED",
+    nlopt.MAXEVAL_REACHED: "MAXEVAL_REACHED",
+    nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",
+}
+
+
+def minimize(
+    f: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    optimizer: str = "bobyqa",
+    keep_trace: bool = False,
+    **settings,
+) -> OptSummary:
+    """Minimize ``f`` from ``x0`` with ``x >= lower``; returns the filled :class:`OptSummary`.
+
+    ``settings`` may override ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step`` and
+    ``maxfeval``.
+    """
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    name = optimizer.lower()
+    label = f"nlopt:{'LN_BOBYQA' if name == 'bobyqa' else 'LN_NELDERMEAD'}" if name in _NLOPT_ALGS \
+        else "scipy:L-BFGS-B" if name == "lbfgsb" else None
+    if label is None:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose bobyqa, nelder_mead or lbfgsb")
+    os_ = OptSummary(optimizer=label, initial=x0.copy(), lower=lower.copy(), **settings)
+    best = {"f": np.inf, "x": x0.copy()}
+
+    def wrapped(x: np.ndarray) -> float:
+        val = float(f(x))
+        os_.feval += 1
+        if keep_trace:
+            os_.trace.append((np.array(x, copy=True), val))
+        if val < best["f"]:
+            best["f"], best["x"] = val, np.array(x, copy=True)
+        return val
+
+    t0 = time.perf_counter()
+    if x0.size == 0:
+        os_.final, os_.fmin, os_.converged, os_.returnvalue = x0, wrapped(x0), True, "NO_PARAMETERS"
+    elif name in _NLOPT_ALGS:
+        n = x0.size
+        opt = nlopt.opt(_NLOPT_ALGS[name], n)
+        opt.set_min_objective(lambda x, grad: wrapped(x))
+        opt.set_lower_bounds(lower)
+        opt.set_ftol_rel(os_.ftol_rel)
+        opt.set_ftol_abs(os_.ftol_abs)
+        opt.set_xtol_abs(os_.xtol_abs)
+        opt.set_maxeval(os_.maxfeval)
+        opt.set_initial_step(np.full(n, os_.initial_step))
+        try:
+            xopt = opt.optimize(x0)
+            code = opt.last_optimize_result()
+            os_.returnvalue = _NLOPT_CODES.get(code, str(code))
+            os_.converged = code in (nlopt.SUCCESS, nlopt.FTOL_REACHED, nlopt.XTOL_REACHED)
+            os_.final = np.asarray(xopt, dtype=float)
+        except nlopt.RoundoffLimited:
+            os_.returnvalue = "ROUNDOFF_LIMITED"
+            os_.converged = True
+            os_.final = best["x"]
+            os_.messages.append("nlopt stopped at its round-off limit; the best point is kept")
+        except (nlopt.ForcedStop, RuntimeError, ValueError) as exc:
+            os_.returnvalue = f"FAILURE ({exc})"
+            os_.converged = False
+            os_.final = best["x"]
+        if os_.returnvalue == "MAXEVAL_REACHED":
+            os_.messages.append(f"maximum number of evaluations ({os_.maxfeval}) reached")
+    else:
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+        res = so.minimize(wrapped, x0, method="L-BFGS-B", bounds=bounds,
+                          options={"maxfun": os_.maxfeval, "ftol": 1e-14, "gtol": 1e-8})
+        os_.final = np.asarray(res.x, dtype=float)
+        os_.returnvalue = str(res.message)
+        os_.converged = bool(res.success)
+    os_.elapsed = time.perf_counter() - t0
+    # the reported optimum is the best point evaluated (a backend may return another one)
+    os_.final, os_.fmin = best["x"], best["f"]
+    return os_

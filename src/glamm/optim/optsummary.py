@@ -1,0 +1,61 @@
+"""The record of one optimization run, kept on every fit (MixedModels.jl's ``OptSummary``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class OptSummary:
+    """Settings, trace and outcome of the optimization of ``theta``.
+
+    Attributes
+    ----------
+    optimizer: backend and algorithm, e.g. ``"nlopt:LN_BOBYQA"``.
+    initial, lower: starting value and lower bounds of the parameters.
+    ftol_rel, ftol_abs, xtol_abs, initial_step, maxfeval: stopping and step settings.
+    final: parameters at the optimum; ``fmin`` the objective there.
+    feval: number of objective evaluations; ``returnvalue`` the backend's return code as text.
+    converged: whether the backend reported success.
+    elapsed: wall-clock seconds spent in the optimizer.
+    trace: ``(theta, objective)`` pairs of every evaluation when ``keep_trace`` was set.
+    messages: anything worth telling the user (boundary, maxfeval reached, refinements).
+    """
+
+    optimizer: str
+    initial: np.ndarray
+    lower: np.ndarray
+    ftol_rel: float = 1e-12
+    ftol_abs: float = 1e-8
+    xtol_abs: float = 1e-10
+    initial_step: float = 0.75
+    maxfeval: int = 100_000
+    final: np.ndarray | None = None
+    fmin: float = float("nan")
+    feval: int = 0
+    returnvalue: str = ""
+    converged: bool = False
+    elapsed: float = 0.0
+    trace: list[tuple[np.ndarray, float]] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer,
+            "initial": np.asarray(self.initial).tolist(),
+            "lower": [None if not np.isfinite(v) else float(v) for v in self.lower],
+            "ftol_rel": self.ftol_rel,
+            "ftol_abs": self.ftol_abs,
+            "xtol_abs": self.xtol_abs,
+            "initial_step": self.initial_step,
+            "maxfeval": self.maxfeval,
+            "final": None if self.final is None else np.asarray(self.final).tolist(),
+            "fmin": self.fmin,
+            "feval": self.feval,
+            "returnvalue": self.returnvalue,
+            "converged": self.converged,
+            "elapsed": self.elapsed,
+            "messages": list(self.messages),
+        }
