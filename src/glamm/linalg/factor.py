@@ -178,6 +178,32 @@ class _PairUpdate:
         flat[self.targets] -= acc
 
 
+class _ScaledPairUpdate:
+    """``T -= L[a][0] L[b][0]'`` for scalar terms, computed from ``A`` directly.
+
+    Blocks below the first diagonal block are never updated before they are divided, so
+    ``L[a][0] = lambda_a lambda_0 A[a][0] D^{-1}`` with ``D = diag(sqrt(lambda_0^2 A[0][0] + 1))``
+    and the product is ``lambda_a lambda_b lambda_0^2 M (1 / d^2)`` for a sparse matrix ``M`` of
+    constant pair products, summed once. One sparse mat-vec per ``theta``."""
+
+    def __init__(self, T, A_a: BlockSparse, A_b: BlockSparse, D: BlockDiag, a: int, b: int,
+                 lower_only: bool):
+        self.T, self.D, self.a, self.b = T, D, a, b
+        pairs = _PairUpdate(T, A_a, A_b, lower_only)
+        vals = A_a.data[pairs.ia, 0, 0] * A_b.data[pairs.ib, 0, 0]
+        col = A_a.cols[pairs.ia]
+        self.targets = pairs.targets
+        self.M = sp.csr_matrix((vals, (pairs.inverse, col)),
+                               shape=(pairs.targets.shape[0], A_a.m_col))
+
+    def run(self, lams):
+        d2 = self.D.data[:, 0, 0] ** 2
+        scale = lams[self.a][0, 0] * lams[self.b][0, 0] * lams[0][0, 0] ** 2
+        acc = self.M @ (1.0 / d2)
+        data = self.T if isinstance(self.T, np.ndarray) else self.T.data
+        data.reshape(-1)[self.targets] -= scale * acc
+
+
 class _DenseUpdate:
     """``T -= A B'`` where the target is dense and at least one factor is dense."""
 
@@ -208,7 +234,11 @@ class _Chol:
             else:
                 D.data[...] = np.linalg.cholesky(D.data)
         else:
-            D[...] = sla.cholesky(D, lower=True, check_finite=False)
+            # LAPACK in place: D is C-ordered, so its transpose is a Fortran-ordered view whose
+            # upper triangle is D's lower triangle; the upper factor of D.T is L' (in place).
+            _, info = sla.lapack.dpotrf(D.T, lower=0, clean=0, overwrite_a=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"block not positive definite (minor {info})")
 
 
 class _RDiv:
@@ -306,17 +336,21 @@ class BlockedCholesky:
         ops.append(_Copy(L[K][K], A[K][K]))
         for j in range(K + 1):
             for k in range(j):
-                ops.append(self._update_op(L[j][j], L[j][k], L[j][k], lower_only=True))
+                ops.append(self._update_op(L[j][j], L[j][k], L[j][k], j, j, k, lower_only=True))
             ops.append(_Chol(L[j][j]))
             for i in range(j + 1, K + 1):
                 for k in range(j):
-                    ops.append(self._update_op(L[i][j], L[i][k], L[j][k], lower_only=False))
+                    ops.append(self._update_op(L[i][j], L[i][k], L[j][k], i, j, k,
+                                               lower_only=False))
                 ops.append(_RDiv(L[i][j], L[j][j]))
         self.ops = ops
 
-    @staticmethod
-    def _update_op(T, A, B, lower_only: bool):
+    def _update_op(self, T, A, B, i: int, j: int, k: int, lower_only: bool):
+        """Choose the kernel for ``T -= A B'`` (``A = L[i][k]``, ``B = L[j][k]``)."""
         if isinstance(A, BlockSparse) and isinstance(B, BlockSparse):
+            if k == 0 and self.ps[0] == 1 and self.ps[i] == 1 and self.ps[j] == 1:
+                return _ScaledPairUpdate(T, self.A[i][0], self.A[j][0], self.L[0][0], i, j,
+                                         lower_only)
             return _PairUpdate(T, A, B, lower_only)
         if not isinstance(T, np.ndarray):
             raise AssertionError("dense product into a structured block")

@@ -1,0 +1,133 @@
+"""Time glamm on the reference LMM battery and print a table.
+
+Usage (from the repository root, after ``make demo`` or ``make test`` made ``.venv``)::
+
+    .venv/bin/python benchmarks/run_lmm.py [--repeat N] [--only NAME ...] [--with-r]
+
+Each model is fitted once untimed (warm-up), then ``--repeat`` times; the table shows the
+median wall time of the whole ``glamm.lmer`` call (formula to fitted result), the number of
+objective evaluations and the log-likelihood. ``--with-r`` also times lme4 on the same machine
+in the same session (needs ``Rscript`` with lme4; never needed by the tests) and prints the
+ratio lme4 / glamm; without it the ratio uses the lme4 times recorded in the reference files
+(2-core machine, R 4.2, lme4 1.1-31).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import glamm
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "tests" / "reference" / "ref"
+
+# name -> (dataset, formula, reml, reference case)
+BATTERY: dict[str, tuple[str, str, bool, str]] = {
+    "dyestuff_ml": ("Dyestuff", "Yield ~ 1 + (1 | Batch)", False, "lmer_dyestuff_ml"),
+    "sleepstudy_slope_ml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", False,
+                            "lmer_sleepstudy_slope_ml"),
+    "sleepstudy_slope_reml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True,
+                              "lmer_sleepstudy_slope_reml"),
+    "sleepstudy_uncorr_ml": ("sleepstudy", "Reaction ~ Days + (Days || Subject)", False,
+                             "lmer_sleepstudy_uncorr_ml"),
+    "penicillin_ml": ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", False,
+                      "lmer_penicillin_ml"),
+    "pastes_nested_reml": ("Pastes", "strength ~ 1 + (1 | batch/cask)", True,
+                           "lmer_pastes_nested_reml"),
+    "insteval_ml": ("InstEval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)", False,
+                    "lmer_insteval_ml"),
+}
+
+R_TEMPLATE = """
+suppressMessages(library(lme4))
+d <- read.csv("{csv}", stringsAsFactors = TRUE)
+{factors}
+invisible(lmer({formula}, data = d, REML = {reml}))
+times <- numeric({repeat})
+for (i in seq_len({repeat})) {{ gc(); times[i] <- system.time(lmer({formula}, data = d, REML = {reml}))[["elapsed"]] }}
+cat(median(times), "\\n")
+"""
+
+
+def time_glamm(dataset: str, formula: str, reml: bool, repeat: int) -> tuple[float, object]:
+    df = glamm.datasets.load(dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glamm.lmer(formula, df, reml=reml)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            m = glamm.lmer(formula, df, reml=reml)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times), m
+
+
+def time_lme4(dataset: str, formula: str, reml: bool, repeat: int) -> float | None:
+    if shutil.which("Rscript") is None:
+        return None
+    df = glamm.datasets.load(dataset)
+    meta = glamm.datasets.describe(dataset)
+    factors = "\n".join(
+        f'd${c["name"]} <- factor(d${c["name"]}, levels = {_r_vec(c["levels"])})'
+        for c in meta["columns"] if c["type"] in ("factor", "ordered")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "d.csv"
+        df.to_csv(csv, index=False)
+        script = R_TEMPLATE.format(csv=csv, factors=factors, formula=formula,
+                                   reml="TRUE" if reml else "FALSE", repeat=repeat)
+        out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    return float(out.stdout.split()[-1])
+
+
+def _r_vec(levels: list[str]) -> str:
+    return "c(" + ", ".join(json.dumps(str(v)) for v in levels) + ")"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--with-r", action="store_true")
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+          f"{_ncores()} cores, Python {platform.python_version()}, numpy {np.__version__}")
+    header = f"{'model':24s} {'glamm s':>9s} {'feval':>6s} {'logLik':>16s} {'lme4 s':>8s} {'lme4/glamm':>11s}"
+    print(header)
+    print("-" * len(header))
+    for name, (dataset, formula, reml, case) in BATTERY.items():
+        if args.only and name not in args.only:
+            continue
+        secs, m = time_glamm(dataset, formula, reml, args.repeat)
+        ref = json.loads((REF / f"{case}.json").read_text())
+        if args.with_r:
+            base = time_lme4(dataset, formula, reml, max(1, min(args.repeat, 3)))
+        else:
+            base = ref["timing"]["median_elapsed_s"]
+        ratio = f"{base / secs:10.1f}x" if base else "         -"
+        base_s = f"{base:8.3f}" if base else "       -"
+        print(f"{name:24s} {secs:9.4f} {m.optsum.feval:6d} {m.loglik:16.6f} {base_s} {ratio}")
+    print(f"lme4 times: {'measured in this session' if args.with_r else 'recorded in the reference files'}")
+
+
+def _ncores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()
