@@ -7,10 +7,12 @@ Public names: :func:`lmer`, :func:`anova`, :mod:`datasets`, the result type
 from . import datasets
 from .api import lmer
 from .errors import ConvergenceWarning, DataError, FormulaError, GlammError, SingularFitWarning
+from .inference.anova import anova
 from .results.lmer_result import LmerResult
 
 __all__ = [
     "lmer",
+    "anova",
     "datasets",
     "LmerResult",
     "GlammError",

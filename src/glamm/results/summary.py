@@ -340,8 +340,7 @@ def format_anova(df: pd.DataFrame) -> str:
     shown = format_column(chisq[np.isfinite(chisq)], 5)
     it = iter(shown)
     cols["Chisq"] = [next(it) if math.isfinite(c) else "" for c in chisq]
-    cols["Df"] = ["" if _is_missing(v) or not math.isfinite(float(v)) else str(int(v))
-                  for v in df["Df"]]
+    cols["Df"] = ["" if pd.isna(v) else str(int(v)) for v in df["Df"]]
     pvals = df["Pr(>Chisq)"].to_numpy(dtype=float)
     cols["Pr(>Chisq)"] = [_pvalue(p) for p in pvals]
     stars = [_stars(p) for p in pvals]

@@ -1,0 +1,196 @@
+"""Command-line interface: ``glamm fit`` and ``glamm datasets``.
+
+Examples
+--------
+::
+
+    glamm fit "Reaction ~ Days + (Days | Subject)" --data sleepstudy --ml
+    glamm fit "y ~ x + (1 | g)" --data mydata.csv --json
+    glamm datasets
+
+``--data`` takes the name of a bundled data set or the path of a ``.csv`` or ``.parquet`` file.
+Errors in the model or the data are printed as ``error: <message>`` on standard error with
+exit status 2 (no traceback). Warnings from the fit are printed as ``warning: <message>`` on
+standard error, except that singular-fit and convergence warnings are left to the notes at the
+end of the printed summary (with ``--json`` they are printed, and recorded in the JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+
+from . import __version__, datasets
+from .api import lmer
+from .errors import ConvergenceWarning, GlammError, SingularFitWarning
+
+#: exit status for errors in the user's input (the same status argparse uses)
+EXIT_USAGE = 2
+
+_FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+class CliError(Exception):
+    """A problem with the command-line input that is reported without a traceback."""
+
+
+def load_data(spec: str) -> pd.DataFrame:
+    """The data frame named by ``--data``.
+
+    Arguments
+    ---------
+    spec: a bundled data set name (see ``glamm datasets``; letter case does not matter) or a
+        path to a ``.csv`` or ``.parquet`` (also ``.pq``) file. A path is recognised by its
+        suffix or by existing on disk.
+
+    Returns
+    -------
+    ``pandas.DataFrame``. CSV files are read with :func:`pandas.read_csv` defaults, so integer
+    codes of a grouping column stay integers (glamm treats grouping columns as factors
+    anyway).
+
+    Raises
+    ------
+    CliError: the file does not exist, has an unsupported type, cannot be parsed, parquet
+        support (pyarrow) is missing, or no bundled data set has that name.
+    """
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if suffix in _FILE_SUFFIXES or path.is_file():
+        if not path.is_file():
+            raise CliError(f"data file {spec!r} does not exist")
+        if suffix == ".csv":
+            try:
+                return pd.read_csv(path)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                raise CliError(f"cannot read CSV file {spec!r}: {exc}") from None
+        if suffix in (".parquet", ".pq"):
+            if importlib.util.find_spec("pyarrow") is None:
+                raise CliError(
+                    f"reading the parquet file {spec!r} needs the pyarrow package; install it "
+                    "with: pip install 'glamm[parquet]' (or pip install pyarrow)"
+                )
+            try:
+                return pd.read_parquet(path, engine="pyarrow")
+            except Exception as exc:  # pyarrow raises its own error types
+                raise CliError(f"cannot read parquet file {spec!r}: {exc}") from None
+        raise CliError(f"unsupported data file type {suffix or '(none)'!r} for {spec!r}; "
+                       "use a .csv or .parquet file or a bundled data set name")
+    try:
+        return datasets.load(spec)
+    except datasets.DatasetNotFoundError as exc:
+        raise CliError(f"{exc} A file path must end in .csv or .parquet.") from None
+
+
+def _json_default(obj: Any) -> Any:
+    """Make numpy scalars and arrays JSON-serialisable."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``glamm`` command (subcommands ``fit`` and ``datasets``)."""
+    parser = argparse.ArgumentParser(
+        prog="glamm",
+        description="Fit lme4-style linear mixed models from the command line.",
+    )
+    parser.add_argument("--version", action="version", version=f"glamm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit a linear mixed model and print its summary",
+        description="Fit a linear mixed model (REML by default, as lme4) and print an "
+        "lme4-style summary, or the fit as JSON with --json.",
+    )
+    fit.add_argument("formula", metavar="FORMULA",
+                     help='lme4-style formula, e.g. "Reaction ~ Days + (Days | Subject)"')
+    fit.add_argument("--data", required=True, metavar="NAME_OR_PATH",
+                     help="bundled data set name (see 'glamm datasets') or a .csv/.parquet file")
+    method = fit.add_mutually_exclusive_group()
+    method.add_argument("--ml", dest="reml", action="store_false",
+                        help="fit by maximum likelihood")
+    method.add_argument("--reml", dest="reml", action="store_true",
+                        help="fit by REML (the default)")
+    fit.set_defaults(reml=True)
+    fit.add_argument("--json", action="store_true",
+                     help="print the fit as JSON (LmerResult.to_dict()) instead of the summary")
+    fit.add_argument("--weights", metavar="COL", default=None,
+                     help="column of prior weights")
+    fit.add_argument("--offset", metavar="COL", default=None,
+                     help="column added to the linear predictor with coefficient 1")
+
+    sub.add_parser("datasets", help="list the bundled data sets",
+                   description="List the names of the bundled data sets, one per line.")
+    return parser
+
+
+def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    data = load_data(args.data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = lmer(args.formula, data, reml=args.reml, weights=args.weights, offset=args.offset)
+    seen = set()
+    for w in caught:
+        msg = str(w.message)
+        if not args.json and issubclass(w.category, (SingularFitWarning, ConvergenceWarning)):
+            continue  # the printed summary ends with these notes already
+        if msg not in seen:
+            seen.add(msg)
+            print(f"warning: {msg}", file=err)
+    if args.json:
+        print(json.dumps(m.to_dict(), indent=2, default=_json_default), file=out)
+    else:
+        print(m.summary(), file=out)
+    return 0
+
+
+def _cmd_datasets(out: TextIO) -> int:
+    for name in datasets.list():
+        print(name, file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``glamm`` command.
+
+    Arguments
+    ---------
+    argv: the arguments after the program name (default ``None``: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    The exit status: 0 on success, 2 for errors in the arguments, the model or the data
+    (message on standard error, no traceback).
+    """
+    parser = build_parser()
+    out, err = sys.stdout, sys.stderr
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version and usage errors
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+    try:
+        if args.command == "fit":
+            return _cmd_fit(args, out, err)
+        return _cmd_datasets(out)
+    except (GlammError, CliError) as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""Likelihood-ratio comparison of nested linear mixed models (lme4's ``anova(m0, m1)``).
+
+Models are put in order of their number of parameters and each is tested against the one
+before it: ``Chisq = 2 (logLik_i - logLik_{i-1})`` on ``Df = npar_i - npar_{i-1}`` degrees of
+freedom. REML log-likelihoods of models with different fixed effects are not comparable, so
+by default every REML fit is first refitted by maximum likelihood (:func:`refit_ml`), as lme4
+does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import DataError, GlammError
+from ..lmm.fit import optimize_theta
+from ..lmm.model import LinearMixedModel
+from ..results.lmer_result import LmerResult
+
+REFIT_NOTE = "refitting model(s) with ML (instead of REML)"
+
+#: OptSummary's optimizer labels mapped back to the names ``optimize_theta`` accepts
+_OPTIMIZER_NAMES = {
+    "nlopt:LN_BOBYQA": "bobyqa",
+    "nlopt:LN_NELDERMEAD": "nelder_mead",
+    "scipy:L-BFGS-B": "lbfgsb",
+}
+_SETTINGS = ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step", "maxfeval")
+
+COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+
+
+def refit_ml(m: LmerResult) -> LmerResult:
+    """Refit a model by maximum likelihood on the same model frame.
+
+    The ML optimization starts from the fitted ``theta`` of ``m`` and uses the optimizer and
+    stopping settings recorded in ``m.optsum``. A model already fitted by ML is returned
+    unchanged.
+
+    Arguments
+    ---------
+    m: a fitted :class:`~glamm.results.lmer_result.LmerResult`.
+
+    Returns
+    -------
+    A new :class:`~glamm.results.lmer_result.LmerResult` with ``reml=False``.
+    """
+    if not m.reml:
+        return m
+    model = LinearMixedModel(m.frame, reml=False)
+    optimizer = _OPTIMIZER_NAMES.get(m.optsum.optimizer, "bobyqa")
+    settings = {k: getattr(m.optsum, k) for k in _SETTINGS if hasattr(m.optsum, k)}
+    optsum = optimize_theta(model, start=m.theta, optimizer=optimizer, **settings)
+    return LmerResult(model, optsum)
+
+
+def _check_comparable(models: Sequence[LmerResult], labels: Sequence[str]) -> None:
+    nobs = [m.nobs for m in models]
+    if len(set(nobs)) > 1:
+        counts = ", ".join(f"{lab}: {n}" for lab, n in zip(labels, nobs))
+        raise DataError(
+            f"models were fitted to different numbers of observations ({counts}); a likelihood "
+            "ratio test needs the same rows (check for missing values in the extra variables)"
+        )
+    y0 = np.asarray(models[0].frame.y)
+    w0 = np.asarray(models[0].frame.weights)
+    for lab, m in zip(labels[1:], models[1:]):
+        if not np.allclose(np.asarray(m.frame.y), y0, rtol=1e-12, atol=0.0):
+            raise DataError(
+                f"model {lab} was fitted to a different response than {labels[0]}; "
+                "likelihoods are only comparable for the same data"
+            )
+        if not np.allclose(np.asarray(m.frame.weights), w0, rtol=1e-12, atol=0.0):
+            raise DataError(f"model {lab} was fitted with different weights than {labels[0]}")
+
+
+def anova(
+    *models: LmerResult,
+    refit: bool = True,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Likelihood-ratio tests between nested linear mixed models, as lme4's ``anova(m0, m1)``.
+
+    Arguments
+    ---------
+    *models: two or more fitted models (:class:`~glamm.results.lmer_result.LmerResult`) of the
+        same data, usually nested.
+    refit: if ``True`` (default) and any model was fitted by REML, refit every REML fit by
+        maximum likelihood first (:func:`refit_ml`); the table then records
+        ``df.attrs["note"] = "refitting model(s) with ML (instead of REML)"``. With ``False``
+        the stored log-likelihoods are used as they are (all models must then use the same
+        method).
+    names: row labels, one per model in the order given (default ``"m0"``, ``"m1"``, ...).
+
+    Returns
+    -------
+    ``pandas.DataFrame`` indexed by label, rows sorted by number of parameters, with columns
+    ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``; the first row has no test.
+    ``df.attrs`` holds ``"formulas"`` (label -> formula), ``"method"`` (``"ML"`` or
+    ``"REML"``), ``"refitted"`` (labels refitted by ML) and, when refitting happened,
+    ``"note"``. Print it with :func:`glamm.results.summary.format_anova`.
+
+    Raises
+    ------
+    TypeError: an argument is not a fitted linear mixed model.
+    NotImplementedError: a single model was given (tests of its fixed-effects terms are not
+        implemented yet).
+    DataError: the models were fitted to different numbers of observations or different data.
+    GlammError: ``refit=False`` with a mix of REML and ML fits, or ``names`` of the wrong
+        length.
+    """
+    if not models:
+        raise TypeError("anova() needs at least two fitted models")
+    for i, m in enumerate(models):
+        if not isinstance(m, LmerResult):
+            raise TypeError(
+                f"argument {i + 1} of anova() is a {type(m).__name__}, not a fitted model from "
+                "glamm.lmer"
+            )
+    if len(models) == 1:
+        raise NotImplementedError(
+            "anova() of a single model (tests of its fixed-effects terms) is not implemented "
+            "yet; pass two or more nested models to compare them by likelihood ratio tests"
+        )
+    if names is None:
+        labels = [f"m{i}" for i in range(len(models))]
+    else:
+        labels = [str(n) for n in names]
+        if len(labels) != len(models):
+            raise GlammError(f"names has {len(labels)} entries for {len(models)} models")
+        if len(set(labels)) != len(labels):
+            raise GlammError(f"names must be distinct, got {labels}")
+    _check_comparable(models, labels)
+
+    used = list(models)
+    refitted: list[str] = []
+    methods = {m.reml for m in models}
+    if refit and True in methods:
+        used = []
+        for lab, m in zip(labels, models):
+            if m.reml:
+                refitted.append(lab)
+                used.append(refit_ml(m))
+            else:
+                used.append(m)
+    elif len(methods) > 1:
+        raise GlammError(
+            "cannot compare REML and ML fits without refitting; use refit=True or fit all "
+            "models by the same method"
+        )
+
+    order = sorted(range(len(used)), key=lambda i: used[i].npar)  # stable for ties
+    npar = np.array([used[i].npar for i in order], dtype=np.int64)
+    loglik = np.array([used[i].loglik for i in order], dtype=float)
+    chisq = np.full(len(order), np.nan)
+    dfs = pd.array([pd.NA] * len(order), dtype="Int64")
+    pval = np.full(len(order), np.nan)
+    for r in range(1, len(order)):
+        chisq[r] = 2.0 * max(0.0, loglik[r] - loglik[r - 1])
+        d = int(npar[r] - npar[r - 1])
+        dfs[r] = d
+        pval[r] = float(stats.chi2.sf(chisq[r], d)) if d > 0 else np.nan
+
+    index = pd.Index([labels[i] for i in order])
+    df = pd.DataFrame(
+        {
+            "npar": npar,
+            "AIC": [float(used[i].aic) for i in order],
+            "BIC": [float(used[i].bic) for i in order],
+            "logLik": loglik,
+            "deviance": -2.0 * loglik,
+            "Chisq": chisq,
+            "Df": dfs,
+            "Pr(>Chisq)": pval,
+        },
+        index=index,
+    )
+    df.attrs["formulas"] = {labels[i]: used[i].formula for i in order}
+    df.attrs["method"] = "REML" if all(m.reml for m in used) else "ML"
+    df.attrs["refitted"] = refitted
+    if refitted:
+        df.attrs["note"] = REFIT_NOTE
+    return df
