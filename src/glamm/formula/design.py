@@ -62,6 +62,8 @@ class ModelFrame:
     xspec: Any = field(default=None, repr=False)
     x_keep: np.ndarray | None = field(default=None, repr=False)
     offset_exprs: tuple[str, ...] = ()
+    offset_column: str | None = None
+    offset_is_array: bool = False
 
     @property
     def n(self) -> int:
@@ -75,7 +77,17 @@ class ModelFrame:
         return X[:, self.x_keep] if self.x_keep is not None else X
 
     def new_offset(self, data: pd.DataFrame) -> np.ndarray:
+        """The offset for new data: ``offset(...)`` terms of the formula plus the ``offset=``
+        column, if one was named. An offset given as an array cannot be rebuilt."""
+        if self.offset_is_array:
+            raise DataError(
+                "the model was fitted with an offset given as an array, which cannot be "
+                "evaluated on new data; name a column (offset='col') or write offset(col) in "
+                "the formula"
+            )
         off = np.zeros(len(data))
+        if self.offset_column is not None:
+            off += _eval_numeric(self.offset_column, data, "offset")
         for expr in self.offset_exprs:
             off += _eval_numeric(expr, data, "offset")
         return off
@@ -283,9 +295,10 @@ def build_model_frame(
             f"after evaluation (first at row {first!r})"
         )
 
+    fixed_terms, renames = _poly_for_ordered(fixed_terms, frame)
     mm = model_matrix(fixed_terms, frame, na_action="ignore")
     X_all = np.asarray(mm, dtype=float)
-    names_all = lme4_names(list(mm.columns))
+    names_all = lme4_names(list(mm.columns), renames)
     if not np.all(np.isfinite(X_all)):
         col = names_all[int(np.flatnonzero(~np.isfinite(X_all).all(axis=0))[0])]
         raise DataError(f"fixed-effects column {col!r} has NaN or infinite values")
@@ -323,7 +336,28 @@ def build_model_frame(
         xspec=mm.model_spec,
         x_keep=keep,
         offset_exprs=tuple(offset_exprs),
+        offset_column=offset if isinstance(offset, str) else None,
+        offset_is_array=offset is not None and not isinstance(offset, str),
     )
+
+
+def _poly_for_ordered(rhs: str, data: pd.DataFrame) -> tuple[str, dict[str, str]]:
+    """Give ordered factors R's default polynomial contrasts: a bare ordered column ``f`` in the
+    fixed part becomes ``C(f, contr.poly)``, named back to ``f.L``, ``f.Q``, ... as in R.
+    Columns already wrapped in ``C(f, ...)`` by the user are left alone."""
+    renames: dict[str, str] = {}
+    for col in data.columns:
+        if not (isinstance(data[col].dtype, pd.CategoricalDtype) and data[col].cat.ordered):
+            continue
+        name = str(col)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) or f"C({name}" in rhs.replace(" ", ""):
+            continue
+        pattern = re.compile(rf"(?<![\w.`]){re.escape(name)}(?![\w.(`])")
+        if pattern.search(rhs):
+            wrapped = f"C({name}, contr.poly)"
+            rhs = pattern.sub(wrapped, rhs)
+            renames[wrapped] = name
+    return rhs, renames
 
 
 def _split_offsets(fixed_rhs: str) -> tuple[str, list[str]]:

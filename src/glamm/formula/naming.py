@@ -35,8 +35,12 @@ def _split_interaction(name: str) -> list[str]:
     return parts
 
 
-def lme4_names(columns: list[str]) -> list[str]:
-    """Map formulaic model-matrix column names to lme4-style names (see module docstring)."""
+def lme4_names(columns: list[str], renames: dict[str, str] | None = None) -> list[str]:
+    """Map formulaic model-matrix column names to lme4-style names (see module docstring).
+
+    ``renames`` maps a factor expression to the name R shows for it (``C(f, contr.poly)`` ->
+    ``f`` for an ordered factor given polynomial contrasts automatically)."""
+    renames = renames or {}
     sum_counter: dict[str, int] = {}
     out = []
     for col in columns:
@@ -50,6 +54,7 @@ def lme4_names(columns: list[str]) -> list[str]:
                 pieces.append(piece)
                 continue
             base, label = m.group("base"), m.group("label")
+            base = renames.get(base, base)
             if label.startswith("T."):
                 pieces.append(base + label[2:])
             elif label.startswith("S."):

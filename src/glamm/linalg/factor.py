@@ -178,30 +178,47 @@ class _PairUpdate:
         flat[self.targets] -= acc
 
 
-class _ScaledPairUpdate:
-    """``T -= L[a][0] L[b][0]'`` for scalar terms, computed from ``A`` directly.
+class _FirstTermUpdate:
+    """``T -= L[a][0] L[b][0]'`` when the first term is scalar, computed from ``A`` directly.
 
     Blocks below the first diagonal block are never updated before they are divided, so
     ``L[a][0] = lambda_a lambda_0 A[a][0] D^{-1}`` with ``D = diag(sqrt(lambda_0^2 A[0][0] + 1))``
-    and the product is ``lambda_a lambda_b lambda_0^2 M (1 / d^2)`` for a sparse matrix ``M`` of
-    constant pair products, summed once. One sparse mat-vec per ``theta``."""
+    (``lambda_a = 1`` for the ``[X y]`` row) and the product is
+    ``lambda_a lambda_b lambda_0^2 A[a][0] D^{-2} A[b][0]'``. Pair products of two sparse blocks
+    are summed once into a constant sparse matrix, so each ``theta`` costs one sparse
+    mat-vec; with a dense ``[X y]`` row it is one sparse-times-dense product."""
 
-    def __init__(self, T, A_a: BlockSparse, A_b: BlockSparse, D: BlockDiag, a: int, b: int,
+    def __init__(self, T, A_a, A_b, D: BlockDiag, a: int | None, b: int | None,
                  lower_only: bool):
         self.T, self.D, self.a, self.b = T, D, a, b
-        pairs = _PairUpdate(T, A_a, A_b, lower_only)
-        vals = A_a.data[pairs.ia, 0, 0] * A_b.data[pairs.ib, 0, 0]
-        col = A_a.cols[pairs.ia]
-        self.targets = pairs.targets
-        self.M = sp.csr_matrix((vals, (pairs.inverse, col)),
-                               shape=(pairs.targets.shape[0], A_a.m_col))
+        self.kind = (isinstance(A_a, BlockSparse), isinstance(A_b, BlockSparse))
+        if self.kind == (True, True):
+            pairs = _PairUpdate(T, A_a, A_b, lower_only)
+            vals = A_a.data[pairs.ia, 0, 0] * A_b.data[pairs.ib, 0, 0]
+            col = A_a.cols[pairs.ia]
+            self.targets = pairs.targets
+            self.M = sp.csr_matrix((vals, (pairs.inverse, col)),
+                                   shape=(pairs.targets.shape[0], A_a.m_col))
+        else:
+            self.Aa = A_a.to_csr() if self.kind[0] else A_a
+            self.Ab = A_b.to_csr() if self.kind[1] else A_b
 
     def run(self, lams):
-        d2 = self.D.data[:, 0, 0] ** 2
-        scale = lams[self.a][0, 0] * lams[self.b][0, 0] * lams[0][0, 0] ** 2
-        acc = self.M @ (1.0 / d2)
-        data = self.T if isinstance(self.T, np.ndarray) else self.T.data
-        data.reshape(-1)[self.targets] -= scale * acc
+        w = 1.0 / self.D.data[:, 0, 0] ** 2
+        scale = lams[0][0, 0] ** 2
+        if self.a is not None:
+            scale *= lams[self.a][0, 0]
+        if self.b is not None:
+            scale *= lams[self.b][0, 0]
+        if self.kind == (True, True):
+            data = self.T if isinstance(self.T, np.ndarray) else self.T.data
+            data.reshape(-1)[self.targets] -= scale * (self.M @ w)
+        elif self.kind == (False, True):
+            self.T -= scale * (self.Ab @ (self.Aa * w).T).T
+        elif self.kind == (True, False):
+            self.T -= scale * (self.Aa @ (self.Ab * w).T)
+        else:
+            self.T -= scale * ((self.Aa * w) @ self.Ab.T)
 
 
 class _DenseUpdate:
@@ -347,10 +364,13 @@ class BlockedCholesky:
 
     def _update_op(self, T, A, B, i: int, j: int, k: int, lower_only: bool):
         """Choose the kernel for ``T -= A B'`` (``A = L[i][k]``, ``B = L[j][k]``)."""
+        K = self.K
+        if k == 0 and all(self.ps[x] == 1 for x in {0, i, j} if x < K) \
+                and (isinstance(T, np.ndarray) or (isinstance(A, BlockSparse)
+                                                    and isinstance(B, BlockSparse))):
+            return _FirstTermUpdate(T, self.A[i][0], self.A[j][0], self.L[0][0],
+                                    i if i < K else None, j if j < K else None, lower_only)
         if isinstance(A, BlockSparse) and isinstance(B, BlockSparse):
-            if k == 0 and self.ps[0] == 1 and self.ps[i] == 1 and self.ps[j] == 1:
-                return _ScaledPairUpdate(T, self.A[i][0], self.A[j][0], self.L[0][0], i, j,
-                                         lower_only)
             return _PairUpdate(T, A, B, lower_only)
         if not isinstance(T, np.ndarray):
             raise AssertionError("dense product into a structured block")

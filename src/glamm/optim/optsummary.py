@@ -27,8 +27,8 @@ class OptSummary:
     optimizer: str
     initial: np.ndarray
     lower: np.ndarray
-    ftol_rel: float = 1e-12
-    ftol_abs: float = 1e-8
+    ftol_rel: float = 1e-15
+    ftol_abs: float = 0.0
     xtol_abs: float = 1e-10
     initial_step: float = 0.75
     maxfeval: int = 100_000

@@ -117,7 +117,10 @@ class LmerResult:
                     corr = S[i, j] / denom if denom > 0 else np.nan
                     rows.append((label, t.cnames[j], t.cnames[i], S[i, j], corr))
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        table = pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        for col in ("var1", "var2"):  # missing names are always None (R's NA), never NaN
+            table[col] = table[col].astype(object).where(table[col].notna(), None)
+        return table
 
     def _ranef_tables(self, b: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
@@ -224,7 +227,6 @@ class LmerResult:
 
 def _codes_for(newdata: pd.DataFrame, term, allow_new_levels: bool) -> np.ndarray:
     """Level codes of ``term``'s grouping factor in ``newdata`` (``-1`` for unseen levels)."""
-    _, labels_per_row = None, None
     parts = []
     for f in term.factors:
         col = newdata[f]
