@@ -12,6 +12,7 @@ import pandas as pd
 
 from .errors import DataError, SingularFitWarning
 from .formula.design import ModelFrame, build_model_frame
+from .linalg.threads import single_threaded
 from .lmm.fit import optimize_theta
 from .lmm.model import LinearMixedModel
 from .results.lmer_result import LmerResult
@@ -50,7 +51,7 @@ def lmer(
     reml: bool = True,
     weights: Any = None,
     offset: Any = None,
-    start: np.ndarray | None = None,
+    start: np.ndarray | str | None = "auto",
     optimizer: str = "bobyqa",
     control: dict | None = None,
 ) -> LmerResult:
@@ -64,8 +65,11 @@ def lmer(
     weights: prior weights (column name or array); the residual variance of row ``i`` is
         ``sigma^2 / weights[i]``.
     offset: a known term added to the linear predictor (column name or array).
-    start: starting ``theta`` (lme4 order); default 1 for diagonal and 0 for off-diagonal
-        elements, as lme4.
+    start: starting ``theta`` (lme4 order), or ``None`` for lme4's start (1 for diagonal and
+        0 for off-diagonal elements), ``"warm"`` (from one quick fit per term) or ``"auto"``
+        (default: ``"warm"`` for models with a large dense block in the factor, where
+        evaluations are expensive, lme4's start otherwise); see
+        :func:`glamm.lmm.fit.optimize_theta`.
     optimizer: ``"bobyqa"`` (default, nlopt's LN_BOBYQA), ``"nelder_mead"`` or ``"lbfgsb"``.
     control: optimizer settings overriding the defaults: ``ftol_rel`` (1e-15), ``ftol_abs``
         (0), ``xtol_abs`` (1e-10), ``initial_step`` (0.75), ``maxfeval`` (100000). The
@@ -81,7 +85,8 @@ def lmer(
     check_lmm_frame(frame)
     model = LinearMixedModel(frame, reml=reml)
     optsum = optimize_theta(model, start=start, optimizer=optimizer, **(control or {}))
-    result = LmerResult(model, optsum)
+    with single_threaded(1):
+        result = LmerResult(model, optsum)
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
                       stacklevel=2)

@@ -154,9 +154,19 @@ def grouping_factor(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
     parts = [_factor_codes(data[f]) for f in factors]
     if len(parts) == 1:
         return parts[0]
-    stacked = np.column_stack([c for c, _ in parts])
-    uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    labels = [":".join(parts[k][1][row[k]] for k in range(len(parts))) for row in uniq]
+    key = np.zeros(len(data), dtype=np.int64)
+    sizes = [len(lab) for _, lab in parts]
+    for (codes, _), size in zip(parts, sizes):
+        key = key * size + codes            # lexicographic: first factor slowest
+    uniq, inverse = np.unique(key, return_inverse=True)
+    labels = []
+    for k in uniq.tolist():
+        idx = []
+        for size in reversed(sizes):
+            k, r = divmod(k, size)
+            idx.append(r)
+        idx.reverse()
+        labels.append(":".join(parts[j][1][idx[j]] for j in range(len(parts))))
     return inverse.ravel().astype(np.int64), labels
 
 

@@ -20,6 +20,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .blocks import BlockDiag, BlockSparse
+from .threads import LARGE_BLOCK, LARGE_THREADS, large_block_threads
 
 #: an off-diagonal block of L is kept sparse while its fill-in pattern has at most this density
 SPARSE_DENSITY = 0.25
@@ -131,40 +132,50 @@ class _Copy:
         self.L[...] = self.A
 
 
+def _enumerate_pairs(A: BlockSparse, B: BlockSparse, lower_only: bool):
+    """All ``(block of A, block of B)`` index pairs sharing a column level (blocks of ``A``
+    major), optionally only those whose row in ``A`` is at or below the row in ``B``."""
+    ca, cb = A.colptr, B.colptr
+    nb_col = np.diff(cb)
+    col_a = A.cols
+    reps = nb_col[col_a]                        # partners of each block of A
+    total = int(reps.sum())
+    ia = np.repeat(np.arange(A.nb, dtype=np.int64), reps)
+    group_start = np.cumsum(reps) - reps        # first pair of each block of A
+    ib = np.arange(total, dtype=np.int64) + np.repeat(cb[:-1][col_a] - group_start, reps)
+    if lower_only:
+        keep = A.rows[ia] >= B.rows[ib]
+        ia, ib = ia[keep], ib[keep]
+    return ia, ib
+
+
+def _flat_targets(T, ra: np.ndarray, rb: np.ndarray, pa: int, pb: int) -> np.ndarray:
+    """Flat index into the storage of ``T`` of every element of the ``pa x pb`` products of
+    blocks at block rows ``ra`` (of T's rows) and ``rb`` (of T's columns)."""
+    s = np.arange(pa)[None, :, None]
+    u = np.arange(pb)[None, None, :]
+    if isinstance(T, np.ndarray):
+        flat = (ra[:, None, None] * pa + s) * T.shape[1] + rb[:, None, None] * pb + u
+    elif isinstance(T, BlockDiag):
+        if np.any(ra != rb):
+            raise AssertionError("fill outside a block-diagonal target")
+        flat = ra[:, None, None] * (pa * pa) + s * pa + u
+    else:
+        pos = T.block_positions(ra, rb)
+        flat = pos[:, None, None] * (pa * pb) + s * pb + u
+    return flat.ravel()
+
+
 class _PairUpdate:
     """``T -= A B'`` for two sparse blocks sharing their column levels, through a list of
     (block of A, block of B, target position) triples computed once."""
 
     def __init__(self, T, A: BlockSparse, B: BlockSparse, lower_only: bool):
         self.T, self.A, self.B = T, A, B
-        ca, cb = A.colptr, B.colptr
-        na, nb = np.diff(ca), np.diff(cb)
-        counts = na * nb
-        total = int(counts.sum())
-        col = np.repeat(np.arange(A.m_col), counts)
-        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        t = np.arange(total) - start[col]
-        ia = ca[col] + t // nb[col]
-        ib = cb[col] + t % nb[col]
-        ra, rb = A.rows[ia], B.rows[ib]
-        if lower_only:
-            keep = ra >= rb
-            ia, ib, ra, rb = ia[keep], ib[keep], ra[keep], rb[keep]
-        self.ia, self.ib = ia, ib
-        pa, pb = A.p_row, B.p_row
-        s = np.arange(pa)[None, :, None]
-        u = np.arange(pb)[None, None, :]
-        if isinstance(T, np.ndarray):
-            flat = (ra[:, None, None] * pa + s) * T.shape[1] + rb[:, None, None] * pb + u
-        elif isinstance(T, BlockDiag):
-            if np.any(ra != rb):
-                raise AssertionError("fill outside a block-diagonal target")
-            flat = ra[:, None, None] * (pa * pa) + s * pa + u
-        else:
-            pos = T.block_positions(ra, rb)
-            flat = pos[:, None, None] * (pa * pb) + s * pb + u
-        self.targets, self.inverse = np.unique(flat.ravel(), return_inverse=True)
-        self.inverse = self.inverse.ravel()
+        self.ia, self.ib = _enumerate_pairs(A, B, lower_only)
+        flat = _flat_targets(T, A.rows[self.ia], B.rows[self.ib], A.p_row, B.p_row)
+        self.targets, inverse = np.unique(flat, return_inverse=True)
+        self.inverse = inverse.ravel()
         self.scalar = A.p_row == 1 and B.p_row == 1 and A.p_col == 1
 
     def run(self, lams):
@@ -193,12 +204,16 @@ class _FirstTermUpdate:
         self.T, self.D, self.a, self.b = T, D, a, b
         self.kind = (isinstance(A_a, BlockSparse), isinstance(A_b, BlockSparse))
         if self.kind == (True, True):
-            pairs = _PairUpdate(T, A_a, A_b, lower_only)
-            vals = A_a.data[pairs.ia, 0, 0] * A_b.data[pairs.ib, 0, 0]
-            col = A_a.cols[pairs.ia]
-            self.targets = pairs.targets
-            self.M = sp.csr_matrix((vals, (pairs.inverse, col)),
-                                   shape=(pairs.targets.shape[0], A_a.m_col))
+            ia, ib = _enumerate_pairs(A_a, A_b, lower_only)
+            flat = _flat_targets(T, A_a.rows[ia], A_b.rows[ib], 1, 1)
+            vals = A_a.data[ia, 0, 0] * A_b.data[ib, 0, 0]
+            size = T.size if isinstance(T, np.ndarray) else T.data.size
+            # rows indexed by T's storage (aggregation without a sort), then kept only where
+            # some pair lands
+            M = sp.csr_matrix((vals, (flat, A_a.cols[ia])), shape=(size, A_a.m_col))
+            M.sum_duplicates()
+            self.targets = np.flatnonzero(np.diff(M.indptr))
+            self.M = M[self.targets]
         else:
             self.Aa = A_a.to_csr() if self.kind[0] else A_a
             self.Ab = A_b.to_csr() if self.kind[1] else A_b
@@ -250,12 +265,21 @@ class _Chol:
                 np.sqrt(D.data, out=D.data)
             else:
                 D.data[...] = np.linalg.cholesky(D.data)
+        elif D.shape[0] >= LARGE_BLOCK and LARGE_THREADS > 1:
+            with large_block_threads():
+                _dense_cholesky(D)
         else:
-            # LAPACK in place: D is C-ordered, so its transpose is a Fortran-ordered view whose
-            # upper triangle is D's lower triangle; the upper factor of D.T is L' (in place).
-            _, info = sla.lapack.dpotrf(D.T, lower=0, clean=0, overwrite_a=1)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"block not positive definite (minor {info})")
+            _dense_cholesky(D)
+
+
+def _dense_cholesky(D: np.ndarray) -> None:
+    """Lower Cholesky factor of the C-ordered dense block ``D``, in place (upper part left).
+
+    ``D.T`` is a Fortran-ordered view whose upper triangle is ``D``'s lower triangle, so
+    LAPACK's upper factor of ``D.T``, written in place, is ``L`` in ``D``."""
+    _, info = sla.lapack.dpotrf(D.T, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"block not positive definite (minor {info})")
 
 
 class _RDiv:

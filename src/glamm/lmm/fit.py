@@ -2,34 +2,89 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 
 from ..errors import ConvergenceWarning
+from ..linalg.threads import single_threaded
 from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
 from .model import LinearMixedModel
 
 
+#: initial BOBYQA step after a warm start (the start is then already close to the optimum)
+WARM_STEP = 0.1
+#: ``start="auto"`` warm-starts when a random-effects diagonal block of L is dense with at
+#: least this many rows (the evaluations are then expensive enough to matter)
+WARM_MIN_DENSE = 200
+
+
+def _expensive(model: LinearMixedModel) -> bool:
+    L = model.factor.L
+    return any(isinstance(L[k][k], np.ndarray) and L[k][k].shape[0] >= WARM_MIN_DENSE
+               for k in range(model.factor.K))
+
+
+def warm_start(model: LinearMixedModel) -> np.ndarray:
+    """Starting ``theta`` from one cheap fit per random-effects term, each alone with the
+    fixed effects (loose tolerance). Each such model has a block-diagonal factor, so all of
+    them together cost far less than a few evaluations of a model with crossed terms, and
+    starting the joint fit near its optimum saves most of BOBYQA's evaluations there."""
+    parts = []
+    for term in model.reterms:
+        sub = LinearMixedModel(dataclasses.replace(model.frame, reterms=[term]), reml=model.reml)
+        os_ = minimize(sub.objective, sub.theta_initial(), sub.theta_lower(), ftol_rel=1e-6,
+                       ftol_abs=0.0, xtol_abs=1e-6)
+        parts.append(os_.final)
+    return np.concatenate(parts)
+
+
 def optimize_theta(
     model: LinearMixedModel,
-    start: np.ndarray | None = None,
+    start: np.ndarray | str | None = None,
     optimizer: str = "bobyqa",
+    blas_threads: int | None = 1,
     **settings,
 ) -> OptSummary:
     """Minimize the model's objective over ``theta`` (lower bounds from the covariance
     structures) and leave the model's factor at the optimum.
 
+    Parameters
+    ----------
+    start: ``None`` (lme4's start: 1 on the diagonal of each ``lambda``, 0 elsewhere),
+        ``"warm"`` (:func:`warm_start`), ``"auto"`` (warm when the factor has a dense
+        random-effects block of at least :data:`WARM_MIN_DENSE` rows, as for InstEval, where
+        it cuts BOBYQA's evaluations from 129 to 51; lme4's start otherwise) or an array in
+        lme4's ``theta`` order.
+    optimizer: backend name (see :func:`glamm.optim.backends.minimize`).
+    blas_threads: BLAS threads during the fit (default 1; ``None`` leaves the library's
+        setting); see :mod:`glamm.linalg.threads`.
+    settings: ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxfeval``.
+
     After the optimizer stops, every diagonal element of ``theta`` that ended near its bound is
     tried at exactly zero, and kept there if that does not increase the objective (a singular
     fit on the boundary, as MixedModels.jl does)."""
+    if blas_threads is not None:
+        with single_threaded(blas_threads):
+            return optimize_theta(model, start, optimizer, None, **settings)
     lower = model.theta_lower()
-    x0 = model.theta_initial() if start is None else np.asarray(start, dtype=float)
+    if isinstance(start, str) and start == "auto":
+        start = "warm" if _expensive(model) else None
+    if isinstance(start, str):
+        if start != "warm":
+            raise ValueError(f"start must be None, 'auto', 'warm' or an array, got {start!r}")
+        x0 = warm_start(model)
+        settings.setdefault("initial_step", WARM_STEP)
+    else:
+        x0 = model.theta_initial() if start is None else np.asarray(start, dtype=float)
     if x0.shape != lower.shape:
         raise ValueError(f"start must have length {lower.shape[0]} (theta), got {x0.shape[0]}")
     x0 = np.maximum(x0, lower)
     os_ = minimize(model.objective, x0, lower, optimizer=optimizer, **settings)
+    if isinstance(start, str):
+        os_.messages.append("started from single-term fits (start='warm')")
     theta = os_.final.copy()
     fmin = os_.fmin
     bounded = np.isfinite(lower)
