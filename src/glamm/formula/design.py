@@ -102,18 +102,22 @@ def _used_columns(text: str, data: pd.DataFrame) -> list[str]:
     return cols
 
 
-def _check_unknown(text: str, data: pd.DataFrame, where: str) -> None:
-    """Raise a clear error if formulaic cannot find a name used in ``text``."""
+def _model_matrix(text: str, data: pd.DataFrame, where: str, shown: str | None = None):
+    """formulaic's ``model_matrix`` with its errors turned into a :class:`FormulaError` that
+    names the unknown column (or repeats formulaic's reason) and the formula part."""
     try:
-        model_matrix(f"0 + {text}" if where != "response" else f"{text} ~ 1", data.iloc[:1])
-    except Exception as exc:  # formulaic wraps NameError in its own types
-        m = re.search(r"`([^`]+)` is not present in the dataset", str(exc))
+        return model_matrix(text, data, na_action="ignore")
+    except Exception as exc:  # formulaic raises several types
+        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # strip terminal colour codes
+        shown = text if shown is None else shown
+        m = re.search(r"`([^`]+)` is not present in the dataset", msg) or \
+            re.search(r"name '([^']+)' is not defined", msg)
         if m:
             raise FormulaError(
-                f"unknown column {m.group(1)!r} in the {where} ({text!r}); the data has columns "
+                f"unknown column {m.group(1)!r} in the {where} ({shown!r}); the data has columns "
                 f"{', '.join(map(str, data.columns))}"
             ) from None
-        raise FormulaError(f"cannot evaluate {where} {text!r}: {exc}") from None
+        raise FormulaError(f"cannot evaluate the {where} {shown!r}: {msg}") from None
 
 
 def _eval_numeric(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
@@ -124,7 +128,7 @@ def _eval_numeric(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
         ):
             raise DataError(f"the {what} column {expr!r} is not numeric (dtype {col.dtype})")
         return col.to_numpy(dtype=float)
-    mm = model_matrix(f"0 + I({expr})", data, na_action="ignore")
+    mm = _model_matrix(f"0 + I({expr})", data, what, shown=expr)
     if mm.shape[1] != 1:
         raise DataError(f"the {what} {expr!r} does not evaluate to one numeric column")
     return np.asarray(mm, dtype=float)[:, 0]
@@ -203,8 +207,7 @@ def _build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int) -> ReTerm:
                 f"columns {', '.join(map(str, data.columns))}"
             )
     refs, levels = grouping_factor(data, spec.factors)
-    _check_unknown(spec.expr, data, f"random-effects term {spec}")
-    mm = model_matrix(spec.expr, data, na_action="ignore")
+    mm = _model_matrix(spec.expr, data, f"random-effects term {spec}")
     z = np.asarray(mm, dtype=float)
     if z.shape[1] == 0:
         raise FormulaError(f"random-effects term {spec} has no columns")
@@ -266,8 +269,6 @@ def build_model_frame(
     w_full = _as_vector(weights, data, "weights")
     o_full = _as_vector(offset, data, "offset")
 
-    _check_unknown(parsed.response, data, "response")
-    _check_unknown(fixed_terms, data, "fixed-effects part")
     used = _used_columns(parsed.response + " " + parsed.fixed_rhs, data)
     for spec in parsed.random:
         for f in spec.factors:
@@ -306,7 +307,7 @@ def build_model_frame(
         )
 
     fixed_terms, renames = _poly_for_ordered(fixed_terms, frame)
-    mm = model_matrix(fixed_terms, frame, na_action="ignore")
+    mm = _model_matrix(fixed_terms, frame, "fixed-effects part")
     X_all = np.asarray(mm, dtype=float)
     names_all = lme4_names(list(mm.columns), renames)
     if not np.all(np.isfinite(X_all)):

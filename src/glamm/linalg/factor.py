@@ -74,7 +74,7 @@ class _FillDiag:
 
     def run(self, lams):
         lam = lams[self.k]
-        blocks = np.einsum("ji,mjk,kl->mil", lam, self.A.data, lam, optimize=True) if lam.shape[0] > 1 \
+        blocks = (lam.T @ self.A.data @ lam) if lam.shape[0] > 1 \
             else self.A.data * (lam[0, 0] ** 2)
         blocks = blocks + np.eye(lam.shape[0])[None, :, :]
         if isinstance(self.L, BlockDiag):
@@ -100,7 +100,7 @@ class _FillOff:
         if li.shape[0] == 1 and lj.shape[0] == 1:
             vals = self.A.data * (li[0, 0] * lj[0, 0])
         else:
-            vals = np.einsum("ai,nab,bj->nij", li, self.A.data, lj, optimize=True)
+            vals = li.T @ self.A.data @ lj
         if isinstance(self.L, BlockSparse):
             self.L.data[...] = 0.0
             self.L.data[self.pos] = vals
