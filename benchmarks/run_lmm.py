@@ -85,10 +85,12 @@ def time_lme4(dataset: str, formula: str, reml: bool, repeat: int) -> float | No
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "d.csv"
         df.to_csv(csv, index=False)
-        script = R_TEMPLATE.format(csv=csv, factors=factors, formula=formula,
-                                   reml="TRUE" if reml else "FALSE", repeat=repeat)
-        out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True)
+        script = Path(tmp) / "fit.R"
+        script.write_text(R_TEMPLATE.format(csv=csv, factors=factors, formula=formula,
+                                            reml="TRUE" if reml else "FALSE", repeat=repeat))
+        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
     if out.returncode != 0:
+        print(f"  (lme4 run failed: {out.stderr.strip()[-200:]})")
         return None
     return float(out.stdout.split()[-1])
 

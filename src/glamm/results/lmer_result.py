@@ -149,6 +149,18 @@ class LmerResult:
             {"Estimate": self.fixef, "Std. Error": self.stderr, "t value": self.fixef / self.stderr}
         )
 
+    def block_description(self) -> pd.DataFrame:
+        """Storage type of every block of the Cholesky factor ``L`` (lower triangle), rows and
+        columns labelled by term (``group: levels x columns``) and ``[X y]``; like
+        MixedModels.jl's ``BlockDescription``. Shows how the symbolic phase laid out the
+        model (``BlockDiag``, ``BlockSparse`` or ``Dense``)."""
+        labels = [f"{g}: {t.nlevels}x{t.p}" for g, t in zip(self._group_labels(), self.model.reterms)]
+        labels.append(f"[X y]: {self.frame.X.shape[1] + 1}")
+        types = self.model.factor.describe()
+        table = [[types[i][j] if j <= i else "" for j in range(len(labels))]
+                 for i in range(len(labels))]
+        return pd.DataFrame(table, index=labels, columns=labels)
+
     @property
     def converged(self) -> bool:
         return bool(self.optsum.converged)
