@@ -6,7 +6,7 @@
 - ``(e || g)`` (uncorrelated) becomes ``(1 | g)`` (if ``e`` has an intercept) plus one
   ``(0 + t | g)`` per other term ``t`` of ``e`` (lme4's ``expandDoubleVerts``);
 - ``(e | a/b)`` becomes ``(e | a)`` and ``(e | b:a)`` (lme4's names); ``a/b/c`` gives ``a``,
-  ``b:a``, ``c:b:a``;
+  ``b:a``, ``c:(b:a)``;
 - ``(e | a:b)`` groups by the interaction of ``a`` and ``b`` (levels that occur in the data).
 
 The fixed part is handed to formulaic unchanged, so everything formulaic understands works there.
@@ -130,13 +130,20 @@ def _group_factors(group: str) -> list[tuple[str, tuple[str, ...]]]:
     nested = [p.strip() for p in group.split("/")]
     out: list[tuple[str, tuple[str, ...]]] = []
     acc: list[str] = []
+    name = ""
     for k, part in enumerate(nested):
         if not part:
             raise FormulaError(f"malformed nesting in grouping factor {group!r}")
-        acc.extend(_clean_name(f) for f in part.split(":"))
-        # lme4 names the inner factor of a/b as "b:a" (innermost first)
+        cols = [_clean_name(f) for f in part.split(":")]
+        acc.extend(cols)
+        if k == 0:
+            name = ":".join(cols)
+        else:
+            # lme4's names: a/b -> "b:a", a/b/c -> "c:(b:a)" (innermost first)
+            inner = ":".join(cols)
+            name = f"{inner}:({name})" if ":" in name else f"{inner}:{name}"
         factors = tuple(reversed(acc)) if k > 0 else tuple(acc)
-        out.append((":".join(factors), factors))
+        out.append((name, factors))
     return out
 
 
