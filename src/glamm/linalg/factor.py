@@ -203,20 +203,29 @@ class _FirstTermUpdate:
                  lower_only: bool):
         self.T, self.D, self.a, self.b = T, D, a, b
         self.kind = (isinstance(A_a, BlockSparse), isinstance(A_b, BlockSparse))
+        self.A_a, self.A_b = A_a, A_b
         if self.kind == (True, True):
             ia, ib = _enumerate_pairs(A_a, A_b, lower_only)
             flat = _flat_targets(T, A_a.rows[ia], A_b.rows[ib], 1, 1)
-            vals = A_a.data[ia, 0, 0] * A_b.data[ib, 0, 0]
             size = T.size if isinstance(T, np.ndarray) else T.data.size
             # rows indexed by T's storage (aggregation without a sort), then kept only where
-            # some pair lands
-            M = sp.csr_matrix((vals, (flat, A_a.cols[ia])), shape=(size, A_a.m_col))
-            M.sum_duplicates()
+            # some pair lands; a (target, column) pair occurs once, so the entries of M are
+            # the pairs themselves, and ``perm`` records which pair each entry holds
+            pair_id = np.arange(1, ia.shape[0] + 1, dtype=float)
+            M = sp.csr_matrix((pair_id, (flat, A_a.cols[ia])), shape=(size, A_a.m_col))
             self.targets = np.flatnonzero(np.diff(M.indptr))
             self.M = M[self.targets]
+            perm = self.M.data.astype(np.int64) - 1
+            self.ia, self.ib = ia[perm], ib[perm]
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the constants from the current values of ``A`` (after a GLMM reweighting)."""
+        if self.kind == (True, True):
+            self.M.data[:] = self.A_a.data[self.ia, 0, 0] * self.A_b.data[self.ib, 0, 0]
         else:
-            self.Aa = A_a.to_csr() if self.kind[0] else A_a
-            self.Ab = A_b.to_csr() if self.kind[1] else A_b
+            self.Aa = self.A_a.to_csr() if self.kind[0] else self.A_a
+            self.Ab = self.A_b.to_csr() if self.kind[1] else self.A_b
 
     def run(self, lams):
         w = 1.0 / self.D.data[:, 0, 0] ** 2
@@ -401,6 +410,13 @@ class BlockedCholesky:
         return _DenseUpdate(T, A, B)
 
     # ------------------------------------------------------------------ numeric phase
+    def refresh(self) -> None:
+        """Tell the factor that the values of ``A`` changed (same pattern): operations that
+        precompute constants from ``A`` recompute them. Needed after every GLMM reweighting."""
+        for op in self.ops:
+            if hasattr(op, "refresh"):
+                op.refresh()
+
     def update(self, lambdas: list[np.ndarray]) -> None:
         """Refill and factor ``L`` for the per-term factors ``lambdas`` (each ``p_k x p_k``)."""
         for op in self.ops:

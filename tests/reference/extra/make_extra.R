@@ -8,7 +8,13 @@
 #                                              factors as labels, NA for missing)
 #   tests/reference/extra/data/datasets.json   per data set: column types (numeric, integer,
 #                                              factor, ordered) and factor levels in R's order
-#   tests/reference/extra/ref/<case>.json      one lme4 fit each
+#   tests/reference/extra/ref/<case>.json      one lme4 fit each: the default fit, a refit with
+#                                              tight optimizer settings (tight) and which of
+#                                              the two is better (best); lme4's dropped
+#                                              fixed-effects columns; the lmer call's elapsed
+#                                              time (timing); glamm's spelling of the formula
+#                                              (formula_glamm) and the names that follow from
+#                                              it (names_glamm) where they differ from R's
 #
 # Every model is fitted to the data read back from the CSV written here (typed by the same
 # catalogue), so R and the Python tests see identical numbers. Numbers are written with the
@@ -396,10 +402,12 @@ fit_case <- function(case, formula, dataset, reml, weights_col = NULL, note = NU
                   if (is.null(offset_col)) "" else sprintf(", offset = %s", offset_col))
   d <- read_dataset(dataset)
   f <- as.formula(formula)
-  w <- if (is.null(weights_col)) NULL else d[[weights_col]]
-  o <- if (is.null(offset_col)) NULL else d[[offset_col]]
-  default_run <- run_lmer(f, d, reml, w, lmerControl(), o)
-  tight_run <- run_lmer(f, d, reml, w, lmerControl(optimizer = "nloptwrap", optCtrl = tight_ctrl), o)
+  # the same names as in run_lmer: lmer may look them up here (the formula's environment)
+  .ref_weights <- if (is.null(weights_col)) NULL else d[[weights_col]]
+  .ref_offset <- if (is.null(offset_col)) NULL else d[[offset_col]]
+  default_run <- run_lmer(f, d, reml, .ref_weights, lmerControl(), .ref_offset)
+  tight_run <- run_lmer(f, d, reml, .ref_weights,
+                        lmerControl(optimizer = "nloptwrap", optCtrl = tight_ctrl), .ref_offset)
   crit <- function(m) if (reml) as.numeric(REMLcrit(m)) else deviance(m)
   c_default <- crit(default_run$model)
   c_tight <- crit(tight_run$model)
