@@ -64,6 +64,7 @@ class ModelFrame:
     offset_exprs: tuple[str, ...] = ()
     offset_column: str | None = None
     offset_is_array: bool = False
+    trials: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -132,6 +133,43 @@ def _eval_numeric(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
     if mm.shape[1] != 1:
         raise DataError(f"the {what} {expr!r} does not evaluate to one numeric column")
     return np.asarray(mm, dtype=float)[:, 0]
+
+
+_CBIND = re.compile(r"^cbind\((?P<inner>.*)\)$", re.S)
+
+
+def _eval_glm_response(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Response of a GLMM: ``cbind(s, f)`` -> (s / (s + f), s + f); a boolean or two-level
+    factor column -> 0/1 (first level 0); anything else as a numeric expression."""
+    m = _CBIND.match(expr.strip())
+    if m:
+        from .bars import _split_top_level
+
+        parts = [p.strip() for p in _split_top_level(m.group("inner"), ",")]
+        if len(parts) != 2:
+            raise FormulaError(f"cbind() in the response needs exactly two columns, got {expr!r}")
+        succ = _eval_numeric(parts[0], data, "response (successes)")
+        fail = _eval_numeric(parts[1], data, "response (failures)")
+        if np.any(succ < 0) or np.any(fail < 0):
+            raise DataError(f"cbind(successes, failures) in {expr!r} has negative counts")
+        trials = succ + fail
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(trials > 0, succ / np.where(trials > 0, trials, 1.0), 0.0)
+        return y, trials
+    if expr in data.columns:
+        col = data[expr]
+        if pd.api.types.is_bool_dtype(col):
+            return col.to_numpy(dtype=float), None
+        if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(col) \
+                or pd.api.types.is_string_dtype(col):
+            codes, labels = _factor_codes(col)
+            if len(labels) != 2:
+                raise DataError(
+                    f"the factor response {expr!r} has {len(labels)} levels ({labels[:5]}); a "
+                    "binomial response needs exactly 2 (the first is failure)"
+                )
+            return (codes == 1).astype(float), None
+    return _eval_numeric(expr, data, "response"), None
 
 
 def _level_label(v: Any) -> str:
@@ -245,6 +283,7 @@ def build_model_frame(
     data: pd.DataFrame,
     weights: Any = None,
     offset: Any = None,
+    glm_response: bool = False,
 ) -> ModelFrame:
     """Evaluate ``formula`` on ``data``; see the module docstring for the stages.
 
@@ -255,6 +294,9 @@ def build_model_frame(
     weights: prior weights, a column name or an array of length ``len(data)``.
     offset: a column name or an array of length ``len(data)``; ``offset(expr)`` terms in the
         formula are added to it.
+    glm_response: also accept the responses of a GLMM: ``cbind(successes, failures)`` (the
+        response becomes the proportion and ``ModelFrame.trials`` the number of trials), a
+        boolean column, or a two-level factor (first level = 0, second = 1, as R's binomial).
     """
     if isinstance(data, dict):
         data = pd.DataFrame(data)
@@ -297,7 +339,11 @@ def build_model_frame(
         )
     n = len(frame)
 
-    y = _eval_numeric(parsed.response, frame, "response")
+    trials = None
+    if glm_response:
+        y, trials = _eval_glm_response(parsed.response, frame)
+    else:
+        y = _eval_numeric(parsed.response, frame, "response")
     bad = ~np.isfinite(y)
     if bad.any():
         first = frame.index[np.flatnonzero(bad)[0]]
@@ -349,6 +395,7 @@ def build_model_frame(
         offset_exprs=tuple(offset_exprs),
         offset_column=offset if isinstance(offset, str) else None,
         offset_is_array=offset is not None and not isinstance(offset, str),
+        trials=trials,
     )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from ..formula.design import ModelFrame
 from ..linalg.crossprod import crossprod_blocks
 from ..linalg.factor import BlockedCholesky
+from ..terms.layout import ThetaLayout
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -39,10 +40,9 @@ class LinearMixedModel:
         yw = frame.y - frame.offset
         self.A = crossprod_blocks(frame.reterms, frame.X, yw, frame.weights)
         self.factor = BlockedCholesky(self.A, [t.p for t in frame.reterms])
-        sizes = [t.n_theta for t in self.reterms]
-        bounds = np.cumsum([0] + sizes)
-        self.theta_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        self.n_theta = int(bounds[-1])
+        self.layout = ThetaLayout(self.reterms)
+        self.theta_slices = self.layout.slices
+        self.n_theta = self.layout.n_theta
         self.sum_log_w = float(np.log(frame.weights).sum())
         self.n = frame.n
         self.p = frame.X.shape[1]
@@ -50,18 +50,16 @@ class LinearMixedModel:
 
     # ------------------------------------------------------------------ theta layout
     def theta_lower(self) -> np.ndarray:
-        return np.concatenate([t.covariance.lower() for t in self.reterms]) if self.reterms \
-            else np.zeros(0)
+        return self.layout.lower()
 
     def theta_initial(self) -> np.ndarray:
-        return np.concatenate([t.covariance.initial() for t in self.reterms]) if self.reterms \
-            else np.zeros(0)
+        return self.layout.initial()
 
     def theta_names(self) -> list[str]:
-        return [f"{t.group}.{nm}" for t in self.reterms for nm in t.covariance.theta_names(t.cnames)]
+        return self.layout.names()
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        return [t.lambda_(theta[s]) for t, s in zip(self.reterms, self.theta_slices)]
+        return self.layout.lambdas(theta)
 
     # ------------------------------------------------------------------ objective
     def set_theta(self, theta: np.ndarray) -> None:

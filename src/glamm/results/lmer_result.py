@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..formula.design import grouping_factor
+from .base import MixedResultBase
 from ..lmm import estimates
 from ..lmm.model import LinearMixedModel
 from ..optim.optsummary import OptSummary
 
 
-class LmerResult:
+class LmerResult(MixedResultBase):
     """A fitted LMM.
 
     Attributes
@@ -86,48 +85,14 @@ class LmerResult:
         eta_fixed = self.frame.X @ beta + self.frame.offset
         self.fitted = eta_fixed + estimates.linear_predictor_re(model.reterms, b)
         self.residuals = self.frame.y - self.fitted
-        self.varcorr = self._varcorr_table()
+        self.varcorr = self._varcorr_rows(self.term_covariances(), self.sigma)
         self.ranef = self._ranef_tables(b)
 
     # ------------------------------------------------------------------ tables
-    def _group_labels(self) -> list[str]:
-        """R-style names for the terms' groups: repeated groups get ``.1``, ``.2`` suffixes."""
-        seen: dict[str, int] = {}
-        out = []
-        for t in self.model.reterms:
-            k = seen.get(t.group, 0)
-            out.append(t.group if k == 0 else f"{t.group}.{k}")
-            seen[t.group] = k + 1
-        return out
-
     def term_covariances(self) -> list[np.ndarray]:
         """``sigma^2 lambda lambda'`` of each random-effects term (lme4 order)."""
         lams = self.model.lambdas(self.theta)
         return [self.sigma**2 * lam @ lam.T for lam in lams]
-
-    def _varcorr_table(self) -> pd.DataFrame:
-        rows = []
-        for label, t, S in zip(self._group_labels(), self.model.reterms, self.term_covariances()):
-            sd = np.sqrt(np.diag(S))
-            for i, nm in enumerate(t.cnames):
-                rows.append((label, nm, None, S[i, i], sd[i]))
-            for j in range(t.p):
-                for i in range(j + 1, t.p):
-                    denom = sd[i] * sd[j]
-                    corr = S[i, j] / denom if denom > 0 else np.nan
-                    rows.append((label, t.cnames[j], t.cnames[i], S[i, j], corr))
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        table = pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
-        for col in ("var1", "var2"):  # missing names are always None (R's NA), never NaN
-            table[col] = table[col].astype(object).where(table[col].notna(), None)
-        return table
-
-    def _ranef_tables(self, b: list[np.ndarray]) -> dict[str, pd.DataFrame]:
-        out: dict[str, pd.DataFrame] = {}
-        for t, bk in zip(self.model.reterms, b):
-            df = pd.DataFrame(bk, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
-            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
-        return out
 
     @cached_property
     def ranef_condcov(self) -> list[np.ndarray]:
@@ -136,30 +101,13 @@ class LmerResult:
 
     @cached_property
     def ranef_condvar(self) -> dict[str, pd.DataFrame]:
-        out: dict[str, pd.DataFrame] = {}
-        for t, C in zip(self.model.reterms, self.ranef_condcov):
-            diag = np.einsum("mii->mi", C)
-            df = pd.DataFrame(diag, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
-            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
-        return out
+        return self._condvar_tables(self.ranef_condcov)
 
     def coef_table(self) -> pd.DataFrame:
         """Fixed effects with standard errors and t values."""
         return pd.DataFrame(
             {"Estimate": self.fixef, "Std. Error": self.stderr, "t value": self.fixef / self.stderr}
         )
-
-    def block_description(self) -> pd.DataFrame:
-        """Storage type of every block of the Cholesky factor ``L`` (lower triangle), rows and
-        columns labelled by term (``group: levels x columns``) and ``[X y]``; like
-        MixedModels.jl's ``BlockDescription``. Shows how the symbolic phase laid out the
-        model (``BlockDiag``, ``BlockSparse`` or ``Dense``)."""
-        labels = [f"{g}: {t.nlevels}x{t.p}" for g, t in zip(self._group_labels(), self.model.reterms)]
-        labels.append(f"[X y]: {self.frame.X.shape[1] + 1}")
-        types = self.model.factor.describe()
-        table = [[types[i][j] if j <= i else "" for j in range(len(labels))]
-                 for i in range(len(labels))]
-        return pd.DataFrame(table, index=labels, columns=labels)
 
     @property
     def converged(self) -> bool:
@@ -190,14 +138,7 @@ class LmerResult:
         eta = X @ self.fixef.to_numpy() + self.frame.new_offset(newdata)
         if not re:
             return eta
-        refs, zs = [], []
-        for t in self.model.reterms:
-            missing = [f for f in t.factors if f not in newdata.columns]
-            if missing:
-                raise DataError(f"newdata lacks grouping column(s) {missing} of term ({t.expr} | {t.group})")
-            codes = _codes_for(newdata, t, allow_new_levels)
-            refs.append(codes)
-            zs.append(np.asarray(t.zspec.get_model_matrix(newdata, na_action="ignore"), dtype=float))
+        refs, zs = self._new_re_design(newdata, allow_new_levels)
         return eta + estimates.linear_predictor_re(self.model.reterms, self._b, refs, zs)
 
     def __repr__(self) -> str:
@@ -237,25 +178,3 @@ class LmerResult:
         }
 
 
-def _codes_for(newdata: pd.DataFrame, term, allow_new_levels: bool) -> np.ndarray:
-    """Level codes of ``term``'s grouping factor in ``newdata`` (``-1`` for unseen levels)."""
-    parts = []
-    for f in term.factors:
-        col = newdata[f]
-        parts.append(np.array([_label(v) for v in col.to_numpy()], dtype=object))
-    labels = parts[0] if len(parts) == 1 else np.array([":".join(x) for x in zip(*parts)], dtype=object)
-    index = term.level_index()
-    codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
-    if not allow_new_levels and np.any(codes < 0):
-        new = sorted(set(labels[codes < 0].tolist()))
-        raise DataError(
-            f"newdata has level(s) {new[:5]} of grouping factor {term.group!r} not seen in fitting; "
-            "pass allow_new_levels=True to predict them with random effects of zero"
-        )
-    return codes
-
-
-def _label(v) -> str:
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v)

@@ -1,0 +1,1 @@
+"""Generalized linear mixed models: PIRLS, the Laplace approximation and the fits built on them."""

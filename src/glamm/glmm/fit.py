@@ -1,0 +1,160 @@
+"""Fit a GLMM by the Laplace approximation: a fast fit over ``theta`` (``beta`` inside PIRLS),
+then, unless ``fast=True``, a full fit over (``theta``, ``beta``, and the dispersion or
+negative-binomial shape where the family has one) started from it, as lme4 and MixedModels.jl
+do. Standard errors come from the Hessian of the Laplace deviance in all parameters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConvergenceWarning
+from ..linalg.threads import single_threaded
+from ..optim.backends import minimize
+from ..optim.optsummary import OptSummary
+from .glm import fit_glm
+from .model import GeneralizedLinearMixedModel
+
+
+@dataclass
+class GlmmFitRecord:
+    """The optimization records of a GLMM fit: ``fast`` (over ``theta``) and ``full`` (over all
+    parameters; ``None`` for ``fast=True`` fits) and the parameter names of the full vector."""
+
+    fast: OptSummary
+    full: OptSummary | None
+    names: list[str] = field(default_factory=list)
+
+
+def _extra_names(family) -> list[str]:
+    if getattr(family, "has_shape", False):
+        return ["log(shape)"]
+    if family.has_dispersion:
+        return ["log(dispersion)"]
+    return []
+
+
+def set_extra(model: GeneralizedLinearMixedModel, base_family, extra: np.ndarray) -> None:
+    """Put the dispersion or shape parameter (log scale) into the model."""
+    if getattr(base_family, "has_shape", False):
+        model.family = base_family.with_shape(float(np.exp(extra[0])))
+    elif base_family.has_dispersion:
+        model.dispersion = float(np.exp(extra[0]))
+
+
+def full_objective(model: GeneralizedLinearMixedModel, base_family):
+    """``f(x)`` with ``x = [theta, beta, extra]``: the Laplace deviance (PIRLS over ``u``)."""
+    nt, p = model.n_theta, model.p
+
+    def f(x: np.ndarray) -> float:
+        set_extra(model, base_family, x[nt + p:])
+        return model.objective(x[:nt], x[nt:nt + p])
+
+    return f
+
+
+def fit_glmm(
+    model: GeneralizedLinearMixedModel,
+    fast: bool = False,
+    start: np.ndarray | None = None,
+    optimizer: str = "bobyqa",
+    blas_threads: int | None = 1,
+    **settings,
+) -> GlmmFitRecord:
+    """Fit ``model`` in place (its state ends at the optimum) and return the records."""
+    with single_threaded(blas_threads):
+        return _fit(model, fast, start, optimizer, **settings)
+
+
+def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
+    base_family = model.family
+    glm = fit_glm(model.X, model.y, model.wt, model.offset, base_family)
+    model.beta = glm.beta.copy()
+    extra0 = np.zeros(0)
+    if getattr(base_family, "has_shape", False):
+        mu = glm.mu
+        excess = np.sum((model.y - mu) ** 2 - mu)
+        shape0 = float(np.clip(np.sum(mu**2) / excess, 0.05, 1e4)) if excess > 0 else 100.0
+        extra0 = np.array([np.log(shape0)])
+    elif base_family.has_dispersion:
+        extra0 = np.array([np.log(glm.dispersion)])
+    set_extra(model, base_family, extra0)
+
+    lower = model.layout.lower()
+    theta0 = model.layout.initial() if start is None else np.asarray(start, dtype=float)
+    fast_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8}
+    if fast:
+        fast_settings.update(settings)
+    os_fast = minimize(model.objective_fast, np.maximum(theta0, lower), lower,
+                       optimizer=optimizer, **fast_settings)
+    model.objective_fast(os_fast.final)
+    names = model.layout.names() + list(model.frame.xnames) + _extra_names(base_family)
+    if fast:
+        _warn(os_fast)
+        return GlmmFitRecord(fast=os_fast, full=None, names=names)
+
+    # full fit from the fast optimum; initial steps: 0.1 for theta, ~ standard errors for beta
+    nt, p = model.n_theta, model.p
+    x0 = np.concatenate([os_fast.final, model.beta, extra0])
+    lo = np.concatenate([lower, np.full(p + extra0.size, -np.inf)])
+    se_beta = _fast_stderr(model)
+    step = np.concatenate([np.full(nt, 0.1), np.where(np.isfinite(se_beta) & (se_beta > 0),
+                                                      se_beta, 0.1), np.full(extra0.size, 0.1)])
+    f = full_objective(model, base_family)
+    full_settings = {"ftol_rel": 1e-13, "ftol_abs": 0.0, "xtol_abs": 1e-9}
+    full_settings.update(settings)
+    full_settings.setdefault("initial_step", step)
+    os_full = minimize(f, x0, lo, optimizer=optimizer, **full_settings)
+    f(os_full.final)  # leave the state at the optimum
+    _warn(os_full)
+    return GlmmFitRecord(fast=os_fast, full=os_full, names=names)
+
+
+def _fast_stderr(model: GeneralizedLinearMixedModel) -> np.ndarray:
+    """Standard errors of ``beta`` from the fixed-effects block of the fast fit's factor."""
+    fac = model.fac_b
+    K = fac.K
+    LXX = fac.L[K][K][:-1, :-1]
+    if LXX.shape[0] == 0:
+        return np.zeros(0)
+    import scipy.linalg as sla
+
+    Linv = sla.solve_triangular(LXX, np.eye(LXX.shape[0]), lower=True, check_finite=False)
+    return np.sqrt(np.sum(Linv**2, axis=0))
+
+
+def _warn(os_: OptSummary) -> None:
+    if not os_.converged:
+        warnings.warn(f"the optimizer did not converge ({os_.returnvalue})", ConvergenceWarning,
+                      stacklevel=4)
+
+
+def hessian(f, x: np.ndarray, rel_step: float = 1e-4) -> np.ndarray:
+    """Central-difference Hessian of ``f`` at ``x`` (steps ``rel_step * max(|x|, 0.1)``).
+
+    ``theta`` on its bound at 0 is fine: the objective is even in each diagonal element of
+    ``lambda`` (flipping its sign flips the sign of the corresponding ``u``)."""
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    h = rel_step * np.maximum(np.abs(x), 0.1)
+    f0 = f(x)
+    H = np.zeros((n, n))
+    fp = np.zeros(n)
+    fm = np.zeros(n)
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h[i]
+        fp[i], fm[i] = f(x + e), f(x - e)
+        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
+    for i in range(n):
+        for j in range(i):
+            ei = np.zeros(n)
+            ej = np.zeros(n)
+            ei[i], ej[j] = h[i], h[j]
+            fpp, fmm = f(x + ei + ej), f(x - ei - ej)
+            H[i, j] = H[j, i] = (fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm) / (2 * h[i] * h[j])
+    f(x)
+    return H

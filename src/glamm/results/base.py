@@ -1,0 +1,112 @@
+"""Pieces shared by the fitted-model classes (LMM and GLMM): random-effects tables, the
+variance-component table, the block description and random effects for new data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+
+class MixedResultBase:
+    """Shared behaviour; subclasses set ``model`` (with ``reterms``), ``frame`` and the
+    factor returned by :meth:`_factor` before using these methods. Not public API."""
+
+    model: object
+    frame: object
+
+    def _factor(self):
+        return self.model.factor
+
+    def _group_labels(self) -> list[str]:
+        """R-style names for the terms' groups: repeated groups get ``.1``, ``.2`` suffixes."""
+        seen: dict[str, int] = {}
+        out = []
+        for t in self.model.reterms:
+            k = seen.get(t.group, 0)
+            out.append(t.group if k == 0 else f"{t.group}.{k}")
+            seen[t.group] = k + 1
+        return out
+
+    def _varcorr_rows(self, covariances: list[np.ndarray], residual_sd: float | None) -> pd.DataFrame:
+        """One row per variance and covariance of each term (and the residual, if given)."""
+        rows = []
+        for label, t, S in zip(self._group_labels(), self.model.reterms, covariances):
+            sd = np.sqrt(np.diag(S))
+            for i, nm in enumerate(t.cnames):
+                rows.append((label, nm, None, S[i, i], sd[i]))
+            for j in range(t.p):
+                for i in range(j + 1, t.p):
+                    denom = sd[i] * sd[j]
+                    corr = S[i, j] / denom if denom > 0 else np.nan
+                    rows.append((label, t.cnames[j], t.cnames[i], S[i, j], corr))
+        if residual_sd is not None:
+            rows.append(("Residual", None, None, residual_sd**2, residual_sd))
+        table = pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+        for col in ("var1", "var2"):  # missing names are always None (R's NA), never NaN
+            table[col] = table[col].astype(object).where(table[col].notna(), None)
+        return table
+
+    def _ranef_tables(self, b: list[np.ndarray]) -> dict[str, pd.DataFrame]:
+        out: dict[str, pd.DataFrame] = {}
+        for t, bk in zip(self.model.reterms, b):
+            df = pd.DataFrame(bk, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
+            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
+        return out
+
+    def _condvar_tables(self, condcov: list[np.ndarray]) -> dict[str, pd.DataFrame]:
+        out: dict[str, pd.DataFrame] = {}
+        for t, C in zip(self.model.reterms, condcov):
+            diag = np.einsum("mii->mi", C)
+            df = pd.DataFrame(diag, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
+            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
+        return out
+
+    def block_description(self) -> pd.DataFrame:
+        """Storage type of every block of the Cholesky factor ``L`` (lower triangle), rows and
+        columns labelled by term (``group: levels x columns``) and ``[X y]``; like
+        MixedModels.jl's ``BlockDescription``. Shows how the symbolic phase laid out the
+        model (``BlockDiag``, ``BlockSparse`` or ``Dense``)."""
+        labels = [f"{g}: {t.nlevels}x{t.p}" for g, t in zip(self._group_labels(), self.model.reterms)]
+        labels.append(f"[X y]: {self.frame.X.shape[1] + 1}")
+        types = self._factor().describe()
+        table = [[types[i][j] if j <= i else "" for j in range(len(labels))]
+                 for i in range(len(labels))]
+        return pd.DataFrame(table, index=labels, columns=labels)
+
+    def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):
+        """Level codes and ``z`` matrices of every term for ``newdata``."""
+        refs, zs = [], []
+        for t in self.model.reterms:
+            missing = [f for f in t.factors if f not in newdata.columns]
+            if missing:
+                raise DataError(
+                    f"newdata lacks grouping column(s) {missing} of term ({t.expr} | {t.group})")
+            refs.append(_codes_for(newdata, t, allow_new_levels))
+            zs.append(np.asarray(t.zspec.get_model_matrix(newdata, na_action="ignore"), dtype=float))
+        return refs, zs
+
+
+def _codes_for(newdata: pd.DataFrame, term, allow_new_levels: bool) -> np.ndarray:
+    """Level codes of ``term``'s grouping factor in ``newdata`` (``-1`` for unseen levels)."""
+    parts = []
+    for f in term.factors:
+        col = newdata[f]
+        parts.append(np.array([_label(v) for v in col.to_numpy()], dtype=object))
+    labels = parts[0] if len(parts) == 1 else np.array([":".join(x) for x in zip(*parts)], dtype=object)
+    index = term.level_index()
+    codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
+    if not allow_new_levels and np.any(codes < 0):
+        new = sorted(set(labels[codes < 0].tolist()))
+        raise DataError(
+            f"newdata has level(s) {new[:5]} of grouping factor {term.group!r} not seen in fitting; "
+            "pass allow_new_levels=True to predict them with random effects of zero"
+        )
+    return codes
+
+
+def _label(v) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
