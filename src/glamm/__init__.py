@@ -1,17 +1,18 @@
-"""glamm: mixed-effects models (LMMs now; GLMMs, quadrature, smooths and factor loadings next).
+"""glamm: mixed-effects models (LMMs and GLMMs now; quadrature, smooths and factor loadings next).
 
-Public names: :func:`lmer`, :func:`anova`, :mod:`datasets`, the result type
+Public names: :func:`lmer`, :func:`glmer`, :func:`anova`, :mod:`datasets`, the result type
 :class:`LmerResult` and the error types in :mod:`glamm.errors`.
 """
 
 from . import datasets
-from .api import lmer
+from .api import glmer, lmer
 from .errors import ConvergenceWarning, DataError, FormulaError, GlammError, SingularFitWarning
 from .inference.anova import anova
 from .results.lmer_result import LmerResult
 
 __all__ = [
     "lmer",
+    "glmer",
     "anova",
     "datasets",
     "LmerResult",

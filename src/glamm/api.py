@@ -91,3 +91,78 @@ def lmer(
         warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
                       stacklevel=2)
     return result
+
+
+def glmer(
+    formula: str,
+    data: pd.DataFrame,
+    family: Any = "binomial",
+    link: Any = None,
+    nagq: int = 1,
+    fast: bool = False,
+    weights: Any = None,
+    offset: Any = None,
+    start: np.ndarray | None = None,
+    optimizer: str = "bobyqa",
+    control: dict | None = None,
+) -> "GlmerResult":
+    """Fit a generalized linear mixed model by the Laplace approximation.
+
+    Parameters
+    ----------
+    formula: lme4-style formula. Binomial responses may be 0/1 numbers, booleans, a two-level
+        factor (first level = failure), proportions with ``weights`` = numbers of trials, or
+        ``cbind(successes, failures)``.
+    data: a pandas DataFrame.
+    family: a family name (``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"Gamma"``,
+        ``"inverse_gaussian"``, ``"negative_binomial"``) or a :class:`glamm.families.Family`.
+    link: link name overriding the family's canonical link (``"logit"``, ``"probit"``,
+        ``"cloglog"``, ``"log"``, ``"identity"``, ``"inverse"``, ``"sqrt"``, ``"1/mu^2"``).
+    nagq: number of quadrature points; only 1 (the Laplace approximation) so far.
+    fast: optimize ``theta`` only, with ``beta`` found inside PIRLS (lme4's ``nAGQ = 0``);
+        the default then optimizes all parameters jointly from there.
+    weights: prior weights (column name or array); for binomial proportions, the trials.
+    offset: column name or array added to the linear predictor (``offset(x)`` in the formula
+        also works).
+    start: starting ``theta`` (lme4 order) for the fast fit; default lme4's.
+    optimizer: ``"bobyqa"`` (default) or ``"nelder_mead"``.
+    control: optimizer settings (``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``,
+        ``maxfeval``) for the last stage.
+
+    Returns
+    -------
+    :class:`~glamm.results.glmer_result.GlmerResult`
+    """
+    from .families import get_family
+    from .glmm.fit import fit_glmm
+    from .glmm.model import GeneralizedLinearMixedModel
+    from .results.glmer_result import GlmerResult
+
+    if nagq != 1:
+        raise NotImplementedError("adaptive Gauss-Hermite quadrature (nagq > 1) is not "
+                                  "implemented yet; use nagq=1 (the Laplace approximation)")
+    fam = get_family(family, link)
+    frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
+    check_glmm_frame(frame)
+    model = GeneralizedLinearMixedModel(frame, fam)
+    record = fit_glmm(model, fast=fast, start=start, optimizer=optimizer, **(control or {}))
+    with single_threaded(1):
+        result = GlmerResult(model, record, fam)
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
+                      stacklevel=2)
+    return result
+
+
+def check_glmm_frame(frame: ModelFrame) -> None:
+    """Identifiability checks for a GLMM (fewer levels are needed than for an LMM: a random
+    intercept per observation is identifiable, e.g. for overdispersed counts)."""
+    if not frame.reterms:
+        raise DataError("the formula has no random-effects terms such as (1 | group); "
+                        "fit a generalized linear model without random effects instead")
+    for t in frame.reterms:
+        if t.nlevels < 2:
+            raise DataError(
+                f"grouping factor {t.group!r} has only {t.nlevels} level in the {frame.n} rows "
+                "used; a random effect needs at least 2 levels"
+            )

@@ -351,3 +351,21 @@ def format_anova(df: pd.DataFrame) -> str:
     if any(stars):
         lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
     return "\n".join(lines)
+
+
+def format_glmer(m) -> str:
+    """lme4-like summary of a GLMM fit (placeholder layout until the full table is written)."""
+    lines = [
+        f"Generalized linear mixed model fit by maximum likelihood ({m.method}) ['GlmerResult']",
+        f" Family: {m.family}  ( {m.link} )",
+        f"Formula: {m.formula}",
+        "",
+        f"     AIC      BIC   logLik deviance df.resid",
+        f"{m.aic:9.1f} {m.bic:8.1f} {m.loglik:8.1f} {m.deviance:8.1f} {m.df_resid:8d}",
+        "",
+        "Random effects:",
+        m.varcorr.to_string(index=False),
+        "Fixed effects:",
+        m.coef_table().to_string(),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,751 @@
+"""Response distributions (exponential-family "families") for generalized linear mixed models.
+
+Each :class:`Family` pairs a distribution with a :class:`~glamm.families.links.Link` and
+provides what a penalized IRLS / Laplace fit needs: the variance function, deviance pieces,
+the full per-observation log-density, data checks, starting values, IRLS weights and the
+observed first and second derivatives of the log-density with respect to ``eta``.
+
+Conventions (the same as R's ``family()`` objects):
+
+* ``y`` is the response; for the binomial it is the proportion of successes and ``wt`` the
+  number of trials (0/1 responses have ``wt = 1``).
+* ``wt`` are prior weights (default 1). In the deviance and the score they act as precision
+  weights. In :meth:`Family.loglik` they follow R's ``family()$aic``: the Gaussian density has
+  variance ``dispersion / wt``; the Poisson, Gamma, inverse Gaussian and negative binomial
+  log-densities are multiplied by ``wt``; the binomial uses ``wt`` trials. Observations with
+  ``wt == 0`` contribute 0 to the log-likelihood, the deviance and the derivatives.
+* ``dispersion`` is the scale ``phi`` (``Var(y) = phi * V(mu) / wt``). Families without a
+  free dispersion (binomial, Poisson, negative binomial) ignore it and use 1; the negative
+  binomial has its shape ``theta`` instead (``V(mu) = mu + mu^2 / theta``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+from scipy import special
+
+from ..errors import DataError
+from .links import Link, canonical_link_name, get_link
+
+__all__ = [
+    "Family",
+    "Binomial",
+    "Poisson",
+    "Gaussian",
+    "Gamma",
+    "InverseGaussian",
+    "NegativeBinomial",
+    "FAMILIES",
+    "from_name",
+    "get_family",
+]
+
+#: relative tolerance for "whole number" checks (counts, successes, binomial trials)
+INTEGER_RTOL = 1e-8
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(x, dtype=float)
+
+
+def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``y * log(y / mu)`` with the value 0 where ``y == 0`` (R's ``y_log_y``)."""
+    y, mu = np.broadcast_arrays(_arr(y), _arr(mu))
+    out = np.zeros(y.shape)
+    nz = y != 0
+    out[nz] = y[nz] * np.log(y[nz] / mu[nz])
+    return out
+
+
+def _non_integer(x: np.ndarray) -> np.ndarray:
+    return np.abs(x - np.round(x)) > INTEGER_RTOL * np.maximum(1.0, np.abs(x))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class Family:
+    """Base class of response distributions.
+
+    Args:
+        link: the link, as a name (glamm's or R's, e.g. ``"logit"``, ``"1/mu^2"``), a
+            :class:`~glamm.families.links.Link` instance or class; ``None`` (default) uses
+            the family's canonical (default) link.
+
+    Raises:
+        DataError: the link is unknown or not valid for the family.
+
+    Class attributes set by subclasses: ``name`` (glamm's name), ``r_name`` (R's family name),
+    ``canonical_link``, ``valid_links`` (link names), ``has_dispersion`` (whether a scale
+    parameter is estimated) and ``has_shape`` (whether the family has its own shape parameter,
+    set with :meth:`with_shape`).
+    """
+
+    name: str = ""
+    r_name: str = ""
+    canonical_link: str = ""
+    valid_links: tuple[str, ...] = ()
+    has_dispersion: bool = False
+    has_shape: bool = False
+
+    def __init__(self, link: str | Link | type[Link] | None = None) -> None:
+        self.link: Link = self._resolve_link(link)
+
+    # ----------------------------------------------------------------- construction helpers
+
+    def _resolve_link(self, link: str | Link | type[Link] | None) -> Link:
+        if link is None:
+            return get_link(self.canonical_link)
+        try:
+            obj = get_link(link)
+        except DataError as exc:
+            raise DataError(f"{self.name} family: {exc}") from None
+        if obj.name not in self.valid_links:
+            raise DataError(
+                f"link {obj.name!r} is not valid for the {self.name} family; valid links: "
+                + ", ".join(self.valid_links))
+        return obj
+
+    def with_link(self, link: str | Link | type[Link] | None) -> Family:
+        """A copy of this family with another link.
+
+        Args:
+            link: as for the constructor; ``None`` means the canonical link.
+        """
+        new = copy.copy(self)
+        new.link = self._resolve_link(link)
+        return new
+
+    def with_shape(self, theta: float) -> Family:
+        """A copy with shape parameter ``theta`` (only for families with ``has_shape``).
+
+        Args:
+            theta: the new shape.
+        """
+        raise DataError(f"the {self.name} family has no shape parameter")
+
+    @property
+    def link_name(self) -> str:
+        """glamm's name of the current link."""
+        return self.link.name
+
+    @property
+    def link_is_canonical(self) -> bool:
+        """True if the link is the canonical link of the distribution, so that the observed
+        and expected information in ``eta`` coincide."""
+        return self.link.name == self.canonical_link
+
+    def _params(self) -> tuple:
+        return (type(self), self.link.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Family) and other._params() == self._params()
+
+    def __hash__(self) -> int:
+        return hash(self._params())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(link={self.link.name!r})"
+
+    # ------------------------------------------------------------------- argument handling
+
+    def _prep(self, y, wt) -> tuple[np.ndarray, np.ndarray]:
+        y = _arr(y)
+        if wt is None:
+            return y, np.ones(y.shape)
+        wt = _arr(wt)
+        try:
+            wt = np.broadcast_to(wt, y.shape)
+        except ValueError:
+            raise DataError(f"prior weights have shape {wt.shape}, "
+                            f"the response has shape {y.shape}") from None
+        return y, wt
+
+    def _phi(self, dispersion) -> np.ndarray | float:
+        if not self.has_dispersion:
+            return 1.0
+        phi = _arr(dispersion)
+        if not np.all(np.isfinite(phi) & (phi > 0)):
+            raise DataError(f"{self.name} family: the dispersion must be positive and finite, "
+                            f"got {dispersion!r}")
+        return phi if phi.ndim else float(phi)
+
+    # ---------------------------------------------------------------- distribution pieces
+
+    def variance(self, mu) -> np.ndarray:
+        """Variance function ``V(mu)`` (``Var(y) = dispersion * V(mu) / wt``).
+
+        Args:
+            mu: means.
+        """
+        raise NotImplementedError
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        """``dV / dmu``.
+
+        Args:
+            mu: means.
+        """
+        raise NotImplementedError
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        """Unit deviance ``d(y, mu)`` (R's ``dev.resids(y, mu, 1)``).
+
+        Args:
+            y: responses.
+            mu: means.
+        """
+        raise NotImplementedError
+
+    def deviance_residuals(self, y, mu, wt=None) -> np.ndarray:
+        """Elementwise weighted unit deviances ``wt * d(y, mu)`` (R's ``dev.resids``); they sum
+        to the deviance. (Signed residuals are ``sign(y - mu) * sqrt`` of these.)
+
+        Args:
+            y: responses.
+            mu: means.
+            wt: prior weights (default ``None``: all 1).
+        """
+        y, wt = self._prep(y, wt)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = wt * self.unit_deviance(y, _arr(mu))
+        return np.where(wt == 0, 0.0, d)
+
+    def deviance(self, y, mu, wt=None) -> float:
+        """The deviance, ``sum(deviance_residuals(y, mu, wt))``.
+
+        Args:
+            y: responses.
+            mu: means.
+            wt: prior weights (default ``None``: all 1).
+        """
+        return float(np.sum(self.deviance_residuals(y, mu, wt)))
+
+    def _loglik(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, phi) -> np.ndarray:
+        raise NotImplementedError
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        """Per-observation full log-density, normalizing constants included, so that
+        ``sum(loglik) == -aic / 2`` for R's ``family()$aic`` (without the ``+ 2`` R adds for
+        an estimated dispersion) when given the same dispersion R plugs in.
+
+        Args:
+            y: responses (proportions for the binomial).
+            mu: means.
+            wt: prior weights (default ``None``: all 1); binomial numbers of trials.
+            dispersion: scale ``phi`` (default 1.0); ignored by families without a
+                dispersion.
+        """
+        y, wt = self._prep(y, wt)
+        phi = self._phi(dispersion)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = self._loglik(y, _arr(mu), wt, phi)
+        return np.where(wt == 0, 0.0, ll)
+
+    def valid_mu(self, mu) -> bool:
+        """True if every ``mu`` is finite and inside the family's mean space (R's
+        ``validmu``).
+
+        Args:
+            mu: means.
+        """
+        return bool(np.all(np.isfinite(_arr(mu))))
+
+    # ----------------------------------------------------------------------- data checks
+
+    def _fail_if(self, bad: np.ndarray, what: str) -> None:
+        if np.any(bad):
+            idx = np.flatnonzero(bad)
+            raise DataError(f"{self.name} family: {what}: "
+                            f"{_plural(idx.size, 'offending value')} "
+                            f"(first at index {int(idx[0])})")
+
+    def validate(self, y, wt=None) -> None:
+        """Check the response and prior weights against the family's support.
+
+        Args:
+            y: responses.
+            wt: prior weights (default ``None``: all 1).
+
+        Raises:
+            DataError: naming the problem, the number of offending values and the (flat,
+                0-based) index of the first one.
+        """
+        y, wt = self._prep(y, wt)
+        self._fail_if(~np.isfinite(y), "the response has non-finite values (NaN or inf)")
+        self._fail_if(~np.isfinite(wt), "the prior weights have non-finite values (NaN or inf)")
+        self._fail_if(wt < 0, "prior weights must not be negative")
+        self._validate_support(y, wt)
+
+    def _validate_support(self, y: np.ndarray, wt: np.ndarray) -> None:
+        pass
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        """Starting means, as R's ``family()$initialize``.
+
+        Args:
+            y: responses.
+            wt: prior weights (default ``None``: all 1).
+        """
+        return _arr(y).copy()
+
+    # ------------------------------------------------------------------ IRLS and Laplace
+
+    def weights_and_working(self, y, mu, eta, wt=None) -> tuple[np.ndarray, np.ndarray]:
+        """IRLS working weights and working residuals.
+
+        Returns ``(w, r)`` with ``w = wt * mu_eta^2 / V(mu)`` and ``r = (y - mu) / mu_eta``
+        (the working response is ``eta + r``, minus any offset).
+
+        Args:
+            y: responses.
+            mu: means.
+            eta: linear predictor (``mu = link.inverse(eta)``).
+            wt: prior weights (default ``None``: all 1).
+        """
+        y, wt = self._prep(y, wt)
+        mu = _arr(mu)
+        d = self.link.mu_eta(eta)
+        return wt * d * d / self.variance(mu), (y - mu) / d
+
+    def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        """``d loglik / d mu`` per observation: ``wt (y - mu) / (dispersion V(mu))``.
+
+        Args:
+            y: responses.
+            mu: means.
+            wt: prior weights (default ``None``: all 1).
+            dispersion: scale (default 1.0; ignored by families without one).
+        """
+        y, wt = self._prep(y, wt)
+        mu = _arr(mu)
+        return wt * (y - mu) / (self._phi(dispersion) * self.variance(mu))
+
+    def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        """Observed ``d^2 loglik / d mu^2`` per observation:
+        ``wt / dispersion * (-1 / V - (y - mu) V' / V^2)``.
+
+        Args:
+            y: responses.
+            mu: means.
+            wt: prior weights (default ``None``: all 1).
+            dispersion: scale (default 1.0; ignored by families without one).
+        """
+        y, wt = self._prep(y, wt)
+        mu = _arr(mu)
+        v = self.variance(mu)
+        dv = self.variance_deriv(mu)
+        return wt / self._phi(dispersion) * (-1.0 / v - (y - mu) * dv / (v * v))
+
+    def dloglik_deta(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        """Score of the per-observation log-likelihood with respect to ``eta``.
+
+        Args:
+            y: responses.
+            mu: means (``link.inverse(eta)``).
+            eta: linear predictor.
+            wt: prior weights (default ``None``: all 1).
+            dispersion: scale (default 1.0; ignored by families without one).
+        """
+        return self.dloglik_dmu(y, mu, wt, dispersion) * self.link.mu_eta(eta)
+
+    def d2loglik_deta2(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        """Observed second derivative of the per-observation log-likelihood in ``eta``:
+        ``l''(mu) mu_eta^2 + l'(mu) d2mu_deta2``. At the canonical link it equals
+        ``-w / dispersion`` (``w`` from :meth:`weights_and_working`) for every ``y``; at other
+        links it does so only in expectation.
+
+        Args:
+            y: responses.
+            mu: means (``link.inverse(eta)``).
+            eta: linear predictor.
+            wt: prior weights (default ``None``: all 1).
+            dispersion: scale (default 1.0; ignored by families without one).
+        """
+        d1 = self.link.mu_eta(eta)
+        return (self.d2loglik_dmu2(y, mu, wt, dispersion) * d1 * d1
+                + self.dloglik_dmu(y, mu, wt, dispersion) * self.link.d2mu_deta2(eta))
+
+
+class Binomial(Family):
+    """Binomial proportions: ``wt * y ~ Binomial(wt, mu)``; ``V(mu) = mu (1 - mu)``.
+
+    Args:
+        link: ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"cauchit"`` or ``"log"``.
+    """
+
+    name = "binomial"
+    r_name = "binomial"
+    canonical_link = "logit"
+    valid_links = ("logit", "probit", "cloglog", "cauchit", "log")
+
+    def variance(self, mu) -> np.ndarray:
+        mu = _arr(mu)
+        return mu * (1.0 - mu)
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        return 1.0 - 2.0 * _arr(mu)
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        y, mu = _arr(y), _arr(mu)
+        return 2.0 * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
+
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        # R: dbinom(round(wt * y), round(wt), mu, log = TRUE)
+        n = np.round(wt)
+        k = np.round(wt * y)
+        return (special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+                + special.xlogy(k, mu) + special.xlog1py(n - k, -mu))
+
+    def valid_mu(self, mu) -> bool:
+        mu = _arr(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
+
+    def _validate_support(self, y, wt) -> None:
+        self._fail_if((y < 0) | (y > 1), "the response (a proportion) must be in [0, 1]; values "
+                      "outside [0, 1]")
+        self._fail_if(_non_integer(wt), "the prior weights (numbers of trials) must be whole "
+                      "numbers; non-integer weights")
+        self._fail_if(_non_integer(wt * y), "the numbers of successes (weights * y) must be whole "
+                      "numbers; non-integer successes")
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        y, wt = self._prep(y, wt)
+        y = np.where(wt == 0, 0.0, y)
+        return (wt * y + 0.5) / (wt + 1.0)
+
+
+class _CountFamily(Family):
+    """Shared support checks of the count families."""
+
+    def _validate_support(self, y, wt) -> None:
+        self._fail_if(y < 0, "the response (a count) must not be negative; negative counts")
+        self._fail_if(_non_integer(y), "the response (a count) must be whole numbers; "
+                      "non-integer counts")
+
+    def valid_mu(self, mu) -> bool:
+        mu = _arr(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+
+class Poisson(_CountFamily):
+    """Poisson counts; ``V(mu) = mu``.
+
+    Args:
+        link: ``"log"`` (default), ``"identity"`` or ``"sqrt"``.
+    """
+
+    name = "poisson"
+    r_name = "poisson"
+    canonical_link = "log"
+    valid_links = ("log", "identity", "sqrt")
+
+    def variance(self, mu) -> np.ndarray:
+        return _arr(mu).copy()
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        return np.ones_like(_arr(mu))
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        y, mu = _arr(y), _arr(mu)
+        return 2.0 * (_ylogy(y, mu) - (y - mu))
+
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        return wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1.0))
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        return _arr(y) + 0.1
+
+
+class Gaussian(Family):
+    """Normal responses; ``V(mu) = 1``, ``Var(y) = dispersion / wt``.
+
+    Args:
+        link: ``"identity"`` (default), ``"log"`` or ``"inverse"``.
+    """
+
+    name = "gaussian"
+    r_name = "gaussian"
+    canonical_link = "identity"
+    valid_links = ("identity", "log", "inverse")
+    has_dispersion = True
+
+    def variance(self, mu) -> np.ndarray:
+        return np.ones_like(_arr(mu))
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        return np.zeros_like(_arr(mu))
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        r = _arr(y) - _arr(mu)
+        return r * r
+
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        r = y - mu
+        return -0.5 * (_LOG_2PI + np.log(phi) - np.log(wt)) - 0.5 * wt * r * r / phi
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        y = _arr(y)
+        if ((self.link.name == "inverse" and np.any(y == 0))
+                or (self.link.name == "log" and np.any(y <= 0))):
+            raise DataError(f"gaussian family with {self.link.name} link: cannot find valid "
+                            "starting values (the response has values outside the link's range)")
+        return y.copy()
+
+
+class Gamma(Family):
+    """Gamma responses with shape ``1 / dispersion``; ``V(mu) = mu^2``.
+
+    Args:
+        link: ``"inverse"`` (default), ``"identity"`` or ``"log"``.
+    """
+
+    name = "gamma"
+    r_name = "Gamma"
+    canonical_link = "inverse"
+    valid_links = ("inverse", "identity", "log")
+    has_dispersion = True
+
+    def variance(self, mu) -> np.ndarray:
+        mu = _arr(mu)
+        return mu * mu
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        return 2.0 * _arr(mu)
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        y, mu = _arr(y), _arr(mu)
+        ratio = np.divide(y, mu, out=np.ones(np.broadcast(y, mu).shape), where=y != 0)
+        return -2.0 * (np.log(ratio) - (y - mu) / mu)
+
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        # R: dgamma(y, shape = 1/phi, scale = mu * phi, log = TRUE) * wt
+        shape = 1.0 / phi
+        scale = mu * phi
+        return wt * ((shape - 1.0) * np.log(y) - y / scale - special.gammaln(shape)
+                     - shape * np.log(scale))
+
+    def valid_mu(self, mu) -> bool:
+        mu = _arr(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+    def _validate_support(self, y, wt) -> None:
+        self._fail_if(y <= 0, "the response must be positive; values <= 0")
+
+
+class InverseGaussian(Family):
+    """Inverse Gaussian responses with shape ``lambda = 1 / dispersion``; ``V(mu) = mu^3``.
+
+    Args:
+        link: ``"inverse_squared"`` (R's ``"1/mu^2"``, default), ``"inverse"``,
+            ``"identity"`` or ``"log"``.
+    """
+
+    name = "inverse_gaussian"
+    r_name = "inverse.gaussian"
+    canonical_link = "inverse_squared"
+    valid_links = ("inverse_squared", "inverse", "identity", "log")
+    has_dispersion = True
+
+    def variance(self, mu) -> np.ndarray:
+        return _arr(mu) ** 3
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        mu = _arr(mu)
+        return 3.0 * mu * mu
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        y, mu = _arr(y), _arr(mu)
+        r = y - mu
+        return r * r / (y * mu * mu)
+
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        # R's inverse.gaussian()$aic: wt * log IG density(y; mu, lambda = 1/phi)
+        r = y - mu
+        return wt * (-0.5 * (_LOG_2PI + np.log(phi)) - 1.5 * np.log(y)
+                     - r * r / (2.0 * phi * y * mu * mu))
+
+    def valid_mu(self, mu) -> bool:
+        mu = _arr(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+    def _validate_support(self, y, wt) -> None:
+        self._fail_if(y <= 0, "the response must be positive; values <= 0")
+
+
+class NegativeBinomial(_CountFamily):
+    """Negative binomial (NB2) counts with size ``theta``; ``V(mu) = mu + mu^2 / theta``
+    (MASS's ``negative.binomial(theta)``). ``theta`` is a shape parameter, not a dispersion:
+    ``dispersion`` arguments are ignored.
+
+    Args:
+        theta: the size (shape) parameter, positive (default 1.0).
+        link: ``"log"`` (default), ``"identity"`` or ``"sqrt"``.
+
+    Raises:
+        DataError: ``theta`` is not positive and finite, or the link is invalid.
+    """
+
+    name = "negative_binomial"
+    canonical_link = "log"  # R's default; NB2's true canonical link is log(mu / (mu + theta))
+    valid_links = ("log", "identity", "sqrt")
+    has_shape = True
+
+    def __init__(self, theta: float = 1.0, link: str | Link | type[Link] | None = None) -> None:
+        super().__init__(link)
+        self.theta = self._check_theta(theta)
+
+    @staticmethod
+    def _check_theta(theta: float) -> float:
+        try:
+            value = float(theta)
+        except (TypeError, ValueError):
+            raise DataError(f"negative_binomial family: theta must be a number, "
+                            f"got {theta!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise DataError(f"negative_binomial family: theta must be positive and finite, "
+                            f"got {theta!r}")
+        return value
+
+    @property
+    def r_name(self) -> str:  # type: ignore[override]
+        """R's family name, e.g. ``"Negative Binomial(2.5)"``."""
+        return f"Negative Binomial({round(self.theta, 4):g})"
+
+    @property
+    def shape(self) -> float:
+        """The shape parameter (``theta``)."""
+        return self.theta
+
+    @property
+    def link_is_canonical(self) -> bool:
+        return False
+
+    def with_shape(self, theta: float) -> NegativeBinomial:
+        """A copy with size ``theta``.
+
+        Args:
+            theta: the new size, positive and finite.
+        """
+        new = copy.copy(self)
+        new.theta = self._check_theta(theta)
+        return new
+
+    def _params(self) -> tuple:
+        return (type(self), self.link.name, self.theta)
+
+    def __repr__(self) -> str:
+        return f"NegativeBinomial(theta={self.theta!r}, link={self.link.name!r})"
+
+    def variance(self, mu) -> np.ndarray:
+        mu = _arr(mu)
+        return mu + mu * mu / self.theta
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        return 1.0 + 2.0 * _arr(mu) / self.theta
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        y, mu = _arr(y), _arr(mu)
+        th = self.theta
+        return 2.0 * (_ylogy(y, mu) - (y + th) * np.log((y + th) / (mu + th)))
+
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        # dnbinom(y, size = theta, mu = mu, log = TRUE) * wt
+        th = self.theta
+        return wt * (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
+                     - th * np.log1p(mu / th) + special.xlogy(y, mu / (mu + th)))
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        # MASS::negative.binomial()$initialize
+        y = _arr(y)
+        return y + (y == 0) / 6.0
+
+
+#: glamm's family names -> classes
+FAMILIES: dict[str, type[Family]] = {
+    cls.name: cls for cls in (Binomial, Poisson, Gaussian, Gamma, InverseGaussian, NegativeBinomial)
+}
+
+_FAMILY_ALIASES: dict[str, str] = {
+    "normal": "gaussian",
+    "inverse_gaussian": "inverse_gaussian",
+    "inversegaussian": "inverse_gaussian",
+    "negative_binomial": "negative_binomial",
+    "negativebinomial": "negative_binomial",
+    "nbinom2": "negative_binomial",
+    "nbinom": "negative_binomial",
+    "negbin": "negative_binomial",
+    "nb2": "negative_binomial",
+}
+
+
+def _family_key(name: str) -> str:
+    key = str(name).strip().lower().replace(".", "_").replace(" ", "_").replace("-", "_")
+    key = _FAMILY_ALIASES.get(key, key)
+    if key not in FAMILIES:
+        raise DataError(f"unknown family {name!r}; known families: " + ", ".join(FAMILIES)
+                        + ' (also "Gamma", "inverse.gaussian", "nbinom2", "negbin")')
+    return key
+
+
+def from_name(name: str, link: str | Link | type[Link] | None = None, **kw) -> Family:
+    """A family from its name.
+
+    Args:
+        name: ``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"Gamma"``/``"gamma"``,
+            ``"inverse_gaussian"``/``"inverse.gaussian"`` or
+            ``"negative_binomial"``/``"nbinom2"``/``"negbin"`` (case-insensitive).
+        link: link name or object (default ``None``: the canonical link).
+        **kw: further constructor arguments (``theta`` for the negative binomial).
+
+    Raises:
+        DataError: unknown family, invalid link or invalid arguments.
+    """
+    cls = FAMILIES[_family_key(name)]
+    try:
+        return cls(link=link, **kw)
+    except TypeError as exc:
+        raise DataError(f"{cls.name} family: {exc}") from None
+
+
+def get_family(name_or_obj: str | Family | type[Family],
+               link: str | Link | type[Link] | None = None, **kw) -> Family:
+    """A family from a name, a :class:`Family` instance or a ``Family`` subclass.
+
+    Args:
+        name_or_obj: a family name (see :func:`from_name`), a ``Family`` instance (returned
+            as is unless ``link`` or ``kw`` ask for changes) or a ``Family`` subclass
+            (instantiated).
+        link: link name or object (default ``None``: an instance keeps its link, names and
+            classes get the canonical link).
+        **kw: constructor arguments for names and classes (``theta``); for an instance only
+            ``theta`` is accepted (applied with ``with_shape``).
+
+    Raises:
+        DataError: unknown family, invalid link or arguments.
+    """
+    if isinstance(name_or_obj, Family):
+        fam = name_or_obj
+        if link is not None:
+            fam = fam.with_link(link)
+        if kw:
+            extra = set(kw) - {"theta"}
+            if extra:
+                raise DataError(f"{fam.name} family: unexpected arguments {sorted(extra)}")
+            fam = fam.with_shape(kw["theta"])
+        return fam
+    if isinstance(name_or_obj, type) and issubclass(name_or_obj, Family):
+        try:
+            return name_or_obj(link=link, **kw)
+        except TypeError as exc:
+            raise DataError(f"{name_or_obj.__name__}: {exc}") from None
+    if isinstance(name_or_obj, str):
+        return from_name(name_or_obj, link=link, **kw)
+    raise DataError("a family must be a name or a Family object, not "
+                    f"{type(name_or_obj).__name__}")

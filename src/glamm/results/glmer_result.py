@@ -1,0 +1,232 @@
+"""The fitted GLMM returned by :func:`glamm.glmer`."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats as st
+
+from ..glmm.fit import GlmmFitRecord, full_objective, hessian, set_extra
+from ..glmm.model import GeneralizedLinearMixedModel
+from ..lmm.estimates import linear_predictor_re
+from .base import MixedResultBase
+
+
+class GlmerResult(MixedResultBase):
+    """A GLMM fitted by the Laplace approximation.
+
+    Attributes
+    ----------
+    formula, family (name), link (name), fast (whether only the fast fit was run).
+    fixef: fixed effects (lme4 names). ``stderr``, ``vcov``: from the Hessian of the Laplace
+        deviance in all parameters (computed on first use; lme4's default ``use.hessian``).
+    theta: random-effects parameters (lme4 order; for GLMMs the standard deviations
+        themselves, as ``u ~ N(0, I)``).
+    dispersion: dispersion parameter (1 for binomial and Poisson); ``shape`` the negative
+        binomial size (``None`` otherwise).
+    varcorr, ranef, ranef_condvar: as for :class:`~glamm.results.lmer_result.LmerResult`
+        (``varcorr`` has a Residual row only for families with a dispersion parameter).
+    loglik: the full log-likelihood (all normalizing constants) by the Laplace
+        approximation; ``deviance = -2 loglik``; ``aic``, ``bic``, ``npar``.
+    nobs, ngroups, df_resid, is_singular, optsum (the full fit's record, or the fast one's),
+    optsum_fast.
+    """
+
+    def __init__(self, model: GeneralizedLinearMixedModel, record: GlmmFitRecord, base_family):
+        self.model = model
+        self.frame = model.frame
+        self.record = record
+        self._base_family = base_family
+        self.optsum = record.full if record.full is not None else record.fast
+        self.optsum_fast = record.fast
+        self.fast = record.full is None
+        self.formula = self.frame.parsed.formula
+        fam = model.family
+        self.family = fam.name
+        self.link = fam.link.name
+        self.theta = model.theta.copy()
+        self.theta_names = model.layout.names()
+        self.dispersion = float(model.dispersion)
+        self.shape = float(fam.theta) if getattr(fam, "has_shape", False) else None
+        xn = self.frame.xnames
+        self.fixef = pd.Series(model.beta.copy(), index=xn, name="Estimate")
+        self._laplace = model.laplace()
+        self.loglik = -0.5 * self._laplace
+        self.deviance = self._laplace
+        self.nobs = model.n
+        n_extra = len(record.names) - model.n_theta - model.p
+        self.npar = model.n_theta + model.p + n_extra
+        self.aic = -2.0 * self.loglik + 2.0 * self.npar
+        self.bic = -2.0 * self.loglik + np.log(self.nobs) * self.npar
+        self.df_resid = self.nobs - self.npar
+        self.ngroups = {}
+        for t in model.reterms:
+            self.ngroups.setdefault(t.group, t.nlevels)
+        self.n_dropped_na = self.frame.n_dropped_na
+        self.dropped_columns = list(self.frame.dropped_columns)
+        self.is_singular = model.layout.is_singular(self.theta)
+        self._b = model.random_effects(self.theta, model.u)
+        self._eta = model.eta.copy()
+        self._mu = model.mu.copy()
+        resid_sd = np.sqrt(self.dispersion) if fam.has_dispersion else None
+        covs = [lam @ lam.T for lam in model.layout.lambdas(self.theta)]
+        self.varcorr = self._varcorr_rows(covs, resid_sd)
+        self.ranef = self._ranef_tables(self._b)
+
+    def _factor(self):
+        return self.model.fac_b
+
+    # ------------------------------------------------------------------ inference
+    @cached_property
+    def _hessian(self) -> np.ndarray:
+        """Hessian of the Laplace deviance in ``[theta, beta, extra]`` at the optimum."""
+        m = self.model
+        x = np.concatenate([self.theta, self.fixef.to_numpy(), self._extra()])
+        f = full_objective(m, self._base_family)
+        H = hessian(f, x)
+        f(x)
+        return H
+
+    def _extra(self) -> np.ndarray:
+        if self.shape is not None:
+            return np.array([np.log(self.shape)])
+        if self.model.family.has_dispersion:
+            return np.array([np.log(self.dispersion)])
+        return np.zeros(0)
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of the fixed effects: the ``beta`` block of ``2 H^{-1}`` (``H`` the Hessian
+        of the deviance); ``theta`` components on their bound are left out (a singular fit)."""
+        nt, p = self.model.n_theta, self.model.p
+        H = self._hessian
+        keep = np.ones(H.shape[0], dtype=bool)
+        lower = self.model.layout.lower()
+        keep[:nt] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
+        Hk = H[np.ix_(keep, keep)]
+        cov = 2.0 * np.linalg.pinv(Hk)
+        idx = np.flatnonzero(keep)
+        pos = [int(np.flatnonzero(idx == nt + j)[0]) for j in range(p)]
+        V = cov[np.ix_(pos, pos)]
+        xn = self.frame.xnames
+        return pd.DataFrame(V, index=xn, columns=xn)
+
+    @cached_property
+    def stderr(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.frame.xnames,
+                         name="Std. Error")
+
+    def coef_table(self) -> pd.DataFrame:
+        """Fixed effects with standard errors, z values and two-sided normal p-values."""
+        z = self.fixef / self.stderr
+        return pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.stderr, "z value": z,
+                             "Pr(>|z|)": 2.0 * st.norm.sf(np.abs(z))})
+
+    @cached_property
+    def ranef_condcov(self) -> list[np.ndarray]:
+        """Conditional covariances of the random effects at the mode (lme4's ``condVar``)."""
+        m = self.model
+        lams = m.layout.lambdas(self.theta)
+        out = []
+        for k, lam in enumerate(lams):
+            inv = m.fac_u.inverse_diag_blocks(k)
+            out.append(np.einsum("ij,mjk,lk->mil", lam, inv, lam))
+        return out
+
+    @cached_property
+    def ranef_condvar(self) -> dict[str, pd.DataFrame]:
+        return self._condvar_tables(self.ranef_condcov)
+
+    # ------------------------------------------------------------------ fitted values
+    def fitted(self, type: str = "response") -> np.ndarray:
+        """Fitted means (``type="response"``) or linear predictor (``"link"``)."""
+        if type == "response":
+            return self._mu.copy()
+        if type == "link":
+            return self._eta.copy()
+        raise ValueError(f"type must be 'response' or 'link', got {type!r}")
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        """Residuals: ``"response"`` (y - mu), ``"pearson"`` or ``"deviance"`` (default, as R).
+
+        For binomial responses ``y`` is the proportion of successes."""
+        fam, y, mu, wt = self.model.family, self.model.y, self._mu, self.model.wt
+        if type == "response":
+            return y - mu
+        if type == "pearson":
+            return (y - mu) * np.sqrt(wt / fam.variance(mu))
+        if type == "deviance":
+            d = fam.deviance_residuals(y, mu, wt)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        raise ValueError(f"type must be 'response', 'pearson' or 'deviance', got {type!r}")
+
+    def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re: bool = True,
+                allow_new_levels: bool = False) -> np.ndarray:
+        """Predictions on the link (default, as R) or response scale.
+
+        Parameters
+        ----------
+        newdata: data frame with the columns the model uses; ``None`` predicts the fitted data.
+        type: ``"link"`` or ``"response"``.
+        re: include the random effects (``False``: population level).
+        allow_new_levels: unseen levels get random effects of zero instead of an error.
+        """
+        if type not in ("link", "response"):
+            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+        beta = self.fixef.to_numpy()
+        if newdata is None:
+            eta = self._eta.copy() if re else self.frame.X @ beta + self.frame.offset
+        else:
+            eta = self.frame.new_X(newdata) @ beta + self.frame.new_offset(newdata)
+            if re:
+                refs, zs = self._new_re_design(newdata, allow_new_levels)
+                eta = eta + linear_predictor_re(self.model.reterms, self._b, refs, zs)
+        return self.model.family.link.inverse(eta) if type == "response" else eta
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.optsum.converged)
+
+    @property
+    def method(self) -> str:
+        return "Laplace" + (" (fast: beta inside PIRLS)" if self.fast else "")
+
+    def __repr__(self) -> str:
+        from .summary import format_glmer
+
+        return format_glmer(self)
+
+    __str__ = __repr__
+
+    def summary(self) -> str:
+        return repr(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form of the fit (for ``--json`` output)."""
+        return {
+            "formula": self.formula,
+            "family": self.family,
+            "link": self.link,
+            "method": self.method,
+            "nobs": self.nobs,
+            "ngroups": dict(self.ngroups),
+            "fixef": self.fixef.to_dict(),
+            "stderr": self.stderr.to_dict(),
+            "vcov": self.vcov.values.tolist(),
+            "theta": dict(zip(self.theta_names, self.theta.tolist())),
+            "dispersion": self.dispersion,
+            "shape": self.shape,
+            "varcorr": self.varcorr.replace({np.nan: None}).to_dict(orient="records"),
+            "loglik": self.loglik,
+            "deviance": self.deviance,
+            "aic": self.aic,
+            "bic": self.bic,
+            "df_resid": self.df_resid,
+            "is_singular": self.is_singular,
+            "n_dropped_na": self.n_dropped_na,
+            "dropped_columns": self.dropped_columns,
+            "optsum": self.optsum.as_dict(),
+        }
