@@ -60,6 +60,10 @@ EXP_CAP = 700.0
 PROBIT_THRESH = float(-special.ndtri(EPS))
 #: cauchit clamp, R's ``-qcauchy(.Machine$double.eps)``
 CAUCHIT_THRESH = float(-math.tan(math.pi * (EPS - 0.5)))
+#: ``|eta|`` cap inside the probit density (it underflows to 0 long before)
+TAIL_CAP = 50.0
+#: ``|eta|`` cap inside the Cauchy density (``eta^2`` must not overflow)
+CAUCHIT_CAP = 1e100
 
 
 def _arr(x) -> np.ndarray:
@@ -162,11 +166,11 @@ class Probit(Link):
         return special.ndtr(np.clip(_arr(eta), -PROBIT_THRESH, PROBIT_THRESH))
 
     def mu_eta(self, eta) -> np.ndarray:
-        eta = _arr(eta)
+        eta = np.clip(_arr(eta), -TAIL_CAP, TAIL_CAP)  # the density is 0 there anyway
         return np.maximum(np.exp(-0.5 * eta * eta) / math.sqrt(2.0 * math.pi), EPS)
 
     def d2mu_deta2(self, eta) -> np.ndarray:
-        eta = _arr(eta)
+        eta = np.clip(_arr(eta), -TAIL_CAP, TAIL_CAP)
         return -eta * np.exp(-0.5 * eta * eta) / math.sqrt(2.0 * math.pi)
 
 
@@ -184,12 +188,13 @@ class Cauchit(Link):
         return np.clip(0.5 + np.arctan(eta) / np.pi, EPS, 1.0 - EPS)
 
     def mu_eta(self, eta) -> np.ndarray:
-        eta = _arr(eta)
+        eta = np.clip(_arr(eta), -CAUCHIT_CAP, CAUCHIT_CAP)  # avoids overflow in eta^2
         return np.maximum(1.0 / (np.pi * (1.0 + eta * eta)), EPS)
 
     def d2mu_deta2(self, eta) -> np.ndarray:
-        eta = _arr(eta)
-        return -2.0 * eta / (np.pi * (1.0 + eta * eta) ** 2)
+        eta = np.clip(_arr(eta), -CAUCHIT_CAP, CAUCHIT_CAP)
+        q = 1.0 / (1.0 + eta * eta)
+        return -2.0 / np.pi * eta * q * q
 
 
 class CLogLog(Link):
