@@ -55,11 +55,9 @@ def _arr(x) -> np.ndarray:
 
 def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
     """``y * log(y / mu)`` with the value 0 where ``y == 0`` (R's ``y_log_y``)."""
-    y, mu = np.broadcast_arrays(_arr(y), _arr(mu))
-    out = np.zeros(y.shape)
-    nz = y != 0
-    out[nz] = y[nz] * np.log(y[nz] / mu[nz])
-    return out
+    y, mu = _arr(y), _arr(mu)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return special.xlogy(y, y / mu)
 
 
 def _non_integer(x: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ do. Standard errors come from the Hessian of the Laplace deviance in all paramet
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -27,6 +28,9 @@ class GlmmFitRecord:
     fast: OptSummary
     full: OptSummary | None
     names: list[str] = field(default_factory=list)
+    #: Hessian of the deviance in all parameters at (or within a Newton step of) the optimum
+    hessian: np.ndarray | None = None
+    hessian_at: np.ndarray | None = None
 
 
 def _extra_names(family) -> list[str]:
@@ -104,13 +108,120 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     step = np.concatenate([np.full(nt, 0.1), np.where(np.isfinite(se_beta) & (se_beta > 0),
                                                       se_beta, 0.1), np.full(extra0.size, 0.1)])
     f = full_objective(model, base_family)
-    full_settings = {"ftol_rel": 1e-13, "ftol_abs": 0.0, "xtol_abs": 1e-9}
-    full_settings.update(settings)
-    full_settings.setdefault("initial_step", step)
-    os_full = minimize(f, x0, lo, optimizer=optimizer, **full_settings)
-    f(os_full.final)  # leave the state at the optimum
+    os_full = OptSummary(optimizer="newton (finite-difference derivatives)", initial=x0.copy(),
+                         lower=lo.copy())
+    t0 = time.perf_counter()
+    ok, x, fx, H = newton_minimize(f, x0, lo, os_full, scale=step)
+    if not ok:
+        # Newton could not make progress from the fast fit (far from the optimum or on a
+        # boundary): fall back to BOBYQA, then polish
+        full_settings = {"ftol_rel": 1e-10, "ftol_abs": 0.0, "xtol_abs": 1e-8}
+        full_settings.update(settings)
+        full_settings.setdefault("initial_step", step)
+        os_b = minimize(f, x, lo, optimizer=optimizer, **full_settings)
+        os_full.optimizer = f"{os_b.optimizer} + newton"
+        os_full.feval += os_b.feval
+        os_full.messages.append(f"Newton from the fast fit stalled; {os_b.optimizer} took over")
+        ok, x, fx, H = newton_minimize(f, os_b.final, lo, os_full, scale=step)
+    os_full.final, os_full.fmin = x, fx
+    if H is not None and not np.array_equal(x, _last_hessian_point[0]):
+        H = None  # taken away from the optimum: standard errors recompute it there, on demand
+    os_full.converged = ok
+    os_full.returnvalue = "NEWTON_CONVERGED" if ok else "NEWTON_STALLED"
+    os_full.elapsed = time.perf_counter() - t0
+    f(x)  # leave the state at the optimum
     _warn(os_full)
-    return GlmmFitRecord(fast=os_fast, full=os_full, names=names)
+    return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=H, hessian_at=x)
+
+
+def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
+                    scale: np.ndarray, max_iter: int = 30,
+                    ) -> tuple[bool, np.ndarray, float, np.ndarray]:
+    """Minimize a smooth ``f`` from a nearby start by Newton steps on central-difference
+    derivatives (the Hessian once, the gradient every step; the Hessian is recomputed if the
+    iterate moves far from where it was taken, so it can serve for standard errors).
+
+    A parameter on its lower bound whose gradient points outward stays on the bound. Returns
+    ``(converged, x, f(x), Hessian)``; ``converged`` is false when no descent step is found
+    before the gradient is small."""
+    counter = _Counter(f, record)
+    x = np.asarray(x0, dtype=float).copy()
+    g, H, fx = gradient_hessian(counter, x, with_value=True)
+    x_h = x.copy()
+    _last_hessian_point[0] = x_h
+    for _ in range(max_iter):
+        at_bound = np.isfinite(lower) & (x <= lower + 1e-12)
+        free = ~(at_bound & (g > 0))
+        if not free.any():
+            return True, x, fx, H
+        Hf = H[np.ix_(free, free)]
+        gf = g[free]
+        step = _newton_step(Hf, gf)
+        if step is None:
+            return False, x, fx, H
+        decrement = float(-gf @ step)
+        if decrement < 1e-11 * (abs(fx) + 1.0):
+            return True, x, fx, H
+        t, improved = 1.0, False
+        for _ in range(12):
+            trial = x.copy()
+            trial[free] = np.maximum(x[free] + t * step, lower[free])
+            ft = counter(trial)
+            if ft < fx:
+                improved = True
+                break
+            t /= 2.0
+        if not improved:
+            # at the optimum to within the finite-difference noise, or a bad model of f
+            return decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H
+        x, fx = trial, ft
+        if np.any(np.abs(x - x_h) > 0.05 * scale):
+            g, H, fx = gradient_hessian(counter, x, with_value=True)
+            x_h = x.copy()
+            _last_hessian_point[0] = x_h
+        else:
+            g = gradient(counter, x, fx)
+    return False, x, fx, H
+
+
+#: where the last Hessian of :func:`newton_minimize` was taken (single-threaded use)
+_last_hessian_point: list = [None]
+
+
+def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+    """``-H^{-1} g``, with ``H`` shifted towards positive definiteness if it is not."""
+    ev = np.linalg.eigvalsh(H)
+    shift = 0.0
+    if ev[0] <= 1e-10 * max(abs(ev[-1]), 1.0):
+        shift = abs(ev[0]) + 1e-6 * max(abs(ev[-1]), 1.0)
+    try:
+        step = -np.linalg.solve(H + shift * np.eye(H.shape[0]), g)
+    except np.linalg.LinAlgError:
+        return None
+    return step if np.all(np.isfinite(step)) else None
+
+
+class _Counter:
+    """Counts evaluations into an :class:`OptSummary`."""
+
+    def __init__(self, f, record: OptSummary):
+        self.f, self.record = f, record
+
+    def __call__(self, x: np.ndarray) -> float:
+        self.record.feval += 1
+        return float(self.f(x))
+
+
+def gradient(f, x: np.ndarray, fx: float | None = None, rel_step: float = 1e-4) -> np.ndarray:
+    """Central-difference gradient (``2n`` evaluations)."""
+    n = x.size
+    h = rel_step * np.maximum(np.abs(x), 0.1)
+    g = np.zeros(n)
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h[i]
+        g[i] = (f(x + e) - f(x - e)) / (2 * h[i])
+    return g
 
 
 def _fast_stderr(model: GeneralizedLinearMixedModel) -> np.ndarray:
@@ -132,8 +243,10 @@ def _warn(os_: OptSummary) -> None:
                       stacklevel=4)
 
 
-def hessian(f, x: np.ndarray, rel_step: float = 1e-4) -> np.ndarray:
-    """Central-difference Hessian of ``f`` at ``x`` (steps ``rel_step * max(|x|, 0.1)``).
+def gradient_hessian(f, x: np.ndarray, rel_step: float = 1e-4, with_value: bool = False):
+    """Central-difference gradient and Hessian of ``f`` at ``x`` (steps
+    ``rel_step * max(|x|, 0.1)``); ``1 + 2n + n(n-1)`` evaluations. With ``with_value`` also
+    returns ``f(x)``.
 
     ``theta`` on its bound at 0 is fine: the objective is even in each diagonal element of
     ``lambda`` (flipping its sign flips the sign of the corresponding ``u``)."""
@@ -156,5 +269,12 @@ def hessian(f, x: np.ndarray, rel_step: float = 1e-4) -> np.ndarray:
             ei[i], ej[j] = h[i], h[j]
             fpp, fmm = f(x + ei + ej), f(x - ei - ej)
             H[i, j] = H[j, i] = (fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm) / (2 * h[i] * h[j])
-    f(x)
-    return H
+    g = (fp - fm) / (2 * h)
+    if with_value:
+        return g, H, f0
+    return g, H
+
+
+def hessian(f, x: np.ndarray, rel_step: float = 1e-4) -> np.ndarray:
+    """Central-difference Hessian of ``f`` at ``x`` (see :func:`gradient_hessian`)."""
+    return gradient_hessian(f, x, rel_step)[1]

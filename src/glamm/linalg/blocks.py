@@ -62,6 +62,7 @@ class BlockSparse:
     m_row: int
     m_col: int
     _csr_cache: tuple | None = field(default=None, repr=False)
+    _coords_cache: tuple | None = field(default=None, repr=False)
 
     @property
     def p_row(self) -> int:
@@ -84,7 +85,12 @@ class BlockSparse:
         return np.searchsorted(self.cols, np.arange(self.m_col + 1))
 
     def element_coords(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column (element level) of every entry of ``data.ravel()``."""
+        """Row and column (element level) of every entry of ``data.ravel()`` (computed once)."""
+        if self._coords_cache is None:
+            self._coords_cache = self._element_coords()
+        return self._coords_cache
+
+    def _element_coords(self) -> tuple[np.ndarray, np.ndarray]:
         pr, pc = self.p_row, self.p_col
         er = (self.rows[:, None, None] * pr + np.arange(pr)[None, :, None]) + np.zeros(
             (1, 1, pc), dtype=np.int64

@@ -200,9 +200,12 @@ class _FirstTermUpdate:
     mat-vec; with a dense ``[X y]`` row it is one sparse-times-dense product."""
 
     def __init__(self, T, A_a, A_b, D: BlockDiag, a: int | None, b: int | None,
-                 lower_only: bool):
+                 lower_only: bool, sparse_a: bool = True, sparse_b: bool = True):
         self.T, self.D, self.a, self.b = T, D, a, b
-        self.kind = (isinstance(A_a, BlockSparse), isinstance(A_b, BlockSparse))
+        # sparse kernels only where the factor's blocks are sparse; a block of A that fills
+        # the factor's dense block is used densely (one BLAS product)
+        self.kind = (isinstance(A_a, BlockSparse) and sparse_a,
+                     isinstance(A_b, BlockSparse) and sparse_b)
         self.A_a, self.A_b = A_a, A_b
         if self.kind == (True, True):
             ia, ib = _enumerate_pairs(A_a, A_b, lower_only)
@@ -224,8 +227,8 @@ class _FirstTermUpdate:
         if self.kind == (True, True):
             self.M.data[:] = self.A_a.data[self.ia, 0, 0] * self.A_b.data[self.ib, 0, 0]
         else:
-            self.Aa = self.A_a.to_csr() if self.kind[0] else self.A_a
-            self.Ab = self.A_b.to_csr() if self.kind[1] else self.A_b
+            self.Aa = _sparse_or_dense(self.A_a, self.kind[0])
+            self.Ab = _sparse_or_dense(self.A_b, self.kind[1])
 
     def run(self, lams):
         w = 1.0 / self.D.data[:, 0, 0] ** 2
@@ -243,6 +246,12 @@ class _FirstTermUpdate:
             self.T -= scale * (self.Aa @ (self.Ab * w).T)
         else:
             self.T -= scale * ((self.Aa * w) @ self.Ab.T)
+
+
+def _sparse_or_dense(block, sparse: bool):
+    if isinstance(block, BlockSparse):
+        return block.to_csr() if sparse else block.to_dense()
+    return block
 
 
 class _DenseUpdate:
@@ -402,7 +411,8 @@ class BlockedCholesky:
                 and (isinstance(T, np.ndarray) or (isinstance(A, BlockSparse)
                                                     and isinstance(B, BlockSparse))):
             return _FirstTermUpdate(T, self.A[i][0], self.A[j][0], self.L[0][0],
-                                    i if i < K else None, j if j < K else None, lower_only)
+                                    i if i < K else None, j if j < K else None, lower_only,
+                                    isinstance(A, BlockSparse), isinstance(B, BlockSparse))
         if isinstance(A, BlockSparse) and isinstance(B, BlockSparse):
             return _PairUpdate(T, A, B, lower_only)
         if not isinstance(T, np.ndarray):

@@ -83,6 +83,8 @@ class GlmerResult(MixedResultBase):
     @cached_property
     def _hessian(self) -> np.ndarray:
         """Hessian of the Laplace deviance in ``[theta, beta, extra]`` at the optimum."""
+        if self.record.hessian is not None:  # computed by the Newton polish of the fit
+            return self.record.hessian
         m = self.model
         x = np.concatenate([self.theta, self.fixef.to_numpy(), self._extra()])
         f = full_objective(m, self._base_family)
