@@ -89,7 +89,10 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
 
     lower = model.layout.lower()
     theta0 = model.layout.initial() if start is None else np.asarray(start, dtype=float)
-    fast_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8}
+    # the fast fit is the answer when fast=True; otherwise only the start of the Newton stage,
+    # which needs it to about 1e-4
+    fast_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8} if fast else \
+        {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-5}
     if fast:
         fast_settings.update(settings)
     os_fast = minimize(model.objective_fast, np.maximum(theta0, lower), lower,
@@ -123,6 +126,16 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
         os_full.feval += os_b.feval
         os_full.messages.append(f"Newton from the fast fit stalled; {os_b.optimizer} took over")
         ok, x, fx, H = newton_minimize(f, os_b.final, lo, os_full, scale=step)
+    # a variance parameter ending near zero: the optimum may be on the boundary, where BOBYQA
+    # and Newton creep slowly (the deviance is flat there); try it exactly on the bound
+    near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
+    if near.size:
+        trial = x.copy()
+        trial[near] = lo[near]
+        ok_b, xb, fb, Hb = newton_minimize(f, trial, lo, os_full, scale=step)
+        if fb <= fx:
+            x, fx, H, ok = xb, fb, Hb, ok_b
+            os_full.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
     os_full.final, os_full.fmin = x, fx
     if H is not None and not np.array_equal(x, _last_hessian_point[0]):
         H = None  # taken away from the optimum: standard errors recompute it there, on demand
@@ -175,7 +188,7 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
             # at the optimum to within the finite-difference noise, or a bad model of f
             return decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H
         x, fx = trial, ft
-        if np.any(np.abs(x - x_h) > 0.05 * scale):
+        if np.any(np.abs(x - x_h) > 0.5 * scale):
             g, H, fx = gradient_hessian(counter, x, with_value=True)
             x_h = x.copy()
             _last_hessian_point[0] = x_h

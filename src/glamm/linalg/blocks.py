@@ -63,6 +63,9 @@ class BlockSparse:
     m_col: int
     _csr_cache: tuple | None = field(default=None, repr=False)
     _coords_cache: tuple | None = field(default=None, repr=False)
+    _dense_cache: tuple | None = field(default=None, repr=False)
+    #: bumped by whoever refills ``data`` in place (GLMM reweighting), to invalidate caches
+    version: int = 0
 
     @property
     def p_row(self) -> int:
@@ -113,9 +116,13 @@ class BlockSparse:
         )
 
     def to_dense(self) -> np.ndarray:
+        """Dense copy (cached until ``version`` changes; do not modify the result)."""
+        if self._dense_cache is not None and self._dense_cache[0] == self.version:
+            return self._dense_cache[1]
         out = np.zeros(self.shape)
         er, ec = self.element_coords()
         out[er, ec] = self.data.reshape(-1)
+        self._dense_cache = (self.version, out)
         return out
 
     def block_positions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ never a Python loop over rows.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from .blocks import BlockDiag, BlockSparse
 
@@ -51,12 +52,15 @@ class CrossProducts:
         """Refill every block for weights ``w`` and response ``y`` (same arrays, in place)."""
         K = len(self.reterms)
         A = self.A
+        if not hasattr(self, "_Zt"):
+            self._Zt = [_transposed_z(t) for t in self.reterms]
         for i, ti in enumerate(self.reterms):
             wz = ti.z * w[:, None]
             for j in range(i):
                 tj = self.reterms[j]
                 inv = self._pair_inverse[(i, j)]
                 block = A[i][j]
+                block.version += 1
                 nb = block.nb
                 for a in range(ti.p):
                     for b in range(tj.p):
@@ -70,13 +74,17 @@ class CrossProducts:
                     D[:, b, a] = v
         XY = np.column_stack([self.X, y])
         XYw = XY * w[:, None]
-        for j, tj in enumerate(self.reterms):
-            out = A[K][j].reshape(XY.shape[1], tj.nlevels, tj.p)
-            for c in range(XY.shape[1]):
-                for b in range(tj.p):
-                    out[c, :, b] = np.bincount(tj.refs, weights=XYw[:, c] * tj.z[:, b],
-                                               minlength=tj.nlevels)
+        for j, Zt in enumerate(self._Zt):
+            A[K][j][...] = (Zt @ XYw).T
         A[K][K][...] = XY.T @ XYw
+
+
+def _transposed_z(term) -> sp.csr_matrix:
+    """``Z_k'`` of a term as a sparse ``(levels * p) x n`` matrix (built once)."""
+    n, p = term.z.shape
+    rows = (term.refs[:, None] * p + np.arange(p)[None, :]).ravel()
+    cols = np.repeat(np.arange(n), p)
+    return sp.csr_matrix((term.z.ravel(), (rows, cols)), shape=(term.q, n))
 
 
 def crossprod_blocks(reterms, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> list[list]:
