@@ -145,9 +145,29 @@ def glmer(
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame)
     model = GeneralizedLinearMixedModel(frame, fam)
+    notes = []
+    if fam.name == "binomial":
+        from .glmm.separation import separated_columns
+
+        sep = separated_columns(frame.X, frame.xnames, model.y, model.wt)
+        if sep:
+            notes.append(
+                f"complete or quasi-complete separation: every observation with {', '.join(sep)} "
+                "= 1 has the same outcome, so the estimate(s) of those coefficients are not "
+                "finite (reported values are wherever the optimizer stopped)"
+            )
+            warnings.warn(notes[-1], UserWarning, stacklevel=2)
     record = fit_glmm(model, fast=fast, start=start, optimizer=optimizer, **(control or {}))
     with single_threaded(1):
         result = GlmerResult(model, record, fam)
+    if fam.name == "binomial":
+        from .glmm.separation import extreme_fitted
+
+        k = extreme_fitted(result.fitted("response"))
+        if k:
+            notes.append(f"fitted probabilities numerically 0 or 1 for {k} observation(s)")
+            warnings.warn(notes[-1], UserWarning, stacklevel=2)
+    result.notes = notes
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
                       stacklevel=2)

@@ -75,6 +75,8 @@ class GlmerResult(MixedResultBase):
         covs = [lam @ lam.T for lam in model.layout.lambdas(self.theta)]
         self.varcorr = self._varcorr_rows(covs, resid_sd)
         self.ranef = self._ranef_tables(self._b)
+        #: plain-language notes on the fit (separation, extreme fitted values), set by glmer
+        self.notes: list[str] = []
 
     def _factor(self):
         return self.model.fac_b

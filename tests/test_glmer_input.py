@@ -1,0 +1,69 @@
+"""Bad or degenerate GLMM input is reported plainly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import glamm
+
+
+def _cbpp():
+    return glamm.datasets.load("cbpp")
+
+
+def test_separation_is_reported_by_coefficient_name():
+    cb = _cbpp()
+    cb["inc2"] = np.where(cb["period"] == "4", 0, cb["incidence"])
+    with pytest.warns(UserWarning, match="separation.*period4"):
+        m = glamm.glmer("cbind(inc2, size - inc2) ~ period + (1 | herd)", cb, family="binomial")
+    assert any("period4" in note for note in m.notes)
+    assert any("numerically 0 or 1" in note for note in m.notes)
+
+
+def test_no_separation_note_for_ordinary_data():
+    m = glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", _cbpp(),
+                    family="binomial")
+    assert m.notes == []
+
+
+@pytest.mark.parametrize("family,column,value,words", [
+    ("poisson", "incidence", -1, "negative"),
+    ("poisson", "incidence", 0.5, "integer"),
+    ("binomial", "prop", 1.5, "[0, 1]"),
+])
+def test_response_outside_support(family, column, value, words):
+    cb = _cbpp()
+    cb["prop"] = cb["incidence"] / cb["size"]
+    cb[column] = cb[column].astype(float)
+    cb.loc[3, column] = value
+    weights = "size" if column == "prop" else None
+    with pytest.raises(glamm.DataError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        glamm.glmer(f"{column} ~ period + (1 | herd)", cb, family=family, weights=weights)
+
+
+def test_non_integer_successes():
+    cb = _cbpp()
+    cb["prop"] = (cb["incidence"] + 0.5) / cb["size"]
+    with pytest.raises(glamm.DataError, match="whole"):
+        glamm.glmer("prop ~ period + (1 | herd)", cb, family="binomial", weights="size")
+
+
+def test_three_level_factor_response_is_refused():
+    cb = _cbpp()
+    with pytest.raises(glamm.DataError, match="3 levels"):
+        glamm.glmer("period3 ~ 1 + (1 | herd)", cb.assign(
+            period3=cb["period"].astype(str).replace({"4": "3"})), family="binomial")
+
+
+def test_unknown_family_and_bad_link():
+    with pytest.raises(glamm.GlammError):
+        glamm.glmer("incidence ~ period + (1 | herd)", _cbpp(), family="zeta")
+    with pytest.raises(glamm.GlammError):
+        glamm.glmer("incidence ~ period + (1 | herd)", _cbpp(), family="poisson", link="logit")
+
+
+def test_quadrature_not_yet():
+    with pytest.raises(NotImplementedError, match="nagq=1"):
+        glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", _cbpp(),
+                    family="binomial", nagq=5)
