@@ -6,6 +6,7 @@ Public names: :func:`lmer`, :func:`glmer`, :func:`anova`, :mod:`datasets`, the r
 
 from . import datasets
 from .api import glmer, lmer
+from .glm_api import glm
 from .errors import ConvergenceWarning, DataError, FormulaError, GlammError, SingularFitWarning
 from .inference.anova import anova
 from .results.lmer_result import LmerResult
@@ -13,6 +14,7 @@ from .results.lmer_result import LmerResult
 __all__ = [
     "lmer",
     "glmer",
+    "glm",
     "anova",
     "datasets",
     "LmerResult",

@@ -6,13 +6,20 @@ Examples
 
     glamm fit "Reaction ~ Days + (Days | Subject)" --data sleepstudy --ml
     glamm fit "y ~ x + (1 | g)" --data mydata.csv --json
+    glamm fit "cbind(incidence, size - incidence) ~ period + (1 | herd)" --data cbpp --family binomial
     glamm datasets
+
+Without ``--family`` the model is a linear mixed model (:func:`glamm.lmer`); with it, a
+generalized linear mixed model (:func:`glamm.glmer`, Laplace approximation; ``--link`` and
+``--fast`` apply to it only, and ``--reml`` is an error since GLMMs are fitted by maximum
+likelihood).
 
 ``--data`` takes the name of a bundled data set or the path of a ``.csv`` or ``.parquet`` file.
 Errors in the model or the data are printed as ``error: <message>`` on standard error with
 exit status 2 (no traceback). Warnings from the fit are printed as ``warning: <message>`` on
-standard error, except that singular-fit and convergence warnings are left to the notes at the
-end of the printed summary (with ``--json`` they are printed, and recorded in the JSON).
+standard error, except that the singular-fit warning and the final optimizer's convergence
+warning are left to the notes at the end of the printed summary (with ``--json`` they are
+printed, and recorded in the JSON).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, datasets
-from .api import lmer
+from .api import glmer, lmer
 from .errors import ConvergenceWarning, GlammError, SingularFitWarning
 
 #: exit status for errors in the user's input (the same status argparse uses)
@@ -104,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``glamm`` command (subcommands ``fit`` and ``datasets``)."""
     parser = argparse.ArgumentParser(
         prog="glamm",
-        description="Fit lme4-style linear mixed models from the command line.",
+        description="Fit lme4-style linear and generalized linear mixed models from the "
+        "command line.",
     )
     parser.add_argument("--version", action="version", version=f"glamm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -112,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser(
         "fit",
-        help="fit a linear mixed model and print its summary",
-        description="Fit a linear mixed model (REML by default, as lme4) and print an "
-        "lme4-style summary, or the fit as JSON with --json.",
+        help="fit a (generalized) linear mixed model and print its summary",
+        description="Fit a linear mixed model (REML by default, as lme4's lmer) or, with "
+        "--family, a generalized linear mixed model (Laplace approximation, as lme4's glmer) "
+        "and print an lme4-style summary, or the fit as JSON with --json.",
     )
     fit.add_argument("formula", metavar="FORMULA",
                      help='lme4-style formula, e.g. "Reaction ~ Days + (Days | Subject)"')
@@ -122,12 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="bundled data set name (see 'glamm datasets') or a .csv/.parquet file")
     method = fit.add_mutually_exclusive_group()
     method.add_argument("--ml", dest="reml", action="store_false",
-                        help="fit by maximum likelihood")
+                        help="fit by maximum likelihood (always so with --family)")
     method.add_argument("--reml", dest="reml", action="store_true",
-                        help="fit by REML (the default)")
-    fit.set_defaults(reml=True)
+                        help="fit by REML (the default for linear mixed models)")
+    fit.set_defaults(reml=None)
+    fit.add_argument("--family", metavar="NAME", default=None,
+                     help="fit a GLMM with this response family: binomial, poisson, gaussian, "
+                     "Gamma, inverse_gaussian or negative_binomial")
+    fit.add_argument("--link", metavar="NAME", default=None,
+                     help="link function of the GLMM (default: the family's), e.g. logit, "
+                     "probit, cloglog, log; needs --family")
+    fit.add_argument("--fast", action="store_true",
+                     help="GLMM only: estimate the fixed effects inside PIRLS and optimize the "
+                     "random-effects parameters only (lme4's nAGQ = 0); needs --family")
     fit.add_argument("--json", action="store_true",
-                     help="print the fit as JSON (LmerResult.to_dict()) instead of the summary")
+                     help="print the fit as JSON (the result's to_dict()) instead of the "
+                     "summary")
     fit.add_argument("--weights", metavar="COL", default=None,
                      help="column of prior weights")
     fit.add_argument("--offset", metavar="COL", default=None,
@@ -138,16 +157,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_fit_options(args: argparse.Namespace) -> None:
+    """Options that only make sense for one kind of model."""
+    if args.family is None:
+        given = [opt for opt, used in (("--link", args.link is not None), ("--fast", args.fast))
+                 if used]
+        if len(given) == 1:
+            raise CliError(f"{given[0]} needs --family (it applies to generalized linear mixed "
+                           "models only)")
+        if given:
+            raise CliError(f"{' and '.join(given)} need --family (they apply to generalized "
+                           "linear mixed models only)")
+    elif args.reml:
+        raise CliError("--reml does not apply with --family: generalized linear mixed models "
+                       "are fitted by maximum likelihood (Laplace approximation)")
+
+
+def _fit(args: argparse.Namespace, data: pd.DataFrame):
+    if args.family is None:
+        reml = True if args.reml is None else args.reml
+        return lmer(args.formula, data, reml=reml, weights=args.weights, offset=args.offset)
+    return glmer(args.formula, data, family=args.family, link=args.link, fast=args.fast,
+                 weights=args.weights, offset=args.offset)
+
+
 def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _check_fit_options(args)
     data = load_data(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = lmer(args.formula, data, reml=args.reml, weights=args.weights, offset=args.offset)
+        m = _fit(args, data)
+    # the printed summary ends with notes on a singular fit and on an unconverged final
+    # optimization; other warnings (e.g. an unconverged first stage of a GLMM fit) are printed
+    in_summary: tuple[type[Warning], ...] = ()
+    if not args.json:
+        in_summary = ((SingularFitWarning,) if m.is_singular else ()) + \
+            ((ConvergenceWarning,) if not m.converged else ())
     seen = set()
     for w in caught:
         msg = str(w.message)
-        if not args.json and issubclass(w.category, (SingularFitWarning, ConvergenceWarning)):
-            continue  # the printed summary ends with these notes already
+        if in_summary and issubclass(w.category, in_summary):
+            continue
         if msg not in seen:
             seen.add(msg)
             print(f"warning: {msg}", file=err)

@@ -114,7 +114,8 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     os_full = OptSummary(optimizer="newton (finite-difference derivatives)", initial=x0.copy(),
                          lower=lo.copy())
     t0 = time.perf_counter()
-    ok, x, fx, H = newton_minimize(f, x0, lo, os_full, scale=step)
+    derivs = _derivatives(f, model)
+    ok, x, fx, H = newton_minimize(f, x0, lo, os_full, scale=step, derivs=derivs)
     if not ok:
         # Newton could not make progress from the fast fit (far from the optimum or on a
         # boundary): fall back to BOBYQA, then polish
@@ -125,14 +126,14 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
         os_full.optimizer = f"{os_b.optimizer} + newton"
         os_full.feval += os_b.feval
         os_full.messages.append(f"Newton from the fast fit stalled; {os_b.optimizer} took over")
-        ok, x, fx, H = newton_minimize(f, os_b.final, lo, os_full, scale=step)
+        ok, x, fx, H = newton_minimize(f, os_b.final, lo, os_full, scale=step, derivs=derivs)
     # a variance parameter ending near zero: the optimum may be on the boundary, where BOBYQA
     # and Newton creep slowly (the deviance is flat there); try it exactly on the bound
     near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
     if near.size:
         trial = x.copy()
         trial[near] = lo[near]
-        ok_b, xb, fb, Hb = newton_minimize(f, trial, lo, os_full, scale=step)
+        ok_b, xb, fb, Hb = newton_minimize(f, trial, lo, os_full, scale=step, derivs=derivs)
         if fb <= fx:
             x, fx, H, ok = xb, fb, Hb, ok_b
             os_full.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
@@ -148,18 +149,20 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
 
 
 def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
-                    scale: np.ndarray, max_iter: int = 30,
+                    scale: np.ndarray, max_iter: int = 30, derivs=None,
                     ) -> tuple[bool, np.ndarray, float, np.ndarray]:
-    """Minimize a smooth ``f`` from a nearby start by Newton steps on central-difference
-    derivatives (the Hessian once, the gradient every step; the Hessian is recomputed if the
-    iterate moves far from where it was taken, so it can serve for standard errors).
+    """Minimize a smooth ``f`` from a nearby start by Newton steps (the Hessian once, the
+    gradient every step; the Hessian is recomputed if the iterate moves far from where it was
+    taken, so it can serve for standard errors).
 
-    A parameter on its lower bound whose gradient points outward stays on the bound. Returns
-    ``(converged, x, f(x), Hessian)``; ``converged`` is false when no descent step is found
-    before the gradient is small."""
-    counter = _Counter(f, record)
+    ``derivs`` supplies the derivatives (:class:`AnalyticDerivatives` or, by default,
+    :class:`FiniteDifferences`). A parameter on its lower bound whose gradient points outward
+    stays on the bound. Returns ``(converged, x, f(x), Hessian)``; ``converged`` is false when
+    no descent step is found before the gradient is small."""
+    d = derivs if derivs is not None else FiniteDifferences(f)
+    d.record = record
     x = np.asarray(x0, dtype=float).copy()
-    g, H, fx = gradient_hessian(counter, x, with_value=True)
+    g, H, fx = d.grad_hess(x)
     x_h = x.copy()
     _last_hessian_point[0] = x_h
     for _ in range(max_iter):
@@ -179,22 +182,91 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
         for _ in range(12):
             trial = x.copy()
             trial[free] = np.maximum(x[free] + t * step, lower[free])
-            ft = counter(trial)
+            ft = d.value(trial)
             if ft < fx:
                 improved = True
                 break
             t /= 2.0
         if not improved:
-            # at the optimum to within the finite-difference noise, or a bad model of f
+            # at the optimum to within the noise of the derivatives, or a bad model of f
             return decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H
         x, fx = trial, ft
         if np.any(np.abs(x - x_h) > 0.5 * scale):
-            g, H, fx = gradient_hessian(counter, x, with_value=True)
+            g, H, fx = d.grad_hess(x)
             x_h = x.copy()
             _last_hessian_point[0] = x_h
         else:
-            g = gradient(counter, x, fx)
+            g = d.grad(x, fx)
     return False, x, fx, H
+
+
+class FiniteDifferences:
+    """Central-difference derivatives of ``f`` (evaluations counted in ``record``)."""
+
+    def __init__(self, f, record: OptSummary | None = None):
+        self.f, self.record = f, record
+
+    def value(self, x: np.ndarray) -> float:
+        if self.record is not None:
+            self.record.feval += 1
+        return float(self.f(x))
+
+    def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
+        return gradient(self.value, x, fx)
+
+    def grad_hess(self, x: np.ndarray):
+        return gradient_hessian(self.value, x, with_value=True)
+
+
+class AnalyticDerivatives(FiniteDifferences):
+    """Analytic gradient of the Laplace deviance in ``[theta, beta]`` (glmm.gradient), central
+    differences for the dispersion or shape parameter, and the Hessian by central differences
+    of the gradient (``2n`` gradient evaluations instead of ``n^2`` function evaluations)."""
+
+    def __init__(self, f, model: GeneralizedLinearMixedModel, record: OptSummary | None = None):
+        super().__init__(f, record)
+        self.model = model
+        self._at: np.ndarray | None = None
+
+    def value(self, x: np.ndarray) -> float:
+        val = super().value(x)
+        self._at = np.array(x, copy=True)
+        return val
+
+    def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
+        from .gradient import laplace_gradient
+
+        m = self.model
+        nt, p = m.n_theta, m.p
+        if self._at is None or not np.array_equal(self._at, x):
+            self.value(x)
+        g = laplace_gradient(m, x[:nt], x[nt:nt + p])
+        extra = x.size - nt - p
+        if extra:
+            ge = np.zeros(extra)
+            for i in range(extra):
+                j = nt + p + i
+                h = 1e-4 * max(abs(x[j]), 0.1)
+                e = np.zeros(x.size)
+                e[j] = h
+                ge[i] = (self.value(x + e) - self.value(x - e)) / (2 * h)
+            self.value(x)
+            g = np.concatenate([g, ge])
+        return g
+
+    def grad_hess(self, x: np.ndarray):
+        fx = self.value(x)
+        g = self.grad(x, fx)
+        n = x.size
+        H = np.zeros((n, n))
+        for j in range(n):
+            h = 1e-5 * max(abs(x[j]), 0.1)
+            e = np.zeros(n)
+            e[j] = h
+            H[:, j] = (self.grad(x + e) - self.grad(x - e)) / (2 * h)
+        H = 0.5 * (H + H.T)
+        self.value(x)
+        return g, H, fx
 
 
 #: where the last Hessian of :func:`newton_minimize` was taken (single-threaded use)
@@ -235,6 +307,16 @@ def gradient(f, x: np.ndarray, fx: float | None = None, rel_step: float = 1e-4) 
         e[i] = h[i]
         g[i] = (f(x + e) - f(x - e)) / (2 * h[i])
     return g
+
+
+def _derivatives(f, model: GeneralizedLinearMixedModel):
+    """Analytic gradients where the dense ``G^-1`` is affordable, finite differences else."""
+    from .gradient import MAX_Q
+
+    q = sum(t.q for t in model.reterms)
+    if q <= MAX_Q:
+        return AnalyticDerivatives(f, model)
+    return FiniteDifferences(f)
 
 
 def _fast_stderr(model: GeneralizedLinearMixedModel) -> np.ndarray:

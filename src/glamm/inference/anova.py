@@ -1,10 +1,18 @@
-"""Likelihood-ratio comparison of nested linear mixed models (lme4's ``anova(m0, m1)``).
+"""Likelihood-ratio comparison of nested mixed models (lme4's ``anova(m0, m1)``).
 
 Models are put in order of their number of parameters and each is tested against the one
 before it: ``Chisq = 2 (logLik_i - logLik_{i-1})`` on ``Df = npar_i - npar_{i-1}`` degrees of
-freedom. REML log-likelihoods of models with different fixed effects are not comparable, so
-by default every REML fit is first refitted by maximum likelihood (:func:`refit_ml`), as lme4
-does.
+freedom.
+
+Two kinds of comparison are supported, never mixed:
+
+- linear mixed models (:func:`glamm.lmer`). REML log-likelihoods of models with different
+  fixed effects are not comparable, so by default every REML fit is first refitted by maximum
+  likelihood (:func:`refit_ml`), as lme4 does;
+- generalized models: GLMMs (:func:`glamm.glmer`, log-likelihood by the Laplace
+  approximation) and GLMs without random effects (:func:`glamm.glm`, usually the null model
+  of a test of the random effects). Their log-likelihoods are full ones (all normalizing
+  constants), so they are compared as they are; there is no REML and nothing is refitted.
 """
 
 from __future__ import annotations
@@ -16,9 +24,14 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import DataError, GlammError
+from ..glm_api import GlmResult
 from ..lmm.fit import optimize_theta
 from ..lmm.model import LinearMixedModel
+from ..results.glmer_result import GlmerResult
 from ..results.lmer_result import LmerResult
+
+#: fitted results that are compared as generalized models (no REML, no refitting)
+GENERALIZED = (GlmerResult, GlmResult)
 
 REFIT_NOTE = "refitting model(s) with ML (instead of REML)"
 
@@ -57,7 +70,15 @@ def refit_ml(m: LmerResult) -> LmerResult:
     return LmerResult(model, optsum)
 
 
-def _check_comparable(models: Sequence[LmerResult], labels: Sequence[str]) -> None:
+def _effective_weights(m) -> np.ndarray:
+    """Prior weights times binomial trials (``cbind`` responses), the weights the likelihood
+    uses; so ``cbind(s, f) ~ ...`` and ``s / (s + f) ~ ...`` with ``weights = s + f`` match."""
+    w = np.asarray(m.frame.weights, dtype=float)
+    trials = getattr(m.frame, "trials", None)
+    return w if trials is None else w * np.asarray(trials, dtype=float)
+
+
+def _check_comparable(models: Sequence, labels: Sequence[str]) -> None:
     nobs = [m.nobs for m in models]
     if len(set(nobs)) > 1:
         counts = ", ".join(f"{lab}: {n}" for lab, n in zip(labels, nobs))
@@ -66,33 +87,61 @@ def _check_comparable(models: Sequence[LmerResult], labels: Sequence[str]) -> No
             "ratio test needs the same rows (check for missing values in the extra variables)"
         )
     y0 = np.asarray(models[0].frame.y)
-    w0 = np.asarray(models[0].frame.weights)
+    w0 = _effective_weights(models[0])
     for lab, m in zip(labels[1:], models[1:]):
         if not np.allclose(np.asarray(m.frame.y), y0, rtol=1e-12, atol=0.0):
             raise DataError(
                 f"model {lab} was fitted to a different response than {labels[0]}; "
                 "likelihoods are only comparable for the same data"
             )
-        if not np.allclose(np.asarray(m.frame.weights), w0, rtol=1e-12, atol=0.0):
+        if not np.allclose(_effective_weights(m), w0, rtol=1e-12, atol=0.0):
             raise DataError(f"model {lab} was fitted with different weights than {labels[0]}")
 
 
+def _check_types(models: Sequence) -> None:
+    for i, m in enumerate(models):
+        if not isinstance(m, (LmerResult, *GENERALIZED)):
+            raise TypeError(
+                f"argument {i + 1} of anova() is a {type(m).__name__}, not a fitted model from "
+                "glamm.lmer, glamm.glmer or glamm.glm"
+            )
+
+
+def _is_generalized(models: Sequence, labels: Sequence[str]) -> bool:
+    """``True`` for GLMMs and GLMs, ``False`` for LMMs; a mix of the two is an error."""
+    linear = [lab for lab, m in zip(labels, models) if isinstance(m, LmerResult)]
+    general = [lab for lab, m in zip(labels, models) if isinstance(m, GENERALIZED)]
+    if linear and general:
+        raise GlammError(
+            "anova() cannot compare linear mixed models (glamm.lmer: "
+            f"{', '.join(linear)}) with generalized models (glamm.glmer / glamm.glm: "
+            f"{', '.join(general)}); fit all models with the same function (for a Gaussian "
+            "response use glamm.lmer for every model)"
+        )
+    return bool(general)
+
+
 def anova(
-    *models: LmerResult,
+    *models: LmerResult | GlmerResult | GlmResult,
     refit: bool = True,
     names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Likelihood-ratio tests between nested linear mixed models, as lme4's ``anova(m0, m1)``.
+    """Likelihood-ratio tests between nested models, as lme4's ``anova(m0, m1)``.
 
     Arguments
     ---------
-    *models: two or more fitted models (:class:`~glamm.results.lmer_result.LmerResult`) of the
-        same data, usually nested.
-    refit: if ``True`` (default) and any model was fitted by REML, refit every REML fit by
-        maximum likelihood first (:func:`refit_ml`); the table then records
-        ``df.attrs["note"] = "refitting model(s) with ML (instead of REML)"``. With ``False``
-        the stored log-likelihoods are used as they are (all models must then use the same
-        method).
+    *models: two or more fitted models of the same data, usually nested: either all linear
+        mixed models (:class:`~glamm.results.lmer_result.LmerResult`), or all generalized
+        ones: GLMMs (:class:`~glamm.results.glmer_result.GlmerResult`) and GLMs without random
+        effects (:class:`~glamm.glm_api.GlmResult`, e.g. the null model of a test of the
+        random effects). ``npar`` counts each model's own parameters (for a GLMM the
+        random-effects parameters, the coefficients and any dispersion or shape).
+    refit: linear mixed models only: if ``True`` (default) and any model was fitted by REML,
+        refit every REML fit by maximum likelihood first (:func:`refit_ml`); the table then
+        records ``df.attrs["note"] = "refitting model(s) with ML (instead of REML)"``. With
+        ``False`` the stored log-likelihoods are used as they are (all models must then use
+        the same method). Generalized models are always compared by their (Laplace)
+        log-likelihoods as fitted.
     names: row labels, one per model in the order given (default ``"m0"``, ``"m1"``, ...).
 
     Returns
@@ -105,21 +154,16 @@ def anova(
 
     Raises
     ------
-    TypeError: an argument is not a fitted linear mixed model.
+    TypeError: an argument is not a fitted model.
     NotImplementedError: a single model was given (tests of its fixed-effects terms are not
         implemented yet).
     DataError: the models were fitted to different numbers of observations or different data.
-    GlammError: ``refit=False`` with a mix of REML and ML fits, or ``names`` of the wrong
-        length.
+    GlammError: linear mixed models mixed with generalized ones, ``refit=False`` with a mix
+        of REML and ML fits, or ``names`` of the wrong length.
     """
     if not models:
         raise TypeError("anova() needs at least two fitted models")
-    for i, m in enumerate(models):
-        if not isinstance(m, LmerResult):
-            raise TypeError(
-                f"argument {i + 1} of anova() is a {type(m).__name__}, not a fitted model from "
-                "glamm.lmer"
-            )
+    _check_types(models)
     if len(models) == 1:
         raise NotImplementedError(
             "anova() of a single model (tests of its fixed-effects terms) is not implemented "
@@ -133,11 +177,12 @@ def anova(
             raise GlammError(f"names has {len(labels)} entries for {len(models)} models")
         if len(set(labels)) != len(labels):
             raise GlammError(f"names must be distinct, got {labels}")
+    generalized = _is_generalized(models, labels)
     _check_comparable(models, labels)
 
     used = list(models)
     refitted: list[str] = []
-    methods = {m.reml for m in models}
+    methods = {False} if generalized else {m.reml for m in models}
     if refit and True in methods:
         used = []
         for lab, m in zip(labels, models):
@@ -179,7 +224,7 @@ def anova(
         index=index,
     )
     df.attrs["formulas"] = {labels[i]: used[i].formula for i in order}
-    df.attrs["method"] = "REML" if all(m.reml for m in used) else "ML"
+    df.attrs["method"] = "REML" if not generalized and all(m.reml for m in used) else "ML"
     df.attrs["refitted"] = refitted
     if refitted:
         df.attrs["note"] = REFIT_NOTE

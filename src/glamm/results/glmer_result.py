@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-from ..glmm.fit import GlmmFitRecord, full_objective, hessian, set_extra
+from ..glmm.fit import GlmmFitRecord, _derivatives, full_objective
+from ..linalg.threads import single_threaded
 from ..glmm.model import GeneralizedLinearMixedModel
 from ..lmm.estimates import linear_predictor_re
 from .base import MixedResultBase
@@ -90,7 +91,8 @@ class GlmerResult(MixedResultBase):
         m = self.model
         x = np.concatenate([self.theta, self.fixef.to_numpy(), self._extra()])
         f = full_objective(m, self._base_family)
-        H = hessian(f, x)
+        with single_threaded(1):
+            _, H, _ = _derivatives(f, m).grad_hess(x)
         f(x)
         return H
 

@@ -5,9 +5,13 @@ comparison table was built); this module formats stored values and does at most 
 arithmetic on them (quantiles of the stored residuals, correlations from the stored ``vcov``).
 
 The layout follows lme4's ``print(summary(m))`` and ``anova(m0, m1)`` so that output can be
-compared with R side by side. Numbers are formatted the way R's ``format()`` does for a column:
-one common number of decimals, chosen so that each value keeps about ``digits`` significant
-digits.
+compared with R side by side: :func:`format_lmer` for linear mixed models, :func:`format_glmer`
+for generalized ones, :func:`format_glm` for plain GLMs (no random effects) and
+:func:`format_anova` for likelihood-ratio tables. The blocks they share (fit criteria,
+residual quantiles, random effects, coefficient tables, correlations, notes) are written once.
+
+Numbers are formatted the way R's ``format()`` does for a column: one common number of
+decimals, chosen so that each value keeps about ``digits`` significant digits.
 """
 
 from __future__ import annotations
@@ -20,15 +24,21 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ..glm_api import GlmResult
+    from .glmer_result import GlmerResult
     from .lmer_result import LmerResult
 
 #: fixed-effects correlations are printed only up to this many coefficients
 MAX_CORR_FIXED = 10
 
+#: closing note of a singular fit; ``{cls}`` is the result's class name
 _SINGULAR_NOTE = (
     "boundary (singular) fit: a variance is estimated as zero or a correlation as +/-1\n"
-    "(see LmerResult.is_singular; a simpler random-effects structure may fit as well)"
+    "(see {cls}.is_singular; a simpler random-effects structure may fit as well)"
 )
+
+#: legend printed under tables with significance stars (R's wording)
+_SIGNIF_LEGEND = ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
 
 
 # --------------------------------------------------------------------------- number formatting
@@ -158,9 +168,11 @@ def _numeric_cells(values: Sequence[float], digits: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- summary blocks
-def _header(m: LmerResult) -> list[str]:
-    how = "REML" if m.reml else "maximum likelihood"
-    lines = [f"Linear mixed model fit by {how} ['{type(m).__name__}']", f"Formula: {m.formula}"]
+# Blocks shared by the LMM, GLMM and GLM summaries take the fitted result (or plain values)
+# and return a list of lines; a summary is its blocks joined by blank lines.
+def _data_notes(m) -> list[str]:
+    """Notes on rows dropped for missing values and aliased fixed-effects columns."""
+    lines = []
     if m.n_dropped_na > 0:
         s = "" if m.n_dropped_na == 1 else "s"
         lines.append(f"{m.n_dropped_na} row{s} with missing values dropped")
@@ -173,9 +185,28 @@ def _header(m: LmerResult) -> list[str]:
     return lines
 
 
-def _fit_block(m: LmerResult) -> list[str]:
-    if m.reml:
-        return [f"REML criterion at convergence: {format_number(m.reml_criterion, 7)}"]
+def _header(m: LmerResult) -> list[str]:
+    how = "REML" if m.reml else "maximum likelihood"
+    lines = [f"Linear mixed model fit by {how} ['{type(m).__name__}']", f"Formula: {m.formula}"]
+    return lines + _data_notes(m)
+
+
+def _family_line(m) -> str:
+    """lme4's `` Family: binomial  ( logit )``."""
+    return f" Family: {m.family}  ( {m.link} )"
+
+
+def _shape_line(m) -> list[str]:
+    """The negative binomial's shape, when the family has one (else nothing)."""
+    shape = getattr(m, "shape", None)
+    if shape is None:
+        return []
+    return [f" Shape: {format_number(shape, 5)} (negative binomial theta; "
+            "Var(y) = mu + mu^2 / theta)"]
+
+
+def _criteria_block(m) -> list[str]:
+    """The ``AIC BIC logLik deviance df.resid`` pair of lines (``deviance`` = -2 logLik)."""
     names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
     vals = format_column([m.aic, m.bic, m.loglik, m.deviance], 5) + [str(int(m.df_resid))]
     widths = [max(len(n), len(v)) + 1 for n, v in zip(names, vals)]
@@ -185,24 +216,44 @@ def _fit_block(m: LmerResult) -> list[str]:
     ]
 
 
-def _residual_block(m: LmerResult) -> list[str]:
-    scaled = np.asarray(m.residuals) * np.sqrt(np.asarray(m.frame.weights)) / m.sigma
-    q = np.quantile(scaled, [0.0, 0.25, 0.5, 0.75, 1.0])
+def _fit_block(m: LmerResult) -> list[str]:
+    if m.reml:
+        return [f"REML criterion at convergence: {format_number(m.reml_criterion, 7)}"]
+    return _criteria_block(m)
+
+
+def _quantile_block(title: str, values) -> list[str]:
+    """``title`` and the Min / 1Q / Median / 3Q / Max of ``values``."""
+    q = np.quantile(np.asarray(values, dtype=float), [0.0, 0.25, 0.5, 0.75, 1.0])
     names = ["Min", "1Q", "Median", "3Q", "Max"]
     vals = format_column(q, 4)
     w = max(len(s) for s in names + vals)
     return [
-        "Scaled residuals:",
+        title,
         " ".join(n.rjust(w) for n in names),
         " ".join(v.rjust(w) for v in vals),
     ]
+
+
+def _residual_block(m: LmerResult) -> list[str]:
+    scaled = np.asarray(m.residuals) * np.sqrt(np.asarray(m.frame.weights)) / m.sigma
+    return _quantile_block("Scaled residuals:", scaled)
+
+
+def _pearson_block(m) -> list[str]:
+    """Scaled residuals of a GLM(M): Pearson residuals divided by ``sqrt(dispersion)``, as
+    lme4's ``residuals(m, "pearson", scaled = TRUE)`` (the division changes nothing for
+    families without a dispersion parameter, whose dispersion is 1)."""
+    scaled = np.asarray(m.residuals("pearson"), dtype=float) / math.sqrt(m.dispersion)
+    return _quantile_block("Scaled residuals:", scaled)
 
 
 def _is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _random_block(m: LmerResult) -> list[str]:
+def _random_block(m) -> list[str]:
+    """The random-effects table of ``m.varcorr`` (Groups, Name, Variance, Std.Dev., Corr)."""
     vc: pd.DataFrame = m.varcorr
     diag = vc[vc["var2"].map(_is_missing)]
     corr_rows = vc[~vc["var2"].map(_is_missing)]
@@ -234,25 +285,43 @@ def _random_block(m: LmerResult) -> list[str]:
     return ["Random effects:"] + _table(header, rows, ["l"] * len(header), indent=" ")
 
 
-def _nobs_line(m: LmerResult) -> str:
+def _nobs_line(m) -> str:
     groups = "; ".join(f"{g}, {n}" for g, n in m.ngroups.items())
     return f"Number of obs: {m.nobs}, groups:  {groups}"
 
 
-def _fixed_block(m: LmerResult) -> list[str]:
-    ct = m.coef_table()
+def _coef_block(ct: pd.DataFrame, title: str) -> list[str]:
+    """A coefficient table as R's ``printCoefmat``: ``Estimate`` and ``Std. Error`` with common
+    decimals, the test statistic (the third column, ``t value`` or ``z value``) and, when the
+    table has a fourth column of p-values, those with significance stars and their legend."""
     if len(ct) == 0:
-        return ["No fixed effects"]
-    est_se = format_column(np.concatenate([ct["Estimate"].to_numpy(), ct["Std. Error"].to_numpy()]), 4)
+        return [f"No {title[:-1].lower()}"]
     p = len(ct)
+    est_se = format_column(np.concatenate([ct.iloc[:, 0].to_numpy(dtype=float),
+                                           ct.iloc[:, 1].to_numpy(dtype=float)]), 4)
     est, se = est_se[:p], est_se[p:]
-    tval = format_column(ct["t value"].to_numpy(), 4)
-    rows = [[str(nm), e, s, t] for nm, e, s, t in zip(ct.index, est, se, tval)]
-    return ["Fixed effects:"] + _table(["", "Estimate", "Std. Error", "t value"], rows,
-                                       ["l", "r", "r", "r"])
+    stat = format_column(ct.iloc[:, 2].to_numpy(dtype=float), 4)
+    header = ["", "Estimate", "Std. Error", str(ct.columns[2])]
+    rows = [[str(nm), e, s, t] for nm, e, s, t in zip(ct.index, est, se, stat)]
+    align = ["l", "r", "r", "r"]
+    stars: list[str] = []
+    if ct.shape[1] > 3:
+        pvals = ct.iloc[:, 3].to_numpy(dtype=float)
+        stars = [_stars(v) for v in pvals]
+        header += [str(ct.columns[3]), ""]
+        rows = [r + [_pvalue(v), st] for r, v, st in zip(rows, pvals, stars)]
+        align += ["r", "l"]
+    lines = [title] + _table(header, rows, align)
+    if any(stars):
+        lines += _SIGNIF_LEGEND
+    return lines
 
 
-def _fixed_corr_block(m: LmerResult) -> list[str]:
+def _fixed_block(m: LmerResult) -> list[str]:
+    return _coef_block(m.coef_table(), "Fixed effects:")
+
+
+def _fixed_corr_block(m) -> list[str]:
     names = [str(n) for n in m.fixef.index]
     p = len(names)
     if p < 2 or p > MAX_CORR_FIXED:
@@ -269,14 +338,19 @@ def _fixed_corr_block(m: LmerResult) -> list[str]:
     return ["Correlation of Fixed Effects:"] + _table(header, rows, ["l"] + ["r"] * (p - 1))
 
 
-def _notes(m: LmerResult) -> list[str]:
+def _notes(m) -> list[str]:
     out = []
-    if m.is_singular:
-        out.append(_SINGULAR_NOTE)
+    if getattr(m, "is_singular", False):
+        out.append(_SINGULAR_NOTE.format(cls=type(m).__name__))
     if not m.converged:
         out.append(f"Model failed to converge: {m.optsum.returnvalue}")
         out.extend(f"  {msg}" for msg in m.optsum.messages)
     return out
+
+
+def _join(blocks: list[list[str]]) -> str:
+    """Blocks separated by blank lines; empty blocks are left out."""
+    return "\n\n".join("\n".join(b) for b in blocks if b)
 
 
 def format_lmer(m: LmerResult) -> str:
@@ -294,20 +368,100 @@ def format_lmer(m: LmerResult) -> str:
     number of observations and groups, the fixed-effects table, their correlations (2 to
     ``MAX_CORR_FIXED`` coefficients) and closing notes on singular or unconverged fits.
     """
-    blocks: list[list[str]] = [
+    return _join([
         _header(m),
         _fit_block(m),
         _residual_block(m),
         _random_block(m) + [_nobs_line(m)],
         _fixed_block(m),
+        _fixed_corr_block(m),
+        _notes(m),
+    ])
+
+
+def format_glmer(m: GlmerResult) -> str:
+    """lme4-style summary of a fitted generalized linear mixed model.
+
+    Arguments
+    ---------
+    m: a :class:`~glamm.results.glmer_result.GlmerResult`.
+
+    Returns
+    -------
+    The summary as one string (no trailing newline), laid out as lme4's
+    ``print(summary(glmer(...)))``: the header (Laplace approximation; fast fits, with
+    ``beta`` estimated inside PIRLS as lme4's ``nAGQ = 0``, say so), family and link, the
+    negative binomial's shape, the formula, notes on dropped rows or columns, AIC, BIC, logLik,
+    deviance (``-2 logLik``) and df.resid, quantiles of the scaled Pearson residuals, the
+    random-effects table (a ``Residual`` row only for families with a dispersion parameter),
+    the number of observations and groups, the fixed effects with ``z value``, ``Pr(>|z|)``
+    and significance stars, their correlations (2 to ``MAX_CORR_FIXED`` coefficients) and
+    closing notes on singular or unconverged fits.
+    """
+    how = "Laplace Approximation"
+    if m.fast:
+        how += "; fast: beta inside PIRLS, as nAGQ = 0"
+    header = [
+        f"Generalized linear mixed model fit by maximum likelihood ({how}) "
+        f"['{type(m).__name__}']",
+        _family_line(m),
+        *_shape_line(m),
+        f"Formula: {m.formula}",
+        *_data_notes(m),
     ]
-    corr = _fixed_corr_block(m)
-    if corr:
-        blocks.append(corr)
-    notes = _notes(m)
-    if notes:
-        blocks.append(notes)
-    return "\n\n".join("\n".join(b) for b in blocks)
+    return _join([
+        header,
+        _criteria_block(m),
+        _pearson_block(m),
+        _random_block(m) + [_nobs_line(m)],
+        _fixed_block(m),
+        _fixed_corr_block(m),
+        _notes(m),
+    ])
+
+
+def format_glm(m: GlmResult) -> str:
+    """Summary of a generalized linear model without random effects (:func:`glamm.glm`).
+
+    Arguments
+    ---------
+    m: a :class:`~glamm.glm_api.GlmResult`.
+
+    Returns
+    -------
+    The summary as one string (no trailing newline), in the layout of :func:`format_glmer`
+    where the two overlap: header, family and link (and a fixed or estimated negative binomial
+    shape), formula, notes on dropped rows or columns, AIC, BIC, logLik, deviance
+    (``-2 logLik``) and df.resid (``nobs - p``, R's ``df.residual``), scaled Pearson
+    residuals, the number of observations, the coefficients (``z`` statistics, or ``t`` for
+    families with an estimated dispersion, as R's ``summary.glm``), the dispersion used for
+    the standard errors, the residual deviance (R's ``deviance(glm)``) and a note if IRLS did
+    not converge.
+    """
+    header = [
+        f"Generalized linear model fit by maximum likelihood ['{type(m).__name__}']",
+        _family_line(m),
+        *_shape_line(m),
+        f"Formula: {m.formula}",
+        *_data_notes(m),
+    ]
+    if m.estimated_dispersion:
+        disp = f"(Dispersion parameter for {m.family} family estimated as " \
+               f"{format_number(m.dispersion, 5)} from the Pearson residuals)"
+    else:
+        disp = f"(Dispersion parameter for {m.family} family taken to be 1)"
+    tail = [disp, f"Residual deviance: {format_number(m.residual_deviance, 6)} "
+                  f"on {int(m.df_resid)} degrees of freedom"]
+    notes = [] if m.converged else [f"IRLS did not converge in {m.iterations} iterations"]
+    return _join([
+        header,
+        _criteria_block(m),
+        _pearson_block(m),
+        [f"Number of obs: {m.nobs}"],
+        _coef_block(m.coef_table(), "Coefficients:"),
+        tail,
+        notes,
+    ])
 
 
 # --------------------------------------------------------------------------- anova tables
@@ -349,23 +503,5 @@ def format_anova(df: pd.DataFrame) -> str:
     rows = [[str(lab)] + [cols[c][i] for c in cols] + [stars[i]] for i, lab in enumerate(df.index)]
     lines += _table(header, rows, ["l"] + ["r"] * len(cols) + ["l"])
     if any(stars):
-        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
-    return "\n".join(lines)
-
-
-def format_glmer(m) -> str:
-    """lme4-like summary of a GLMM fit (placeholder layout until the full table is written)."""
-    lines = [
-        f"Generalized linear mixed model fit by maximum likelihood ({m.method}) ['GlmerResult']",
-        f" Family: {m.family}  ( {m.link} )",
-        f"Formula: {m.formula}",
-        "",
-        f"     AIC      BIC   logLik deviance df.resid",
-        f"{m.aic:9.1f} {m.bic:8.1f} {m.loglik:8.1f} {m.deviance:8.1f} {m.df_resid:8d}",
-        "",
-        "Random effects:",
-        m.varcorr.to_string(index=False),
-        "Fixed effects:",
-        m.coef_table().to_string(),
-    ]
+        lines += _SIGNIF_LEGEND
     return "\n".join(lines)

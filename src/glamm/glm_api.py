@@ -1,0 +1,278 @@
+"""Generalized linear models without random effects: :func:`glm` and :class:`GlmResult`.
+
+Mostly the null model of a likelihood-ratio test of the random effects of a GLMM::
+
+    g0 = glamm.glm("cbind(incidence, size - incidence) ~ period", cbpp, family="binomial")
+    g1 = glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
+    glamm.anova(g0, g1)
+
+The fit is R's ``glm``: iteratively reweighted least squares
+(:func:`glamm.glmm.glm.fit_glm`), responses and weights as for :func:`glamm.glmer`, the full
+log-likelihood (all normalizing constants) with R's plug-in dispersion, so that ``loglik``,
+``aic`` and ``bic`` equal R's ``logLik``, ``AIC`` and ``BIC`` and are comparable with a
+:class:`~glamm.results.glmer_result.GlmerResult` of the same data.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from .errors import ConvergenceWarning, DataError
+from .families import get_family
+from .formula.design import ModelFrame, build_model_frame
+from .glmm.glm import GlmFit, fit_glm
+
+#: search interval of the negative binomial shape when it is estimated (log scale)
+_LOG_SHAPE_BOUNDS = (math.log(1e-4), math.log(1e6))
+
+
+class GlmResult:
+    """A generalized linear model fitted by :func:`glm`.
+
+    Attributes
+    ----------
+    formula: the formula as given.
+    family, link: names of the family and the link.
+    frame: the :class:`~glamm.formula.design.ModelFrame` (response, ``X``, weights, trials).
+    fixef: coefficients (lme4/R names), a ``pandas.Series``.
+    vcov: their covariance ``(X' W X)^{-1} * dispersion`` (``W`` the IRLS weights at the
+        estimate), a ``pandas.DataFrame``; ``stderr`` the square roots of its diagonal.
+    dispersion: the dispersion used for the standard errors: 1 for the binomial, Poisson and
+        negative binomial, else R's Pearson estimate ``sum(w (y - mu)^2 / V(mu)) / df_resid``.
+    estimated_dispersion: whether the family has a free dispersion parameter.
+    shape: the negative binomial's ``theta`` (``None`` for other families);
+        ``shape_estimated`` whether it was estimated by maximum likelihood.
+    loglik: full log-likelihood (R's ``logLik``; for families with a dispersion at R's plug-in
+        value ``deviance / n``). ``deviance = -2 loglik`` (as in lme4's tables);
+        ``residual_deviance`` is R's ``deviance(glm)``, the sum of the unit deviances.
+    npar: number of parameters (coefficients, plus the dispersion or an estimated shape);
+        ``aic``, ``bic``.
+    nobs: number of rows used; ``df_resid = nobs - p`` (R's ``df.residual``).
+    converged, iterations: outcome of IRLS.
+    n_dropped_na, dropped_columns: rows dropped for missing values, aliased columns dropped.
+    """
+
+    def __init__(self, frame: ModelFrame, family, fit: GlmFit, shape_estimated: bool = False):
+        self.frame = frame
+        self._family = family
+        self.formula = frame.parsed.formula
+        self.family = family.name
+        self.link = family.link.name
+        self.shape = float(family.theta) if getattr(family, "has_shape", False) else None
+        self.shape_estimated = bool(shape_estimated and self.shape is not None)
+        self.estimated_dispersion = bool(family.has_dispersion)
+        self.wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
+        xn = frame.xnames
+        self.fixef = pd.Series(fit.beta.copy(), index=xn, name="Estimate")
+        self._eta = fit.eta.copy()
+        self._mu = fit.mu.copy()
+        self.converged = bool(fit.converged)
+        self.iterations = int(fit.iterations)
+        self.nobs = int(frame.n)
+        p = frame.X.shape[1]
+        self.df_resid = self.nobs - p
+        self.residual_deviance = float(fit.deviance)
+        self.dispersion = float(fit.dispersion) if family.has_dispersion else 1.0
+        self.loglik = _full_loglik(family, frame.y, self._mu, self.wt, self.residual_deviance)
+        self.deviance = -2.0 * self.loglik
+        self.npar = p + int(family.has_dispersion) + int(self.shape_estimated)
+        self.aic = -2.0 * self.loglik + 2.0 * self.npar
+        self.bic = -2.0 * self.loglik + math.log(self.nobs) * self.npar
+        self.n_dropped_na = frame.n_dropped_na
+        self.dropped_columns = list(frame.dropped_columns)
+
+        link = family.link
+        w = self.wt * link.mu_eta(self._eta) ** 2 / family.variance(self._mu)
+        X = frame.X
+        xtwx = X.T @ (X * w[:, None])
+        V = np.linalg.inv(xtwx) * self.dispersion if p else np.zeros((0, 0))
+        self.vcov = pd.DataFrame(V, index=xn, columns=xn)
+        self.stderr = pd.Series(np.sqrt(np.diag(V)), index=xn, name="Std. Error")
+
+    # ------------------------------------------------------------------ tables
+    def coef_table(self) -> pd.DataFrame:
+        """Coefficients with standard errors, test statistics and two-sided p-values, as R's
+        ``summary.glm``: ``z value`` / ``Pr(>|z|)`` (normal) for families without a
+        dispersion parameter, ``t value`` / ``Pr(>|t|)`` (t on ``df_resid``) otherwise."""
+        stat = self.fixef / self.stderr
+        if self.estimated_dispersion:
+            p = 2.0 * stats.t.sf(np.abs(stat), self.df_resid)
+            names = ("t value", "Pr(>|t|)")
+        else:
+            p = 2.0 * stats.norm.sf(np.abs(stat))
+            names = ("z value", "Pr(>|z|)")
+        return pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.stderr,
+                             names[0]: stat, names[1]: p})
+
+    # ------------------------------------------------------------------ fitted values
+    def fitted(self, type: str = "response") -> np.ndarray:
+        """Fitted means (``type="response"``, default) or the linear predictor (``"link"``)."""
+        if type == "response":
+            return self._mu.copy()
+        if type == "link":
+            return self._eta.copy()
+        raise ValueError(f"type must be 'response' or 'link', got {type!r}")
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        """Residuals: ``"deviance"`` (default, as R), ``"pearson"`` or ``"response"``
+        (``y - mu``; for binomial responses ``y`` is the proportion of successes)."""
+        fam, y, mu = self._family, self.frame.y, self._mu
+        if type == "response":
+            return y - mu
+        if type == "pearson":
+            return (y - mu) * np.sqrt(self.wt / fam.variance(mu))
+        if type == "deviance":
+            d = fam.deviance_residuals(y, mu, self.wt)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        raise ValueError(f"type must be 'response', 'pearson' or 'deviance', got {type!r}")
+
+    def predict(self, newdata: pd.DataFrame | None = None, type: str = "link") -> np.ndarray:
+        """Predictions on the link scale (default, as R) or the response scale.
+
+        Parameters
+        ----------
+        newdata: a data frame with the columns the model uses; ``None`` predicts the data the
+            model was fitted to.
+        type: ``"link"`` or ``"response"``.
+        """
+        if type not in ("link", "response"):
+            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+        if newdata is None:
+            eta = self._eta.copy()
+        else:
+            eta = self.frame.new_X(newdata) @ self.fixef.to_numpy() + \
+                self.frame.new_offset(newdata)
+        return self._family.link.inverse(eta) if type == "response" else eta
+
+    # ------------------------------------------------------------------ printing
+    def __repr__(self) -> str:
+        from .results.summary import format_glm
+
+        return format_glm(self)
+
+    __str__ = __repr__
+
+    def summary(self) -> str:
+        """The printed summary as a string."""
+        return repr(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form of the fit (numbers as Python floats and lists)."""
+        return {
+            "formula": self.formula,
+            "family": self.family,
+            "link": self.link,
+            "method": "ML (IRLS)",
+            "nobs": self.nobs,
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "stderr": {k: float(v) for k, v in self.stderr.items()},
+            "vcov": self.vcov.to_numpy().tolist(),
+            "dispersion": self.dispersion,
+            "shape": self.shape,
+            "loglik": self.loglik,
+            "deviance": self.deviance,
+            "residual_deviance": self.residual_deviance,
+            "aic": self.aic,
+            "bic": self.bic,
+            "npar": self.npar,
+            "df_resid": self.df_resid,
+            "converged": self.converged,
+            "n_dropped_na": self.n_dropped_na,
+            "dropped_columns": self.dropped_columns,
+        }
+
+
+def _full_loglik(family, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, dev: float) -> float:
+    """R's ``logLik`` of a GLM: families with a dispersion use R's plug-in value
+    (``gaussian()$aic``: ``dev / n``; ``Gamma()$aic``, ``inverse.gaussian()$aic``:
+    ``dev / sum(wt)``)."""
+    if family.has_dispersion:
+        denom = len(y) if family.name == "gaussian" else float(np.sum(wt))
+        disp = dev / denom
+    else:
+        disp = 1.0
+    return float(np.sum(family.loglik(y, mu, wt, disp)))
+
+
+def _irls(frame: ModelFrame, wt: np.ndarray, family) -> GlmFit:
+    """:func:`fit_glm` with its start-of-GLMM wording of non-convergence kept quiet (the caller
+    reports non-convergence itself)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fit_glm(frame.X, frame.y, wt, frame.offset, family)
+
+
+def glm(
+    formula: str,
+    data: pd.DataFrame,
+    family: Any = "binomial",
+    link: Any = None,
+    weights: Any = None,
+    offset: Any = None,
+) -> GlmResult:
+    """Fit a generalized linear model (no random effects) by maximum likelihood, as R's ``glm``.
+
+    Parameters
+    ----------
+    formula: a formula without random-effects terms, e.g.
+        ``"cbind(incidence, size - incidence) ~ period"``. Responses as for
+        :func:`glamm.glmer`: 0/1 numbers, booleans, a two-level factor (first level =
+        failure), proportions with ``weights`` = numbers of trials, or
+        ``cbind(successes, failures)``; ``offset(x)`` terms are allowed.
+    data: a pandas DataFrame.
+    family: a family name (``"binomial"`` (default), ``"poisson"``, ``"gaussian"``,
+        ``"Gamma"``, ``"inverse_gaussian"``, ``"negative_binomial"``) or a
+        :class:`glamm.families.Family`. Given by name, the negative binomial's shape
+        ``theta`` is estimated by maximum likelihood (as MASS's ``glm.nb``) and counted in
+        ``npar``; a ``NegativeBinomial`` object keeps its ``theta`` fixed (MASS's
+        ``glm(family = negative.binomial(theta))``).
+    link: link name overriding the family's default link.
+    weights: prior weights (column name or array); for binomial proportions, the trials.
+    offset: column name or array added to the linear predictor.
+
+    Returns
+    -------
+    :class:`GlmResult`
+
+    Raises
+    ------
+    FormulaError, DataError: problems with the formula, the data or the family (as for
+        :func:`glamm.glmer`), or random-effects terms in the formula.
+
+    Warns
+    -----
+    ConvergenceWarning: IRLS did not converge (the summary says so too).
+    """
+    fam = get_family(family, link)
+    frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
+    if frame.reterms:
+        raise DataError(
+            f"glm() fits no random effects, but the formula has {len(frame.reterms)} "
+            "random-effects term(s) such as (1 | group); use glamm.glmer for those, or drop "
+            "them from the formula"
+        )
+    wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
+    fam.validate(frame.y, wt)
+
+    estimate_shape = isinstance(family, str) and getattr(fam, "has_shape", False)
+    if estimate_shape:
+        def negloglik(log_shape: float) -> float:
+            f = fam.with_shape(math.exp(log_shape))
+            fit = _irls(frame, wt, f)
+            return -_full_loglik(f, frame.y, fit.mu, wt, fit.deviance)
+
+        best = optimize.minimize_scalar(negloglik, bounds=_LOG_SHAPE_BOUNDS, method="bounded",
+                                        options={"xatol": 1e-8})
+        fam = fam.with_shape(math.exp(best.x))
+
+    fit = _irls(frame, wt, fam)
+    if not fit.converged:
+        warnings.warn(f"IRLS did not converge in {fit.iterations} iterations",
+                      ConvergenceWarning, stacklevel=2)
+    return GlmResult(frame, fam, fit, shape_estimated=estimate_shape)

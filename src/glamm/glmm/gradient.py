@@ -1,0 +1,146 @@
+"""The gradient of the Laplace deviance in (``theta``, ``beta``), analytically.
+
+With ``G = Lambda'Z'WZ Lambda + I`` (Fisher weights ``W``, as in the deviance) and the mode
+``u*`` of ``-2 log p(y|u) + |u|^2`` (score ``s = d log p / d eta``, observed weights
+``W_obs = -d s / d eta``), the deviance is ``D = -2 sum log p(y_i|u*) + |u*|^2 + log det G``.
+By the envelope theorem the first two terms need only their explicit derivative; the log
+determinant also moves through ``W(eta)``, and ``eta`` through ``u*``:
+
+    dD = -2 s' d_eta|_u + 2 tr(G^-1 Lambda'Z'WZ dLambda) + sum_i w'_i h_i d_eta_i
+    (I + Lambda'Z'W_obs Z Lambda) du = dLambda'Z's - Lambda'Z'W_obs d_eta|_u
+
+with ``h_i`` the diagonal of ``Z Lambda G^-1 Lambda'Z'`` and ``w'`` the derivative of the
+Fisher weight in ``eta``. Every row of ``Z Lambda`` has ``P = sum_k p_k`` nonzeros at known
+columns, so ``h`` and the traces only gather entries of ``G^-1`` at those columns (no
+``n x q`` dense product). ``G^-1`` itself is formed densely, so the analytic gradient is used
+when the number of random effects is moderate (``MAX_Q``); beyond that glamm uses finite
+differences. Dispersion and shape parameters are differentiated numerically.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+#: largest number of random effects for which the analytic gradient (dense G^-1) is used
+MAX_Q = 1500
+
+
+class ZLayout:
+    """Column of every nonzero of ``Z`` (and so of ``Z Lambda``): ``cols[:, a]`` for the
+    ``P = sum p_k`` nonzeros of each row, grouped by term (built once per model)."""
+
+    def __init__(self, reterms):
+        self.reterms = list(reterms)
+        self.offsets = np.cumsum([0] + [t.q for t in self.reterms])
+        blocks = []
+        for t, off in zip(self.reterms, self.offsets[:-1]):
+            blocks.append(off + t.refs[:, None] * t.p + np.arange(t.p)[None, :])
+        self.cols = np.hstack(blocks)
+        self.term_slices = []
+        start = 0
+        for t in self.reterms:
+            self.term_slices.append(slice(start, start + t.p))
+            start += t.p
+        self.q = int(self.offsets[-1])
+
+    def values(self, lams: list[np.ndarray]) -> np.ndarray:
+        """Nonzeros of ``Z Lambda`` row by row: ``z_ik' lambda_k`` for each term."""
+        return np.hstack([t.z @ lam for t, lam in zip(self.reterms, lams)])
+
+    def t_matvec(self, V: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``(Z Lambda)' v`` for the nonzeros ``V``."""
+        out = np.zeros(self.q)
+        for a in range(V.shape[1]):
+            out += np.bincount(self.cols[:, a], weights=V[:, a] * v, minlength=self.q)
+        return out
+
+    def matvec(self, V: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``(Z Lambda) x`` for the nonzeros ``V``."""
+        return np.einsum("ia,ia->i", V, x[self.cols])
+
+
+def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Gradient of the Laplace deviance in ``[theta, beta]`` at the model's current state,
+    which must be the PIRLS mode for exactly these ``theta`` and ``beta``."""
+    fam = model.family
+    link = fam.link
+    y, wt, phi = model.y, model.wt, model.dispersion
+    eta, mu = model.eta, model.mu
+    if not hasattr(model, "_zlayout"):
+        model._zlayout = ZLayout(model.reterms)
+    zl = model._zlayout
+    C = zl.cols
+    lams = model.layout.lambdas(theta)
+    V = zl.values(lams)                                  # n x P nonzeros of Z Lambda
+    mu_eta = link.mu_eta(eta)
+    var = fam.variance(mu)
+    w = wt * mu_eta**2 / (var * phi)
+    dw = wt / phi * (2.0 * mu_eta * link.d2mu_deta2(eta) / var
+                     - mu_eta**3 * fam.variance_deriv(mu) / var**2)
+    s = fam.dloglik_deta(y, mu, eta, wt, phi)
+    w_obs = -fam.d2loglik_deta2(y, mu, eta, wt, phi)
+    Ginv = _spd_inverse(_crossprod(zl, V, w))
+    canonical = np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
+    Gobs_inv = Ginv if canonical else _spd_inverse(_crossprod(zl, V, w_obs))
+    P = V.shape[1]
+    # h_i = sum_ab V_ia V_ib Ginv[C_ia, C_ib]
+    h = np.zeros(model.n)
+    for a in range(P):
+        for b in range(P):
+            h += V[:, a] * V[:, b] * Ginv[C[:, a], C[:, b]]
+    dwh = dw * h
+
+    X = model.X
+    grad_beta = -2.0 * (X.T @ s)
+    if X.shape[1]:
+        ZtWX = np.column_stack([zl.t_matvec(V, w_obs * X[:, j]) for j in range(X.shape[1])])
+        DU = -Gobs_inv @ ZtWX
+        deta = X + np.column_stack([zl.matvec(V, DU[:, j]) for j in range(X.shape[1])])
+        grad_beta = grad_beta + deta.T @ dwh
+
+    grad_theta = np.zeros(model.n_theta)
+    u = model.u
+    for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
+        ts = zl.term_slices[k]
+        Ck = C[:, ts]
+        off = zl.offsets[k]
+        uk = u[off:off + t.q].reshape(t.nlevels, t.p)
+        for r in range(sl.start, sl.stop):
+            e = np.zeros(model.n_theta)
+            e[r] = 1.0
+            dlam = t.lambda_(e[sl])                  # lambda is linear in theta
+            Vd = t.z @ dlam                          # nonzeros of Z dLambda (term k only)
+            a_vec = np.einsum("ic,ic->i", Vd, uk[t.refs])
+            rhs = -zl.t_matvec(V, w_obs * a_vec)
+            for c in range(t.p):
+                rhs += np.bincount(Ck[:, c], weights=Vd[:, c] * s, minlength=zl.q)
+            du = Gobs_inv @ rhs
+            deta = a_vec + zl.matvec(V, du)
+            # tr(G^-1 (Z Lambda)' W (Z dLambda))
+            tr = 0.0
+            for aa in range(P):
+                for c in range(t.p):
+                    tr += float(np.sum(w * V[:, aa] * Vd[:, c] * Ginv[C[:, aa], Ck[:, c]]))
+            grad_theta[r] = -2.0 * float(s @ a_vec) + 2.0 * tr + float(dwh @ deta)
+    return np.concatenate([grad_theta, grad_beta])
+
+
+def _crossprod(zl: ZLayout, V: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Dense ``(Z Lambda)' W (Z Lambda) + I``."""
+    q = zl.q
+    C = zl.cols
+    G = np.zeros((q, q))
+    P = V.shape[1]
+    flat = G.reshape(-1)
+    for a in range(P):
+        for b in range(P):
+            flat += np.bincount(C[:, a] * q + C[:, b], weights=w * V[:, a] * V[:, b],
+                                minlength=q * q)
+    G[np.diag_indices(q)] += 1.0
+    return G
+
+
+def _spd_inverse(G: np.ndarray) -> np.ndarray:
+    c, low = sla.cho_factor(G, lower=True, check_finite=False)
+    return sla.cho_solve((c, low), np.eye(G.shape[0]), check_finite=False)
