@@ -92,11 +92,18 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     # the fast fit is the answer when fast=True; otherwise only the start of the Newton stage,
     # which needs it to about 1e-4
     fast_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8} if fast else \
-        {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-5}
+        {"ftol_rel": 1e-7, "ftol_abs": 0.0, "xtol_abs": 1e-4}
     if fast:
         fast_settings.update(settings)
-    os_fast = minimize(model.objective_fast, np.maximum(theta0, lower), lower,
-                       optimizer=optimizer, **fast_settings)
+    if not fast:
+        # only a starting point for Newton: looser PIRLS too
+        model.PIRLS_TOL, model.PIRLS_STEP_TOL = 1e-9, 1e-6
+    try:
+        os_fast = minimize(model.objective_fast, np.maximum(theta0, lower), lower,
+                           optimizer=optimizer, **fast_settings)
+    finally:
+        model.PIRLS_TOL = GeneralizedLinearMixedModel.PIRLS_TOL
+        model.PIRLS_STEP_TOL = GeneralizedLinearMixedModel.PIRLS_STEP_TOL
     model.objective_fast(os_fast.final)
     names = model.layout.names() + list(model.frame.xnames) + _extra_names(base_family)
     if fast:

@@ -142,5 +142,12 @@ def _crossprod(zl: ZLayout, V: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _spd_inverse(G: np.ndarray) -> np.ndarray:
-    c, low = sla.cho_factor(G, lower=True, check_finite=False)
-    return sla.cho_solve((c, low), np.eye(G.shape[0]), check_finite=False)
+    """Inverse of a symmetric positive-definite matrix by LAPACK's potrf + potri."""
+    c, info = sla.lapack.dpotrf(G, lower=1, clean=0, overwrite_a=0)
+    if info != 0:
+        raise np.linalg.LinAlgError("G is not positive definite")
+    inv, info = sla.lapack.dpotri(c, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("G is singular")
+    lower = np.tril(inv)
+    return lower + np.tril(inv, -1).T
