@@ -1,4 +1,4 @@
-"""Time glamm on the reference LMM battery and print a table.
+"""Time glamm on the reference LMM and GLMM battery and print a table.
 
 Usage (from the repository root, after ``make demo`` or ``make test`` made ``.venv``)::
 
@@ -32,7 +32,7 @@ import glamm
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference" / "ref"
 
-# name -> (dataset, formula, reml, reference case)
+# name -> (dataset, formula, REML flag (LMM) or family (GLMM), reference case)
 BATTERY: dict[str, tuple[str, str, bool, str]] = {
     "dyestuff_ml": ("Dyestuff", "Yield ~ 1 + (1 | Batch)", False, "lmer_dyestuff_ml"),
     "sleepstudy_slope_ml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", False,
@@ -47,33 +47,54 @@ BATTERY: dict[str, tuple[str, str, bool, str]] = {
                            "lmer_pastes_nested_reml"),
     "insteval_ml": ("InstEval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)", False,
                     "lmer_insteval_ml"),
+    # GLMMs by Laplace: the third field is the family
+    "cbpp_binomial": ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                      "binomial", "glmer_cbpp_laplace"),
+    "simbin_int": ("sim_binary_longitudinal", "y ~ sex * time + (1 | id)", "binomial",
+                   "glmer_simbin_int_laplace"),
+    "simbin_slope": ("sim_binary_longitudinal", "y ~ sex * time + (time | id)", "binomial",
+                     "glmer_simbin_slope_laplace"),
+    "simpois_int": ("sim_poisson_longitudinal", "y ~ sex * time + (1 | id)", "poisson",
+                    "glmer_simpois_int_laplace"),
+    "verbagg_binomial": ("VerbAgg", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+                         "binomial", "glmer_verbagg_laplace"),
 }
 
 R_TEMPLATE = """
 suppressMessages(library(lme4))
 d <- read.csv("{csv}", stringsAsFactors = TRUE)
 {factors}
-invisible(lmer({formula}, data = d, REML = {reml}))
+invisible({call})
 times <- numeric({repeat})
-for (i in seq_len({repeat})) {{ gc(); times[i] <- system.time(lmer({formula}, data = d, REML = {reml}))[["elapsed"]] }}
+for (i in seq_len({repeat})) {{ gc(); times[i] <- system.time({call})[["elapsed"]] }}
 cat(median(times), "\\n")
 """
 
 
-def time_glamm(dataset: str, formula: str, reml: bool, repeat: int) -> tuple[float, object]:
+def _fit(formula: str, df, how):
+    """``how`` is the REML flag of an LMM or the family name of a GLMM. A GLMM's time includes
+    its standard errors (computed on first use)."""
+    if isinstance(how, str):
+        m = glamm.glmer(formula, df, family=how)
+        m.stderr
+        return m
+    return glamm.lmer(formula, df, reml=how)
+
+
+def time_glamm(dataset: str, formula: str, how, repeat: int) -> tuple[float, object]:
     df = glamm.datasets.load(dataset)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = glamm.lmer(formula, df, reml=reml)
+        m = _fit(formula, df, how)
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            m = glamm.lmer(formula, df, reml=reml)
+            m = _fit(formula, df, how)
             times.append(time.perf_counter() - t0)
     return statistics.median(times), m
 
 
-def time_lme4(dataset: str, formula: str, reml: bool, repeat: int) -> float | None:
+def time_lme4(dataset: str, formula: str, how, repeat: int) -> float | None:
     if shutil.which("Rscript") is None:
         return None
     df = glamm.datasets.load(dataset)
@@ -86,8 +107,9 @@ def time_lme4(dataset: str, formula: str, reml: bool, repeat: int) -> float | No
         csv = Path(tmp) / "d.csv"
         df.to_csv(csv, index=False)
         script = Path(tmp) / "fit.R"
-        script.write_text(R_TEMPLATE.format(csv=csv, factors=factors, formula=formula,
-                                            reml="TRUE" if reml else "FALSE", repeat=repeat))
+        call = (f"glmer({formula}, data = d, family = {how})" if isinstance(how, str)
+                else f"lmer({formula}, data = d, REML = {'TRUE' if how else 'FALSE'})")
+        script.write_text(R_TEMPLATE.format(csv=csv, factors=factors, call=call, repeat=repeat))
         out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
     if out.returncode != 0:
         print(f"  (lme4 run failed: {out.stderr.strip()[-200:]})")
@@ -110,13 +132,13 @@ def main() -> None:
     header = f"{'model':24s} {'glamm s':>9s} {'feval':>6s} {'logLik':>16s} {'lme4 s':>8s} {'lme4/glamm':>11s}"
     print(header)
     print("-" * len(header))
-    for name, (dataset, formula, reml, case) in BATTERY.items():
+    for name, (dataset, formula, how, case) in BATTERY.items():
         if args.only and name not in args.only:
             continue
-        secs, m = time_glamm(dataset, formula, reml, args.repeat)
+        secs, m = time_glamm(dataset, formula, how, args.repeat)
         ref = json.loads((REF / f"{case}.json").read_text())
         if args.with_r:
-            base = time_lme4(dataset, formula, reml, max(1, min(args.repeat, 3)))
+            base = time_lme4(dataset, formula, how, max(1, min(args.repeat, 3)))
         else:
             base = ref["timing"]["median_elapsed_s"]
         ratio = f"{base / secs:10.1f}x" if base else "         -"
