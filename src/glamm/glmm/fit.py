@@ -169,7 +169,7 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
     d = derivs if derivs is not None else FiniteDifferences(f)
     d.record = record
     x = np.asarray(x0, dtype=float).copy()
-    g, H, fx = d.grad_hess(x)
+    g, H, fx = _steering_hessian(d, x)
     x_h = x.copy()
     _last_hessian_point[0] = x_h
     for _ in range(max_iter):
@@ -199,12 +199,20 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
             return decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H
         x, fx = trial, ft
         if np.any(np.abs(x - x_h) > 0.5 * scale):
-            g, H, fx = d.grad_hess(x)
+            g, H, fx = _steering_hessian(d, x)
             x_h = x.copy()
             _last_hessian_point[0] = x_h
         else:
             g = d.grad(x, fx)
     return False, x, fx, H
+
+
+def _steering_hessian(d, x: np.ndarray):
+    """Hessian to steer Newton: forward differences of analytic gradients (cheap), central
+    finite differences of values otherwise."""
+    if isinstance(d, AnalyticDerivatives):
+        return d.grad_hess(x, central=False)
+    return d.grad_hess(x)
 
 
 class FiniteDifferences:
@@ -221,7 +229,7 @@ class FiniteDifferences:
     def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
         return gradient(self.value, x, fx)
 
-    def grad_hess(self, x: np.ndarray):
+    def grad_hess(self, x: np.ndarray, central: bool = True):
         return gradient_hessian(self.value, x, with_value=True)
 
 
@@ -261,7 +269,9 @@ class AnalyticDerivatives(FiniteDifferences):
             g = np.concatenate([g, ge])
         return g
 
-    def grad_hess(self, x: np.ndarray):
+    def grad_hess(self, x: np.ndarray, central: bool = True):
+        """Gradient, Hessian (differences of gradients: central, or forward with half the
+        cost when it only steers Newton steps) and value at ``x``."""
         fx = self.value(x)
         g = self.grad(x, fx)
         n = x.size
@@ -270,7 +280,10 @@ class AnalyticDerivatives(FiniteDifferences):
             h = 1e-5 * max(abs(x[j]), 0.1)
             e = np.zeros(n)
             e[j] = h
-            H[:, j] = (self.grad(x + e) - self.grad(x - e)) / (2 * h)
+            if central:
+                H[:, j] = (self.grad(x + e) - self.grad(x - e)) / (2 * h)
+            else:
+                H[:, j] = (self.grad(x + e) - g) / h
         H = 0.5 * (H + H.T)
         self.value(x)
         return g, H, fx

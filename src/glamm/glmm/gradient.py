@@ -80,7 +80,8 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
                      - mu_eta**3 * fam.variance_deriv(mu) / var**2)
     s = fam.dloglik_deta(y, mu, eta, wt, phi)
     w_obs = -fam.d2loglik_deta2(y, mu, eta, wt, phi)
-    Ginv = _spd_inverse(_crossprod(zl, V, w))
+    # G = L_Z L_Z' is the factor PIRLS left at the mode (same theta, Fisher weights)
+    Ginv = _inverse_from_factor(model.fac_u.dense_re_factor())
     canonical = np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
     Gobs_inv = Ginv if canonical else _spd_inverse(_crossprod(zl, V, w_obs))
     P = V.shape[1]
@@ -146,8 +147,14 @@ def _spd_inverse(G: np.ndarray) -> np.ndarray:
     c, info = sla.lapack.dpotrf(G, lower=1, clean=0, overwrite_a=0)
     if info != 0:
         raise np.linalg.LinAlgError("G is not positive definite")
-    inv, info = sla.lapack.dpotri(c, lower=1, overwrite_c=1)
+    return _inverse_from_factor(c)
+
+
+def _inverse_from_factor(L: np.ndarray) -> np.ndarray:
+    """``(L L')^{-1}`` from the lower Cholesky factor ``L`` (LAPACK potri), symmetric."""
+    inv, info = sla.lapack.dpotri(L, lower=1, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError("G is singular")
-    lower = np.tril(inv)
-    return lower + np.tril(inv, -1).T
+    iu = np.triu_indices(inv.shape[0], 1)
+    inv[iu] = inv[iu[1], iu[0]]
+    return inv

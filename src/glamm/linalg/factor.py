@@ -490,6 +490,22 @@ class BlockedCholesky:
             out += np.einsum("rca,rcb->cab", Yi, Yi)
         return out
 
+    def dense_re_factor(self) -> np.ndarray:
+        """The random-effects part ``L_Z`` of the factor as one dense lower-triangular matrix
+        (for moderate sizes: analytic GLMM gradients need ``(L_Z L_Z')^{-1}`` densely)."""
+        K = self.K
+        sizes = [self.ms[k] * self.ps[k] for k in range(K)]
+        off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        out = np.zeros((off[-1], off[-1]))
+        for i in range(K):
+            for j in range(i + 1):
+                block = self.L[i][j]
+                dense = block if isinstance(block, np.ndarray) else block.to_dense()
+                if i == j:
+                    dense = np.tril(dense)
+                out[off[i]:off[i + 1], off[j]:off[j + 1]] = dense
+        return out
+
     def describe(self) -> list[list[str]]:
         """Storage type of every block of ``L`` (lower triangle), for printing."""
         return self.block_types
