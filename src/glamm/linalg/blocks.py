@@ -115,14 +115,17 @@ class BlockSparse:
             (self.data.reshape(-1)[order], indices, indptr), shape=self.shape, copy=False
         )
 
-    def to_dense(self) -> np.ndarray:
-        """Dense copy (cached until ``version`` changes; do not modify the result)."""
-        if self._dense_cache is not None and self._dense_cache[0] == self.version:
+    def to_dense(self, cached: bool = False) -> np.ndarray:
+        """Dense copy. With ``cached`` the copy is reused until ``version`` changes (only for
+        blocks whose refills bump ``version``, i.e. blocks of ``A``; the blocks of ``L`` change
+        in place without it); do not modify a cached result."""
+        if cached and self._dense_cache is not None and self._dense_cache[0] == self.version:
             return self._dense_cache[1]
         out = np.zeros(self.shape)
         er, ec = self.element_coords()
         out[er, ec] = self.data.reshape(-1)
-        self._dense_cache = (self.version, out)
+        if cached:
+            self._dense_cache = (self.version, out)
         return out
 
     def block_positions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

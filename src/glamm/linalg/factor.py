@@ -249,8 +249,9 @@ class _FirstTermUpdate:
 
 
 def _sparse_or_dense(block, sparse: bool):
+    """A block of ``A`` as CSR or (cached) dense array."""
     if isinstance(block, BlockSparse):
-        return block.to_csr() if sparse else block.to_dense()
+        return block.to_csr() if sparse else block.to_dense(cached=True)
     return block
 
 
