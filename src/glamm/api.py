@@ -105,6 +105,7 @@ def glmer(
     start: np.ndarray | None = None,
     optimizer: str = "bobyqa",
     control: dict | None = None,
+    laplace: str = "observed",
 ) -> "GlmerResult":
     """Fit a generalized linear mixed model by the Laplace approximation.
 
@@ -128,6 +129,9 @@ def glmer(
     optimizer: ``"bobyqa"`` (default) or ``"nelder_mead"``.
     control: optimizer settings (``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``,
         ``maxfeval``) for the last stage.
+    laplace: ``"observed"`` (default; the exact Laplace approximation, with the observed
+        information in the log-determinant, as glmmTMB) or ``"expected"`` (Fisher weights, as
+        lme4). Identical for canonical links (logit binomial, log Poisson).
 
     Returns
     -------
@@ -144,7 +148,7 @@ def glmer(
     fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame)
-    model = GeneralizedLinearMixedModel(frame, fam)
+    model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace)
     notes = []
     if fam.name == "binomial":
         from .glmm.separation import separated_columns

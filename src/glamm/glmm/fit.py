@@ -334,7 +334,10 @@ def _derivatives(f, model: GeneralizedLinearMixedModel):
     from .gradient import MAX_Q
 
     q = sum(t.q for t in model.reterms)
-    if q <= MAX_Q:
+    # the analytic gradient assumes the factor holds Fisher weights (canonical links, or
+    # laplace="expected" would need the derivative of the weights only; observed weights
+    # need third derivatives of the log-density, which are not implemented)
+    if q <= MAX_Q and not model.observed_information and model.family.link_is_canonical:
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)
 

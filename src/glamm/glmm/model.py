@@ -11,8 +11,10 @@ The Laplace approximation to the marginal deviance is
 
     -2 log L(theta, beta) ~= -2 sum_i log p(y_i | u*) + |u*|^2 + log det(L L')
 
-with ``L L' = Lambda' Z' W Z Lambda + I`` at the mode (``W``: Fisher weights, divided by the
-dispersion for families that have one, as lme4 and MixedModels.jl do). ``log p`` includes all
+with ``L L' = Lambda' Z' W Z Lambda + I`` at the mode. ``W`` is the observed information
+``-d2 log p / d eta2`` (the exact Laplace approximation, as glmmTMB) by default, or the Fisher
+weights (lme4, MixedModels.jl) with ``laplace="expected"``; the two coincide for canonical
+links. PIRLS itself always iterates with the Fisher weights (scoring), which is more robust. ``log p`` includes all
 normalizing constants (binomial coefficients, factorials), so the value is comparable with
 glmmTMB's and with adaptive quadrature.
 
@@ -46,6 +48,11 @@ class GeneralizedLinearMixedModel:
     ----------
     frame: the numeric model (``glm_response=True`` frame).
     family: a :class:`glamm.families.Family` with its link.
+    laplace: ``"observed"`` (default): the log-determinant uses the observed information
+        ``-d2 log p / d eta2`` at the mode, the exact Laplace approximation (glmmTMB's);
+        ``"expected"``: the Fisher weights (lme4's and MixedModels.jl's). They differ only for
+        non-canonical links (probit, cloglog, Gamma or Gaussian with a log link, negative
+        binomial), by up to a few hundredths in log-likelihood.
     """
 
     #: PIRLS stops when the penalized deviance changes by less than this (relative)
@@ -55,9 +62,14 @@ class GeneralizedLinearMixedModel:
     #: estimated from the rate of convergence, is below this
     PIRLS_STEP_TOL = 1e-9
 
-    def __init__(self, frame: ModelFrame, family):
+    def __init__(self, frame: ModelFrame, family, laplace: str = "observed"):
         self.frame = frame
         self.family = family
+        if laplace not in ("observed", "expected"):
+            raise ValueError(f"laplace must be 'observed' or 'expected', got {laplace!r}")
+        #: log-determinant with the observed information (exact Laplace approximation) rather
+        #: than the Fisher weights; the two agree for canonical links
+        self.observed_information = laplace == "observed" and not family.link_is_canonical
         self.y = frame.y
         self.wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
         family.validate(self.y, self.wt)
@@ -182,14 +194,22 @@ class GeneralizedLinearMixedModel:
                 f"PIRLS did not converge in {self.PIRLS_MAXITER} iterations (penalized deviance "
                 f"{pdev:.6g}); the model may be too complex for the data or badly scaled"
             )
-        # factor at the mode for the log determinant
-        w, _ = self._weights(eta, mu)
+        # factor at the mode for the log determinant: with the observed information (the
+        # exact Laplace approximation, as glmmTMB) or the Fisher weights (lme4)
+        if self.observed_information:
+            w = -self.family.d2loglik_deta2(self.y, mu, eta, self.wt, self.dispersion)
+        else:
+            w, _ = self._weights(eta, mu)
         zwork = eta - self.offset + (self.y - mu) / self.family.link.mu_eta(eta)
         if not fast:
             zwork = zwork - self.X @ b_fix
         cp.update(w, zwork)
         fac.refresh()
-        fac.update(lams)
+        try:
+            fac.update(lams)
+        except np.linalg.LinAlgError as exc:
+            raise PirlsError("the observed information is not positive definite at the "
+                             "mode") from exc
         self.ldL2 = fac.logdet_re()
         self.u, self.beta, self.eta, self.mu = u, b_fix, eta, mu
         self.theta = np.asarray(theta, dtype=float).copy()
