@@ -60,6 +60,32 @@ def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
         return special.xlogy(y, y / mu)
 
 
+_CACHE: dict = {}
+
+
+def _cached(tag: tuple, y: np.ndarray, wt: np.ndarray, compute):
+    """Constants of the log-density that depend on the data only (log-factorials), kept for
+    the last ``(y, wt)`` arrays seen: GLMM fits evaluate the log-likelihood for the same data
+    hundreds of times. The cache holds the arrays themselves and compares identity, so a new
+    array can never be mistaken for an old one."""
+    hit = _CACHE.get(tag)
+    if hit is not None and hit[0] is y and hit[1] is wt:
+        return hit[2]
+    value = compute()
+    _CACHE[tag] = (y, wt, value)
+    return value
+
+
+def _binomial_constants(y: np.ndarray, wt: np.ndarray):
+    def compute():
+        n = np.round(wt)
+        k = np.round(wt * y)
+        return n, k, (special.gammaln(n + 1.0) - special.gammaln(k + 1.0)
+                      - special.gammaln(n - k + 1.0))
+
+    return _cached(("binomial",), y, wt, compute)
+
+
 def _non_integer(x: np.ndarray) -> np.ndarray:
     return np.abs(x - np.round(x)) > INTEGER_RTOL * np.maximum(1.0, np.abs(x))
 
@@ -158,6 +184,8 @@ class Family:
         if wt is None:
             return y, np.ones(y.shape)
         wt = _arr(wt)
+        if wt.shape == y.shape:
+            return y, wt
         try:
             wt = np.broadcast_to(wt, y.shape)
         except ValueError:
@@ -396,10 +424,8 @@ class Binomial(Family):
 
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
         # R: dbinom(round(wt * y), round(wt), mu, log = TRUE)
-        n = np.round(wt)
-        k = np.round(wt * y)
-        return (special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
-                + special.xlogy(k, mu) + special.xlog1py(n - k, -mu))
+        n, k, const = _binomial_constants(y, wt)
+        return const + special.xlogy(k, mu) + special.xlog1py(n - k, -mu)
 
     def valid_mu(self, mu) -> bool:
         mu = _arr(mu)
@@ -455,7 +481,8 @@ class Poisson(_CountFamily):
         return 2.0 * (_ylogy(y, mu) - (y - mu))
 
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
-        return wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1.0))
+        return wt * (special.xlogy(y, mu) - mu - _cached(("poisson",), y, wt,
+                                                         lambda: special.gammaln(y + 1.0)))
 
     def mustart(self, y, wt=None) -> np.ndarray:
         return _arr(y) + 0.1
