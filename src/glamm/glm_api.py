@@ -27,6 +27,7 @@ from .errors import ConvergenceWarning, DataError
 from .families import get_family
 from .formula.design import ModelFrame, build_model_frame
 from .glmm.glm import GlmFit, fit_glm
+from .results.export import fit_dict
 
 #: search interval of the negative binomial shape when it is estimated (log scale)
 _LOG_SHAPE_BOUNDS = (math.log(1e-4), math.log(1e6))
@@ -164,28 +165,11 @@ class GlmResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (numbers as Python floats and lists)."""
-        return {
-            "formula": self.formula,
-            "family": self.family,
-            "link": self.link,
-            "method": "ML (IRLS)",
-            "nobs": self.nobs,
-            "fixef": {k: float(v) for k, v in self.fixef.items()},
-            "stderr": {k: float(v) for k, v in self.stderr.items()},
-            "vcov": self.vcov.to_numpy().tolist(),
-            "dispersion": self.dispersion,
-            "shape": self.shape,
-            "loglik": self.loglik,
-            "deviance": self.deviance,
-            "residual_deviance": self.residual_deviance,
-            "aic": self.aic,
-            "bic": self.bic,
-            "npar": self.npar,
-            "df_resid": self.df_resid,
-            "converged": self.converged,
-            "n_dropped_na": self.n_dropped_na,
-            "dropped_columns": self.dropped_columns,
-        }
+        out = fit_dict(self, family=self.family, link=self.link, dispersion=self.dispersion,
+                       shape=self.shape, residual_deviance=self.residual_deviance,
+                       npar=self.npar, converged=self.converged)
+        out["method"] = "ML (IRLS)"
+        return out
 
 
 def _full_loglik(family, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, dev: float) -> float:

@@ -14,6 +14,7 @@ from ..linalg.threads import single_threaded
 from ..glmm.model import GeneralizedLinearMixedModel
 from ..lmm.estimates import linear_predictor_re
 from .base import MixedResultBase
+from .export import fit_dict, mixed_fields
 
 
 class GlmerResult(MixedResultBase):
@@ -214,27 +215,5 @@ class GlmerResult(MixedResultBase):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (for ``--json`` output)."""
-        return {
-            "formula": self.formula,
-            "family": self.family,
-            "link": self.link,
-            "method": self.method,
-            "nobs": self.nobs,
-            "ngroups": dict(self.ngroups),
-            "fixef": self.fixef.to_dict(),
-            "stderr": self.stderr.to_dict(),
-            "vcov": self.vcov.values.tolist(),
-            "theta": dict(zip(self.theta_names, self.theta.tolist())),
-            "dispersion": self.dispersion,
-            "shape": self.shape,
-            "varcorr": self.varcorr.replace({np.nan: None}).to_dict(orient="records"),
-            "loglik": self.loglik,
-            "deviance": self.deviance,
-            "aic": self.aic,
-            "bic": self.bic,
-            "df_resid": self.df_resid,
-            "is_singular": self.is_singular,
-            "n_dropped_na": self.n_dropped_na,
-            "dropped_columns": self.dropped_columns,
-            "optsum": self.optsum.as_dict(),
-        }
+        return fit_dict(self, family=self.family, link=self.link, dispersion=self.dispersion,
+                        shape=self.shape, notes=list(self.notes), **mixed_fields(self))

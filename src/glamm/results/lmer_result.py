@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .base import MixedResultBase
+from .export import fit_dict, mixed_fields
 from ..lmm import estimates
 from ..lmm.model import LinearMixedModel
 from ..optim.optsummary import OptSummary
@@ -154,27 +155,7 @@ class LmerResult(MixedResultBase):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (for ``--json`` output)."""
-        return {
-            "formula": self.formula,
-            "method": self.method,
-            "nobs": self.nobs,
-            "ngroups": dict(self.ngroups),
-            "fixef": self.fixef.to_dict(),
-            "stderr": self.stderr.to_dict(),
-            "vcov": self.vcov.values.tolist(),
-            "theta": dict(zip(self.theta_names, self.theta.tolist())),
-            "sigma": self.sigma,
-            "varcorr": self.varcorr.replace({np.nan: None}).to_dict(orient="records"),
-            "loglik": self.loglik,
-            "deviance": self.deviance,
-            "reml_criterion": self.reml_criterion,
-            "aic": self.aic,
-            "bic": self.bic,
-            "df_resid": self.df_resid,
-            "is_singular": self.is_singular,
-            "n_dropped_na": self.n_dropped_na,
-            "dropped_columns": self.dropped_columns,
-            "optsum": self.optsum.as_dict(),
-        }
+        return fit_dict(self, sigma=self.sigma, reml_criterion=self.reml_criterion,
+                        **mixed_fields(self))
 
 
