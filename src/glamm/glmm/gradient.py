@@ -60,9 +60,13 @@ class ZLayout:
         return np.einsum("ia,ia->i", V, x[self.cols])
 
 
-def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = False):
     """Gradient of the Laplace deviance in ``[theta, beta]`` at the model's current state,
-    which must be the PIRLS mode for exactly these ``theta`` and ``beta``."""
+    which must be the PIRLS mode for exactly these ``theta`` and ``beta``.
+
+    With ``schur`` also returns ``X'W_obs X - X'W_obs Z Lambda G_obs^-1 Lambda'Z'W_obs X``: half
+    the Hessian in ``beta`` of ``-2 log p(y|u*) + |u*|^2`` (all but the log-determinant's
+    small curvature), a cheap approximation to the ``beta`` block of the Hessian."""
     fam = model.family
     link = fam.link
     y, wt, phi = model.y, model.wt, model.dispersion
@@ -94,11 +98,14 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
 
     X = model.X
     grad_beta = -2.0 * (X.T @ s)
+    S = np.zeros((X.shape[1], X.shape[1]))
     if X.shape[1]:
         ZtWX = np.column_stack([zl.t_matvec(V, w_obs * X[:, j]) for j in range(X.shape[1])])
         DU = -Gobs_inv @ ZtWX
         deta = X + np.column_stack([zl.matvec(V, DU[:, j]) for j in range(X.shape[1])])
         grad_beta = grad_beta + deta.T @ dwh
+        if schur:
+            S = X.T @ (w_obs[:, None] * X) + ZtWX.T @ DU
 
     grad_theta = np.zeros(model.n_theta)
     u = model.u
@@ -124,7 +131,8 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
                 for c in range(t.p):
                     tr += float(np.sum(w * V[:, aa] * Vd[:, c] * Ginv[C[:, aa], Ck[:, c]]))
             grad_theta[r] = -2.0 * float(s @ a_vec) + 2.0 * tr + float(dwh @ deta)
-    return np.concatenate([grad_theta, grad_beta])
+    g = np.concatenate([grad_theta, grad_beta])
+    return (g, S) if schur else g
 
 
 def _crossprod(zl: ZLayout, V: np.ndarray, w: np.ndarray) -> np.ndarray:
