@@ -105,6 +105,11 @@ class Link:
         """
         raise NotImplementedError
 
+    def mu_eta_at(self, eta, mu) -> np.ndarray:
+        """``d mu / d eta`` when ``mu = inverse(eta)`` is already known (links whose derivative
+        is a cheap function of ``mu`` override this; PIRLS calls it every iteration)."""
+        return self.mu_eta(eta)
+
     def d2mu_deta2(self, eta) -> np.ndarray:
         """``d^2 mu / d eta^2`` at ``eta``.
 
@@ -146,6 +151,10 @@ class Logit(Link):
     def mu_eta(self, eta) -> np.ndarray:
         eta = _arr(eta)
         return np.maximum(special.expit(eta) * special.expit(-eta), EPS)
+
+    def mu_eta_at(self, eta, mu) -> np.ndarray:
+        # mu is clamped to [eps, 1 - eps], so mu (1 - mu) >= eps (1 - eps) ~ the floor above
+        return np.maximum(mu * (1.0 - mu), EPS)
 
     def d2mu_deta2(self, eta) -> np.ndarray:
         eta = _arr(eta)
@@ -234,6 +243,9 @@ class Log(Link):
 
     def mu_eta(self, eta) -> np.ndarray:
         return np.maximum(np.exp(np.minimum(_arr(eta), EXP_CAP)), EPS)
+
+    def mu_eta_at(self, eta, mu) -> np.ndarray:
+        return mu
 
     def d2mu_deta2(self, eta) -> np.ndarray:
         return np.exp(np.minimum(_arr(eta), EXP_CAP))

@@ -92,7 +92,7 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     # the fast fit is the answer when fast=True; otherwise only the start of the Newton stage,
     # which needs it to about 1e-4
     fast_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8} if fast else \
-        {"ftol_rel": 1e-7, "ftol_abs": 0.0, "xtol_abs": 1e-4}
+        {"ftol_rel": 1e-6, "ftol_abs": 0.0, "xtol_abs": 1e-3}
     if fast:
         fast_settings.update(settings)
     if not fast:

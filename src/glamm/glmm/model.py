@@ -120,7 +120,7 @@ class GeneralizedLinearMixedModel:
         return float(-2.0 * ll + u @ u)
 
     def _weights(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu_eta = self.family.link.mu_eta(eta)
+        mu_eta = self.family.link.mu_eta_at(eta, mu)
         w = self.wt * mu_eta**2 / (self.family.variance(mu) * self.dispersion)
         return w, mu_eta
 
