@@ -425,6 +425,8 @@ class Binomial(Family):
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
         # R: dbinom(round(wt * y), round(wt), mu, log = TRUE)
         n, k, const = _binomial_constants(y, wt)
+        if np.all((mu > 0.0) & (mu < 1.0)):  # the usual case: plain logs are safe and faster
+            return const + k * np.log(mu) + (n - k) * np.log1p(-mu)
         return const + special.xlogy(k, mu) + special.xlog1py(n - k, -mu)
 
     def valid_mu(self, mu) -> bool:

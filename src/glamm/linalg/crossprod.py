@@ -54,8 +54,12 @@ class CrossProducts:
         A = self.A
         if not hasattr(self, "_Zt"):
             self._Zt = [_transposed_z(t) for t in self.reterms]
+            # random intercepts (z == 1) need no products with z
+            self._ones = [t.p == 1 and bool(np.all(t.z == 1.0)) for t in self.reterms]
+            self._XY = np.empty((self.X.shape[0], self.X.shape[1] + 1))
+            self._XY[:, :-1] = self.X
         for i, ti in enumerate(self.reterms):
-            wz = ti.z * w[:, None]
+            wz = w[:, None] if self._ones[i] else ti.z * w[:, None]
             for j in range(i):
                 tj = self.reterms[j]
                 inv = self._pair_inverse[(i, j)]
@@ -64,15 +68,17 @@ class CrossProducts:
                 nb = block.nb
                 for a in range(ti.p):
                     for b in range(tj.p):
-                        block.data[:, a, b] = np.bincount(inv, weights=wz[:, a] * tj.z[:, b],
-                                                          minlength=nb)
+                        wts = wz[:, a] if self._ones[j] else wz[:, a] * tj.z[:, b]
+                        block.data[:, a, b] = np.bincount(inv, weights=wts, minlength=nb)
             D = A[i][i].data
             for a in range(ti.p):
                 for b in range(a + 1):
-                    v = np.bincount(ti.refs, weights=wz[:, a] * ti.z[:, b], minlength=ti.nlevels)
+                    wts = wz[:, a] if self._ones[i] else wz[:, a] * ti.z[:, b]
+                    v = np.bincount(ti.refs, weights=wts, minlength=ti.nlevels)
                     D[:, a, b] = v
                     D[:, b, a] = v
-        XY = np.column_stack([self.X, y])
+        XY = self._XY
+        XY[:, -1] = y
         XYw = XY * w[:, None]
         for j, Zt in enumerate(self._Zt):
             A[K][j][...] = (Zt @ XYw).T
