@@ -104,6 +104,14 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     finally:
         model.PIRLS_TOL = GeneralizedLinearMixedModel.PIRLS_TOL
         model.PIRLS_STEP_TOL = GeneralizedLinearMixedModel.PIRLS_STEP_TOL
+    if not np.isfinite(os_fast.fmin):
+        from ..errors import GlammError
+
+        raise GlammError(
+            "PIRLS could not find the conditional modes at any value tried (non-finite "
+            "deviance even after step-halving); check the response against the family and "
+            "link, and the scale of the covariates"
+        )
     model.objective_fast(os_fast.final)
     names = model.layout.names() + list(model.frame.xnames) + _extra_names(base_family)
     if fast:
