@@ -154,6 +154,7 @@ def glmer(
         from .glmm.separation import separated_columns
 
         sep = separated_columns(frame.X, frame.xnames, model.y, model.wt)
+        model.separated = bool(sep)
         if sep:
             notes.append(
                 f"complete or quasi-complete separation: every observation with {', '.join(sep)} "

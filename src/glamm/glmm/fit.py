@@ -104,7 +104,9 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     finally:
         model.PIRLS_TOL = GeneralizedLinearMixedModel.PIRLS_TOL
         model.PIRLS_STEP_TOL = GeneralizedLinearMixedModel.PIRLS_STEP_TOL
-    if not np.isfinite(os_fast.fmin):
+    if not np.isfinite(os_fast.fmin) and not getattr(model, "separated", False):
+        # (with separation the coefficients diverge and PIRLS cannot settle; the caller has
+        # already reported that, and the fit goes on as lme4's does)
         from ..errors import GlammError
 
         raise GlammError(
