@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, SingularFitWarning
+from .errors import DataError, GlammError, SingularFitWarning
 from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
 from .lmm.fit import optimize_theta
@@ -98,7 +98,7 @@ def glmer(
     data: pd.DataFrame,
     family: Any = "binomial",
     link: Any = None,
-    nagq: int = 1,
+    nagq: int | str = 1,
     fast: bool = False,
     weights: Any = None,
     offset: Any = None,
@@ -119,7 +119,11 @@ def glmer(
         ``"inverse_gaussian"``, ``"negative_binomial"``) or a :class:`glamm.families.Family`.
     link: link name overriding the family's canonical link (``"logit"``, ``"probit"``,
         ``"cloglog"``, ``"log"``, ``"identity"``, ``"inverse"``, ``"sqrt"``, ``"1/mu^2"``).
-    nagq: number of quadrature points; only 1 (the Laplace approximation) so far.
+    nagq: quadrature points per random effect: 1 (default) is the Laplace approximation;
+        larger values use adaptive Gauss-Hermite quadrature (models with one grouping factor
+        only, any number of correlated or ``||`` random effects on it); ``"auto"`` takes
+        GLMMadaptive's default (11 points for up to two random effects, 7 otherwise). The
+        log-likelihood keeps all constants, so values are comparable across ``nagq``.
     fast: optimize ``theta`` only, with ``beta`` found inside PIRLS (lme4's ``nAGQ = 0``);
         the default then optimizes all parameters jointly from there.
     weights: prior weights (column name or array); for binomial proportions, the trials.
@@ -142,9 +146,6 @@ def glmer(
     from .glmm.model import GeneralizedLinearMixedModel
     from .results.glmer_result import GlmerResult
 
-    if nagq != 1:
-        raise NotImplementedError("adaptive Gauss-Hermite quadrature (nagq > 1) is not "
-                                  "implemented yet; use nagq=1 (the Laplace approximation)")
     fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame)
@@ -162,7 +163,21 @@ def glmer(
                 "finite (reported values are wherever the optimizer stopped)"
             )
             warnings.warn(notes[-1], UserWarning, stacklevel=2)
-    record = fit_glmm(model, fast=fast, start=start, optimizer=optimizer, **(control or {}))
+    if nagq == "auto":
+        q = sum(t.p for t in frame.reterms)
+        from .glmm.agq import default_nagq
+
+        nagq = default_nagq(q) if len({t.factors for t in frame.reterms}) == 1 else 1
+    if not isinstance(nagq, (int, np.integer)) or nagq < 1:
+        raise GlammError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
+    if nagq > 1:
+        if fast:
+            raise GlammError("fast=True is a Laplace fit; it cannot be combined with nagq > 1")
+        from .glmm.fit import fit_agq
+
+        record = fit_agq(model, int(nagq), optimizer=optimizer, **(control or {}))
+    else:
+        record = fit_glmm(model, fast=fast, start=start, optimizer=optimizer, **(control or {}))
     with single_threaded(1):
         result = GlmerResult(model, record, fam)
     if fam.name == "binomial":

@@ -65,14 +65,16 @@ _CACHE: dict = {}
 
 def _cached(tag: tuple, y: np.ndarray, wt: np.ndarray, compute):
     """Constants of the log-density that depend on the data only (log-factorials), kept for
-    the last ``(y, wt)`` arrays seen: GLMM fits evaluate the log-likelihood for the same data
-    hundreds of times. The cache holds the arrays themselves and compares identity, so a new
-    array can never be mistaken for an old one."""
-    hit = _CACHE.get(tag)
-    if hit is not None and hit[0] is y and hit[1] is wt:
-        return hit[2]
+    the last few ``(y, wt)`` arrays seen: GLMM fits evaluate the log-likelihood for the same
+    data hundreds of times (as vectors in PIRLS, as columns in quadrature). The cache holds the
+    arrays themselves and compares identity, so a new array is never mistaken for an old one."""
+    entries = _CACHE.setdefault(tag, [])
+    for ey, ew, value in entries:
+        if ey is y and ew is wt:
+            return value
     value = compute()
-    _CACHE[tag] = (y, wt, value)
+    entries.insert(0, (y, wt, value))
+    del entries[4:]
     return value
 
 

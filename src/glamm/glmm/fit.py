@@ -31,6 +31,13 @@ class GlmmFitRecord:
     #: Hessian of the deviance in all parameters at (or within a Newton step of) the optimum
     hessian: np.ndarray | None = None
     hessian_at: np.ndarray | None = None
+    #: quadrature points per dimension (1: Laplace) and, for nagq > 1, the quadrature object
+    nagq: int = 1
+    quadrature: object | None = None
+    #: the Laplace fit the quadrature fit started from
+    laplace_loglik: float | None = None
+    #: the family as given (before a negative binomial's shape was put in)
+    base_family: object | None = None
 
 
 def _extra_names(family) -> list[str]:
@@ -118,7 +125,7 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     names = model.layout.names() + list(model.frame.xnames) + _extra_names(base_family)
     if fast:
         _warn(os_fast)
-        return GlmmFitRecord(fast=os_fast, full=None, names=names)
+        return GlmmFitRecord(fast=os_fast, full=None, names=names, base_family=base_family)
 
     # full fit from the fast optimum; initial steps: 0.1 for theta, ~ standard errors for beta
     nt, p = model.n_theta, model.p
@@ -165,7 +172,8 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     os_full.elapsed = time.perf_counter() - t0
     f(x)  # leave the state at the optimum
     _warn(os_full)
-    return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=H, hessian_at=x)
+    return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=H, hessian_at=x,
+                         base_family=base_family)
 
 
 def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
@@ -378,6 +386,66 @@ def _derivatives(f, model: GeneralizedLinearMixedModel):
     if q <= MAX_Q and not model.observed_information and model.family.link_is_canonical:
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)
+
+
+def quadrature_objective(model: GeneralizedLinearMixedModel, base_family, quadrature):
+    """``f(x)`` with ``x = [theta, beta, extra]``: ``-2`` times the quadrature log-likelihood."""
+    nt, p = model.n_theta, model.p
+
+    def f(x: np.ndarray) -> float:
+        set_extra(model, base_family, x[nt + p:])
+        ll = quadrature.loglik(x[:nt], x[nt:nt + p])
+        return -2.0 * ll if np.isfinite(ll) else float("inf")
+
+    return f
+
+
+def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bobyqa",
+            blas_threads: int | None = 1, **settings) -> GlmmFitRecord:
+    """Maximize the adaptive Gauss-Hermite log-likelihood, starting from the Laplace fit:
+    Newton steps on finite-difference derivatives (BOBYQA if they stall), a boundary check for
+    variances near zero, and the Hessian at the optimum for the standard errors."""
+    from .agq import AdaptiveQuadrature
+
+    quad = AdaptiveQuadrature(model, nagq)   # checks the model first (one grouping factor)
+    laplace = fit_glmm(model, fast=False, optimizer=optimizer, blas_threads=blas_threads)
+    base_family = laplace.base_family
+    with single_threaded(blas_threads):
+        nt, p = model.n_theta, model.p
+        x0 = laplace.full.final.copy()
+        lo = np.concatenate([model.layout.lower(), np.full(x0.size - nt, -np.inf)])
+        f = quadrature_objective(model, base_family, quad)
+        rec = OptSummary(optimizer=f"newton on AGQ({nagq}) (finite differences)",
+                         initial=x0.copy(), lower=lo.copy())
+        t0 = time.perf_counter()
+        scale = np.maximum(np.abs(x0) * 0.1, 0.05)
+        derivs = FiniteDifferences(f)
+        ok, x, fx, H = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
+        if not ok:
+            opts = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1}
+            opts.update(settings)
+            os_b = minimize(f, x, lo, optimizer=optimizer, **opts)
+            rec.feval += os_b.feval
+            rec.messages.append(f"Newton stalled; {os_b.optimizer} took over")
+            ok, x, fx, H = newton_minimize(f, os_b.final, lo, rec, scale=scale, derivs=derivs)
+        near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
+        if near.size:
+            trial = x.copy()
+            trial[near] = lo[near]
+            ok_b, xb, fb, Hb = newton_minimize(f, trial, lo, rec, scale=scale, derivs=derivs)
+            if fb <= fx:
+                x, fx, H, ok = xb, fb, Hb, ok_b
+                rec.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
+        if H is not None and not np.array_equal(x, _last_hessian_point[0]):
+            H = None
+        rec.final, rec.fmin, rec.converged = x, fx, ok
+        rec.returnvalue = "NEWTON_CONVERGED" if ok else "NEWTON_STALLED"
+        rec.elapsed = time.perf_counter() - t0
+        f(x)
+    _warn(rec)
+    return GlmmFitRecord(fast=laplace.fast, full=rec, names=laplace.names, hessian=H,
+                         hessian_at=x, nagq=nagq, quadrature=quad,
+                         laplace_loglik=-0.5 * laplace.full.fmin)
 
 
 def _fast_stderr(model: GeneralizedLinearMixedModel) -> np.ndarray:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-from ..glmm.fit import GlmmFitRecord, _derivatives, full_objective
+from ..glmm.fit import (FiniteDifferences, GlmmFitRecord, _derivatives, full_objective,
+                        quadrature_objective)
 from ..linalg.threads import single_threaded
 from ..glmm.model import GeneralizedLinearMixedModel
 from ..lmm.estimates import linear_predictor_re
@@ -55,7 +56,11 @@ class GlmerResult(MixedResultBase):
         self.shape = float(fam.theta) if getattr(fam, "has_shape", False) else None
         xn = self.frame.xnames
         self.fixef = pd.Series(model.beta.copy(), index=xn, name="Estimate")
-        self._laplace = model.laplace()
+        self.nagq = record.nagq
+        if record.quadrature is not None:
+            self._laplace = -2.0 * record.quadrature.loglik(model.theta, model.beta)
+        else:
+            self._laplace = model.laplace()
         self.loglik = -0.5 * self._laplace
         self.deviance = self._laplace
         self.nobs = model.n
@@ -91,11 +96,16 @@ class GlmerResult(MixedResultBase):
             return self.record.hessian
         m = self.model
         x = np.concatenate([self.theta, self.fixef.to_numpy(), self._extra()])
-        f = full_objective(m, self._base_family)
+        if self.record.quadrature is not None:
+            f = quadrature_objective(m, self._base_family, self.record.quadrature)
+            derivs = FiniteDifferences(f)
+        else:
+            f = full_objective(m, self._base_family)
+            derivs = _derivatives(f, m)
         with single_threaded(1):
             # forward differences of analytic gradients are accurate to ~1e-5 relative, ample
             # for standard errors; central ones (twice the cost) for finite-difference values
-            _, H, _ = _derivatives(f, m).grad_hess(x, central=False)
+            _, H, _ = derivs.grad_hess(x, central=False)
         f(x)
         return H
 
@@ -201,6 +211,8 @@ class GlmerResult(MixedResultBase):
 
     @property
     def method(self) -> str:
+        if self.nagq > 1:
+            return f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nagq}"
         return "Laplace" + (" (fast: beta inside PIRLS)" if self.fast else "")
 
     def __repr__(self) -> str:
