@@ -63,7 +63,16 @@ def test_unknown_family_and_bad_link():
         glamm.glmer("incidence ~ period + (1 | herd)", _cbpp(), family="poisson", link="logit")
 
 
-def test_quadrature_not_yet():
-    with pytest.raises(NotImplementedError, match="nagq=1"):
+def test_quadrature_needs_one_grouping_factor():
+    va = glamm.datasets.load("VerbAgg").iloc[:1000]
+    with pytest.raises(glamm.GlammError, match="single grouping factor.*nagq=1"):
+        glamm.glmer("r2 ~ btype + (1 | id) + (1 | item)", va, family="binomial", nagq=5)
+
+
+def test_quadrature_rejects_bad_nagq():
+    with pytest.raises(glamm.GlammError):
         glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", _cbpp(),
-                    family="binomial", nagq=5)
+                    family="binomial", nagq=0)
+    with pytest.raises(glamm.GlammError, match="fast"):
+        glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", _cbpp(),
+                    family="binomial", nagq=5, fast=True)
