@@ -193,9 +193,13 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
     g, H, fx = _steering_hessian(d, x)
     x_h = x.copy()
     _last_hessian_point[0] = x_h
+    pinned = np.zeros(x.size, dtype=bool)
     for _ in range(max_iter):
         at_bound = np.isfinite(lower) & (x <= lower + 1e-12)
-        free = ~(at_bound & (g > 0))
+        # a parameter the line search clipped to its bound stays there for this run (else it
+        # bounces between the bound and tiny values and Newton crawls); callers retry from
+        # the bound or from inside when it matters
+        free = ~((at_bound & (g > 0)) | (pinned & at_bound))
         if not free.any():
             return True, x, fx, H
         Hf = H[np.ix_(free, free)]
@@ -218,6 +222,8 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
         if not improved:
             # at the optimum to within the noise of the derivatives, or a bad model of f
             return decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H
+        pinned |= np.isfinite(lower) & (trial <= lower + 1e-12) & (x + t * _full(step, free, x.size) < lower)
+        x_old, g_old = x, g
         x, fx = trial, ft
         if np.any(np.abs(x - x_h) > 0.5 * scale):
             g, H, fx = _steering_hessian(d, x)
@@ -225,7 +231,26 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
             _last_hessian_point[0] = x_h
         else:
             g = d.grad(x, fx)
+            H = _bfgs_update(H, x - x_old, g - g_old)
     return False, x, fx, H
+
+
+def _full(step: np.ndarray, free: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n)
+    out[free] = step
+    return out
+
+
+def _bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """BFGS correction of the Hessian from a step ``s`` and the change ``y`` of the gradient,
+    so Newton converges superlinearly although its Hessian was taken elsewhere (skipped
+    unless ``s'y > 0``, which keeps ``H`` positive definite)."""
+    sy = float(s @ y)
+    Hs = H @ s
+    sHs = float(s @ Hs)
+    if sy <= 1e-12 * np.linalg.norm(s) * np.linalg.norm(y) or sHs <= 0:
+        return H
+    return H + np.outer(y, y) / sy - np.outer(Hs, Hs) / sHs
 
 
 def _steering_hessian(d, x: np.ndarray):
