@@ -276,6 +276,12 @@ class Family:
             ll = self._loglik(y, _arr(mu), wt, phi)
         return np.where(wt == 0, 0.0, ll)
 
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        """:meth:`loglik` as a function of the linear predictor; canonical links override it
+        with the natural-parameter form (one transcendental function per value), which
+        quadrature evaluates for every observation and node."""
+        return self.loglik(y, self.link.inverse(eta), wt, dispersion)
+
     def valid_mu(self, mu) -> bool:
         """True if every ``mu`` is finite and inside the family's mean space (R's
         ``validmu``).
@@ -431,6 +437,14 @@ class Binomial(Family):
             return const + k * np.log(mu) + (n - k) * np.log1p(-mu)
         return const + special.xlogy(k, mu) + special.xlog1py(n - k, -mu)
 
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        if self.link.name != "logit":
+            return super().loglik_eta(y, eta, wt, dispersion)
+        y, wt = self._prep(y, wt)
+        n, k, const = _binomial_constants(y, wt)
+        # k log mu + (n - k) log(1 - mu) = k eta - n log(1 + exp(eta))
+        return np.where(wt == 0, 0.0, const + k * eta - n * np.logaddexp(0.0, eta))
+
     def valid_mu(self, mu) -> bool:
         mu = _arr(mu)
         return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
@@ -487,6 +501,14 @@ class Poisson(_CountFamily):
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
         return wt * (special.xlogy(y, mu) - mu - _cached(("poisson",), y, wt,
                                                          lambda: special.gammaln(y + 1.0)))
+
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        if self.link.name != "log":
+            return super().loglik_eta(y, eta, wt, dispersion)
+        y, wt = self._prep(y, wt)
+        lgam = _cached(("poisson",), y, wt, lambda: special.gammaln(y + 1.0))
+        eta = np.minimum(eta, 700.0)
+        return np.where(wt == 0, 0.0, wt * (y * eta - np.exp(eta) - lgam))
 
     def mustart(self, y, wt=None) -> np.ndarray:
         return _arr(y) + 0.1

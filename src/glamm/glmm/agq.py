@@ -120,8 +120,7 @@ class AdaptiveQuadrature:
         U = u_hat[:, :, None] + np.sqrt(2.0) * np.einsum("mij,kj->mik", C, self.nodes)
         g = self.cluster
         eta = eta_fixed[:, None] + np.einsum("jq,jqk->jk", V, U[g])
-        mu = fam.link.inverse(eta)
-        logp = fam.loglik(self.y2, mu, self.wt2, model.dispersion)   # n x K
+        logp = fam.loglik_eta(self.y2, eta, self.wt2, model.dispersion)   # n x K
         S = np.asarray(self.indicator @ logp)              # m x K
         sq_nodes = np.sum(self.nodes**2, axis=1)
         log_terms = (S - 0.5 * np.sum(U**2, axis=1) - 0.5 * q * _LOG2PI
