@@ -106,6 +106,7 @@ def glmer(
     optimizer: str = "bobyqa",
     control: dict | None = None,
     laplace: str = "observed",
+    penalized: bool | dict = False,
 ) -> "GlmerResult":
     """Fit a generalized linear mixed model by the Laplace approximation.
 
@@ -136,6 +137,11 @@ def glmer(
     laplace: ``"observed"`` (default; the exact Laplace approximation, with the observed
         information in the log-determinant, as glmmTMB) or ``"expected"`` (Fisher weights, as
         lme4). Identical for canonical links (logit binomial, log Poisson).
+    penalized: ``True`` puts a Student-t penalty (location 0, scale 1, 3 df) on every
+        non-intercept fixed effect, as GLMMadaptive's ``penalized = TRUE``; a dict with
+        ``mean``, ``scale``, ``df`` changes it (a large ``df`` is close to a ridge penalty).
+        The estimates maximize the log-likelihood plus the log prior; ``loglik`` stays the
+        log-likelihood and ``penalized_loglik`` adds the prior.
 
     Returns
     -------
@@ -150,6 +156,12 @@ def glmer(
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame)
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace)
+    if penalized:
+        from .glmm.penalty import StudentTPenalty
+
+        if fast:
+            raise GlammError("fast=True cannot be combined with penalized fixed effects")
+        model.penalty = StudentTPenalty.from_spec(penalized, frame.xnames)
     notes = []
     if fam.name == "binomial":
         from .glmm.separation import separated_columns

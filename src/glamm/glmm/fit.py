@@ -62,7 +62,10 @@ def full_objective(model: GeneralizedLinearMixedModel, base_family):
 
     def f(x: np.ndarray) -> float:
         set_extra(model, base_family, x[nt + p:])
-        return model.objective(x[:nt], x[nt:nt + p])
+        value = model.objective(x[:nt], x[nt:nt + p])
+        if model.penalty is not None:
+            value += model.penalty.deviance(x[nt:nt + p])
+        return value
 
     return f
 
@@ -305,6 +308,8 @@ class AnalyticDerivatives(FiniteDifferences):
         if self._at is None or not np.array_equal(self._at, x):
             self.value(x)
         g = laplace_gradient(m, x[:nt], x[nt:nt + p])
+        if m.penalty is not None:
+            g[nt:] += m.penalty.deviance_gradient(x[nt:nt + p])
         extra = x.size - nt - p
         if extra:
             ge = np.zeros(extra)
@@ -420,7 +425,12 @@ def quadrature_objective(model: GeneralizedLinearMixedModel, base_family, quadra
     def f(x: np.ndarray) -> float:
         set_extra(model, base_family, x[nt + p:])
         ll = quadrature.loglik(x[:nt], x[nt:nt + p])
-        return -2.0 * ll if np.isfinite(ll) else float("inf")
+        if not np.isfinite(ll):
+            return float("inf")
+        value = -2.0 * ll
+        if model.penalty is not None:
+            value += model.penalty.deviance(x[nt:nt + p])
+        return value
 
     return f
 

@@ -86,6 +86,9 @@ class GeneralizedLinearMixedModel:
         self.cp_b = CrossProducts(self.reterms, self.X, zero, one)
         self.fac_b = BlockedCholesky(self.cp_b.A, ps)
         self.dispersion = 1.0
+        #: optional penalty on the fixed effects (glmm.penalty.StudentTPenalty), added to the
+        #: deviance the full fit minimizes
+        self.penalty = None
         # state of the last PIRLS run (warm start for the next one)
         self.u = np.zeros(sum(t.q for t in self.reterms))
         self.beta = np.zeros(self.p)

@@ -63,6 +63,10 @@ class GlmerResult(MixedResultBase):
             self._laplace = model.laplace()
         self.loglik = -0.5 * self._laplace
         self.deviance = self._laplace
+        #: the penalty (penalized fits) and the log-likelihood plus the log prior density
+        self.penalty = model.penalty
+        self.penalized_loglik = (self.loglik + model.penalty.log_density(model.beta)
+                                 if model.penalty is not None else None)
         self.nobs = model.n
         n_extra = len(record.names) - model.n_theta - model.p
         self.npar = model.n_theta + model.p + n_extra
@@ -212,8 +216,12 @@ class GlmerResult(MixedResultBase):
     @property
     def method(self) -> str:
         if self.nagq > 1:
-            return f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nagq}"
-        return "Laplace" + (" (fast: beta inside PIRLS)" if self.fast else "")
+            base = f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nagq}"
+        else:
+            base = "Laplace" + (" (fast: beta inside PIRLS)" if self.fast else "")
+        if self.penalty is not None:
+            base += "; penalized fixed effects (Student-t prior)"
+        return base
 
     def __repr__(self) -> str:
         from .summary import format_glmer
