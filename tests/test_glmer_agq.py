@@ -151,3 +151,28 @@ def test_penalty_matches_scipy_student_t():
     num = [(pen.deviance(beta + e) - pen.deviance(beta - e)) / (2 * h)
            for e in np.eye(3) * h]
     np.testing.assert_allclose(pen.deviance_gradient(beta), num, rtol=1e-6, atol=1e-8)
+
+
+def test_marginal_coefs_poisson_log_link_is_exact_shift():
+    """For a log link and a random intercept, E[exp(eta + b)] = exp(eta + sigma^2 / 2): the
+    marginal slopes equal the conditional ones and the intercept moves by sigma^2 / 2."""
+    m = fitted("simpois_int11")
+    mc = glamm.marginal_coefs(m)
+    shift = m.theta[0] ** 2 / 2
+    assert mc.loc["(Intercept)", "Estimate"] == pytest.approx(m.fixef["(Intercept)"] + shift,
+                                                              rel=1e-9)
+    for name in ["sexfemale", "time", "sexfemale:time"]:
+        assert mc.loc[name, "Estimate"] == pytest.approx(m.fixef[name], rel=1e-9)
+        assert mc.loc[name, "Std. Error"] == pytest.approx(m.stderr[name], rel=1e-3)
+
+
+def test_marginal_coefs_logit_attenuation():
+    """Logit random intercept: marginal effects shrink by about 1 / sqrt(1 + c^2 sigma^2),
+    c = 16 sqrt(3) / (15 pi) (Zeger et al. 1988), an approximation good to a few percent."""
+    m = fitted("simbin_int11")
+    mc = glamm.marginal_coefs(m, std_errors=False)
+    c2 = (16 * np.sqrt(3) / (15 * np.pi)) ** 2
+    factor = 1 / np.sqrt(1 + c2 * m.theta[0] ** 2)
+    assert mc.loc["time", "Estimate"] == pytest.approx(m.fixef["time"] * factor, rel=0.03)
+    means = m.predict(type="marginal")
+    assert means.shape == (m.nobs,) and np.all((means > 0) & (means < 1))

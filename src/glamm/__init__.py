@@ -9,6 +9,7 @@ from .api import glmer, lmer
 from .glm_api import glm
 from .errors import ConvergenceWarning, DataError, FormulaError, GlammError, SingularFitWarning
 from .inference.anova import anova
+from .inference.marginal import marginal_coefs
 from .results.lmer_result import LmerResult
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "glmer",
     "glm",
     "anova",
+    "marginal_coefs",
     "datasets",
     "LmerResult",
     "GlammError",

@@ -120,6 +120,18 @@ class GlmerResult(MixedResultBase):
             return np.array([np.log(self.dispersion)])
         return np.zeros(0)
 
+    def parameter_covariance(self) -> np.ndarray:
+        """Covariance of all parameters ``[theta, beta, extra]``: ``2 H^{-1}`` (pseudo-inverse;
+        ``theta`` components on their bound get zero variance)."""
+        nt = self.model.n_theta
+        H = self._hessian
+        keep = np.ones(H.shape[0], dtype=bool)
+        lower = self.model.layout.lower()
+        keep[:nt] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
+        cov = np.zeros_like(H)
+        cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(H[np.ix_(keep, keep)])
+        return cov
+
     @cached_property
     def vcov(self) -> pd.DataFrame:
         """Covariance of the fixed effects: the ``beta`` block of ``2 H^{-1}`` (``H`` the Hessian
@@ -193,12 +205,18 @@ class GlmerResult(MixedResultBase):
         Parameters
         ----------
         newdata: data frame with the columns the model uses; ``None`` predicts the fitted data.
-        type: ``"link"`` or ``"response"``.
+        type: ``"link"``, ``"response"`` or ``"marginal"`` (population-averaged means: the
+            conditional mean averaged over the random effects, see
+            :func:`glamm.marginal_coefs`; ``re`` is then ignored).
         re: include the random effects (``False``: population level).
         allow_new_levels: unseen levels get random effects of zero instead of an error.
         """
+        if type == "marginal":
+            from ..inference.marginal import marginal_means
+
+            return marginal_means(self, newdata=newdata)
         if type not in ("link", "response"):
-            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+            raise ValueError(f"type must be 'link', 'response' or 'marginal', got {type!r}")
         beta = self.fixef.to_numpy()
         if newdata is None:
             eta = self._eta.copy() if re else self.frame.X @ beta + self.frame.offset
