@@ -19,7 +19,7 @@ from numpy.polynomial.hermite import hermgauss
 from ..errors import GlammError
 
 #: Gauss-Hermite points per dimension by total random-effects dimension
-_POINTS = {1: 41, 2: 21, 3: 11, 4: 7}
+_POINTS = {1: 121, 2: 41, 3: 15, 4: 9}
 
 
 def _design(result, newdata=None):
