@@ -199,6 +199,19 @@ def glmer(
         if k:
             notes.append(f"fitted probabilities numerically 0 or 1 for {k} observation(s)")
             warnings.warn(notes[-1], UserWarning, stacklevel=2)
+    if result.nagq > 1:
+        from .glmm.agq import AdaptiveQuadrature
+
+        finer = 2 * result.nagq + 1
+        check = AdaptiveQuadrature(model, finer).loglik(result.theta, result.fixef.to_numpy())
+        model.pirls(result.theta, result.fixef.to_numpy())   # back to the fitted state
+        if abs(check - result.loglik) > 1e-3:
+            notes.append(
+                f"with {finer} quadrature points the log-likelihood at these estimates is "
+                f"{check:.4f} ({check - result.loglik:+.4f}); {result.nagq} points are not "
+                "accurate here (typical of variances on the boundary) and more points may "
+                "change the estimates"
+            )
     result.notes = notes
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,

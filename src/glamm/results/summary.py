@@ -345,6 +345,7 @@ def _notes(m) -> list[str]:
     if not m.converged:
         out.append(f"Model failed to converge: {m.optsum.returnvalue}")
         out.extend(f"  {msg}" for msg in m.optsum.messages)
+    out.extend(f"Note: {note}" for note in getattr(m, "notes", []))
     return out
 
 
@@ -398,9 +399,13 @@ def format_glmer(m: GlmerResult) -> str:
     and significance stars, their correlations (2 to ``MAX_CORR_FIXED`` coefficients) and
     closing notes on singular or unconverged fits.
     """
-    how = "Laplace Approximation"
+    nagq = getattr(m, "nagq", 1)
+    how = (f"Adaptive Gauss-Hermite Quadrature, nAGQ = {nagq}" if nagq > 1
+           else "Laplace Approximation")
     if m.fast:
         how += "; fast: beta inside PIRLS, as nAGQ = 0"
+    if getattr(m, "penalty", None) is not None:
+        how += "; penalized fixed effects: Student-t prior"
     header = [
         f"Generalized linear mixed model fit by maximum likelihood ({how}) "
         f"['{type(m).__name__}']",
