@@ -202,7 +202,7 @@ def glmer(
     if result.nagq > 1:
         from .glmm.agq import AdaptiveQuadrature
 
-        finer = 2 * result.nagq + 1
+        finer = min(2 * result.nagq + 1, 100)
         check = AdaptiveQuadrature(model, finer).loglik(result.theta, result.fixef.to_numpy())
         model.pirls(result.theta, result.fixef.to_numpy())   # back to the fitted state
         if abs(check - result.loglik) > 1e-3:

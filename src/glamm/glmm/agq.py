@@ -54,7 +54,7 @@ class AdaptiveQuadrature:
     Parameters
     ----------
     model: the GLMM (its PIRLS gives the modes).
-    nagq: points per dimension (1 to 50; 1 is the Laplace approximation).
+    nagq: points per dimension (1 to 100; 1 is the Laplace approximation).
     """
 
     def __init__(self, model, nagq: int):
@@ -66,8 +66,8 @@ class AdaptiveQuadrature:
                 f"{len(names)} ({', '.join(names)}), whose random effects do not separate into "
                 "independent low-dimensional integrals. Use nagq=1 (the Laplace approximation)"
             )
-        if not 1 <= int(nagq) <= 50:
-            raise GlammError(f"nagq must be between 1 and 50, got {nagq}")
+        if not 1 <= int(nagq) <= 100:
+            raise GlammError(f"nagq must be between 1 and 100, got {nagq}")
         self.model = model
         self.nagq = int(nagq)
         self.zl = ZLayout(model.reterms)
