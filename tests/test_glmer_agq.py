@@ -183,3 +183,22 @@ def test_marginal_means_logit_against_numerical_integration():
     mc = glamm.marginal_coefs(m, std_errors=False)
     # population-averaged effects are attenuated towards 0
     assert abs(mc.loc["time", "Estimate"]) < abs(m.fixef["time"])
+
+
+@pytest.mark.parametrize("case", ["simnb", "simgamma_log"])
+def test_quadrature_with_shape_or_dispersion(case):
+    """Families with a shape (negative binomial) or dispersion (Gamma): one point equals the
+    Laplace value, and an 11-point fit runs and estimates the extra parameter."""
+    import test_glmer_extra as extra
+
+    ref = extra.reference(case)
+    data = extra.load_glmm_data(ref["dataset"])
+    formula = extra.glamm_formula(ref)
+    lap = glamm.glmer(formula, data, family=ref["family_glamm"], link=ref["link"])
+    one = AdaptiveQuadrature(lap.model, 1).loglik(lap.theta, lap.fixef.to_numpy())
+    assert one == pytest.approx(lap.loglik, rel=1e-10)
+    quad = glamm.glmer(formula, data, family=ref["family_glamm"], link=ref["link"], nagq=11)
+    assert quad.converged and abs(quad.loglik - lap.loglik) < 0.5
+    extra_par = quad.shape if quad.shape is not None else quad.dispersion
+    lap_par = lap.shape if lap.shape is not None else lap.dispersion
+    assert extra_par == pytest.approx(lap_par, rel=0.05)
