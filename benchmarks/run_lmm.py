@@ -58,6 +58,13 @@ BATTERY: dict[str, tuple[str, str, bool, str]] = {
                     "glmer_simpois_int_laplace"),
     "verbagg_binomial": ("VerbAgg", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
                          "binomial", "glmer_verbagg_laplace"),
+    # adaptive quadrature: "family:nagq"; the baseline is GLMMadaptive's or lme4's recorded time
+    "cbpp_agq25": ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                   "binomial:25", "glmer_cbpp_agq25"),
+    "simbin_int_agq11": ("sim_binary_longitudinal", "y ~ sex * time + (1 | id)", "binomial:11",
+                         "glmer_simbin_int_agq11"),
+    "simbin_slope_agq11": ("sim_binary_longitudinal", "y ~ sex * time + (time | id)",
+                           "binomial:11", "gla_simbin_slope_agq11"),
 }
 
 R_TEMPLATE = """
@@ -75,7 +82,8 @@ def _fit(formula: str, df, how):
     """``how`` is the REML flag of an LMM or the family name of a GLMM. A GLMM's time includes
     its standard errors (computed on first use)."""
     if isinstance(how, str):
-        m = glamm.glmer(formula, df, family=how)
+        family, _, nagq = how.partition(":")
+        m = glamm.glmer(formula, df, family=family, nagq=int(nagq or 1))
         m.stderr
         return m
     return glamm.lmer(formula, df, reml=how)
@@ -107,7 +115,15 @@ def time_lme4(dataset: str, formula: str, how, repeat: int) -> float | None:
         csv = Path(tmp) / "d.csv"
         df.to_csv(csv, index=False)
         script = Path(tmp) / "fit.R"
-        call = (f"glmer({formula}, data = d, family = {how})" if isinstance(how, str)
+        call = None
+        if isinstance(how, str) and ":" in how:
+            from glamm.formula.bars import parse_formula
+
+            family, _, nagq = how.partition(":")
+            if any(spec.expr != "1" for spec in parse_formula(formula).random):
+                return None  # lme4 has no quadrature for vector random effects
+            call = f"glmer({formula}, data = d, family = {family}, nAGQ = {nagq})"
+        call = call or (f"glmer({formula}, data = d, family = {how})" if isinstance(how, str)
                 else f"lmer({formula}, data = d, REML = {'TRUE' if how else 'FALSE'})")
         script.write_text(R_TEMPLATE.format(csv=csv, factors=factors, call=call, repeat=repeat))
         out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
