@@ -202,3 +202,19 @@ def test_quadrature_with_shape_or_dispersion(case):
     extra_par = quad.shape if quad.shape is not None else quad.dispersion
     lap_par = lap.shape if lap.shape is not None else lap.dispersion
     assert extra_par == pytest.approx(lap_par, rel=0.05)
+
+
+def test_new_subjects_from_their_responses():
+    """A subject presented as new, with the same responses, gets the same random effects (and
+    predictions) as in the fit; without responses it needs allow_new_levels (zero effects)."""
+    m = fitted("simbin_slope11")
+    d = glamm.datasets.load("sim_binary_longitudinal")
+    known = d[d["id"].astype(str).isin(["1", "2", "3"])]
+    renamed = known.assign(id=known["id"].astype(str) + "-new")
+    p_fit = m.predict(known, type="response")
+    p_new = m.predict(renamed, type="response", new_from_responses=True)
+    np.testing.assert_allclose(p_new, p_fit, rtol=1e-10)
+    p_zero = m.predict(renamed, type="response", allow_new_levels=True)
+    np.testing.assert_allclose(p_zero, m.predict(renamed, type="response", re=False))
+    with pytest.raises(glamm.DataError):
+        m.predict(renamed.drop(columns="y"), new_from_responses=True)

@@ -199,7 +199,7 @@ class GlmerResult(MixedResultBase):
         raise ValueError(f"type must be 'response', 'pearson' or 'deviance', got {type!r}")
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re: bool = True,
-                allow_new_levels: bool = False) -> np.ndarray:
+                allow_new_levels: bool = False, new_from_responses: bool = False) -> np.ndarray:
         """Predictions on the link (default, as R) or response scale.
 
         Parameters
@@ -210,6 +210,10 @@ class GlmerResult(MixedResultBase):
             :func:`glamm.marginal_coefs`; ``re`` is then ignored).
         re: include the random effects (``False``: population level).
         allow_new_levels: unseen levels get random effects of zero instead of an error.
+        new_from_responses: unseen levels (new subjects) get their empirical Bayes random
+            effects, the conditional modes given their own responses in ``newdata`` (which
+            must then contain the response); GLMMadaptive's subject-specific predictions for
+            new subjects. One grouping factor only.
         """
         if type == "marginal":
             from ..inference.marginal import marginal_means
@@ -223,9 +227,29 @@ class GlmerResult(MixedResultBase):
         else:
             eta = self.frame.new_X(newdata) @ beta + self.frame.new_offset(newdata)
             if re:
-                refs, zs = self._new_re_design(newdata, allow_new_levels)
-                eta = eta + linear_predictor_re(self.model.reterms, self._b, refs, zs)
+                refs, zs = self._new_re_design(newdata, allow_new_levels or new_from_responses)
+                b = self._b
+                if new_from_responses and np.any(refs[0] < 0):
+                    b, refs = self._with_new_clusters(newdata, refs)
+                eta = eta + linear_predictor_re(self.model.reterms, b, refs, zs)
         return self.model.family.link.inverse(eta) if type == "response" else eta
+
+    def _with_new_clusters(self, newdata: pd.DataFrame, refs: list[np.ndarray]):
+        """Random effects extended by the empirical Bayes modes of the new clusters."""
+        from ..glmm.empirical_bayes import new_cluster_modes
+
+        term = self.model.reterms[0]
+        codes = refs[0]
+        labels = newdata[list(term.factors)].astype(str).agg(":".join, axis=1).to_numpy()
+        new_levels = list(dict.fromkeys(labels[codes < 0]))
+        b_new = new_cluster_modes(self, newdata, codes, new_levels)
+        index = {lab: term.nlevels + i for i, lab in enumerate(new_levels)}
+        new_codes = np.where(codes < 0, [index.get(lab, -1) for lab in labels], codes)
+        b, start = [], 0
+        for t, bk in zip(self.model.reterms, self._b):
+            b.append(np.vstack([bk, b_new[:, start:start + t.p]]))
+            start += t.p
+        return b, [new_codes for _ in self.model.reterms]
 
     @property
     def converged(self) -> bool:
