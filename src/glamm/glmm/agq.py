@@ -91,20 +91,25 @@ class AdaptiveQuadrature:
     def loglik(self, theta: np.ndarray, beta: np.ndarray) -> float:
         """Quadrature log-likelihood at (``theta``, ``beta``) and the model's dispersion/shape;
         runs PIRLS for the modes (``-inf`` if it fails)."""
+        nodes = self.adapt(theta, beta)
+        if nodes is None:
+            return -np.inf
+        return self.fixed_node_loglik(nodes, theta, beta)[0]
+
+    def adapt(self, theta: np.ndarray, beta: np.ndarray):
+        """The adaptive nodes at (``theta``, ``beta``): cluster points ``U`` (``m x q x K``) in
+        the spherical scale and ``log|C_i|``; ``None`` if PIRLS fails."""
         from .model import PirlsError
 
         model = self.model
         try:
             model.pirls(theta, beta)
         except PirlsError:
-            return -np.inf
+            return None
         fam = model.family
-        lams = model.layout.lambdas(theta)
-        V = self.zl.values(lams)                            # n x q: row j of Z Lambda
+        V = self.zl.values(model.layout.lambdas(theta))   # n x q: row j of Z Lambda
         u_hat = model.u[self.u_index]                       # m x q
-        eta_fixed = model.X @ beta + model.offset
-        eta_mode = model.eta
-        mu_mode = model.mu
+        eta_mode, mu_mode = model.eta, model.mu
         w = -fam.d2loglik_deta2(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
         H = self._curvature(V, w)
         try:
@@ -112,22 +117,52 @@ class AdaptiveQuadrature:
         except np.linalg.LinAlgError:   # observed information not positive definite: Fisher
             w, _ = model._weights(eta_mode, mu_mode)
             H = self._curvature(V, w)
-        q = self.q
         # u_ik = u_i + sqrt(2) C_i x_k with C_i the lower Cholesky factor of H_i^{-1}
         # (GLMMadaptive's orientation: for q > 1 the product rule depends on it, and with it
         # the values agree with GLMMadaptive's and the independent reference's)
         C = np.linalg.cholesky(np.linalg.inv(H))
         U = u_hat[:, :, None] + np.sqrt(2.0) * np.einsum("mij,kj->mik", C, self.nodes)
+        logdetC = np.sum(np.log(np.diagonal(C, axis1=1, axis2=2)), axis=1)   # -log|H|/2
+        const = (0.5 * self.q * np.log(2.0) + logdetC)[:, None] + (
+            -0.5 * np.sum(U**2, axis=1) - 0.5 * self.q * _LOG2PI
+            + self.logw[None, :] + np.sum(self.nodes**2, axis=1)[None, :])
+        return {"U": U, "const": const}
+
+    def fixed_node_loglik(self, nodes, theta: np.ndarray, beta: np.ndarray,
+                          gradient: bool = False):
+        """The quadrature log-likelihood with the nodes held where :meth:`adapt` put them (equal
+        to :meth:`loglik` at the parameters they were adapted to) and, with ``gradient``, its
+        gradient in ``[theta, beta]`` (the posterior-weighted scores: GLMMadaptive's)."""
+        model = self.model
+        fam = model.family
+        lams = model.layout.lambdas(theta)
+        V = self.zl.values(lams)
+        U = nodes["U"]
         g = self.cluster
-        eta = eta_fixed[:, None] + np.einsum("jq,jqk->jk", V, U[g])
+        eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V, U[g])
         logp = fam.loglik_eta(self.y2, eta, self.wt2, model.dispersion)   # n x K
         S = np.asarray(self.indicator @ logp)              # m x K
-        sq_nodes = np.sum(self.nodes**2, axis=1)
-        log_terms = (S - 0.5 * np.sum(U**2, axis=1) - 0.5 * q * _LOG2PI
-                     + self.logw[None, :] + sq_nodes[None, :])
-        logdetC = np.sum(np.log(np.diagonal(C, axis1=1, axis2=2)), axis=1)  # -log|H|/2
-        per_cluster = 0.5 * q * np.log(2.0) + logdetC + logsumexp(log_terms, axis=1)
-        return float(np.sum(per_cluster))
+        a = S + nodes["const"]
+        lse = logsumexp(a, axis=1)
+        value = float(np.sum(lse))
+        if not gradient:
+            return value, None
+        post = np.exp(a - lse[:, None])                     # m x K posterior node weights
+        mu = fam.link.inverse(eta)
+        score = fam.dloglik_deta(self.y2, mu, eta, self.wt2, model.dispersion)  # n x K
+        ws = score * post[g]                                # n x K
+        grad_beta = model.X.T @ ws.sum(axis=1)
+        grad_theta = np.zeros(model.n_theta)
+        Ug = U[g]                                           # n x q x K
+        for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
+            cols = self.zl.term_slices[k]
+            for r in range(sl.start, sl.stop):
+                e = np.zeros(model.n_theta)
+                e[r] = 1.0
+                dV = t.z @ t.lambda_(e[sl])                 # n x p_k
+                deta = np.einsum("jc,jck->jk", dV, Ug[:, cols, :])
+                grad_theta[r] = float(np.sum(ws * deta))
+        return value, np.concatenate([grad_theta, grad_beta])
 
     def _curvature(self, V: np.ndarray, w: np.ndarray) -> np.ndarray:
         """``I + sum_j w_j v_j v_j'`` per cluster, ``(m, q, q)``."""

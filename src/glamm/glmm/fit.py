@@ -181,8 +181,10 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
 
 def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
                     scale: np.ndarray, max_iter: int = 30, derivs=None,
+                    hessian: np.ndarray | None = None,
                     ) -> tuple[bool, np.ndarray, float, np.ndarray]:
-    """Minimize a smooth ``f`` from a nearby start by Newton steps (the Hessian once, the
+    """Minimize a smooth ``f`` from a nearby start by Newton steps (the Hessian once, or
+    ``hessian`` if given, the
     gradient every step; the Hessian is recomputed if the iterate moves far from where it was
     taken, so it can serve for standard errors).
 
@@ -193,7 +195,11 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
     d = derivs if derivs is not None else FiniteDifferences(f)
     d.record = record
     x = np.asarray(x0, dtype=float).copy()
-    g, H, fx = _steering_hessian(d, x)
+    if hessian is not None:   # a steering Hessian from an earlier stage: gradient only
+        fx = d.value(x)
+        g, H = d.grad(x, fx), hessian
+    else:
+        g, H, fx = _steering_hessian(d, x)
     x_h = x.copy()
     _last_hessian_point[0] = x_h
     pinned = np.zeros(x.size, dtype=bool)
@@ -262,7 +268,7 @@ def _steering_hessian(d, x: np.ndarray):
     information (exact but for the log-determinant's small curvature); central finite
     differences of values otherwise. Newton converges with it in a step or two more, and the
     accurate Hessian is computed once, at the optimum, for the standard errors."""
-    if isinstance(d, AnalyticDerivatives):
+    if isinstance(d, (AnalyticDerivatives, FixedNodeDerivatives)):
         return d.steering_hessian(x)
     return d.grad_hess(x)
 
@@ -405,6 +411,60 @@ def gradient(f, x: np.ndarray, fx: float | None = None, rel_step: float = 1e-4) 
     return g
 
 
+class FixedNodeDerivatives(FiniteDifferences):
+    """Derivatives of the quadrature deviance with the adaptive nodes held where they were
+    placed for the current point (GLMMadaptive's gradient): analytic gradients, and a Hessian
+    from differences of them that needs no PIRLS (the nodes do not move). At a point where they
+    vanish the nodes' own dependence on the parameters is ignored, which moves the optimum by
+    far less than the quadrature error; :func:`fit_agq` finishes with finite differences of
+    the true objective."""
+
+    def __init__(self, f, model: GeneralizedLinearMixedModel, quadrature):
+        super().__init__(f)
+        self.model, self.quad = model, quadrature
+        self._nodes_at: np.ndarray | None = None
+        self._nodes = None
+
+    def _nodes_for(self, x: np.ndarray):
+        nt = self.model.n_theta
+        if self._nodes_at is None or not np.array_equal(self._nodes_at, x):
+            self._nodes = self.quad.adapt(x[:nt], x[nt:])
+            self._nodes_at = np.array(x, copy=True)
+        return self._nodes
+
+    #: added to the gradient (the effect of the nodes' movement, measured elsewhere)
+    correction: np.ndarray | None = None
+
+    def _fixed_grad(self, nodes, x: np.ndarray) -> np.ndarray:
+        nt = self.model.n_theta
+        _, g = self.quad.fixed_node_loglik(nodes, x[:nt], x[nt:], gradient=True)
+        g = -2.0 * g
+        if self.correction is not None:
+            g = g + self.correction
+        if self.model.penalty is not None:
+            g[nt:] += self.model.penalty.deviance_gradient(x[nt:])
+        return g
+
+    def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
+        return self._fixed_grad(self._nodes_for(x), x)
+
+    def grad_hess(self, x: np.ndarray, central: bool = True):
+        fx = self.value(x)
+        nodes = self._nodes_for(x)
+        g = self._fixed_grad(nodes, x)
+        n = x.size
+        H = np.zeros((n, n))
+        for j in range(n):
+            h = 1e-5 * max(abs(x[j]), 0.1)
+            e = np.zeros(n)
+            e[j] = h
+            H[:, j] = (self._fixed_grad(nodes, x + e) - g) / h
+        return g, 0.5 * (H + H.T), fx
+
+    def steering_hessian(self, x: np.ndarray):
+        return self.grad_hess(x)
+
+
 def _derivatives(f, model: GeneralizedLinearMixedModel):
     """Analytic gradients where the dense ``G^-1`` is affordable, finite differences else."""
     from .gradient import MAX_Q
@@ -455,7 +515,22 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
         t0 = time.perf_counter()
         scale = np.maximum(np.abs(x0) * 0.1, 0.05)
         derivs = FiniteDifferences(f)
-        ok, x, fx, H = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
+        if x0.size == nt + p:
+            # no dispersion or shape: first with gradients at fixed nodes (cheap, analytic),
+            # then polish on the true objective's finite-difference gradient, steered by that
+            # Hessian
+            fixed = FixedNodeDerivatives(f, model, quad)
+            _, x1, f1, H1 = newton_minimize(f, x0, lo, rec, scale=scale, derivs=fixed)
+            # the nodes' own movement shifts the gradient by a slowly varying amount: measure
+            # it once by finite differences, iterate on the corrected cheap gradient, then
+            # check (and if needed finish) on finite differences of the true objective
+            fixed.correction = derivs.grad(x1, f1) - fixed.grad(x1, f1)
+            _, x2, _, _ = newton_minimize(f, x1, lo, rec, scale=scale, derivs=fixed, hessian=H1)
+            fixed.correction = None
+            ok, x, fx, H = newton_minimize(f, x2, lo, rec, scale=scale, derivs=derivs,
+                                           hessian=H1)
+        else:
+            ok, x, fx, H = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
         if not ok:
             opts = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1}
             opts.update(settings)
@@ -471,8 +546,7 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
             if fb <= fx:
                 x, fx, H, ok = xb, fb, Hb, ok_b
                 rec.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
-        if H is not None and not np.array_equal(x, _last_hessian_point[0]):
-            H = None
+        H = None   # steering Hessians only: standard errors take the true one, on demand
         rec.final, rec.fmin, rec.converged = x, fx, ok
         rec.returnvalue = "NEWTON_CONVERGED" if ok else "NEWTON_STALLED"
         rec.elapsed = time.perf_counter() - t0
