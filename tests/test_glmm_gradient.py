@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import glamm
-from glamm.glmm.fit import full_objective, gradient
+from glamm.glmm.fit import full_objective
+from glamm.optim.newton import gradient
 from glamm.glmm.gradient import laplace_gradient
 
 

@@ -5,7 +5,7 @@ design): formula + data -> :class:`~glamm.formula.design.ModelFrame` -> objectiv
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ from .linalg.threads import single_threaded
 from .lmm.fit import optimize_theta
 from .lmm.model import LinearMixedModel
 from .results.lmer_result import LmerResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results.glmer_result import GlmerResult
 
 
 def check_lmm_frame(frame: ModelFrame) -> None:

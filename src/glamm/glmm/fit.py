@@ -16,6 +16,8 @@ from ..errors import ConvergenceWarning
 from ..linalg.threads import single_threaded
 from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
+from ..optim.newton import FiniteDifferences, newton_minimize
+from .derivatives import AnalyticDerivatives, FixedNodeDerivatives, choose_derivatives
 from .glm import fit_glm
 from .model import GeneralizedLinearMixedModel
 
@@ -141,8 +143,8 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     os_full = OptSummary(optimizer="newton (finite-difference derivatives)", initial=x0.copy(),
                          lower=lo.copy())
     t0 = time.perf_counter()
-    derivs = _derivatives(f, model)
-    ok, x, fx, H = newton_minimize(f, x0, lo, os_full, scale=step, derivs=derivs)
+    derivs = choose_derivatives(f, model)
+    ok, x, fx, H, x_h = newton_minimize(f, x0, lo, os_full, scale=step, derivs=derivs)
     if not ok:
         # Newton could not make progress from the fast fit (far from the optimum or on a
         # boundary): fall back to BOBYQA, then polish
@@ -153,20 +155,20 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
         os_full.optimizer = f"{os_b.optimizer} + newton"
         os_full.feval += os_b.feval
         os_full.messages.append(f"Newton from the fast fit stalled; {os_b.optimizer} took over")
-        ok, x, fx, H = newton_minimize(f, os_b.final, lo, os_full, scale=step, derivs=derivs)
+        ok, x, fx, H, x_h = newton_minimize(f, os_b.final, lo, os_full, scale=step, derivs=derivs)
     # a variance parameter ending near zero: the optimum may be on the boundary, where BOBYQA
     # and Newton creep slowly (the deviance is flat there); try it exactly on the bound
     near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
     if near.size:
         trial = x.copy()
         trial[near] = lo[near]
-        ok_b, xb, fb, Hb = newton_minimize(f, trial, lo, os_full, scale=step, derivs=derivs)
+        ok_b, xb, fb, Hb, xb_h = newton_minimize(f, trial, lo, os_full, scale=step, derivs=derivs)
         if fb <= fx:
-            x, fx, H, ok = xb, fb, Hb, ok_b
+            x, fx, H, ok, x_h = xb, fb, Hb, ok_b, xb_h
             os_full.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
     os_full.final, os_full.fmin = x, fx
     if isinstance(derivs, AnalyticDerivatives) or (
-            H is not None and not np.array_equal(x, _last_hessian_point[0])):
+            H is not None and not np.array_equal(x, x_h)):
         # an approximate steering Hessian, or one taken away from the optimum: standard
         # errors compute the accurate one at the optimum, on demand
         H = None
@@ -177,305 +179,6 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     _warn(os_full)
     return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=H, hessian_at=x,
                          base_family=base_family)
-
-
-def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
-                    scale: np.ndarray, max_iter: int = 30, derivs=None,
-                    hessian: np.ndarray | None = None,
-                    ) -> tuple[bool, np.ndarray, float, np.ndarray]:
-    """Minimize a smooth ``f`` from a nearby start by Newton steps (the Hessian once, or
-    ``hessian`` if given, the
-    gradient every step; the Hessian is recomputed if the iterate moves far from where it was
-    taken, so it can serve for standard errors).
-
-    ``derivs`` supplies the derivatives (:class:`AnalyticDerivatives` or, by default,
-    :class:`FiniteDifferences`). A parameter on its lower bound whose gradient points outward
-    stays on the bound. Returns ``(converged, x, f(x), Hessian)``; ``converged`` is false when
-    no descent step is found before the gradient is small."""
-    d = derivs if derivs is not None else FiniteDifferences(f)
-    d.record = record
-    x = np.asarray(x0, dtype=float).copy()
-    if hessian is not None:   # a steering Hessian from an earlier stage: gradient only
-        fx = d.value(x)
-        g, H = d.grad(x, fx), hessian
-    else:
-        g, H, fx = _steering_hessian(d, x)
-    x_h = x.copy()
-    _last_hessian_point[0] = x_h
-    pinned = np.zeros(x.size, dtype=bool)
-    for _ in range(max_iter):
-        at_bound = np.isfinite(lower) & (x <= lower + 1e-12)
-        # a parameter the line search clipped to its bound stays there for this run (else it
-        # bounces between the bound and tiny values and Newton crawls); callers retry from
-        # the bound or from inside when it matters
-        free = ~((at_bound & (g > 0)) | (pinned & at_bound))
-        if not free.any():
-            return True, x, fx, H
-        Hf = H[np.ix_(free, free)]
-        gf = g[free]
-        step = _newton_step(Hf, gf)
-        if step is None:
-            return False, x, fx, H
-        decrement = float(-gf @ step)
-        if decrement < 1e-11 * (abs(fx) + 1.0):
-            return True, x, fx, H
-        t, improved = 1.0, False
-        for _ in range(12):
-            trial = x.copy()
-            trial[free] = np.maximum(x[free] + t * step, lower[free])
-            ft = d.value(trial)
-            if ft < fx:
-                improved = True
-                break
-            t /= 2.0
-        if not improved:
-            # at the optimum to within the noise of the derivatives, or a bad model of f
-            return decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H
-        pinned |= np.isfinite(lower) & (trial <= lower + 1e-12) & (x + t * _full(step, free, x.size) < lower)
-        x_old, g_old = x, g
-        x, fx = trial, ft
-        if np.any(np.abs(x - x_h) > 0.5 * scale):
-            g, H, fx = _steering_hessian(d, x)
-            x_h = x.copy()
-            _last_hessian_point[0] = x_h
-        else:
-            g = d.grad(x, fx)
-            H = _bfgs_update(H, x - x_old, g - g_old)
-    return False, x, fx, H
-
-
-def _full(step: np.ndarray, free: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros(n)
-    out[free] = step
-    return out
-
-
-def _bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """BFGS correction of the Hessian from a step ``s`` and the change ``y`` of the gradient,
-    so Newton converges superlinearly although its Hessian was taken elsewhere (skipped
-    unless ``s'y > 0``, which keeps ``H`` positive definite)."""
-    sy = float(s @ y)
-    Hs = H @ s
-    sHs = float(s @ Hs)
-    if sy <= 1e-12 * np.linalg.norm(s) * np.linalg.norm(y) or sHs <= 0:
-        return H
-    return H + np.outer(y, y) / sy - np.outer(Hs, Hs) / sHs
-
-
-def _steering_hessian(d, x: np.ndarray):
-    """Hessian to steer Newton: with analytic gradients, forward differences in the ``theta``
-    (and dispersion) directions and, for ``beta``, twice the Schur complement of the mode's
-    information (exact but for the log-determinant's small curvature); central finite
-    differences of values otherwise. Newton converges with it in a step or two more, and the
-    accurate Hessian is computed once, at the optimum, for the standard errors."""
-    if isinstance(d, (AnalyticDerivatives, FixedNodeDerivatives)):
-        return d.steering_hessian(x)
-    return d.grad_hess(x)
-
-
-class FiniteDifferences:
-    """Central-difference derivatives of ``f`` (evaluations counted in ``record``)."""
-
-    def __init__(self, f, record: OptSummary | None = None):
-        self.f, self.record = f, record
-
-    def value(self, x: np.ndarray) -> float:
-        if self.record is not None:
-            self.record.feval += 1
-        return float(self.f(x))
-
-    def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
-        return gradient(self.value, x, fx)
-
-    def grad_hess(self, x: np.ndarray, central: bool = True):
-        return gradient_hessian(self.value, x, with_value=True)
-
-
-class AnalyticDerivatives(FiniteDifferences):
-    """Analytic gradient of the Laplace deviance in ``[theta, beta]`` (glmm.gradient), central
-    differences for the dispersion or shape parameter, and the Hessian by central differences
-    of the gradient (``2n`` gradient evaluations instead of ``n^2`` function evaluations)."""
-
-    def __init__(self, f, model: GeneralizedLinearMixedModel, record: OptSummary | None = None):
-        super().__init__(f, record)
-        self.model = model
-        self._at: np.ndarray | None = None
-
-    def value(self, x: np.ndarray) -> float:
-        val = super().value(x)
-        self._at = np.array(x, copy=True)
-        return val
-
-    def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
-        from .gradient import laplace_gradient
-
-        m = self.model
-        nt, p = m.n_theta, m.p
-        if self._at is None or not np.array_equal(self._at, x):
-            self.value(x)
-        g = laplace_gradient(m, x[:nt], x[nt:nt + p])
-        if m.penalty is not None:
-            g[nt:] += m.penalty.deviance_gradient(x[nt:nt + p])
-        extra = x.size - nt - p
-        if extra:
-            ge = np.zeros(extra)
-            for i in range(extra):
-                j = nt + p + i
-                h = 1e-4 * max(abs(x[j]), 0.1)
-                e = np.zeros(x.size)
-                e[j] = h
-                ge[i] = (self.value(x + e) - self.value(x - e)) / (2 * h)
-            self.value(x)
-            g = np.concatenate([g, ge])
-        return g
-
-    def steering_hessian(self, x: np.ndarray):
-        """See :func:`_steering_hessian`."""
-        from .gradient import laplace_gradient
-
-        m = self.model
-        nt, p = m.n_theta, m.p
-        fx = self.value(x)
-        g_tb, S = laplace_gradient(m, x[:nt], x[nt:nt + p], schur=True)
-        g = self.grad(x, fx)
-        n = x.size
-        H = np.zeros((n, n))
-        H[nt:nt + p, nt:nt + p] = 2.0 * S
-        for j in [*range(nt), *range(nt + p, n)]:
-            h = 1e-5 * max(abs(x[j]), 0.1)
-            e = np.zeros(n)
-            e[j] = h
-            col = (self.grad(x + e) - g) / h
-            H[:, j] = col
-            H[j, :] = col
-        self.value(x)
-        return g, H, fx
-
-    def grad_hess(self, x: np.ndarray, central: bool = True):
-        """Gradient, Hessian (differences of gradients: central, or forward with half the
-        cost when it only steers Newton steps) and value at ``x``."""
-        fx = self.value(x)
-        g = self.grad(x, fx)
-        n = x.size
-        H = np.zeros((n, n))
-        for j in range(n):
-            h = 1e-5 * max(abs(x[j]), 0.1)
-            e = np.zeros(n)
-            e[j] = h
-            if central:
-                H[:, j] = (self.grad(x + e) - self.grad(x - e)) / (2 * h)
-            else:
-                H[:, j] = (self.grad(x + e) - g) / h
-        H = 0.5 * (H + H.T)
-        self.value(x)
-        return g, H, fx
-
-
-#: where the last Hessian of :func:`newton_minimize` was taken (single-threaded use)
-_last_hessian_point: list = [None]
-
-
-def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray | None:
-    """``-H^{-1} g``, with ``H`` shifted towards positive definiteness if it is not."""
-    ev = np.linalg.eigvalsh(H)
-    shift = 0.0
-    if ev[0] <= 1e-10 * max(abs(ev[-1]), 1.0):
-        shift = abs(ev[0]) + 1e-6 * max(abs(ev[-1]), 1.0)
-    try:
-        step = -np.linalg.solve(H + shift * np.eye(H.shape[0]), g)
-    except np.linalg.LinAlgError:
-        return None
-    return step if np.all(np.isfinite(step)) else None
-
-
-class _Counter:
-    """Counts evaluations into an :class:`OptSummary`."""
-
-    def __init__(self, f, record: OptSummary):
-        self.f, self.record = f, record
-
-    def __call__(self, x: np.ndarray) -> float:
-        self.record.feval += 1
-        return float(self.f(x))
-
-
-def gradient(f, x: np.ndarray, fx: float | None = None, rel_step: float = 1e-4) -> np.ndarray:
-    """Central-difference gradient (``2n`` evaluations)."""
-    n = x.size
-    h = rel_step * np.maximum(np.abs(x), 0.1)
-    g = np.zeros(n)
-    for i in range(n):
-        e = np.zeros(n)
-        e[i] = h[i]
-        g[i] = (f(x + e) - f(x - e)) / (2 * h[i])
-    return g
-
-
-class FixedNodeDerivatives(FiniteDifferences):
-    """Derivatives of the quadrature deviance with the adaptive nodes held where they were
-    placed for the current point (GLMMadaptive's gradient): analytic gradients, and a Hessian
-    from differences of them that needs no PIRLS (the nodes do not move). At a point where they
-    vanish the nodes' own dependence on the parameters is ignored, which moves the optimum by
-    far less than the quadrature error; :func:`fit_agq` finishes with finite differences of
-    the true objective."""
-
-    def __init__(self, f, model: GeneralizedLinearMixedModel, quadrature):
-        super().__init__(f)
-        self.model, self.quad = model, quadrature
-        self._nodes_at: np.ndarray | None = None
-        self._nodes = None
-
-    def _nodes_for(self, x: np.ndarray):
-        nt = self.model.n_theta
-        if self._nodes_at is None or not np.array_equal(self._nodes_at, x):
-            self._nodes = self.quad.adapt(x[:nt], x[nt:])
-            self._nodes_at = np.array(x, copy=True)
-        return self._nodes
-
-    #: added to the gradient (the effect of the nodes' movement, measured elsewhere)
-    correction: np.ndarray | None = None
-
-    def _fixed_grad(self, nodes, x: np.ndarray) -> np.ndarray:
-        nt = self.model.n_theta
-        _, g = self.quad.fixed_node_loglik(nodes, x[:nt], x[nt:], gradient=True)
-        g = -2.0 * g
-        if self.correction is not None:
-            g = g + self.correction
-        if self.model.penalty is not None:
-            g[nt:] += self.model.penalty.deviance_gradient(x[nt:])
-        return g
-
-    def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
-        return self._fixed_grad(self._nodes_for(x), x)
-
-    def grad_hess(self, x: np.ndarray, central: bool = True):
-        fx = self.value(x)
-        nodes = self._nodes_for(x)
-        g = self._fixed_grad(nodes, x)
-        n = x.size
-        H = np.zeros((n, n))
-        for j in range(n):
-            h = 1e-5 * max(abs(x[j]), 0.1)
-            e = np.zeros(n)
-            e[j] = h
-            H[:, j] = (self._fixed_grad(nodes, x + e) - g) / h
-        return g, 0.5 * (H + H.T), fx
-
-    def steering_hessian(self, x: np.ndarray):
-        return self.grad_hess(x)
-
-
-def _derivatives(f, model: GeneralizedLinearMixedModel):
-    """Analytic gradients where the dense ``G^-1`` is affordable, finite differences else."""
-    from .gradient import MAX_Q
-
-    q = sum(t.q for t in model.reterms)
-    # the analytic gradient assumes the factor holds Fisher weights (canonical links, or
-    # laplace="expected" would need the derivative of the weights only; observed weights
-    # need third derivatives of the log-density, which are not implemented)
-    if q <= MAX_Q and not model.observed_information and model.family.link_is_canonical:
-        return AnalyticDerivatives(f, model)
-    return FiniteDifferences(f)
 
 
 def quadrature_objective(model: GeneralizedLinearMixedModel, base_family, quadrature):
@@ -520,29 +223,29 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
             # then polish on the true objective's finite-difference gradient, steered by that
             # Hessian
             fixed = FixedNodeDerivatives(f, model, quad)
-            _, x1, f1, H1 = newton_minimize(f, x0, lo, rec, scale=scale, derivs=fixed)
+            _, x1, f1, H1, _ = newton_minimize(f, x0, lo, rec, scale=scale, derivs=fixed)
             # the nodes' own movement shifts the gradient by a slowly varying amount: measure
             # it once by finite differences, iterate on the corrected cheap gradient, then
             # check (and if needed finish) on finite differences of the true objective
             fixed.correction = derivs.grad(x1, f1) - fixed.grad(x1, f1)
-            _, x2, _, _ = newton_minimize(f, x1, lo, rec, scale=scale, derivs=fixed, hessian=H1)
+            _, x2, _, _, _ = newton_minimize(f, x1, lo, rec, scale=scale, derivs=fixed, hessian=H1)
             fixed.correction = None
-            ok, x, fx, H = newton_minimize(f, x2, lo, rec, scale=scale, derivs=derivs,
+            ok, x, fx, H, x_h = newton_minimize(f, x2, lo, rec, scale=scale, derivs=derivs,
                                            hessian=H1)
         else:
-            ok, x, fx, H = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
+            ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
         if not ok:
             opts = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1}
             opts.update(settings)
             os_b = minimize(f, x, lo, optimizer=optimizer, **opts)
             rec.feval += os_b.feval
             rec.messages.append(f"Newton stalled; {os_b.optimizer} took over")
-            ok, x, fx, H = newton_minimize(f, os_b.final, lo, rec, scale=scale, derivs=derivs)
+            ok, x, fx, H, x_h = newton_minimize(f, os_b.final, lo, rec, scale=scale, derivs=derivs)
         near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
         if near.size:
             trial = x.copy()
             trial[near] = lo[near]
-            ok_b, xb, fb, Hb = newton_minimize(f, trial, lo, rec, scale=scale, derivs=derivs)
+            ok_b, xb, fb, Hb, _ = newton_minimize(f, trial, lo, rec, scale=scale, derivs=derivs)
             if fb <= fx:
                 x, fx, H, ok = xb, fb, Hb, ok_b
                 rec.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
@@ -576,38 +279,3 @@ def _warn(os_: OptSummary) -> None:
                       stacklevel=4)
 
 
-def gradient_hessian(f, x: np.ndarray, rel_step: float = 1e-4, with_value: bool = False):
-    """Central-difference gradient and Hessian of ``f`` at ``x`` (steps
-    ``rel_step * max(|x|, 0.1)``); ``1 + 2n + n(n-1)`` evaluations. With ``with_value`` also
-    returns ``f(x)``.
-
-    ``theta`` on its bound at 0 is fine: the objective is even in each diagonal element of
-    ``lambda`` (flipping its sign flips the sign of the corresponding ``u``)."""
-    x = np.asarray(x, dtype=float)
-    n = x.size
-    h = rel_step * np.maximum(np.abs(x), 0.1)
-    f0 = f(x)
-    H = np.zeros((n, n))
-    fp = np.zeros(n)
-    fm = np.zeros(n)
-    for i in range(n):
-        e = np.zeros(n)
-        e[i] = h[i]
-        fp[i], fm[i] = f(x + e), f(x - e)
-        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
-    for i in range(n):
-        for j in range(i):
-            ei = np.zeros(n)
-            ej = np.zeros(n)
-            ei[i], ej[j] = h[i], h[j]
-            fpp, fmm = f(x + ei + ej), f(x - ei - ej)
-            H[i, j] = H[j, i] = (fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm) / (2 * h[i] * h[j])
-    g = (fp - fm) / (2 * h)
-    if with_value:
-        return g, H, f0
-    return g, H
-
-
-def hessian(f, x: np.ndarray, rel_step: float = 1e-4) -> np.ndarray:
-    """Central-difference Hessian of ``f`` at ``x`` (see :func:`gradient_hessian`)."""
-    return gradient_hessian(f, x, rel_step)[1]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConvergenceWarning, DataError
 from ..formula.design import ModelFrame
 from ..linalg.crossprod import CrossProducts
 from ..linalg.factor import BlockedCholesky

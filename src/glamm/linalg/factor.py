@@ -135,7 +135,7 @@ class _Copy:
 def _enumerate_pairs(A: BlockSparse, B: BlockSparse, lower_only: bool):
     """All ``(block of A, block of B)`` index pairs sharing a column level (blocks of ``A``
     major), optionally only those whose row in ``A`` is at or below the row in ``B``."""
-    ca, cb = A.colptr, B.colptr
+    cb = B.colptr
     nb_col = np.diff(cb)
     col_a = A.cols
     reps = nb_col[col_a]                        # partners of each block of A

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-from ..glmm.fit import (FiniteDifferences, GlmmFitRecord, _derivatives, full_objective,
-                        quadrature_objective)
+from ..glmm.derivatives import choose_derivatives
+from ..glmm.fit import GlmmFitRecord, full_objective, quadrature_objective
+from ..optim.newton import FiniteDifferences
 from ..linalg.threads import single_threaded
 from ..glmm.model import GeneralizedLinearMixedModel
 from ..lmm.estimates import linear_predictor_re
@@ -105,7 +106,7 @@ class GlmerResult(MixedResultBase):
             derivs = FiniteDifferences(f)
         else:
             f = full_objective(m, self._base_family)
-            derivs = _derivatives(f, m)
+            derivs = choose_derivatives(f, m)
         with single_threaded(1):
             # forward differences of analytic gradients are accurate to ~1e-5 relative, ample
             # for standard errors; central ones (twice the cost) for finite-difference values
