@@ -1,0 +1,378 @@
+"""The :class:`Family` interface shared by all response distributions, and the numeric helpers
+they use (integer checks, cached log-factorial constants). The distributions themselves are in
+:mod:`glamm.families.distributions`."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+from scipy import special
+
+from ..errors import DataError
+from .links import Link, get_link
+
+INTEGER_RTOL = 1e-8
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(x, dtype=float)
+
+
+def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``y * log(y / mu)`` with the value 0 where ``y == 0`` (R's ``y_log_y``)."""
+    y, mu = _arr(y), _arr(mu)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return special.xlogy(y, y / mu)
+
+
+_CACHE: dict = {}
+
+
+def _cached(tag: tuple, y: np.ndarray, wt: np.ndarray, compute):
+    """Constants of the log-density that depend on the data only (log-factorials), kept for
+    the last few ``(y, wt)`` arrays seen: GLMM fits evaluate the log-likelihood for the same
+    data hundreds of times (as vectors in PIRLS, as columns in quadrature). The cache holds the
+    arrays themselves and compares identity, so a new array is never mistaken for an old one."""
+    entries = _CACHE.setdefault(tag, [])
+    for ey, ew, value in entries:
+        if ey is y and ew is wt:
+            return value
+    value = compute()
+    entries.insert(0, (y, wt, value))
+    del entries[4:]
+    return value
+
+
+def _binomial_constants(y: np.ndarray, wt: np.ndarray):
+    def compute():
+        n = np.round(wt)
+        k = np.round(wt * y)
+        return n, k, (special.gammaln(n + 1.0) - special.gammaln(k + 1.0)
+                      - special.gammaln(n - k + 1.0))
+
+    return _cached(("binomial",), y, wt, compute)
+
+
+def _non_integer(x: np.ndarray) -> np.ndarray:
+    return np.abs(x - np.round(x)) > INTEGER_RTOL * np.maximum(1.0, np.abs(x))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class Family:
+    """Base class of response distributions.
+
+    Args:
+        link: the link, as a name (glamm's or R's, e.g. ``"logit"``, ``"1/mu^2"``), a
+            :class:`~glamm.families.links.Link` instance or class; ``None`` (default) uses
+            the family's canonical (default) link.
+
+    Raises:
+        DataError: the link is unknown or not valid for the family.
+
+    Class attributes set by subclasses: ``name`` (glamm's name), ``r_name`` (R's family name),
+    ``canonical_link``, ``valid_links`` (link names), ``has_dispersion`` (whether a scale
+    parameter is estimated) and ``has_shape`` (whether the family has its own shape parameter,
+    set with :meth:`with_shape`).
+    """
+
+    name: str = ""
+    r_name: str = ""
+    canonical_link: str = ""
+    valid_links: tuple[str, ...] = ()
+    has_dispersion: bool = False
+    has_shape: bool = False
+
+    def __init__(self, link: str | Link | type[Link] | None = None) -> None:
+        self.link: Link = self._resolve_link(link)
+
+    # ----------------------------------------------------------------- construction helpers
+
+    def _resolve_link(self, link: str | Link | type[Link] | None) -> Link:
+        if link is None:
+            return get_link(self.canonical_link)
+        try:
+            obj = get_link(link)
+        except DataError as exc:
+            raise DataError(f"{self.name} family: {exc}") from None
+        if obj.name not in self.valid_links:
+            raise DataError(
+                f"link {obj.name!r} is not valid for the {self.name} family; valid links: "
+                + ", ".join(self.valid_links))
+        return obj
+
+    def with_link(self, link: str | Link | type[Link] | None) -> Family:
+        """A copy of this family with another link.
+
+        Args:
+            link: as for the constructor; ``None`` means the canonical link.
+        """
+        new = copy.copy(self)
+        new.link = self._resolve_link(link)
+        return new
+
+    def with_shape(self, theta: float) -> Family:
+        """A copy with shape parameter ``theta`` (only for families with ``has_shape``).
+
+        Args:
+            theta: the new shape.
+        """
+        raise DataError(f"the {self.name} family has no shape parameter")
+
+    @property
+    def link_name(self) -> str:
+        """glamm's name of the current link."""
+        return self.link.name
+
+    @property
+    def link_is_canonical(self) -> bool:
+        """True if the link is the canonical link of the distribution, so that the observed
+        and expected information in ``eta`` coincide."""
+        return self.link.name == self.canonical_link
+
+    def _params(self) -> tuple:
+        return (type(self), self.link.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Family) and other._params() == self._params()
+
+    def __hash__(self) -> int:
+        return hash(self._params())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(link={self.link.name!r})"
+
+    # ------------------------------------------------------------------- argument handling
+
+    def _prep(self, y, wt) -> tuple[np.ndarray, np.ndarray]:
+        y = _arr(y)
+        if wt is None:
+            return y, np.ones(y.shape)
+        wt = _arr(wt)
+        if wt.shape == y.shape:
+            return y, wt
+        try:
+            wt = np.broadcast_to(wt, y.shape)
+        except ValueError:
+            raise DataError(f"prior weights have shape {wt.shape}, "
+                            f"the response has shape {y.shape}") from None
+        return y, wt
+
+    def _phi(self, dispersion) -> np.ndarray | float:
+        if not self.has_dispersion:
+            return 1.0
+        phi = _arr(dispersion)
+        if not np.all(np.isfinite(phi) & (phi > 0)):
+            raise DataError(f"{self.name} family: the dispersion must be positive and finite, "
+                            f"got {dispersion!r}")
+        return phi if phi.ndim else float(phi)
+
+    # ---------------------------------------------------------------- distribution pieces
+
+    def variance(self, mu) -> np.ndarray:
+        """Variance function ``V(mu)`` (``Var(y) = dispersion * V(mu) / wt``).
+
+        Args:
+            mu: means.
+        """
+        raise NotImplementedError
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        """``dV / dmu``.
+
+        Args:
+            mu: means.
+        """
+        raise NotImplementedError
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        """Unit deviance ``d(y, mu)`` (R's ``dev.resids(y, mu, 1)``).
+
+        Args:
+            y: responses.
+            mu: means.
+        """
+        raise NotImplementedError
+
+    def deviance_residuals(self, y, mu, wt=None) -> np.ndarray:
+        """Elementwise weighted unit deviances ``wt * d(y, mu)`` (R's ``dev.resids``); they sum
+        to the deviance. (Signed residuals are ``sign(y - mu) * sqrt`` of these.)
+
+        Args:
+            y: responses.
+            mu: means.
+            wt: prior weights (default ``None``: all 1).
+        """
+        y, wt = self._prep(y, wt)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = wt * self.unit_deviance(y, _arr(mu))
+        return np.where(wt == 0, 0.0, d)
+
+    def deviance(self, y, mu, wt=None) -> float:
+        """The deviance, ``sum(deviance_residuals(y, mu, wt))``.
+
+        Args:
+            y: responses.
+            mu: means.
+            wt: prior weights (default ``None``: all 1).
+        """
+        return float(np.sum(self.deviance_residuals(y, mu, wt)))
+
+    def _loglik(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, phi) -> np.ndarray:
+        raise NotImplementedError
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        """Per-observation full log-density, normalizing constants included, so that
+        ``sum(loglik) == -aic / 2`` for R's ``family()$aic`` (without the ``+ 2`` R adds for
+        an estimated dispersion) when given the same dispersion R plugs in.
+
+        Args:
+            y: responses (proportions for the binomial).
+            mu: means.
+            wt: prior weights (default ``None``: all 1); binomial numbers of trials.
+            dispersion: scale ``phi`` (default 1.0); ignored by families without a
+                dispersion.
+        """
+        y, wt = self._prep(y, wt)
+        phi = self._phi(dispersion)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = self._loglik(y, _arr(mu), wt, phi)
+        return np.where(wt == 0, 0.0, ll)
+
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        """:meth:`loglik` as a function of the linear predictor; canonical links override it
+        with the natural-parameter form (one transcendental function per value), which
+        quadrature evaluates for every observation and node."""
+        return self.loglik(y, self.link.inverse(eta), wt, dispersion)
+
+    def valid_mu(self, mu) -> bool:
+        """True if every ``mu`` is finite and inside the family's mean space (R's
+        ``validmu``).
+
+        Args:
+            mu: means.
+        """
+        return bool(np.all(np.isfinite(_arr(mu))))
+
+    # ----------------------------------------------------------------------- data checks
+
+    def _fail_if(self, bad: np.ndarray, what: str) -> None:
+        if np.any(bad):
+            idx = np.flatnonzero(bad)
+            raise DataError(f"{self.name} family: {what}: "
+                            f"{_plural(idx.size, 'offending value')} "
+                            f"(first at index {int(idx[0])})")
+
+    def validate(self, y, wt=None) -> None:
+        """Check the response and prior weights against the family's support.
+
+        Args:
+            y: responses.
+            wt: prior weights (default ``None``: all 1).
+
+        Raises:
+            DataError: naming the problem, the number of offending values and the (flat,
+                0-based) index of the first one.
+        """
+        y, wt = self._prep(y, wt)
+        self._fail_if(~np.isfinite(y), "the response has non-finite values (NaN or inf)")
+        self._fail_if(~np.isfinite(wt), "the prior weights have non-finite values (NaN or inf)")
+        self._fail_if(wt < 0, "prior weights must not be negative")
+        self._validate_support(y, wt)
+
+    def _validate_support(self, y: np.ndarray, wt: np.ndarray) -> None:
+        pass
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        """Starting means, as R's ``family()$initialize``.
+
+        Args:
+            y: responses.
+            wt: prior weights (default ``None``: all 1).
+        """
+        return _arr(y).copy()
+
+    # ------------------------------------------------------------------ IRLS and Laplace
+
+    def weights_and_working(self, y, mu, eta, wt=None) -> tuple[np.ndarray, np.ndarray]:
+        """IRLS working weights and working residuals.
+
+        Returns ``(w, r)`` with ``w = wt * mu_eta^2 / V(mu)`` and ``r = (y - mu) / mu_eta``
+        (the working response is ``eta + r``, minus any offset).
+
+        Args:
+            y: responses.
+            mu: means.
+            eta: linear predictor (``mu = link.inverse(eta)``).
+            wt: prior weights (default ``None``: all 1).
+        """
+        y, wt = self._prep(y, wt)
+        mu = _arr(mu)
+        d = self.link.mu_eta(eta)
+        return wt * d * d / self.variance(mu), (y - mu) / d
+
+    def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        """``d loglik / d mu`` per observation: ``wt (y - mu) / (dispersion V(mu))``.
+
+        Args:
+            y: responses.
+            mu: means.
+            wt: prior weights (default ``None``: all 1).
+            dispersion: scale (default 1.0; ignored by families without one).
+        """
+        y, wt = self._prep(y, wt)
+        mu = _arr(mu)
+        return wt * (y - mu) / (self._phi(dispersion) * self.variance(mu))
+
+    def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        """Observed ``d^2 loglik / d mu^2`` per observation:
+        ``wt / dispersion * (-1 / V - (y - mu) V' / V^2)``.
+
+        Args:
+            y: responses.
+            mu: means.
+            wt: prior weights (default ``None``: all 1).
+            dispersion: scale (default 1.0; ignored by families without one).
+        """
+        y, wt = self._prep(y, wt)
+        mu = _arr(mu)
+        v = self.variance(mu)
+        dv = self.variance_deriv(mu)
+        return wt / self._phi(dispersion) * (-1.0 / v - (y - mu) * dv / (v * v))
+
+    def dloglik_deta(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        """Score of the per-observation log-likelihood with respect to ``eta``.
+
+        Args:
+            y: responses.
+            mu: means (``link.inverse(eta)``).
+            eta: linear predictor.
+            wt: prior weights (default ``None``: all 1).
+            dispersion: scale (default 1.0; ignored by families without one).
+        """
+        return self.dloglik_dmu(y, mu, wt, dispersion) * self.link.mu_eta(eta)
+
+    def d2loglik_deta2(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        """Observed second derivative of the per-observation log-likelihood in ``eta``:
+        ``l''(mu) mu_eta^2 + l'(mu) d2mu_deta2``. At the canonical link it equals
+        ``-w / dispersion`` (``w`` from :meth:`weights_and_working`) for every ``y``; at other
+        links it does so only in expectation.
+
+        Args:
+            y: responses.
+            mu: means (``link.inverse(eta)``).
+            eta: linear predictor.
+            wt: prior weights (default ``None``: all 1).
+            dispersion: scale (default 1.0; ignored by families without one).
+        """
+        d1 = self.link.mu_eta(eta)
+        return (self.d2loglik_dmu2(y, mu, wt, dispersion) * d1 * d1
+                + self.dloglik_dmu(y, mu, wt, dispersion) * self.link.d2mu_deta2(eta))
+
+
