@@ -145,27 +145,9 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     t0 = time.perf_counter()
     derivs = choose_derivatives(f, model)
     ok, x, fx, H, x_h = newton_minimize(f, x0, lo, os_full, scale=step, derivs=derivs)
-    if not ok:
-        # Newton could not make progress from the fast fit (far from the optimum or on a
-        # boundary): fall back to BOBYQA, then polish
-        full_settings = {"ftol_rel": 1e-10, "ftol_abs": 0.0, "xtol_abs": 1e-8}
-        full_settings.update(settings)
-        full_settings.setdefault("initial_step", step)
-        os_b = minimize(f, x, lo, optimizer=optimizer, **full_settings)
-        os_full.optimizer = f"{os_b.optimizer} + newton"
-        os_full.feval += os_b.feval
-        os_full.messages.append(f"Newton from the fast fit stalled; {os_b.optimizer} took over")
-        ok, x, fx, H, x_h = newton_minimize(f, os_b.final, lo, os_full, scale=step, derivs=derivs)
-    # a variance parameter ending near zero: the optimum may be on the boundary, where BOBYQA
-    # and Newton creep slowly (the deviance is flat there); try it exactly on the bound
-    near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
-    if near.size:
-        trial = x.copy()
-        trial[near] = lo[near]
-        ok_b, xb, fb, Hb, xb_h = newton_minimize(f, trial, lo, os_full, scale=step, derivs=derivs)
-        if fb <= fx:
-            x, fx, H, ok, x_h = xb, fb, Hb, ok_b, xb_h
-            os_full.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
+    ok, x, fx, H, x_h = _rescue_and_boundary(
+        f, (ok, x, fx, H, x_h), lo, nt, os_full, step, derivs, optimizer,
+        {"ftol_rel": 1e-10, "ftol_abs": 0.0, "xtol_abs": 1e-8, "initial_step": step, **settings})
     os_full.final, os_full.fmin = x, fx
     if isinstance(derivs, AnalyticDerivatives) or (
             H is not None and not np.array_equal(x, x_h)):
@@ -179,6 +161,29 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     _warn(os_full)
     return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=H, hessian_at=x,
                          base_family=base_family)
+
+
+def _rescue_and_boundary(f, result, lo: np.ndarray, nt: int, record: OptSummary,
+                         scale: np.ndarray, derivs, optimizer: str, bobyqa_settings: dict):
+    """After a Newton run: if it stalled, let BOBYQA take over and polish with Newton again;
+    then, for variance parameters that ended just above zero, try them exactly on the bound
+    (the deviance is flat there and both methods creep). Returns Newton's 5-tuple."""
+    ok, x, fx, H, x_h = result
+    if not ok:
+        os_b = minimize(f, x, lo, optimizer=optimizer, **bobyqa_settings)
+        record.feval += os_b.feval
+        record.messages.append(f"Newton stalled; {os_b.optimizer} took over")
+        ok, x, fx, H, x_h = newton_minimize(f, os_b.final, lo, record, scale=scale,
+                                            derivs=derivs)
+    near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
+    if near.size:
+        trial = x.copy()
+        trial[near] = lo[near]
+        alt = newton_minimize(f, trial, lo, record, scale=scale, derivs=derivs)
+        if alt[2] <= fx:
+            ok, x, fx, H, x_h = alt
+            record.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
+    return ok, x, fx, H, x_h
 
 
 def quadrature_objective(model: GeneralizedLinearMixedModel, base_family, quadrature):
@@ -234,21 +239,10 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
                                            hessian=H1)
         else:
             ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
-        if not ok:
-            opts = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1}
-            opts.update(settings)
-            os_b = minimize(f, x, lo, optimizer=optimizer, **opts)
-            rec.feval += os_b.feval
-            rec.messages.append(f"Newton stalled; {os_b.optimizer} took over")
-            ok, x, fx, H, x_h = newton_minimize(f, os_b.final, lo, rec, scale=scale, derivs=derivs)
-        near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
-        if near.size:
-            trial = x.copy()
-            trial[near] = lo[near]
-            ok_b, xb, fb, Hb, _ = newton_minimize(f, trial, lo, rec, scale=scale, derivs=derivs)
-            if fb <= fx:
-                x, fx, H, ok = xb, fb, Hb, ok_b
-                rec.messages.append(f"theta{list(near)} set to the boundary (singular fit)")
+        ok, x, fx, H, x_h = _rescue_and_boundary(
+            f, (ok, x, fx, H, x_h), lo, nt, rec, scale, derivs, optimizer,
+            {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1,
+             **settings})
         H = None   # steering Hessians only: standard errors take the true one, on demand
         rec.final, rec.fmin, rec.converged = x, fx, ok
         rec.returnvalue = "NEWTON_CONVERGED" if ok else "NEWTON_STALLED"
