@@ -113,30 +113,13 @@ def best_fit(case: str) -> dict:
 
 
 def load_glmm_data(name: str) -> pd.DataFrame:
-    """The data set ``name`` typed by ``datasets.json``: numeric -> float64, integer -> int64
-    (nullable ``Int64`` if it has missing values), factor -> Categorical with the levels in R's
-    order, ordered -> ordered Categorical. Only the text ``NA`` is missing."""
+    """The data set ``name`` typed by ``datasets.json`` (factor -> Categorical with R's level
+    order, ordered -> ordered Categorical, integer/numeric as such; only ``NA`` is missing),
+    through the loader the bundled data sets use, which also checks the shape and levels."""
     entry = _catalogue()[name]
-    columns = entry["columns"]
-    text_cols = {c["name"]: str for c in columns if c["type"] in ("factor", "ordered")}
-    df = pd.read_csv(GLMM_DATA / entry["file"], dtype=text_cols, keep_default_na=False,
-                     na_values=["NA"])
-    assert df.columns.tolist() == [c["name"] for c in columns]
-    assert df.shape == (entry["nrow"], entry["ncol"])
-    for col in columns:
-        name_, kind = col["name"], col["type"]
-        raw = df[name_]
-        if kind in ("factor", "ordered"):
-            cat = pd.Categorical(raw, categories=col["levels"], ordered=(kind == "ordered"))
-            assert int(pd.isna(cat).sum()) == int(raw.isna().sum()), name_
-            df[name_] = cat
-        elif kind == "integer":
-            df[name_] = raw.astype("Int64" if raw.isna().any() else "int64")
-        elif kind == "numeric":
-            df[name_] = raw.astype("float64")
-        else:
-            raise AssertionError(f"unknown column type {kind!r} for {name!r}.{name_}")
-        assert int(df[name_].isna().sum()) == col["n_missing"], name_
+    df = glamm.datasets.read_csv(GLMM_DATA / entry["file"], entry)
+    for col in entry["columns"]:
+        assert int(df[col["name"]].isna().sum()) == col["n_missing"], col["name"]
     return df
 
 
