@@ -233,10 +233,9 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
             # it once by finite differences, iterate on the corrected cheap gradient, then
             # check (and if needed finish) on finite differences of the true objective
             fixed.correction = derivs.grad(x1, f1) - fixed.grad(x1, f1)
-            _, x2, _, _, _ = newton_minimize(f, x1, lo, rec, scale=scale, derivs=fixed, hessian=H1)
+            ok, x, fx, H, x_h = newton_minimize(f, x1, lo, rec, scale=scale, derivs=fixed,
+                                                hessian=H1)
             fixed.correction = None
-            ok, x, fx, H, x_h = newton_minimize(f, x2, lo, rec, scale=scale, derivs=derivs,
-                                           hessian=H1)
         else:
             ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
         ok, x, fx, H, x_h = _rescue_and_boundary(
