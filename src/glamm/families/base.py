@@ -356,7 +356,7 @@ class Family:
             wt: prior weights (default ``None``: all 1).
             dispersion: scale (default 1.0; ignored by families without one).
         """
-        return self.dloglik_dmu(y, mu, wt, dispersion) * self.link.mu_eta(eta)
+        return self.dloglik_dmu(y, mu, wt, dispersion) * self.link.mu_eta_at(eta, _arr(mu))
 
     def d2loglik_deta2(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
         """Observed second derivative of the per-observation log-likelihood in ``eta``:
