@@ -205,7 +205,7 @@ def glmer(
     if result.nagq > 1:
         from .glmm.agq import AdaptiveQuadrature
 
-        finer = min(2 * result.nagq + 1, 100)
+        finer = min(result.nagq + 6, 100)
         check = AdaptiveQuadrature(model, finer).loglik(result.theta, result.fixef.to_numpy())
         model.pirls(result.theta, result.fixef.to_numpy())   # back to the fitted state
         if abs(check - result.loglik) > 1e-3:

@@ -59,7 +59,9 @@ class GlmerResult(MixedResultBase):
         self.fixef = pd.Series(model.beta.copy(), index=xn, name="Estimate")
         self.nagq = record.nagq
         if record.quadrature is not None:
-            self._laplace = -2.0 * record.quadrature.loglik(model.theta, model.beta)
+            # the optimizer's value at the final point (the state is there), less the penalty
+            pen = model.penalty.deviance(model.beta) if model.penalty is not None else 0.0
+            self._laplace = record.full.fmin - pen
         else:
             self._laplace = model.laplace()
         self.loglik = -0.5 * self._laplace
