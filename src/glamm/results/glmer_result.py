@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-from ..glmm.derivatives import choose_derivatives
+from ..glmm.derivatives import FixedNodeDerivatives, choose_derivatives
 from ..glmm.fit import GlmmFitRecord, full_objective, quadrature_objective
 from ..optim.newton import FiniteDifferences
 from ..linalg.threads import single_threaded
@@ -106,6 +106,10 @@ class GlmerResult(MixedResultBase):
         if self.record.quadrature is not None:
             f = quadrature_objective(m, self._base_family, self.record.quadrature)
             derivs = FiniteDifferences(f)
+            if x.size == m.n_theta + m.p:
+                # differences of gradients with the nodes held at the optimum: the nodes'
+                # movement changes the Hessian far less than the 1e-3 asked of standard errors
+                derivs = FixedNodeDerivatives(f, m, self.record.quadrature)
         else:
             f = full_objective(m, self._base_family)
             derivs = choose_derivatives(f, m)
