@@ -76,3 +76,17 @@ def test_quadrature_rejects_bad_nagq():
     with pytest.raises(glamm.GlammError, match="fast"):
         glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", _cbpp(),
                     family="binomial", nagq=5, fast=True)
+
+
+def test_gaussian_glmm_equals_ml_lmm():
+    """With the Gaussian family and identity link the Laplace approximation is exact, and with
+    theta relative to the residual scale the GLMM is the ML-fitted LMM (a regression test: with
+    absolute-scale theta the optimizer once stopped at a wrong boundary point here)."""
+    s = glamm.datasets.load("sleepstudy")
+    lmm = glamm.lmer("Reaction ~ Days + (Days | Subject)", s, reml=False)
+    glmm = glamm.glmer("Reaction ~ Days + (Days | Subject)", s, family="gaussian")
+    assert glmm.loglik == pytest.approx(lmm.loglik, rel=1e-9)
+    np.testing.assert_allclose(glmm.fixef, lmm.fixef, rtol=1e-6)
+    np.testing.assert_allclose(glmm.theta, lmm.theta, rtol=1e-4, atol=1e-5)
+    assert np.sqrt(glmm.dispersion) == pytest.approx(lmm.sigma, rel=1e-5)
+    np.testing.assert_allclose(glmm.stderr, lmm.stderr, rtol=1e-3)

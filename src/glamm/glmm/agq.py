@@ -107,7 +107,7 @@ class AdaptiveQuadrature:
         except PirlsError:
             return None
         fam = model.family
-        V = self.zl.values(model.layout.lambdas(theta))   # n x q: row j of Z Lambda
+        V = self.zl.values(model.lambdas(theta))   # n x q: row j of Z Lambda
         u_hat = model.u[self.u_index]                       # m x q
         eta_mode, mu_mode = model.eta, model.mu
         w = -fam.d2loglik_deta2(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
@@ -135,7 +135,7 @@ class AdaptiveQuadrature:
         gradient in ``[theta, beta]`` (the posterior-weighted scores: GLMMadaptive's)."""
         model = self.model
         fam = model.family
-        lams = model.layout.lambdas(theta)
+        lams = model.lambdas(theta)
         V = self.zl.values(lams)
         U = nodes["U"]
         g = self.cluster
@@ -159,7 +159,7 @@ class AdaptiveQuadrature:
             for r in range(sl.start, sl.stop):
                 e = np.zeros(model.n_theta)
                 e[r] = 1.0
-                dV = t.z @ t.lambda_(e[sl])                 # n x p_k
+                dV = t.z @ (model.lambda_scale * t.lambda_(e[sl]))   # n x p_k
                 deta = np.einsum("jc,jck->jk", dV, Ug[:, cols, :])
                 grad_theta[r] = float(np.sum(ws * deta))
         return value, np.concatenate([grad_theta, grad_beta])

@@ -34,7 +34,7 @@ def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_leve
     if frame.offset_is_array:
         raise DataError("the model's offset was an array and cannot be rebuilt for newdata")
     eta_fixed = frame.new_X(newdata) @ result.fixef.to_numpy() + frame.new_offset(newdata)
-    lams = model.layout.lambdas(result.theta)
+    lams = model.lambdas(result.theta)
     V = np.hstack([np.asarray(t.zspec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
                    @ lam for t, lam in zip(model.reterms, lams)])     # n x q (Z Lambda rows)
     rows = np.flatnonzero(codes < 0)

@@ -110,8 +110,18 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     if not fast:
         # only a starting point for Newton: looser PIRLS too
         model.PIRLS_TOL, model.PIRLS_STEP_TOL = 1e-9, 1e-6
+    nt = model.n_theta
+
+    def fast_objective(z: np.ndarray) -> float:
+        # the dispersion or shape (log scale) is optimized here too: with theta relative to
+        # the residual scale, a dispersion fixed at the GLM's (which absorbs the random
+        # effects' variance) would leave theta far from its optimum
+        set_extra(model, base_family, z[nt:])
+        return model.objective_fast(z[:nt])
+
     try:
-        os_fast = minimize(model.objective_fast, np.maximum(theta0, lower), lower,
+        os_fast = minimize(fast_objective, np.concatenate([np.maximum(theta0, lower), extra0]),
+                           np.concatenate([lower, np.full(extra0.size, -np.inf)]),
                            optimizer=optimizer, **fast_settings)
     finally:
         model.PIRLS_TOL = GeneralizedLinearMixedModel.PIRLS_TOL
@@ -126,14 +136,16 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
             "deviance even after step-halving); check the response against the family and "
             "link, and the scale of the covariates"
         )
-    model.objective_fast(os_fast.final)
+    extra0 = os_fast.final[nt:]
+    fast_objective(os_fast.final)
+    os_fast.final = os_fast.final[:nt]
     names = model.layout.names() + list(model.frame.xnames) + _extra_names(base_family)
     if fast:
         _warn(os_fast)
         return GlmmFitRecord(fast=os_fast, full=None, names=names, base_family=base_family)
 
     # full fit from the fast optimum; initial steps: 0.1 for theta, ~ standard errors for beta
-    nt, p = model.n_theta, model.p
+    p = model.p
     x0 = np.concatenate([os_fast.final, model.beta, extra0])
     lo = np.concatenate([lower, np.full(p + extra0.size, -np.inf)])
     se_beta = _fast_stderr(model)

@@ -75,7 +75,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         model._zlayout = ZLayout(model.reterms)
     zl = model._zlayout
     C = zl.cols
-    lams = model.layout.lambdas(theta)
+    lams = model.lambdas(theta)
     V = zl.values(lams)                                  # n x P nonzeros of Z Lambda
     mu_eta = link.mu_eta(eta)
     var = fam.variance(mu)
@@ -117,7 +117,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         for r in range(sl.start, sl.stop):
             e = np.zeros(model.n_theta)
             e[r] = 1.0
-            dlam = t.lambda_(e[sl])                  # lambda is linear in theta
+            dlam = model.lambda_scale * t.lambda_(e[sl])   # lambda is linear in theta
             Vd = t.z @ dlam                          # nonzeros of Z dLambda (term k only)
             a_vec = np.einsum("ic,ic->i", Vd, uk[t.refs])
             rhs = -zl.t_matvec(V, w_obs * a_vec)

@@ -1,8 +1,10 @@
 """The GLMM objective: conditional modes by PIRLS and the Laplace approximation.
 
 Model: ``eta = X beta + Z Lambda u + offset``, ``mu = g^{-1}(eta)``, ``y | u`` from the family,
-``u ~ N(0, I)`` (so ``theta`` gives the random effects' standard deviations directly, as lme4's
-GLMMs do). For fixed ``theta`` (and ``beta``) PIRLS finds the mode ``u*`` of
+``u ~ N(0, I)``. For binomial, Poisson and negative binomial ``theta`` gives the random effects'
+standard deviations directly; for families with a dispersion ``phi`` (Gaussian, Gamma, inverse
+Gaussian) ``Lambda`` carries a factor ``sqrt(phi)``, so ``theta`` is relative to the residual
+scale as in lme4 and an LMM. For fixed ``theta`` (and ``beta``) PIRLS finds the mode ``u*`` of
 ``log p(y | u) - |u|^2 / 2`` by penalized IRLS: each iteration is the penalized least-squares
 problem of an LMM with working weights and response, solved through the same blocked Cholesky
 factor (:class:`~glamm.linalg.factor.BlockedCholesky`), refilled in place.
@@ -98,6 +100,19 @@ class GeneralizedLinearMixedModel:
         self.pirls_iterations = 0
 
     # ------------------------------------------------------------------ pieces
+    @property
+    def lambda_scale(self) -> float:
+        """``sqrt(dispersion)`` for families with a dispersion parameter, else 1: there
+        ``theta`` is relative to the residual scale, as in lme4 (``b = sigma Lambda u``), which
+        keeps it of order one whatever the units of the response."""
+        return float(np.sqrt(self.dispersion)) if self.family.has_dispersion else 1.0
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per-term factors of the random effects' covariance: ``b_k = lambda_k u_k``."""
+        scale = self.lambda_scale
+        lams = self.layout.lambdas(theta)
+        return lams if scale == 1.0 else [scale * lam for lam in lams]
+
     def _split_u(self, u: np.ndarray) -> list[np.ndarray]:
         out, start = [], 0
         for t in self.reterms:
@@ -108,7 +123,7 @@ class GeneralizedLinearMixedModel:
     def random_effects(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
         """``b_k = (I kron lambda_k) u_k`` as ``(levels, p_k)`` arrays."""
         return [uk.reshape(t.nlevels, t.p) @ lam.T for uk, t, lam in
-                zip(self._split_u(u), self.reterms, self.layout.lambdas(theta))]
+                zip(self._split_u(u), self.reterms, self.lambdas(theta))]
 
     def _eta_re(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray:
         b = [uk.reshape(t.nlevels, t.p) @ lam.T for uk, t, lam in
@@ -132,7 +147,7 @@ class GeneralizedLinearMixedModel:
         fast variant). Leaves the state (``u``, ``beta``, ``eta``, ``mu``, ``ldL2``) at the mode
         and returns the penalized deviance there."""
         link, fam = self.family.link, self.family
-        lams = self.layout.lambdas(theta)
+        lams = self.lambdas(theta)
         fast = beta is None
         cp, fac = (self.cp_b, self.fac_b) if fast else (self.cp_u, self.fac_u)
         u = self.u.copy()
@@ -157,7 +172,10 @@ class GeneralizedLinearMixedModel:
                 zwork = zwork - self.X @ b_fix
             cp.update(w, zwork)
             fac.refresh()
-            fac.update(lams)
+            try:
+                fac.update(lams)
+            except np.linalg.LinAlgError as exc:   # degenerate weights (extreme parameters)
+                raise PirlsError("the penalized least-squares problem is singular") from exc
             u_new_parts, beta_new = fac.solve_u_beta()
             u_new = np.concatenate(u_new_parts) if u_new_parts else np.zeros(0)
             step = 1.0

@@ -39,7 +39,7 @@ def marginal_means(result, theta=None, beta=None, newdata=None) -> np.ndarray:
     """Marginal means ``E_b[g^{-1}(eta)]`` for the fitted rows (or ``newdata``)."""
     model = result.model
     theta = result.theta if theta is None else theta
-    lams = model.layout.lambdas(theta)
+    lams = model.lambdas(theta)
     Q = sum(t.p for t in model.reterms)
     if Q not in _POINTS:
         raise GlammError(f"marginal means integrate over all {Q} random effects of an "

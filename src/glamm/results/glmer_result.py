@@ -27,8 +27,9 @@ class GlmerResult(MixedResultBase):
     formula, family (name), link (name), fast (whether only the fast fit was run).
     fixef: fixed effects (lme4 names). ``stderr``, ``vcov``: from the Hessian of the Laplace
         deviance in all parameters (computed on first use; lme4's default ``use.hessian``).
-    theta: random-effects parameters (lme4 order; for GLMMs the standard deviations
-        themselves, as ``u ~ N(0, I)``).
+    theta: random-effects parameters (lme4 order): the standard deviations themselves for
+        binomial, Poisson and negative binomial models, relative to ``sqrt(dispersion)`` for
+        families with a dispersion (as lme4).
     dispersion: dispersion parameter (1 for binomial and Poisson); ``shape`` the negative
         binomial size (``None`` otherwise).
     varcorr, ranef, ranef_condvar: as for :class:`~glamm.results.lmer_result.LmerResult`
@@ -86,7 +87,7 @@ class GlmerResult(MixedResultBase):
         self._eta = model.eta.copy()
         self._mu = model.mu.copy()
         resid_sd = np.sqrt(self.dispersion) if fam.has_dispersion else None
-        covs = [lam @ lam.T for lam in model.layout.lambdas(self.theta)]
+        covs = [lam @ lam.T for lam in model.lambdas(self.theta)]
         self.varcorr = self._varcorr_rows(covs, resid_sd)
         self.ranef = self._ranef_tables(self._b)
         #: plain-language notes on the fit (separation, extreme fitted values), set by glmer
@@ -171,7 +172,7 @@ class GlmerResult(MixedResultBase):
     def ranef_condcov(self) -> list[np.ndarray]:
         """Conditional covariances of the random effects at the mode (lme4's ``condVar``)."""
         m = self.model
-        lams = m.layout.lambdas(self.theta)
+        lams = m.lambdas(self.theta)
         out = []
         for k, lam in enumerate(lams):
             inv = m.fac_u.inverse_diag_blocks(k)
