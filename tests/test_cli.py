@@ -151,3 +151,18 @@ def test_python_dash_m_glamm():
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "sleepstudy" in proc.stdout.split()
+
+
+def test_cli_quadrature(capsys):
+    from glamm.cli import main
+
+    code = main(["fit", "y ~ sex * time + (1 | id)", "--data", "sim_binary_longitudinal",
+                 "--family", "binomial", "--nagq", "11", "--json"])
+    assert code == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"].startswith("Adaptive Gauss-Hermite Quadrature, nAGQ = 11")
+    assert abs(out["loglik"] - (-374.5197065)) < 1e-6
+    assert main(["fit", "y ~ sex * time + (1 | id)", "--data", "sim_binary_longitudinal",
+                 "--nagq", "11"]) == 2

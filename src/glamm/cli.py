@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--fast", action="store_true",
                      help="GLMM only: estimate the fixed effects inside PIRLS and optimize the "
                      "random-effects parameters only (lme4's nAGQ = 0); needs --family")
+    fit.add_argument("--nagq", metavar="N", default="1",
+                     help="GLMM only: quadrature points per random effect (1: Laplace, the "
+                     "default; more: adaptive Gauss-Hermite quadrature, one grouping factor; "
+                     "'auto': 11 for up to two random effects, 7 otherwise); needs --family")
     fit.add_argument("--json", action="store_true",
                      help="print the fit as JSON (the result's to_dict()) instead of the "
                      "summary")
@@ -160,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_fit_options(args: argparse.Namespace) -> None:
     """Options that only make sense for one kind of model."""
     if args.family is None:
-        given = [opt for opt, used in (("--link", args.link is not None), ("--fast", args.fast))
-                 if used]
+        given = [opt for opt, used in (("--link", args.link is not None), ("--fast", args.fast),
+                                       ("--nagq", args.nagq != "1")) if used]
         if len(given) == 1:
             raise CliError(f"{given[0]} needs --family (it applies to generalized linear mixed "
                            "models only)")
@@ -177,8 +181,15 @@ def _fit(args: argparse.Namespace, data: pd.DataFrame):
     if args.family is None:
         reml = True if args.reml is None else args.reml
         return lmer(args.formula, data, reml=reml, weights=args.weights, offset=args.offset)
+    if args.nagq == "auto":
+        nagq: int | str = "auto"
+    else:
+        try:
+            nagq = int(args.nagq)
+        except ValueError:
+            raise CliError(f"--nagq takes a whole number or 'auto', got {args.nagq!r}") from None
     return glmer(args.formula, data, family=args.family, link=args.link, fast=args.fast,
-                 weights=args.weights, offset=args.offset)
+                 weights=args.weights, offset=args.offset, nagq=nagq)
 
 
 def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
