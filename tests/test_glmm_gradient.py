@@ -32,15 +32,21 @@ CASES = {
     "crossed": (lambda: glamm.datasets.load("VerbAgg").iloc[:3000],
                 "r2 ~ btype + situ + (1 | id) + (1 | item)", "binomial"),
     "nested": (_nested_poisson, "y ~ 1 + (1 | c) + (1 | a)", "poisson"),
+    # a non-canonical link with Fisher weights in the log-determinant (laplace="expected")
+    "probit_expected": (lambda: glamm.datasets.load("cbpp"),
+                        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                        ("binomial", "probit")),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_gradient_matches_finite_differences(case):
     load, formula, family = CASES[case]
+    family, link = family if isinstance(family, tuple) else (family, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = glamm.glmer(formula, load(), family=family, fast=True)
+        m = glamm.glmer(formula, load(), family=family, link=link, fast=True,
+                        laplace="expected")
     model = m.model
     f = full_objective(model, model.family)
     nt = model.n_theta

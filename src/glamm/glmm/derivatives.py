@@ -150,10 +150,9 @@ def choose_derivatives(f, model: GeneralizedLinearMixedModel):
     from .gradient import MAX_Q
 
     q = sum(t.q for t in model.reterms)
-    # the analytic gradient assumes the factor holds Fisher weights (canonical links, or
-    # laplace="expected" would need the derivative of the weights only; observed weights
-    # need third derivatives of the log-density, which are not implemented)
-    if q <= MAX_Q and not model.observed_information and model.family.link_is_canonical:
+    # the analytic gradient needs the factor to hold Fisher weights: canonical links, or
+    # laplace="expected"; observed weights would need third derivatives of the log-density
+    if q <= MAX_Q and not model.observed_information:
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)
 

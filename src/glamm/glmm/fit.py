@@ -32,7 +32,6 @@ class GlmmFitRecord:
     names: list[str] = field(default_factory=list)
     #: Hessian of the deviance in all parameters at (or within a Newton step of) the optimum
     hessian: np.ndarray | None = None
-    hessian_at: np.ndarray | None = None
     #: quadrature points per dimension (1: Laplace) and, for nagq > 1, the quadrature object
     nagq: int = 1
     quadrature: object | None = None
@@ -171,7 +170,7 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     os_full.elapsed = time.perf_counter() - t0
     f(x)  # leave the state at the optimum
     _warn(os_full)
-    return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=H, hessian_at=x,
+    return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=H,
                          base_family=base_family)
 
 
@@ -261,7 +260,7 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
         f(x)
     _warn(rec)
     return GlmmFitRecord(fast=laplace.fast, full=rec, names=laplace.names, hessian=H,
-                         hessian_at=x, nagq=nagq, quadrature=quad,
+                         nagq=nagq, quadrature=quad,
                          laplace_loglik=-0.5 * laplace.full.fmin)
 
 

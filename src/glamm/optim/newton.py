@@ -173,8 +173,3 @@ def gradient_hessian(f, x: np.ndarray, rel_step: float = 1e-4, with_value: bool 
     if with_value:
         return g, H, f0
     return g, H
-
-
-def hessian(f, x: np.ndarray, rel_step: float = 1e-4) -> np.ndarray:
-    """Central-difference Hessian of ``f`` at ``x`` (see :func:`gradient_hessian`)."""
-    return gradient_hessian(f, x, rel_step)[1]
