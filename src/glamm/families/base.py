@@ -243,6 +243,9 @@ class Family:
         phi = self._phi(dispersion)
         with np.errstate(divide="ignore", invalid="ignore"):
             ll = self._loglik(y, _arr(mu), wt, phi)
+        # outside the mean space (e.g. a negative Poisson mean under an identity link) the
+        # density is 0: -inf, so PIRLS's step-halving and the optimizers step back
+        ll = np.where(self.mu_in_range(mu), ll, -np.inf)
         return np.where(wt == 0, 0.0, ll)
 
     def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
@@ -251,6 +254,14 @@ class Family:
         quadrature evaluates for every observation and node."""
         return self.loglik(y, self.link.inverse(eta), wt, dispersion)
 
+    def mu_in_range(self, mu) -> np.ndarray:
+        """Elementwise: ``mu`` is finite and inside the family's mean space.
+
+        Args:
+            mu: means.
+        """
+        return np.isfinite(_arr(mu))
+
     def valid_mu(self, mu) -> bool:
         """True if every ``mu`` is finite and inside the family's mean space (R's
         ``validmu``).
@@ -258,7 +269,7 @@ class Family:
         Args:
             mu: means.
         """
-        return bool(np.all(np.isfinite(_arr(mu))))
+        return bool(np.all(self.mu_in_range(mu)))
 
     # ----------------------------------------------------------------------- data checks
 

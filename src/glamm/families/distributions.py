@@ -91,8 +91,12 @@ class Binomial(Family):
         # k log mu + (n - k) log(1 - mu) = k eta - n log(1 + exp(eta))
         return np.where(wt == 0, 0.0, const + k * eta - n * np.logaddexp(0.0, eta))
 
-    def valid_mu(self, mu) -> bool:
+    def mu_in_range(self, mu) -> np.ndarray:
         mu = _arr(mu)
+        return (mu >= 0) & (mu <= 1)   # the ends are limits (saturated model), not errors
+
+    def valid_mu(self, mu) -> bool:
+        mu = _arr(mu)   # R's validmu: strictly inside (0, 1)
         return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
 
     def _validate_support(self, y, wt) -> None:
@@ -117,8 +121,12 @@ class _CountFamily(Family):
         self._fail_if(_non_integer(y), "the response (a count) must be whole numbers; "
                       "non-integer counts")
 
-    def valid_mu(self, mu) -> bool:
+    def mu_in_range(self, mu) -> np.ndarray:
         mu = _arr(mu)
+        return np.isfinite(mu) & (mu >= 0)   # 0 is the saturated mean of a zero count
+
+    def valid_mu(self, mu) -> bool:
+        mu = _arr(mu)   # R's validmu: strictly positive
         return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
 
 
@@ -228,9 +236,9 @@ class Gamma(Family):
         return wt * ((shape - 1.0) * np.log(y) - y / scale - special.gammaln(shape)
                      - shape * np.log(scale))
 
-    def valid_mu(self, mu) -> bool:
+    def mu_in_range(self, mu) -> np.ndarray:
         mu = _arr(mu)
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return np.isfinite(mu) & (mu > 0)
 
     def _validate_support(self, y, wt) -> None:
         self._fail_if(y <= 0, "the response must be positive; values <= 0")
@@ -268,9 +276,9 @@ class InverseGaussian(Family):
         return wt * (-0.5 * (_LOG_2PI + np.log(phi)) - 1.5 * np.log(y)
                      - r * r / (2.0 * phi * y * mu * mu))
 
-    def valid_mu(self, mu) -> bool:
+    def mu_in_range(self, mu) -> np.ndarray:
         mu = _arr(mu)
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return np.isfinite(mu) & (mu > 0)
 
     def _validate_support(self, y, wt) -> None:
         self._fail_if(y <= 0, "the response must be positive; values <= 0")

@@ -152,17 +152,20 @@ class GeneralizedLinearMixedModel:
         cp, fac = (self.cp_b, self.fac_b) if fast else (self.cp_u, self.fac_u)
         u = self.u.copy()
         b_fix = self.beta.copy() if fast else np.asarray(beta, dtype=float)
-        if self.eta is None:  # first call: start from the family's initial means
-            mu = fam.mustart(self.y, self.wt)
-            eta = link.link(mu)
-            u[:] = 0.0
-            fixed = self.offset + (self.X @ b_fix if not fast else 0.0)
-            pdev = np.inf
-        else:
+        cold = self.eta is None
+        if not cold:   # warm start from the previous modes
             fixed = self.X @ b_fix + self.offset
             eta = fixed + self._eta_re(lams, u)
             mu = link.inverse(eta)
             pdev = self._pdev(mu, u)
+            # outside the mean space (possible with non-canonical links such as a Poisson
+            # identity link) the warm start is useless: start afresh
+            cold = not np.isfinite(pdev)
+        if cold:   # from the family's initial means
+            mu = fam.mustart(self.y, self.wt)
+            eta = link.link(mu)
+            u[:] = 0.0
+            pdev = np.inf
         converged = False
         prev_moved = 0.0
         for it in range(1, self.PIRLS_MAXITER + 1):
