@@ -274,3 +274,19 @@ def test_array_offset_cannot_be_rebuilt_for_newdata():
     np.testing.assert_allclose(m.predict(), m.fitted, rtol=1e-12)
     with pytest.raises(glamm.DataError, match="offset given as an array"):
         m.predict(data)
+
+
+def test_new_factor_level_in_a_covariate_is_an_error_and_missing_gives_nan():
+    """R stops with "factor f has new level"; glamm must not silently use the reference level
+    (formulaic alone would give all-zero dummy columns). A missing covariate gives NaN."""
+    data = load_data("sleepstudy")
+    data["f"] = np.where(data["Days"] < 5, "early", "late")
+    m = glamm.lmer("Reaction ~ Days + f + (1 | Subject)", data)
+    new = data.head(3).copy()
+    with pytest.raises(glamm.DataError, match="level.*'f'"):
+        m.predict(new.assign(f="middle"))
+    pred = m.predict(new.assign(f=[None, "early", "late"]))
+    assert np.isnan(pred[0]) and np.all(np.isfinite(pred[1:]))
+    slope = glamm.lmer("Reaction ~ Days + (0 + f | Subject)", data)
+    with pytest.raises(glamm.DataError, match="level"):
+        slope.predict(new.assign(f="middle"))

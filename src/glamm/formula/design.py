@@ -65,17 +65,46 @@ class ModelFrame:
     offset_column: str | None = None
     offset_is_array: bool = False
     trials: np.ndarray | None = None
+    #: levels (as labels) of the factor covariates, and the numeric covariates, for new data
+    factor_levels: dict = field(default_factory=dict)
+    numeric_columns: tuple = ()
 
     @property
     def n(self) -> int:
         return self.y.shape[0]
 
     # --- new data -------------------------------------------------------------------------
+    def check_new_levels(self, data: pd.DataFrame) -> np.ndarray:
+        """Raise a :class:`DataError` for a level of a factor covariate that was not in the
+        fitted data (R: "factor f has new level z"); return the rows with a missing value in
+        a covariate (their predictions are NaN, as R's NA)."""
+        missing = np.zeros(len(data), dtype=bool)
+        for col, levels in self.factor_levels.items():
+            if col not in data.columns:
+                continue
+            values = data[col]
+            missing |= values.isna().to_numpy()
+            labels = {_level_label(v) for v in values.dropna().unique()}
+            new = sorted(labels - set(levels))
+            if new:
+                raise DataError(f"newdata has level(s) {new[:5]} of factor {col!r} that were not "
+                                f"in the fitted data (levels: {', '.join(levels)})")
+        for col in self.numeric_columns:
+            if col in data.columns:
+                missing |= data[col].isna().to_numpy()
+        return missing
+
     def new_X(self, data: pd.DataFrame) -> np.ndarray:
-        """Fixed-effects matrix for new data, with the same columns as ``X``."""
+        """Fixed-effects matrix for new data, with the same columns as ``X`` (rows with a
+        missing covariate are NaN)."""
+        missing = self.check_new_levels(data)
         mm = self.xspec.get_model_matrix(data, na_action="ignore")
         X = np.asarray(mm, dtype=float)
-        return X[:, self.x_keep] if self.x_keep is not None else X
+        X = X[:, self.x_keep] if self.x_keep is not None else X
+        if missing.any():
+            X = X.copy()
+            X[missing] = np.nan
+        return X
 
     def new_offset(self, data: pd.DataFrame) -> np.ndarray:
         """The offset for new data: ``offset(...)`` terms of the formula plus the ``offset=``
@@ -379,6 +408,20 @@ def build_model_frame(
     if not np.all(np.isfinite(off)):
         raise DataError("the offset has NaN or infinite values")
 
+    grouping = {f for spec in parsed.random for f in spec.factors}
+    response_cols = set(_used_columns(parsed.response, data))
+    named = {v for v in (weights, offset) if isinstance(v, str)}
+    covariates = [c for c in used if c not in grouping and c not in response_cols
+                  and c not in named]
+    factor_levels, numeric_cols = {}, []
+    for c in covariates:
+        col = frame[c]
+        if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(col) \
+                or pd.api.types.is_string_dtype(col):
+            factor_levels[c] = _factor_codes(col)[1]
+        else:
+            numeric_cols.append(c)
+
     return ModelFrame(
         parsed=parsed,
         y=y,
@@ -396,6 +439,8 @@ def build_model_frame(
         offset_column=offset if isinstance(offset, str) else None,
         offset_is_array=offset is not None and not isinstance(offset, str),
         trials=trials,
+        factor_levels=factor_levels,
+        numeric_columns=tuple(numeric_cols),
     )
 
 

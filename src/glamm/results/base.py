@@ -77,6 +77,7 @@ class MixedResultBase:
 
     def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):
         """Level codes and ``z`` matrices of every term for ``newdata``."""
+        self.frame.check_new_levels(newdata)
         refs, zs = [], []
         for t in self.model.reterms:
             missing = [f for f in t.factors if f not in newdata.columns]
