@@ -270,3 +270,18 @@ def test_subject_column_type(kind, fit):
     m = check_invariance("sleepstudy_slope_ML", fit, data)
     assert all(isinstance(lab, str) for lab in m.ranef["Subject"].index)
     assert sorted(m.ranef["Subject"].index) == sorted(load_data("sleepstudy")["Subject"].cat.categories)
+
+
+def test_unused_category_of_a_random_slope_factor_changes_nothing():
+    """An empty category of a factor random slope must not add a column, a variance or
+    correlations (lme4 drops unused levels): same fit and parameter count as without it."""
+    import glamm
+
+    data = glamm.datasets.load("sleepstudy")
+    data["f"] = pd.Categorical(np.where(data["Days"] < 5, "a", "b"), categories=["a", "b"])
+    extra = data.assign(f=pd.Categorical(data["f"].astype(str), categories=["a", "b", "c"]))
+    m1 = glamm.lmer("Reaction ~ Days + (0 + f | Subject)", data, reml=False)
+    m2 = glamm.lmer("Reaction ~ Days + (0 + f | Subject)", extra, reml=False)
+    assert len(m2.theta) == len(m1.theta) == 3
+    assert m2.aic == pytest.approx(m1.aic, rel=1e-10)
+    assert m2.loglik == pytest.approx(m1.loglik, rel=1e-10)

@@ -367,6 +367,14 @@ def build_model_frame(
             f"the model uses ({', '.join(used)})"
         )
     n = len(frame)
+    # unused categories are dropped, as R's model.frame does (drop.unused.levels): otherwise a
+    # factor random slope would get a column, a variance and correlations for an empty level
+    unused = [c for c in used if isinstance(frame[c].dtype, pd.CategoricalDtype)
+              and frame[c].nunique(dropna=True) < len(frame[c].cat.categories)]
+    if unused:
+        frame = frame.copy()
+        for c in unused:
+            frame[c] = frame[c].cat.remove_unused_categories()
 
     trials = None
     if glm_response:
