@@ -109,3 +109,22 @@ def test_poisson_identity_link_stays_in_the_mean_space():
     assert fam.loglik(np.array([0.0]), np.array([-0.5]), np.array([1.0]), 1.0)[0] == -np.inf
     fast = glamm.glmer("y ~ x + (1 | g)", d, family="poisson", link="identity", fast=True)
     assert fast.loglik <= m.loglik + 1e-9 and fast.loglik > m.loglik - 1.0
+
+
+def test_invalid_start_is_a_clear_error():
+    """R's glm.fit: "no valid set of coefficients has been found"; glamm says so instead of a
+    LAPACK failure (a log link for binomial probabilities here)."""
+    d = glamm.datasets.load("sim_binary_longitudinal")
+    with pytest.raises(glamm.GlammError, match="no valid set of coefficients"):
+        glamm.glmer("y ~ time + (1 | id)", d.assign(time=d["time"] * 50), family="binomial",
+                    link="log")
+
+
+def test_zero_trials_as_proportions_with_weights_equal_cbind():
+    cb = _cbpp()
+    cb.loc[[2, 5], ["incidence", "size"]] = 0
+    cb["prop"] = np.where(cb["size"] > 0, cb["incidence"] / cb["size"].clip(lower=1), 0.0)
+    a = glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cb,
+                    family="binomial")
+    b = glamm.glmer("prop ~ period + (1 | herd)", cb, family="binomial", weights="size")
+    assert b.loglik == pytest.approx(a.loglik, rel=1e-10)

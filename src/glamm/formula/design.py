@@ -407,9 +407,13 @@ def build_model_frame(
     reterms = [reterms[i] for i in order]
 
     w = np.ones(n) if w_full is None else w_full[mask]
-    if np.any(~np.isfinite(w)) or np.any(w <= 0):
-        bad_row = frame.index[int(np.flatnonzero(~(np.isfinite(w) & (w > 0)))[0])]
-        raise DataError(f"weights must be positive and finite (row {bad_row!r} is not)")
+    # GLMMs accept zero weights (binomial proportions with no trials contribute nothing, as
+    # in lme4); an LMM's log-likelihood would be -inf with one
+    ok_w = np.isfinite(w) & ((w >= 0) if glm_response else (w > 0))
+    if not np.all(ok_w):
+        bad_row = frame.index[int(np.flatnonzero(~ok_w)[0])]
+        need = "non-negative" if glm_response else "positive"
+        raise DataError(f"weights must be {need} and finite (row {bad_row!r} is not)")
     off = np.zeros(n) if o_full is None else o_full[mask].copy()
     for expr in offset_exprs:
         off += _eval_numeric(expr, frame, "offset")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConvergenceWarning
+from ..errors import ConvergenceWarning, GlammError
 
 
 @dataclass
@@ -29,6 +29,14 @@ class GlmFit:
     iterations: int
 
 
+def _no_valid_start(family) -> GlammError:
+    return GlammError(
+        f"no valid set of coefficients was found for the GLM that starts the fit: with the "
+        f"{family.link.name} link the {family.name} means leave their range (as R's glm.fit "
+        "reports); try another link or rescale the covariates"
+    )
+
+
 def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, family,
             maxiter: int = 100, tol: float = 1e-10) -> GlmFit:
     """Fit ``g(E y) = X beta + offset`` by IRLS with step-halving (R's ``glm.fit`` scheme)."""
@@ -43,6 +51,8 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
         mu_eta = link.mu_eta(eta)
         w = wt * mu_eta**2 / family.variance(mu)
         z = eta - offset + (y - mu) / mu_eta
+        if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(np.isfinite(z))):
+            raise _no_valid_start(family)
         sw = np.sqrt(w)
         beta_new, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
         step = 1.0
@@ -54,6 +64,8 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
             if np.isfinite(dev) and (it == 1 or dev <= dev_old * (1 + 1e-12) + 1e-12):
                 break
             step /= 2.0
+        if not np.isfinite(dev):
+            raise _no_valid_start(family)
         beta, eta, mu = b, eta_new, mu_new
         if abs(dev - dev_old) < tol * (abs(dev) + 0.1):
             converged = True
