@@ -128,3 +128,18 @@ def test_zero_trials_as_proportions_with_weights_equal_cbind():
                     family="binomial")
     b = glamm.glmer("prop ~ period + (1 | herd)", cb, family="binomial", weights="size")
     assert b.loglik == pytest.approx(a.loglik, rel=1e-10)
+
+
+def test_gaussian_log_link_with_indefinite_observed_information():
+    """Observed weights mu (2 mu - y) / phi are negative for some rows, which can make X'WX
+    indefinite; the log-determinant needs only the random-effects blocks (regression: the fit
+    once failed with 'PIRLS could not find the conditional modes')."""
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=200)
+    y = np.exp(0.4 + 0.5 * x + rng.normal(0, 0.3, 20)[g]) + rng.normal(0, 1.5, 200)
+    d = pd.DataFrame({"y": np.abs(y) + 0.05, "x": x, "g": g.astype(str)})
+    m = glamm.glmer("y ~ x + (1 | g)", d, family="gaussian", link="log")
+    assert m.converged and np.isfinite(m.loglik)
+    exp = glamm.glmer("y ~ x + (1 | g)", d, family="gaussian", link="log", laplace="expected")
+    assert abs(m.loglik - exp.loglik) < 1.0

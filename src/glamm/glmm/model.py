@@ -231,7 +231,9 @@ class GeneralizedLinearMixedModel:
         cp.update(w, zwork)
         fac.refresh()
         try:
-            fac.update(lams)
+            # only the random-effects blocks: with observed weights X'WX may be indefinite,
+            # and the log-determinant needs nothing else
+            fac.update(lams, re_only=self.observed_information)
         except np.linalg.LinAlgError as exc:
             raise PirlsError("the observed information is not positive definite at the "
                              "mode") from exc

@@ -391,19 +391,24 @@ class BlockedCholesky:
             for j in range(i):
                 ops.append(_FillOff(L[i][j], A[i][j], i, j))
             ops.append(_FillDiag(L[i][i], A[i][i], i))
+        fixed_ops: list = []   # everything that writes the [X y] row of blocks
         for j in range(K):
-            ops.append(_FillFixed(L[K][j], A[K][j], j, ps[j]))
-        ops.append(_Copy(L[K][K], A[K][K]))
+            fixed_ops.append(_FillFixed(L[K][j], A[K][j], j, ps[j]))
+        fixed_ops.append(_Copy(L[K][K], A[K][K]))
         for j in range(K + 1):
             for k in range(j):
-                ops.append(self._update_op(L[j][j], L[j][k], L[j][k], j, j, k, lower_only=True))
-            ops.append(_Chol(L[j][j]))
+                (fixed_ops if j == K else ops).append(
+                    self._update_op(L[j][j], L[j][k], L[j][k], j, j, k, lower_only=True))
+            (fixed_ops if j == K else ops).append(_Chol(L[j][j]))
             for i in range(j + 1, K + 1):
+                target = fixed_ops if i == K else ops
                 for k in range(j):
-                    ops.append(self._update_op(L[i][j], L[i][k], L[j][k], i, j, k,
-                                               lower_only=False))
-                ops.append(_RDiv(L[i][j], L[j][j]))
-        self.ops = ops
+                    target.append(self._update_op(L[i][j], L[i][k], L[j][k], i, j, k,
+                                                  lower_only=False))
+                target.append(_RDiv(L[i][j], L[j][j]))
+        # the random-effects part first (it never reads the [X y] row), then the rest
+        self.re_ops = ops
+        self.ops = ops + fixed_ops
 
     def _update_op(self, T, A, B, i: int, j: int, k: int, lower_only: bool):
         """Choose the kernel for ``T -= A B'`` (``A = L[i][k]``, ``B = L[j][k]``)."""
@@ -428,9 +433,11 @@ class BlockedCholesky:
             if hasattr(op, "refresh"):
                 op.refresh()
 
-    def update(self, lambdas: list[np.ndarray]) -> None:
-        """Refill and factor ``L`` for the per-term factors ``lambdas`` (each ``p_k x p_k``)."""
-        for op in self.ops:
+    def update(self, lambdas: list[np.ndarray], re_only: bool = False) -> None:
+        """Refill and factor ``L`` for the per-term factors ``lambdas`` (each ``p_k x p_k``).
+        With ``re_only`` only the random-effects blocks (enough for ``logdet_re``; the
+        ``[X y]`` row is left as it was), e.g. for weights that make ``X'WX`` indefinite."""
+        for op in (self.re_ops if re_only else self.ops):
             op.run(lambdas)
 
     # ------------------------------------------------------------------ results of a factor
