@@ -183,7 +183,7 @@ def glmer(
         from .glmm.agq import default_nagq
 
         nagq = default_nagq(q) if len({t.factors for t in frame.reterms}) == 1 else 1
-    if not isinstance(nagq, (int, np.integer)) or nagq < 1:
+    if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
         raise GlammError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
     if nagq > 1:
         if fast:

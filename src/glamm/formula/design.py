@@ -147,7 +147,10 @@ def _model_matrix(text: str, data: pd.DataFrame, where: str, shown: str | None =
                 f"unknown column {m.group(1)!r} in the {where} ({shown!r}); the data has columns "
                 f"{', '.join(map(str, data.columns))}"
             ) from None
-        raise FormulaError(f"cannot evaluate the {where} {shown!r}: {msg}") from None
+        hint = ""
+        if "^" in shown and "xor" in msg:
+            hint = " (formulas use Python syntax inside I(): write x**2, not x^2)"
+        raise FormulaError(f"cannot evaluate the {where} {shown!r}: {msg}{hint}") from None
 
 
 def _eval_numeric(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:

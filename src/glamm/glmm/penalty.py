@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln
 
+from ..errors import GlammError
+
 
 @dataclass(frozen=True)
 class StudentTPenalty:
@@ -35,7 +37,7 @@ class StudentTPenalty:
         if isinstance(spec, dict):
             unknown = set(spec) - set(opts)
             if unknown:
-                raise ValueError(f"unknown penalty setting(s) {sorted(unknown)}; "
+                raise GlammError(f"unknown penalty setting(s) {sorted(unknown)}; "
                                  "use mean, scale and df")
             opts.update(spec)
         index = np.array([j for j, nm in enumerate(xnames) if nm != "(Intercept)"], dtype=int)
@@ -48,7 +50,7 @@ class StudentTPenalty:
         pen = cls(mean=vec(opts["mean"]), scale=vec(opts["scale"]), df=vec(opts["df"]),
                   index=index)
         if np.any(pen.scale <= 0) or np.any(pen.df <= 0):
-            raise ValueError("the penalty's scale and df must be positive")
+            raise GlammError("the penalty's scale and df must be positive")
         return pen
 
     def log_density(self, beta: np.ndarray) -> float:
