@@ -193,11 +193,12 @@ class _FirstTermUpdate:
     """``T -= L[a][0] L[b][0]'`` when the first term is scalar, computed from ``A`` directly.
 
     Blocks below the first diagonal block are never updated before they are divided, so
-    ``L[a][0] = lambda_a lambda_0 A[a][0] D^{-1}`` with ``D = diag(sqrt(lambda_0^2 A[0][0] + 1))``
-    (``lambda_a = 1`` for the ``[X y]`` row) and the product is
-    ``lambda_a lambda_b lambda_0^2 A[a][0] D^{-2} A[b][0]'``. Pair products of two sparse blocks
-    are summed once into a constant sparse matrix, so each ``theta`` costs one sparse
-    mat-vec; with a dense ``[X y]`` row it is one sparse-times-dense product."""
+    ``L[a][0] = Lambda_a' A[a][0] lambda_0 D^{-1}`` with ``D = diag(sqrt(lambda_0^2 A[0][0] + 1))``
+    (``Lambda_a = I`` for the ``[X y]`` row) and the product is
+    ``lambda_0^2 Lambda_a' (A[a][0] D^{-2} A[b][0]') Lambda_b``. Pair products of two sparse
+    blocks are summed once into a constant sparse matrix, so each ``theta`` costs one sparse
+    mat-vec (plus, for vector-valued terms ``a`` or ``b``, a block-wise product with their
+    ``lambda``); with a dense ``[X y]`` row it is one sparse-times-dense product."""
 
     def __init__(self, T, A_a, A_b, D: BlockDiag, a: int | None, b: int | None,
                  lower_only: bool, sparse_a: bool = True, sparse_b: bool = True):
@@ -207,45 +208,89 @@ class _FirstTermUpdate:
         self.kind = (isinstance(A_a, BlockSparse) and sparse_a,
                      isinstance(A_b, BlockSparse) and sparse_b)
         self.A_a, self.A_b = A_a, A_b
+        self.pa = A_a.p_row if isinstance(A_a, BlockSparse) else 1
+        self.pb = A_b.p_row if isinstance(A_b, BlockSparse) else 1
+        self.scalar = self.pa == 1 and self.pb == 1
         if self.kind == (True, True):
+            pa, pb = self.pa, self.pb
             ia, ib = _enumerate_pairs(A_a, A_b, lower_only)
-            flat = _flat_targets(T, A_a.rows[ia], A_b.rows[ib], 1, 1)
+            flat = _flat_targets(T, A_a.rows[ia], A_b.rows[ib], pa, pb)
             size = T.size if isinstance(T, np.ndarray) else T.data.size
             # rows indexed by T's storage (aggregation without a sort), then kept only where
-            # some pair lands; a (target, column) pair occurs once, so the entries of M are
-            # the pairs themselves, and ``perm`` records which pair each entry holds
-            pair_id = np.arange(1, ia.shape[0] + 1, dtype=float)
-            M = sp.csr_matrix((pair_id, (flat, A_a.cols[ia])), shape=(size, A_a.m_col))
+            # something lands; a (target, column) pair occurs once, so the entries of M are
+            # the (pair, s, t) products themselves, and ``perm`` records which
+            entry_id = np.arange(1, flat.shape[0] + 1, dtype=float)
+            cols = np.repeat(A_a.cols[ia], pa * pb)
+            M = sp.csr_matrix((entry_id, (flat, cols)), shape=(size, A_a.m_col))
             self.targets = np.flatnonzero(np.diff(M.indptr))
             self.M = M[self.targets]
             perm = self.M.data.astype(np.int64) - 1
-            self.ia, self.ib = ia[perm], ib[perm]
+            pair, rem = np.divmod(perm, pa * pb)
+            self.ia, self.ib = ia[pair], ib[pair]
+            self.s, self.t = np.divmod(rem, pb)
         self.refresh()
 
     def refresh(self) -> None:
         """Recompute the constants from the current values of ``A`` (after a GLMM reweighting)."""
         if self.kind == (True, True):
-            self.M.data[:] = self.A_a.data[self.ia, 0, 0] * self.A_b.data[self.ib, 0, 0]
+            if self.scalar:
+                self.M.data[:] = self.A_a.data[self.ia, 0, 0] * self.A_b.data[self.ib, 0, 0]
+            else:
+                self.M.data[:] = (self.A_a.data[self.ia, self.s, 0]
+                                  * self.A_b.data[self.ib, self.t, 0])
         else:
             self.Aa = _sparse_or_dense(self.A_a, self.kind[0])
             self.Ab = _sparse_or_dense(self.A_b, self.kind[1])
 
     def run(self, lams):
         w = 1.0 / self.D.data[:, 0, 0] ** 2
-        scale = lams[0][0, 0] ** 2
-        if self.a is not None:
-            scale *= lams[self.a][0, 0]
-        if self.b is not None:
-            scale *= lams[self.b][0, 0]
+        la = lams[self.a] if self.a is not None else None
+        lb = lams[self.b] if self.b is not None else None
+        if self.scalar:
+            scale = lams[0][0, 0] ** 2
+            if la is not None:
+                scale *= la[0, 0]
+            if lb is not None:
+                scale *= lb[0, 0]
+            if self.kind == (True, True):
+                data = self.T if isinstance(self.T, np.ndarray) else self.T.data
+                data.reshape(-1)[self.targets] -= scale * (self.M @ w)
+            elif self.kind == (False, True):
+                self.T -= scale * (self.Ab @ (self.Aa * w).T).T
+            elif self.kind == (True, False):
+                self.T -= scale * (self.Aa @ (self.Ab * w).T)
+            else:
+                self.T -= scale * ((self.Aa * w) @ self.Ab.T)
+            return
+        # vector-valued terms: the product without the lambdas, then lambda_a' . lambda_b
+        l0sq = lams[0][0, 0] ** 2
         if self.kind == (True, True):
-            data = self.T if isinstance(self.T, np.ndarray) else self.T.data
-            data.reshape(-1)[self.targets] -= scale * (self.M @ w)
-        elif self.kind == (False, True):
-            self.T -= scale * (self.Ab @ (self.Aa * w).T).T
+            storage = self.T if isinstance(self.T, np.ndarray) else self.T.data
+            P = np.zeros(storage.size)
+            P[self.targets] = self.M @ w
+            if isinstance(self.T, np.ndarray):
+                P = _lambda_sandwich(P.reshape(self.T.shape), la, self.pa, lb, self.pb)
+                self.T -= l0sq * P
+            else:
+                P = P.reshape(self.T.data.shape)
+                self.T.data -= l0sq * (la.T @ P @ lb)
+            return
+        if self.kind == (False, True):
+            P = (self.Ab @ (self.Aa * w).T).T
         elif self.kind == (True, False):
-            self.T -= scale * (self.Aa @ (self.Ab * w).T)
+            P = self.Aa @ (self.Ab * w).T
         else:
-            self.T -= scale * ((self.Aa * w) @ self.Ab.T)
+            P = (self.Aa * w) @ self.Ab.T
+        self.T -= l0sq * _lambda_sandwich(np.asarray(P), la, self.pa, lb, self.pb)
+
+
+def _lambda_sandwich(P: np.ndarray, la, pa: int, lb, pb: int) -> np.ndarray:
+    """``(I kron lambda_a)' P (I kron lambda_b)`` for a dense ``P`` (``None``: identity)."""
+    if la is not None:
+        P = np.einsum("sx,rsk->rxk", la, P.reshape(-1, pa, P.shape[1])).reshape(P.shape)
+    if lb is not None:
+        P = (P.reshape(P.shape[0], -1, pb) @ lb).reshape(P.shape)
+    return P
 
 
 def _sparse_or_dense(block, sparse: bool):
@@ -413,7 +458,7 @@ class BlockedCholesky:
     def _update_op(self, T, A, B, i: int, j: int, k: int, lower_only: bool):
         """Choose the kernel for ``T -= A B'`` (``A = L[i][k]``, ``B = L[j][k]``)."""
         K = self.K
-        if k == 0 and all(self.ps[x] == 1 for x in {0, i, j} if x < K) \
+        if k == 0 and self.ps[0] == 1 \
                 and (isinstance(T, np.ndarray) or (isinstance(A, BlockSparse)
                                                     and isinstance(B, BlockSparse))):
             return _FirstTermUpdate(T, self.A[i][0], self.A[j][0], self.L[0][0],
