@@ -210,6 +210,16 @@ def _level_label(v: Any) -> str:
     return str(v)
 
 
+def row_labels(data: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
+    """The grouping-factor label of every row, as the fitted levels are labelled (numbers
+    without a spurious ``.0``, interactions joined with ``:``)."""
+    parts = [np.array([_level_label(v) for v in data[f].to_numpy()], dtype=object)
+             for f in factors]
+    if len(parts) == 1:
+        return parts[0]
+    return np.array([":".join(x) for x in zip(*parts)], dtype=object)
+
+
 def _factor_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Codes and labels of one grouping column; unused categories are dropped (as R's factor)."""
     if isinstance(col.dtype, pd.CategoricalDtype):

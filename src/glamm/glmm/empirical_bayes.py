@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, GlammError
-from ..formula.design import _eval_glm_response
+from ..formula.design import _eval_glm_response, row_labels
 
 
 def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_levels: list[str],
@@ -39,7 +39,7 @@ def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_leve
                    @ lam for t, lam in zip(model.reterms, lams)])     # n x q (Z Lambda rows)
     rows = np.flatnonzero(codes < 0)
     factors = model.reterms[0].factors
-    labels = newdata.iloc[rows][list(factors)].astype(str).agg(":".join, axis=1).to_numpy()
+    labels = row_labels(newdata, factors)[rows]
     index = {lab: i for i, lab in enumerate(new_levels)}
     g = np.array([index[lab] for lab in labels])
     m, q = len(new_levels), V.shape[1]

@@ -46,18 +46,17 @@ class CrossProducts:
         A.append([np.empty((pxy, t.q)) for t in self.reterms] + [np.empty((pxy, pxy))])
         assert len(A) == K + 1
         self.A = A
+        self._Zt = [_transposed_z(t) for t in self.reterms]
+        # random intercepts (z == 1) need no products with z
+        self._ones = [t.p == 1 and bool(np.all(t.z == 1.0)) for t in self.reterms]
+        self._XY = np.empty((X.shape[0], X.shape[1] + 1))
+        self._XY[:, :-1] = X
         self.update(w, y)
 
     def update(self, w: np.ndarray, y: np.ndarray) -> None:
         """Refill every block for weights ``w`` and response ``y`` (same arrays, in place)."""
         K = len(self.reterms)
         A = self.A
-        if not hasattr(self, "_Zt"):
-            self._Zt = [_transposed_z(t) for t in self.reterms]
-            # random intercepts (z == 1) need no products with z
-            self._ones = [t.p == 1 and bool(np.all(t.z == 1.0)) for t in self.reterms]
-            self._XY = np.empty((self.X.shape[0], self.X.shape[1] + 1))
-            self._XY[:, :-1] = self.X
         for i, ti in enumerate(self.reterms):
             wz = w[:, None] if self._ones[i] else ti.z * w[:, None]
             for j in range(i):

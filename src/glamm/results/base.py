@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..formula.design import row_labels
 
 
 class MixedResultBase:
@@ -15,6 +16,18 @@ class MixedResultBase:
 
     model: object
     frame: object
+
+    def _format(self) -> str:   # the subclass's summary formatter (results.summary)
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self._format()
+
+    __str__ = __repr__
+
+    def summary(self) -> str:
+        """The printed summary as a string."""
+        return repr(self)
 
     def _factor(self):
         return self.model.factor
@@ -91,11 +104,7 @@ class MixedResultBase:
 
 def _codes_for(newdata: pd.DataFrame, term, allow_new_levels: bool) -> np.ndarray:
     """Level codes of ``term``'s grouping factor in ``newdata`` (``-1`` for unseen levels)."""
-    parts = []
-    for f in term.factors:
-        col = newdata[f]
-        parts.append(np.array([_label(v) for v in col.to_numpy()], dtype=object))
-    labels = parts[0] if len(parts) == 1 else np.array([":".join(x) for x in zip(*parts)], dtype=object)
+    labels = row_labels(newdata, term.factors)
     index = term.level_index()
     codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
     if not allow_new_levels and np.any(codes < 0):
@@ -105,9 +114,3 @@ def _codes_for(newdata: pd.DataFrame, term, allow_new_levels: bool) -> np.ndarra
             "pass allow_new_levels=True to predict them with random effects of zero"
         )
     return codes
-
-
-def _label(v) -> str:
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v)

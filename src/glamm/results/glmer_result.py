@@ -15,6 +15,7 @@ from ..optim.newton import FiniteDifferences
 from ..linalg.threads import single_threaded
 from ..glmm.model import GeneralizedLinearMixedModel
 from ..lmm.estimates import linear_predictor_re
+from ..formula.design import row_labels
 from .base import MixedResultBase
 from .export import fit_dict, mixed_fields
 
@@ -248,7 +249,7 @@ class GlmerResult(MixedResultBase):
 
         term = self.model.reterms[0]
         codes = refs[0]
-        labels = newdata[list(term.factors)].astype(str).agg(":".join, axis=1).to_numpy()
+        labels = row_labels(newdata, term.factors)
         new_levels = list(dict.fromkeys(labels[codes < 0]))
         b_new = new_cluster_modes(self, newdata, codes, new_levels)
         index = {lab: term.nlevels + i for i, lab in enumerate(new_levels)}
@@ -273,15 +274,10 @@ class GlmerResult(MixedResultBase):
             base += "; penalized fixed effects (Student-t prior)"
         return base
 
-    def __repr__(self) -> str:
+    def _format(self) -> str:
         from .summary import format_glmer
 
         return format_glmer(self)
-
-    __str__ = __repr__
-
-    def summary(self) -> str:
-        return repr(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (for ``--json`` output)."""

@@ -142,16 +142,10 @@ class LmerResult(MixedResultBase):
         refs, zs = self._new_re_design(newdata, allow_new_levels)
         return eta + estimates.linear_predictor_re(self.model.reterms, self._b, refs, zs)
 
-    def __repr__(self) -> str:
+    def _format(self) -> str:
         from .summary import format_lmer
 
         return format_lmer(self)
-
-    __str__ = __repr__
-
-    def summary(self) -> str:
-        """The printed summary as a string."""
-        return repr(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (for ``--json`` output)."""
