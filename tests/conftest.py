@@ -164,3 +164,37 @@ class FitCache:
 def fit() -> FitCache:
     """Session-wide cache: ``fit(dataset, formula, reml, control=None)`` -> ``LmerResult``."""
     return FitCache()
+
+
+# --------------------------------------------------------------------------- extra reference sets
+class ReferenceSet:
+    """A directory of references made by a committed R script: ``data/`` (CSVs and their
+    ``datasets.json``) and ``ref/`` (one JSON per case). Used by the ``*_extra`` tests."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.data_dir = self.root / "data"
+        self.ref_dir = self.root / "ref"
+
+    @lru_cache(maxsize=None)
+    def catalogue(self) -> dict:
+        """``datasets.json``: column types and factor levels (R's order) per data set."""
+        return json.loads((self.data_dir / "datasets.json").read_text(encoding="utf-8"))
+
+    @lru_cache(maxsize=None)
+    def _text(self, case: str) -> str:
+        return (self.ref_dir / f"{case}.json").read_text(encoding="utf-8")
+
+    def reference(self, case: str) -> dict:
+        """The reference ``case`` as a fresh dict."""
+        return json.loads(self._text(case))
+
+    def load(self, name: str):
+        """Data set ``name`` typed by the catalogue, through the bundled data's loader (which
+        checks shape and levels); also checks the missing-value counts."""
+        entry = self.catalogue()[name]
+        df = datasets.read_csv(self.data_dir / entry["file"], entry)
+        for col in entry["columns"]:
+            if "n_missing" in col:
+                assert int(df[col["name"]].isna().sum()) == col["n_missing"], col["name"]
+        return df

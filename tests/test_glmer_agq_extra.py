@@ -15,7 +15,6 @@ so they do not match an exact Hessian to the usual 1e-3.
 
 from __future__ import annotations
 
-import json
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import glamm
+from conftest import ReferenceSet
 
 AGQ_DIR = Path(__file__).parent / "reference" / "agq_extra"
 CASES = sorted(p.stem for p in (AGQ_DIR / "ref").glob("*.json"))
@@ -32,17 +32,14 @@ ESTIMATE_RTOL = 1e-4
 STDERR_RTOL = 1e-2
 
 
-@lru_cache(maxsize=None)
-def reference(case: str) -> dict:
-    return json.loads((AGQ_DIR / "ref" / f"{case}.json").read_text())
+_REFS = ReferenceSet(AGQ_DIR)
+reference = _REFS.reference
 
 
 @lru_cache(maxsize=None)
 def fitted(case: str):
     ref = reference(case)
-    catalogue = json.loads((AGQ_DIR / "data" / "datasets.json").read_text())
-    entry = catalogue[ref["dataset"]]
-    data = glamm.datasets.read_csv(AGQ_DIR / "data" / entry["file"], entry)
+    data = _REFS.load(ref["dataset"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return glamm.glmer(ref["formula"], data, family=ref["family"], link=ref["link"],

@@ -31,7 +31,6 @@ likelihood. For canonical links (binomial logit, Poisson log) the two are the sa
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -39,10 +38,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import glamm
+from conftest import ReferenceSet
 from glamm.errors import SingularFitWarning
 
 GLMM_DIR = Path(__file__).parent / "reference" / "glmm_extra"
@@ -88,19 +87,10 @@ def _params(cases=CASES):
 
 
 # --------------------------------------------------------------------------- loading
-@lru_cache(maxsize=None)
-def _catalogue() -> dict:
-    with open(GLMM_DATA / "datasets.json", encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-@lru_cache(maxsize=None)
-def _reference_text(case: str) -> str:
-    return (GLMM_REF / f"{case}.json").read_text(encoding="utf-8")
-
-
-def reference(case: str) -> dict:
-    return json.loads(_reference_text(case))
+_REFS = ReferenceSet(GLMM_DIR)
+_catalogue = _REFS.catalogue
+reference = _REFS.reference
+load_glmm_data = _REFS.load
 
 
 def best_fit(case: str) -> dict:
@@ -110,17 +100,6 @@ def best_fit(case: str) -> dict:
     if key.startswith("own_"):
         return ref["own"][key[len("own_"):]]
     return ref["fits"][key]
-
-
-def load_glmm_data(name: str) -> pd.DataFrame:
-    """The data set ``name`` typed by ``datasets.json`` (factor -> Categorical with R's level
-    order, ordered -> ordered Categorical, integer/numeric as such; only ``NA`` is missing),
-    through the loader the bundled data sets use, which also checks the shape and levels."""
-    entry = _catalogue()[name]
-    df = glamm.datasets.read_csv(GLMM_DATA / entry["file"], entry)
-    for col in entry["columns"]:
-        assert int(df[col["name"]].isna().sum()) == col["n_missing"], col["name"]
-    return df
 
 
 def glamm_formula(ref: dict) -> str:

@@ -38,7 +38,6 @@ lme4's. Two rules cover estimates that are not ordinary interior values:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -46,10 +45,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import glamm
+from conftest import ReferenceSet
 from glamm.errors import SingularFitWarning
 
 EXTRA_DIR = Path(__file__).parent / "reference" / "extra"
@@ -123,19 +122,10 @@ def _params():
 
 
 # --------------------------------------------------------------------------- loading
-@lru_cache(maxsize=None)
-def _catalogue() -> dict:
-    with open(EXTRA_DATA / "datasets.json", encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-@lru_cache(maxsize=None)
-def _reference_text(case: str) -> str:
-    return (EXTRA_REF / f"{case}.json").read_text(encoding="utf-8")
-
-
-def reference(case: str) -> dict:
-    return json.loads(_reference_text(case))
+_REFS = ReferenceSet(EXTRA_DIR)
+_catalogue = _REFS.catalogue
+reference = _REFS.reference
+load_extra = _REFS.load
 
 
 def best_estimates(case: str) -> dict:
@@ -145,17 +135,6 @@ def best_estimates(case: str) -> dict:
         return {**ref, **ref["tight"]}
     assert ref["best"] == "default"
     return ref
-
-
-def load_extra(name: str) -> pd.DataFrame:
-    """The data set ``name`` typed by ``datasets.json`` (factor -> Categorical with R's level
-    order, ordered -> ordered Categorical, integer/numeric as such; only ``NA`` is missing),
-    through the loader the bundled data sets use, which also checks the shape and levels."""
-    entry = _catalogue()[name]
-    df = glamm.datasets.read_csv(EXTRA_DATA / entry["file"], entry)
-    for col in entry["columns"]:
-        assert int(df[col["name"]].isna().sum()) == col["n_missing"], col["name"]
-    return df
 
 
 def glamm_formula(ref: dict) -> str:
