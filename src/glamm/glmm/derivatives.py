@@ -11,6 +11,20 @@ from ..optim.optsummary import OptSummary
 from .model import GeneralizedLinearMixedModel
 
 
+def hessian_from_gradients(grad, x: np.ndarray, g: np.ndarray, central: bool) -> np.ndarray:
+    """Symmetrized Hessian from differences of ``grad`` (steps ``1e-5 max(|x|, 0.1)``):
+    central (``2n`` gradients) or forward from ``g = grad(x)`` (``n`` gradients)."""
+    n = x.size
+    H = np.zeros((n, n))
+    for j in range(n):
+        h = 1e-5 * max(abs(x[j]), 0.1)
+        e = np.zeros(n)
+        e[j] = h
+        H[:, j] = ((grad(x + e) - grad(x - e)) / (2 * h) if central
+                   else (grad(x + e) - g) / h)
+    return 0.5 * (H + H.T)
+
+
 class AnalyticDerivatives(FiniteDifferences):
     """Analytic gradient of the Laplace deviance in ``[theta, beta]`` (glmm.gradient), central
     differences for the dispersion or shape parameter, and the Hessian by central differences
@@ -76,17 +90,7 @@ class AnalyticDerivatives(FiniteDifferences):
         cost when it only steers Newton steps) and value at ``x``."""
         fx = self.value(x)
         g = self.grad(x, fx)
-        n = x.size
-        H = np.zeros((n, n))
-        for j in range(n):
-            h = 1e-5 * max(abs(x[j]), 0.1)
-            e = np.zeros(n)
-            e[j] = h
-            if central:
-                H[:, j] = (self.grad(x + e) - self.grad(x - e)) / (2 * h)
-            else:
-                H[:, j] = (self.grad(x + e) - g) / h
-        H = 0.5 * (H + H.T)
+        H = hessian_from_gradients(self.grad, x, g, central)
         self.value(x)
         return g, H, fx
 
@@ -132,14 +136,9 @@ class FixedNodeDerivatives(FiniteDifferences):
         fx = self.value(x)
         nodes = self._nodes_for(x)
         g = self._fixed_grad(nodes, x)
-        n = x.size
-        H = np.zeros((n, n))
-        for j in range(n):
-            h = 1e-5 * max(abs(x[j]), 0.1)
-            e = np.zeros(n)
-            e[j] = h
-            H[:, j] = (self._fixed_grad(nodes, x + e) - g) / h
-        return g, 0.5 * (H + H.T), fx
+        # forward differences: the nodes stay put, so no PIRLS per column
+        H = hessian_from_gradients(lambda z: self._fixed_grad(nodes, z), x, g, central=False)
+        return g, H, fx
 
     def steering_hessian(self, x: np.ndarray):
         return self.grad_hess(x)
