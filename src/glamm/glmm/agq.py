@@ -21,13 +21,14 @@ and the log-likelihood is comparable across ``nagq``. All clusters and nodes are
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.polynomial.hermite import hermgauss
-from scipy.special import logsumexp
 
 from ..errors import GlammError
+from .agq_derivatives import logsumexp_rows, theta_jacobian
 from .gradient import ZLayout
 
 _LOG2PI = float(np.log(2.0 * np.pi))
@@ -45,6 +46,31 @@ def product_rule(nagq: int, q: int) -> tuple[np.ndarray, np.ndarray]:
     nodes = np.array(list(itertools.product(x, repeat=q)))
     logw = np.array([np.sum(np.log(c)) for c in itertools.product(w, repeat=q)])
     return nodes, logw
+
+
+@dataclass
+class Nodes:
+    """Adaptive nodes of every cluster at one parameter value, with what their derivatives
+    need (glmm.agq_derivatives).
+
+    Attributes
+    ----------
+    U: node points ``(m, q, K)`` in the spherical scale of ``u``.
+    const: ``(m, K)`` log weights of the nodes, the standard normal density included.
+    u_hat, C, H: modes ``(m, q)``, lower Cholesky factors of ``H^-1`` and curvatures
+        ``(m, q, q)``.
+    s, h, h3: first to third derivatives of the log-density in ``eta`` at the modes
+        (``h3`` only where :func:`exact_gradient_available`; else ``None``).
+    """
+
+    U: np.ndarray
+    const: np.ndarray
+    u_hat: np.ndarray
+    C: np.ndarray
+    H: np.ndarray
+    s: np.ndarray
+    h: np.ndarray
+    h3: np.ndarray | None
 
 
 class AdaptiveQuadrature:
@@ -87,18 +113,39 @@ class AdaptiveQuadrature:
         offs = self.zl.offsets
         self.u_index = np.hstack([offs[k] + np.arange(self.m)[:, None] * t.p + np.arange(t.p)
                                   for k, t in enumerate(model.reterms)])
+        self._jacobian: tuple[float, np.ndarray] | None = None
+        #: the parameters and nodes of the last :meth:`loglik` (reused by the derivatives)
+        self.last: tuple[np.ndarray, Nodes] | None = None
+
+    def theta_jacobian(self) -> np.ndarray:
+        """``d (Z Lambda) / d theta`` at the nonzeros, ``(n, q, n_theta)`` (cached; it
+        depends only on the model's ``lambda_scale``)."""
+        scale = self.model.lambda_scale
+        if self._jacobian is None or self._jacobian[0] != scale:
+            self._jacobian = (scale, theta_jacobian(self))
+        return self._jacobian[1]
 
     def loglik(self, theta: np.ndarray, beta: np.ndarray) -> float:
         """Quadrature log-likelihood at (``theta``, ``beta``) and the model's dispersion/shape;
         runs PIRLS for the modes (``-inf`` if it fails)."""
         nodes = self.adapt(theta, beta)
         if nodes is None:
+            self.last = None
             return -np.inf
-        return self.fixed_node_loglik(nodes, theta, beta)[0]
+        self.last = (np.concatenate([theta, beta]), nodes)
+        return self.fixed_node_loglik(nodes, theta, beta)
 
-    def adapt(self, theta: np.ndarray, beta: np.ndarray):
-        """The adaptive nodes at (``theta``, ``beta``): cluster points ``U`` (``m x q x K``) in
-        the spherical scale and ``log|C_i|``; ``None`` if PIRLS fails."""
+    def nodes_at(self, theta: np.ndarray, beta: np.ndarray) -> "Nodes | None":
+        """The nodes adapted to (``theta``, ``beta``), reusing the last :meth:`loglik`'s."""
+        x = np.concatenate([theta, beta])
+        if self.last is not None and np.array_equal(self.last[0], x):
+            return self.last[1]
+        return self.adapt(theta, beta)
+
+    def adapt(self, theta: np.ndarray, beta: np.ndarray) -> "Nodes | None":
+        """The adaptive nodes at (``theta``, ``beta``) (:class:`Nodes`); ``None`` if PIRLS
+        fails."""
+        from .agq_derivatives import d3loglik_deta3, exact_gradient_available
         from .model import PirlsError
 
         model = self.model
@@ -110,7 +157,8 @@ class AdaptiveQuadrature:
         V = self.zl.values(model.lambdas(theta))   # n x q: row j of Z Lambda
         u_hat = model.u[self.u_index]                       # m x q
         eta_mode, mu_mode = model.eta, model.mu
-        w = -fam.d2loglik_deta2(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
+        h = fam.d2loglik_deta2(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
+        w = -h
         H = self._curvature(V, w)
         try:
             np.linalg.cholesky(H)
@@ -126,43 +174,22 @@ class AdaptiveQuadrature:
         const = (0.5 * self.q * np.log(2.0) + logdetC)[:, None] + (
             -0.5 * np.sum(U**2, axis=1) - 0.5 * self.q * _LOG2PI
             + self.logw[None, :] + np.sum(self.nodes**2, axis=1)[None, :])
-        return {"U": U, "const": const}
+        exact = exact_gradient_available(model)
+        s = fam.dloglik_deta(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
+        h3 = d3loglik_deta3(model, mu_mode, eta_mode) if exact else None
+        return Nodes(U=U, const=const, u_hat=u_hat, C=C, H=H, s=s, h=h, h3=h3)
 
-    def fixed_node_loglik(self, nodes, theta: np.ndarray, beta: np.ndarray,
-                          gradient: bool = False):
+    def fixed_node_loglik(self, nodes: Nodes, theta: np.ndarray, beta: np.ndarray) -> float:
         """The quadrature log-likelihood with the nodes held where :meth:`adapt` put them (equal
-        to :meth:`loglik` at the parameters they were adapted to) and, with ``gradient``, its
-        gradient in ``[theta, beta]`` (the posterior-weighted scores: GLMMadaptive's)."""
+        to :meth:`loglik` at the parameters they were adapted to). Its derivatives are in
+        glmm.agq_derivatives."""
         model = self.model
-        fam = model.family
-        lams = model.lambdas(theta)
-        V = self.zl.values(lams)
-        U = nodes["U"]
-        g = self.cluster
-        eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V, U[g])
-        logp = fam.loglik_eta(self.y2, eta, self.wt2, model.dispersion)   # n x K
-        S = np.asarray(self.indicator @ logp)              # m x K
-        a = S + nodes["const"]
-        lse = logsumexp(a, axis=1)
-        value = float(np.sum(lse))
-        if not gradient:
-            return value, None
-        post = np.exp(a - lse[:, None])                     # m x K posterior node weights
-        mu = fam.link.inverse(eta)
-        score = fam.dloglik_deta(self.y2, mu, eta, self.wt2, model.dispersion)  # n x K
-        ws = score * post[g]                                # n x K
-        grad_beta = model.X.T @ ws.sum(axis=1)
-        grad_theta = np.zeros(model.n_theta)
-        Ug = U[g]                                           # n x q x K
-        for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
-            cols = self.zl.term_slices[k]
-            for r in range(sl.start, sl.stop):
-                e = np.zeros(model.n_theta)
-                e[r] = 1.0
-                dV = t.z @ (model.lambda_scale * t.lambda_(e[sl]))   # n x p_k
-                deta = np.einsum("jc,jck->jk", dV, Ug[:, cols, :])
-                grad_theta[r] = float(np.sum(ws * deta))
-        return value, np.concatenate([grad_theta, grad_beta])
+        V = self.zl.values(model.lambdas(theta))
+        eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V,
+                                                                  nodes.U[self.cluster])
+        logp = model.family.loglik_eta(self.y2, eta, self.wt2, model.dispersion)   # n x K
+        a = np.asarray(self.indicator @ logp) + nodes.const                        # m x K
+        return float(np.sum(logsumexp_rows(a)))
 
     def _curvature(self, V: np.ndarray, w: np.ndarray) -> np.ndarray:
         """``I + sum_j w_j v_j v_j'`` per cluster, ``(m, q, q)``."""

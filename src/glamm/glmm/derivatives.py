@@ -95,53 +95,64 @@ class AnalyticDerivatives(FiniteDifferences):
         return g, H, fx
 
 
-class FixedNodeDerivatives(FiniteDifferences):
-    """Derivatives of the quadrature deviance with the adaptive nodes held where they were
-    placed for the current point (GLMMadaptive's gradient): analytic gradients, and a Hessian
-    from differences of them that needs no PIRLS (the nodes do not move). At a point where they
-    vanish the nodes' own dependence on the parameters is ignored, which moves the optimum by
-    far less than the quadrature error; :func:`fit_agq` finishes with finite differences of
-    the true objective."""
+class QuadratureDerivatives(FiniteDifferences):
+    """Derivatives of the quadrature deviance ``-2 l`` in ``[theta, beta]``
+    (glmm.agq_derivatives).
 
-    def __init__(self, f, model: GeneralizedLinearMixedModel, quadrature):
+    With ``exact`` the gradient includes the adaptive nodes' own movement (canonical links);
+    otherwise it is GLMMadaptive's, with the nodes held where they were placed for the current
+    point, plus :attr:`correction` when :func:`fit_agq` has measured one. Newton is steered by
+    the analytic Hessian at fixed nodes (one pass, no PIRLS). For standard errors
+    (:meth:`grad_hess`) the Hessian is taken from differences of exact gradients where they
+    exist, else the fixed-node one (the nodes' movement changes it far less than the 1e-3
+    asked of standard errors)."""
+
+    def __init__(self, f, model: GeneralizedLinearMixedModel, quadrature, exact: bool):
         super().__init__(f)
-        self.model, self.quad = model, quadrature
-        self._nodes_at: np.ndarray | None = None
-        self._nodes = None
-
-    def _nodes_for(self, x: np.ndarray):
-        nt = self.model.n_theta
-        if self._nodes_at is None or not np.array_equal(self._nodes_at, x):
-            self._nodes = self.quad.adapt(x[:nt], x[nt:])
-            self._nodes_at = np.array(x, copy=True)
-        return self._nodes
+        self.model, self.quad, self.exact = model, quadrature, exact
 
     #: added to the gradient (the effect of the nodes' movement, measured elsewhere)
     correction: np.ndarray | None = None
 
-    def _fixed_grad(self, nodes, x: np.ndarray) -> np.ndarray:
-        nt = self.model.n_theta
-        _, g = self.quad.fixed_node_loglik(nodes, x[:nt], x[nt:], gradient=True)
+    def _derivs(self, x: np.ndarray, hessian: bool):
+        from ..errors import GlammError
+        from .agq_derivatives import derivatives
+
+        m = self.model
+        nt = m.n_theta
+        nodes = self.quad.nodes_at(x[:nt], x[nt:])
+        if nodes is None:
+            raise GlammError("PIRLS failed while differentiating the quadrature "
+                             "log-likelihood")
+        _, g, H = derivatives(self.quad, nodes, x[:nt], x[nt:], exact=self.exact,
+                              hessian=hessian)
         g = -2.0 * g
         if self.correction is not None:
             g = g + self.correction
-        if self.model.penalty is not None:
-            g[nt:] += self.model.penalty.deviance_gradient(x[nt:])
-        return g
+        if m.penalty is not None:
+            g[nt:] += m.penalty.deviance_gradient(x[nt:])
+        if H is not None:
+            H = -2.0 * H
+            if m.penalty is not None:
+                H[nt:, nt:] += np.diag(m.penalty.deviance_hessian_diag(x[nt:]))
+        return g, H
 
     def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
-        return self._fixed_grad(self._nodes_for(x), x)
-
-    def grad_hess(self, x: np.ndarray, central: bool = True):
-        fx = self.value(x)
-        nodes = self._nodes_for(x)
-        g = self._fixed_grad(nodes, x)
-        # forward differences: the nodes stay put, so no PIRLS per column
-        H = hessian_from_gradients(lambda z: self._fixed_grad(nodes, z), x, g, central=False)
-        return g, H, fx
+        return self._derivs(x, hessian=False)[0]
 
     def steering_hessian(self, x: np.ndarray):
-        return self.grad_hess(x)
+        fx = self.value(x)
+        g, H = self._derivs(x, hessian=True)
+        return g, H, fx
+
+    def grad_hess(self, x: np.ndarray, central: bool = True):
+        if not self.exact:
+            return self.steering_hessian(x)
+        fx = self.value(x)
+        g = self.grad(x, fx)
+        H = hessian_from_gradients(self.grad, x, g, central)
+        self.value(x)
+        return g, H, fx
 
 
 def choose_derivatives(f, model: GeneralizedLinearMixedModel):

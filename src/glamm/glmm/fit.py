@@ -17,7 +17,8 @@ from ..linalg.threads import single_threaded
 from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
 from ..optim.newton import FiniteDifferences, newton_minimize
-from .derivatives import AnalyticDerivatives, FixedNodeDerivatives, choose_derivatives
+from .agq_derivatives import exact_gradient_available
+from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
 from .glm import fit_glm
 from .model import GeneralizedLinearMixedModel
 
@@ -234,15 +235,18 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
         t0 = time.perf_counter()
         scale = np.maximum(np.abs(x0) * 0.1, 0.05)
         derivs = FiniteDifferences(f)
-        if x0.size == nt + p:
-            # no dispersion or shape: first with gradients at fixed nodes (cheap, analytic),
-            # then polish on the true objective's finite-difference gradient, steered by that
-            # Hessian
-            fixed = FixedNodeDerivatives(f, model, quad)
+        if x0.size == nt + p and exact_gradient_available(model):
+            # exact gradients (the nodes' movement included), steered by the analytic Hessian
+            # at fixed nodes
+            rec.optimizer = f"newton on AGQ({nagq}) (analytic gradient)"
+            derivs = QuadratureDerivatives(f, model, quad, exact=True)
+            ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
+        elif x0.size == nt + p:
+            # other links: first with gradients at fixed nodes (cheap, analytic), then
+            # polished with a correction for the nodes' movement measured once by finite
+            # differences of the true objective
+            fixed = QuadratureDerivatives(f, model, quad, exact=False)
             _, x1, f1, H1, _ = newton_minimize(f, x0, lo, rec, scale=scale, derivs=fixed)
-            # the nodes' own movement shifts the gradient by a slowly varying amount: measure
-            # it once by finite differences, iterate on the corrected cheap gradient, then
-            # check (and if needed finish) on finite differences of the true objective
             fixed.correction = derivs.grad(x1, f1) - fixed.grad(x1, f1)
             ok, x, fx, H, x_h = newton_minimize(f, x1, lo, rec, scale=scale, derivs=fixed,
                                                 hessian=H1)

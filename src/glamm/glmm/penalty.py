@@ -70,3 +70,12 @@ class StudentTPenalty:
         d = beta[self.index] - self.mean
         g[self.index] = 2.0 * (self.df + 1) * d / (self.df * self.scale**2 + d * d)
         return g
+
+    def deviance_hessian_diag(self, beta: np.ndarray) -> np.ndarray:
+        """Diagonal of the Hessian of :meth:`deviance` in ``beta`` (the penalty is separable;
+        zero for unpenalized coefficients)."""
+        out = np.zeros(beta.size)
+        d = beta[self.index] - self.mean
+        c = self.df * self.scale**2
+        out[self.index] = 2.0 * (self.df + 1) * (c - d * d) / (c + d * d) ** 2
+        return out

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-from ..glmm.derivatives import FixedNodeDerivatives, choose_derivatives
+from ..glmm.agq_derivatives import exact_gradient_available
+from ..glmm.derivatives import QuadratureDerivatives, choose_derivatives
 from ..glmm.fit import GlmmFitRecord, full_objective, quadrature_objective
 from ..optim.newton import FiniteDifferences
 from ..linalg.threads import single_threaded
@@ -109,9 +110,9 @@ class GlmerResult(MixedResultBase):
             f = quadrature_objective(m, self._base_family, self.record.quadrature)
             derivs = FiniteDifferences(f)
             if x.size == m.n_theta + m.p:
-                # differences of gradients with the nodes held at the optimum: the nodes'
-                # movement changes the Hessian far less than the 1e-3 asked of standard errors
-                derivs = FixedNodeDerivatives(f, m, self.record.quadrature)
+                # differences of exact gradients, or the analytic Hessian at fixed nodes
+                derivs = QuadratureDerivatives(f, m, self.record.quadrature,
+                                               exact=exact_gradient_available(m))
         else:
             f = full_objective(m, self._base_family)
             derivs = choose_derivatives(f, m)
