@@ -218,8 +218,11 @@ def quadrature_objective(model: GeneralizedLinearMixedModel, base_family, quadra
 def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bobyqa",
             blas_threads: int | None = 1, **settings) -> GlmmFitRecord:
     """Maximize the adaptive Gauss-Hermite log-likelihood, starting from the Laplace fit:
-    Newton steps on finite-difference derivatives (BOBYQA if they stall), a boundary check for
-    variances near zero, and the Hessian at the optimum for the standard errors."""
+    Newton steps on the exact gradient (canonical links; glmm.agq_derivatives), on a
+    fixed-node gradient corrected once by finite differences (other links), or on finite
+    differences (families with a dispersion or shape); BOBYQA if they stall, and a boundary
+    check for variances near zero. Standard errors take the Hessian at the optimum, on
+    demand."""
     from .agq import AdaptiveQuadrature
 
     quad = AdaptiveQuadrature(model, nagq)   # checks the model first (one grouping factor)
