@@ -248,6 +248,7 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
             # other links: first with gradients at fixed nodes (cheap, analytic), then
             # polished with a correction for the nodes' movement measured once by finite
             # differences of the true objective
+            rec.optimizer = f"newton on AGQ({nagq}) (fixed-node gradient, corrected)"
             fixed = QuadratureDerivatives(f, model, quad, exact=False)
             _, x1, f1, H1, _ = newton_minimize(f, x0, lo, rec, scale=scale, derivs=fixed)
             fixed.correction = derivs.grad(x1, f1) - fixed.grad(x1, f1)
