@@ -1,0 +1,1 @@
+"""Penalized smooth terms (``s(x)``) and their mixed-model representation."""
