@@ -28,6 +28,8 @@ def check_lmm_frame(frame: ModelFrame) -> None:
                         "fit a linear model without random effects instead")
     n = frame.n
     for t in frame.reterms:
+        if t.smooth is not None:   # a smooth's penalized part: one 'level' by design
+            continue
         if t.nlevels < 2:
             raise DataError(
                 f"grouping factor {t.group!r} has only {t.nlevels} level in the {n} rows used; "
@@ -229,6 +231,8 @@ def check_glmm_frame(frame: ModelFrame) -> None:
         raise DataError("the formula has no random-effects terms such as (1 | group); "
                         "fit a generalized linear model without random effects instead")
     for t in frame.reterms:
+        if t.smooth is not None:   # a smooth's penalized part: one 'level' by design
+            continue
         if t.nlevels < 2:
             raise DataError(
                 f"grouping factor {t.group!r} has only {t.nlevels} level in the {frame.n} rows "

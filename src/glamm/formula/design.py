@@ -19,7 +19,9 @@ import pandas as pd
 from formulaic import model_matrix
 
 from ..errors import DataError, FormulaError
-from ..terms.covariance import Unstructured
+from ..smooths.construct import construct as construct_smooth
+from ..smooths.spec import split_smooths
+from ..terms.covariance import ScaledIdentity, Unstructured
 from ..terms.reterm import ReTerm
 from .bars import ParsedFormula, RandomTermSpec, parse_formula
 from .naming import lme4_names
@@ -68,6 +70,18 @@ class ModelFrame:
     #: levels (as labels) of the factor covariates, and the numeric covariates, for new data
     factor_levels: dict = field(default_factory=dict)
     numeric_columns: tuple = ()
+    #: smooth terms (glamm.smooths.construct.Smooth), in formula order; their unpenalized
+    #: columns are the last ``n_smooth_fixed`` columns of ``X``
+    smooths: list = field(default_factory=list)
+
+    @property
+    def n_smooth_fixed(self) -> int:
+        return sum(sm.n_fixed for sm in self.smooths)
+
+    @property
+    def n_parametric(self) -> int:
+        """Number of parametric columns of ``X`` (those before the smooths' fixed columns)."""
+        return self.X.shape[1] - self.n_smooth_fixed
 
     @property
     def n(self) -> int:
@@ -101,6 +115,15 @@ class ModelFrame:
         mm = self.xspec.get_model_matrix(data, na_action="ignore")
         X = np.asarray(mm, dtype=float)
         X = X[:, self.x_keep] if self.x_keep is not None else X
+        if self.smooths:
+            ok = ~missing
+            parts = [X]
+            for sm in self.smooths:
+                cols = np.full((len(data), sm.n_fixed), np.nan)
+                if ok.any():
+                    cols[ok] = sm.split(sm.design(data.loc[ok]))[1]
+                parts.append(cols)
+            X = np.hstack(parts)
         if missing.any():
             X = X.copy()
             X[missing] = np.nan
@@ -348,12 +371,21 @@ def build_model_frame(
         raise DataError("the data frame has no rows")
     parsed = parse_formula(formula)
     fixed_terms, offset_exprs = _split_offsets(parsed.fixed_rhs)
+    fixed_terms, smooth_specs = split_smooths(fixed_terms)
 
     # vectors given as arrays are attached before row dropping so they stay aligned
     w_full = _as_vector(weights, data, "weights")
     o_full = _as_vector(offset, data, "offset")
 
-    used = _used_columns(parsed.response + " " + parsed.fixed_rhs, data)
+    used = _used_columns(parsed.response + " " + fixed_terms + " "
+                         + " ".join(f"offset({e})" for e in offset_exprs), data)
+    for spec in smooth_specs:
+        for c in (*spec.terms, *([spec.by] if spec.by else [])):
+            if c not in data.columns:
+                raise FormulaError(f"unknown column {c!r} in smooth term {spec.text!r}; the "
+                                   f"data has columns {', '.join(map(str, data.columns))}")
+            if c not in used:
+                used.append(c)
     for spec in parsed.random:
         for f in spec.factors:
             if f not in data.columns:
@@ -415,7 +447,30 @@ def build_model_frame(
     dropped = [nm for nm, k in zip(names_all, keep) if not k]
 
     reterms = [_build_reterm(spec, frame, n) for spec in parsed.random]
-    # lme4 orders terms by decreasing number of levels (stable for ties)
+    smooths = []
+    for spec in smooth_specs:
+        smooths.extend(construct_smooth(spec, frame))
+    if smooths:
+        fixed_parts = [X]
+        for sm in smooths:
+            Xr, Xf = sm.split(sm.X)
+            fixed_parts.append(Xf)
+            xnames = xnames + sm.fixed_names
+            if sm.rank > 0:
+                reterms.append(ReTerm(
+                    group=sm.label, levels=(sm.label,), refs=np.zeros(n, dtype=np.int64), z=Xr,
+                    cnames=tuple(f"{sm.label}.r{i + 1}" for i in range(sm.rank)),
+                    covariance=ScaledIdentity(sm.rank), expr=sm.spec.text, factors=(),
+                    smooth=sm))
+        X = np.hstack(fixed_parts)
+        if np.linalg.matrix_rank(X) < X.shape[1]:
+            raise DataError(
+                "the unpenalized part of the smooth terms (" + ", ".join(
+                    sm.label for sm in smooths if sm.n_fixed) + ") is collinear with the "
+                "parametric terms (e.g. a linear term x together with s(x)); drop the "
+                "duplicated parametric term")
+    # lme4 orders terms by decreasing number of levels (stable for ties); smooths (one
+    # "level") come last, which the smooths' covariance computations rely on
     order = sorted(range(len(reterms)), key=lambda i: -reterms[i].nlevels)
     reterms = [reterms[i] for i in order]
 
@@ -466,6 +521,7 @@ def build_model_frame(
         trials=trials,
         factor_levels=factor_levels,
         numeric_columns=tuple(numeric_cols),
+        smooths=smooths,
     )
 
 

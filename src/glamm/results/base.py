@@ -47,6 +47,9 @@ class MixedResultBase:
         rows = []
         for label, t, S in zip(self._group_labels(), self.model.reterms, covariances):
             sd = np.sqrt(np.diag(S))
+            if t.smooth is not None:   # one variance for a smooth's penalized coefficients
+                rows.append((label, "s", None, S[0, 0], sd[0]))
+                continue
             for i, nm in enumerate(t.cnames):
                 rows.append((label, nm, None, S[i, i], sd[i]))
             for j in range(t.p):
@@ -64,6 +67,8 @@ class MixedResultBase:
     def _ranef_tables(self, b: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         for t, bk in zip(self.model.reterms, b):
+            if t.smooth is not None:   # reported through the smooth's coefficients
+                continue
             df = pd.DataFrame(bk, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
             out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
         return out
@@ -71,6 +76,8 @@ class MixedResultBase:
     def _condvar_tables(self, condcov: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         for t, C in zip(self.model.reterms, condcov):
+            if t.smooth is not None:
+                continue
             diag = np.einsum("mii->mi", C)
             df = pd.DataFrame(diag, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
             out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
@@ -93,6 +100,10 @@ class MixedResultBase:
         self.frame.check_new_levels(newdata)
         refs, zs = [], []
         for t in self.model.reterms:
+            if t.smooth is not None:   # penalized columns of a smooth at the new rows
+                refs.append(np.zeros(len(newdata), dtype=np.int64))
+                zs.append(t.smooth.split(t.smooth.design(newdata))[0])
+                continue
             missing = [f for f in t.factors if f not in newdata.columns]
             if missing:
                 raise DataError(

@@ -18,10 +18,11 @@ from ..glmm.model import GeneralizedLinearMixedModel
 from ..lmm.estimates import linear_predictor_re
 from ..formula.design import row_labels
 from .base import MixedResultBase
+from .smooth_results import SmoothResultsMixin
 from .export import fit_dict, mixed_fields
 
 
-class GlmerResult(MixedResultBase):
+class GlmerResult(SmoothResultsMixin, MixedResultBase):
     """A GLMM fitted by the Laplace approximation.
 
     Attributes
@@ -81,10 +82,14 @@ class GlmerResult(MixedResultBase):
         self.df_resid = self.nobs - self.npar
         self.ngroups = {}
         for t in model.reterms:
-            self.ngroups.setdefault(t.group, t.nlevels)
+            if t.smooth is None:
+                self.ngroups.setdefault(t.group, t.nlevels)
         self.n_dropped_na = self.frame.n_dropped_na
         self.dropped_columns = list(self.frame.dropped_columns)
-        self.is_singular = model.layout.is_singular(self.theta)
+        # a smooth whose penalized part vanishes is a linear fit, not a singular model
+        self.is_singular = any(
+            t.covariance.is_singular(self.theta[s])
+            for t, s in zip(model.reterms, model.layout.slices) if t.smooth is None)
         self._b = model.random_effects(self.theta, model.u)
         self._eta = model.eta.copy()
         self._mu = model.mu.copy()
@@ -97,6 +102,19 @@ class GlmerResult(MixedResultBase):
 
     def _factor(self):
         return self.model.fac_b
+
+    def _smooth_state(self, theta=None):
+        """The joint (random and fixed effects) factor refilled with the Fisher weights at the
+        mode (gamm4 uses lme4's working weights there); its system is already divided by the
+        dispersion, so the covariance scale is 1 and ``b = sqrt(dispersion) theta u``."""
+        m = self.model
+        m.pirls(self.theta, self.fixef.to_numpy())
+        w, mu_eta = m._weights(m.eta, m.mu)
+        zwork = m.eta - m.offset + (m.y - m.mu) / mu_eta
+        m.cp_b.update(w, zwork)
+        m.fac_b.refresh()
+        m.fac_b.update(m.lambdas(self.theta if theta is None else theta))
+        return m.fac_b, 1.0, bool(m.family.has_dispersion)
 
     # ------------------------------------------------------------------ inference
     @cached_property
@@ -218,7 +236,8 @@ class GlmerResult(MixedResultBase):
         type: ``"link"``, ``"response"`` or ``"marginal"`` (population-averaged means: the
             conditional mean averaged over the random effects, see
             :func:`glamm.marginal_coefs`; ``re`` is then ignored).
-        re: include the random effects (``False``: population level).
+        re: include the random effects (``False``: population level; smooth terms are part of
+            the mean curve and stay in).
         allow_new_levels: unseen levels get random effects of zero instead of an error.
         new_from_responses: unseen levels (new subjects) get their empirical Bayes random
             effects, the conditional modes given their own responses in ``newdata`` (which
@@ -233,9 +252,12 @@ class GlmerResult(MixedResultBase):
             raise ValueError(f"type must be 'link', 'response' or 'marginal', got {type!r}")
         beta = self.fixef.to_numpy()
         if newdata is None:
-            eta = self._eta.copy() if re else self.frame.X @ beta + self.frame.offset
+            eta = self._eta.copy() if re else \
+                self.frame.X @ beta + self.frame.offset + self._smooth_re(None)
         else:
             eta = self.frame.new_X(newdata) @ beta + self.frame.new_offset(newdata)
+            if not re:
+                eta = eta + self._smooth_re(newdata)
             if re:
                 refs, zs = self._new_re_design(newdata, allow_new_levels or new_from_responses)
                 b = self._b

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 
 from .base import MixedResultBase
+from .smooth_results import SmoothResultsMixin
 from .export import fit_dict, mixed_fields
 from ..lmm import estimates
 from ..lmm.model import LinearMixedModel
 from ..optim.optsummary import OptSummary
 
 
-class LmerResult(MixedResultBase):
+class LmerResult(SmoothResultsMixin, MixedResultBase):
     """A fitted LMM.
 
     Attributes
@@ -76,11 +77,14 @@ class LmerResult(MixedResultBase):
         self.df_resid = self.nobs - self.npar
         self.ngroups = {}
         for t in model.reterms:
-            self.ngroups.setdefault(t.group, t.nlevels)
+            if t.smooth is None:
+                self.ngroups.setdefault(t.group, t.nlevels)
         self.n_dropped_na = self.frame.n_dropped_na
         self.dropped_columns = list(self.frame.dropped_columns)
+        # a smooth whose penalized part vanishes is a linear fit, not a singular model
         self.is_singular = any(
             t.covariance.is_singular(self.theta[s]) for t, s in zip(model.reterms, model.theta_slices)
+            if t.smooth is None
         )
         self.pwrss = f.pwrss()
         eta_fixed = self.frame.X @ beta + self.frame.offset
@@ -127,20 +131,26 @@ class LmerResult(MixedResultBase):
         Parameters
         ----------
         newdata: data frame with the columns the model uses; ``None`` predicts the fitted data.
-        re: include the random effects (``False``: population level, ``X beta + offset``).
+        re: include the random effects (``False``: population level, ``X beta + offset``
+            plus any smooth terms, which belong to the mean curve).
         allow_new_levels: levels not seen in fitting get a random effect of zero instead of
             raising an error.
         """
         if newdata is None:
             if re:
                 return self.fitted.copy()
-            return self.frame.X @ self.fixef.to_numpy() + self.frame.offset
+            return self.frame.X @ self.fixef.to_numpy() + self.frame.offset + \
+                self._smooth_re(None)
         X = self.frame.new_X(newdata)
         eta = X @ self.fixef.to_numpy() + self.frame.new_offset(newdata)
         if not re:
-            return eta
+            return eta + self._smooth_re(newdata)
         refs, zs = self._new_re_design(newdata, allow_new_levels)
         return eta + estimates.linear_predictor_re(self.model.reterms, self._b, refs, zs)
+
+    def _smooth_state(self, theta=None):
+        self.model.set_theta(self.theta if theta is None else theta)
+        return self.model.factor, self.sigma**2, True
 
     def _format(self) -> str:
         from .summary import format_lmer

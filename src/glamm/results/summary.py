@@ -318,10 +318,29 @@ def _coef_block(ct: pd.DataFrame, title: str) -> list[str]:
 
 
 def _fixed_block(m: LmerResult) -> list[str]:
-    return _coef_block(m.coef_table(), "Fixed effects:")
+    smooths = getattr(m.frame, "smooths", None)
+    if not smooths:
+        return _coef_block(m.coef_table(), "Fixed effects:")
+    # with smooths (gamm4's $gam table): the parametric part, then a table per smooth; the
+    # smooths' unpenalized columns are part of the smooths, not shown as coefficients
+    ct = m.coef_table().iloc[:m.frame.n_parametric]
+    return _coef_block(ct, "Parametric coefficients:") + [""] + _smooth_block(m)
+
+
+def _smooth_block(m) -> list[str]:
+    """mgcv's "Approximate significance of smooth terms" table."""
+    st = m.smooth_table
+    stat = str(st.columns[2])
+    header = ["", "edf", "Ref.df", stat, "p-value", ""]
+    rows = [[str(nm), f"{r['edf']:.3f}", f"{r['Ref.df']:.3f}", f"{r[stat]:.3f}",
+             _pvalue(r["p-value"]), _stars(r["p-value"])] for nm, r in st.iterrows()]
+    return ["Approximate significance of smooth terms:"] + _table(
+        header, rows, ["l", "r", "r", "r", "r", "l"])
 
 
 def _fixed_corr_block(m) -> list[str]:
+    if getattr(m.frame, "smooths", None):
+        return []
     names = [str(n) for n in m.fixef.index]
     p = len(names)
     if p < 2 or p > MAX_CORR_FIXED:

@@ -30,6 +30,8 @@ class ReTerm:
         Names of the ``p`` columns (lme4 style: ``"(Intercept)"``, ``"Days"``).
     covariance:
         The structure mapping this term's ``theta`` to ``lambda`` (see ``terms.covariance``).
+    smooth:
+        The smooth whose penalized part this term is (``None`` for ordinary terms).
     expr, factors:
         The left-hand side as parsed and the data columns forming the grouping factor; with
         ``zspec`` (formulaic's model spec) they rebuild ``z`` and ``refs`` for new data.
@@ -44,6 +46,9 @@ class ReTerm:
     expr: str = "1"
     factors: tuple[str, ...] = ()
     zspec: Any = field(default=None, repr=False)
+    #: for the random-effect part of a smooth (glamm.smooths.construct.Smooth): one "level",
+    #: ``z`` the penalized columns, identity covariance; ``None`` for ordinary terms
+    smooth: Any = field(default=None, repr=False)
 
     @property
     def nlevels(self) -> int:

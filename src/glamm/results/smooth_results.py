@@ -1,0 +1,145 @@
+"""Smooth-term results shared by the LMM and GLMM result classes (gamm4's ``$gam`` part):
+coefficients in the smooths' bases, ``Vp``, effective degrees of freedom, smoothing
+parameters, the smooth test table and estimated curves.
+
+The result classes provide ``_smooth_state()``: the factor holding the penalized system at the
+optimum, the residual scale, and whether the scale is estimated. Not public API.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from ..errors import GlammError
+
+
+class SmoothResultsMixin:
+    """Methods for models with ``s(...)`` terms (empty results otherwise)."""
+
+    def _smooth_state(self, theta=None):   # pragma: no cover - provided by the result classes
+        """(factor at the estimates, or at ``theta``; scale; whether it is estimated)."""
+        raise NotImplementedError
+
+    @property
+    def smooths(self) -> list:
+        """The fitted smooths (one per ``s()`` term, one per level of a factor ``by``)."""
+        return list(self.frame.smooths)
+
+    @property
+    def smooth_labels(self) -> list[str]:
+        """mgcv's labels of the smooths, e.g. ``["s(x0)", "s(x2)"]``."""
+        return [sm.label for sm in self.frame.smooths]
+
+    @cached_property
+    def _smooth_fit(self):
+        from ..smooths.inference import smooth_fit
+
+        if not self.frame.smooths:
+            raise GlammError("the model has no smooth terms s(...)")
+        fac, scale, scale_estimated = self._smooth_state()
+        model = self.model
+        thetas = [self.theta[s] for s in model.layout.slices]
+        lambda_scale = float(getattr(model, "lambda_scale", 1.0))
+
+        def unit_factor():
+            unit = self.theta.copy()
+            for t, s in zip(model.reterms, model.layout.slices):
+                if t.smooth is not None:
+                    unit[s] = 1.0
+            return self._smooth_state(unit)[0]
+
+        try:
+            return smooth_fit(self.frame, model.reterms, fac, [float(t[0]) for t in thetas],
+                              scale, self.nobs, self.fixef.to_numpy(), self._b,
+                              scale_estimated, lambda_scale=lambda_scale,
+                              unit_factor=unit_factor)
+        finally:
+            self._smooth_state()   # leave the model's factor at the estimates
+
+    @property
+    def smooth_table(self) -> pd.DataFrame:
+        """Per smooth: effective degrees of freedom, reference df, the test statistic (``F``
+        when the scale is estimated, ``Chi.sq`` otherwise) and its p-value (mgcv's
+        ``summary.gam`` table as gamm4 reports it; Wood 2013)."""
+        return self._smooth_fit.table.copy()
+
+    @property
+    def edf(self) -> pd.Series:
+        """Effective degrees of freedom per smooth."""
+        return self._smooth_fit.edf.copy()
+
+    @property
+    def sp(self) -> pd.Series:
+        """Smoothing parameters per smooth: residual scale over the variance of the smooth's
+        penalized part (mgcv's ``sp`` on its rescaled penalty)."""
+        return self._smooth_fit.sp.copy()
+
+    @property
+    def gam_coef(self) -> pd.Series:
+        """All coefficients as mgcv reports them: parametric, then each smooth's in its own
+        (constrained) basis, named ``s(x).1``, ``s(x).2``, ..."""
+        return self._smooth_fit.coef.copy()
+
+    @property
+    def Vp(self) -> pd.DataFrame:
+        """Bayesian posterior covariance of :attr:`gam_coef` (mgcv's ``Vp``)."""
+        return self._smooth_fit.Vp.copy()
+
+    def _smooth_re(self, newdata: pd.DataFrame | None) -> np.ndarray | float:
+        """The smooths' penalized parts of the linear predictor (kept in population-level
+        predictions: a smooth is part of the mean curve, not a grouping effect)."""
+        total = 0.0
+        for t, bk in zip(self.model.reterms, self._b):
+            if t.smooth is None:
+                continue
+            z = t.z if newdata is None else t.smooth.split(t.smooth.design(newdata))[0]
+            total = total + z @ bk.ravel()
+        return total
+
+    def _find_smooth(self, label: str):
+        for sm in self.frame.smooths:
+            if sm.label == label or sm.spec.text.replace(" ", "") == label.replace(" ", ""):
+                return sm
+        raise GlammError(f"no smooth {label!r}; the model has {', '.join(self.smooth_labels)}")
+
+    def smooth_estimates(self, smooth: str, x=None, n: int = 100) -> pd.DataFrame:
+        """The estimated (centred) smooth with standard errors.
+
+        Args:
+            smooth: the smooth's label, e.g. ``"s(x2)"`` (``"s(x):fA"`` for a factor ``by``
+                level).
+            x: covariate values (an array for a one-covariate smooth, a ``DataFrame`` with
+                the covariate columns otherwise); default ``None``: ``n`` evenly spaced
+                values over the data's range (a grid of ``n`` x ``n`` points for two
+                covariates is not made: give ``x``).
+            n: number of grid points (default 100).
+
+        Returns a ``DataFrame`` with the covariate column(s), ``estimate`` and ``se``
+        (Bayesian standard errors of the smooth alone, as mgcv's ``predict(type="terms")``).
+        """
+        from ..smooths.inference import smooth_curve
+
+        sm = self._find_smooth(smooth)
+        terms = list(sm.spec.terms)
+        if x is None:
+            if len(terms) > 1:
+                raise GlammError(f"{sm.label} has several covariates: give x as a DataFrame")
+            col = sm.data_range
+            grid = pd.DataFrame({terms[0]: np.linspace(col[0], col[1], n)})
+        elif isinstance(x, pd.DataFrame):
+            grid = x[terms].reset_index(drop=True)
+        else:
+            if len(terms) > 1:
+                raise GlammError(f"{sm.label} has several covariates: give x as a DataFrame")
+            grid = pd.DataFrame({terms[0]: np.asarray(x, dtype=float).ravel()})
+        data = grid.copy()
+        if sm.spec.by is not None:
+            data[sm.spec.by] = sm.by_level if sm.by_level is not None else 1.0
+        fit, se = smooth_curve(self._smooth_fit, sm, data)
+        out = grid.copy()
+        out["estimate"] = fit
+        out["se"] = se
+        return out

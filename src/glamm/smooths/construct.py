@@ -1,0 +1,218 @@
+"""From an ``s(...)`` term and the data to the mixed-model pieces of a smooth (what mgcv's
+``smoothCon`` and ``smooth2random`` do for gamm4):
+
+1. the basis ``X`` (``n x k``) and penalty ``S`` of the basis type (glamm.smooths.tprs,
+   glamm.smooths.splines);
+2. the penalty rescaled as mgcv's ``scale.penalty`` (``S / (|S|_1 / |X|_inf^2)``), so the
+   smoothing parameters are on mgcv's scale;
+3. a ``by`` variable: a factor gives one copy of the smooth per level (``X`` times the level's
+   indicator); a numeric one multiplies ``X`` (varying coefficient);
+4. the sum-to-zero identifiability constraint ``1'X beta = 0`` absorbed by the orthogonal
+   complement ``Z`` of ``colMeans(X)`` (a QR decomposition, as mgcv; not applied for a
+   non-constant numeric ``by``), so the constrained basis is ``X Z`` with penalty ``Z'SZ``;
+5. the mixed-model split: with ``Z'SZ = U diag(d) U'``, the penalized directions become a
+   random effect with identity covariance, columns ``X Z U_+ diag(d_+)^{-1/2}``, and the
+   penalty's null space becomes fixed-effect columns ``X Z U_0``. A coefficient vector
+   ``[b; beta_0]`` of the mixed model maps back to the constrained basis as
+   ``U diag(D) [b; beta_0]`` (``D = d_+^{-1/2}`` and ones).
+
+Not public API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, FormulaError
+from .basis import SmoothBasis
+from .spec import SmoothSpec
+
+
+@dataclass
+class Smooth:
+    """One smooth (one level of a factor ``by``) ready for the mixed model.
+
+    Attributes
+    ----------
+    spec: the term as written; label: mgcv's label (``s(x)``, ``s(x):fA`` for a by level).
+    basis: the unconstrained basis (built once, shared by the levels of a factor ``by``).
+    by_level: the level of a factor ``by`` (``None`` otherwise).
+    Z: ``(k, k')`` constraint absorption (identity without a constraint).
+    S: the constrained, rescaled penalty ``(k', k')``; ``S_scale`` the rescaling divisor.
+    U, D: eigenvectors of ``S`` (penalized first) and the column scalings.
+    rank: number of penalized (random-effect) directions; 0 for ``fx=True``.
+    """
+
+    spec: SmoothSpec
+    label: str
+    basis: SmoothBasis
+    by_level: str | None
+    Z: np.ndarray
+    S: np.ndarray
+    S_scale: float
+    U: np.ndarray
+    D: np.ndarray
+    rank: int
+    X: np.ndarray = field(repr=False, default=None)
+    #: (min, max) of a one-covariate smooth's covariate in the data (for default grids)
+    data_range: tuple | None = None
+
+    @property
+    def n_coef(self) -> int:
+        """Number of coefficients of the constrained basis."""
+        return self.Z.shape[1]
+
+    @property
+    def n_fixed(self) -> int:
+        """Number of unpenalized (fixed-effect) columns."""
+        return self.n_coef - self.rank
+
+    @property
+    def fixed_names(self) -> list[str]:
+        """Names of the fixed-effect columns (galamm's ``s(x)Fx1``)."""
+        return [f"{self.label}Fx{i + 1}" for i in range(self.n_fixed)]
+
+    @property
+    def coef_names(self) -> list[str]:
+        """mgcv's names of the constrained basis coefficients (``s(x).1``, ...)."""
+        return [f"{self.label}.{i + 1}" for i in range(self.n_coef)]
+
+    # --------------------------------------------------------------------- design
+    def design(self, data: pd.DataFrame) -> np.ndarray:
+        """The constrained basis ``X Z`` (times the ``by`` variable) at ``data``'s rows."""
+        x = covariates(self.spec, data)
+        B = self.basis.predict_matrix(x)
+        return self._by_multiply(B, data) @ self.Z
+
+    def _by_multiply(self, B: np.ndarray, data: pd.DataFrame) -> np.ndarray:
+        by = self.spec.by
+        if by is None:
+            return B
+        col = data[by]
+        if self.by_level is not None:
+            labels = col.astype(str).to_numpy() if not isinstance(col.dtype, pd.CategoricalDtype) \
+                else col.astype(str).to_numpy()
+            return B * (labels == self.by_level)[:, None]
+        return B * col.to_numpy(dtype=float)[:, None]
+
+    def split(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(random-effect columns, fixed-effect columns) of a constrained design ``Xc``."""
+        XU = (Xc @ self.U) * self.D[None, :]
+        return XU[:, :self.rank], XU[:, self.rank:]
+
+    def to_basis_coef(self, b: np.ndarray, beta0: np.ndarray) -> np.ndarray:
+        """Coefficients of the constrained basis from the random (``b``) and fixed
+        (``beta0``) parts of the mixed model."""
+        return self.U @ (self.D * np.concatenate([b, beta0]))
+
+    @property
+    def transform(self) -> np.ndarray:
+        """``T`` with ``coef = T [b; beta0]`` (``U diag(D)``)."""
+        return self.U * self.D[None, :]
+
+
+def covariates(spec: SmoothSpec, data: pd.DataFrame) -> np.ndarray:
+    """The smooth's covariates as an ``(n,)`` or ``(n, d)`` float array; errors name the
+    column."""
+    cols = []
+    for name in spec.terms:
+        if name not in data.columns:
+            raise FormulaError(f"smooth term {spec.text!r}: unknown column {name!r}; the data "
+                               f"has columns {', '.join(map(str, data.columns))}")
+        col = data[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise DataError(f"smooth term {spec.text!r}: column {name!r} must be numeric "
+                            f"(it is {col.dtype}); for a factor use a random effect (1 | {name})")
+        cols.append(col.to_numpy(dtype=float))
+    x = np.column_stack(cols)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"smooth term {spec.text!r}: the covariates have NaN or infinite values")
+    return x[:, 0] if x.shape[1] == 1 else x
+
+
+def make_basis(spec: SmoothSpec, x: np.ndarray) -> SmoothBasis:
+    """The unconstrained basis of ``spec``'s type at ``x``."""
+    if spec.bs in ("tp", "ts"):
+        from .tprs import ThinPlateBasis
+
+        return ThinPlateBasis(x, k=spec.k, m=spec.m, shrink=0.1 if spec.bs == "ts" else None)
+    from . import splines
+
+    k = 10 if spec.k < 0 else spec.k
+    if spec.bs == "cr":
+        return splines.CubicRegressionBasis(x, k=k)
+    if spec.bs == "cs":
+        return splines.ShrinkageCubicBasis(x, k=k)
+    if spec.bs == "ps":
+        return splines.PSplineBasis(x, k=k) if spec.m is None else \
+            splines.PSplineBasis(x, k=k, m=(spec.m, spec.m))
+    raise FormulaError(f"unknown basis {spec.bs!r}")   # pragma: no cover (spec checks)
+
+
+def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
+    """The smooth(s) of one ``s(...)`` term on the model's rows (one per level of a factor
+    ``by``, as mgcv)."""
+    x = covariates(spec, data)
+    n_unique = len(np.unique(x if x.ndim == 1 else x, axis=0))
+    basis = make_basis(spec, x)
+    if basis.k > n_unique and spec.bs not in ("ps",):
+        raise DataError(f"smooth term {spec.text!r} has k = {basis.k} basis functions but "
+                        f"{spec.terms[0] if len(spec.terms) == 1 else spec.terms} has only "
+                        f"{n_unique} distinct values; use a smaller k, e.g. s(..., k={n_unique})")
+    X = basis.X
+    S = basis.S[0] if basis.S else np.zeros((basis.k, basis.k))
+    S_scale = 1.0
+    if not spec.fx:
+        ma_xx = float(np.max(np.sum(np.abs(X), axis=1))) ** 2
+        S_scale = float(np.max(np.sum(np.abs(S), axis=0))) / ma_xx
+        S = S / S_scale
+    # the constraint, from the basis before any by variable (as mgcv)
+    constrain = True
+    levels: list[str | None] = [None]
+    if spec.by is not None:
+        if spec.by not in data.columns:
+            raise FormulaError(f"smooth term {spec.text!r}: unknown by column {spec.by!r}")
+        col = data[spec.by]
+        if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(col) \
+                or pd.api.types.is_string_dtype(col) or pd.api.types.is_bool_dtype(col):
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                levels = [str(v) for v in col.cat.categories]
+                if col.cat.ordered and len(levels) > 1:
+                    levels = levels[1:]   # mgcv: no smooth for an ordered factor's first level
+            else:
+                levels = sorted(str(v) for v in col.unique())
+        else:
+            v = col.to_numpy(dtype=float)
+            constrain = not (np.std(v) > abs(np.mean(v)) * np.finfo(float).eps * 1000)
+    k = basis.k
+    if constrain:
+        C = X.mean(axis=0)[:, None]
+        Q, _ = np.linalg.qr(C, mode="complete")
+        Zc = Q[:, 1:]
+    else:
+        Zc = np.eye(k)
+    Sc = Zc.T @ S @ Zc
+    Sc = 0.5 * (Sc + Sc.T)
+    if spec.fx:
+        rank = 0
+        U = np.eye(Zc.shape[1])
+        D = np.ones(Zc.shape[1])
+    else:
+        null_dim = max(0, basis.null_space_dim - (1 if constrain else 0))
+        rank = Zc.shape[1] - null_dim
+        evals, evecs = np.linalg.eigh(Sc)
+        order = np.argsort(evals)[::-1]
+        evals, U = evals[order], evecs[:, order]
+        D = np.concatenate([1.0 / np.sqrt(evals[:rank]), np.ones(Zc.shape[1] - rank)])
+    out = []
+    for lev in levels:
+        label = spec.label if lev is None else f"s({','.join(spec.terms)}):{spec.by}{lev}"
+        sm = Smooth(spec=spec, label=label, basis=basis, by_level=lev, Z=Zc, S=Sc,
+                    S_scale=S_scale, U=U, D=D, rank=rank,
+                    data_range=(float(x.min()), float(x.max())) if x.ndim == 1 else None)
+        sm.X = sm._by_multiply(X, data) @ Zc
+        out.append(sm)
+    return out

@@ -1,0 +1,138 @@
+"""Smooth terms in a formula: ``s(x)``, ``s(x, k=10, bs="cr")``, ``s(x, by=f)``, ``s(x, z)``.
+
+The terms are taken out of the fixed part before formulaic sees it; the arguments follow
+mgcv's ``s()`` (``k``, ``bs``, ``by``, ``fx``, ``m``) and are read with Python's own parser
+(``ast``), never evaluated.
+
+Not public API.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from ..errors import FormulaError
+
+#: basis types glamm builds (mgcv's names)
+BASES = ("tp", "ts", "cr", "cs", "ps")
+
+
+@dataclass(frozen=True)
+class SmoothSpec:
+    """One ``s(...)`` term as written.
+
+    Attributes
+    ----------
+    terms: covariate column names (one for a 1-D smooth).
+    k: basis dimension (-1: mgcv's default for the basis).
+    bs: basis type (``"tp"`` default, ``"ts"``, ``"cr"``, ``"cs"``, ``"ps"``).
+    by: name of a factor column (one smooth per level) or a numeric column (varying
+        coefficient), or ``None``.
+    fx: unpenalized (a fixed regression spline of ``k`` columns).
+    m: penalty order (``None``: the basis default).
+    text: the term as written.
+    """
+
+    terms: tuple[str, ...]
+    k: int = -1
+    bs: str = "tp"
+    by: str | None = None
+    fx: bool = False
+    m: int | None = None
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        """mgcv's label: ``s(x0)``, ``s(x,z)``; a ``by`` variable adds ``:by``."""
+        base = f"s({','.join(self.terms)})"
+        return base if self.by is None else f"{base}:{self.by}"
+
+
+def is_smooth_term(term: str) -> bool:
+    """True if ``term`` (one ``+``-separated term of the fixed part) is ``s(...)``."""
+    t = term.strip()
+    return t.startswith("s(") and t.endswith(")")
+
+
+def parse_smooth(term: str) -> SmoothSpec:
+    """Parse one ``s(...)`` term; errors name the term and the problem."""
+    text = term.strip()
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError as exc:
+        raise FormulaError(f"cannot parse smooth term {text!r}: {exc.msg}") from None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "s"):
+        raise FormulaError(f"{text!r} is not a smooth term s(...)")
+    terms = []
+    for a in node.args:
+        if not isinstance(a, ast.Name):
+            raise FormulaError(f"smooth term {text!r}: the covariates must be column names "
+                               f"(got {ast.unparse(a)!r}); create transformed columns first")
+        terms.append(a.id)
+    if not terms:
+        raise FormulaError(f"smooth term {text!r} names no covariate")
+    opts: dict = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            raise FormulaError(f"smooth term {text!r}: **arguments are not supported")
+        opts[kw.arg] = kw.value
+    unknown = set(opts) - {"k", "bs", "by", "fx", "m"}
+    if unknown:
+        raise FormulaError(f"smooth term {text!r}: unknown argument(s) {sorted(unknown)}; "
+                           "s() takes k, bs, by, fx and m")
+    k = _literal(opts, "k", text, int, -1)
+    bs = _literal(opts, "bs", text, str, "tp")
+    fx = _literal(opts, "fx", text, bool, False)
+    m = _literal(opts, "m", text, int, None)
+    by = None
+    if "by" in opts:
+        v = opts["by"]
+        if isinstance(v, ast.Name):
+            by = v.id
+        elif isinstance(v, ast.Constant) and isinstance(v.value, str):
+            by = v.value
+        else:
+            raise FormulaError(f"smooth term {text!r}: by= must name a column")
+    if bs not in BASES:
+        raise FormulaError(f"smooth term {text!r}: basis bs={bs!r} is not available; use one "
+                           f"of {', '.join(BASES)}")
+    if len(terms) > 1 and bs not in ("tp", "ts"):
+        raise FormulaError(f"smooth term {text!r}: bs={bs!r} is one-dimensional; use bs='tp' "
+                           "for a smooth of several covariates")
+    if len(set(terms)) != len(terms):
+        raise FormulaError(f"smooth term {text!r} repeats a covariate")
+    return SmoothSpec(terms=tuple(terms), k=k, bs=bs, by=by, fx=fx, m=m, text=text)
+
+
+def _literal(opts: dict, name: str, text: str, kind: type, default):
+    if name not in opts:
+        return default
+    node = opts[name]
+    value = node.value if isinstance(node, ast.Constant) else None
+    if kind is bool and isinstance(node, ast.Name) and node.id in ("TRUE", "FALSE", "T", "F"):
+        value = node.id.startswith("T")
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FormulaError(f"smooth term {text!r}: {name}= must be a {kind.__name__} literal, "
+                           f"got {ast.unparse(node)!r}")
+    return value
+
+
+def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
+    """Take the ``s(...)`` terms out of a fixed right-hand side; returns the remaining
+    right-hand side (``"1"`` if nothing is left) and the smooth specifications in order."""
+    from ..formula.bars import _split_top_level
+
+    rest, smooths = [], []
+    for t in _split_top_level(rhs, "+"):
+        if is_smooth_term(t):
+            smooths.append(parse_smooth(t))
+        elif t.strip():
+            rest.append(t.strip())
+    labels = [s.label for s in smooths]
+    dup = {lab for lab in labels if labels.count(lab) > 1}
+    if dup:
+        raise FormulaError(f"smooth term(s) {sorted(dup)} appear more than once")
+    return (" + ".join(rest) if rest else "1"), smooths
