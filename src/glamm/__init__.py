@@ -1,7 +1,9 @@
-"""glamm: mixed-effects models (LMMs and GLMMs now; quadrature, smooths and factor loadings next).
+"""glamm: mixed-effects models: LMMs, GLMMs (Laplace and adaptive quadrature) and smooth terms
+(GAMMs); factor loadings next.
 
-Public names: :func:`lmer`, :func:`glmer`, :func:`anova`, :mod:`datasets`, the result type
-:class:`LmerResult` and the error types in :mod:`glamm.errors`.
+Public names: :func:`lmer`, :func:`glmer`, :func:`glm`, :func:`anova`, :func:`marginal_coefs`,
+:func:`plot_smooth`, :mod:`datasets`, the result type :class:`LmerResult` and the error types
+in :mod:`glamm.errors`.
 """
 
 from . import datasets
@@ -10,6 +12,7 @@ from .glm_api import glm
 from .errors import ConvergenceWarning, DataError, FormulaError, GlammError, SingularFitWarning
 from .inference.anova import anova
 from .inference.marginal import marginal_coefs
+from .plotting import plot_smooth
 from .results.lmer_result import LmerResult
 
 __all__ = [
@@ -18,6 +21,7 @@ __all__ = [
     "glm",
     "anova",
     "marginal_coefs",
+    "plot_smooth",
     "datasets",
     "LmerResult",
     "GlammError",

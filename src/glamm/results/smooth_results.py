@@ -88,6 +88,22 @@ class SmoothResultsMixin:
         """Bayesian posterior covariance of :attr:`gam_coef` (mgcv's ``Vp``)."""
         return self._smooth_fit.Vp.copy()
 
+    def parametric_table(self) -> pd.DataFrame:
+        """The parametric coefficients with standard errors from :attr:`Vp` (conditional on
+        the smoothing parameters, as gamm4's ``summary(m$gam)``), and ``t`` values (LMMs) or
+        ``z`` values with normal p-values (GLMMs)."""
+        from scipy import stats
+
+        fit = self._smooth_fit
+        k = self.frame.n_parametric
+        est = fit.coef.iloc[:k]
+        se = pd.Series(np.sqrt(np.diag(fit.Vp.to_numpy())[:k]), index=est.index)
+        if type(self).__name__ == "LmerResult":
+            return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se})
+        z = est / se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
+                             "Pr(>|z|)": 2 * stats.norm.sf(np.abs(z))})
+
     def _smooth_re(self, newdata: pd.DataFrame | None) -> np.ndarray | float:
         """The smooths' penalized parts of the linear predictor (kept in population-level
         predictions: a smooth is part of the mean curve, not a grouping effect)."""

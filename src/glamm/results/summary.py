@@ -323,8 +323,8 @@ def _fixed_block(m: LmerResult) -> list[str]:
         return _coef_block(m.coef_table(), "Fixed effects:")
     # with smooths (gamm4's $gam table): the parametric part, then a table per smooth; the
     # smooths' unpenalized columns are part of the smooths, not shown as coefficients
-    ct = m.coef_table().iloc[:m.frame.n_parametric]
-    return _coef_block(ct, "Parametric coefficients:") + [""] + _smooth_block(m)
+    return _coef_block(m.parametric_table(), "Parametric coefficients:") + [""] + \
+        _smooth_block(m)
 
 
 def _smooth_block(m) -> list[str]:

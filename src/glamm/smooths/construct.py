@@ -59,6 +59,8 @@ class Smooth:
     X: np.ndarray = field(repr=False, default=None)
     #: (min, max) of a one-covariate smooth's covariate in the data (for default grids)
     data_range: tuple | None = None
+    #: the covariate at the model's rows (one-covariate smooths; for plots)
+    x_data: np.ndarray | None = field(repr=False, default=None)
 
     @property
     def n_coef(self) -> int:
@@ -141,7 +143,7 @@ def make_basis(spec: SmoothSpec, x: np.ndarray) -> SmoothBasis:
         return ThinPlateBasis(x, k=spec.k, m=spec.m, shrink=0.1 if spec.bs == "ts" else None)
     from . import splines
 
-    k = 10 if spec.k < 0 else spec.k
+    k = spec.k   # negative: the basis type's own default (mgcv's)
     if spec.bs == "cr":
         return splines.CubicRegressionBasis(x, k=k)
     if spec.bs == "cs":
@@ -157,11 +159,15 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
     ``by``, as mgcv)."""
     x = covariates(spec, data)
     n_unique = len(np.unique(x if x.ndim == 1 else x, axis=0))
+    # mgcv's default sizes: 10 for cr/cs/ps and a 1-D tp; M + 27 / M + 100 for 2-D / 3-D tp
+    d = 1 if x.ndim == 1 else x.shape[1]
+    k_eff = spec.k if spec.k > 0 else (10 if d == 1 else (30 if d == 2 else 104))
+    if k_eff > n_unique and spec.bs != "ps":
+        what = spec.terms[0] if d == 1 else ", ".join(spec.terms)
+        raise DataError(f"smooth term {spec.text!r} needs k = {k_eff} basis functions but "
+                        f"{what} has only {n_unique} distinct values; use a smaller k, e.g. "
+                        f"s(..., k={n_unique})")
     basis = make_basis(spec, x)
-    if basis.k > n_unique and spec.bs not in ("ps",):
-        raise DataError(f"smooth term {spec.text!r} has k = {basis.k} basis functions but "
-                        f"{spec.terms[0] if len(spec.terms) == 1 else spec.terms} has only "
-                        f"{n_unique} distinct values; use a smaller k, e.g. s(..., k={n_unique})")
     X = basis.X
     S = basis.S[0] if basis.S else np.zeros((basis.k, basis.k))
     S_scale = 1.0
@@ -212,7 +218,8 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
         label = spec.label if lev is None else f"s({','.join(spec.terms)}):{spec.by}{lev}"
         sm = Smooth(spec=spec, label=label, basis=basis, by_level=lev, Z=Zc, S=Sc,
                     S_scale=S_scale, U=U, D=D, rank=rank,
-                    data_range=(float(x.min()), float(x.max())) if x.ndim == 1 else None)
+                    data_range=(float(x.min()), float(x.max())) if x.ndim == 1 else None,
+                    x_data=x if x.ndim == 1 else None)
         sm.X = sm._by_multiply(X, data) @ Zc
         out.append(sm)
     return out

@@ -1,0 +1,186 @@
+"""Smooth models on other data against gamm4 0.2-6 / mgcv 1.8-41, made by the committed R
+script tests/reference/gamm_extra/make_gamm_extra.R (cubic regression and P-spline bases, a
+factor ``by`` variable, binomial and Poisson GAMMs, smooths without any other random effect
+against ``mgcv::gam(method = "REML")``), plus prediction, plotting, invariances and bad input.
+
+GLMM references come from gamm4, whose lme4 fit stops slightly short: glamm's Laplace
+log-likelihood is never lower, and its estimates are compared at 1e-3 there (the gap in
+log-likelihood is up to 3e-5 units). The parametric standard errors compared are those of
+gamm4's ``summary(m$gam)``: from ``Vp``, i.e. conditional on the smoothing parameters
+(``parametric_table``); ``stderr`` of a GLMM stays lme4's (the Hessian in all parameters).
+The smooth table's ``Ref.df`` follows gamm4 (equal to the edf); ``mgcv::gam`` uses its own
+``edf1`` there, so only its criterion, coefficients and curves are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import glamm
+from glamm.errors import DataError, FormulaError
+
+DIR = Path(__file__).parent / "reference" / "gamm_extra"
+CASES = sorted(p.stem for p in DIR.glob("*.json"))
+
+
+@lru_cache(maxsize=None)
+def data() -> pd.DataFrame:
+    d = pd.read_csv(DIR / "data_sim1_extra.csv")
+    for c in ("fac", "g3"):
+        d[c] = d[c].astype(str).astype("category")
+    return d
+
+
+@lru_cache(maxsize=None)
+def case(name: str):
+    ref = json.loads((DIR / f"{name}.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if ref.get("family"):
+            m = glamm.glmer(ref["formula"], data(), family=ref["family"])
+        else:
+            m = glamm.lmer(ref["formula"], data(), reml=ref["method"] == "REML")
+    return m, ref
+
+
+def _criterion(m, ref) -> tuple[float, float]:
+    if ref.get("family") or ref.get("method") == "ML":
+        return -2.0 * m.loglik, -2.0 * ref["logLik"]
+    return m.reml_criterion, ref["REMLcrit"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_criterion(name):
+    m, ref = case(name)
+    ours, theirs = _criterion(m, ref)
+    assert ours <= theirs + 1e-6 * abs(theirs)
+    assert ours >= theirs - 1e-6 * abs(theirs) - 1e-4
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_parametric_and_smooths(name):
+    m, ref = case(name)
+    glmm = bool(ref.get("family"))
+    rel = 1e-3 if glmm else 1e-4
+    pt = m.parametric_table()
+    for k, v in ref["parametric"]["estimate"].items():
+        assert pt.loc[k, "Estimate"] == pytest.approx(v, rel=rel, abs=1e-3 * rel), k
+        assert pt.loc[k, "Std. Error"] == pytest.approx(ref["parametric"]["se"][k], rel=1e-3), k
+    if not glmm:
+        assert m.sigma == pytest.approx(ref["sigma"], rel=1e-4)
+    for label, g in ref["smooth_grids"].items():
+        est = m.smooth_estimates(label, x=np.array(g["x"]))
+        fit, se = np.array(g["fit"]), np.array(g["se"])
+        assert np.max(np.abs(est["estimate"].to_numpy() - fit)) <= 1e-3 * np.ptp(fit), label
+        np.testing.assert_allclose(est["se"].to_numpy(), se, rtol=0.02, err_msg=label)
+        assert m.edf[label] == pytest.approx(ref["edf_by_smooth"][label], rel=1e-3)
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if c.startswith("gamm4")])
+def test_smooth_table_as_gamm4(name):
+    m, ref = case(name)
+    st = ref["s_table"]
+    # (jsonlite writes a one-row table's names as a plain string)
+    names = [st["rownames"]] if isinstance(st["rownames"], str) else st["rownames"]
+    values = np.atleast_2d(np.array(st["values"], dtype=float))
+    for row, label in zip(values, names):
+        ours = m.smooth_table.loc[label]
+        assert ours.iloc[0] == pytest.approx(row[0], rel=1e-3)
+        assert ours.iloc[2] == pytest.approx(row[2], rel=1e-3)
+        assert ours.iloc[3] == pytest.approx(row[3], abs=1e-5)
+
+
+def test_smooth_only_model_equals_mgcv_gam():
+    m, ref = case("gam_cr_only_reml")
+    assert not m.ngroups   # no grouping factor at all
+    assert m.reml_criterion == pytest.approx(ref["REMLcrit"], rel=1e-9)
+    assert m.sp["s(x2)"] == pytest.approx(ref["sp"]["s(x2)"], rel=1e-4)
+
+
+def test_prediction_on_new_data_reproduces_fitted():
+    m, _ = case("gamm4_by_reml")
+    d = data()
+    np.testing.assert_allclose(m.predict(d), m.fitted, rtol=1e-10, atol=1e-10)
+    # population level keeps the smooths and drops (1 | fac)
+    pop = m.predict(d, re=False)
+    b_fac = m.ranef["fac"]["(Intercept)"]
+    np.testing.assert_allclose(m.fitted - pop, b_fac.loc[d["fac"].astype(str)].to_numpy(),
+                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(m.predict(None, re=False), pop, rtol=1e-10, atol=1e-10)
+
+
+def test_smooth_estimates_default_grid_and_by_levels():
+    m, _ = case("gamm4_by_reml")
+    est = m.smooth_estimates("s(x2):g3b", n=25)
+    assert list(est.columns) == ["x2", "estimate", "se"] and len(est) == 25
+    assert est["x2"].iloc[0] == pytest.approx(data()["x2"].min())
+    assert np.all(est["se"] > 0)
+    with pytest.raises(glamm.GlammError, match="no smooth"):
+        m.smooth_estimates("s(x9)")
+
+
+def test_plot_smooth():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    m, _ = case("gamm4_cr_reml")
+    ax = glamm.plot_smooth(m, "s(x2)")
+    assert ax.get_xlabel() == "x2" and len(ax.lines) >= 2
+
+
+def test_summary_shows_smooth_table():
+    m, _ = case("gamm4_binomial")
+    text = str(m)
+    assert "Approximate significance of smooth terms:" in text
+    assert "Chi.sq" in text and "s(x2)" in text
+    m2, _ = case("gamm4_cr_reml")
+    assert "Parametric coefficients:" in str(m2) and " F " in str(m2)
+
+
+def test_invariant_to_row_order_and_level_labels():
+    m, _ = case("gamm4_cr_reml")
+    d = data().sample(frac=1.0, random_state=3).reset_index(drop=True)
+    d["fac"] = d["fac"].cat.rename_categories(lambda s: f"L{s}")
+    m2 = glamm.lmer("y ~ s(x0, bs='cr') + x1 + s(x2, bs='cr') + (1 | fac)", d)
+    assert m2.reml_criterion == pytest.approx(m.reml_criterion, rel=1e-10)
+    for label in ("s(x0)", "s(x2)"):
+        assert m2.edf[label] == pytest.approx(m.edf[label], rel=1e-6)
+
+
+def test_rescaling_the_response():
+    m, _ = case("gam_cr_only_reml")
+    d = data().copy()
+    d["y10"] = 10.0 * d["y"]
+    m10 = glamm.lmer("y10 ~ s(x2, bs='cr', k=12) + x1", d)
+    assert m10.sigma == pytest.approx(10 * m.sigma, rel=1e-6)
+    assert m10.sp["s(x2)"] == pytest.approx(m.sp["s(x2)"], rel=1e-5)
+    g = np.linspace(0.1, 0.9, 7)
+    np.testing.assert_allclose(m10.smooth_estimates("s(x2)", x=g)["estimate"],
+                               10 * m.smooth_estimates("s(x2)", x=g)["estimate"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("formula,err,match", [
+    ("y ~ s(nope) + (1 | fac)", FormulaError, "nope"),
+    ("y ~ s(x2, bs='zz') + (1 | fac)", FormulaError, "bs='zz'|basis"),
+    ("y ~ s(x2, k=x) + (1 | fac)", FormulaError, "k="),
+    ("y ~ s(g3) + (1 | fac)", DataError, "numeric"),
+    ("y ~ s(x2, q=3) + (1 | fac)", FormulaError, "unknown argument"),
+    ("y ~ s(x2) + s(x2) + (1 | fac)", FormulaError, "more than once"),
+])
+def test_bad_smooth_terms(formula, err, match):
+    with pytest.raises(err, match=match):
+        glamm.lmer(formula, data())
+
+
+def test_too_many_basis_functions_for_the_distinct_values():
+    d = data().copy()
+    d["few"] = np.round(d["x2"] * 3)   # 4 distinct values
+    with pytest.raises(DataError, match="distinct values"):
+        glamm.lmer("y ~ s(few, bs='cr', k=10) + (1 | fac)", d)
