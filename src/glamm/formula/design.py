@@ -310,6 +310,11 @@ def _build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int) -> ReTerm:
                 f"columns {', '.join(map(str, data.columns))}"
             )
     refs, levels = grouping_factor(data, spec.factors)
+    if spec.expr.replace(" ", "") in ("1", "1+1"):
+        # intercept-only, the commonest term: no formulaic call needed (new data: ones)
+        return ReTerm(group=spec.group, levels=tuple(levels), refs=refs, z=np.ones((n, 1)),
+                      cnames=("(Intercept)",), covariance=Unstructured(1), expr=spec.expr,
+                      factors=spec.factors, zspec=None)
     mm = _model_matrix(spec.expr, data, f"random-effects term {spec}")
     z = np.asarray(mm, dtype=float)
     if z.shape[1] == 0:

@@ -35,7 +35,7 @@ def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_leve
         raise DataError("the model's offset was an array and cannot be rebuilt for newdata")
     eta_fixed = frame.new_X(newdata) @ result.fixef.to_numpy() + frame.new_offset(newdata)
     lams = model.lambdas(result.theta)
-    V = np.hstack([np.asarray(t.zspec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+    V = np.hstack([t.new_z(newdata)
                    @ lam for t, lam in zip(model.reterms, lams)])     # n x q (Z Lambda rows)
     rows = np.flatnonzero(codes < 0)
     factors = model.reterms[0].factors

@@ -83,9 +83,10 @@ class GeneralizedLinearMixedModel:
         ps = [t.p for t in self.reterms]
         zero, one = np.zeros(self.n), np.ones(self.n)
         self.cp_u = CrossProducts(self.reterms, np.zeros((self.n, 0)), zero, one)
-        self.fac_u = BlockedCholesky(self.cp_u.A, ps)
+        iso = [t.smooth is not None for t in self.reterms]
+        self.fac_u = BlockedCholesky(self.cp_u.A, ps, iso=iso)
         self.cp_b = CrossProducts(self.reterms, self.X, zero, one)
-        self.fac_b = BlockedCholesky(self.cp_b.A, ps)
+        self.fac_b = BlockedCholesky(self.cp_b.A, ps, iso=iso)
         self.dispersion = 1.0
         #: optional penalty on the fixed effects (glmm.penalty.StudentTPenalty), added to the
         #: deviance the full fit minimizes

@@ -30,8 +30,7 @@ def _design(result, newdata=None):
         V = np.hstack([t.z for t in result.model.reterms])
     else:
         eta_fixed = frame.new_X(newdata) @ result.fixef.to_numpy() + frame.new_offset(newdata)
-        V = np.hstack([np.asarray(t.zspec.get_model_matrix(newdata, na_action="ignore"),
-                                  dtype=float) for t in result.model.reterms])
+        V = np.hstack([t.new_z(newdata) for t in result.model.reterms])
     return eta_fixed, V
 
 

@@ -102,14 +102,14 @@ class MixedResultBase:
         for t in self.model.reterms:
             if t.smooth is not None:   # penalized columns of a smooth at the new rows
                 refs.append(np.zeros(len(newdata), dtype=np.int64))
-                zs.append(t.smooth.split(t.smooth.design(newdata))[0])
+                zs.append(t.new_z(newdata))
                 continue
             missing = [f for f in t.factors if f not in newdata.columns]
             if missing:
                 raise DataError(
                     f"newdata lacks grouping column(s) {missing} of term ({t.expr} | {t.group})")
             refs.append(_codes_for(newdata, t, allow_new_levels))
-            zs.append(np.asarray(t.zspec.get_model_matrix(newdata, na_action="ignore"), dtype=float))
+            zs.append(t.new_z(newdata))
         return refs, zs
 
 

@@ -14,8 +14,17 @@ autoregressive terms) are added here as further classes with the same methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+
+
+@lru_cache(maxsize=64)
+def _eye(p: int) -> np.ndarray:
+    """A read-only identity (shared, so building a scaled identity costs one multiply)."""
+    out = np.eye(p)
+    out.setflags(write=False)
+    return out
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,7 @@ class ScaledIdentity:
         return np.ones(1)
 
     def lambda_(self, theta: np.ndarray) -> np.ndarray:
-        return float(np.asarray(theta).ravel()[0]) * np.eye(self.p)
+        return float(np.asarray(theta).ravel()[0]) * _eye(self.p)
 
     def theta_names(self, cnames: tuple[str, ...]) -> list[str]:
         return ["sd"]

@@ -34,7 +34,8 @@ class ReTerm:
         The smooth whose penalized part this term is (``None`` for ordinary terms).
     expr, factors:
         The left-hand side as parsed and the data columns forming the grouping factor; with
-        ``zspec`` (formulaic's model spec) they rebuild ``z`` and ``refs`` for new data.
+        ``zspec`` (formulaic's model spec; ``None`` for an intercept-only term, whose ``z``
+        is a column of ones) they rebuild ``z`` and ``refs`` for new data (:meth:`new_z`).
     """
 
     group: str
@@ -68,6 +69,15 @@ class ReTerm:
 
     def lambda_(self, theta: np.ndarray) -> np.ndarray:
         return self.covariance.lambda_(theta)
+
+    def new_z(self, newdata) -> np.ndarray:
+        """The term's ``z`` columns for the rows of ``newdata``: a smooth's penalized columns,
+        a column of ones for an intercept-only term, else formulaic's model spec."""
+        if self.smooth is not None:
+            return self.smooth.split(self.smooth.design(newdata))[0]
+        if self.zspec is None:
+            return np.ones((len(newdata), 1))
+        return np.asarray(self.zspec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
 
     def level_index(self) -> dict[str, int]:
         return {lev: i for i, lev in enumerate(self.levels)}
