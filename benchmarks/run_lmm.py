@@ -1,4 +1,4 @@
-"""Time glamm on the reference LMM and GLMM battery and print a table.
+"""Time glamm on the reference LMM, GLMM and GAMM battery and print a table.
 
 Usage (from the repository root, after ``make demo`` or ``make test`` made ``.venv``)::
 
@@ -65,6 +65,11 @@ BATTERY: dict[str, tuple[str, str, bool, str]] = {
                          "glmer_simbin_int_agq11"),
     "simbin_slope_agq11": ("sim_binary_longitudinal", "y ~ sex * time + (time | id)",
                            "binomial:11", "gla_simbin_slope_agq11"),
+    # smooth terms (GAMMs); the baseline is gamm4's (recorded, or run with --with-r)
+    "gamm4_sim1_reml": ("gamm4_sim1", "y ~ s(x0) + x1 + s(x2) + (1 | fac)", True,
+                        "gamm4_sim1_reml"),
+    "gamm4_sim1_ml": ("gamm4_sim1", "y ~ s(x0) + x1 + s(x2) + (1 | fac)", False,
+                      "gamm4_sim1_ml"),
 }
 
 R_TEMPLATE = """
@@ -123,6 +128,14 @@ def time_lme4(dataset: str, formula: str, how, repeat: int) -> float | None:
             if any(spec.expr != "1" for spec in parse_formula(formula).random):
                 return None  # lme4 has no quadrature for vector random effects
             call = f"glmer({formula}, data = d, family = {family}, nAGQ = {nagq})"
+        if "s(" in formula:   # a GAMM: gamm4, with the bars as its random= argument
+            from glamm.formula.bars import parse_formula
+
+            pf = parse_formula(formula)
+            rand = " + ".join(f"({spec.expr} | {spec.group})" for spec in pf.random)
+            call = (f"gamm4({pf.response} ~ {pf.fixed_rhs}, data = d, random = ~{rand}, "
+                    f"REML = {'TRUE' if how else 'FALSE'})")
+            factors = "suppressMessages(library(gamm4))\n" + factors
         call = call or (f"glmer({formula}, data = d, family = {how})" if isinstance(how, str)
                 else f"lmer({formula}, data = d, REML = {'TRUE' if how else 'FALSE'})")
         script.write_text(R_TEMPLATE.format(csv=csv, factors=factors, call=call, repeat=repeat))

@@ -184,3 +184,29 @@ def test_too_many_basis_functions_for_the_distinct_values():
     d["few"] = np.round(d["x2"] * 3)   # 4 distinct values
     with pytest.raises(DataError, match="distinct values"):
         glamm.lmer("y ~ s(few, bs='cr', k=10) + (1 | fac)", d)
+
+
+def test_quadrature_refuses_smooths_and_auto_falls_back_to_laplace():
+    d = data()
+    with pytest.raises(glamm.GlammError, match="smooth terms"):
+        glamm.glmer("yb ~ s(x2, bs='cr') + (1 | fac)", d, family="binomial", nagq=5)
+    m = glamm.glmer("yb ~ s(x2, bs='cr') + (1 | fac)", d, family="binomial", nagq="auto")
+    assert m.nagq == 1
+
+
+def test_glmm_prediction_with_smooths():
+    m, _ = case("gamm4_binomial")
+    d = data()
+    np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-9, atol=1e-9)
+    pop = m.predict(d, re=False)
+    b = m.ranef["fac"]["(Intercept)"].loc[d["fac"].astype(str)].to_numpy()
+    np.testing.assert_allclose(m.fitted("link") - pop, b, rtol=1e-8, atol=1e-8)
+
+
+def test_json_export_has_the_smooth_table():
+    m, ref = case("gamm4_cr_reml")
+    out = m.to_dict()
+    assert set(out["smooths"]) == {"s(x0)", "s(x2)"}
+    assert out["smooths"]["s(x2)"]["statistic_name"] == "F"
+    assert out["parametric"]["estimate"]["x1"] == pytest.approx(
+        ref["parametric"]["estimate"]["x1"], rel=1e-4)

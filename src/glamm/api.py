@@ -184,7 +184,8 @@ def glmer(
         q = sum(t.p for t in frame.reterms)
         from .glmm.agq import default_nagq
 
-        nagq = default_nagq(q) if len({t.factors for t in frame.reterms}) == 1 else 1
+        one_group = len({t.factors for t in frame.reterms}) == 1 and not frame.smooths
+        nagq = default_nagq(q) if one_group else 1
     if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
         raise GlammError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
     if nagq > 1:

@@ -84,6 +84,13 @@ class AdaptiveQuadrature:
     """
 
     def __init__(self, model, nagq: int):
+        smooth = [t.group for t in model.reterms if t.smooth is not None]
+        if smooth:
+            raise GlammError(
+                f"adaptive quadrature (nagq > 1) is not available with smooth terms "
+                f"({', '.join(smooth)}): a smooth's penalized coefficients are one random "
+                "effect shared by all observations, not grouped by the clusters the quadrature "
+                "integrates over. Use nagq=1 (the Laplace approximation, as gamm4)")
         groups = {t.factors for t in model.reterms}
         if len(groups) != 1:
             names = sorted({t.group for t in model.reterms})

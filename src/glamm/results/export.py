@@ -32,10 +32,22 @@ def fit_dict(result, **extra: Any) -> dict[str, Any]:
 
 def mixed_fields(result) -> dict[str, Any]:
     """Variance components, groups, singularity and the optimizer record of a mixed model."""
-    return {
+    out = {
         "ngroups": dict(result.ngroups),
         "theta": dict(zip(result.theta_names, np.asarray(result.theta).tolist())),
         "varcorr": result.varcorr.replace({np.nan: None}).to_dict(orient="records"),
         "is_singular": result.is_singular,
         "optsum": result.optsum.as_dict(),
     }
+    if getattr(result.frame, "smooths", None):
+        table = result.smooth_table
+        out["smooths"] = {
+            label: {"edf": float(row.iloc[0]), "ref_df": float(row.iloc[1]),
+                    "statistic": float(row.iloc[2]), "statistic_name": str(table.columns[2]),
+                    "p_value": float(row.iloc[3]),
+                    "sp": float(result.sp[label]) if np.isfinite(result.sp[label]) else None}
+            for label, row in table.iterrows()}
+        pt = result.parametric_table()
+        out["parametric"] = {"estimate": pt.iloc[:, 0].to_dict(),
+                             "se": pt.iloc[:, 1].to_dict()}
+    return out
