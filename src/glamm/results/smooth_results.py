@@ -63,7 +63,10 @@ class SmoothResultsMixin:
     def smooth_table(self) -> pd.DataFrame:
         """Per smooth: effective degrees of freedom, reference df, the test statistic (``F``
         when the scale is estimated, ``Chi.sq`` otherwise) and its p-value (mgcv's
-        ``summary.gam`` table as gamm4 reports it; Wood 2013)."""
+        ``summary.gam`` table as gamm4 reports it; Wood 2013). mgcv tests a smooth whose
+        penalty has no null space (``bs="ts"``, ``"cs"``) as a random effect instead
+        (``reTest``); glamm uses the Wood (2013) test for those too, so their rows differ
+        from mgcv's."""
         return self._smooth_fit.table.copy()
 
     @property
@@ -128,9 +131,10 @@ class SmoothResultsMixin:
             smooth: the smooth's label, e.g. ``"s(x2)"`` (``"s(x):fA"`` for a factor ``by``
                 level).
             x: covariate values (an array for a one-covariate smooth, a ``DataFrame`` with
-                the covariate columns otherwise); default ``None``: ``n`` evenly spaced
-                values over the data's range (a grid of ``n`` x ``n`` points for two
-                covariates is not made: give ``x``).
+                the covariate columns otherwise, and optionally a numeric ``by`` column, else
+                ``by`` = 1); default ``None``: ``n`` evenly spaced values over the data's
+                range (a grid of ``n`` x ``n`` points for two covariates is not made: give
+                ``x``).
             n: number of grid points (default 100).
 
         Returns a ``DataFrame`` with the covariate column(s), ``estimate`` and ``se``
@@ -146,13 +150,18 @@ class SmoothResultsMixin:
             col = sm.data_range
             grid = pd.DataFrame({terms[0]: np.linspace(col[0], col[1], n)})
         elif isinstance(x, pd.DataFrame):
-            grid = x[terms].reset_index(drop=True)
+            missing = [t for t in terms if t not in x.columns]
+            if missing:
+                raise GlammError(f"x lacks the covariate column(s) {missing} of {sm.label}")
+            keep = terms + ([sm.spec.by] if sm.spec.by is not None and sm.by_level is None
+                            and sm.spec.by in x.columns else [])
+            grid = x[keep].reset_index(drop=True)
         else:
             if len(terms) > 1:
                 raise GlammError(f"{sm.label} has several covariates: give x as a DataFrame")
             grid = pd.DataFrame({terms[0]: np.asarray(x, dtype=float).ravel()})
         data = grid.copy()
-        if sm.spec.by is not None:
+        if sm.spec.by is not None and sm.spec.by not in data.columns:
             data[sm.spec.by] = sm.by_level if sm.by_level is not None else 1.0
         fit, se = smooth_curve(self._smooth_fit, sm, data)
         out = grid.copy()

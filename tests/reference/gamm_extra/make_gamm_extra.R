@@ -22,7 +22,11 @@ grid_of <- function(g, smooth_label, sm, data) {
   nd[[v]] <- x
   if (!is.null(sm$by.level)) nd[[sm$by]] <- factor(sm$by.level, levels = levels(data[[sm$by]]))
   p <- predict(g, nd, type = "terms", se.fit = TRUE)
-  list(covariate = v, x = x, fit = unname(p$fit[, smooth_label]), se = unname(p$se.fit[, smooth_label]))
+  # the other covariates of the smooth (and a numeric by variable) are held at row 1's values
+  others <- setdiff(c(sm$term, if (sm$by != "NA" && is.null(sm$by.level)) sm$by), v)
+  at <- lapply(setNames(others, others), function(o) data[[o]][1])
+  list(covariate = v, x = x, fit = unname(p$fit[, smooth_label]), se = unname(p$se.fit[, smooth_label]),
+       at = at)
 }
 
 dump_gam <- function(g, data, extra) {
@@ -68,6 +72,15 @@ cases$gamm4_poisson <- dump_gam(f$gam, d, list(formula = "cnt ~ s(x0, bs='cr') +
 # 7. thin plate, no random effect, several k
 g <- gam(y ~ s(x0, k = 6) + s(x2), data = d, method = "REML")
 cases$gam_tp_only_reml <- dump_gam(g, d, list(formula = "y ~ s(x0, k=6) + s(x2)",
+  method = "REML", REMLcrit = 2 * g$gcv.ubre))
+
+# 8. a two-covariate thin plate smooth and a shrinkage thin plate smooth, gamm4 (REML)
+f <- gamm4(y ~ s(x0, x2, k = 20) + s(x1, bs = "ts", k = 6), data = d, random = ~(1 | fac))
+cases$gamm4_tp2d_ts_reml <- dump_gam(f$gam, d, list(formula = "y ~ s(x0, x2, k=20) + s(x1, bs='ts', k=6) + (1 | fac)",
+  method = "REML", REMLcrit = REMLcrit(f$mer)))
+# 9. a numeric by variable (varying coefficient: no centring constraint), mgcv gam (REML)
+g <- gam(y ~ s(x2, by = x1, bs = "cr") + s(x0, bs = "cr"), data = d, method = "REML")
+cases$gam_numeric_by_reml <- dump_gam(g, d, list(formula = "y ~ s(x2, by=x1, bs='cr') + s(x0, bs='cr')",
   method = "REML", REMLcrit = 2 * g$gcv.ubre))
 
 for (nm in names(cases)) write_json(cases[[nm]], paste0(nm, ".json"), digits = NA, auto_unbox = TRUE, pretty = FALSE)
