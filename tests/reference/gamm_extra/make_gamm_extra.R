@@ -83,4 +83,9 @@ g <- gam(y ~ s(x2, by = x1, bs = "cr") + s(x0, bs = "cr"), data = d, method = "R
 cases$gam_numeric_by_reml <- dump_gam(g, d, list(formula = "y ~ s(x2, by=x1, bs='cr') + s(x0, bs='cr')",
   method = "REML", REMLcrit = 2 * g$gcv.ubre))
 
+# 10. an unpenalized regression spline (fx = TRUE) next to a penalized one, mgcv gam (REML)
+g <- gam(y ~ s(x2, bs = "cr", k = 6, fx = TRUE) + s(x0, bs = "cr"), data = d, method = "REML")
+cases$gam_fx_reml <- dump_gam(g, d, list(formula = "y ~ s(x2, bs='cr', k=6, fx=True) + s(x0, bs='cr')",
+  method = "REML", REMLcrit = 2 * g$gcv.ubre))
+
 for (nm in names(cases)) write_json(cases[[nm]], paste0(nm, ".json"), digits = NA, auto_unbox = TRUE, pretty = FALSE)
