@@ -146,6 +146,19 @@ def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return r2
 
 
+def _radial_between(a: np.ndarray, b: np.ndarray, d: int, m: int, const: float) -> np.ndarray:
+    """eta(||a_i - b_j||) for the rows of ``a`` and ``b``; in one dimension directly from
+    ``|a_i - b_j|`` (odd power ``2m - 1``, no square root)."""
+    if d == 1:
+        r = np.subtract.outer(a[:, 0], b[:, 0])
+        np.abs(r, out=r)
+        out = r * const
+        for _ in range(2 * m - 2):
+            out *= r
+        return out
+    return _radial(_squared_distances(a, b), d, m, const)
+
+
 def _radial(r2: np.ndarray, d: int, m: int, const: float) -> np.ndarray:
     """eta(r) from squared distances ``r2`` (any shape); eta(0) = 0."""
     if d % 2 == 0:
@@ -453,7 +466,7 @@ class ThinPlateBasis(SmoothBasis):
             )
         self.knots = knots
 
-        E = _radial(_squared_distances(knots, knots), d, m, self._const)
+        E = _radial_between(knots, knots, d, m, self._const)
         T = _polynomials(knots, self.powers)
         p = k - M
         pure_knot = n_knots == k
@@ -513,7 +526,7 @@ class ThinPlateBasis(SmoothBasis):
         radial_part, poly_part = UZ[:n_knots], UZ[n_knots:]
         for start in range(0, xc.shape[0], block):
             rows = xc[start : start + block]
-            eta = _radial(_squared_distances(rows, self.knots), self.d, self.m, self._const)
+            eta = _radial_between(rows, self.knots, self.d, self.m, self._const)
             poly = _polynomials(rows, self.powers)
             out[start : start + block] = eta @ radial_part + poly @ poly_part
         return out
