@@ -111,18 +111,39 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
         # only a starting point for Newton: looser PIRLS too
         model.PIRLS_TOL, model.PIRLS_STEP_TOL = 1e-9, 1e-6
     nt = model.n_theta
+    # smooths' scales on the log scale (their smoothing parameters span orders of magnitude;
+    # see glamm.lmm.fit); theta_s = 0 is tried by the Newton stage's boundary check
+    log_idx = np.array([s.start for t, s in zip(model.reterms, model.layout.slices)
+                        if t.smooth is not None], dtype=int)
+
+    def to_theta(z: np.ndarray) -> np.ndarray:
+        if not log_idx.size:
+            return z
+        th = z.copy()
+        th[log_idx] = np.exp(z[log_idx])
+        return th
 
     def fast_objective(z: np.ndarray) -> float:
         # the dispersion or shape (log scale) is optimized here too: with theta relative to
         # the residual scale, a dispersion fixed at the GLM's (which absorbs the random
         # effects' variance) would leave theta far from its optimum
         set_extra(model, base_family, z[nt:])
-        return model.objective_fast(z[:nt])
+        return model.objective_fast(to_theta(z[:nt]))
 
+    z0 = np.maximum(theta0, lower)
+    zlo = lower.copy()
+    if log_idx.size:
+        z0 = z0.copy()
+        z0[log_idx] = np.log(np.maximum(z0[log_idx], 1e-8))
+        zlo[log_idx] = -np.inf
     try:
-        os_fast = minimize(fast_objective, np.concatenate([np.maximum(theta0, lower), extra0]),
-                           np.concatenate([lower, np.full(extra0.size, -np.inf)]),
+        os_fast = minimize(fast_objective, np.concatenate([z0, extra0]),
+                           np.concatenate([zlo, np.full(extra0.size, -np.inf)]),
                            optimizer=optimizer, **fast_settings)
+        if log_idx.size:
+            os_fast.final = np.concatenate([to_theta(os_fast.final[:nt]), os_fast.final[nt:]])
+            os_fast.initial = np.concatenate([np.maximum(theta0, lower), extra0])
+            os_fast.lower = np.concatenate([lower, np.full(extra0.size, -np.inf)])
     finally:
         model.PIRLS_TOL = GeneralizedLinearMixedModel.PIRLS_TOL
         model.PIRLS_STEP_TOL = GeneralizedLinearMixedModel.PIRLS_STEP_TOL
@@ -137,7 +158,16 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
             "link, and the scale of the covariates"
         )
     extra0 = os_fast.final[nt:]
-    fast_objective(os_fast.final)
+    set_extra(model, base_family, extra0)
+    for i in log_idx:   # a smooth shrunk towards linear: try it exactly linear
+        if os_fast.final[i] < 1e-2:
+            trial = os_fast.final[:nt].copy()
+            trial[i] = 0.0
+            val = model.objective_fast(trial)
+            if val <= os_fast.fmin:
+                os_fast.final[i], os_fast.fmin = 0.0, val
+                os_fast.messages.append(f"theta[{i}] set to 0 (a linear smooth)")
+    model.objective_fast(os_fast.final[:nt])
     os_fast.final = os_fast.final[:nt]
     names = model.layout.names() + list(model.frame.xnames) + _extra_names(base_family)
     if fast:
