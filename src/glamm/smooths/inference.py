@@ -56,23 +56,35 @@ class SmoothFit:
     residual_df: float
 
 
-def trailing_factor(fac, first: int) -> np.ndarray:
-    """Dense lower-triangular block of the factor for the terms ``first..K-1`` and the fixed
-    effects (the response row and column left out)."""
+def _trailing_offsets(fac, first: int) -> np.ndarray:
+    """Row offsets of the terms ``first..K-1`` and of the fixed effects in the trailing part."""
     K = fac.K
     sizes = [fac.ms[j] * fac.ps[j] for j in range(first, K)] + [fac.L[K][K].shape[0] - 1]
-    offs = np.concatenate([[0], np.cumsum(sizes)])
-    L = np.zeros((offs[-1], offs[-1]))
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+
+def _trailing_dense(blocks, fac, first: int) -> np.ndarray:
+    """The lower blocks ``blocks[i][j]`` (``first <= j <= i <= K``: the factor's ``L`` or the
+    cross-products ``A``) as one dense lower triangle, the response row and column left out."""
+    K = fac.K
+    offs = _trailing_offsets(fac, first)
+    out = np.zeros((offs[-1], offs[-1]))
     idx = list(range(first, K + 1))
     for a, i in enumerate(idx):
         for b_, j in enumerate(idx[:a + 1]):
-            blk = to_dense(fac.L[i][j])
+            blk = to_dense(blocks[i][j])
             if i == K:
                 blk = blk[:-1]
             if j == K:
                 blk = blk[:, :-1]
-            L[offs[a]:offs[a + 1], offs[b_]:offs[b_ + 1]] = blk
-    return L
+            out[offs[a]:offs[a + 1], offs[b_]:offs[b_ + 1]] = blk
+    return out
+
+
+def trailing_factor(fac, first: int) -> np.ndarray:
+    """Dense lower-triangular block of the factor for the terms ``first..K-1`` and the fixed
+    effects (the response row and column left out)."""
+    return _trailing_dense(fac.L, fac, first)
 
 
 def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
@@ -179,22 +191,12 @@ def data_precision(fac, first: int, thetas: list[float]) -> np.ndarray:
     blocks). Computed this way rather than as ``L22 L22' - I``, which loses the small
     eigen-directions of a smooth to cancellation."""
     K = fac.K
-    sizes = [fac.ms[j] * fac.ps[j] for j in range(first, K)] + [fac.L[K][K].shape[0] - 1]
-    offs = np.concatenate([[0], np.cumsum(sizes)])
-    P = offs[-1]
-    idx = list(range(first, K + 1))
-    A = np.zeros((P, P))
-    Lo = np.zeros((P, sum(fac.ms[j] * fac.ps[j] for j in range(first))))
+    offs = _trailing_offsets(fac, first)
+    A = _trailing_dense(fac.A, fac, first)
+    Lo = np.zeros((offs[-1], sum(fac.ms[j] * fac.ps[j] for j in range(first))))
     col_offs = np.concatenate([[0], np.cumsum([fac.ms[j] * fac.ps[j] for j in range(first)])])
-    for a, i in enumerate(idx):
+    for a, i in enumerate(range(first, K + 1)):
         rows = slice(offs[a], offs[a + 1])
-        for b_, j in enumerate(idx[:a + 1]):
-            blk = to_dense(fac.A[i][j])
-            if i == K:
-                blk = blk[:-1]
-            if j == K:
-                blk = blk[:, :-1]
-            A[rows, offs[b_]:offs[b_ + 1]] = blk
         # rows of L are in u = b / theta (a smooth shrunk to theta = 0 has zero rows there)
         scale = (1.0 / thetas[a] if thetas[a] > 0 else 0.0) if i < K else 1.0
         for j in range(first):
