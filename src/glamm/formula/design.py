@@ -10,6 +10,7 @@ turned into the same columns (``ModelFrame.new_X``, ``ModelFrame.new_re``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from formulaic import model_matrix
 
 from ..errors import DataError, FormulaError
 from ..smooths.construct import construct as construct_smooth
-from ..smooths.spec import split_smooths
+from ..smooths.spec import as_random_term, split_smooths
 from ..terms.covariance import ScaledIdentity, Unstructured
 from ..terms.reterm import ReTerm
 from .bars import ParsedFormula, RandomTermSpec, parse_formula
@@ -377,6 +378,11 @@ def build_model_frame(
     parsed = parse_formula(formula)
     fixed_terms, offset_exprs = _split_offsets(parsed.fixed_rhs)
     fixed_terms, smooth_specs = split_smooths(fixed_terms)
+    re_smooths = [sp_ for sp_ in smooth_specs if sp_.bs == "re"]
+    if re_smooths:   # mgcv's s(g, bs="re"): an ordinary random-effects term
+        smooth_specs = [sp_ for sp_ in smooth_specs if sp_.bs != "re"]
+        parsed = dataclasses.replace(
+            parsed, random=parsed.random + tuple(as_random_term(sp_) for sp_ in re_smooths))
 
     # vectors given as arrays are attached before row dropping so they stay aligned
     w_full = _as_vector(weights, data, "weights")

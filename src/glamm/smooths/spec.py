@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from ..errors import FormulaError
 
-#: basis types glamm builds (mgcv's names)
-BASES = ("tp", "ts", "cr", "cs", "ps")
+#: basis types glamm builds (mgcv's names); "re" is mgcv's random-effect smooth, which glamm
+#: turns into the equivalent bar term (``s(g, bs="re")`` is ``(1 | g)``)
+BASES = ("tp", "ts", "cr", "cs", "ps", "re")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def parse_smooth(term: str) -> SmoothSpec:
     if bs not in BASES:
         raise FormulaError(f"smooth term {text!r}: basis bs={bs!r} is not available; use one "
                            f"of {', '.join(BASES)}")
-    if len(terms) > 1 and bs not in ("tp", "ts"):
+    if len(terms) > 1 and bs not in ("tp", "ts", "re"):
         raise FormulaError(f"smooth term {text!r}: bs={bs!r} is one-dimensional; use bs='tp' "
                            "for a smooth of several covariates")
     if len(set(terms)) != len(terms):
@@ -136,3 +137,16 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
     if dup:
         raise FormulaError(f"smooth term(s) {sorted(dup)} appear more than once")
     return (" + ".join(rest) if rest else "1"), smooths
+
+
+def as_random_term(spec: SmoothSpec):
+    """mgcv's random-effect smooth as a bar term: ``s(g, bs="re")`` is ``(1 | g)`` and
+    ``s(x, g, bs="re")`` is ``(0 + x | g)`` (random slopes without an intercept; the last
+    covariate is the grouping factor, as mgcv reads it)."""
+    from ..formula.bars import RandomTermSpec
+
+    if spec.by is not None or spec.fx or spec.k != -1:
+        raise FormulaError(f"smooth term {spec.text!r}: bs='re' takes no k, by or fx")
+    group = spec.terms[-1]
+    expr = "1" if len(spec.terms) == 1 else "0 + " + " + ".join(spec.terms[:-1])
+    return RandomTermSpec(expr=expr, group=group, factors=(group,))
