@@ -88,4 +88,16 @@ g <- gam(y ~ s(x2, bs = "cr", k = 6, fx = TRUE) + s(x0, bs = "cr"), data = d, me
 cases$gam_fx_reml <- dump_gam(g, d, list(formula = "y ~ s(x2, bs='cr', k=6, fx=True) + s(x0, bs='cr')",
   method = "REML", REMLcrit = 2 * g$gcv.ubre))
 
+# 11. maximum likelihood without random effects (mgcv gam, method = "ML")
+g <- gam(y ~ s(x2) + s(x0, bs = "ps"), data = d, method = "ML")
+cases$gam_ml <- dump_gam(g, d, list(formula = "y ~ s(x2) + s(x0, bs='ps')",
+  method = "ML", logLik = -g$gcv.ubre))
+# 12. prior weights (gamm4, REML)
+d$w <- 1 + (d$x3 > 0.5)
+write.csv(d[, c("y", "x0", "x1", "x2", "x3", "fac", "g3", "yb", "cnt", "yby", "w")],
+          "data_sim1_extra.csv", row.names = FALSE)
+f <- gamm4(y ~ s(x2, bs = "cr") + x1, data = d, random = ~(1 | fac), weights = d$w)
+cases$gamm4_weights_reml <- dump_gam(f$gam, d, list(formula = "y ~ s(x2, bs='cr') + x1 + (1 | fac)",
+  method = "REML", REMLcrit = REMLcrit(f$mer), weights = "w"))
+
 for (nm in names(cases)) write_json(cases[[nm]], paste0(nm, ".json"), digits = NA, auto_unbox = TRUE, pretty = FALSE)
