@@ -41,6 +41,8 @@ class SmoothResultsMixin:
             raise GlammError("the model has no smooth terms s(...)")
         fac, scale, scale_estimated = self._smooth_state()
         model = self.model
+        sig2 = float(getattr(self, "dispersion", None) or scale) if \
+            type(self).__name__ != "LmerResult" else scale
         thetas = [self.theta[s] for s in model.layout.slices]
         lambda_scale = float(getattr(model, "lambda_scale", 1.0))
 
@@ -55,7 +57,7 @@ class SmoothResultsMixin:
             return smooth_fit(self.frame, model.reterms, fac, [float(t[0]) for t in thetas],
                               scale, self.nobs, self.fixef.to_numpy(), self._b,
                               scale_estimated, lambda_scale=lambda_scale,
-                              unit_factor=unit_factor)
+                              unit_factor=unit_factor, sig2=sig2)
         finally:
             self._smooth_state()   # leave the model's factor at the estimates
 
@@ -63,10 +65,9 @@ class SmoothResultsMixin:
     def smooth_table(self) -> pd.DataFrame:
         """Per smooth: effective degrees of freedom, reference df, the test statistic (``F``
         when the scale is estimated, ``Chi.sq`` otherwise) and its p-value (mgcv's
-        ``summary.gam`` table as gamm4 reports it; Wood 2013). mgcv tests a smooth whose
-        penalty has no null space (``bs="ts"``, ``"cs"``) as a random effect instead
-        (``reTest``); glamm uses the Wood (2013) test for those too, so their rows differ
-        from mgcv's."""
+        ``summary.gam`` table as gamm4 reports it; Wood 2013); a smooth whose penalty has no
+        null space (``bs="ts"``, ``"cs"``) is tested as a random effect, as mgcv's
+        ``reTest`` (``Ref.df`` is then the rank)."""
         return self._smooth_fit.table.copy()
 
     @property

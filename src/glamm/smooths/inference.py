@@ -89,7 +89,8 @@ def trailing_factor(fac, first: int) -> np.ndarray:
 
 def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
                beta: np.ndarray, b_terms: list[np.ndarray], scale_estimated: bool,
-               lambda_scale: float = 1.0, unit_factor=None) -> SmoothFit:
+               lambda_scale: float = 1.0, unit_factor=None,
+               sig2: float | None = None) -> SmoothFit:
     """Assemble :class:`SmoothFit` from the factor at the optimum.
 
     Args:
@@ -101,6 +102,8 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
         scale_estimated: F tests (True) or chi-squared tests (False), as mgcv.
         lambda_scale: ``b = lambda_scale * theta * u`` (GLMMs with a dispersion: its square
             root; their factor is already divided by the dispersion, so ``scale`` is 1).
+        sig2: the residual scale the random-effect test divides by (default ``scale``; a
+            GLMM's dispersion, whose factor already holds it).
         unit_factor: a callable giving the factor with every smooth's ``theta`` set to 1,
             needed when a smooth's ``theta`` is 0 (its rows of the factor are then zero and
             cannot give the raw cross-products); called after everything else is read.
@@ -163,17 +166,27 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
     coef = np.concatenate(coef_parts)
     edf_total = n_param + sum(edf.values())
     rdf = nobs - edf_total
+    # X'V^-1 X of all coefficients in their own bases (M is in the raw columns [b, beta])
+    Traw = np.zeros((ncoef, P))
+    pos = 0
+    for k_, (idx, G) in enumerate(blocks):
+        Graw = np.eye(n_param) if k_ == 0 else smooths[k_ - 1].transform
+        Traw[pos:pos + Graw.shape[0], idx] = Graw
+        pos += Graw.shape[0]
+    Tinv = np.linalg.inv(Traw)
+    XVX_all = Tinv.T @ M @ Tinv / scale
+    sig2 = scale if sig2 is None else sig2
     rows = []
     for sm in smooths:
         sl = slices[sm.label]
-        idx, G = blocks[1 + smooths.index(sm)]
-        # in the raw coordinates [b, beta_0] of the smooth's columns, then its own basis
-        Gr = sm.transform
-        Ginv = np.linalg.inv(Gr)
-        XVX = Ginv.T @ M[np.ix_(idx, idx)] @ Ginv / scale
         e = edf[sm.label]
-        stat, pval, rank = test_smooth(coef[sl], XVX, Vp[sl, sl], min(sm.n_coef, e),
+        if sm.n_fixed == 0 and sm.rank > 0 and np.isfinite(sp[sm.label]):
+            # no unpenalized part (bs="ts", "cs"): mgcv tests it as a random effect
+            stat, pval, rank = re_test(coef, XVX_all, Vp, smooths, slices, sp, sm, sig2,
                                        rdf if scale_estimated else -1.0)
+        else:
+            stat, pval, rank = test_smooth(coef[sl], XVX_all[sl, sl], Vp[sl, sl],
+                                           min(sm.n_coef, e), rdf if scale_estimated else -1.0)
         rows.append((sm.label, e, rank, stat / rank if scale_estimated else stat, pval))
     cols = ["edf", "Ref.df", "F" if scale_estimated else "Chi.sq", "p-value"]
     table = pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows], columns=cols)
@@ -283,6 +296,41 @@ def test_smooth(p: np.ndarray, XVX: np.ndarray, V: np.ndarray, rank: float, res_
             pval = 0.5 * (stats.f.sf(d / rank1, rank1, res_df)
                           + stats.f.sf(d1 / rank1, rank1, res_df))
     return d, float(min(1.0, max(pval, 0.0))), float(rank)
+
+
+def re_test(coef: np.ndarray, XVX: np.ndarray, Vp: np.ndarray, smooths, slices: dict,
+            sp: dict, sm, sig2: float, res_df: float):
+    """mgcv's ``reTest`` for a smooth without unpenalized part (gamm4 objects have no other
+    random-effect smooths): with ``P = X'V^-1X + sum_j sp_j S_j``, ``S_m`` the Schur complement
+    of the other coefficients in ``P`` and ``Ve = Vp X'V^-1X Vp``, the statistic is
+    ``b' S_m b / sig2``, referred to the weighted sum of chi-squares with the eigenvalues of
+    ``S_m Ve_mm / sig2`` (an F-type version with ``res_df`` when the scale is estimated).
+    Returns ``(statistic, p-value, rank)``."""
+    Ptot = XVX.copy()
+    for other in smooths:
+        if other.rank > 0 and np.isfinite(sp[other.label]):
+            o = slices[other.label]
+            Ptot[o, o] += sp[other.label] * other.S
+    sl = slices[sm.label]
+    ind = np.arange(Ptot.shape[0])[sl]
+    rest = np.setdiff1d(np.arange(Ptot.shape[0]), ind)
+    Pmm = Ptot[np.ix_(ind, ind)]
+    if rest.size:
+        Pmo = Ptot[np.ix_(ind, rest)]
+        Pmm = Pmm - Pmo @ np.linalg.solve(Ptot[np.ix_(rest, rest)], Pmo.T)
+    Ve = Vp @ XVX @ Vp
+    b = coef[sl]
+    stat = float(b @ Pmm @ b) / sig2
+    ev = np.linalg.eigvals(Pmm @ Ve[np.ix_(ind, ind)]).real / sig2
+    ev = np.clip(ev, 0.0, None)
+    rank = int(np.sum(ev > ev.max() * np.finfo(float).eps ** 0.8))
+    if res_df > 0:
+        k = max(1, round(res_df))
+        pval = _sum_chisq_upper(0.0, np.concatenate([ev, [-stat / k]]),
+                                np.concatenate([np.ones(ev.size), [k]]))
+    else:
+        pval = _sum_chisq_upper(stat, ev, np.ones(ev.size))
+    return stat, float(min(1.0, max(pval, 0.0))), float(rank)
 
 
 def _upper_root(A: np.ndarray) -> np.ndarray:
