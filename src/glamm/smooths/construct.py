@@ -95,9 +95,7 @@ class Smooth:
             return B
         col = data[by]
         if self.by_level is not None:
-            labels = col.astype(str).to_numpy() if not isinstance(col.dtype, pd.CategoricalDtype) \
-                else col.astype(str).to_numpy()
-            return B * (labels == self.by_level)[:, None]
+            return B * (col.astype(str).to_numpy() == self.by_level)[:, None]
         return B * col.to_numpy(dtype=float)[:, None]
 
     def split(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
