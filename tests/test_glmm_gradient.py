@@ -32,6 +32,13 @@ CASES = {
     "crossed": (lambda: glamm.datasets.load("VerbAgg").iloc[:3000],
                 "r2 ~ btype + situ + (1 | id) + (1 | item)", "binomial"),
     "nested": (_nested_poisson, "y ~ 1 + (1 | c) + (1 | a)", "poisson"),
+    # non-canonical links with the observed information in the log-determinant (the default)
+    "probit_observed": (lambda: glamm.datasets.load("cbpp"),
+                        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                        ("binomial", "probit", "observed")),
+    "cloglog_slope_observed": (lambda: glamm.datasets.load("sim_binary_longitudinal"),
+                               "y ~ sex * time + (time | id)",
+                               ("binomial", "cloglog", "observed")),
     # a non-canonical link with Fisher weights in the log-determinant (laplace="expected")
     "probit_expected": (lambda: glamm.datasets.load("cbpp"),
                         "cbind(incidence, size - incidence) ~ period + (1 | herd)",
@@ -42,11 +49,12 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_gradient_matches_finite_differences(case):
     load, formula, family = CASES[case]
-    family, link = family if isinstance(family, tuple) else (family, None)
+    family, link, laplace = (family + ("expected",))[:3] if isinstance(family, tuple) else \
+        (family, None, "expected")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = glamm.glmer(formula, load(), family=family, link=link, fast=True,
-                        laplace="expected")
+                        laplace=laplace)
     model = m.model
     f = full_objective(model, model.family)
     nt = model.n_theta

@@ -58,9 +58,13 @@ class Nodes:
     U: node points ``(m, q, K)`` in the spherical scale of ``u``.
     const: ``(m, K)`` log weights of the nodes, the standard normal density included.
     u_hat, C, H: modes ``(m, q)``, lower Cholesky factors of ``H^-1`` and curvatures
-        ``(m, q, q)``.
-    s, h, h3: first to third derivatives of the log-density in ``eta`` at the modes
-        (``h3`` only where :func:`exact_gradient_available`; else ``None``).
+        ``(m, q, q)`` (``I + sum_j w_j v_j v_j'``).
+    s, h: first and second derivatives of the log-density in ``eta`` at the modes.
+    w: the weights in ``H`` (``-h``, the observed information; Fisher weights where that is
+        not positive definite).
+    dw, Hobs: where the exact gradient is available (glmm.agq_derivatives), ``dw/deta`` at
+        the modes and the observed curvature ``I - sum_j h_j v_j v_j'`` (``H`` itself unless
+        the Fisher weights were used); else ``None``.
     """
 
     U: np.ndarray
@@ -70,7 +74,9 @@ class Nodes:
     H: np.ndarray
     s: np.ndarray
     h: np.ndarray
-    h3: np.ndarray | None
+    w: np.ndarray
+    dw: np.ndarray | None
+    Hobs: np.ndarray | None
 
 
 class AdaptiveQuadrature:
@@ -152,7 +158,7 @@ class AdaptiveQuadrature:
     def adapt(self, theta: np.ndarray, beta: np.ndarray) -> "Nodes | None":
         """The adaptive nodes at (``theta``, ``beta``) (:class:`Nodes`); ``None`` if PIRLS
         fails."""
-        from .agq_derivatives import d3loglik_deta3, exact_gradient_available
+        from .agq_derivatives import exact_gradient_available, weight_derivative
         from .model import PirlsError
 
         model = self.model
@@ -167,11 +173,13 @@ class AdaptiveQuadrature:
         h = fam.d2loglik_deta2(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
         w = -h
         H = self._curvature(V, w)
+        observed = True
         try:
             np.linalg.cholesky(H)
         except np.linalg.LinAlgError:   # observed information not positive definite: Fisher
             w, _ = model._weights(eta_mode, mu_mode)
             H = self._curvature(V, w)
+            observed = False
         # u_ik = u_i + sqrt(2) C_i x_k with C_i the lower Cholesky factor of H_i^{-1}
         # (GLMMadaptive's orientation: for q > 1 the product rule depends on it, and with it
         # the values agree with GLMMadaptive's and the independent reference's)
@@ -181,10 +189,13 @@ class AdaptiveQuadrature:
         const = (0.5 * self.q * np.log(2.0) + logdetC)[:, None] + (
             -0.5 * np.sum(U**2, axis=1) - 0.5 * self.q * _LOG2PI
             + self.logw[None, :] + np.sum(self.nodes**2, axis=1)[None, :])
-        exact = exact_gradient_available(model)
         s = fam.dloglik_deta(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
-        h3 = d3loglik_deta3(model, mu_mode, eta_mode) if exact else None
-        return Nodes(U=U, const=const, u_hat=u_hat, C=C, H=H, s=s, h=h, h3=h3)
+        dw = Hobs = None
+        if exact_gradient_available(model):
+            dw = weight_derivative(model, eta_mode, observed)
+            Hobs = H if observed else self._curvature(V, -h)
+        return Nodes(U=U, const=const, u_hat=u_hat, C=C, H=H, s=s, h=h, w=w, dw=dw,
+                     Hobs=Hobs)
 
     def fixed_node_loglik(self, nodes: Nodes, theta: np.ndarray, beta: np.ndarray) -> float:
         """The quadrature log-likelihood with the nodes held where :meth:`adapt` put them (equal

@@ -97,22 +97,13 @@ class AnalyticDerivatives(FiniteDifferences):
 
 class QuadratureDerivatives(FiniteDifferences):
     """Derivatives of the quadrature deviance ``-2 l`` in ``[theta, beta]``
-    (glmm.agq_derivatives).
+    (glmm.agq_derivatives): the exact gradient (the adaptive nodes' own movement included);
+    Newton is steered by the analytic Hessian at fixed nodes (one pass, no PIRLS), and
+    standard errors (:meth:`grad_hess`) take differences of exact gradients."""
 
-    With ``exact`` the gradient includes the adaptive nodes' own movement (canonical links);
-    otherwise it is GLMMadaptive's, with the nodes held where they were placed for the current
-    point, plus :attr:`correction` when :func:`fit_agq` has measured one. Newton is steered by
-    the analytic Hessian at fixed nodes (one pass, no PIRLS). For standard errors
-    (:meth:`grad_hess`) the Hessian is taken from differences of exact gradients where they
-    exist, else the fixed-node one (the nodes' movement changes it far less than the 1e-3
-    asked of standard errors)."""
-
-    def __init__(self, f, model: GeneralizedLinearMixedModel, quadrature, exact: bool):
+    def __init__(self, f, model: GeneralizedLinearMixedModel, quadrature):
         super().__init__(f)
-        self.model, self.quad, self.exact = model, quadrature, exact
-
-    #: added to the gradient (the effect of the nodes' movement, measured elsewhere)
-    correction: np.ndarray | None = None
+        self.model, self.quad = model, quadrature
 
     def _derivs(self, x: np.ndarray, hessian: bool):
         from ..errors import GlammError
@@ -124,11 +115,8 @@ class QuadratureDerivatives(FiniteDifferences):
         if nodes is None:
             raise GlammError("PIRLS failed while differentiating the quadrature "
                              "log-likelihood")
-        _, g, H = derivatives(self.quad, nodes, x[:nt], x[nt:], exact=self.exact,
-                              hessian=hessian)
+        _, g, H = derivatives(self.quad, nodes, x[:nt], x[nt:], exact=True, hessian=hessian)
         g = -2.0 * g
-        if self.correction is not None:
-            g = g + self.correction
         if m.penalty is not None:
             g[nt:] += m.penalty.deviance_gradient(x[nt:])
         if H is not None:
@@ -146,8 +134,6 @@ class QuadratureDerivatives(FiniteDifferences):
         return g, H, fx
 
     def grad_hess(self, x: np.ndarray, central: bool = True):
-        if not self.exact:
-            return self.steering_hessian(x)
         fx = self.value(x)
         g = self.grad(x, fx)
         H = hessian_from_gradients(self.grad, x, g, central)
@@ -160,9 +146,7 @@ def choose_derivatives(f, model: GeneralizedLinearMixedModel):
     from .gradient import MAX_Q
 
     q = sum(t.q for t in model.reterms)
-    # the analytic gradient needs the factor to hold Fisher weights: canonical links, or
-    # laplace="expected"; observed weights would need third derivatives of the log-density
-    if q <= MAX_Q and not model.observed_information:
+    if q <= MAX_Q:
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)
 

@@ -248,11 +248,9 @@ def quadrature_objective(model: GeneralizedLinearMixedModel, base_family, quadra
 def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bobyqa",
             blas_threads: int | None = 1, **settings) -> GlmmFitRecord:
     """Maximize the adaptive Gauss-Hermite log-likelihood, starting from the Laplace fit:
-    Newton steps on the exact gradient (canonical links; glmm.agq_derivatives), on a
-    fixed-node gradient corrected once by finite differences (other links), or on finite
-    differences (families with a dispersion or shape); BOBYQA if they stall, and a boundary
-    check for variances near zero. Standard errors take the Hessian at the optimum, on
-    demand."""
+    Newton steps on the exact gradient (glmm.agq_derivatives), or on finite differences for
+    families with a dispersion or shape parameter; BOBYQA if they stall, and a boundary check
+    for variances near zero. Standard errors take the Hessian at the optimum, on demand."""
     from .agq import AdaptiveQuadrature
 
     quad = AdaptiveQuadrature(model, nagq)   # checks the model first (one grouping factor)
@@ -272,19 +270,8 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
             # exact gradients (the nodes' movement included), steered by the analytic Hessian
             # at fixed nodes
             rec.optimizer = f"newton on AGQ({nagq}) (analytic gradient)"
-            derivs = QuadratureDerivatives(f, model, quad, exact=True)
+            derivs = QuadratureDerivatives(f, model, quad)
             ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
-        elif x0.size == nt + p:
-            # other links: first with gradients at fixed nodes (cheap, analytic), then
-            # polished with a correction for the nodes' movement measured once by finite
-            # differences of the true objective
-            rec.optimizer = f"newton on AGQ({nagq}) (fixed-node gradient, corrected)"
-            fixed = QuadratureDerivatives(f, model, quad, exact=False)
-            _, x1, f1, H1, _ = newton_minimize(f, x0, lo, rec, scale=scale, derivs=fixed)
-            fixed.correction = derivs.grad(x1, f1) - fixed.grad(x1, f1)
-            ok, x, fx, H, x_h = newton_minimize(f, x1, lo, rec, scale=scale, derivs=fixed,
-                                                hessian=H1)
-            fixed.correction = None
         else:
             ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
         ok, x, fx, H, x_h = _rescue_and_boundary(

@@ -10,7 +10,9 @@ determinant also moves through ``W(eta)``, and ``eta`` through ``u*``:
     (I + Lambda'Z'W_obs Z Lambda) du = dLambda'Z's - Lambda'Z'W_obs d_eta|_u
 
 with ``h_i`` the diagonal of ``Z Lambda G^-1 Lambda'Z'`` and ``w'`` the derivative of the
-Fisher weight in ``eta``. Every row of ``Z Lambda`` has ``P = sum_k p_k`` nonzeros at known
+Fisher weight in ``eta``. With the observed information in the log-determinant (non-canonical
+links, glamm's default) ``W`` is ``W_obs`` throughout and ``w'`` its derivative, taken by
+central differences observation by observation. Every row of ``Z Lambda`` has ``P = sum_k p_k`` nonzeros at known
 columns, so ``h`` and the traces only gather entries of ``G^-1`` at those columns (no
 ``n x q`` dense product). ``G^-1`` itself is formed densely, so the analytic gradient is used
 when the number of random effects is moderate (``MAX_Q``); beyond that glamm uses finite
@@ -84,9 +86,17 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
                      - mu_eta**3 * fam.variance_deriv(mu) / var**2)
     s = fam.dloglik_deta(y, mu, eta, wt, phi)
     w_obs = -fam.d2loglik_deta2(y, mu, eta, wt, phi)
-    # G = L_Z L_Z' is the factor PIRLS left at the mode (same theta, Fisher weights)
+    if model.observed_information:
+        # the log-determinant holds the observed information: its weights and their
+        # derivative in eta (central differences per observation; no closed form needed)
+        from .agq_derivatives import weight_derivative
+
+        w = w_obs
+        dw = weight_derivative(model, eta, observed=True)
+    # G = L_Z L_Z' is the factor PIRLS left at the mode (same theta and the weights of the
+    # log-determinant: Fisher, or observed with model.observed_information)
     Ginv = _inverse_from_factor(model.fac_u.dense_re_factor())
-    canonical = np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
+    canonical = model.observed_information or np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
     Gobs_inv = Ginv if canonical else _spd_inverse(_crossprod(zl, V, w_obs))
     P = V.shape[1]
     # h_i = sum_ab V_ia V_ib Ginv[C_ia, C_ib]

@@ -127,10 +127,9 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if self.record.quadrature is not None:
             f = quadrature_objective(m, self._base_family, self.record.quadrature)
             derivs = FiniteDifferences(f)
-            if x.size == m.n_theta + m.p:
-                # differences of exact gradients, or the analytic Hessian at fixed nodes
-                derivs = QuadratureDerivatives(f, m, self.record.quadrature,
-                                               exact=exact_gradient_available(m))
+            if x.size == m.n_theta + m.p and exact_gradient_available(m):
+                # differences of exact gradients
+                derivs = QuadratureDerivatives(f, m, self.record.quadrature)
         else:
             f = full_objective(m, self._base_family)
             derivs = choose_derivatives(f, m)
