@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,3 +145,28 @@ def test_gaussian_log_link_with_indefinite_observed_information():
     assert m.converged and np.isfinite(m.loglik)
     exp = glamm.glmer("y ~ x + (1 | g)", d, family="gaussian", link="log", laplace="expected")
     assert abs(m.loglik - exp.loglik) < 1.0
+
+
+def test_gamma_log_random_slope_does_not_overflow():
+    """Regression: a nearly singular Hessian proposed a log-dispersion near 1e4 and the fit
+    crashed with an overflowing dispersion instead of stepping back."""
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(30), 6)
+    x = rng.normal(size=180)
+    mu = np.exp(1 + 0.3 * x + rng.normal(0, 0.5, 30)[g])
+    d = pd.DataFrame({"y": rng.gamma(3, mu / 3), "x": x, "g": pd.Categorical(g)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glamm.glmer("y ~ x + (x | g)", d, family="Gamma", link="log")
+    assert m.converged and np.isfinite(m.loglik)
+
+
+def test_failing_pirls_at_the_estimates_is_an_error_not_a_fit():
+    """A Poisson sqrt link with zero counts: PIRLS cannot settle; glamm must say so rather
+    than report the fast stage's values as a converged fit (it once did)."""
+    with pytest.raises(glamm.GlammError, match="PIRLS"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            glamm.glmer("y ~ sex * time + (1 | id)",
+                        glamm.datasets.load("sim_poisson_longitudinal"), family="poisson",
+                        link="sqrt")

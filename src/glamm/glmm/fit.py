@@ -50,6 +50,12 @@ def _extra_names(family) -> list[str]:
     return []
 
 
+def extra_ok(extra: np.ndarray) -> bool:
+    """A log dispersion or log shape whose exponential is a usable positive number (a wild
+    optimizer step can propose one that overflows)."""
+    return bool(np.all(np.abs(np.asarray(extra, dtype=float)) < 700.0))
+
+
 def set_extra(model: GeneralizedLinearMixedModel, base_family, extra: np.ndarray) -> None:
     """Put the dispersion or shape parameter (log scale) into the model."""
     if getattr(base_family, "has_shape", False):
@@ -63,6 +69,8 @@ def full_objective(model: GeneralizedLinearMixedModel, base_family):
     nt, p = model.n_theta, model.p
 
     def f(x: np.ndarray) -> float:
+        if not extra_ok(x[nt + p:]):
+            return float("inf")
         set_extra(model, base_family, x[nt + p:])
         value = model.objective(x[:nt], x[nt:nt + p])
         if model.penalty is not None:
@@ -127,6 +135,8 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
         # the dispersion or shape (log scale) is optimized here too: with theta relative to
         # the residual scale, a dispersion fixed at the GLM's (which absorbs the random
         # effects' variance) would leave theta far from its optimum
+        if not extra_ok(z[nt:]):
+            return float("inf")
         set_extra(model, base_family, z[nt:])
         return model.objective_fast(to_theta(z[:nt]))
 
@@ -191,6 +201,14 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
         f, (ok, x, fx, H, x_h), lo, nt, os_full, step, derivs, optimizer,
         {"ftol_rel": 1e-10, "ftol_abs": 0.0, "xtol_abs": 1e-8, "initial_step": step, **settings})
     os_full.final, os_full.fmin = x, fx
+    if not np.isfinite(fx):
+        from ..errors import GlammError
+
+        raise GlammError(
+            "PIRLS could not find the conditional modes with the fixed effects held at their "
+            "values (non-finite deviance), so there is no valid fit to report; this happens "
+            "with links whose derivative vanishes inside the data's range, such as a Poisson "
+            "sqrt link with zero counts: try the canonical link")
     if isinstance(derivs, AnalyticDerivatives) or (
             H is not None and not np.array_equal(x, x_h)):
         # an approximate steering Hessian, or one taken away from the optimum: standard
@@ -233,6 +251,8 @@ def quadrature_objective(model: GeneralizedLinearMixedModel, base_family, quadra
     nt, p = model.n_theta, model.p
 
     def f(x: np.ndarray) -> float:
+        if not extra_ok(x[nt + p:]):
+            return float("inf")
         set_extra(model, base_family, x[nt + p:])
         ll = quadrature.loglik(x[:nt], x[nt:nt + p])
         if not np.isfinite(ll):

@@ -49,7 +49,10 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
         decrement = float(-gf @ step)
         if decrement < 1e-11 * (abs(fx) + 1.0):
             return True, x, fx, H, x_h
-        t, improved = 1.0, False
+        # a step far beyond the parameters' scale (a nearly singular Hessian) is shortened
+        # before the line search: the objective can overflow out there
+        reach = float(np.max(np.abs(step) / scale[free]))
+        t, improved = (min(1.0, 10.0 / reach) if reach > 0 else 1.0), False
         for _ in range(12):
             trial = x.copy()
             trial[free] = np.maximum(x[free] + t * step, lower[free])
@@ -101,7 +104,10 @@ def _steering_hessian(d, x: np.ndarray):
 
 
 def _newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray | None:
-    """``-H^{-1} g``, with ``H`` shifted towards positive definiteness if it is not."""
+    """``-H^{-1} g``, with ``H`` shifted towards positive definiteness if it is not; ``None``
+    when the derivatives are not finite (the caller then hands over to BOBYQA)."""
+    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
+        return None
     ev = np.linalg.eigvalsh(H)
     shift = 0.0
     if ev[0] <= 1e-10 * max(abs(ev[-1]), 1.0):
