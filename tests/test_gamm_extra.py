@@ -228,3 +228,49 @@ def test_json_export_has_the_smooth_table():
     assert out["smooths"]["s(x2)"]["statistic_name"] == "F"
     assert out["parametric"]["estimate"]["x1"] == pytest.approx(
         ref["parametric"]["estimate"]["x1"], rel=1e-4)
+
+
+@pytest.mark.parametrize("formula,labels,xnames", [
+    ("y ~ s(x0) - 1 + (1 | fac)", ["s(x0)"], ["s(x0)Fx1"]),
+    ("y ~ x1 + s(x0)-1 + (1 | fac)", ["s(x0)"], ["x1", "s(x0)Fx1"]),
+    ("y ~ s(x0, k=-1, bs='cr') + (1 | fac)", ["s(x0)"], ["(Intercept)", "s(x0)Fx1"]),
+    ("y ~ s(x.a, bs='cr') + (1 | fac)", ["s(x.a)"], ["(Intercept)", "s(x.a)Fx1"]),
+    ("y ~ s(`x.a`, bs='cr') + (1 | fac)", ["s(x.a)"], ["(Intercept)", "s(x.a)Fx1"]),
+])
+def test_formula_spellings(formula, labels, xnames):
+    d = data().copy()
+    d["x.a"] = d["x2"]
+    m = glamm.lmer(formula, d)
+    assert m.smooth_labels == labels and list(m.frame.xnames) == xnames
+
+
+@pytest.mark.parametrize("formula,match", [
+    ("y ~ (s(x0) | fac)", "contains a smooth"),
+    ("y ~ s(x0):x1 + (1 | fac)", "term of its own"),
+    ("y ~ x1 * s(x0) + (1 | fac)", "term of its own"),
+    ("y ~ te(x0, x2) + (1 | fac)", "tensor-product"),
+    ("y ~ s(x0, bs='re') + (1 | fac)", "numeric"),
+])
+def test_unsupported_smooth_constructs_say_so(formula, match):
+    with pytest.raises((FormulaError, DataError), match=match):
+        glamm.lmer(formula, data())
+
+
+def test_shrinkage_smooth_shrunk_to_zero():
+    """Regression: a ts/cs smooth of an unrelated covariate ends with sp = inf; its table row
+    was a division by zero (gamm4: edf ~ 0, Ref.df = 9, F = 0, p = 1)."""
+    m = glamm.lmer("y ~ s(x2, bs='cr') + s(x3, bs='ts') + (1 | fac)", data())
+    row = m.smooth_table.loc["s(x3)"]
+    assert np.isinf(m.sp["s(x3)"]) and row["edf"] < 1e-6
+    assert row["Ref.df"] == 9 and row["F"] == 0 and row["p-value"] == 1
+    assert "s(x3)" in str(m)
+
+
+def test_missing_covariates_in_new_data_give_missing_predictions():
+    m, _ = case("gamm4_cr_reml")
+    nd = data().iloc[:4].copy()
+    nd.loc[nd.index[1], "x2"] = np.nan
+    nd.loc[nd.index[2], "x1"] = np.nan
+    pred = m.predict(nd)
+    assert np.isnan(pred[1]) and np.isnan(pred[2])
+    np.testing.assert_allclose(pred[[0, 3]], m.fitted[[0, 3]], rtol=1e-10)

@@ -378,7 +378,19 @@ def build_model_frame(
     parsed = parse_formula(formula)
     fixed_terms, offset_exprs = _split_offsets(parsed.fixed_rhs)
     fixed_terms, smooth_specs = split_smooths(fixed_terms)
+    for spec in parsed.random:
+        if re.search(r"(?<![\w.])(s|te)\(", spec.expr):
+            raise FormulaError(f"random-effects term {spec} contains a smooth; smooth terms "
+                               "go in the fixed part, e.g. y ~ s(x) + (1 | g)")
     re_smooths = [sp_ for sp_ in smooth_specs if sp_.bs == "re"]
+    for sp_ in re_smooths:
+        g = sp_.terms[-1]
+        if g in data.columns and pd.api.types.is_numeric_dtype(data[g]) \
+                and not isinstance(data[g].dtype, pd.CategoricalDtype):
+            raise DataError(
+                f"smooth term {sp_.text!r}: bs='re' reads its last covariate {g!r} as a "
+                "grouping factor, but it is numeric; convert it to a pandas Categorical for a "
+                "random effect per value (mgcv would instead fit one ridge-penalized slope)")
     if re_smooths:   # mgcv's s(g, bs="re"): an ordinary random-effects term
         smooth_specs = [sp_ for sp_ in smooth_specs if sp_.bs != "re"]
         parsed = dataclasses.replace(

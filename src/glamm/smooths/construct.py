@@ -21,6 +21,7 @@ Not public API.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,9 +85,16 @@ class Smooth:
 
     # --------------------------------------------------------------------- design
     def design(self, data: pd.DataFrame) -> np.ndarray:
-        """The constrained basis ``X Z`` (times the ``by`` variable) at ``data``'s rows."""
-        x = covariates(self.spec, data)
-        B = self.basis.predict_matrix(x)
+        """The constrained basis ``X Z`` (times the ``by`` variable) at ``data``'s rows; rows
+        with a missing covariate are NaN (their predictions are missing, as R's NA)."""
+        x = covariates(self.spec, data, allow_missing=True)
+        ok = np.isfinite(x) if x.ndim == 1 else np.all(np.isfinite(x), axis=1)
+        if ok.all():
+            B = self.basis.predict_matrix(x)
+        else:
+            B = np.full((len(data), self.basis.k), np.nan)
+            if ok.any():
+                B[ok] = self.basis.predict_matrix(x[ok])
         return self._by_multiply(B, data) @ self.Z
 
     def _by_multiply(self, B: np.ndarray, data: pd.DataFrame) -> np.ndarray:
@@ -114,9 +122,9 @@ class Smooth:
         return self.U * self.D[None, :]
 
 
-def covariates(spec: SmoothSpec, data: pd.DataFrame) -> np.ndarray:
+def covariates(spec: SmoothSpec, data: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
     """The smooth's covariates as an ``(n,)`` or ``(n, d)`` float array; errors name the
-    column."""
+    column (``allow_missing``: NaN passes through, for prediction)."""
     cols = []
     for name in spec.terms:
         if name not in data.columns:
@@ -128,7 +136,7 @@ def covariates(spec: SmoothSpec, data: pd.DataFrame) -> np.ndarray:
                             f"(it is {col.dtype}); for a factor use a random effect (1 | {name})")
         cols.append(col.to_numpy(dtype=float))
     x = np.column_stack(cols)
-    if not np.all(np.isfinite(x)):
+    if not allow_missing and not np.all(np.isfinite(x)):
         raise DataError(f"smooth term {spec.text!r}: the covariates have NaN or infinite values")
     return x[:, 0] if x.shape[1] == 1 else x
 
@@ -188,6 +196,11 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
                     levels = levels[1:]   # mgcv: no smooth for an ordered factor's first level
             else:
                 levels = sorted(str(v) for v in col.unique())
+            if len(levels) > 50:
+                warnings.warn(
+                    f"smooth term {spec.text!r} builds one smooth per level of {spec.by!r}: "
+                    f"{len(levels)} smooths; a factor-smooth interaction with many levels is "
+                    f"large and slow (is {spec.by!r} meant to be a factor?)", stacklevel=4)
         else:
             v = col.to_numpy(dtype=float)
             constrain = not (np.std(v) > abs(np.mean(v)) * np.finfo(float).eps * 1000)

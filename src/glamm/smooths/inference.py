@@ -180,14 +180,18 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
     for sm in smooths:
         sl = slices[sm.label]
         e = edf[sm.label]
-        if sm.n_fixed == 0 and sm.rank > 0 and np.isfinite(sp[sm.label]):
+        if sm.n_fixed == 0 and sm.rank > 0 and not np.isfinite(sp[sm.label]):
+            # a shrinkage smooth shrunk to zero: nothing to test (gamm4: F = 0, p = 1)
+            stat, pval, rank = 0.0, 1.0, float(sm.rank)
+        elif sm.n_fixed == 0 and sm.rank > 0:
             # no unpenalized part (bs="ts", "cs"): mgcv tests it as a random effect
             stat, pval, rank = re_test(coef, XVX_all, Vp, smooths, slices, sp, sm, sig2,
                                        rdf if scale_estimated else -1.0)
         else:
             stat, pval, rank = test_smooth(coef[sl], XVX_all[sl, sl], Vp[sl, sl],
                                            min(sm.n_coef, e), rdf if scale_estimated else -1.0)
-        rows.append((sm.label, e, rank, stat / rank if scale_estimated else stat, pval))
+        rows.append((sm.label, e, rank,
+                     (stat / rank if rank > 0 else 0.0) if scale_estimated else stat, pval))
     cols = ["edf", "Ref.df", "F" if scale_estimated else "Chi.sq", "p-value"]
     table = pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows], columns=cols)
     return SmoothFit(coef=pd.Series(coef, index=names), Vp=pd.DataFrame(Vp, index=names,
@@ -347,6 +351,12 @@ def _sum_chisq_upper(q: float, lam: np.ndarray, df: np.ndarray) -> float:
     """``P(sum_j lam_j chi2_{df_j} > q)`` by Imhof's (1961) inversion formula."""
     lam = np.asarray(lam, dtype=float)
     df = np.asarray(df, dtype=float)
+    if q <= 0 and np.all(lam >= 0):
+        return 1.0   # a sum of non-negative terms exceeds 0 almost surely
+    c = float(np.max(np.abs(lam))) if lam.size else 0.0
+    if c == 0.0:
+        return 1.0 if q < 0 else 0.0
+    lam, q = lam / c, q / c   # the probability is scale-free; quad needs lam of order one
 
     def integrand(u: float) -> float:
         if u == 0.0:

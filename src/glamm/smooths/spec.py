@@ -10,6 +10,7 @@ Not public API.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 from ..errors import FormulaError
@@ -56,21 +57,43 @@ def is_smooth_term(term: str) -> bool:
     return t.startswith("s(") and t.endswith(")")
 
 
+_BACKTICK = re.compile(r"`([^`]+)`")
+
+
+def _column_name(node, quoted: dict[str, str]) -> str | None:
+    """A column name written in the term: a plain or dotted name (R's ``x.a``) or a
+    backtick-quoted one (replaced by a placeholder before parsing)."""
+    if isinstance(node, ast.Name):
+        return quoted.get(node.id, node.id)
+    if isinstance(node, ast.Attribute):
+        head = _column_name(node.value, quoted)
+        return None if head is None else f"{head}.{node.attr}"
+    return None
+
+
 def parse_smooth(term: str) -> SmoothSpec:
     """Parse one ``s(...)`` term; errors name the term and the problem."""
     text = term.strip()
+    quoted: dict[str, str] = {}
+
+    def placeholder(mt: re.Match) -> str:
+        key = f"__glamm_q{len(quoted)}__"
+        quoted[key] = mt.group(1)
+        return key
+
     try:
-        node = ast.parse(text, mode="eval").body
+        node = ast.parse(_BACKTICK.sub(placeholder, text), mode="eval").body
     except SyntaxError as exc:
         raise FormulaError(f"cannot parse smooth term {text!r}: {exc.msg}") from None
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "s"):
         raise FormulaError(f"{text!r} is not a smooth term s(...)")
     terms = []
     for a in node.args:
-        if not isinstance(a, ast.Name):
+        name = _column_name(a, quoted)
+        if name is None:
             raise FormulaError(f"smooth term {text!r}: the covariates must be column names "
                                f"(got {ast.unparse(a)!r}); create transformed columns first")
-        terms.append(a.id)
+        terms.append(name)
     if not terms:
         raise FormulaError(f"smooth term {text!r} names no covariate")
     opts: dict = {}
@@ -89,11 +112,10 @@ def parse_smooth(term: str) -> SmoothSpec:
     by = None
     if "by" in opts:
         v = opts["by"]
-        if isinstance(v, ast.Name):
-            by = v.id
-        elif isinstance(v, ast.Constant) and isinstance(v.value, str):
+        by = _column_name(v, quoted)
+        if by is None and isinstance(v, ast.Constant) and isinstance(v.value, str):
             by = v.value
-        else:
+        if by is None:
             raise FormulaError(f"smooth term {text!r}: by= must name a column")
     if bs not in BASES:
         raise FormulaError(f"smooth term {text!r}: basis bs={bs!r} is not available; use one "
@@ -111,6 +133,11 @@ def _literal(opts: dict, name: str, text: str, kind: type, default):
         return default
     node = opts[name]
     value = node.value if isinstance(node, ast.Constant) else None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) \
+            and isinstance(node.operand, ast.Constant) \
+            and isinstance(node.operand.value, (int, float)) \
+            and not isinstance(node.operand.value, bool):
+        value = -node.operand.value   # k=-1: mgcv's "default"
     if kind is bool and isinstance(node, ast.Name) and node.id in ("TRUE", "FALSE", "T", "F"):
         value = node.id.startswith("T")
     if kind is int and isinstance(value, float) and value.is_integer():
@@ -126,17 +153,41 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
     right-hand side (``"1"`` if nothing is left) and the smooth specifications in order."""
     from ..formula.bars import _split_top_level
 
-    rest, smooths = [], []
+    rest, minus, smooths = [], [], []
     for t in _split_top_level(rhs, "+"):
+        t = t.strip()
+        if not _mentions_smooth(t):
+            if t:
+                rest.append(t)
+            continue
         if is_smooth_term(t):
             smooths.append(parse_smooth(t))
-        elif t.strip():
-            rest.append(t.strip())
+            continue
+        # "s(x) - 1": a smooth followed by removed terms
+        pieces = [q.strip() for q in _split_top_level(t, "-")]
+        if len(pieces) > 1 and is_smooth_term(pieces[0]) and \
+                not any(_mentions_smooth(q) for q in pieces[1:]):
+            smooths.append(parse_smooth(pieces[0]))
+            minus.extend(q for q in pieces[1:] if q)
+            continue
+        if re.search(r"(?<![\w.])te\(", t):
+            raise FormulaError(f"tensor-product smooths ({t!r}) are not available; s(x, z) fits "
+                               "a thin plate smooth of several covariates")
+        raise FormulaError(
+            f"the smooth in {t!r} must be a term of its own, added with '+' (not inside an "
+            "interaction, product or parentheses); for one smooth per level of a factor f use "
+            "s(x, by=f)")
     labels = [s.label for s in smooths]
     dup = {lab for lab in labels if labels.count(lab) > 1}
     if dup:
         raise FormulaError(f"smooth term(s) {sorted(dup)} appear more than once")
-    return (" + ".join(rest) if rest else "1"), smooths
+    out = " + ".join(rest) if rest else "1"
+    return out + "".join(f" - {q}" for q in minus), smooths
+
+
+def _mentions_smooth(text: str) -> bool:
+    """True if ``text`` calls ``s(...)`` or ``te(...)`` somewhere."""
+    return re.search(r"(?<![\w.])(s|te)\(", text) is not None
 
 
 def as_random_term(spec: SmoothSpec):
