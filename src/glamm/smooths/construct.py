@@ -164,7 +164,7 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
     """The smooth(s) of one ``s(...)`` term on the model's rows (one per level of a factor
     ``by``, as mgcv)."""
     x = covariates(spec, data)
-    n_unique = len(np.unique(x if x.ndim == 1 else x, axis=0))
+    n_unique = len(np.unique(x, axis=0))
     # mgcv's default sizes: 10 for cr/cs/ps and a 1-D tp; M + 27 / M + 100 for 2-D / 3-D tp
     d = 1 if x.ndim == 1 else x.shape[1]
     k_eff = spec.k if spec.k > 0 else (10 if d == 1 else (30 if d == 2 else 104))
@@ -173,7 +173,10 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
         raise DataError(f"smooth term {spec.text!r} needs k = {k_eff} basis functions but "
                         f"{what} has only {n_unique} distinct values; use a smaller k, e.g. "
                         f"s(..., k={n_unique})")
-    basis = make_basis(spec, x)
+    try:
+        basis = make_basis(spec, x)
+    except ValueError as exc:   # the basis's own checks (e.g. k against distinct values)
+        raise DataError(f"smooth term {spec.text!r}: {exc}") from None
     X = basis.X
     S = basis.S[0] if basis.S else np.zeros((basis.k, basis.k))
     S_scale = 1.0
