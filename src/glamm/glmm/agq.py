@@ -59,12 +59,12 @@ class Nodes:
     const: ``(m, K)`` log weights of the nodes, the standard normal density included.
     u_hat, C, H: modes ``(m, q)``, lower Cholesky factors of ``H^-1`` and curvatures
         ``(m, q, q)`` (``I + sum_j w_j v_j v_j'``).
-    s, h: first and second derivatives of the log-density in ``eta`` at the modes.
-    w: the weights in ``H`` (``-h``, the observed information; Fisher weights where that is
-        not positive definite).
-    dw, Hobs: where the exact gradient is available (glmm.agq_derivatives), ``dw/deta`` at
-        the modes and the observed curvature ``I - sum_j h_j v_j v_j'`` (``H`` itself unless
-        the Fisher weights were used); else ``None``.
+    eta, mu: linear predictor and means at the modes.
+    h: second derivative of the log-density in ``eta`` at the modes.
+    w: the weights in ``H`` (``-h``, the observed information, when ``observed``; else the
+        Fisher weights, used where the observed information is not positive definite).
+    The derivatives (glmm.agq_derivatives) compute what else they need from these, so the
+    objective itself pays for nothing beyond the nodes.
     """
 
     U: np.ndarray
@@ -72,11 +72,11 @@ class Nodes:
     u_hat: np.ndarray
     C: np.ndarray
     H: np.ndarray
-    s: np.ndarray
+    eta: np.ndarray
+    mu: np.ndarray
     h: np.ndarray
     w: np.ndarray
-    dw: np.ndarray | None
-    Hobs: np.ndarray | None
+    observed: bool
 
 
 class AdaptiveQuadrature:
@@ -158,7 +158,6 @@ class AdaptiveQuadrature:
     def adapt(self, theta: np.ndarray, beta: np.ndarray) -> "Nodes | None":
         """The adaptive nodes at (``theta``, ``beta``) (:class:`Nodes`); ``None`` if PIRLS
         fails."""
-        from .agq_derivatives import exact_gradient_available, weight_derivative
         from .model import PirlsError
 
         model = self.model
@@ -189,13 +188,8 @@ class AdaptiveQuadrature:
         const = (0.5 * self.q * np.log(2.0) + logdetC)[:, None] + (
             -0.5 * np.sum(U**2, axis=1) - 0.5 * self.q * _LOG2PI
             + self.logw[None, :] + np.sum(self.nodes**2, axis=1)[None, :])
-        s = fam.dloglik_deta(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
-        dw = Hobs = None
-        if exact_gradient_available(model):
-            dw = weight_derivative(model, eta_mode, observed)
-            Hobs = H if observed else self._curvature(V, -h)
-        return Nodes(U=U, const=const, u_hat=u_hat, C=C, H=H, s=s, h=h, w=w, dw=dw,
-                     Hobs=Hobs)
+        return Nodes(U=U, const=const, u_hat=u_hat, C=C, H=H, eta=eta_mode, mu=mu_mode, h=h,
+                     w=w, observed=observed)
 
     def fixed_node_loglik(self, nodes: Nodes, theta: np.ndarray, beta: np.ndarray) -> float:
         """The quadrature log-likelihood with the nodes held where :meth:`adapt` put them (equal

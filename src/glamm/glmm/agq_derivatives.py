@@ -48,13 +48,6 @@ _SQRT2 = float(np.sqrt(2.0))
 _CHUNK_ELEMENTS = 2_000_000
 
 
-def exact_gradient_available(model) -> bool:
-    """True if the node-movement term can be computed: no dispersion or shape parameter among
-    the optimized ones (those are differentiated numerically as a whole)."""
-    fam = model.family
-    return bool(not fam.has_dispersion and not getattr(fam, "has_shape", False))
-
-
 def _canonical_h(model, mu: np.ndarray, eta: np.ndarray, wt: np.ndarray) -> np.ndarray:
     """Second derivative of the log-density in ``eta`` at a canonical link, where the observed
     and Fisher information agree: ``-wt mu_eta^2 / (V(mu) phi)``."""
@@ -62,24 +55,6 @@ def _canonical_h(model, mu: np.ndarray, eta: np.ndarray, wt: np.ndarray) -> np.n
     phi = model.dispersion if fam.has_dispersion else 1.0
     d1 = fam.link.mu_eta_at(eta, mu)
     return -wt * d1 * d1 / (fam.variance(mu) * phi)
-
-
-def weight_derivative(model, eta: np.ndarray, observed: bool) -> np.ndarray:
-    """``dw/deta`` of the curvature weights at ``eta``: ``w = -h`` (observed information) or
-    the Fisher weights, differentiated observation by observation by central differences
-    (relative step 1e-4: error ~1e-8 relative; no PIRLS involved). For a canonical link this
-    is ``-h'`` (the third derivative of the log-density)."""
-    fam = model.family
-    step = 1e-4 * np.maximum(1.0, np.abs(eta))
-
-    def weights(e: np.ndarray) -> np.ndarray:
-        mu = fam.link.inverse(e)
-        if observed:
-            return -fam.d2loglik_deta2(model.y, mu, e, model.wt, model.dispersion)
-        return model._weights(e, mu)[0]
-
-    with np.errstate(all="ignore"):
-        return (weights(eta + step) - weights(eta - step)) / (2.0 * step)
 
 
 def theta_jacobian(quad) -> np.ndarray:
@@ -100,7 +75,8 @@ def derivatives(quad, nodes, theta: np.ndarray, beta: np.ndarray, exact: bool = 
                 hessian: bool = False):
     """Log-likelihood, gradient and (optionally) the fixed-node Hessian at ``theta``,
     ``beta``, for ``nodes`` adapted there (``exact``: the gradient includes the nodes'
-    movement, which needs :func:`exact_gradient_available`).
+    movement; for parameters ``[theta, beta]`` only: families with a dispersion or shape
+    differentiate the whole objective numerically).
 
     Returns ``(value, grad, H or None)`` of the log-likelihood (not the deviance)."""
     model = quad.model
@@ -194,14 +170,18 @@ def _node_movement(quad, nodes, V: np.ndarray, dV: np.ndarray, ws: np.ndarray,
     P = nt + p
     m = quad.m
     ind = quad.indicator
-    s0, h0, w0, dw0 = nodes.s, nodes.h, nodes.w, nodes.dw
+    fam = model.family
+    s0 = fam.dloglik_deta(model.y, nodes.mu, nodes.eta, model.wt, model.dispersion)
+    h0, w0 = nodes.h, nodes.w
+    dw0 = model.weight_derivative(nodes.eta, nodes.observed)
+    # the modes move with the observed curvature (the derivative of the mode condition)
+    Hobs = nodes.H if nodes.observed else quad._curvature(V, -h0)
     u_hat, C = nodes.u_hat, nodes.C
     # d eta_j with the modes fixed, and d v_j (zero for beta)
     de = np.concatenate([np.einsum("jqr,jq->jr", dV, u_hat[g]), X], axis=1)    # n x P
     dVP = np.concatenate([dV, np.zeros((n, q, p))], axis=2)                    # n x q x P
     T = h0[:, None, None] * V[:, :, None] * de[:, None, :] + s0[:, None, None] * dVP
-    # the modes move with the observed curvature (the derivative of the mode condition)
-    du = np.linalg.solve(nodes.Hobs, np.asarray(ind @ T.reshape(n, q * P)).reshape(m, q, P))
+    du = np.linalg.solve(Hobs, np.asarray(ind @ T.reshape(n, q * P)).reshape(m, q, P))
     deta = de + np.einsum("jq,jqp->jp", V, du[g])                               # n x P
     vv = V[:, :, None] * V[:, None, :]
     dvv = dVP[:, :, None, :] * V[:, None, :, None]

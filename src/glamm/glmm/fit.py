@@ -17,7 +17,6 @@ from ..linalg.threads import single_threaded
 from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
 from ..optim.newton import FiniteDifferences, newton_minimize
-from .agq_derivatives import exact_gradient_available
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
 from .glm import fit_glm
 from .model import GeneralizedLinearMixedModel
@@ -286,14 +285,12 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
         t0 = time.perf_counter()
         scale = np.maximum(np.abs(x0) * 0.1, 0.05)
         derivs = FiniteDifferences(f)
-        if x0.size == nt + p and exact_gradient_available(model):
+        if x0.size == nt + p:   # no dispersion or shape parameter
             # exact gradients (the nodes' movement included), steered by the analytic Hessian
             # at fixed nodes
             rec.optimizer = f"newton on AGQ({nagq}) (analytic gradient)"
             derivs = QuadratureDerivatives(f, model, quad)
-            ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
-        else:
-            ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
+        ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
         ok, x, fx, H, x_h = _rescue_and_boundary(
             f, (ok, x, fx, H, x_h), lo, nt, rec, scale, derivs, optimizer,
             {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1,

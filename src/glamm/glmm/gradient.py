@@ -89,10 +89,8 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     if model.observed_information:
         # the log-determinant holds the observed information: its weights and their
         # derivative in eta (central differences per observation; no closed form needed)
-        from .agq_derivatives import weight_derivative
-
         w = w_obs
-        dw = weight_derivative(model, eta, observed=True)
+        dw = model.weight_derivative(eta, observed=True)
     # G = L_Z L_Z' is the factor PIRLS left at the mode (same theta and the weights of the
     # log-determinant: Fisher, or observed with model.observed_information)
     Ginv = _inverse_from_factor(model.fac_u.dense_re_factor())

@@ -142,6 +142,24 @@ class GeneralizedLinearMixedModel:
         w = self.wt * mu_eta**2 / (self.family.variance(mu) * self.dispersion)
         return w, mu_eta
 
+    def weight_derivative(self, eta: np.ndarray, observed: bool) -> np.ndarray:
+        """``dw/deta`` of the curvature weights at ``eta``: the observed information
+        ``w = -d2 log p / d eta2`` (``observed``) or the Fisher weights, differentiated
+        observation by observation by central differences (relative step 1e-4, error ~1e-8
+        relative; no PIRLS). For a canonical link this is minus the third derivative of the
+        log-density. Used by the analytic Laplace and quadrature gradients."""
+        fam = self.family
+        step = 1e-4 * np.maximum(1.0, np.abs(eta))
+
+        def weights(e: np.ndarray) -> np.ndarray:
+            mu = fam.link.inverse(e)
+            if observed:
+                return -fam.d2loglik_deta2(self.y, mu, e, self.wt, self.dispersion)
+            return self._weights(e, mu)[0]
+
+        with np.errstate(all="ignore"):
+            return (weights(eta + step) - weights(eta - step)) / (2.0 * step)
+
     # ------------------------------------------------------------------ PIRLS
     def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None) -> float:
         """Conditional modes at ``theta`` (``beta`` fixed; ``None``: ``beta`` updated too, the

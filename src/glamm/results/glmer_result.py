@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-from ..glmm.agq_derivatives import exact_gradient_available
 from ..glmm.derivatives import QuadratureDerivatives, choose_derivatives
 from ..glmm.fit import GlmmFitRecord, full_objective, quadrature_objective
 from ..optim.newton import FiniteDifferences
@@ -127,7 +126,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if self.record.quadrature is not None:
             f = quadrature_objective(m, self._base_family, self.record.quadrature)
             derivs = FiniteDifferences(f)
-            if x.size == m.n_theta + m.p and exact_gradient_available(m):
+            if x.size == m.n_theta + m.p:   # no dispersion or shape parameter
                 # differences of exact gradients
                 derivs = QuadratureDerivatives(f, m, self.record.quadrature)
         else:
