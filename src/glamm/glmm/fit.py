@@ -118,17 +118,8 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
         # only a starting point for Newton: looser PIRLS too
         model.PIRLS_TOL, model.PIRLS_STEP_TOL = 1e-9, 1e-6
     nt = model.n_theta
-    # smooths' scales on the log scale (their smoothing parameters span orders of magnitude;
-    # see glamm.lmm.fit); theta_s = 0 is tried by the Newton stage's boundary check
-    log_idx = np.array([s.start for t, s in zip(model.reterms, model.layout.slices)
-                        if t.smooth is not None], dtype=int)
-
-    def to_theta(z: np.ndarray) -> np.ndarray:
-        if not log_idx.size:
-            return z
-        th = z.copy()
-        th[log_idx] = np.exp(z[log_idx])
-        return th
+    # the smooths' scales on the log scale (glamm.terms.layout); theta_s = 0 is tried below
+    log_idx = model.layout.log_scale_index()
 
     def fast_objective(z: np.ndarray) -> float:
         # the dispersion or shape (log scale) is optimized here too: with theta relative to
@@ -137,22 +128,12 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
         if not extra_ok(z[nt:]):
             return float("inf")
         set_extra(model, base_family, z[nt:])
-        return model.objective_fast(to_theta(z[:nt]))
+        return model.objective_fast(z[:nt])
 
-    z0 = np.maximum(theta0, lower)
-    zlo = lower.copy()
-    if log_idx.size:
-        z0 = z0.copy()
-        z0[log_idx] = np.log(np.maximum(z0[log_idx], 1e-8))
-        zlo[log_idx] = -np.inf
     try:
-        os_fast = minimize(fast_objective, np.concatenate([z0, extra0]),
-                           np.concatenate([zlo, np.full(extra0.size, -np.inf)]),
-                           optimizer=optimizer, **fast_settings)
-        if log_idx.size:
-            os_fast.final = np.concatenate([to_theta(os_fast.final[:nt]), os_fast.final[nt:]])
-            os_fast.initial = np.concatenate([np.maximum(theta0, lower), extra0])
-            os_fast.lower = np.concatenate([lower, np.full(extra0.size, -np.inf)])
+        os_fast = minimize(fast_objective, np.concatenate([np.maximum(theta0, lower), extra0]),
+                           np.concatenate([lower, np.full(extra0.size, -np.inf)]),
+                           optimizer=optimizer, log_index=log_idx, **fast_settings)
     finally:
         model.PIRLS_TOL = GeneralizedLinearMixedModel.PIRLS_TOL
         model.PIRLS_STEP_TOL = GeneralizedLinearMixedModel.PIRLS_STEP_TOL

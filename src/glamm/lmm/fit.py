@@ -41,36 +41,6 @@ def warm_start(model: LinearMixedModel) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def smooth_theta_index(model) -> np.ndarray:
-    """Positions in ``theta`` of the smooths' scale parameters (one per smooth term)."""
-    return np.array([s.start for t, s in zip(model.reterms, model.layout.slices)
-                     if t.smooth is not None], dtype=int)
-
-
-def _minimize_log_smooths(model, x0: np.ndarray, lower: np.ndarray, log_idx: np.ndarray,
-                          optimizer: str, settings: dict) -> OptSummary:
-    """BOBYQA with the smooths' scales on the log scale (``theta_s = exp(z)``): smoothing
-    parameters range over orders of magnitude (1/theta_s^2 from 1e-3 to 1e3 in one model is
-    common), which BOBYQA on ``theta`` itself crosses slowly; mgcv likewise optimizes log
-    smoothing parameters. ``theta_s = 0`` (a linear smooth) is tried afterwards by the
-    caller. The summary is reported in ``theta``."""
-    def to_theta(z: np.ndarray) -> np.ndarray:
-        th = z.copy()
-        th[log_idx] = np.exp(z[log_idx])
-        return th
-
-    z0 = x0.copy()
-    z0[log_idx] = np.log(np.maximum(x0[log_idx], 1e-8))
-    zlo = lower.copy()
-    zlo[log_idx] = -np.inf
-    os_ = minimize(lambda z: model.objective(to_theta(z)), z0, zlo, optimizer=optimizer,
-                   **settings)
-    os_.initial, os_.lower = x0.copy(), lower.copy()
-    os_.final = to_theta(os_.final)
-    os_.messages.append("smooths' scale parameters optimized on the log scale")
-    return os_
-
-
 def optimize_theta(
     model: LinearMixedModel,
     start: np.ndarray | str | None = None,
@@ -112,11 +82,9 @@ def optimize_theta(
     if x0.shape != lower.shape:
         raise ValueError(f"start must have length {lower.shape[0]} (theta), got {x0.shape[0]}")
     x0 = np.maximum(x0, lower)
-    log_idx = smooth_theta_index(model)
-    if log_idx.size:
-        os_ = _minimize_log_smooths(model, x0, lower, log_idx, optimizer, settings)
-    else:
-        os_ = minimize(model.objective, x0, lower, optimizer=optimizer, **settings)
+    log_idx = model.layout.log_scale_index()
+    os_ = minimize(model.objective, x0, lower, optimizer=optimizer, log_index=log_idx,
+                   **settings)
     if isinstance(start, str):
         os_.messages.append("started from single-term fits (start='warm')")
     theta = os_.final.copy()

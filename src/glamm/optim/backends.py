@@ -30,13 +30,20 @@ def minimize(
     lower: np.ndarray,
     optimizer: str = "bobyqa",
     keep_trace: bool = False,
+    log_index: np.ndarray | None = None,
     **settings,
 ) -> OptSummary:
     """Minimize ``f`` from ``x0`` with ``x >= lower``; returns the filled :class:`OptSummary`.
 
     ``settings`` may override ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step`` and
-    ``maxfeval``.
+    ``maxfeval``. ``log_index``: positions of non-negative parameters the optimizer moves on
+    the log scale (``x = exp(z)``; for scales spanning orders of magnitude, such as the
+    smooths' in glamm.terms.layout). They then approach 0 without reaching it, which callers
+    check separately; the summary is reported in ``x``.
     """
+    if log_index is not None and len(log_index):
+        return _minimize_log(f, x0, lower, optimizer, keep_trace, np.asarray(log_index),
+                             settings)
     x0 = np.asarray(x0, dtype=float)
     lower = np.asarray(lower, dtype=float)
     name = optimizer.lower()
@@ -96,4 +103,26 @@ def minimize(
     os_.elapsed = time.perf_counter() - t0
     # the reported optimum is the best point evaluated (a backend may return another one)
     os_.final, os_.fmin = best["x"], best["f"]
+    return os_
+
+
+def _minimize_log(f, x0, lower, optimizer, keep_trace, idx, settings) -> OptSummary:
+    """:func:`minimize` with ``x[idx] = exp(z[idx])``."""
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+
+    def to_x(z: np.ndarray) -> np.ndarray:
+        x = np.array(z, dtype=float, copy=True)
+        x[idx] = np.exp(z[idx])
+        return x
+
+    z0 = x0.copy()
+    z0[idx] = np.log(np.maximum(x0[idx], 1e-8))
+    zlo = lower.copy()
+    zlo[idx] = -np.inf
+    os_ = minimize(lambda z: f(to_x(z)), z0, zlo, optimizer=optimizer, keep_trace=keep_trace,
+                   **settings)
+    os_.initial, os_.lower, os_.final = x0.copy(), lower.copy(), to_x(os_.final)
+    os_.trace = [(to_x(z), v) for z, v in os_.trace]
+    os_.messages.append(f"parameters {list(map(int, idx))} optimized on the log scale")
     return os_
