@@ -32,6 +32,19 @@ class MixedResultBase:
     def _factor(self):
         return self.model.factor
 
+    def _groups_and_singularity(self, slices) -> tuple[dict[str, int], bool]:
+        """``ngroups`` (levels per grouping factor) and whether a variance or correlation is
+        on the boundary; smooth terms are neither groups nor singular (a smooth whose
+        penalized part vanishes is a linear fit)."""
+        ngroups: dict[str, int] = {}
+        singular = False
+        for t, s in zip(self.model.reterms, slices):
+            if t.smooth is not None:
+                continue
+            ngroups.setdefault(t.group, t.nlevels)
+            singular = singular or t.covariance.is_singular(self.theta[s])
+        return ngroups, singular
+
     def _group_labels(self) -> list[str]:
         """R-style names for the terms' groups: repeated groups get ``.1``, ``.2`` suffixes."""
         seen: dict[str, int] = {}

@@ -79,16 +79,9 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self.aic = -2.0 * self.loglik + 2.0 * self.npar
         self.bic = -2.0 * self.loglik + np.log(self.nobs) * self.npar
         self.df_resid = self.nobs - self.npar
-        self.ngroups = {}
-        for t in model.reterms:
-            if t.smooth is None:
-                self.ngroups.setdefault(t.group, t.nlevels)
+        self.ngroups, self.is_singular = self._groups_and_singularity(model.layout.slices)
         self.n_dropped_na = self.frame.n_dropped_na
         self.dropped_columns = list(self.frame.dropped_columns)
-        # a smooth whose penalized part vanishes is a linear fit, not a singular model
-        self.is_singular = any(
-            t.covariance.is_singular(self.theta[s])
-            for t, s in zip(model.reterms, model.layout.slices) if t.smooth is None)
         self._b = model.random_effects(self.theta, model.u)
         self._eta = model.eta.copy()
         self._mu = model.mu.copy()
@@ -102,18 +95,23 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
     def _factor(self):
         return self.model.fac_b
 
+    #: the statistic of the parametric table: z with normal p-values
+    _coef_stat = "z"
+
     def _smooth_state(self, theta=None):
-        """The joint (random and fixed effects) factor refilled with the Fisher weights at the
-        mode (gamm4 uses lme4's working weights there); its system is already divided by the
-        dispersion, so the covariance scale is 1 and ``b = sqrt(dispersion) theta u``."""
+        """The joint (random and fixed effects) factor with the Fisher weights at the mode
+        (gamm4 uses lme4's working weights there); its system is already divided by the
+        dispersion, so the covariance scale is 1 and ``b = sqrt(dispersion) theta u``. With
+        ``theta`` only the lambdas change (the weights stay those at the estimates)."""
         m = self.model
-        m.pirls(self.theta, self.fixef.to_numpy())
-        w, mu_eta = m._weights(m.eta, m.mu)
-        zwork = m.eta - m.offset + (m.y - m.mu) / mu_eta
-        m.cp_b.update(w, zwork)
-        m.fac_b.refresh()
+        if theta is None:
+            m.pirls(self.theta, self.fixef.to_numpy())
+            w, mu_eta = m._weights(m.eta, m.mu)
+            zwork = m.eta - m.offset + (m.y - m.mu) / mu_eta
+            m.cp_b.update(w, zwork)
+            m.fac_b.refresh()
         m.fac_b.update(m.lambdas(self.theta if theta is None else theta))
-        return m.fac_b, 1.0, bool(m.family.has_dispersion)
+        return m.fac_b, 1.0, bool(m.family.has_dispersion), float(self.dispersion)
 
     # ------------------------------------------------------------------ inference
     @cached_property

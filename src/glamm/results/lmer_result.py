@@ -75,17 +75,9 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         self.aic = -2.0 * self.loglik + 2.0 * self.npar
         self.bic = -2.0 * self.loglik + np.log(self.nobs) * self.npar
         self.df_resid = self.nobs - self.npar
-        self.ngroups = {}
-        for t in model.reterms:
-            if t.smooth is None:
-                self.ngroups.setdefault(t.group, t.nlevels)
+        self.ngroups, self.is_singular = self._groups_and_singularity(model.theta_slices)
         self.n_dropped_na = self.frame.n_dropped_na
         self.dropped_columns = list(self.frame.dropped_columns)
-        # a smooth whose penalized part vanishes is a linear fit, not a singular model
-        self.is_singular = any(
-            t.covariance.is_singular(self.theta[s]) for t, s in zip(model.reterms, model.theta_slices)
-            if t.smooth is None
-        )
         self.pwrss = f.pwrss()
         eta_fixed = self.frame.X @ beta + self.frame.offset
         self.fitted = eta_fixed + estimates.linear_predictor_re(model.reterms, b)
@@ -148,9 +140,12 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         refs, zs = self._new_re_design(newdata, allow_new_levels)
         return eta + estimates.linear_predictor_re(self.model.reterms, self._b, refs, zs)
 
+    #: the statistic of the parametric table: t (no p-values, as lme4)
+    _coef_stat = "t"
+
     def _smooth_state(self, theta=None):
         self.model.set_theta(self.theta if theta is None else theta)
-        return self.model.factor, self.sigma**2, True
+        return self.model.factor, self.sigma**2, True, self.sigma**2
 
     def _format(self) -> str:
         from .summary import format_lmer

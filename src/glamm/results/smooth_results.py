@@ -19,8 +19,12 @@ from ..errors import GlammError
 class SmoothResultsMixin:
     """Methods for models with ``s(...)`` terms (empty results otherwise)."""
 
+    #: "t" (LMMs: t values) or "z" (GLMMs: z values and normal p-values)
+    _coef_stat = "t"
+
     def _smooth_state(self, theta=None):   # pragma: no cover - provided by the result classes
-        """(factor at the estimates, or at ``theta``; scale; whether it is estimated)."""
+        """(factor at the estimates, or with ``theta`` instead; the covariance scale; whether
+        the scale is estimated; the residual scale ``sig2`` of mgcv's tests)."""
         raise NotImplementedError
 
     @property
@@ -39,10 +43,8 @@ class SmoothResultsMixin:
 
         if not self.frame.smooths:
             raise GlammError("the model has no smooth terms s(...)")
-        fac, scale, scale_estimated = self._smooth_state()
+        fac, scale, scale_estimated, sig2 = self._smooth_state()
         model = self.model
-        sig2 = float(getattr(self, "dispersion", None) or scale) if \
-            type(self).__name__ != "LmerResult" else scale
         thetas = [self.theta[s] for s in model.layout.slices]
         lambda_scale = float(getattr(model, "lambda_scale", 1.0))
 
@@ -59,7 +61,7 @@ class SmoothResultsMixin:
                               scale_estimated, lambda_scale=lambda_scale,
                               unit_factor=unit_factor, sig2=sig2)
         finally:
-            self._smooth_state()   # leave the model's factor at the estimates
+            self._smooth_state(self.theta)   # leave the model's factor at the estimates
 
     @property
     def smooth_table(self) -> pd.DataFrame:
@@ -102,7 +104,7 @@ class SmoothResultsMixin:
         k = self.frame.n_parametric
         est = fit.coef.iloc[:k]
         se = pd.Series(np.sqrt(np.diag(fit.Vp.to_numpy())[:k]), index=est.index)
-        if type(self).__name__ == "LmerResult":
+        if self._coef_stat == "t":
             return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se})
         z = est / se
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
