@@ -21,20 +21,27 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results.glmer_result import GlmerResult
 
 
-def check_lmm_frame(frame: ModelFrame) -> None:
-    """lme4's identifiability checks for a Gaussian model (errors name the term and counts)."""
+def _grouped_terms(frame: ModelFrame, model: str) -> list:
+    """The checks every mixed model shares: some random-effects term, and at least 2 levels
+    per grouping factor. Returns the grouped terms (a smooth's penalized part has one 'level'
+    by design and is left out)."""
     if not frame.reterms:
         raise DataError("the formula has no random-effects terms such as (1 | group); "
-                        "fit a linear model without random effects instead")
-    n = frame.n
-    for t in frame.reterms:
-        if t.smooth is not None:   # a smooth's penalized part: one 'level' by design
-            continue
+                        f"fit a {model} without random effects instead")
+    grouped = [t for t in frame.reterms if t.smooth is None]
+    for t in grouped:
         if t.nlevels < 2:
             raise DataError(
-                f"grouping factor {t.group!r} has only {t.nlevels} level in the {n} rows used; "
-                "a random effect needs at least 2 levels"
+                f"grouping factor {t.group!r} has only {t.nlevels} level in the {frame.n} rows "
+                "used; a random effect needs at least 2 levels"
             )
+    return grouped
+
+
+def check_lmm_frame(frame: ModelFrame) -> None:
+    """lme4's identifiability checks for a Gaussian model (errors name the term and counts)."""
+    n = frame.n
+    for t in _grouped_terms(frame, "linear model"):
         if t.nlevels >= n:
             raise DataError(
                 f"grouping factor {t.group!r} has {t.nlevels} levels for {n} observations; the "
@@ -228,14 +235,4 @@ def glmer(
 def check_glmm_frame(frame: ModelFrame) -> None:
     """Identifiability checks for a GLMM (fewer levels are needed than for an LMM: a random
     intercept per observation is identifiable, e.g. for overdispersed counts)."""
-    if not frame.reterms:
-        raise DataError("the formula has no random-effects terms such as (1 | group); "
-                        "fit a generalized linear model without random effects instead")
-    for t in frame.reterms:
-        if t.smooth is not None:   # a smooth's penalized part: one 'level' by design
-            continue
-        if t.nlevels < 2:
-            raise DataError(
-                f"grouping factor {t.group!r} has only {t.nlevels} level in the {frame.n} rows "
-                "used; a random effect needs at least 2 levels"
-            )
+    _grouped_terms(frame, "generalized linear model")
