@@ -1,0 +1,353 @@
+"""The numeric operations of the blocked Cholesky factor (glamm.linalg.factor): each refills,
+updates, factors or divides one block of ``L`` for new ``lambda``s, with its index arrays
+computed once when the factor's symbolic phase creates it. Not public API.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.linalg import blas as _blas
+
+from .blocks import BlockDiag, BlockSparse
+from .threads import LARGE_BLOCK, LARGE_THREADS, large_block_threads
+
+
+# --------------------------------------------------------------------------- numeric operations
+class _FillDiag:
+    """``L[k][k] = lambda' A[k][k] lambda + I`` (BlockDiag or dense target)."""
+
+    def __init__(self, L, A: BlockDiag, k: int, iso: bool = False):
+        self.L, self.A, self.k, self.iso = L, A, k, iso
+        self.eye = np.eye(A.p)[None, :, :]
+        if isinstance(L, np.ndarray):
+            m, p = A.m, A.p
+            idx = np.arange(m)[:, None] * p + np.arange(p)[None, :]
+            self.flat = (idx[:, :, None] * L.shape[1] + idx[:, None, :]).ravel()
+
+    def run(self, lams):
+        lam = lams[self.k]
+        blocks = (lam.T @ self.A.data @ lam) if lam.shape[0] > 1 and not self.iso \
+            else self.A.data * (lam[0, 0] ** 2)
+        blocks = blocks + self.eye
+        if isinstance(self.L, BlockDiag):
+            self.L.data[...] = blocks
+        else:
+            self.L[...] = 0.0
+            self.L.reshape(-1)[self.flat] = blocks.ravel()
+
+
+class _FillOff:
+    """``L[i][j] = lambda_i' A[i][j] lambda_j`` for two random-effects terms."""
+
+    def __init__(self, L, A: BlockSparse, i: int, j: int, iso_i: bool = False,
+                 iso_j: bool = False):
+        self.L, self.A, self.i, self.j = L, A, i, j
+        self.iso_i, self.iso_j = iso_i or A.p_row == 1, iso_j or A.p_col == 1
+        if isinstance(L, BlockSparse):
+            self.pos = L.block_positions(A.rows, A.cols)
+        else:
+            er, ec = A.element_coords()
+            self.flat = er * L.shape[1] + ec
+
+    def run(self, lams):
+        li, lj = lams[self.i], lams[self.j]
+        if self.iso_i and self.iso_j:
+            vals = self.A.data * (li[0, 0] * lj[0, 0])
+        elif self.iso_i:
+            vals = li[0, 0] * (self.A.data @ lj)
+        elif self.iso_j:
+            vals = lj[0, 0] * (li.T @ self.A.data)
+        else:
+            vals = li.T @ self.A.data @ lj
+        if isinstance(self.L, BlockSparse):
+            self.L.data[...] = 0.0
+            self.L.data[self.pos] = vals
+        else:
+            self.L[...] = 0.0
+            self.L.reshape(-1)[self.flat] = vals.ravel()
+
+
+class _FillFixed:
+    """``L[K][j] = A[K][j] (I kron lambda_j)`` (dense ``(p+1) x q_j``)."""
+
+    def __init__(self, L: np.ndarray, A: np.ndarray, j: int, p: int):
+        self.L, self.A, self.j, self.p = L, A, j, p
+        self.A3 = A.reshape(A.shape[0], -1, p)
+        self.iso = False
+
+    def run(self, lams):
+        lam = lams[self.j]
+        if self.p == 1 or self.iso:
+            np.multiply(self.A, lam[0, 0], out=self.L)
+        else:
+            self.L[...] = (self.A3 @ lam).reshape(self.L.shape)
+
+
+class _Copy:
+    def __init__(self, L: np.ndarray, A: np.ndarray):
+        self.L, self.A = L, A
+
+    def run(self, lams):
+        self.L[...] = self.A
+
+
+def _enumerate_pairs(A: BlockSparse, B: BlockSparse, lower_only: bool):
+    """All ``(block of A, block of B)`` index pairs sharing a column level (blocks of ``A``
+    major), optionally only those whose row in ``A`` is at or below the row in ``B``."""
+    cb = B.colptr
+    nb_col = np.diff(cb)
+    col_a = A.cols
+    reps = nb_col[col_a]                        # partners of each block of A
+    total = int(reps.sum())
+    ia = np.repeat(np.arange(A.nb, dtype=np.int64), reps)
+    group_start = np.cumsum(reps) - reps        # first pair of each block of A
+    ib = np.arange(total, dtype=np.int64) + np.repeat(cb[:-1][col_a] - group_start, reps)
+    if lower_only:
+        keep = A.rows[ia] >= B.rows[ib]
+        ia, ib = ia[keep], ib[keep]
+    return ia, ib
+
+
+def _flat_targets(T, ra: np.ndarray, rb: np.ndarray, pa: int, pb: int) -> np.ndarray:
+    """Flat index into the storage of ``T`` of every element of the ``pa x pb`` products of
+    blocks at block rows ``ra`` (of T's rows) and ``rb`` (of T's columns)."""
+    s = np.arange(pa)[None, :, None]
+    u = np.arange(pb)[None, None, :]
+    if isinstance(T, np.ndarray):
+        flat = (ra[:, None, None] * pa + s) * T.shape[1] + rb[:, None, None] * pb + u
+    elif isinstance(T, BlockDiag):
+        if np.any(ra != rb):
+            raise AssertionError("fill outside a block-diagonal target")
+        flat = ra[:, None, None] * (pa * pa) + s * pa + u
+    else:
+        pos = T.block_positions(ra, rb)
+        flat = pos[:, None, None] * (pa * pb) + s * pb + u
+    return flat.ravel()
+
+
+class _PairUpdate:
+    """``T -= A B'`` for two sparse blocks sharing their column levels, through a list of
+    (block of A, block of B, target position) triples computed once."""
+
+    def __init__(self, T, A: BlockSparse, B: BlockSparse, lower_only: bool):
+        self.T, self.A, self.B = T, A, B
+        self.ia, self.ib = _enumerate_pairs(A, B, lower_only)
+        flat = _flat_targets(T, A.rows[self.ia], B.rows[self.ib], A.p_row, B.p_row)
+        self.targets, inverse = np.unique(flat, return_inverse=True)
+        self.inverse = inverse.ravel()
+        self.scalar = A.p_row == 1 and B.p_row == 1 and A.p_col == 1
+
+    def run(self, lams):
+        if self.scalar:
+            prod = self.A.data[self.ia, 0, 0] * self.B.data[self.ib, 0, 0]
+        else:
+            prod = np.einsum("nik,njk->nij", self.A.data[self.ia], self.B.data[self.ib]).ravel()
+        acc = np.bincount(self.inverse, weights=prod, minlength=self.targets.shape[0])
+        data = self.T if isinstance(self.T, np.ndarray) else self.T.data
+        flat = data.reshape(-1)
+        flat[self.targets] -= acc
+
+
+class _FirstTermUpdate:
+    """``T -= L[a][0] L[b][0]'`` when the first term is scalar, computed from ``A`` directly.
+
+    Blocks below the first diagonal block are never updated before they are divided, so
+    ``L[a][0] = Lambda_a' A[a][0] lambda_0 D^{-1}`` with ``D = diag(sqrt(lambda_0^2 A[0][0] + 1))``
+    (``Lambda_a = I`` for the ``[X y]`` row) and the product is
+    ``lambda_0^2 Lambda_a' (A[a][0] D^{-2} A[b][0]') Lambda_b``. Pair products of two sparse
+    blocks are summed once into a constant sparse matrix, so each ``theta`` costs one sparse
+    mat-vec (plus, for vector-valued terms ``a`` or ``b``, a block-wise product with their
+    ``lambda``); with a dense ``[X y]`` row it is one sparse-times-dense product."""
+
+    def __init__(self, T, A_a, A_b, D: BlockDiag, a: int | None, b: int | None,
+                 lower_only: bool, sparse_a: bool = True, sparse_b: bool = True):
+        self.T, self.D, self.a, self.b = T, D, a, b
+        # sparse kernels only where the factor's blocks are sparse; a block of A that fills
+        # the factor's dense block is used densely (one BLAS product)
+        self.kind = (isinstance(A_a, BlockSparse) and sparse_a,
+                     isinstance(A_b, BlockSparse) and sparse_b)
+        self.A_a, self.A_b = A_a, A_b
+        #: lambda_a / lambda_b multiples of the identity (set by the factor)
+        self.iso_a = self.iso_b = False
+        self.pa = A_a.p_row if isinstance(A_a, BlockSparse) else 1
+        self.pb = A_b.p_row if isinstance(A_b, BlockSparse) else 1
+        self.scalar = self.pa == 1 and self.pb == 1
+        if self.kind == (True, True):
+            pa, pb = self.pa, self.pb
+            ia, ib = _enumerate_pairs(A_a, A_b, lower_only)
+            flat = _flat_targets(T, A_a.rows[ia], A_b.rows[ib], pa, pb)
+            size = T.size if isinstance(T, np.ndarray) else T.data.size
+            # rows indexed by T's storage (aggregation without a sort), then kept only where
+            # something lands; a (target, column) pair occurs once, so the entries of M are
+            # the (pair, s, t) products themselves, and ``perm`` records which
+            entry_id = np.arange(1, flat.shape[0] + 1, dtype=float)
+            cols = np.repeat(A_a.cols[ia], pa * pb)
+            M = sp.csr_matrix((entry_id, (flat, cols)), shape=(size, A_a.m_col))
+            self.targets = np.flatnonzero(np.diff(M.indptr))
+            self.M = M[self.targets]
+            perm = self.M.data.astype(np.int64) - 1
+            pair, rem = np.divmod(perm, pa * pb)
+            self.ia, self.ib = ia[pair], ib[pair]
+            self.s, self.t = np.divmod(rem, pb)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the constants from the current values of ``A`` (after a GLMM reweighting)."""
+        if self.kind == (True, True):
+            if self.scalar:
+                self.M.data[:] = self.A_a.data[self.ia, 0, 0] * self.A_b.data[self.ib, 0, 0]
+            else:
+                self.M.data[:] = (self.A_a.data[self.ia, self.s, 0]
+                                  * self.A_b.data[self.ib, self.t, 0])
+        else:
+            self.Aa = _sparse_or_dense(self.A_a, self.kind[0])
+            self.Ab = _sparse_or_dense(self.A_b, self.kind[1])
+
+    def run(self, lams):
+        w = 1.0 / self.D.data[:, 0, 0] ** 2
+        la = lams[self.a] if self.a is not None else None
+        lb = lams[self.b] if self.b is not None else None
+        if self.scalar:
+            scale = lams[0][0, 0] ** 2
+            if la is not None:
+                scale *= la[0, 0]
+            if lb is not None:
+                scale *= lb[0, 0]
+            if self.kind == (True, True):
+                data = self.T if isinstance(self.T, np.ndarray) else self.T.data
+                data.reshape(-1)[self.targets] -= scale * (self.M @ w)
+            elif self.kind == (False, True):
+                self.T -= scale * (self.Ab @ (self.Aa * w).T).T
+            elif self.kind == (True, False):
+                self.T -= scale * (self.Aa @ (self.Ab * w).T)
+            else:
+                self.T -= scale * ((self.Aa * w) @ self.Ab.T)
+            return
+        # vector-valued terms: the product without the lambdas, then lambda_a' . lambda_b
+        l0sq = lams[0][0, 0] ** 2
+        if self.iso_a:   # lambda_a = theta_a I: a scaling
+            l0sq *= la[0, 0]
+            la = None
+        if self.iso_b:
+            l0sq *= lb[0, 0]
+            lb = None
+        if self.kind == (True, True):
+            storage = self.T if isinstance(self.T, np.ndarray) else self.T.data
+            P = np.zeros(storage.size)
+            P[self.targets] = self.M @ w
+            if isinstance(self.T, np.ndarray):
+                P = _lambda_sandwich(P.reshape(self.T.shape), la, self.pa, lb, self.pb)
+                self.T -= l0sq * P
+            else:
+                P = P.reshape(self.T.data.shape)
+                if la is not None:
+                    P = la.T @ P
+                if lb is not None:
+                    P = P @ lb
+                self.T.data -= l0sq * P
+            return
+        if self.kind == (False, True):
+            P = (self.Ab @ (self.Aa * w).T).T
+        elif self.kind == (True, False):
+            P = self.Aa @ (self.Ab * w).T
+        else:
+            P = (self.Aa * w) @ self.Ab.T
+        self.T -= l0sq * _lambda_sandwich(np.asarray(P), la, self.pa, lb, self.pb)
+
+
+def _lambda_sandwich(P: np.ndarray, la, pa: int, lb, pb: int) -> np.ndarray:
+    """``(I kron lambda_a)' P (I kron lambda_b)`` for a dense ``P`` (``None``: identity)."""
+    if la is not None:
+        P = np.einsum("sx,rsk->rxk", la, P.reshape(-1, pa, P.shape[1])).reshape(P.shape)
+    if lb is not None:
+        P = (P.reshape(P.shape[0], -1, pb) @ lb).reshape(P.shape)
+    return P
+
+
+def _sparse_or_dense(block, sparse: bool):
+    """A block of ``A`` as CSR or (cached) dense array."""
+    if isinstance(block, BlockSparse):
+        return block.to_csr() if sparse else block.to_dense(cached=True)
+    return block
+
+
+class _DenseUpdate:
+    """``T -= A B'`` where the target is dense and at least one factor is dense."""
+
+    def __init__(self, T: np.ndarray, A, B):
+        self.T, self.A, self.B = T, A, B
+
+    def run(self, lams):
+        A, B = self.A, self.B
+        if isinstance(A, BlockSparse):
+            self.T -= A.to_csr() @ B.T
+        elif isinstance(B, BlockSparse):
+            self.T -= (B.to_csr() @ A.T).T
+        else:
+            self.T -= A @ B.T
+
+
+class _Chol:
+    """Cholesky factor of a diagonal block, in place."""
+
+    def __init__(self, D):
+        self.D = D
+
+    def run(self, lams):
+        D = self.D
+        if isinstance(D, BlockDiag):
+            if D.p == 1:
+                np.sqrt(D.data, out=D.data)
+            else:
+                D.data[...] = np.linalg.cholesky(D.data)
+        elif D.shape[0] >= LARGE_BLOCK and LARGE_THREADS > 1:
+            with large_block_threads():
+                _dense_cholesky(D)
+        else:
+            _dense_cholesky(D)
+
+
+def _dense_cholesky(D: np.ndarray) -> None:
+    """Lower Cholesky factor of the C-ordered dense block ``D``, in place (upper part left).
+
+    ``D.T`` is a Fortran-ordered view whose upper triangle is ``D``'s lower triangle, so
+    LAPACK's upper factor of ``D.T``, written in place, is ``L`` in ``D``."""
+    _, info = sla.lapack.dpotrf(D.T, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"block not positive definite (minor {info})")
+
+
+class _RDiv:
+    """``T = T D^{-T}`` for the lower-triangular factor ``D`` of the diagonal block above."""
+
+    def __init__(self, T, D):
+        self.T, self.D = T, D
+
+    def run(self, lams):
+        T, D = self.T, self.D
+        if isinstance(D, BlockDiag):
+            if D.p == 1:
+                d = D.data[:, 0, 0]
+                if isinstance(T, BlockSparse):
+                    T.data /= d[T.cols][:, None, None]
+                else:
+                    T /= d[None, :]
+            else:
+                Dinv = np.linalg.inv(D.data)
+                if isinstance(T, BlockSparse):
+                    T.data[...] = np.einsum("nij,nkj->nik", T.data, Dinv[T.cols])
+                else:
+                    r = T.shape[0]
+                    T3 = T.reshape(r, D.m, D.p)
+                    T[...] = np.einsum("rcj,ckj->rck", T3, Dinv).reshape(r, -1)
+        elif T.flags.c_contiguous and T.size:
+            # T' := D^{-1} T' in place (T.T is a Fortran-ordered view): BLAS's triangular
+            # solve directly, without SciPy's wrapper (a tenth of the call overhead, which
+            # dominates for the small blocks of smooths)
+            out = _blas.dtrsm(1.0, D, T.T, side=0, lower=1, trans_a=0, overwrite_b=1)
+            if not np.shares_memory(out, T):   # pragma: no cover - f2py copied after all
+                T[...] = out.T
+        else:
+            T[...] = sla.solve_triangular(D, T.T, lower=True, check_finite=False).T
