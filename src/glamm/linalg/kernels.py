@@ -346,7 +346,8 @@ class _RDiv:
             # T' := D^{-1} T' in place (T.T is a Fortran-ordered view): BLAS's triangular
             # solve directly, without SciPy's wrapper (a tenth of the call overhead, which
             # dominates for the small blocks of smooths)
-            out = _blas.dtrsm(1.0, D, T.T, side=0, lower=1, trans_a=0, overwrite_b=1)
+            # D.T is a Fortran-ordered view of D' (upper triangular): no copy of D is made
+            out = _blas.dtrsm(1.0, D.T, T.T, side=0, lower=0, trans_a=1, overwrite_b=1)
             if not np.shares_memory(out, T):   # pragma: no cover - f2py copied after all
                 T[...] = out.T
         else:
