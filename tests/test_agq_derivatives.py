@@ -110,7 +110,7 @@ def test_non_canonical_vector_fit_reaches_the_maximum():
         m = glamm.glmer("y ~ sex * time + (time | id)",
                         glamm.datasets.load("sim_binary_longitudinal"), family="binomial",
                         link="cloglog", nagq=5)
-    f = quadrature_objective(m.model, m.model.family, m.record.quadrature)
+    f = quadrature_objective(m.model, m.record.quadrature)
     x0 = np.concatenate([m.theta, m.fixef.to_numpy()])
     lo = np.concatenate([m.model.layout.lower(), np.full(m.model.p, -np.inf)])
     polish = minimize(f, x0, lo, ftol_rel=1e-14, ftol_abs=0.0, xtol_abs=1e-10,

@@ -178,7 +178,7 @@ def _data(fam: Family, mu: np.ndarray, rng: np.random.Generator):
 
 
 def _family(name: str, link: str | None = None) -> Family:
-    return get_family(name, link=link, theta=THETA) if name == "negative_binomial" \
+    return get_family(name, link=link, shape=THETA) if name == "negative_binomial" \
         else get_family(name, link=link)
 
 
@@ -540,11 +540,11 @@ def test_get_family_objects_and_links():
     assert get_family(Poisson).link.name == "log"
     assert get_family("inverse.gaussian", link="1/mu^2") == InverseGaussian()
     assert get_family("Gamma", link="log").link.name == "log"
-    nb = get_family("negbin", theta=3.0)
-    assert nb.theta == 3.0 and nb.has_shape and not nb.has_dispersion
-    assert get_family(nb, theta=4.0).theta == 4.0 and nb.theta == 3.0
-    assert from_name("nbinom2", link="sqrt", theta=0.5) == NegativeBinomial(0.5, "sqrt")
-    assert NegativeBinomial().theta == 1.0
+    nb = get_family("negbin", shape=3.0)
+    assert nb.shape == 3.0 and nb.has_shape and not nb.has_dispersion
+    assert get_family(nb, shape=4.0).shape == 4.0 and nb.shape == 3.0
+    assert from_name("nbinom2", link="sqrt", shape=0.5) == NegativeBinomial(0.5, "sqrt")
+    assert NegativeBinomial().shape == 1.0
     assert NegativeBinomial(2.0).r_name == "Negative Binomial(2)"
     assert Gamma().r_name == "Gamma" and InverseGaussian().r_name == "inverse.gaussian"
 
@@ -559,11 +559,11 @@ def test_flags():
 def test_with_shape():
     nb = NegativeBinomial(1.0, "sqrt")
     nb2 = nb.with_shape(5.0)
-    assert nb2.theta == 5.0 and nb.theta == 1.0 and nb2.link.name == "sqrt"
+    assert nb2.shape == 5.0 and nb.shape == 1.0 and nb2.link.name == "sqrt"
     assert nb2.variance(2.0) == pytest.approx(2.0 + 4.0 / 5.0)
-    with pytest.raises(DataError, match="theta"):
+    with pytest.raises(DataError, match="shape"):
         nb.with_shape(0.0)
-    with pytest.raises(DataError, match="theta"):
+    with pytest.raises(DataError, match="shape"):
         NegativeBinomial(-1.0)
     with pytest.raises(DataError, match="no shape"):
         Poisson().with_shape(2.0)

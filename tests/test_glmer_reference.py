@@ -119,7 +119,7 @@ def test_laplace_objective_at_fixed_parameters(model, case):
     m = fitted(model)
     theta = np.array(list((ref.get("theta_lme4_equiv") or ref["theta"]).values()))
     beta = np.array([_flat(ref["fixef"])[k] for k in m.fixef.index])
-    f = full_objective(m.model, m.model.family)
+    f = full_objective(m.model)
     try:
         value = -0.5 * f(np.concatenate([theta, beta]))
     finally:

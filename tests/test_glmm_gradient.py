@@ -56,7 +56,7 @@ def test_gradient_matches_finite_differences(case):
         m = glamm.glmer(formula, load(), family=family, link=link, fast=True,
                         laplace=laplace)
     model = m.model
-    f = full_objective(model, model.family)
+    f = full_objective(model)
     nt = model.n_theta
     x = np.concatenate([m.theta * 1.1 + 0.05, m.fixef.to_numpy() + 0.02])
     f(x)

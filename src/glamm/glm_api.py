@@ -47,7 +47,7 @@ class GlmResult:
     dispersion: the dispersion used for the standard errors: 1 for the binomial, Poisson and
         negative binomial, else R's Pearson estimate ``sum(w (y - mu)^2 / V(mu)) / df_resid``.
     estimated_dispersion: whether the family has a free dispersion parameter.
-    shape: the negative binomial's ``theta`` (``None`` for other families);
+    shape: the negative binomial's shape (MASS's ``theta``) (``None`` for other families);
         ``shape_estimated`` whether it was estimated by maximum likelihood.
     loglik: full log-likelihood (R's ``logLik``; for families with a dispersion at R's plug-in
         value ``deviance / n``). ``deviance = -2 loglik`` (as in lme4's tables);
@@ -65,7 +65,7 @@ class GlmResult:
         self.formula = frame.parsed.formula
         self.family = family.name
         self.link = family.link.name
-        self.shape = float(family.theta) if getattr(family, "has_shape", False) else None
+        self.shape = float(family.shape) if getattr(family, "has_shape", False) else None
         self.shape_estimated = bool(shape_estimated and self.shape is not None)
         self.estimated_dispersion = bool(family.has_dispersion)
         self.wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
@@ -88,8 +88,8 @@ class GlmResult:
         self.n_dropped_na = frame.n_dropped_na
         self.dropped_columns = list(frame.dropped_columns)
 
-        link = family.link
-        w = self.wt * link.mu_eta(self._eta) ** 2 / family.variance(self._mu)
+        w, _ = family.fisher_weights(self._eta, self._mu, self.wt,
+                                     mu_eta=family.link.mu_eta(self._eta))
         X = frame.X
         xtwx = X.T @ (X * w[:, None])
         V = np.linalg.inv(xtwx) * self.dispersion if p else np.zeros((0, 0))
@@ -213,8 +213,8 @@ def glm(
     family: a family name (``"binomial"`` (default), ``"poisson"``, ``"gaussian"``,
         ``"Gamma"``, ``"inverse_gaussian"``, ``"negative_binomial"``) or a
         :class:`glamm.families.Family`. Given by name, the negative binomial's shape
-        ``theta`` is estimated by maximum likelihood (as MASS's ``glm.nb``) and counted in
-        ``npar``; a ``NegativeBinomial`` object keeps its ``theta`` fixed (MASS's
+        the shape (MASS's ``theta``) is estimated by maximum likelihood (as MASS's ``glm.nb``) and counted in
+        ``npar``; a ``NegativeBinomial`` object keeps its shape fixed (MASS's
         ``glm(family = negative.binomial(theta))``).
     link: link name overriding the family's default link.
     weights: prior weights (column name or array); for binomial proportions, the trials.

@@ -117,11 +117,11 @@ class Family:
         new.link = self._resolve_link(link)
         return new
 
-    def with_shape(self, theta: float) -> Family:
-        """A copy with shape parameter ``theta`` (only for families with ``has_shape``).
+    def with_shape(self, shape: float) -> Family:
+        """A copy with shape parameter ``shape`` (only for families with ``has_shape``).
 
         Args:
-            theta: the new shape.
+            shape: the new shape.
         """
         raise DataError(f"the {self.name} family has no shape parameter")
 
@@ -327,6 +327,40 @@ class Family:
         mu = _arr(mu)
         d = self.link.mu_eta(eta)
         return wt * d * d / self.variance(mu), (y - mu) / d
+
+    def fisher_weights(self, eta, mu, wt, dispersion=1.0,
+                       mu_eta=None) -> tuple[np.ndarray, np.ndarray]:
+        """Fisher (expected-information) weights of the linear predictor and ``d mu / d eta``.
+
+        Returns ``(w, mu_eta)`` with ``w = wt * mu_eta^2 / (V(mu) * dispersion)``, the weights
+        of penalized IRLS (scoring). A family without a GLM variance function overrides this.
+
+        Args:
+            eta: linear predictor.
+            mu: means (``link.inverse(eta)``).
+            wt: prior weights (an array of the shape of ``mu``).
+            dispersion: scale (default 1.0; families without one use 1).
+            mu_eta: ``d mu / d eta`` if already computed (default: from the link).
+        """
+        if mu_eta is None:
+            mu_eta = self.link.mu_eta_at(eta, mu)
+        return wt * mu_eta**2 / (self.variance(mu) * self._phi(dispersion)), mu_eta
+
+    def fisher_weights_deta(self, eta, mu, wt, dispersion=1.0) -> np.ndarray:
+        """Derivative in ``eta`` of the Fisher weights of :meth:`fisher_weights`:
+        ``wt / phi * (2 mu_eta mu'' / V - mu_eta^3 V'(mu) / V^2)`` (``mu''`` the link's
+        second derivative).
+
+        Args:
+            eta: linear predictor.
+            mu: means (``link.inverse(eta)``).
+            wt: prior weights.
+            dispersion: scale (default 1.0; families without one use 1).
+        """
+        mu_eta = self.link.mu_eta(eta)
+        var = self.variance(mu)
+        return wt / self._phi(dispersion) * (2.0 * mu_eta * self.link.d2mu_deta2(eta) / var
+                                             - mu_eta**3 * self.variance_deriv(mu) / var**2)
 
     def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         """``d loglik / d mu`` per observation: ``wt (y - mu) / (dispersion V(mu))``.

@@ -16,7 +16,7 @@ Conventions (the same as R's ``family()`` objects):
   ``wt == 0`` contribute 0 to the log-likelihood, the deviance and the derivatives.
 * ``dispersion`` is the scale ``phi`` (``Var(y) = phi * V(mu) / wt``). Families without a
   free dispersion (binomial, Poisson, negative binomial) ignore it and use 1; the negative
-  binomial has its shape ``theta`` instead (``V(mu) = mu + mu^2 / theta``).
+  binomial has its shape (MASS's ``theta``) instead (``V(mu) = mu + mu^2 / shape``).
 """
 
 from __future__ import annotations
@@ -285,84 +285,80 @@ class InverseGaussian(Family):
 
 
 class NegativeBinomial(_CountFamily):
-    """Negative binomial (NB2) counts with size ``theta``; ``V(mu) = mu + mu^2 / theta``
-    (MASS's ``negative.binomial(theta)``). ``theta`` is a shape parameter, not a dispersion:
-    ``dispersion`` arguments are ignored.
+    """Negative binomial (NB2) counts with size ``shape``; ``V(mu) = mu + mu^2 / shape``
+    (MASS's ``negative.binomial(theta)``: glamm calls it ``shape`` because ``theta`` names the
+    random-effects parameters). It is a shape parameter, not a dispersion: ``dispersion``
+    arguments are ignored.
 
     Args:
-        theta: the size (shape) parameter, positive (default 1.0).
+        shape: the size parameter, positive (default 1.0).
         link: ``"log"`` (default), ``"identity"`` or ``"sqrt"``.
 
     Raises:
-        DataError: ``theta`` is not positive and finite, or the link is invalid.
+        DataError: ``shape`` is not positive and finite, or the link is invalid.
     """
 
     name = "negative_binomial"
-    canonical_link = "log"  # R's default; NB2's true canonical link is log(mu / (mu + theta))
+    canonical_link = "log"  # R's default; NB2's true canonical link is log(mu / (mu + shape))
     valid_links = ("log", "identity", "sqrt")
     has_shape = True
 
-    def __init__(self, theta: float = 1.0, link: str | Link | type[Link] | None = None) -> None:
+    def __init__(self, shape: float = 1.0, link: str | Link | type[Link] | None = None) -> None:
         super().__init__(link)
-        self.theta = self._check_theta(theta)
+        self.shape = self._check_shape(shape)
 
     @staticmethod
-    def _check_theta(theta: float) -> float:
+    def _check_shape(shape: float) -> float:
         try:
-            value = float(theta)
+            value = float(shape)
         except (TypeError, ValueError):
-            raise DataError(f"negative_binomial family: theta must be a number, "
-                            f"got {theta!r}") from None
+            raise DataError(f"negative_binomial family: shape must be a number, "
+                            f"got {shape!r}") from None
         if not (math.isfinite(value) and value > 0):
-            raise DataError(f"negative_binomial family: theta must be positive and finite, "
-                            f"got {theta!r}")
+            raise DataError(f"negative_binomial family: shape must be positive and finite, "
+                            f"got {shape!r}")
         return value
 
     @property
     def r_name(self) -> str:  # type: ignore[override]
         """R's family name, e.g. ``"Negative Binomial(2.5)"``."""
-        return f"Negative Binomial({round(self.theta, 4):g})"
-
-    @property
-    def shape(self) -> float:
-        """The shape parameter (``theta``)."""
-        return self.theta
+        return f"Negative Binomial({round(self.shape, 4):g})"
 
     @property
     def link_is_canonical(self) -> bool:
         return False
 
-    def with_shape(self, theta: float) -> NegativeBinomial:
-        """A copy with size ``theta``.
+    def with_shape(self, shape: float) -> NegativeBinomial:
+        """A copy with size ``shape``.
 
         Args:
-            theta: the new size, positive and finite.
+            shape: the new size, positive and finite.
         """
         new = copy.copy(self)
-        new.theta = self._check_theta(theta)
+        new.shape = self._check_shape(shape)
         return new
 
     def _params(self) -> tuple:
-        return (type(self), self.link.name, self.theta)
+        return (type(self), self.link.name, self.shape)
 
     def __repr__(self) -> str:
-        return f"NegativeBinomial(theta={self.theta!r}, link={self.link.name!r})"
+        return f"NegativeBinomial(shape={self.shape!r}, link={self.link.name!r})"
 
     def variance(self, mu) -> np.ndarray:
         mu = _arr(mu)
-        return mu + mu * mu / self.theta
+        return mu + mu * mu / self.shape
 
     def variance_deriv(self, mu) -> np.ndarray:
-        return 1.0 + 2.0 * _arr(mu) / self.theta
+        return 1.0 + 2.0 * _arr(mu) / self.shape
 
     def unit_deviance(self, y, mu) -> np.ndarray:
         y, mu = _arr(y), _arr(mu)
-        th = self.theta
+        th = self.shape
         return 2.0 * (_ylogy(y, mu) - (y + th) * np.log((y + th) / (mu + th)))
 
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
-        # dnbinom(y, size = theta, mu = mu, log = TRUE) * wt
-        th = self.theta
+        # dnbinom(y, size = shape, mu = mu, log = TRUE) * wt
+        th = self.shape
         return wt * (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
                      - th * np.log1p(mu / th) + special.xlogy(y, mu / (mu + th)))
 
@@ -407,7 +403,7 @@ def from_name(name: str, link: str | Link | type[Link] | None = None, **kw) -> F
             ``"inverse_gaussian"``/``"inverse.gaussian"`` or
             ``"negative_binomial"``/``"nbinom2"``/``"negbin"`` (case-insensitive).
         link: link name or object (default ``None``: the canonical link).
-        **kw: further constructor arguments (``theta`` for the negative binomial).
+        **kw: further constructor arguments (``shape`` for the negative binomial).
 
     Raises:
         DataError: unknown family, invalid link or invalid arguments.
@@ -429,8 +425,8 @@ def get_family(name_or_obj: str | Family | type[Family],
             (instantiated).
         link: link name or object (default ``None``: an instance keeps its link, names and
             classes get the canonical link).
-        **kw: constructor arguments for names and classes (``theta``); for an instance only
-            ``theta`` is accepted (applied with ``with_shape``).
+        **kw: constructor arguments for names and classes (``shape``); for an instance only
+            ``shape`` is accepted (applied with ``with_shape``).
 
     Raises:
         DataError: unknown family, invalid link or arguments.
@@ -440,10 +436,10 @@ def get_family(name_or_obj: str | Family | type[Family],
         if link is not None:
             fam = fam.with_link(link)
         if kw:
-            extra = set(kw) - {"theta"}
+            extra = set(kw) - {"shape"}
             if extra:
                 raise DataError(f"{fam.name} family: unexpected arguments {sorted(extra)}")
-            fam = fam.with_shape(kw["theta"])
+            fam = fam.with_shape(kw["shape"])
         return fam
     if isinstance(name_or_obj, type) and issubclass(name_or_obj, Family):
         try:

@@ -165,18 +165,17 @@ class AdaptiveQuadrature:
             model.pirls(theta, beta)
         except PirlsError:
             return None
-        fam = model.family
         V = self.zl.values(model.lambdas(theta))   # n x q: row j of Z Lambda
         u_hat = model.u[self.u_index]                       # m x q
         eta_mode, mu_mode = model.eta, model.mu
-        h = fam.d2loglik_deta2(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
+        h = -model.response.observed_weights(eta_mode, mu_mode)
         w = -h
         H = self._curvature(V, w)
         observed = True
         try:
             np.linalg.cholesky(H)
         except np.linalg.LinAlgError:   # observed information not positive definite: Fisher
-            w, _ = model._weights(eta_mode, mu_mode)
+            w, _ = model.response.fisher_weights(eta_mode, mu_mode)
             H = self._curvature(V, w)
             observed = False
         # u_ik = u_i + sqrt(2) C_i x_k with C_i the lower Cholesky factor of H_i^{-1}

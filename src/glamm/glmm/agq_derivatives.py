@@ -51,10 +51,7 @@ _CHUNK_ELEMENTS = 2_000_000
 def _canonical_h(model, mu: np.ndarray, eta: np.ndarray, wt: np.ndarray) -> np.ndarray:
     """Second derivative of the log-density in ``eta`` at a canonical link, where the observed
     and Fisher information agree: ``-wt mu_eta^2 / (V(mu) phi)``."""
-    fam = model.family
-    phi = model.dispersion if fam.has_dispersion else 1.0
-    d1 = fam.link.mu_eta_at(eta, mu)
-    return -wt * d1 * d1 / (fam.variance(mu) * phi)
+    return -model.family.fisher_weights(eta, mu, wt, model.dispersion)[0]
 
 
 def theta_jacobian(quad) -> np.ndarray:

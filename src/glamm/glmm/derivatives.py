@@ -44,23 +44,25 @@ class AnalyticDerivatives(FiniteDifferences):
         from .gradient import laplace_gradient
 
         m = self.model
-        nt, p = m.n_theta, m.p
+        layout = m.parameters
         if self._at is None or not np.array_equal(self._at, x):
             self.value(x)
-        g = laplace_gradient(m, x[:nt], x[nt:nt + p])
+        theta, beta = layout.get(x, "theta"), layout.get(x, "beta")
+        g = np.zeros(x.size)
+        g_tb = laplace_gradient(m, theta, beta)
+        g[layout.slice("theta")] = g_tb[:theta.size]
+        g[layout.slice("beta")] = g_tb[theta.size:]
         if m.penalty is not None:
-            g[nt:] += m.penalty.deviance_gradient(x[nt:nt + p])
-        extra = x.size - nt - p
-        if extra:
-            ge = np.zeros(extra)
-            for i in range(extra):
-                j = nt + p + i
+            g[layout.slice("beta")] += m.penalty.deviance_gradient(beta)
+        response = layout.index("response")
+        if response.size:
+            # central differences in the response parameters (two PIRLS runs each)
+            for j in response:
                 h = 1e-4 * max(abs(x[j]), 0.1)
                 e = np.zeros(x.size)
                 e[j] = h
-                ge[i] = (self.value(x + e) - self.value(x - e)) / (2 * h)
+                g[j] = (self.value(x + e) - self.value(x - e)) / (2 * h)
             self.value(x)
-            g = np.concatenate([g, ge])
         return g
 
     def steering_hessian(self, x: np.ndarray):
@@ -68,14 +70,15 @@ class AnalyticDerivatives(FiniteDifferences):
         from .gradient import laplace_gradient
 
         m = self.model
-        nt, p = m.n_theta, m.p
+        layout = m.parameters
         fx = self.value(x)
-        g_tb, S = laplace_gradient(m, x[:nt], x[nt:nt + p], schur=True)
+        _, S = laplace_gradient(m, layout.get(x, "theta"), layout.get(x, "beta"), schur=True)
         g = self.grad(x, fx)
         n = x.size
         H = np.zeros((n, n))
-        H[nt:nt + p, nt:nt + p] = 2.0 * S
-        for j in [*range(nt), *range(nt + p, n)]:
+        beta = layout.slice("beta")
+        H[beta, beta] = 2.0 * S
+        for j in [*layout.index("theta"), *layout.index("response")]:
             h = 1e-5 * max(abs(x[j]), 0.1)
             e = np.zeros(n)
             e[j] = h
@@ -110,19 +113,24 @@ class QuadratureDerivatives(FiniteDifferences):
         from .agq_derivatives import derivatives
 
         m = self.model
-        nt = m.n_theta
-        nodes = self.quad.nodes_at(x[:nt], x[nt:])
+        layout = m.parameters
+        if layout.size_of("response"):
+            raise ValueError("the exact quadrature derivatives have no response parameters")
+        theta, beta = layout.get(x, "theta"), layout.get(x, "beta")
+        nodes = self.quad.nodes_at(theta, beta)
         if nodes is None:
             raise GlammError("PIRLS failed while differentiating the quadrature "
                              "log-likelihood")
-        _, g, H = derivatives(self.quad, nodes, x[:nt], x[nt:], exact=True, hessian=hessian)
+        # derivatives() orders its vector as [theta, beta], as the layout does
+        _, g, H = derivatives(self.quad, nodes, theta, beta, exact=True, hessian=hessian)
         g = -2.0 * g
+        b = layout.slice("beta")
         if m.penalty is not None:
-            g[nt:] += m.penalty.deviance_gradient(x[nt:])
+            g[b] += m.penalty.deviance_gradient(beta)
         if H is not None:
             H = -2.0 * H
             if m.penalty is not None:
-                H[nt:, nt:] += np.diag(m.penalty.deviance_hessian_diag(x[nt:]))
+                H[b, b] += np.diag(m.penalty.deviance_hessian_diag(beta))
         return g, H
 
     def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:

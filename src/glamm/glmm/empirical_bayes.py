@@ -50,8 +50,7 @@ def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_leve
         eta = ef + np.einsum("jq,jq->j", Vr, u[g])
         mu = link.inverse(eta)
         s = fam.dloglik_deta(yr, mu, eta, wr, phi)
-        mu_eta = link.mu_eta(eta)
-        w = wr * mu_eta**2 / (fam.variance(mu) * phi)
+        w, _ = fam.fisher_weights(eta, mu, wr, phi, mu_eta=link.mu_eta(eta))
         grad = -u.copy()
         H = np.broadcast_to(np.eye(q), (m, q, q)).copy()
         for a in range(q):

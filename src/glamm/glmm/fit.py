@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConvergenceWarning
+from ..errors import ConvergenceWarning, GlammError
 from ..linalg.threads import single_threaded
 from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
 from ..optim.newton import FiniteDifferences, newton_minimize
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
 from .glm import fit_glm
-from .model import GeneralizedLinearMixedModel
+from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings
+from .response import ResponseModel
 
 
 @dataclass
@@ -41,42 +42,46 @@ class GlmmFitRecord:
     base_family: object | None = None
 
 
-def _extra_names(family) -> list[str]:
-    if getattr(family, "has_shape", False):
-        return ["log(shape)"]
-    if family.has_dispersion:
-        return ["log(dispersion)"]
-    return []
+@dataclass
+class StartValues:
+    """Where a GLMM fit starts: ``beta`` from a GLM without random effects, the response
+    parameters from the same GLM, ``theta`` from the user or the covariance structures."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    response: np.ndarray
 
 
 def extra_ok(extra: np.ndarray) -> bool:
     """A log dispersion or log shape whose exponential is a usable positive number (a wild
     optimizer step can propose one that overflows)."""
-    return bool(np.all(np.abs(np.asarray(extra, dtype=float)) < 700.0))
+    return ResponseModel.parameters_ok(extra)
 
 
-def set_extra(model: GeneralizedLinearMixedModel, base_family, extra: np.ndarray) -> None:
-    """Put the dispersion or shape parameter (log scale) into the model."""
-    if getattr(base_family, "has_shape", False):
-        model.family = base_family.with_shape(float(np.exp(extra[0])))
-    elif base_family.has_dispersion:
-        model.dispersion = float(np.exp(extra[0]))
-
-
-def full_objective(model: GeneralizedLinearMixedModel, base_family):
-    """``f(x)`` with ``x = [theta, beta, extra]``: the Laplace deviance (PIRLS over ``u``)."""
-    nt, p = model.n_theta, model.p
+def _deviance_function(model: GeneralizedLinearMixedModel, deviance):
+    """``f(x)`` over the model's full parameter vector (:attr:`~GeneralizedLinearMixedModel.
+    parameters`): puts the response parameters into the model, then ``deviance(theta, beta)``
+    plus the fixed-effects penalty of a penalized fit. Non-finite values become ``inf``."""
+    layout = model.parameters
 
     def f(x: np.ndarray) -> float:
-        if not extra_ok(x[nt + p:]):
+        part = layout.split(x)
+        if not model.response.parameters_ok(part["response"]):
             return float("inf")
-        set_extra(model, base_family, x[nt + p:])
-        value = model.objective(x[:nt], x[nt:nt + p])
+        model.response.set_parameters(part["response"])
+        value = deviance(part["theta"], part["beta"])
+        if not np.isfinite(value):
+            return float("inf")
         if model.penalty is not None:
-            value += model.penalty.deviance(x[nt:nt + p])
+            value += model.penalty.deviance(part["beta"])
         return value
 
     return f
+
+
+def full_objective(model: GeneralizedLinearMixedModel):
+    """``f(x)`` over ``[theta, beta, response]``: the Laplace deviance (PIRLS over ``u``)."""
+    return _deviance_function(model, model.objective)
 
 
 def fit_glmm(
@@ -87,103 +92,137 @@ def fit_glmm(
     blas_threads: int | None = 1,
     **settings,
 ) -> GlmmFitRecord:
-    """Fit ``model`` in place (its state ends at the optimum) and return the records."""
+    """Fit ``model`` in place (its state ends at the optimum) and return the records.
+
+    The stages, each a function below: :func:`start_values` (a GLM), :func:`fast_stage`
+    (BOBYQA over ``theta`` and the response parameters, ``beta`` inside PIRLS; the answer when
+    ``fast=True``), :func:`full_stage` (Newton over all parameters from there, with BOBYQA as
+    the rescue and the boundary check of :func:`_rescue_and_boundary`).
+
+    Parameters
+    ----------
+    model : GeneralizedLinearMixedModel
+        The model; its state is left at the optimum.
+    fast : bool
+        Stop after the fast stage (lme4's ``nAGQ = 0``).
+    start : ndarray, optional
+        Starting ``theta`` (default: the covariance structures' own).
+    optimizer : str
+        Backend of the derivative-free stages (see :func:`glamm.optim.backends.minimize`).
+    blas_threads : int or None
+        BLAS threads during the fit (``None`` leaves the setting alone).
+    **settings
+        Optimizer settings (``ftol_rel``, ``xtol_abs``, ``maxfeval``, ...).
+    """
     with single_threaded(blas_threads):
-        return _fit(model, fast, start, optimizer, **settings)
+        init = start_values(model, start)
+        os_fast, response = fast_stage(model, init, optimizer, fast, settings)
+        names = model.parameters.names()
+        if fast:
+            _warn(os_fast)
+            return GlmmFitRecord(fast=os_fast, full=None, names=names,
+                                 base_family=model.response.base_family)
+        os_full, hessian = full_stage(model, os_fast, response, optimizer, settings)
+        _warn(os_full)
+        return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=hessian,
+                             base_family=model.response.base_family)
 
 
-def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
-    base_family = model.family
-    glm = fit_glm(model.X, model.y, model.wt, model.offset, base_family)
+def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -> StartValues:
+    """``beta`` and the response parameters from a GLM fit without random effects; ``theta``
+    from ``start`` or the covariance structures' initial values (raised to their bounds)."""
+    response = model.response
+    glm = fit_glm(model.X, model.y, model.wt, model.offset, response.base_family)
+    extra0 = response.start(glm)
+    response.set_parameters(extra0)
     model.beta = glm.beta.copy()
-    extra0 = np.zeros(0)
-    if getattr(base_family, "has_shape", False):
-        mu = glm.mu
-        excess = np.sum((model.y - mu) ** 2 - mu)
-        shape0 = float(np.clip(np.sum(mu**2) / excess, 0.05, 1e4)) if excess > 0 else 100.0
-        extra0 = np.array([np.log(shape0)])
-    elif base_family.has_dispersion:
-        extra0 = np.array([np.log(glm.dispersion)])
-    set_extra(model, base_family, extra0)
-
-    lower = model.layout.lower()
+    theta_block = model.parameters.block("theta")
     theta0 = model.layout.initial() if start is None else np.asarray(start, dtype=float)
-    # the fast fit is the answer when fast=True; otherwise only the start of the Newton stage,
-    # which needs it to about 1e-4
-    fast_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8} if fast else \
-        {"ftol_rel": 1e-6, "ftol_abs": 0.0, "xtol_abs": 1e-3}
-    if fast:
-        fast_settings.update(settings)
-    if not fast:
-        # only a starting point for Newton: looser PIRLS too
-        model.PIRLS_TOL, model.PIRLS_STEP_TOL = 1e-9, 1e-6
-    nt = model.n_theta
-    # the smooths' scales on the log scale (glamm.terms.layout); theta_s = 0 is tried below
-    log_idx = model.layout.log_scale_index()
+    return StartValues(theta=np.maximum(theta0, theta_block.lower), beta=glm.beta.copy(),
+                       response=extra0)
+
+
+def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer: str,
+               final: bool, settings: dict) -> tuple[OptSummary, np.ndarray]:
+    """BOBYQA over ``theta`` and the response parameters with ``beta`` updated inside PIRLS
+    (the objective of lme4's ``nAGQ = 0``). When ``final`` the result is the answer (tight
+    tolerances, the user's ``settings``); otherwise only the start of :func:`full_stage`,
+    needed to about 1e-4, so the optimizer and PIRLS run with loose tolerances. A smooth whose
+    scale ended near zero is then tried exactly linear. Leaves the model at the optimum.
+    Returns the record (its ``final`` holds ``theta``) and the response parameters."""
+    layout = model.parameters.subset(["theta", "response"])
+    if final:
+        opt_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8, **settings}
+        pirls = PirlsSettings()
+    else:
+        opt_settings = {"ftol_rel": 1e-6, "ftol_abs": 0.0, "xtol_abs": 1e-3}
+        pirls = LOOSE_PIRLS
 
     def fast_objective(z: np.ndarray) -> float:
         # the dispersion or shape (log scale) is optimized here too: with theta relative to
         # the residual scale, a dispersion fixed at the GLM's (which absorbs the random
         # effects' variance) would leave theta far from its optimum
-        if not extra_ok(z[nt:]):
+        part = layout.split(z)
+        if not model.response.parameters_ok(part["response"]):
             return float("inf")
-        set_extra(model, base_family, z[nt:])
-        return model.objective_fast(z[:nt])
+        model.response.set_parameters(part["response"])
+        return model.objective_fast(part["theta"], pirls)
 
-    try:
-        os_fast = minimize(fast_objective, np.concatenate([np.maximum(theta0, lower), extra0]),
-                           np.concatenate([lower, np.full(extra0.size, -np.inf)]),
-                           optimizer=optimizer, log_index=log_idx, **fast_settings)
-    finally:
-        model.PIRLS_TOL = GeneralizedLinearMixedModel.PIRLS_TOL
-        model.PIRLS_STEP_TOL = GeneralizedLinearMixedModel.PIRLS_STEP_TOL
+    x0 = layout.assemble({"theta": init.theta, "response": init.response})
+    os_fast = minimize(fast_objective, x0, layout.lower(), optimizer=optimizer,
+                       log_index=layout.log_scale_index(), **opt_settings)
     if not np.isfinite(os_fast.fmin) and not getattr(model, "separated", False):
         # (with separation the coefficients diverge and PIRLS cannot settle; the caller has
         # already reported that, and the fit goes on as lme4's does)
-        from ..errors import GlammError
-
         raise GlammError(
             "PIRLS could not find the conditional modes at any value tried (non-finite "
             "deviance even after step-halving); check the response against the family and "
             "link, and the scale of the covariates"
         )
-    extra0 = os_fast.final[nt:]
-    set_extra(model, base_family, extra0)
-    for i in log_idx:   # a smooth shrunk towards linear: try it exactly linear
-        if os_fast.final[i] < 1e-2:
-            trial = os_fast.final[:nt].copy()
+    best = layout.split(os_fast.final)
+    response = best["response"].copy()
+    model.response.set_parameters(response)
+    theta = best["theta"].copy()
+    for i in model.parameters.block("theta").log_scale:
+        # a smooth shrunk towards linear: try it exactly linear
+        if theta[i] < 1e-2:
+            trial = theta.copy()
             trial[i] = 0.0
             val = model.objective_fast(trial)
             if val <= os_fast.fmin:
-                os_fast.final[i], os_fast.fmin = 0.0, val
+                theta[i], os_fast.fmin = 0.0, val
                 os_fast.messages.append(f"theta[{i}] set to 0 (a linear smooth)")
-    model.objective_fast(os_fast.final[:nt])
-    os_fast.final = os_fast.final[:nt]
-    names = model.layout.names() + list(model.frame.xnames) + _extra_names(base_family)
-    if fast:
-        _warn(os_fast)
-        return GlmmFitRecord(fast=os_fast, full=None, names=names, base_family=base_family)
+    model.objective_fast(theta)
+    os_fast.final = theta
+    return os_fast, response
 
-    # full fit from the fast optimum; initial steps: 0.1 for theta, ~ standard errors for beta
-    p = model.p
-    x0 = np.concatenate([os_fast.final, model.beta, extra0])
-    lo = np.concatenate([lower, np.full(p + extra0.size, -np.inf)])
+
+def full_stage(model: GeneralizedLinearMixedModel, os_fast: OptSummary, response: np.ndarray,
+               optimizer: str, settings: dict) -> tuple[OptSummary, np.ndarray | None]:
+    """Newton over all parameters ``[theta, beta, response]`` from the fast stage's optimum
+    (initial steps 0.1 for ``theta`` and the response parameters, about a standard error for
+    ``beta``), on analytic gradients where affordable; BOBYQA if Newton stalls, then the
+    boundary check. Leaves the model at the optimum. Returns the record and the Hessian if
+    an accurate one was computed at the optimum (else ``None``: standard errors compute it)."""
+    layout = model.parameters
+    x0 = layout.assemble({"theta": os_fast.final, "beta": model.beta, "response": response})
+    lo = layout.lower()
     se_beta = _fast_stderr(model)
-    step = np.concatenate([np.full(nt, 0.1), np.where(np.isfinite(se_beta) & (se_beta > 0),
-                                                      se_beta, 0.1), np.full(extra0.size, 0.1)])
-    f = full_objective(model, base_family)
+    step = layout.assemble({
+        "theta": np.full(layout.size_of("theta"), 0.1),
+        "beta": np.where(np.isfinite(se_beta) & (se_beta > 0), se_beta, 0.1),
+        "response": np.full(layout.size_of("response"), 0.1)})
+    f = full_objective(model)
     os_full = OptSummary(optimizer="newton (finite-difference derivatives)", initial=x0.copy(),
                          lower=lo.copy())
     t0 = time.perf_counter()
     derivs = choose_derivatives(f, model)
     ok, x, fx, H, x_h = newton_minimize(f, x0, lo, os_full, scale=step, derivs=derivs)
     ok, x, fx, H, x_h = _rescue_and_boundary(
-        f, (ok, x, fx, H, x_h), lo, nt, os_full, step, derivs, optimizer,
+        f, (ok, x, fx, H, x_h), lo, layout.size_of("theta"), os_full, step, derivs, optimizer,
         {"ftol_rel": 1e-10, "ftol_abs": 0.0, "xtol_abs": 1e-8, "initial_step": step, **settings})
     os_full.final, os_full.fmin = x, fx
     if not np.isfinite(fx):
-        from ..errors import GlammError
-
         raise GlammError(
             "PIRLS could not find the conditional modes with the fixed effects held at their "
             "values (non-finite deviance), so there is no valid fit to report; this happens "
@@ -198,9 +237,7 @@ def _fit(model, fast, start, optimizer, **settings) -> GlmmFitRecord:
     os_full.returnvalue = "NEWTON_CONVERGED" if ok else "NEWTON_STALLED"
     os_full.elapsed = time.perf_counter() - t0
     f(x)  # leave the state at the optimum
-    _warn(os_full)
-    return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=H,
-                         base_family=base_family)
+    return os_full, H
 
 
 def _rescue_and_boundary(f, result, lo: np.ndarray, nt: int, record: OptSummary,
@@ -226,23 +263,9 @@ def _rescue_and_boundary(f, result, lo: np.ndarray, nt: int, record: OptSummary,
     return ok, x, fx, H, x_h
 
 
-def quadrature_objective(model: GeneralizedLinearMixedModel, base_family, quadrature):
-    """``f(x)`` with ``x = [theta, beta, extra]``: ``-2`` times the quadrature log-likelihood."""
-    nt, p = model.n_theta, model.p
-
-    def f(x: np.ndarray) -> float:
-        if not extra_ok(x[nt + p:]):
-            return float("inf")
-        set_extra(model, base_family, x[nt + p:])
-        ll = quadrature.loglik(x[:nt], x[nt:nt + p])
-        if not np.isfinite(ll):
-            return float("inf")
-        value = -2.0 * ll
-        if model.penalty is not None:
-            value += model.penalty.deviance(x[nt:nt + p])
-        return value
-
-    return f
+def quadrature_objective(model: GeneralizedLinearMixedModel, quadrature):
+    """``f(x)`` over ``[theta, beta, response]``: ``-2`` times the quadrature log-likelihood."""
+    return _deviance_function(model, lambda theta, beta: -2.0 * quadrature.loglik(theta, beta))
 
 
 def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bobyqa",
@@ -255,18 +278,18 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
 
     quad = AdaptiveQuadrature(model, nagq)   # checks the model first (one grouping factor)
     laplace = fit_glmm(model, fast=False, optimizer=optimizer, blas_threads=blas_threads)
-    base_family = laplace.base_family
     with single_threaded(blas_threads):
-        nt, p = model.n_theta, model.p
+        layout = model.parameters
+        nt = layout.size_of("theta")
         x0 = laplace.full.final.copy()
-        lo = np.concatenate([model.layout.lower(), np.full(x0.size - nt, -np.inf)])
-        f = quadrature_objective(model, base_family, quad)
+        lo = layout.lower()
+        f = quadrature_objective(model, quad)
         rec = OptSummary(optimizer=f"newton on AGQ({nagq}) (finite differences)",
                          initial=x0.copy(), lower=lo.copy())
         t0 = time.perf_counter()
         scale = np.maximum(np.abs(x0) * 0.1, 0.05)
         derivs = FiniteDifferences(f)
-        if x0.size == nt + p:   # no dispersion or shape parameter
+        if layout.size_of("response") == 0:   # no dispersion or shape parameter
             # exact gradients (the nodes' movement included), steered by the analytic Hessian
             # at fixed nodes
             rec.optimizer = f"newton on AGQ({nagq}) (analytic gradient)"
@@ -284,7 +307,7 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
     _warn(rec)
     return GlmmFitRecord(fast=laplace.fast, full=rec, names=laplace.names, hessian=H,
                          nagq=nagq, quadrature=quad,
-                         laplace_loglik=-0.5 * laplace.full.fmin)
+                         laplace_loglik=-0.5 * laplace.full.fmin, base_family=laplace.base_family)
 
 
 def _fast_stderr(model: GeneralizedLinearMixedModel) -> np.ndarray:

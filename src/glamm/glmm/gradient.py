@@ -69,9 +69,6 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     With ``schur`` also returns ``X'W_obs X - X'W_obs Z Lambda G_obs^-1 Lambda'Z'W_obs X``: half
     the Hessian in ``beta`` of ``-2 log p(y|u*) + |u*|^2`` (all but the log-determinant's
     small curvature), a cheap approximation to the ``beta`` block of the Hessian."""
-    fam = model.family
-    link = fam.link
-    y, wt, phi = model.y, model.wt, model.dispersion
     eta, mu = model.eta, model.mu
     if not hasattr(model, "_zlayout"):
         model._zlayout = ZLayout(model.reterms)
@@ -79,13 +76,10 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     C = zl.cols
     lams = model.lambdas(theta)
     V = zl.values(lams)                                  # n x P nonzeros of Z Lambda
-    mu_eta = link.mu_eta(eta)
-    var = fam.variance(mu)
-    w = wt * mu_eta**2 / (var * phi)
-    dw = wt / phi * (2.0 * mu_eta * link.d2mu_deta2(eta) / var
-                     - mu_eta**3 * fam.variance_deriv(mu) / var**2)
-    s = fam.dloglik_deta(y, mu, eta, wt, phi)
-    w_obs = -fam.d2loglik_deta2(y, mu, eta, wt, phi)
+    w, _ = model.response.fisher_weights(eta, mu, mu_eta=model.family.link.mu_eta(eta))
+    dw = model.response.fisher_weights_deta(eta, mu)
+    s = model.response.score(eta, mu)
+    w_obs = model.response.observed_weights(eta, mu)
     if model.observed_information:
         # the log-determinant holds the observed information: its weights and their
         # derivative in eta (central differences per observation; no closed form needed)

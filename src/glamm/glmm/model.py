@@ -29,6 +29,8 @@ Two variants, as lme4 / MixedModels.jl:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..formula.design import ModelFrame
@@ -36,10 +38,36 @@ from ..linalg.crossprod import CrossProducts
 from ..linalg.factor import BlockedCholesky
 from ..lmm.estimates import linear_predictor_re
 from ..terms.layout import ThetaLayout
+from ..optim.params import ParameterBlock, ParameterLayout
+from .response import ResponseModel
 
 
 class PirlsError(ArithmeticError):
     """PIRLS could not find the conditional modes (non-finite deviance after step-halving)."""
+
+
+@dataclass(frozen=True)
+class PirlsSettings:
+    """Stopping rules of PIRLS.
+
+    Parameters
+    ----------
+    tol : float
+        Stop when the penalized deviance changes by less than this (relative) ...
+    step_tol : float
+        ... and the largest change of a mode in the last step, or the distance left to the
+        mode estimated from the rate of convergence, is below this.
+    maxiter : int
+        Iterations before giving up (:class:`PirlsError`).
+    """
+
+    tol: float = 1e-12
+    step_tol: float = 1e-9
+    maxiter: int = 200
+
+
+#: looser PIRLS for a stage that only needs a starting point for the next one
+LOOSE_PIRLS = PirlsSettings(tol=1e-9, step_tol=1e-6)
 
 
 class GeneralizedLinearMixedModel:
@@ -56,16 +84,8 @@ class GeneralizedLinearMixedModel:
         binomial), by up to a few hundredths in log-likelihood.
     """
 
-    #: PIRLS stops when the penalized deviance changes by less than this (relative)
-    PIRLS_TOL = 1e-12
-    PIRLS_MAXITER = 200
-    #: ... and the largest change of a mode in the last step, or the distance left to the mode
-    #: estimated from the rate of convergence, is below this
-    PIRLS_STEP_TOL = 1e-9
-
     def __init__(self, frame: ModelFrame, family, laplace: str = "observed"):
         self.frame = frame
-        self.family = family
         if laplace not in ("observed", "expected"):
             raise ValueError(f"laplace must be 'observed' or 'expected', got {laplace!r}")
         #: log-determinant with the observed information (exact Laplace approximation) rather
@@ -73,13 +93,23 @@ class GeneralizedLinearMixedModel:
         self.observed_information = laplace == "observed" and not family.link_is_canonical
         self.y = frame.y
         self.wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
-        family.validate(self.y, self.wt)
+        #: the response side: family, its free parameters and the per-row weights
+        self.response = ResponseModel(self.y, self.wt, family)
         self.X = frame.X
         self.offset = frame.offset
         self.n, self.p = self.X.shape
         self.reterms = frame.reterms
         self.layout = ThetaLayout(self.reterms)
         self.n_theta = self.layout.n_theta
+        #: the parameter vector of the full fit: theta, beta, response parameters
+        self.parameters = ParameterLayout([
+            ParameterBlock.free("theta", self.layout.names(), lower=self.layout.lower(),
+                                log_scale=self.layout.log_scale_index()),
+            ParameterBlock.free("beta", list(frame.xnames)),
+            ParameterBlock.free("response", self.response.parameter_names),
+        ])
+        #: PIRLS stopping rules (:class:`PirlsSettings`)
+        self.pirls_settings = PirlsSettings()
         ps = [t.p for t in self.reterms]
         zero, one = np.zeros(self.n), np.ones(self.n)
         self.cp_u = CrossProducts(self.reterms, np.zeros((self.n, 0)), zero, one)
@@ -87,7 +117,6 @@ class GeneralizedLinearMixedModel:
         self.fac_u = BlockedCholesky(self.cp_u.A, ps, iso=iso)
         self.cp_b = CrossProducts(self.reterms, self.X, zero, one)
         self.fac_b = BlockedCholesky(self.cp_b.A, ps, iso=iso)
-        self.dispersion = 1.0
         #: optional penalty on the fixed effects (glmm.penalty.StudentTPenalty), added to the
         #: deviance the full fit minimizes
         self.penalty = None
@@ -102,11 +131,21 @@ class GeneralizedLinearMixedModel:
 
     # ------------------------------------------------------------------ pieces
     @property
+    def family(self):
+        """The family at the current response parameters (see :class:`ResponseModel`)."""
+        return self.response.family
+
+    @property
+    def dispersion(self) -> float:
+        """The current dispersion (1 for families without one)."""
+        return self.response.dispersion
+
+    @property
     def lambda_scale(self) -> float:
         """``sqrt(dispersion)`` for families with a dispersion parameter, else 1: there
         ``theta`` is relative to the residual scale, as in lme4 (``b = sigma Lambda u``), which
         keeps it of order one whatever the units of the response."""
-        return float(np.sqrt(self.dispersion)) if self.family.has_dispersion else 1.0
+        return self.response.lambda_scale
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per-term factors of the random effects' covariance: ``b_k = lambda_k u_k``."""
@@ -134,13 +173,7 @@ class GeneralizedLinearMixedModel:
     def _pdev(self, mu: np.ndarray, u: np.ndarray) -> float:
         """Penalized deviance up to a constant: ``-2 log p(y | u) + |u|^2`` (the log-density's
         constants are cached by the family, so this is cheaper than the deviance residuals)."""
-        ll = np.sum(self.family.loglik(self.y, mu, self.wt, self.dispersion))
-        return float(-2.0 * ll + u @ u)
-
-    def _weights(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu_eta = self.family.link.mu_eta_at(eta, mu)
-        w = self.wt * mu_eta**2 / (self.family.variance(mu) * self.dispersion)
-        return w, mu_eta
+        return float(-2.0 * self.response.loglik(mu) + u @ u)
 
     def weight_derivative(self, eta: np.ndarray, observed: bool) -> np.ndarray:
         """``dw/deta`` of the curvature weights at ``eta``: the observed information
@@ -154,17 +187,20 @@ class GeneralizedLinearMixedModel:
         def weights(e: np.ndarray) -> np.ndarray:
             mu = fam.link.inverse(e)
             if observed:
-                return -fam.d2loglik_deta2(self.y, mu, e, self.wt, self.dispersion)
-            return self._weights(e, mu)[0]
+                return self.response.observed_weights(e, mu)
+            return self.response.fisher_weights(e, mu)[0]
 
         with np.errstate(all="ignore"):
             return (weights(eta + step) - weights(eta - step)) / (2.0 * step)
 
     # ------------------------------------------------------------------ PIRLS
-    def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None) -> float:
+    def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None,
+              settings: PirlsSettings | None = None) -> float:
         """Conditional modes at ``theta`` (``beta`` fixed; ``None``: ``beta`` updated too, the
         fast variant). Leaves the state (``u``, ``beta``, ``eta``, ``mu``, ``ldL2``) at the mode
-        and returns the penalized deviance there."""
+        and returns the penalized deviance there. ``settings``: stopping rules (default
+        :attr:`pirls_settings`)."""
+        settings = settings or self.pirls_settings
         link, fam = self.family.link, self.family
         lams = self.lambdas(theta)
         fast = beta is None
@@ -187,8 +223,8 @@ class GeneralizedLinearMixedModel:
             pdev = np.inf
         converged = False
         prev_moved = 0.0
-        for it in range(1, self.PIRLS_MAXITER + 1):
-            w, mu_eta = self._weights(eta, mu)
+        for it in range(1, settings.maxiter + 1):
+            w, mu_eta = self.response.fisher_weights(eta, mu)
             zwork = eta - self.offset + (self.y - mu) / mu_eta
             if not fast:
                 zwork = zwork - self.X @ b_fix
@@ -229,21 +265,21 @@ class GeneralizedLinearMixedModel:
             rate = moved / prev_moved if prev_moved > 0 else 1.0
             remaining = moved * rate / (1.0 - rate) if rate < 1.0 else np.inf
             prev_moved = moved
-            if change < self.PIRLS_TOL * (abs(pdev) + 0.1) and (
-                    moved < self.PIRLS_STEP_TOL or remaining < self.PIRLS_STEP_TOL):
+            if change < settings.tol * (abs(pdev) + 0.1) and (
+                    moved < settings.step_tol or remaining < settings.step_tol):
                 converged = True
                 break
         if not converged:
             raise PirlsError(
-                f"PIRLS did not converge in {self.PIRLS_MAXITER} iterations (penalized deviance "
+                f"PIRLS did not converge in {settings.maxiter} iterations (penalized deviance "
                 f"{pdev:.6g}); the model may be too complex for the data or badly scaled"
             )
         # factor at the mode for the log determinant: with the observed information (the
         # exact Laplace approximation, as glmmTMB) or the Fisher weights (lme4)
         if self.observed_information:
-            w = -self.family.d2loglik_deta2(self.y, mu, eta, self.wt, self.dispersion)
+            w = self.response.observed_weights(eta, mu)
         else:
-            w, _ = self._weights(eta, mu)
+            w, _ = self.response.fisher_weights(eta, mu)
         zwork = eta - self.offset + (self.y - mu) / self.family.link.mu_eta(eta)
         if not fast:
             zwork = zwork - self.X @ b_fix
@@ -265,17 +301,18 @@ class GeneralizedLinearMixedModel:
     # ------------------------------------------------------------------ objective
     def laplace(self) -> float:
         """``-2 log L`` by the Laplace approximation at the current state (after :meth:`pirls`)."""
-        ll = np.sum(self.family.loglik(self.y, self.mu, self.wt, self.dispersion))
-        return float(-2.0 * ll + self.u @ self.u + self.ldL2)
+        return float(-2.0 * self.response.loglik(self.mu) + self.u @ self.u + self.ldL2)
 
-    def objective_fast(self, theta: np.ndarray) -> float:
+    def objective_fast(self, theta: np.ndarray, settings: PirlsSettings | None = None) -> float:
+        """The Laplace deviance with ``beta`` inside PIRLS (``inf`` where PIRLS fails)."""
         try:
-            self.pirls(theta, None)
+            self.pirls(theta, None, settings)
         except PirlsError:
             return float("inf")
         return self.laplace()
 
     def objective(self, theta: np.ndarray, beta: np.ndarray) -> float:
+        """The Laplace deviance at (``theta``, ``beta``) (``inf`` where PIRLS fails)."""
         try:
             self.pirls(theta, beta)
         except PirlsError:

@@ -98,7 +98,9 @@ def marginal_coefs(result, std_errors: bool = True) -> pd.DataFrame:
         e[i] = h
         J[:, i] = (_marginal_beta(result, *np.split(x + e, [nt]))
                    - _marginal_beta(result, *np.split(x - e, [nt]))) / (2 * h)
-    cov = result.parameter_covariance()[: nt + p, : nt + p]
+    layout = result.model.parameters
+    idx = np.concatenate([layout.index("theta"), layout.index("beta")])
+    cov = result.parameter_covariance()[np.ix_(idx, idx)]
     V = J @ cov @ J.T
     se = np.sqrt(np.diag(V))
     out["Std. Error"] = se

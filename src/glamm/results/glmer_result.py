@@ -57,7 +57,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self.theta = model.theta.copy()
         self.theta_names = model.layout.names()
         self.dispersion = float(model.dispersion)
-        self.shape = float(fam.theta) if getattr(fam, "has_shape", False) else None
+        self.shape = float(fam.shape) if getattr(fam, "has_shape", False) else None
         xn = self.frame.xnames
         self.fixef = pd.Series(model.beta.copy(), index=xn, name="Estimate")
         self.nagq = record.nagq
@@ -74,8 +74,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self.penalized_loglik = (self.loglik + model.penalty.log_density(model.beta)
                                  if model.penalty is not None else None)
         self.nobs = model.n
-        n_extra = len(record.names) - model.n_theta - model.p
-        self.npar = model.n_theta + model.p + n_extra
+        self.npar = model.parameters.size
         self.aic = -2.0 * self.loglik + 2.0 * self.npar
         self.bic = -2.0 * self.loglik + np.log(self.nobs) * self.npar
         self.df_resid = self.nobs - self.npar
@@ -106,7 +105,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         m = self.model
         if theta is None:
             m.pirls(self.theta, self.fixef.to_numpy())
-            w, mu_eta = m._weights(m.eta, m.mu)
+            w, mu_eta = m.response.fisher_weights(m.eta, m.mu)
             zwork = m.eta - m.offset + (m.y - m.mu) / mu_eta
             m.cp_b.update(w, zwork)
             m.fac_b.refresh()
@@ -120,15 +119,15 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if self.record.hessian is not None:  # computed by the Newton polish of the fit
             return self.record.hessian
         m = self.model
-        x = np.concatenate([self.theta, self.fixef.to_numpy(), self._extra()])
+        x = self._parameter_vector()
         if self.record.quadrature is not None:
-            f = quadrature_objective(m, self._base_family, self.record.quadrature)
+            f = quadrature_objective(m, self.record.quadrature)
             derivs = FiniteDifferences(f)
-            if x.size == m.n_theta + m.p:   # no dispersion or shape parameter
+            if m.parameters.size_of("response") == 0:   # no dispersion or shape parameter
                 # differences of exact gradients
                 derivs = QuadratureDerivatives(f, m, self.record.quadrature)
         else:
-            f = full_objective(m, self._base_family)
+            f = full_objective(m)
             derivs = choose_derivatives(f, m)
         with single_threaded(1):
             # forward differences of analytic gradients are accurate to ~1e-5 relative, ample
@@ -137,21 +136,32 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         f(x)
         return H
 
-    def _extra(self) -> np.ndarray:
+    def _parameter_vector(self) -> np.ndarray:
+        """The estimates as the model's full parameter vector (its ``parameters`` layout)."""
         if self.shape is not None:
-            return np.array([np.log(self.shape)])
-        if self.model.family.has_dispersion:
-            return np.array([np.log(self.dispersion)])
-        return np.zeros(0)
+            response = np.array([np.log(self.shape)])
+        elif self.model.family.has_dispersion:
+            response = np.array([np.log(self.dispersion)])
+        else:
+            response = np.zeros(0)
+        return self.model.parameters.assemble(
+            {"theta": self.theta, "beta": self.fixef.to_numpy(), "response": response})
+
+    def _free_parameters(self) -> np.ndarray:
+        """Which parameters the covariance covers: all but ``theta`` components on their bound
+        (a singular fit), whose variance is zero."""
+        layout = self.model.parameters
+        keep = np.ones(layout.size, dtype=bool)
+        lower = layout.block("theta").lower
+        keep[layout.slice("theta")] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
+        return keep
 
     def parameter_covariance(self) -> np.ndarray:
-        """Covariance of all parameters ``[theta, beta, extra]``: ``2 H^{-1}`` (pseudo-inverse;
-        ``theta`` components on their bound get zero variance)."""
-        nt = self.model.n_theta
+        """Covariance of all parameters (the model's ``parameters`` layout: ``theta``, ``beta``,
+        the response parameters): ``2 H^{-1}`` (pseudo-inverse; ``theta`` components on their
+        bound get zero variance)."""
         H = self._hessian
-        keep = np.ones(H.shape[0], dtype=bool)
-        lower = self.model.layout.lower()
-        keep[:nt] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
+        keep = self._free_parameters()
         cov = np.zeros_like(H)
         cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(H[np.ix_(keep, keep)])
         return cov
@@ -160,16 +170,8 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
     def vcov(self) -> pd.DataFrame:
         """Covariance of the fixed effects: the ``beta`` block of ``2 H^{-1}`` (``H`` the Hessian
         of the deviance); ``theta`` components on their bound are left out (a singular fit)."""
-        nt, p = self.model.n_theta, self.model.p
-        H = self._hessian
-        keep = np.ones(H.shape[0], dtype=bool)
-        lower = self.model.layout.lower()
-        keep[:nt] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
-        Hk = H[np.ix_(keep, keep)]
-        cov = 2.0 * np.linalg.pinv(Hk)
-        idx = np.flatnonzero(keep)
-        pos = [int(np.flatnonzero(idx == nt + j)[0]) for j in range(p)]
-        V = cov[np.ix_(pos, pos)]
+        beta = self.model.parameters.slice("beta")
+        V = self.parameter_covariance()[beta, beta]
         xn = self.frame.xnames
         return pd.DataFrame(V, index=xn, columns=xn)
 
