@@ -118,7 +118,7 @@ def test_missing_response_is_dropped_not_an_error(ss):
     m = glamm.lmer(F, ss, reml=False)
     assert m.n_dropped_na == 3
     assert m.nobs == 177
-    assert np.all(np.isfinite(m.fitted))
+    assert np.all(np.isfinite(m.fitted()))
     ref = glamm.lmer(F, ss.dropna(), reml=False)
     assert m.loglik == pytest.approx(ref.loglik, rel=1e-12)
 

@@ -75,7 +75,7 @@ def test_parametric_and_smooths(name):
         # with ML, mgcv's gam reports the scale as RSS / (n - edf) (and scales Vp by it);
         # glamm, like gamm4 and lme4, reports the ML estimate: compare through the ratio
         edf = m.frame.n_parametric + m.edf.sum()
-        pearson = float(m.residuals @ m.residuals) / (m.nobs - edf)
+        pearson = float(m.residuals() @ m.residuals()) / (m.nobs - edf)
         assert ref["scale"] == pytest.approx(pearson, rel=1e-5)
         se_factor = float(np.sqrt(ref["scale"]) / m.sigma)
     pt = m.parametric_table()
@@ -122,11 +122,11 @@ def test_smooth_only_model_equals_mgcv_gam():
 def test_prediction_on_new_data_reproduces_fitted():
     m, _ = case("gamm4_by_reml")
     d = data()
-    np.testing.assert_allclose(m.predict(d), m.fitted, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(m.predict(d), m.fitted(), rtol=1e-10, atol=1e-10)
     # population level keeps the smooths and drops (1 | fac)
     pop = m.predict(d, re=False)
     b_fac = m.ranef["fac"]["(Intercept)"]
-    np.testing.assert_allclose(m.fitted - pop, b_fac.loc[d["fac"].astype(str)].to_numpy(),
+    np.testing.assert_allclose(m.fitted() - pop, b_fac.loc[d["fac"].astype(str)].to_numpy(),
                                rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(m.predict(None, re=False), pop, rtol=1e-10, atol=1e-10)
 
@@ -267,4 +267,4 @@ def test_missing_covariates_in_new_data_give_missing_predictions():
     nd.loc[nd.index[2], "x1"] = np.nan
     pred = m.predict(nd)
     assert np.isnan(pred[1]) and np.isnan(pred[2])
-    np.testing.assert_allclose(pred[[0, 3]], m.fitted[[0, 3]], rtol=1e-10)
+    np.testing.assert_allclose(pred[[0, 3]], m.fitted()[[0, 3]], rtol=1e-10)

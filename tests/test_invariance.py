@@ -141,9 +141,9 @@ def test_row_permutation(key, seed, fit):
     # fitted values follow their rows (same theta)
     ref = fit(dataset, formula, reml)
     m = at_theta(formula, data.iloc[perm], reml, ref.theta)
-    np.testing.assert_allclose(m.fitted, ref.fitted[perm], rtol=1e-10)
-    np.testing.assert_allclose(m.residuals, ref.residuals[perm], rtol=0,
-                               atol=1e-9 * np.abs(ref.residuals).max())
+    np.testing.assert_allclose(m.fitted(), ref.fitted()[perm], rtol=1e-10)
+    np.testing.assert_allclose(m.residuals(), ref.residuals()[perm], rtol=0,
+                               atol=1e-9 * np.abs(ref.residuals()).max())
 
 
 def test_row_permutation_with_reset_index(fit):

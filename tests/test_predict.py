@@ -29,10 +29,10 @@ def _X_sleepstudy(data):
 def test_predict_without_newdata_is_fitted(key, fit):
     m = fit(*MODELS[key])
     p = m.predict()
-    np.testing.assert_array_equal(p, m.fitted)
-    assert p is not m.fitted  # a copy
+    np.testing.assert_array_equal(p, m.fitted())
+    assert p is not m.fitted()  # a copy
     p[0] += 1.0
-    assert m.predict()[0] == m.fitted[0]
+    assert m.predict()[0] == m.fitted()[0]
 
 
 @pytest.mark.parametrize("key", list(MODELS))
@@ -40,7 +40,7 @@ def test_predict_on_training_data_is_fitted(key, fit):
     dataset, formula, reml = MODELS[key]
     m = fit(*MODELS[key])
     data = load_data(dataset)
-    np.testing.assert_allclose(m.predict(data), m.fitted, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(m.predict(data), m.fitted(), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("key", list(MODELS))
@@ -48,8 +48,8 @@ def test_fitted_plus_residuals_is_response(key, fit):
     dataset, formula, reml = MODELS[key]
     m = fit(*MODELS[key])
     y = load_data(dataset)[formula.split("~")[0].strip()].to_numpy(float)
-    np.testing.assert_allclose(m.fitted + m.residuals, y, rtol=1e-13)
-    assert m.fitted.shape == (m.nobs,)
+    np.testing.assert_allclose(m.fitted() + m.residuals(), y, rtol=1e-13)
+    assert m.fitted().shape == (m.nobs,)
 
 
 def test_fitted_is_x_beta_plus_z_b(fit):
@@ -59,16 +59,16 @@ def test_fitted_is_x_beta_plus_z_b(fit):
     b = m.ranef["Subject"].loc[data["Subject"].astype(str)].to_numpy()
     zb = b[:, 0] + b[:, 1] * data["Days"].to_numpy(float)
     want = _X_sleepstudy(data) @ m.fixef.to_numpy() + zb
-    np.testing.assert_allclose(m.fitted, want, rtol=1e-12)
+    np.testing.assert_allclose(m.fitted(), want, rtol=1e-12)
 
 
 def test_predict_rows_follow_newdata_order(fit):
     m = fit(*SLOPE)
     data = load_data("sleepstudy")
     perm = np.random.default_rng(0).permutation(len(data))
-    np.testing.assert_allclose(m.predict(data.iloc[perm]), m.fitted[perm], rtol=1e-12)
+    np.testing.assert_allclose(m.predict(data.iloc[perm]), m.fitted()[perm], rtol=1e-12)
     sub = data.iloc[[5, 100, 17]]
-    np.testing.assert_allclose(m.predict(sub), m.fitted[[5, 100, 17]], rtol=1e-12)
+    np.testing.assert_allclose(m.predict(sub), m.fitted()[[5, 100, 17]], rtol=1e-12)
 
 
 def test_predict_newdata_grouping_as_int_or_string(fit):
@@ -77,7 +77,7 @@ def test_predict_newdata_grouping_as_int_or_string(fit):
     data = load_data("sleepstudy")
     for conv in (lambda s: s.astype(str).astype(int), lambda s: s.astype(str).astype(object)):
         nd = data.assign(Subject=conv(data["Subject"]))
-        np.testing.assert_allclose(m.predict(nd), m.fitted, rtol=1e-12)
+        np.testing.assert_allclose(m.predict(nd), m.fitted(), rtol=1e-12)
 
 
 def test_predict_new_covariate_values(fit):
@@ -181,7 +181,7 @@ def test_rank_deficient_column_is_dropped():
     assert m.sigma == pytest.approx(ref.sigma, rel=1e-10)
     assert m.npar == ref.npar
     assert m.df_resid == ref.df_resid
-    np.testing.assert_allclose(m.fitted, ref.fitted, rtol=1e-10)
+    np.testing.assert_allclose(m.fitted(), ref.fitted(), rtol=1e-10)
     np.testing.assert_allclose(m.predict(data), ref.predict(data), rtol=1e-10)
     np.testing.assert_allclose(m.predict(data, re=False), ref.predict(data, re=False), rtol=1e-10)
 
@@ -218,15 +218,15 @@ def test_missing_values_dropped_and_counted():
     ref = glamm.lmer("Reaction ~ Days + (Days | Subject)", data.dropna(), reml=False)
     assert m.n_dropped_na == 3
     assert m.nobs == 177
-    assert m.fitted.shape == (177,) and m.residuals.shape == (177,)
+    assert m.fitted().shape == (177,) and m.residuals().shape == (177,)
     assert m.loglik == pytest.approx(ref.loglik, rel=1e-12)
     np.testing.assert_allclose(m.fixef.to_numpy(), ref.fixef.to_numpy(), rtol=1e-10)
-    np.testing.assert_allclose(m.fitted, ref.fitted, rtol=1e-10)
+    np.testing.assert_allclose(m.fitted(), ref.fitted(), rtol=1e-10)
     # AIC/BIC use the rows actually used
     assert m.bic == pytest.approx(-2 * m.loglik + np.log(177) * m.npar, rel=1e-13)
     # predicting the complete rows reproduces the fitted values
     complete = data.dropna()
-    np.testing.assert_allclose(m.predict(complete), m.fitted, rtol=1e-10)
+    np.testing.assert_allclose(m.predict(complete), m.fitted(), rtol=1e-10)
 
 
 def test_missing_in_grouping_column_dropped():
@@ -244,7 +244,7 @@ def test_formula_offset_in_predict():
     data = load_data("sleepstudy")
     data["off"] = 0.5 * data["Days"] ** 2
     m = glamm.lmer("Reaction ~ Days + offset(off) + (Days | Subject)", data)
-    np.testing.assert_allclose(m.predict(data), m.fitted, rtol=1e-12)
+    np.testing.assert_allclose(m.predict(data), m.fitted(), rtol=1e-12)
     pop = _X_sleepstudy(data) @ m.fixef.to_numpy() + data["off"].to_numpy()
     np.testing.assert_allclose(m.predict(data, re=False), pop, rtol=1e-12)
     np.testing.assert_allclose(m.predict(re=False), pop, rtol=1e-12)
@@ -256,7 +256,7 @@ def test_offset_argument_array_fits_like_formula_offset():
     a = glamm.lmer("Reaction ~ Days + offset(off) + (Days | Subject)", data)
     b = glamm.lmer("Reaction ~ Days + (Days | Subject)", data, offset=data["off"].to_numpy())
     assert b.loglik == pytest.approx(a.loglik, rel=1e-12)
-    np.testing.assert_allclose(b.fitted, a.fitted, rtol=1e-10)
+    np.testing.assert_allclose(b.fitted(), a.fitted(), rtol=1e-10)
     np.testing.assert_allclose(b.predict(), a.predict(), rtol=1e-10)
 
 
@@ -264,14 +264,14 @@ def test_offset_column_argument_used_by_predict_newdata():
     data = load_data("sleepstudy")
     data["off"] = 0.5 * data["Days"] ** 2
     m = glamm.lmer("Reaction ~ Days + (Days | Subject)", data, offset="off")
-    np.testing.assert_allclose(m.predict(data), m.fitted, rtol=1e-12)
+    np.testing.assert_allclose(m.predict(data), m.fitted(), rtol=1e-12)
 
 
 def test_array_offset_cannot_be_rebuilt_for_newdata():
     data = load_data("sleepstudy")
     m = glamm.lmer("Reaction ~ Days + (Days | Subject)", data,
                    offset=0.5 * data["Days"].to_numpy() ** 2)
-    np.testing.assert_allclose(m.predict(), m.fitted, rtol=1e-12)
+    np.testing.assert_allclose(m.predict(), m.fitted(), rtol=1e-12)
     with pytest.raises(glamm.DataError, match="offset given as an array"):
         m.predict(data)
 

@@ -215,9 +215,11 @@ def glmer(
     if result.nagq > 1:
         from .glmm.agq import AdaptiveQuadrature
 
+        from .results.scratch import working_copy
+
         finer = min(result.nagq + 6, 100)
-        check = AdaptiveQuadrature(model, finer).loglik(result.theta, result.fixef.to_numpy())
-        model.pirls(result.theta, result.fixef.to_numpy())   # back to the fitted state
+        scratch, _ = working_copy(model)   # the fitted model keeps its state
+        check = AdaptiveQuadrature(scratch, finer).loglik(result.theta, result.fixef.to_numpy())
         if abs(check - result.loglik) > 1e-3:
             notes.append(
                 f"with {finer} quadrature points the log-likelihood at these estimates is "

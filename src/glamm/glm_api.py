@@ -80,6 +80,8 @@ class GlmResult:
         self.df_resid = self.nobs - p
         self.residual_deviance = float(fit.deviance)
         self.dispersion = float(fit.dispersion) if family.has_dispersion else 1.0
+        #: ``sqrt(dispersion)`` for families with a dispersion, 1 otherwise (as on GLMM fits)
+        self.sigma = math.sqrt(self.dispersion) if family.has_dispersion else 1.0
         self.loglik = _full_loglik(family, frame.y, self._mu, self.wt, self.residual_deviance)
         self.deviance = -2.0 * self.loglik
         self.npar = p + int(family.has_dispersion) + int(self.shape_estimated)

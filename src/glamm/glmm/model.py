@@ -86,6 +86,7 @@ class GeneralizedLinearMixedModel:
 
     def __init__(self, frame: ModelFrame, family, laplace: str = "observed"):
         self.frame = frame
+        self._laplace = laplace
         if laplace not in ("observed", "expected"):
             raise ValueError(f"laplace must be 'observed' or 'expected', got {laplace!r}")
         #: log-determinant with the observed information (exact Laplace approximation) rather
@@ -297,6 +298,25 @@ class GeneralizedLinearMixedModel:
         self.theta = np.asarray(theta, dtype=float).copy()
         self.pirls_iterations = it
         return pdev
+
+    def working_copy(self) -> GeneralizedLinearMixedModel:
+        """A model on the same data, in the same state (response parameters, penalty, PIRLS
+        settings, the conditional modes PIRLS warm-starts from), whose evaluations leave this
+        one untouched. Its factors are built afresh and hold numbers only after the next
+        :meth:`pirls`."""
+        new = type(self)(self.frame, self.response.base_family, laplace=self._laplace)
+        new.response.family = self.response.family
+        new.response.dispersion = self.response.dispersion
+        new.penalty = self.penalty
+        new.pirls_settings = self.pirls_settings
+        for name in ("separated",):
+            if hasattr(self, name):
+                setattr(new, name, getattr(self, name))
+        for name in ("u", "beta", "eta", "mu", "theta"):
+            value = getattr(self, name)
+            setattr(new, name, None if value is None else value.copy())
+        new.ldL2, new.pirls_iterations = self.ldL2, self.pirls_iterations
+        return new
 
     # ------------------------------------------------------------------ objective
     def laplace(self) -> float:

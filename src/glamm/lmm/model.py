@@ -91,6 +91,14 @@ class LinearMixedModel:
         val = self.objective_from_factor()
         return float(val) if np.isfinite(val) else float("inf")
 
+    def working_copy(self) -> LinearMixedModel:
+        """A model on the same data whose evaluations leave this one untouched (its factor
+        is built afresh and set to this model's ``theta``)."""
+        new = type(self)(self.frame, reml=self.reml)
+        if self.theta is not None:
+            new.set_theta(self.theta)
+        return new
+
     # ------------------------------------------------------------------ estimates at theta
     def sigma(self) -> float:
         denom = self.n - self.p if self.reml else self.n

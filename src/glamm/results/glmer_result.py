@@ -17,6 +17,7 @@ from ..glmm.model import GeneralizedLinearMixedModel
 from ..lmm.estimates import linear_predictor_re
 from ..formula.design import row_labels
 from .base import MixedResultBase
+from .scratch import working_copy
 from .smooth_results import SmoothResultsMixin
 from .export import fit_dict, mixed_fields
 
@@ -33,7 +34,8 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         binomial, Poisson and negative binomial models, relative to ``sqrt(dispersion)`` for
         families with a dispersion (as lme4).
     dispersion: dispersion parameter (1 for binomial and Poisson); ``shape`` the negative
-        binomial size (``None`` otherwise).
+        binomial size (``None`` otherwise); ``sigma`` lme4's ``sigma()``: ``sqrt(dispersion)``
+        for families with a dispersion, 1 otherwise.
     varcorr, ranef, ranef_condvar: as for :class:`~glamm.results.lmer_result.LmerResult`
         (``varcorr`` has a Residual row only for families with a dispersion parameter).
     loglik: the full log-likelihood (all normalizing constants) by the Laplace
@@ -57,6 +59,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self.theta = model.theta.copy()
         self.theta_names = model.layout.names()
         self.dispersion = float(model.dispersion)
+        self.sigma = model.response.sigma
         self.shape = float(fam.shape) if getattr(fam, "has_shape", False) else None
         xn = self.frame.xnames
         self.fixef = pd.Series(model.beta.copy(), index=xn, name="Estimate")
@@ -90,6 +93,14 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self.ranef = self._ranef_tables(self._b)
         #: plain-language notes on the fit (separation, extreme fitted values), set by glmer
         self.notes: list[str] = []
+        self._scratch: tuple | None = None
+
+    def _working_model(self) -> tuple:
+        """``(model, quadrature)`` copies on which lazy computations evaluate the objective
+        away from the estimates; the fitted model is never changed."""
+        if self._scratch is None:
+            self._scratch = working_copy(self.model, self.record.quadrature)
+        return self._scratch
 
     def _factor(self):
         return self.model.fac_b
@@ -102,7 +113,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         (gamm4 uses lme4's working weights there); its system is already divided by the
         dispersion, so the covariance scale is 1 and ``b = sqrt(dispersion) theta u``. With
         ``theta`` only the lambdas change (the weights stay those at the estimates)."""
-        m = self.model
+        m, _ = self._working_model()
         if theta is None:
             m.pirls(self.theta, self.fixef.to_numpy())
             w, mu_eta = m.response.fisher_weights(m.eta, m.mu)
@@ -118,14 +129,14 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         """Hessian of the Laplace deviance in ``[theta, beta, extra]`` at the optimum."""
         if self.record.hessian is not None:  # computed by the Newton polish of the fit
             return self.record.hessian
-        m = self.model
+        m, quad = self._working_model()
         x = self._parameter_vector()
-        if self.record.quadrature is not None:
-            f = quadrature_objective(m, self.record.quadrature)
+        if quad is not None:
+            f = quadrature_objective(m, quad)
             derivs = FiniteDifferences(f)
             if m.parameters.size_of("response") == 0:   # no dispersion or shape parameter
                 # differences of exact gradients
-                derivs = QuadratureDerivatives(f, m, self.record.quadrature)
+                derivs = QuadratureDerivatives(f, m, quad)
         else:
             f = full_objective(m)
             derivs = choose_derivatives(f, m)

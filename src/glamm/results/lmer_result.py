@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import GlammError
 from .base import MixedResultBase
+from .scratch import working_copy
 from .smooth_results import SmoothResultsMixin
 from .export import fit_dict, mixed_fields
 from ..lmm import estimates
@@ -41,7 +43,8 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
     reml_criterion: the REML criterion (REML fits) or ``None``.
     aic, bic, npar: information criteria and number of parameters (beta, theta and sigma).
     nobs, ngroups, df_resid, n_dropped_na, dropped_columns.
-    fitted, residuals: ``(n,)`` arrays (response scale, offset included).
+    fitted(), residuals(type): ``(n,)`` arrays (response scale, offset included); methods, as
+        on every glamm result.
     is_singular: a variance or correlation is on the boundary.
     optsum: :class:`~glamm.optim.optsummary.OptSummary` of the run.
 
@@ -80,8 +83,8 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         self.dropped_columns = list(self.frame.dropped_columns)
         self.pwrss = f.pwrss()
         eta_fixed = self.frame.X @ beta + self.frame.offset
-        self.fitted = eta_fixed + estimates.linear_predictor_re(model.reterms, b)
-        self.residuals = self.frame.y - self.fitted
+        self._fitted = eta_fixed + estimates.linear_predictor_re(model.reterms, b)
+        self._scratch: LinearMixedModel | None = None
         self.varcorr = self._varcorr_rows(self.term_covariances(), self.sigma)
         self.ranef = self._ranef_tables(b)
 
@@ -114,6 +117,26 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
     def method(self) -> str:
         return "REML" if self.reml else "ML"
 
+    # ------------------------------------------------------------------ fitted values
+    def fitted(self, type: str = "response") -> np.ndarray:
+        """Fitted values ``X beta + Z b + offset`` (``type`` ``"response"`` or ``"link"``: the
+        same for an LMM; the argument exists so every glamm result takes it)."""
+        if type not in ("response", "link"):
+            raise GlammError(f"type must be 'response' or 'link', got {type!r}")
+        return self._fitted.copy()
+
+    def residuals(self, type: str = "response") -> np.ndarray:
+        """Residuals ``y - fitted`` (``"response"``, the default, as lme4's; also
+        ``"working"``), or times the square roots of the prior weights (``"pearson"``, and
+        ``"deviance"``, which equals it for a Gaussian response)."""
+        r = self.frame.y - self._fitted
+        if type in ("response", "working"):
+            return r
+        if type in ("pearson", "deviance"):
+            return r * np.sqrt(self.frame.weights)
+        raise GlammError("type must be 'response', 'working', 'pearson' or 'deviance', "
+                         f"got {type!r}")
+
     # ------------------------------------------------------------------ prediction
     def predict(
         self, newdata: pd.DataFrame | None = None, re: bool = True, allow_new_levels: bool = False
@@ -130,7 +153,7 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         """
         if newdata is None:
             if re:
-                return self.fitted.copy()
+                return self._fitted.copy()
             return self.frame.X @ self.fixef.to_numpy() + self.frame.offset + \
                 self._smooth_re(None)
         X = self.frame.new_X(newdata)
@@ -144,8 +167,12 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
     _coef_stat = "t"
 
     def _smooth_state(self, theta=None):
-        self.model.set_theta(self.theta if theta is None else theta)
-        return self.model.factor, self.sigma**2, True, self.sigma**2
+        """The factor at ``theta`` (default: the estimates), on a working copy of the model
+        (the fitted model is never changed)."""
+        if self._scratch is None:
+            self._scratch, _ = working_copy(self.model)
+        self._scratch.set_theta(self.theta if theta is None else theta)
+        return self._scratch.factor, self.sigma**2, True, self.sigma**2
 
     def _format(self) -> str:
         from .summary import format_lmer

@@ -236,7 +236,7 @@ def _quantile_block(title: str, values) -> list[str]:
 
 
 def _residual_block(m: LmerResult) -> list[str]:
-    scaled = np.asarray(m.residuals) * np.sqrt(np.asarray(m.frame.weights)) / m.sigma
+    scaled = np.asarray(m.residuals("pearson")) / m.sigma
     return _quantile_block("Scaled residuals:", scaled)
 
 
