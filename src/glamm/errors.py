@@ -20,6 +20,13 @@ class DataError(GlammError):
     """The data cannot support the requested model (missing columns, bad values, too few levels)."""
 
 
+class PirlsError(ArithmeticError):
+    """PIRLS could not find the conditional modes (non-finite deviance after step-halving).
+
+    Internal: the GLMM objectives catch it and report an infinite deviance, so a user sees it
+    only inside a :class:`GlammError` that says what to change."""
+
+
 class ConvergenceWarning(UserWarning):
     """The optimizer stopped without meeting its convergence criteria."""
 

@@ -4,6 +4,8 @@ they use (integer checks, cached log-factorial constants). The distributions the
 
 from __future__ import annotations
 
+import abc
+
 import copy
 import math
 
@@ -65,7 +67,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-class Family:
+class Family(abc.ABC):
     """Base class of response distributions.
 
     Args:
@@ -79,7 +81,11 @@ class Family:
     Class attributes set by subclasses: ``name`` (glamm's name), ``r_name`` (R's family name),
     ``canonical_link``, ``valid_links`` (link names), ``has_dispersion`` (whether a scale
     parameter is estimated) and ``has_shape`` (whether the family has its own shape parameter,
-    set with :meth:`with_shape`).
+    set with :meth:`with_shape`). A subclass must implement the abstract methods
+    :meth:`variance`, :meth:`variance_deriv`, :meth:`unit_deviance` and :meth:`_loglik` (the
+    per-row log-density); everything else (deviance, scores, Fisher and observed weights) is
+    derived from them and may be overridden for speed or for families without a GLM variance
+    function.
     """
 
     name: str = ""
@@ -175,6 +181,7 @@ class Family:
 
     # ---------------------------------------------------------------- distribution pieces
 
+    @abc.abstractmethod
     def variance(self, mu) -> np.ndarray:
         """Variance function ``V(mu)`` (``Var(y) = dispersion * V(mu) / wt``).
 
@@ -183,6 +190,7 @@ class Family:
         """
         raise NotImplementedError
 
+    @abc.abstractmethod
     def variance_deriv(self, mu) -> np.ndarray:
         """``dV / dmu``.
 
@@ -191,6 +199,7 @@ class Family:
         """
         raise NotImplementedError
 
+    @abc.abstractmethod
     def unit_deviance(self, y, mu) -> np.ndarray:
         """Unit deviance ``d(y, mu)`` (R's ``dev.resids(y, mu, 1)``).
 
@@ -224,6 +233,7 @@ class Family:
         """
         return float(np.sum(self.deviance_residuals(y, mu, wt)))
 
+    @abc.abstractmethod
     def _loglik(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, phi) -> np.ndarray:
         raise NotImplementedError
 

@@ -158,7 +158,7 @@ class AdaptiveQuadrature:
     def adapt(self, theta: np.ndarray, beta: np.ndarray) -> "Nodes | None":
         """The adaptive nodes at (``theta``, ``beta``) (:class:`Nodes`); ``None`` if PIRLS
         fails."""
-        from .model import PirlsError
+        from ..errors import PirlsError
 
         model = self.model
         try:

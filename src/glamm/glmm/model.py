@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import PirlsError
 from ..formula.design import ModelFrame
 from ..linalg.crossprod import CrossProducts
 from ..linalg.factor import BlockedCholesky
@@ -42,8 +43,6 @@ from ..optim.params import ParameterBlock, ParameterLayout
 from .response import ResponseModel
 
 
-class PirlsError(ArithmeticError):
-    """PIRLS could not find the conditional modes (non-finite deviance after step-halving)."""
 
 
 @dataclass(frozen=True)

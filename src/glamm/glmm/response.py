@@ -53,7 +53,7 @@ class ResponseModel:
     @property
     def has_shape(self) -> bool:
         """Whether the family has a shape parameter (the negative binomial)."""
-        return bool(getattr(self.base_family, "has_shape", False))
+        return bool(self.base_family.has_shape)
 
     @property
     def has_dispersion(self) -> bool:

@@ -60,7 +60,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self.theta_names = model.layout.names()
         self.dispersion = float(model.dispersion)
         self.sigma = model.response.sigma
-        self.shape = float(fam.shape) if getattr(fam, "has_shape", False) else None
+        self.shape = model.response.shape
         xn = self.frame.xnames
         self.fixef = pd.Series(model.beta.copy(), index=xn, name="Estimate")
         self.nagq = record.nagq
