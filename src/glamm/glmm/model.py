@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import PirlsError
+from ..errors import GlammError, PirlsError
 from ..formula.design import ModelFrame
 from ..linalg.crossprod import CrossProducts
 from ..linalg.factor import BlockedCholesky
@@ -87,7 +87,7 @@ class GeneralizedLinearMixedModel:
         self.frame = frame
         self._laplace = laplace
         if laplace not in ("observed", "expected"):
-            raise ValueError(f"laplace must be 'observed' or 'expected', got {laplace!r}")
+            raise GlammError(f"laplace must be 'observed' or 'expected', got {laplace!r}")
         #: log-determinant with the observed information (exact Laplace approximation) rather
         #: than the Fisher weights; the two agree for canonical links
         self.observed_information = laplace == "observed" and not family.link_is_canonical

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import ConvergenceWarning
+from ..errors import ConvergenceWarning, GlammError
 from ..linalg.threads import single_threaded
 from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
@@ -74,13 +74,13 @@ def optimize_theta(
         start = "warm" if _expensive(model) else None
     if isinstance(start, str):
         if start != "warm":
-            raise ValueError(f"start must be None, 'auto', 'warm' or an array, got {start!r}")
+            raise GlammError(f"start must be None, 'auto', 'warm' or an array, got {start!r}")
         x0 = warm_start(model)
         settings.setdefault("initial_step", WARM_STEP)
     else:
         x0 = model.theta_initial() if start is None else np.asarray(start, dtype=float)
     if x0.shape != lower.shape:
-        raise ValueError(f"start must have length {lower.shape[0]} (theta), got {x0.shape[0]}")
+        raise GlammError(f"start must have length {lower.shape[0]} (theta), got {x0.shape[0]}")
     x0 = np.maximum(x0, lower)
     log_idx = model.layout.log_scale_index()
     os_ = minimize(model.objective, x0, lower, optimizer=optimizer, log_index=log_idx,

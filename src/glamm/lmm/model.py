@@ -20,6 +20,7 @@ from ..formula.design import ModelFrame
 from ..linalg.crossprod import crossprod_blocks
 from ..linalg.factor import BlockedCholesky
 from ..terms.layout import ThetaLayout
+from ..errors import GlammError
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -66,7 +67,7 @@ class LinearMixedModel:
     def set_theta(self, theta: np.ndarray) -> None:
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.n_theta,):
-            raise ValueError(f"theta must have length {self.n_theta}, got {theta.shape}")
+            raise GlammError(f"theta must have length {self.n_theta}, got {theta.shape}")
         self.factor.update(self.lambdas(theta))
         self.theta = theta.copy()
 

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.optimize as so
 
 from .optsummary import OptSummary
+from ..errors import GlammError
 
 _NLOPT_ALGS = {"bobyqa": nlopt.LN_BOBYQA, "nelder_mead": nlopt.LN_NELDERMEAD}
 _NLOPT_CODES = {
@@ -50,7 +51,7 @@ def minimize(
     label = f"nlopt:{'LN_BOBYQA' if name == 'bobyqa' else 'LN_NELDERMEAD'}" if name in _NLOPT_ALGS \
         else "scipy:L-BFGS-B" if name == "lbfgsb" else None
     if label is None:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose bobyqa, nelder_mead or lbfgsb")
+        raise GlammError(f"unknown optimizer {optimizer!r}; choose bobyqa, nelder_mead or lbfgsb")
     os_ = OptSummary(optimizer=label, initial=x0.copy(), lower=lower.copy(), **settings)
     best = {"f": np.inf, "x": x0.copy()}
 

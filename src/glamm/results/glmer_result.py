@@ -20,6 +20,7 @@ from .base import MixedResultBase
 from .scratch import working_copy
 from .smooth_results import SmoothResultsMixin
 from .export import fit_dict, mixed_fields
+from ..errors import GlammError
 
 
 class GlmerResult(SmoothResultsMixin, MixedResultBase):
@@ -219,7 +220,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
             return self._mu.copy()
         if type == "link":
             return self._eta.copy()
-        raise ValueError(f"type must be 'response' or 'link', got {type!r}")
+        raise GlammError(f"type must be 'response' or 'link', got {type!r}")
 
     def residuals(self, type: str = "deviance") -> np.ndarray:
         """Residuals: ``"response"`` (y - mu), ``"pearson"`` or ``"deviance"`` (default, as R).
@@ -233,7 +234,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if type == "deviance":
             d = fam.deviance_residuals(y, mu, wt)
             return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
-        raise ValueError(f"type must be 'response', 'pearson' or 'deviance', got {type!r}")
+        raise GlammError(f"type must be 'response', 'pearson' or 'deviance', got {type!r}")
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re: bool = True,
                 allow_new_levels: bool = False, new_from_responses: bool = False) -> np.ndarray:
@@ -258,7 +259,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
 
             return marginal_means(self, newdata=newdata)
         if type not in ("link", "response"):
-            raise ValueError(f"type must be 'link', 'response' or 'marginal', got {type!r}")
+            raise GlammError(f"type must be 'link', 'response' or 'marginal', got {type!r}")
         beta = self.fixef.to_numpy()
         if newdata is None:
             eta = self._eta.copy() if re else \

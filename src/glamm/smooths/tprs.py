@@ -85,6 +85,7 @@ import numpy as np
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
 from .basis import SmoothBasis
+from ..errors import DataError
 
 __all__ = ["ThinPlateBasis"]
 
@@ -120,7 +121,7 @@ def polynomial_powers(d: int, m: int) -> np.ndarray:
 def radial_constant(d: int, m: int) -> float:
     """The constant multiplying r^(2m-d) (times log r for even d) in the TPS radial function."""
     if 2 * m <= d:
-        raise ValueError(f"a thin plate spline needs 2m > d (got m={m}, d={d})")
+        raise DataError(f"a thin plate spline needs 2m > d (got m={m}, d={d})")
     if d % 2 == 0:
         sign = -1.0 if (m + 1 + d // 2) % 2 else 1.0
         return sign / (
@@ -368,13 +369,13 @@ def _as_covariates(x: np.ndarray, d: int | None = None) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        raise ValueError(f"covariates must be a vector or a 2-d array, got shape {arr.shape}")
+        raise DataError(f"covariates must be a vector or a 2-d array, got shape {arr.shape}")
     if d is not None and arr.shape[1] != d:
-        raise ValueError(f"expected {d} covariate column(s), got {arr.shape[1]}")
+        raise DataError(f"expected {d} covariate column(s), got {arr.shape[1]}")
     if arr.shape[0] == 0:
-        raise ValueError("no covariate values")
+        raise DataError("no covariate values")
     if not np.all(np.isfinite(arr)):
-        raise ValueError("covariate values must be finite")
+        raise DataError("covariate values must be finite")
     return arr
 
 
@@ -439,7 +440,7 @@ class ThinPlateBasis(SmoothBasis):
             )
             k = M + 1
         if shrink is not None and not shrink > 0:
-            raise ValueError("shrink must be positive")
+            raise DataError("shrink must be positive")
 
         self.d = d
         self.m = m
@@ -460,7 +461,7 @@ class ThinPlateBasis(SmoothBasis):
         inverse = np.asarray(inverse).reshape(-1)
         n_knots = knots.shape[0]
         if n_knots < k:
-            raise ValueError(
+            raise DataError(
                 f"a term has fewer unique covariate combinations ({n_knots}) than the "
                 f"specified basis dimension k = {k}"
             )
