@@ -1,7 +1,8 @@
 """Build the numeric model (response, fixed-effects matrix, random-effects terms) from a formula
 and a data frame.
 
-Stages: parse the formula (``bars.parse_formula``) -> find the columns it uses -> drop rows with
+Stages: parse the formula (``bars.parse_formula``) -> check every expression in it against the
+whitelist (``safety``; nothing is evaluated before) -> find the columns it uses -> drop rows with
 missing values in them -> evaluate the response, the fixed-effects matrix (formulaic) and each
 random-effects term -> drop aliased fixed-effects columns -> order the terms as lme4 does (by
 decreasing number of levels). The formulaic model specs are kept so that new data can be
@@ -26,6 +27,7 @@ from ..terms.covariance import ScaledIdentity, Unstructured
 from ..terms.reterm import ReTerm
 from .bars import ParsedFormula, RandomTermSpec, parse_formula
 from .naming import lme4_names
+from .safety import check_expression, checked_terms, formula_context
 
 _IDENT = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
 
@@ -113,7 +115,7 @@ class ModelFrame:
         """Fixed-effects matrix for new data, with the same columns as ``X`` (rows with a
         missing covariate are NaN)."""
         missing = self.check_new_levels(data)
-        mm = self.xspec.get_model_matrix(data, na_action="ignore")
+        mm = self.xspec.get_model_matrix(data, na_action="ignore", context=formula_context())
         X = np.asarray(mm, dtype=float)
         X = X[:, self.x_keep] if self.x_keep is not None else X
         if self.smooths:
@@ -157,10 +159,13 @@ def _used_columns(text: str, data: pd.DataFrame) -> list[str]:
 
 
 def _model_matrix(text: str, data: pd.DataFrame, where: str, shown: str | None = None):
-    """formulaic's ``model_matrix`` with its errors turned into a :class:`FormulaError` that
-    names the unknown column (or repeats formulaic's reason) and the formula part."""
+    """formulaic's ``model_matrix`` of the right-hand side ``text``, parsed and checked against
+    the whitelist (:mod:`.safety`) first and evaluated in glamm's restricted context; errors are
+    turned into a :class:`FormulaError` that names the unknown column (or repeats formulaic's
+    reason) and the formula part."""
+    formula = checked_terms(text, where, data.columns)
     try:
-        return model_matrix(text, data, na_action="ignore")
+        return model_matrix(formula, data, na_action="ignore", context=formula_context())
     except Exception as exc:  # formulaic raises several types
         msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # strip terminal colour codes
         shown = text if shown is None else shown
@@ -185,6 +190,7 @@ def _eval_numeric(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
         ):
             raise DataError(f"the {what} column {expr!r} is not numeric (dtype {col.dtype})")
         return col.to_numpy(dtype=float)
+    check_expression(expr, what, data.columns)
     mm = _model_matrix(f"0 + I({expr})", data, what, shown=expr)
     if mm.shape[1] != 1:
         raise DataError(f"the {what} {expr!r} does not evaluate to one numeric column")
@@ -395,6 +401,7 @@ def build_model_frame(
         smooth_specs = [sp_ for sp_ in smooth_specs if sp_.bs != "re"]
         parsed = dataclasses.replace(
             parsed, random=parsed.random + tuple(as_random_term(sp_) for sp_ in re_smooths))
+    _check_formula(parsed, fixed_terms, offset_exprs, data, glm_response)
 
     # vectors given as arrays are attached before row dropping so they stay aligned
     w_full = _as_vector(weights, data, "weights")
@@ -546,6 +553,34 @@ def build_model_frame(
         numeric_columns=tuple(numeric_cols),
         smooths=smooths,
     )
+
+
+def _check_formula(parsed: ParsedFormula, fixed_terms: str, offset_exprs: list[str],
+                   data: pd.DataFrame, glm_response: bool) -> None:
+    """Check every part of the formula that will be evaluated against the whitelist
+    (:mod:`.safety`) before any of it is: the response, the offsets, the fixed part (smooth
+    terms already taken out; they are never evaluated) and the left side of each bar.
+
+    Parameters
+    ----------
+    parsed : ParsedFormula
+        The split formula.
+    fixed_terms : str
+        The fixed right-hand side without its ``offset(...)`` and ``s(...)`` terms.
+    offset_exprs : list[str]
+        The arguments of the ``offset(...)`` terms.
+    data : pandas.DataFrame
+        The data (its column names are the names a formula may use).
+    glm_response : bool
+        Whether ``cbind(successes, failures)`` is accepted as the response.
+    """
+    columns = data.columns
+    check_expression(parsed.response, "response", columns, cbind=glm_response)
+    for expr in offset_exprs:
+        check_expression(expr, "offset", columns)
+    checked_terms(fixed_terms, "fixed-effects part", columns)
+    for spec in parsed.random:
+        checked_terms(spec.expr, f"random-effects term {spec}", columns)
 
 
 def _poly_for_ordered(rhs: str, data: pd.DataFrame) -> tuple[str, dict[str, str]]:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..formula.safety import formula_context
+
 
 @dataclass
 class ReTerm:
@@ -77,7 +79,8 @@ class ReTerm:
             return self.smooth.split(self.smooth.design(newdata))[0]
         if self.zspec is None:
             return np.ones((len(newdata), 1))
-        return np.asarray(self.zspec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+        return np.asarray(self.zspec.get_model_matrix(newdata, na_action="ignore",
+                                                      context=formula_context()), dtype=float)
 
     def level_index(self) -> dict[str, int]:
         return {lev: i for i, lev in enumerate(self.levels)}
