@@ -292,7 +292,7 @@ def test_predict_with_transformed_terms_on_new_data(data):
         warnings.simplefilter("ignore")
         m = glamm.lmer("y ~ np.log(x) + factor(k) + scale(x) + offset(sqrt(size)) "
                        "+ (1 + log1p(x) | g)", data)
-    np.testing.assert_allclose(m.predict(data.iloc[:8]), m.fitted[:8], rtol=1e-10)
+    np.testing.assert_allclose(m.predict(data.iloc[:8]), m.fitted()[:8], rtol=1e-10)
 
 
 # --------------------------------------------------------------------------- legitimate formulas
