@@ -246,6 +246,16 @@ def test_log_scale_start_at_zero():
     np.testing.assert_array_equal(os_.initial, [0.0])
 
 
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_log_scale_keeps_a_positive_lower_bound(name):
+    """A log-scale parameter with a positive lower bound stays above it (the bound used to be
+    dropped on the log scale: x = 0.1 below a bound of 0.5)."""
+    os_ = minimize(lambda x: float((x[0] - 0.1) ** 2), np.array([1.0]), np.array([0.5]),
+                   optimizer=name, keep_trace=True, log_index=np.array([0]))
+    assert os_.final[0] == pytest.approx(0.5, rel=1e-6)
+    assert all(x[0] >= 0.5 * (1 - 1e-12) for x, _ in os_.trace)
+
+
 def test_empty_log_index_is_the_plain_run():
     a = minimize(quadratic, np.zeros(3), np.full(3, -np.inf), log_index=np.array([], dtype=int))
     b = minimize(quadratic, np.zeros(3), np.full(3, -np.inf))
