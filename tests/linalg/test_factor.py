@@ -75,7 +75,8 @@ def test_solve_u_beta_minimizes_the_penalized_rss(name):
     ZXy = dense_zxy(model)
     Zl = ZXy[:, :q] @ dense_lambda(model, lams)
     sw = np.sqrt(model.w)[:, None]
-    design = np.vstack([np.hstack([sw * Zl, sw * model.X]), np.hstack([np.eye(q), np.zeros((q, pX))])])
+    design = np.vstack([np.hstack([sw * Zl, sw * model.X]),
+                        np.hstack([np.eye(q), np.zeros((q, pX))])])
     rhs = np.concatenate([sw[:, 0] * model.y, np.zeros(q)])
     coef, *_ = np.linalg.lstsq(design, rhs, rcond=None)
     u, beta = fac.solve_u_beta()
