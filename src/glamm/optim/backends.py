@@ -120,7 +120,8 @@ def _minimize_log(f, x0, lower, optimizer, keep_trace, idx, settings) -> OptSumm
     z0 = x0.copy()
     z0[idx] = np.log(np.maximum(x0[idx], 1e-8))
     zlo = lower.copy()
-    zlo[idx] = -np.inf
+    with np.errstate(divide="ignore"):   # a bound at 0 is no bound on the log scale
+        zlo[idx] = np.log(np.maximum(lower[idx], 0.0))
     os_ = minimize(lambda z: f(to_x(z)), z0, zlo, optimizer=optimizer, keep_trace=keep_trace,
                    **settings)
     os_.initial, os_.lower, os_.final = x0.copy(), lower.copy(), to_x(os_.final)

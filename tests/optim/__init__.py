@@ -1,0 +1,1 @@
+"""Unit tests of glamm.optim (optimizer backends, the OptSummary record, Newton)."""
