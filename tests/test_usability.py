@@ -1,0 +1,86 @@
+"""Faults a new user meets (issue 9, section 2, item 6): lme4's argument spellings, flag types,
+other data-frame libraries, zero weights in lmer, broken pipes in the CLI, printing of anova
+tables, import time and tab completion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import glamm
+from glamm.errors import ArgumentError, GlammError
+
+SLOPE = "Reaction ~ Days + (Days | Subject)"
+CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+@pytest.fixture(scope="module")
+def sleep() -> pd.DataFrame:
+    return glamm.datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def cbpp() -> pd.DataFrame:
+    return glamm.datasets.load("cbpp")
+
+
+# ---------------------------------------------------------------- lme4 spellings, flag types
+def test_argument_error_is_a_glamm_error_and_a_type_error():
+    assert issubclass(ArgumentError, GlammError)
+    assert issubclass(ArgumentError, TypeError)
+
+
+def test_lme4_REML_spelling_is_accepted(sleep):
+    ml = glamm.lmer(SLOPE, sleep, reml=False)
+    assert glamm.lmer(SLOPE, sleep, REML=False).loglik == ml.loglik
+    assert glamm.lmer(SLOPE, sleep, REML=np.False_).reml is False
+
+
+def test_lme4_nAGQ_spelling_is_accepted(cbpp):
+    fit = glamm.glmer(CBPP, cbpp, family="binomial", nAGQ=3)
+    assert fit.nagq == 3
+
+
+def test_both_spellings_is_an_error(sleep, cbpp):
+    with pytest.raises(ArgumentError, match=r"reml= and REML="):
+        glamm.lmer(SLOPE, sleep, reml=False, REML=True)
+    with pytest.raises(ArgumentError, match=r"nagq= and nAGQ="):
+        glamm.glmer(CBPP, cbpp, nagq=5, nAGQ=3)
+
+
+@pytest.mark.parametrize("func, kwargs, pattern", [
+    ("lmer", {"verbose": 1}, r"'verbose'.*no verbose output"),
+    ("lmer", {"family": "poisson"}, r"'family'.*glamm\.glmer"),
+    ("lmer", {"nAGQ": 2}, r"'nAGQ'.*lme4's spelling of 'nagq'.*GLMMs only"),
+    ("lmer", {"wieghts": "Days"}, r"'wieghts'.*did you mean 'weights'"),
+    ("lmer", {"subset": "Days > 2"}, r"'subset'.*select the rows"),
+    ("glmer", {"REML": True}, r"'REML'.*lme4's spelling of 'reml'.*maximum likelihood"),
+    ("glm", {"control": {}}, r"'control'.*IRLS"),
+    ("glm", {"xyz": 1}, r"'xyz'.*it takes family, link, weights, offset"),
+])
+def test_unknown_keywords_name_the_glamm_argument(sleep, cbpp, func, kwargs, pattern):
+    formula, data = (SLOPE, sleep) if func == "lmer" else (CBPP, cbpp)
+    if func == "glm":
+        formula = "cbind(incidence, size - incidence) ~ period"
+    with pytest.raises(ArgumentError, match=pattern):
+        getattr(glamm, func)(formula, data, **kwargs)
+
+
+@pytest.mark.parametrize("func, kwargs", [
+    ("lmer", {"reml": "yes"}),
+    ("lmer", {"reml": 1}),
+    ("lmer", {"REML": "FALSE"}),
+    ("glmer", {"fast": "no"}),
+    ("glmer", {"penalized": 1}),
+])
+def test_flags_must_be_booleans(sleep, cbpp, func, kwargs):
+    formula, data = (SLOPE, sleep) if func == "lmer" else (CBPP, cbpp)
+    name = next(iter(kwargs)).lower()
+    with pytest.raises(ArgumentError, match=rf"{name} must be True or False.*got "):
+        getattr(glamm, func)(formula, data, **kwargs)
+
+
+def test_numpy_booleans_are_flags(cbpp):
+    fit = glamm.glmer(CBPP, cbpp, fast=np.True_)
+    assert fit.converged
