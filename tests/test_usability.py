@@ -10,6 +10,7 @@ import pytest
 
 import glamm
 from glamm.errors import ArgumentError, GlammError
+from glamm.formula.design import as_pandas
 
 SLOPE = "Reaction ~ Days + (Days | Subject)"
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
@@ -84,3 +85,43 @@ def test_flags_must_be_booleans(sleep, cbpp, func, kwargs):
 def test_numpy_booleans_are_flags(cbpp):
     fit = glamm.glmer(CBPP, cbpp, fast=np.True_)
     assert fit.converged
+
+
+# ---------------------------------------------------------------- other data-frame libraries
+def test_polars_data_gives_the_pandas_fit(sleep):
+    pl = pytest.importorskip("polars")
+    psleep = pl.from_pandas(sleep)
+    assert glamm.lmer(SLOPE, psleep).loglik == glamm.lmer(SLOPE, sleep).loglik
+
+
+def test_polars_categoricals_stay_factors(cbpp):
+    pl = pytest.importorskip("polars")
+    data = pl.from_pandas(cbpp.assign(herd=cbpp["herd"].astype(str),
+                                      period=cbpp["period"].astype(str)))
+    enum = pl.Enum(["1", "2", "3", "4"])
+    data = data.with_columns(pl.col("herd").cast(pl.Categorical), pl.col("period").cast(enum))
+    converted = as_pandas(data)
+    assert isinstance(converted["herd"].dtype, pd.CategoricalDtype)
+    assert list(converted["period"].cat.categories) == ["1", "2", "3", "4"]
+    assert not converted["period"].cat.ordered   # an Enum is a factor, not an ordered factor
+    fit = glamm.glmer(CBPP, data, family="binomial")
+    assert list(fit.fixef.index) == ["(Intercept)", "period2", "period3", "period4"]
+    assert fit.loglik == pytest.approx(glamm.glmer(CBPP, cbpp).loglik, rel=1e-12)
+
+
+def test_arrow_and_interchange_tables(sleep):
+    pa = pytest.importorskip("pyarrow")
+    expected = glamm.lmer(SLOPE, sleep).loglik
+    assert glamm.lmer(SLOPE, pa.table(sleep)).loglik == expected
+
+    class InterchangeOnly:   # a table offering only the dataframe interchange protocol
+        def __dataframe__(self, nan_as_null=False, allow_copy=True):
+            return sleep.__dataframe__(nan_as_null, allow_copy)
+
+    assert glamm.lmer(SLOPE, InterchangeOnly()).loglik == expected
+
+
+def test_other_data_types_are_told_what_is_accepted(sleep):
+    with pytest.raises(glamm.DataError, match=r"pandas DataFrame, a polars DataFrame.*"
+                       r"__arrow_c_stream__.*got builtins\.list"):
+        glamm.lmer(SLOPE, [[1, 2], [3, 4]])
