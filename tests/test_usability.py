@@ -125,3 +125,24 @@ def test_other_data_types_are_told_what_is_accepted(sleep):
     with pytest.raises(glamm.DataError, match=r"pandas DataFrame, a polars DataFrame.*"
                        r"__arrow_c_stream__.*got builtins\.list"):
         glamm.lmer(SLOPE, [[1, 2], [3, 4]])
+
+
+# ---------------------------------------------------------------- zero weights in lmer
+@pytest.mark.parametrize("reml", [True, False])
+def test_lmer_zero_weight_rows_are_left_out(sleep, reml):
+    # Days is 0 on each subject's first day; subject 308 gets weight 0 throughout, so one
+    # level of the grouping factor exists only in rows of weight 0
+    data = sleep.assign(Subject=sleep["Subject"].astype(str),
+                        w=np.where(sleep["Subject"].astype(str) == "308", 0.0, sleep["Days"]))
+    fit = glamm.lmer(SLOPE, data, reml=reml, weights="w")
+    kept = data[data["w"] > 0]
+    ref = glamm.lmer(SLOPE, kept, reml=reml, weights="w")
+    assert fit.loglik == ref.loglik
+    np.testing.assert_array_equal(fit.fixef, ref.fixef)
+    assert fit.nobs == len(kept) == 180 - 10 - 17
+    assert fit.frame.n_zero_weight == 27
+    assert "27 rows with zero weight left out" in fit.summary()
+    # as an array too, and all-zero weights say what happened
+    assert glamm.lmer(SLOPE, data, reml=reml, weights=data["w"].to_numpy()).loglik == ref.loglik
+    with pytest.raises(glamm.DataError, match="180 rows with zero weight"):
+        glamm.lmer(SLOPE, data, weights=np.zeros(len(data)))

@@ -49,6 +49,10 @@ class ModelFrame:
         Prior weights and offset, ``(n,)`` each (ones and zeros when not given).
     n_dropped_na:
         Number of rows dropped for missing values in the columns the model uses.
+    n_zero_weight:
+        Number of rows with prior weight 0 left out of a linear mixed model (their residual
+        variance ``sigma^2 / 0`` is infinite, so they carry no information; see
+        :func:`build_model_frame`).
     row_index:
         Index labels (of the input data frame) of the rows used.
     """
@@ -75,6 +79,7 @@ class ModelFrame:
     #: smooth terms (glamm.smooths.construct.Smooth), in formula order; their unpenalized
     #: columns are the last ``n_smooth_fixed`` columns of ``X``
     smooths: list = field(default_factory=list)
+    n_zero_weight: int = 0
 
     @property
     def n_smooth_fixed(self) -> int:
@@ -490,11 +495,17 @@ def build_model_frame(
     if o_full is not None:
         mask &= ~np.isnan(o_full)
     n_dropped = int((~mask).sum())
-    frame = data.loc[mask] if n_dropped else data
+    n_zero_weight = 0
+    if w_full is not None and not glm_response:
+        zero = mask & (w_full == 0)
+        n_zero_weight = int(zero.sum())
+        mask &= ~zero
+    frame = data.loc[mask] if n_dropped + n_zero_weight else data
     if len(frame) == 0:
         raise DataError(
             f"no rows left after dropping {n_dropped} rows with missing values in the columns "
             f"the model uses ({', '.join(used)})"
+            + (f" and {n_zero_weight} rows with zero weight" if n_zero_weight else "")
         )
     n = len(frame)
     # unused categories are dropped, as R's model.frame does (drop.unused.levels): otherwise a
@@ -561,7 +572,9 @@ def build_model_frame(
 
     w = np.ones(n) if w_full is None else w_full[mask]
     # GLMMs accept zero weights (binomial proportions with no trials contribute nothing, as
-    # in lme4); an LMM's log-likelihood would be -inf with one
+    # in lme4). In an LMM a row of weight 0 has infinite residual variance and carries no
+    # information: it was dropped above, so the fit equals one on the data without it (as R's
+    # lm and logLik.lm; lme4 keeps it and then adds log(0) to the deviance)
     ok_w = np.isfinite(w) & ((w >= 0) if glm_response else (w > 0))
     if not np.all(ok_w):
         bad_row = frame.index[int(np.flatnonzero(~ok_w)[0])]
@@ -607,6 +620,7 @@ def build_model_frame(
         factor_levels=factor_levels,
         numeric_columns=tuple(numeric_cols),
         smooths=smooths,
+        n_zero_weight=n_zero_weight,
     )
 
 
