@@ -4,6 +4,9 @@ tables, import time and tab completion."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -146,3 +149,18 @@ def test_lmer_zero_weight_rows_are_left_out(sleep, reml):
     assert glamm.lmer(SLOPE, data, reml=reml, weights=data["w"].to_numpy()).loglik == ref.loglik
     with pytest.raises(glamm.DataError, match="180 rows with zero weight"):
         glamm.lmer(SLOPE, data, weights=np.zeros(len(data)))
+
+
+# ---------------------------------------------------------------- CLI output into a closed pipe
+@pytest.mark.parametrize("argv", [["fit", SLOPE, "--data", "sleepstudy", "--json"],
+                                  ["datasets"]])
+def test_cli_reader_closing_the_pipe_is_quiet(argv):
+    # the reader goes away before anything is written (as `| head -1` after its line)
+    proc = subprocess.Popen([sys.executable, "-m", "glamm", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=60)
+    proc.stderr.close()
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 141

@@ -25,11 +25,13 @@ printed, and recorded in the JSON).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
+import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -225,6 +227,30 @@ def _cmd_datasets(out: TextIO) -> int:
     return 0
 
 
+#: exit status when the reader of standard output went away (128 + SIGPIPE, as a shell reports
+#: a program killed by a broken pipe)
+EXIT_BROKEN_PIPE = 141
+
+
+def _quiet_on_broken_pipe(run: Callable[..., int]) -> Callable[..., int]:
+    """Wrap the command so that a reader closing the pipe early (``glamm fit ... | head -1``)
+    ends it quietly: standard output is pointed at ``os.devnull`` (so the interpreter's last
+    flush cannot fail again) and the status is :data:`EXIT_BROKEN_PIPE`, with no traceback."""
+    @functools.wraps(run)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        try:
+            code = run(*args, **kwargs)
+            sys.stdout.flush()   # output still buffered would fail at exit, outside this try
+            return code
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return EXIT_BROKEN_PIPE
+    return wrapper
+
+
+@_quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``glamm`` command.
 
