@@ -4,6 +4,7 @@ tables, import time and tab completion."""
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 
@@ -164,3 +165,22 @@ def test_cli_reader_closing_the_pipe_is_quiet(argv):
     proc.stderr.close()
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert code == 141
+
+
+# ---------------------------------------------------------------- anova tables print whole
+def test_anova_table_prints_whole_and_stays_a_data_frame(sleep):
+    from glamm.results.summary import format_anova
+
+    m0 = glamm.lmer("Reaction ~ Days + (1 | Subject)", sleep, reml=False)
+    m1 = glamm.lmer(SLOPE, sleep, reml=False)
+    table = glamm.anova(m0, m1)
+    text = format_anova(table)
+    assert str(table) == repr(table) == text
+    assert "Pr(>Chisq)" in text and "..." not in text and "Models:" in text
+    assert table._repr_html_() == f"<pre>{html.escape(text)}</pre>"
+    assert isinstance(table, pd.DataFrame)
+    assert table.loc["m1", "Df"] == 2 and table.attrs["method"] == "ML"
+    # what is derived from it is a plain DataFrame (printed by pandas)
+    assert type(table[["npar", "AIC"]]) is pd.DataFrame
+    assert type(table.round(2)) is pd.DataFrame
+    assert "npar" in repr(table.iloc[:1])
