@@ -184,3 +184,42 @@ def test_anova_table_prints_whole_and_stays_a_data_frame(sleep):
     assert type(table[["npar", "AIC"]]) is pd.DataFrame
     assert type(table.round(2)) is pd.DataFrame
     assert "npar" in repr(table.iloc[:1])
+
+
+# ---------------------------------------------------------------- import time, tab completion
+HEAVY = ("matplotlib", "scipy", "scipy.optimize", "formulaic", "nlopt", "pandas")
+
+
+def _imported_after(statement: str) -> list[str]:
+    code = f"import sys; {statement}; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()
+
+
+def test_import_glamm_and_the_cli_load_no_heavy_modules():
+    assert _imported_after("import glamm") == []
+    # `glamm --help` and `glamm datasets` need neither the fitting code nor pandas
+    assert _imported_after("import glamm.cli; glamm.cli.build_parser(); "
+                           "glamm.datasets.list()") == []
+
+
+def test_public_names_are_loaded_on_first_use():
+    assert glamm.GlmerResult.__name__ == "GlmerResult"
+    assert glamm.GlmResult.__name__ == "GlmResult"
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        glamm.nonexistent
+
+
+def test_dir_lists_public_names_only():
+    assert dir(glamm) == sorted(glamm.__all__)
+    for name in ("lmer", "glmer", "glm", "anova", "marginal_coefs", "plot_smooth", "datasets",
+                 "LmerResult", "GlmerResult", "GlmResult", "GlammError", "DataError",
+                 "FormulaError", "ArgumentError", "ConvergenceWarning", "SingularFitWarning",
+                 "__version__"):
+        assert name in dir(glamm)
+        getattr(glamm, name)
+    assert not {"api", "lmm", "glmm", "linalg", "formula", "errors"} & set(dir(glamm))
+    assert dir(glamm.datasets) == ["DatasetNotFoundError", "describe", "list",
+                                   "list_datasets", "load", "read_csv"]
+    assert not hasattr(glamm.datasets, "pd") and not hasattr(glamm.datasets, "json")

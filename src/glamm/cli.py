@@ -33,14 +33,15 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__, datasets
-from .api import glmer, lmer
 from .errors import ConvergenceWarning, GlammError, SingularFitWarning
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+# numpy, pandas and the fitting code are imported when a model is fitted, so `glamm --help` and
+# `glamm datasets` start quickly
 
 #: exit status for errors in the user's input (the same status argparse uses)
 EXIT_USAGE = 2
@@ -72,6 +73,8 @@ def load_data(spec: str) -> pd.DataFrame:
     CliError: the file does not exist, has an unsupported type, cannot be parsed, parquet
         support (pyarrow) is missing, or no bundled data set has that name.
     """
+    import pandas as pd
+
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in _FILE_SUFFIXES or path.is_file():
@@ -102,6 +105,8 @@ def load_data(spec: str) -> pd.DataFrame:
 
 def _json_default(obj: Any) -> Any:
     """Make numpy scalars and arrays JSON-serialisable."""
+    import numpy as np
+
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -180,6 +185,8 @@ def _check_fit_options(args: argparse.Namespace) -> None:
 
 
 def _fit(args: argparse.Namespace, data: pd.DataFrame):
+    from .api import glmer, lmer
+
     if args.family is None:
         reml = True if args.reml is None else args.reml
         return lmer(args.formula, data, reml=reml, weights=args.weights, offset=args.offset)
