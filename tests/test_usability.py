@@ -223,3 +223,21 @@ def test_dir_lists_public_names_only():
     assert dir(glamm.datasets) == ["DatasetNotFoundError", "describe", "list",
                                    "list_datasets", "load", "read_csv"]
     assert not hasattr(glamm.datasets, "pd") and not hasattr(glamm.datasets, "json")
+
+
+# ---------------------------------------------------------------- slow tests are marked
+def test_make_test_deselects_the_slow_cases():
+    from pathlib import Path
+
+    import test_glmm_gradient
+    import test_lmer_reference
+
+    def slow(params):
+        return [p.values[0] for p in params if any(m.name == "slow" for m in p.marks)]
+
+    assert slow(test_lmer_reference.CASES) == ["lmer_insteval_ml"]
+    grad = test_glmm_gradient.test_gradient_matches_finite_differences
+    params = next(m for m in grad.pytestmark if m.name == "parametrize").args[1]
+    assert slow(params) == ["cloglog_slope_observed"]
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert 'MARKERS ?= not slow' in makefile and "$(MAKE) test MARKERS=" in makefile
