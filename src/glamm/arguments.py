@@ -81,6 +81,9 @@ def resolve_keywords(func: Callable, extra: dict[str, Any], **values: Any) -> tu
         target = LME4_ALIASES.get(key)
         if target is None or target not in values:
             raise ArgumentError(_unknown_message(name, key, list(params)))
+        if key == "nAGQ" and isinstance(value, (int, np.integer)) and value == 0:
+            raise ArgumentError(f"{name}(): lme4's nAGQ=0 (beta estimated inside PIRLS) is "
+                                "glamm's fast=True")
         default = params[target].default
         if resolved[target] != default:
             raise ArgumentError(f"{name}() got both {target}= and {key}= (lme4's spelling of "
