@@ -99,6 +99,7 @@ def test_penalty_hessian_matches_differences():
     np.testing.assert_allclose(pen.deviance_hessian_diag(beta), fd, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow   # ~3 s
 def test_non_canonical_vector_fit_reaches_the_maximum():
     """Regression: with a probit/cloglog link and vector random effects the fit once stopped
     1.4e-5 short (a correction for the nodes' movement measured once and held fixed)."""

@@ -46,7 +46,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+SLOW_CASES = {"cloglog_slope_observed"}   # ~2.5 s (run by `make test-all`)
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c, marks=[pytest.mark.slow] if c in SLOW_CASES else []) for c in CASES
+])
 def test_gradient_matches_finite_differences(case):
     load, formula, family = CASES[case]
     family, link, laplace = (family + ("expected",))[:3] if isinstance(family, tuple) else \

@@ -33,9 +33,12 @@ def _model(dataset, formula, reml, **kw):
 # --------------------------------------------------------------------------- 1. reference theta
 NLME_GROUP_NAMES = {"nlme_pastes_reml": {"cask": "cask:batch"}}
 OBJ_CASES = reference_cases("lmer_") + ["nlme_pastes_reml", "nlme_sleepstudy_slope_reml"]
+SLOW_CASES = {"lmer_insteval_ml"}   # 73,421 rows: a few seconds (run by `make test-all`)
 
 
-@pytest.mark.parametrize("case", OBJ_CASES)
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c, marks=[pytest.mark.slow] if c in SLOW_CASES else []) for c in OBJ_CASES
+])
 def test_objective_at_reference_theta(case):
     ref = load_reference(case)
     spec = parse_r_call(ref["call"])

@@ -2,18 +2,54 @@
 (GAMMs); factor loadings next.
 
 Public names: :func:`lmer`, :func:`glmer`, :func:`glm`, :func:`anova`, :func:`marginal_coefs`,
-:func:`plot_smooth`, :mod:`datasets`, the result type :class:`LmerResult` and the error types
-in :mod:`glamm.errors`.
+:func:`plot_smooth`, :mod:`datasets`, the result types :class:`LmerResult`,
+:class:`GlmerResult` and :class:`GlmResult`, and the error and warning types of
+:mod:`glamm.errors`.
+
+The fitting functions and result types are imported on first use (module ``__getattr__``), so
+``import glamm`` (and every ``glamm`` command) does not pay for SciPy, formulaic, nlopt or
+matplotlib until a model is fitted.
 """
 
-from . import datasets
-from .api import glmer, lmer
-from .glm_api import glm
-from .errors import ConvergenceWarning, DataError, FormulaError, GlammError, SingularFitWarning
-from .inference.anova import anova
-from .inference.marginal import marginal_coefs
-from .plotting import plot_smooth
-from .results.lmer_result import LmerResult
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ArgumentError,
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    GlammError,
+    SingularFitWarning,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import datasets
+    from .api import glmer, lmer
+    from .glm_api import GlmResult, glm
+    from .inference.anova import anova
+    from .inference.marginal import marginal_coefs
+    from .plotting import plot_smooth
+    from .results.glmer_result import GlmerResult
+    from .results.lmer_result import LmerResult
+
+__version__ = "0.1.0"
+
+#: public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "lmer": "glamm.api",
+    "glmer": "glamm.api",
+    "glm": "glamm.glm_api",
+    "anova": "glamm.inference.anova",
+    "marginal_coefs": "glamm.inference.marginal",
+    "plot_smooth": "glamm.plotting",
+    "LmerResult": "glamm.results.lmer_result",
+    "GlmerResult": "glamm.results.glmer_result",
+    "GlmResult": "glamm.glm_api",
+}
 
 __all__ = [
     "lmer",
@@ -24,10 +60,31 @@ __all__ = [
     "plot_smooth",
     "datasets",
     "LmerResult",
+    "GlmerResult",
+    "GlmResult",
     "GlammError",
     "FormulaError",
     "DataError",
+    "ArgumentError",
     "ConvergenceWarning",
     "SingularFitWarning",
+    "__version__",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public function or result type, :mod:`datasets` or (for code that reaches
+    into them) an internal module on first access."""
+    if name in _LAZY:
+        value: Any = getattr(importlib.import_module(_LAZY[name]), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"glamm.{name}") is not None:
+        value = importlib.import_module(f"glamm.{name}")   # datasets, or an internal module
+    else:
+        raise AttributeError(f"module 'glamm' has no attribute {name!r}")
+    globals()[name] = value   # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names only (tab completion), not the internal subpackages."""
+    return sorted(__all__)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .arguments import resolve_keywords
 from .errors import DataError, GlammError, SingularFitWarning
 from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
@@ -66,6 +67,7 @@ def lmer(
     start: np.ndarray | str | None = "auto",
     optimizer: str = "bobyqa",
     control: dict | None = None,
+    **kwargs: Any,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
 
@@ -93,6 +95,7 @@ def lmer(
     -------
     :class:`~glamm.results.lmer_result.LmerResult`
     """
+    (reml,) = resolve_keywords(lmer, kwargs, reml=reml)
     frame = build_model_frame(formula, data, weights=weights, offset=offset)
     check_lmm_frame(frame)
     model = LinearMixedModel(frame, reml=reml)
@@ -119,6 +122,7 @@ def glmer(
     control: dict | None = None,
     laplace: str = "observed",
     penalized: bool | dict = False,
+    **kwargs: Any,
 ) -> "GlmerResult":
     """Fit a generalized linear mixed model by the Laplace approximation.
 
@@ -164,6 +168,8 @@ def glmer(
     from .glmm.model import GeneralizedLinearMixedModel
     from .results.glmer_result import GlmerResult
 
+    nagq, fast, penalized = resolve_keywords(glmer, kwargs, nagq=nagq, fast=fast,
+                                             penalized=penalized)
     fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame)

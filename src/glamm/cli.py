@@ -25,20 +25,23 @@ printed, and recorded in the JSON).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
+import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__, datasets
-from .api import glmer, lmer
 from .errors import ConvergenceWarning, GlammError, SingularFitWarning
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+# numpy, pandas and the fitting code are imported when a model is fitted, so `glamm --help` and
+# `glamm datasets` start quickly
 
 #: exit status for errors in the user's input (the same status argparse uses)
 EXIT_USAGE = 2
@@ -70,6 +73,8 @@ def load_data(spec: str) -> pd.DataFrame:
     CliError: the file does not exist, has an unsupported type, cannot be parsed, parquet
         support (pyarrow) is missing, or no bundled data set has that name.
     """
+    import pandas as pd
+
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in _FILE_SUFFIXES or path.is_file():
@@ -100,6 +105,8 @@ def load_data(spec: str) -> pd.DataFrame:
 
 def _json_default(obj: Any) -> Any:
     """Make numpy scalars and arrays JSON-serialisable."""
+    import numpy as np
+
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -178,6 +185,8 @@ def _check_fit_options(args: argparse.Namespace) -> None:
 
 
 def _fit(args: argparse.Namespace, data: pd.DataFrame):
+    from .api import glmer, lmer
+
     if args.family is None:
         reml = True if args.reml is None else args.reml
         return lmer(args.formula, data, reml=reml, weights=args.weights, offset=args.offset)
@@ -225,6 +234,30 @@ def _cmd_datasets(out: TextIO) -> int:
     return 0
 
 
+#: exit status when the reader of standard output went away (128 + SIGPIPE, as a shell reports
+#: a program killed by a broken pipe)
+EXIT_BROKEN_PIPE = 141
+
+
+def _quiet_on_broken_pipe(run: Callable[..., int]) -> Callable[..., int]:
+    """Wrap the command so that a reader closing the pipe early (``glamm fit ... | head -1``)
+    ends it quietly: standard output is pointed at ``os.devnull`` (so the interpreter's last
+    flush cannot fail again) and the status is :data:`EXIT_BROKEN_PIPE`, with no traceback."""
+    @functools.wraps(run)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        try:
+            code = run(*args, **kwargs)
+            sys.stdout.flush()   # output still buffered would fail at exit, outside this try
+            return code
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return EXIT_BROKEN_PIPE
+    return wrapper
+
+
+@_quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``glamm`` command.
 

@@ -33,3 +33,8 @@ class ConvergenceWarning(UserWarning):
 
 class SingularFitWarning(UserWarning):
     """The estimated random-effects covariance is singular (on the boundary)."""
+
+
+class ArgumentError(GlammError, TypeError):
+    """A fitting function was called with an argument it does not take, or with a value of
+    the wrong type (also a ``TypeError``, which Python raises for unknown keywords)."""

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from .arguments import resolve_keywords
 from .errors import ConvergenceWarning, DataError
 from .families import get_family
 from .formula.design import ModelFrame, build_model_frame
@@ -201,6 +202,7 @@ def glm(
     link: Any = None,
     weights: Any = None,
     offset: Any = None,
+    **kwargs: Any,
 ) -> GlmResult:
     """Fit a generalized linear model (no random effects) by maximum likelihood, as R's ``glm``.
 
@@ -235,6 +237,7 @@ def glm(
     -----
     ConvergenceWarning: IRLS did not converge (the summary says so too).
     """
+    resolve_keywords(glm, kwargs)
     fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     if frame.reterms:

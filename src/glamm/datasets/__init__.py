@@ -50,21 +50,34 @@ level labels as strings, in the catalogue's order; ``ordered`` -> ordered
 as ``"308"`` stays ``"308"``. The text ``NA`` marks a missing value.
 """
 
-import builtins
-import copy
-import difflib
-import functools
-import importlib.resources
-import json
-from typing import IO, Any
+from __future__ import annotations
 
-import pandas as pd
+import builtins as _builtins
+import copy as _copy
+import difflib as _difflib
+import functools as _functools
+import importlib.resources as _resources
+import json as _json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import IO, Any
+
+    import pandas as pd
+
+# pandas is imported where a table is built, so that `glamm datasets` and `glamm --help` start
+# quickly
 
 __all__ = ["DatasetNotFoundError", "describe", "list", "list_datasets", "load", "read_csv"]
 
+
+def __dir__() -> _builtins.list[str]:
+    """The public names only (tab completion)."""
+    return sorted(__all__)
+
 # Type alias bound before ``list`` is rebound at the bottom of this module, so
 # annotations never see the public function in place of the builtin.
-_Names = builtins.list[str]
+_Names = _builtins.list[str]
 
 _CATALOGUE = "datasets.json"
 _FACTOR_TYPES = ("factor", "ordered")
@@ -85,18 +98,18 @@ class DatasetNotFoundError(KeyError, ValueError):
 
 
 def _data_dir() -> Any:
-    return importlib.resources.files(__name__).joinpath("data")
+    return _resources.files(__name__).joinpath("data")
 
 
-@functools.cache
+@_functools.cache
 def _catalogue() -> dict[str, dict[str, Any]]:
     """The parsed ``datasets.json``, keyed by canonical name (read once)."""
     with _data_dir().joinpath(_CATALOGUE).open("r", encoding="utf-8") as fh:
-        entries = json.load(fh)
+        entries = _json.load(fh)
     return dict(entries)
 
 
-@functools.cache
+@_functools.cache
 def _lowercase_index() -> dict[str, str]:
     return {name.lower(): name for name in _catalogue()}
 
@@ -108,8 +121,8 @@ def _resolve(name: str) -> str:
     canonical = _lowercase_index().get(name.strip().lower())
     if canonical is not None:
         return canonical
-    available = builtins.list(_catalogue())
-    close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
+    available = _builtins.list(_catalogue())
+    close = _difflib.get_close_matches(name, available, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise DatasetNotFoundError(
         f"unknown data set {name!r}.{hint} Available data sets: {', '.join(available)}."
@@ -126,7 +139,7 @@ def list_datasets() -> _Names:
         simulated ones). Any of them can be passed to :func:`load` and
         :func:`describe`; letter case does not matter there.
     """
-    return builtins.list(_catalogue())
+    return _builtins.list(_catalogue())
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -152,7 +165,7 @@ def describe(name: str) -> dict[str, Any]:
     DatasetNotFoundError
         If no data set has that name; the message lists the available names.
     """
-    return copy.deepcopy(_catalogue()[_resolve(name)])
+    return _copy.deepcopy(_catalogue()[_resolve(name)])
 
 
 def load(name: str) -> pd.DataFrame:
@@ -227,6 +240,8 @@ def read_csv(source: "str | IO[str] | Any", metadata: dict[str, Any]) -> pd.Data
         If the header, the number of rows, a column type or a factor label
         disagrees with ``metadata``.
     """
+    import pandas as pd
+
     columns = metadata["columns"]
     label = metadata.get("name", "data set")
     read_dtypes: dict[str, Any] = {}
@@ -265,6 +280,8 @@ def read_csv(source: "str | IO[str] | Any", metadata: dict[str, Any]) -> pd.Data
 
 
 def _convert(values: pd.Series, col: dict[str, Any], label: str) -> pd.Series:
+    import pandas as pd
+
     kind = col["type"]
     if kind == "numeric":
         return values.astype("float64")
@@ -286,5 +303,5 @@ def _convert(values: pd.Series, col: dict[str, Any], label: str) -> pd.Series:
 
 # Public name ``list``, as in ``glamm.datasets.list()``. Bound last so nothing
 # above it resolves ``list`` to this function; code in this module uses
-# ``builtins.list``.
+# ``_builtins.list``.
 list = list_datasets

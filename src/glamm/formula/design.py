@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,10 @@ class ModelFrame:
         Prior weights and offset, ``(n,)`` each (ones and zeros when not given).
     n_dropped_na:
         Number of rows dropped for missing values in the columns the model uses.
+    n_zero_weight:
+        Number of rows with prior weight 0 left out of a linear mixed model (their residual
+        variance ``sigma^2 / 0`` is infinite, so they carry no information; see
+        :func:`build_model_frame`).
     row_index:
         Index labels (of the input data frame) of the rows used.
     """
@@ -76,6 +81,7 @@ class ModelFrame:
     #: smooth terms (glamm.smooths.construct.Smooth), in formula order; their unpenalized
     #: columns are the last ``n_smooth_fixed`` columns of ``X``
     smooths: list = field(default_factory=list)
+    n_zero_weight: int = 0
 
     @property
     def n_smooth_fixed(self) -> int:
@@ -355,6 +361,69 @@ def _as_vector(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
     return vec
 
 
+#: the types ``data`` may have, for error messages
+ACCEPTED_DATA = ("a pandas DataFrame, a polars DataFrame, a dict of columns, or a table with "
+                 "the Arrow PyCapsule (__arrow_c_stream__) or dataframe interchange "
+                 "(__dataframe__) protocol, e.g. a pyarrow Table")
+
+
+def as_pandas(data: Any) -> pd.DataFrame:
+    """``data`` as a pandas DataFrame, glamm's internal table type.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame, dict, polars.DataFrame or Arrow-compatible table
+        A pandas DataFrame is returned as it is; a dict of columns goes through
+        ``pandas.DataFrame``; objects with ``__arrow_c_stream__`` (polars, pyarrow, ...) are
+        read through pyarrow, others with ``__dataframe__`` through pandas' interchange
+        protocol. Arrow dictionary columns become pandas Categoricals. Polars' categorical
+        types become unordered Categoricals (treatment contrasts, as R's factors):
+        ``Categorical`` with its categories sorted (polars compares them lexically; R sorts
+        factor levels), ``Enum`` with its categories in the Enum's order.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    DataError
+        ``data`` is none of these, or pyarrow is needed and missing.
+    """
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, dict):
+        return pd.DataFrame(data)
+    if hasattr(data, "__arrow_c_stream__"):
+        return _from_arrow(data)
+    if hasattr(data, "__dataframe__"):
+        with warnings.catch_warnings():   # pandas 3 deprecates the protocol, not our use
+            warnings.filterwarnings("ignore", message=".*Interchange Protocol is deprecated")
+            return pd.api.interchange.from_dataframe(data, allow_copy=True)
+    lazy = " (a lazy frame: call .collect() first)" if hasattr(data, "collect") else ""
+    raise DataError(f"data must be {ACCEPTED_DATA}; got {type(data).__module__}."
+                    f"{type(data).__qualname__}{lazy}")
+
+
+def _from_arrow(data: Any) -> pd.DataFrame:
+    """A table with the Arrow PyCapsule stream protocol, read through pyarrow."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise DataError(f"reading a {type(data).__name__} needs the pyarrow package "
+                        "(pip install pyarrow), or pass a pandas DataFrame") from None
+    df = pa.table(data).to_pandas()
+    if type(data).__module__.split(".")[0] == "polars":
+        for name, dtype in data.schema.items():
+            kind = str(dtype)
+            if kind.startswith("Categorical"):
+                df[name] = df[name].cat.as_unordered().cat.reorder_categories(
+                    sorted(df[name].cat.categories))
+            elif kind.startswith("Enum"):
+                df[name] = df[name].cat.as_unordered()
+    return df
+
+
 def build_model_frame(
     formula: str,
     data: pd.DataFrame,
@@ -367,7 +436,8 @@ def build_model_frame(
     Parameters
     ----------
     formula: lme4-style formula string.
-    data: a pandas DataFrame (a dict of columns is converted).
+    data: a pandas DataFrame; a dict of columns, a polars DataFrame or any table with the
+        Arrow or dataframe-interchange protocol is converted (:func:`as_pandas`).
     weights: prior weights, a column name or an array of length ``len(data)``.
     offset: a column name or an array of length ``len(data)``; ``offset(expr)`` terms in the
         formula are added to it.
@@ -375,10 +445,7 @@ def build_model_frame(
         response becomes the proportion and ``ModelFrame.trials`` the number of trials), a
         boolean column, or a two-level factor (first level = 0, second = 1, as R's binomial).
     """
-    if isinstance(data, dict):
-        data = pd.DataFrame(data)
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    data = as_pandas(data)
     if len(data) == 0:
         raise DataError("the data frame has no rows")
     parsed = parse_formula(formula)
@@ -435,11 +502,17 @@ def build_model_frame(
     if o_full is not None:
         mask &= ~np.isnan(o_full)
     n_dropped = int((~mask).sum())
-    frame = data.loc[mask] if n_dropped else data
+    n_zero_weight = 0
+    if w_full is not None and not glm_response:
+        zero = mask & (w_full == 0)
+        n_zero_weight = int(zero.sum())
+        mask &= ~zero
+    frame = data.loc[mask] if n_dropped + n_zero_weight else data
     if len(frame) == 0:
         raise DataError(
             f"no rows left after dropping {n_dropped} rows with missing values in the columns "
             f"the model uses ({', '.join(used)})"
+            + (f" and {n_zero_weight} rows with zero weight" if n_zero_weight else "")
         )
     n = len(frame)
     # unused categories are dropped, as R's model.frame does (drop.unused.levels): otherwise a
@@ -506,7 +579,9 @@ def build_model_frame(
 
     w = np.ones(n) if w_full is None else w_full[mask]
     # GLMMs accept zero weights (binomial proportions with no trials contribute nothing, as
-    # in lme4); an LMM's log-likelihood would be -inf with one
+    # in lme4). In an LMM a row of weight 0 has infinite residual variance and carries no
+    # information: it was dropped above, so the fit equals one on the data without it (as R's
+    # lm and logLik.lm; lme4 keeps it and then adds log(0) to the deviance)
     ok_w = np.isfinite(w) & ((w >= 0) if glm_response else (w > 0))
     if not np.all(ok_w):
         bad_row = frame.index[int(np.flatnonzero(~ok_w)[0])]
@@ -552,6 +627,7 @@ def build_model_frame(
         factor_levels=factor_levels,
         numeric_columns=tuple(numeric_cols),
         smooths=smooths,
+        n_zero_weight=n_zero_weight,
     )
 
 

@@ -17,6 +17,7 @@ Two kinds of comparison are supported, never mixed:
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,6 +45,27 @@ _OPTIMIZER_NAMES = {
 _SETTINGS = ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step", "maxfeval")
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+
+
+class AnovaTable(pd.DataFrame):
+    """The table :func:`anova` returns: a ``pandas.DataFrame`` that prints whole, in lme4's
+    layout (:func:`glamm.results.summary.format_anova`: the refit note, the ``Models:`` list,
+    the columns with significance stars), in ``print``, the REPL and notebooks. Anything
+    derived from it (a column, a slice, arithmetic) is a plain DataFrame or Series."""
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    def __str__(self) -> str:
+        from ..results.summary import format_anova
+
+        return format_anova(self)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
 
 
 def refit_ml(m: LmerResult) -> LmerResult:
@@ -146,11 +168,12 @@ def anova(
 
     Returns
     -------
-    ``pandas.DataFrame`` indexed by label, rows sorted by number of parameters, with columns
-    ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``; the first row has no test.
-    ``df.attrs`` holds ``"formulas"`` (label -> formula), ``"method"`` (``"ML"`` or
-    ``"REML"``), ``"refitted"`` (labels refitted by ML) and, when refitting happened,
-    ``"note"``. Print it with :func:`glamm.results.summary.format_anova`.
+    :class:`AnovaTable` (a ``pandas.DataFrame``) indexed by label, rows sorted by number of
+    parameters, with columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``; the
+    first row has no test. ``df.attrs`` holds ``"formulas"`` (label -> formula), ``"method"``
+    (``"ML"`` or ``"REML"``), ``"refitted"`` (labels refitted by ML) and, when refitting
+    happened, ``"note"``. It prints whole in lme4's layout
+    (:func:`glamm.results.summary.format_anova`).
 
     Raises
     ------
@@ -210,7 +233,7 @@ def anova(
         pval[r] = float(stats.chi2.sf(chisq[r], d)) if d > 0 else np.nan
 
     index = pd.Index([labels[i] for i in order])
-    df = pd.DataFrame(
+    df = AnovaTable(
         {
             "npar": npar,
             "AIC": [float(used[i].aic) for i in order],

@@ -176,6 +176,9 @@ def _data_notes(m) -> list[str]:
     if m.n_dropped_na > 0:
         s = "" if m.n_dropped_na == 1 else "s"
         lines.append(f"{m.n_dropped_na} row{s} with missing values dropped")
+    n_zero = getattr(getattr(m, "frame", None), "n_zero_weight", 0)
+    if n_zero > 0:
+        lines.append(f"{n_zero} row{'' if n_zero == 1 else 's'} with zero weight left out")
     if m.dropped_columns:
         k = len(m.dropped_columns)
         lines.append(
