@@ -60,6 +60,9 @@ import importlib.resources as _resources
 import json as _json
 from typing import TYPE_CHECKING
 
+from ..errors import ArgumentError as _ArgumentError
+from ..errors import DataError as _DataError
+
 if TYPE_CHECKING:  # pragma: no cover
     from typing import IO, Any
 
@@ -84,11 +87,12 @@ _FACTOR_TYPES = ("factor", "ordered")
 _KNOWN_TYPES = ("numeric", "integer", "factor", "ordered")
 
 
-class DatasetNotFoundError(KeyError, ValueError):
+class DatasetNotFoundError(KeyError, _DataError):
     """No bundled data set has the requested name.
 
     Subclasses both :class:`KeyError` (a failed lookup by name) and
-    :class:`ValueError` (a bad argument), so either ``except`` clause catches it.
+    :class:`glamm.errors.DataError` (so a ``ValueError`` too): any of those ``except`` clauses
+    catches it.
     The message lists the available names.
     """
 
@@ -117,7 +121,7 @@ def _lowercase_index() -> dict[str, str]:
 def _resolve(name: str) -> str:
     """Map a name, in any letter case, to its canonical spelling."""
     if not isinstance(name, str):
-        raise TypeError(f"data set name must be a str, not {type(name).__name__}")
+        raise _ArgumentError(f"data set name must be a str, not {type(name).__name__}")
     canonical = _lowercase_index().get(name.strip().lower())
     if canonical is not None:
         return canonical
@@ -248,7 +252,7 @@ def read_csv(source: "str | IO[str] | Any", metadata: dict[str, Any]) -> pd.Data
     for col in columns:
         kind = col["type"]
         if kind not in _KNOWN_TYPES:
-            raise ValueError(f"{label}: column {col['name']!r} has unknown type {kind!r}")
+            raise _DataError(f"{label}: column {col['name']!r} has unknown type {kind!r}")
         if kind in _FACTOR_TYPES:
             read_dtypes[col["name"]] = str
         elif kind == "integer":
@@ -265,13 +269,13 @@ def read_csv(source: "str | IO[str] | Any", metadata: dict[str, Any]) -> pd.Data
 
     expected = [col["name"] for col in columns]
     if raw.columns.tolist() != expected:
-        raise ValueError(
+        raise _DataError(
             f"{label}: columns {raw.columns.tolist()} do not match the catalogue {expected}"
         )
     if "nrow" in metadata and len(raw) != metadata["nrow"]:
-        raise ValueError(f"{label}: {len(raw)} rows, the catalogue says {metadata['nrow']}")
+        raise _DataError(f"{label}: {len(raw)} rows, the catalogue says {metadata['nrow']}")
     if "ncol" in metadata and raw.shape[1] != metadata["ncol"]:
-        raise ValueError(f"{label}: {raw.shape[1]} columns, the catalogue says {metadata['ncol']}")
+        raise _DataError(f"{label}: {raw.shape[1]} columns, the catalogue says {metadata['ncol']}")
 
     typed: dict[str, Any] = {}
     for col in columns:
@@ -290,12 +294,12 @@ def _convert(values: pd.Series, col: dict[str, Any], label: str) -> pd.Series:
 
     levels = [str(level) for level in col["levels"]]
     if len(set(levels)) != len(levels):
-        raise ValueError(f"{label}: column {col['name']!r} has repeated levels")
+        raise _DataError(f"{label}: column {col['name']!r} has repeated levels")
     present = values.dropna()
     unknown = sorted(set(present) - set(levels))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5])
-        raise ValueError(f"{label}: column {col['name']!r} has labels not among its levels: {shown}")
+        raise _DataError(f"{label}: column {col['name']!r} has labels not among its levels: {shown}")
     categories = pd.Index(levels, dtype="str")
     factor = pd.Categorical(values, categories=categories, ordered=(kind == "ordered"))
     return pd.Series(factor, name=values.name, index=values.index)

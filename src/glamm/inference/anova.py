@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import DataError, GlammError
+from ..errors import ArgumentError, DataError, GlammError
 from ..glm_api import GlmResult
 from ..lmm.fit import optimize_theta
 from ..lmm.model import LinearMixedModel
@@ -123,7 +123,7 @@ def _check_comparable(models: Sequence, labels: Sequence[str]) -> None:
 def _check_types(models: Sequence) -> None:
     for i, m in enumerate(models):
         if not isinstance(m, (LmerResult, *GENERALIZED)):
-            raise TypeError(
+            raise ArgumentError(
                 f"argument {i + 1} of anova() is a {type(m).__name__}, not a fitted model from "
                 "glamm.lmer, glamm.glmer or glamm.glm"
             )
@@ -185,7 +185,7 @@ def anova(
         of REML and ML fits, or ``names`` of the wrong length.
     """
     if not models:
-        raise TypeError("anova() needs at least two fitted models")
+        raise ArgumentError("anova() needs at least two fitted models")
     _check_types(models)
     if len(models) == 1:
         raise NotImplementedError(
