@@ -93,7 +93,7 @@ def test_quadrature_fit_leaves_an_unsupported_boundary():
     assert 0.85 < _corr(m.theta) < 0.93      # about 0.89
     assert m.loglik > LOGLIK_BOUNDARY_21 + 2e-3   # -358.797616 vs -358.800338
     assert any("not supported" in msg for msg in m.optsum.messages)
-    assert any("left the bound" in msg for msg in m.optsum.messages)
+    assert any("moved inside and re-optimized" in msg for msg in m.optsum.messages)
     # the boundary point the fit left, re-evaluated: lower than the fit
     quad = AdaptiveQuadrature(m.model, 21)
     x0 = m.optsum.initial
@@ -123,3 +123,29 @@ def test_laplace_boundary_is_supported():
     assert len(kkt) == 1 and "theta[2]" in kkt[0] and "(supported)" in kkt[0]
     curvature = float(kkt[0].split("curvature ")[1].split(" ")[0])
     assert curvature == pytest.approx(1.12, abs=0.05)
+
+
+def test_a_restart_that_finds_nothing_lower_changes_nothing(monkeypatch):
+    """With every active bound declared unsupported, the 11-point fit (and its Laplace start)
+    re-optimize from inside, find nothing lower and keep the bound: the result is bitwise the
+    plain fit's (the test restores the PIRLS warm start it disturbed)."""
+    import glamm.glmm.fit as glmm_fit
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SingularFitWarning)
+            m = glamm.glmer(FORMULA, glamm.datasets.load("sim_binary_longitudinal"),
+                            family="binomial", nagq=11)
+        # standard errors are computed on demand from the model's state: before anything
+        # else evaluates it
+        return m, m.stderr.to_numpy()
+
+    plain, se_plain = fit()
+    monkeypatch.setattr(glmm_fit.kkt, "unsupported_bounds",
+                        lambda x, grad, lower, tol, curvature=None: active_bounds(x, lower))
+    m, se = fit()
+    assert any("found no lower objective" in msg for msg in m.optsum.messages)
+    assert m.loglik == plain.loglik
+    np.testing.assert_array_equal(m.theta, plain.theta)
+    np.testing.assert_array_equal(m.fixef, plain.fixef)
+    np.testing.assert_array_equal(se, se_plain)

@@ -244,6 +244,9 @@ def _rescue(f, result, lo: np.ndarray, record: OptSummary, scale: np.ndarray, de
 KKT_TOL = 1e-6
 #: the step (on theta's scale) of the difference of gradients that gives the curvature
 KKT_CURVATURE_STEP = 1e-3
+#: a re-optimization from inside counts only if it lowers the objective by more than this
+#: times ``1 + |deviance|`` (less is the noise of a return to the same optimum)
+KKT_MIN_GAIN = 1e-10
 
 
 def _unsupported_theta_bounds(derivs, x: np.ndarray, fx: float, lo: np.ndarray, nt: int):
@@ -297,9 +300,9 @@ def _leave_unsupported_bounds(f, result, lo: np.ndarray, nt: int, record: OptSum
                               scale: np.ndarray, derivs, optimizer: str, bobyqa_settings: dict,
                               model: GeneralizedLinearMixedModel, rounds: int = 3):
     """Move the theta bounds the KKT test does not support into the interior (by their scale)
-    and minimize again from there; the new optimum is kept only if it is lower. Each test and
-    its outcome go to ``record.messages``; a test that changes nothing leaves no trace in the
-    model's state either."""
+    and minimize again from there; the new optimum is kept only if it is lower (beyond
+    ``KKT_MIN_GAIN``). Each test and its outcome go to ``record.messages``; a test that
+    changes nothing leaves no trace in the model's state either."""
     ok, x, fx, H, x_h = result
     for _ in range(rounds):
         if not np.isfinite(fx):
@@ -327,14 +330,14 @@ def _leave_unsupported_bounds(f, result, lo: np.ndarray, nt: int, record: OptSum
             break
         alt = newton_minimize(f, trial, lo, record, scale=scale, derivs=derivs)
         alt = _rescue(f, alt, lo, record, scale, derivs, optimizer, bobyqa_settings)
-        if not alt[2] < fx:
+        if not alt[2] < fx - KKT_MIN_GAIN * (1.0 + abs(fx)):   # (not a return to the bound)
             restore()
             record.messages.append(f"theta{list(map(int, bad))}: re-optimizing from inside "
-                                   f"found no lower objective ({alt[2]:.8g} >= {fx:.8g}); "
+                                   f"found no lower objective ({fx:.8g} -> {alt[2]:.8g}); "
                                    "the bound is kept")
             break
-        record.messages.append(f"theta{list(map(int, bad))} left the bound: objective "
-                               f"{fx:.8g} -> {alt[2]:.8g}")
+        record.messages.append(f"theta{list(map(int, bad))} moved inside and re-optimized: "
+                               f"objective {fx:.8g} -> {alt[2]:.8g}")
         ok, x, fx, H, x_h = alt
     return ok, x, fx, H, x_h
 
