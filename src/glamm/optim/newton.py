@@ -5,15 +5,40 @@ bounds handled by pinning parameters that reach them."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .optsummary import OptSummary
 
 
+class NewtonResult(NamedTuple):
+    """The outcome of :func:`newton_minimize` (a named tuple, so it also unpacks as
+    ``ok, x, fx, H, x_h``).
+
+    Attributes
+    ----------
+    converged : bool
+        Whether the Newton decrement became small (false: no descent step was found first).
+    x : ndarray
+        The final point; ``fx`` the objective there.
+    hessian : ndarray
+        The last Hessian (steering or accurate, see the derivative provider).
+    hessian_at : ndarray
+        Where ``hessian`` was taken (a Hessian at ``x`` can serve for standard errors).
+    """
+
+    converged: bool
+    x: np.ndarray
+    fx: float
+    hessian: np.ndarray
+    hessian_at: np.ndarray
+
+
 def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
                     scale: np.ndarray, max_iter: int = 30, derivs=None,
                     hessian: np.ndarray | None = None,
-                    ) -> tuple[bool, np.ndarray, float, np.ndarray, np.ndarray]:
+                    ) -> NewtonResult:
     """Minimize a smooth ``f`` from a nearby start by Newton steps (the Hessian once, or
     ``hessian`` if given, the
     gradient every step; the Hessian is recomputed if the iterate moves far from where it was
@@ -21,8 +46,8 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
 
     ``derivs`` supplies the derivatives (:class:`AnalyticDerivatives` or, by default,
     :class:`FiniteDifferences`). A parameter on its lower bound whose gradient points outward
-    stays on the bound. Returns ``(converged, x, f(x), Hessian, where the Hessian was taken)``;
-    ``converged`` is false when no descent step is found before the gradient is small."""
+    stays on the bound. Returns a :class:`NewtonResult` (``converged`` is false when no
+    descent step is found before the gradient is small)."""
     d = derivs if derivs is not None else FiniteDifferences(f)
     d.record = record
     x = np.asarray(x0, dtype=float).copy()
@@ -40,15 +65,15 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
         # the bound or from inside when it matters
         free = ~((at_bound & (g > 0)) | (pinned & at_bound))
         if not free.any():
-            return True, x, fx, H, x_h
+            return NewtonResult(True, x, fx, H, x_h)
         Hf = H[np.ix_(free, free)]
         gf = g[free]
         step = _newton_step(Hf, gf)
         if step is None:
-            return False, x, fx, H, x_h
+            return NewtonResult(False, x, fx, H, x_h)
         decrement = float(-gf @ step)
         if decrement < 1e-11 * (abs(fx) + 1.0):
-            return True, x, fx, H, x_h
+            return NewtonResult(True, x, fx, H, x_h)
         # a step far beyond the parameters' scale (a nearly singular Hessian) is shortened
         # before the line search: the objective can overflow out there
         reach = float(np.max(np.abs(step) / scale[free]))
@@ -63,7 +88,7 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
             t /= 2.0
         if not improved:
             # at the optimum to within the noise of the derivatives, or a bad model of f
-            return decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H, x_h
+            return NewtonResult(decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H, x_h)
         pinned |= np.isfinite(lower) & (trial <= lower + 1e-12) & (x + t * _full(step, free, x.size) < lower)
         x_old, g_old = x, g
         x, fx = trial, ft
@@ -73,7 +98,7 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
         else:
             g = d.grad(x, fx)
             H = _bfgs_update(H, x - x_old, g - g_old)
-    return False, x, fx, H, x_h
+    return NewtonResult(False, x, fx, H, x_h)
 
 
 def _full(step: np.ndarray, free: np.ndarray, n: int) -> np.ndarray:
