@@ -483,8 +483,8 @@ def build_model_frame(
                 reterms.append(ReTerm(
                     group=sm.label, levels=(sm.label,), refs=np.zeros(n, dtype=np.int64), z=Xr,
                     cnames=tuple(f"{sm.label}.r{i + 1}" for i in range(sm.rank)),
-                    covariance=ScaledIdentity(sm.rank), expr=sm.spec.text, factors=(),
-                    smooth=sm))
+                    covariance=ScaledIdentity(sm.rank, log_scale=True), expr=sm.spec.text,
+                    factors=(), smooth=sm))
         X = np.hstack(fixed_parts)
         if np.linalg.matrix_rank(X) < X.shape[1]:
             raise DataError(

@@ -126,16 +126,18 @@ class AdaptiveQuadrature:
         offs = self.zl.offsets
         self.u_index = np.hstack([offs[k] + np.arange(self.m)[:, None] * t.p + np.arange(t.p)
                                   for k, t in enumerate(model.reterms)])
-        self._jacobian: tuple[float, np.ndarray] | None = None
+        self._jacobian: tuple[tuple, np.ndarray] | None = None
         #: the parameters and nodes of the last :meth:`loglik` (reused by the derivatives)
         self.last: tuple[np.ndarray, Nodes] | None = None
 
-    def theta_jacobian(self) -> np.ndarray:
-        """``d (Z Lambda) / d theta`` at the nonzeros, ``(n, q, n_theta)`` (cached; it
-        depends only on the model's ``lambda_scale``)."""
-        scale = self.model.lambda_scale
-        if self._jacobian is None or self._jacobian[0] != scale:
-            self._jacobian = (scale, theta_jacobian(self))
+    def theta_jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """``d (Z Lambda) / d theta`` at the nonzeros, ``(n, q, n_theta)`` (cached; with
+        covariances linear in ``theta`` it depends only on the model's ``lambda_scale``)."""
+        key: tuple = (self.model.lambda_scale,)
+        if not all(t.covariance.jacobian_is_constant for t in self.model.reterms):
+            key = key + (np.asarray(theta, dtype=float).tobytes(),)
+        if self._jacobian is None or self._jacobian[0] != key:
+            self._jacobian = (key, theta_jacobian(self, theta))
         return self._jacobian[1]
 
     def loglik(self, theta: np.ndarray, beta: np.ndarray) -> float:

@@ -9,8 +9,9 @@ determinant also moves through ``W(eta)``, and ``eta`` through ``u*``:
     dD = -2 s' d_eta|_u + 2 tr(G^-1 Lambda'Z'WZ dLambda) + sum_i w'_i h_i d_eta_i
     (I + Lambda'Z'W_obs Z Lambda) du = dLambda'Z's - Lambda'Z'W_obs d_eta|_u
 
-with ``h_i`` the diagonal of ``Z Lambda G^-1 Lambda'Z'`` and ``w'`` the derivative of the
-Fisher weight in ``eta``. With the observed information in the log-determinant (non-canonical
+with ``h_i`` the diagonal of ``Z Lambda G^-1 Lambda'Z'``, ``w'`` the derivative of the
+Fisher weight in ``eta`` and ``dLambda`` from each term's covariance ``jacobian`` (so
+``lambda`` need not be linear in ``theta``). With the observed information in the log-determinant (non-canonical
 links, glamm's default) ``W`` is ``W_obs`` throughout and ``w'`` its derivative, taken by
 central differences observation by observation. Every row of ``Z Lambda`` has ``P = sum_k p_k`` nonzeros at known
 columns, so ``h`` and the traces only gather entries of ``G^-1`` at those columns (no
@@ -122,10 +123,9 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         Ck = C[:, ts]
         off = zl.offsets[k]
         uk = u[off:off + t.q].reshape(t.nlevels, t.p)
+        dlams = model.lambda_scale * t.covariance.jacobian(theta[sl])
         for r in range(sl.start, sl.stop):
-            e = np.zeros(model.n_theta)
-            e[r] = 1.0
-            dlam = model.lambda_scale * t.lambda_(e[sl])   # lambda is linear in theta
+            dlam = dlams[r - sl.start]
             Vd = t.z @ dlam                          # nonzeros of Z dLambda (term k only)
             a_vec = np.einsum("ic,ic->i", Vd, uk[t.refs])
             rhs = -zl.t_matvec(V, w_obs * a_vec)

@@ -83,7 +83,7 @@ class GeneralizedLinearMixedModel:
         ps = [t.p for t in self.reterms]
         zero, one = np.zeros(self.n), np.ones(self.n)
         self.cp_u = CrossProducts(self.reterms, np.zeros((self.n, 0)), zero, one)
-        iso = [t.smooth is not None for t in self.reterms]
+        iso = [t.covariance.is_scaled_identity for t in self.reterms]
         self.fac_u = BlockedCholesky(self.cp_u.A, ps, iso=iso)
         self.cp_b = CrossProducts(self.reterms, self.X, zero, one)
         self.fac_b = BlockedCholesky(self.cp_b.A, ps, iso=iso)

@@ -40,7 +40,7 @@ class LinearMixedModel:
         yw = frame.y - frame.offset
         self.A = crossprod_blocks(frame.reterms, frame.X, yw, frame.weights)
         self.factor = BlockedCholesky(self.A, [t.p for t in frame.reterms],
-                                      iso=[t.smooth is not None for t in frame.reterms])
+                                      iso=[t.covariance.is_scaled_identity for t in frame.reterms])
         self.layout = ThetaLayout(self.reterms)
         self.theta_slices = self.layout.slices
         self.n_theta = self.layout.n_theta

@@ -59,17 +59,7 @@ class MixedResultBase:
         """One row per variance and covariance of each term (and the residual, if given)."""
         rows = []
         for label, t, S in zip(self._group_labels(), self.model.reterms, covariances):
-            sd = np.sqrt(np.diag(S))
-            if t.smooth is not None:   # one variance for a smooth's penalized coefficients
-                rows.append((label, "s", None, S[0, 0], sd[0]))
-                continue
-            for i, nm in enumerate(t.cnames):
-                rows.append((label, nm, None, S[i, i], sd[i]))
-            for j in range(t.p):
-                for i in range(j + 1, t.p):
-                    denom = sd[i] * sd[j]
-                    corr = S[i, j] / denom if denom > 0 else np.nan
-                    rows.append((label, t.cnames[j], t.cnames[i], S[i, j], corr))
+            rows.extend((label, *row) for row in t.covariance.summary_rows(S, t.summary_names))
         if residual_sd is not None:
             rows.append(("Residual", None, None, residual_sd**2, residual_sd))
         table = pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])

@@ -29,7 +29,8 @@ class ReTerm:
     cnames:
         Names of the ``p`` columns (lme4 style: ``"(Intercept)"``, ``"Days"``).
     covariance:
-        The structure mapping this term's ``theta`` to ``lambda`` (see ``terms.covariance``).
+        The structure mapping this term's ``theta`` to ``lambda``, a
+        :class:`~glamm.terms.covariance.Covariance`.
     smooth:
         The smooth whose penalized part this term is (``None`` for ordinary terms).
     expr, factors:
@@ -66,6 +67,12 @@ class ReTerm:
     @property
     def n_theta(self) -> int:
         return self.covariance.n_theta
+
+    @property
+    def summary_names(self) -> tuple[str, ...]:
+        """Names of the term's rows in the variance-component table: the column names, or
+        ``("s",)`` for a smooth's one shared variance."""
+        return ("s",) if self.smooth is not None else self.cnames
 
     def lambda_(self, theta: np.ndarray) -> np.ndarray:
         return self.covariance.lambda_(theta)
