@@ -29,7 +29,6 @@ from numpy.polynomial.hermite import hermgauss
 
 from ..errors import GlammError
 from .agq_derivatives import logsumexp_rows, theta_jacobian
-from .gradient import ZLayout
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -109,8 +108,9 @@ class AdaptiveQuadrature:
             raise GlammError(f"nagq must be between 1 and 100, got {nagq}")
         self.model = model
         self.nagq = int(nagq)
-        self.zl = ZLayout(model.reterms)
-        self.q = self.zl.cols.shape[1]
+        #: the model's random-effects design (rows of Z Lambda, columns of u per term)
+        self.design = model.design
+        self.q = self.design.P
         self.m = model.reterms[0].nlevels
         self.cluster = model.reterms[0].refs
         n = model.n
@@ -123,7 +123,7 @@ class AdaptiveQuadrature:
         self.y2 = model.y[:, None]
         self.wt2 = model.wt[:, None]
         # position of cluster i's effects of term k in the model's u vector
-        offs = self.zl.offsets
+        offs = self.design.offsets
         self.u_index = np.hstack([offs[k] + np.arange(self.m)[:, None] * t.p + np.arange(t.p)
                                   for k, t in enumerate(model.reterms)])
         self._jacobian: tuple[tuple, np.ndarray] | None = None
@@ -168,7 +168,7 @@ class AdaptiveQuadrature:
         except PirlsError:
             return None
         fam = model.family
-        V = self.zl.values(model.lambdas(theta))   # n x q: row j of Z Lambda
+        V = self.design.rows(model.lambdas(theta))   # n x q: row j of Z Lambda
         u_hat = model.u[self.u_index]                       # m x q
         eta_mode, mu_mode = model.eta, model.mu
         h = fam.d2loglik_deta2(model.y, mu_mode, eta_mode, model.wt, model.dispersion)
@@ -198,7 +198,7 @@ class AdaptiveQuadrature:
         to :meth:`loglik` at the parameters they were adapted to). Its derivatives are in
         glmm.agq_derivatives."""
         model = self.model
-        V = self.zl.values(model.lambdas(theta))
+        V = self.design.rows(model.lambdas(theta))
         eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V,
                                                                   nodes.U[self.cluster])
         logp = model.family.loglik_eta(self.y2, eta, self.wt2, model.dispersion)   # n x K

@@ -64,10 +64,10 @@ def theta_jacobian(quad, theta: np.ndarray) -> np.ndarray:
     out = np.zeros((model.n, quad.q, model.n_theta))
     scale = model.lambda_scale
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
-        cols = quad.zl.term_slices[k]
+        cols = quad.design.term_slices[k]
         dlams = t.covariance.jacobian(theta[sl])
         for r in range(sl.start, sl.stop):
-            out[:, cols, r] = t.z @ (scale * dlams[r - sl.start])
+            out[:, cols, r] = quad.design.z[k] @ (scale * dlams[r - sl.start])
     return out
 
 
@@ -82,7 +82,7 @@ def derivatives(quad, nodes, theta: np.ndarray, beta: np.ndarray, exact: bool = 
     model = quad.model
     fam = model.family
     g = quad.cluster
-    V = quad.zl.values(model.lambdas(theta))
+    V = quad.design.rows(model.lambdas(theta))
     U = nodes.U
     Ug = U[g]                                                  # n x q x K
     eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V, Ug)

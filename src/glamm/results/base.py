@@ -6,9 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..formula.design import row_labels
-
 
 class MixedResultBase:
     """Shared behaviour; subclasses set ``model`` (with ``reterms``), ``frame`` and the
@@ -101,30 +98,4 @@ class MixedResultBase:
     def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):
         """Level codes and ``z`` matrices of every term for ``newdata``."""
         self.frame.check_new_levels(newdata)
-        refs, zs = [], []
-        for t in self.model.reterms:
-            if t.smooth is not None:   # penalized columns of a smooth at the new rows
-                refs.append(np.zeros(len(newdata), dtype=np.int64))
-                zs.append(t.new_z(newdata))
-                continue
-            missing = [f for f in t.factors if f not in newdata.columns]
-            if missing:
-                raise DataError(
-                    f"newdata lacks grouping column(s) {missing} of term ({t.expr} | {t.group})")
-            refs.append(_codes_for(newdata, t, allow_new_levels))
-            zs.append(t.new_z(newdata))
-        return refs, zs
-
-
-def _codes_for(newdata: pd.DataFrame, term, allow_new_levels: bool) -> np.ndarray:
-    """Level codes of ``term``'s grouping factor in ``newdata`` (``-1`` for unseen levels)."""
-    labels = row_labels(newdata, term.factors)
-    index = term.level_index()
-    codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
-    if not allow_new_levels and np.any(codes < 0):
-        new = sorted(set(labels[codes < 0].tolist()))
-        raise DataError(
-            f"newdata has level(s) {new[:5]} of grouping factor {term.group!r} not seen in fitting; "
-            "pass allow_new_levels=True to predict them with random effects of zero"
-        )
-    return codes
+        return self.model.design.new_data(newdata, allow_new_levels)
