@@ -89,7 +89,7 @@ class AdaptiveQuadrature:
     """
 
     def __init__(self, model, nagq: int):
-        smooth = [t.group for t in model.reterms if t.smooth is not None]
+        smooth = [t.group for t in model.reterms if not t.supports_quadrature]
         if smooth:
             raise GlammError(
                 f"adaptive quadrature (nagq > 1) is not available with smooth terms "

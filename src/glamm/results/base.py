@@ -36,7 +36,7 @@ class MixedResultBase:
         ngroups: dict[str, int] = {}
         singular = False
         for t, s in zip(self.model.reterms, slices):
-            if t.smooth is not None:
+            if not t.is_grouped:
                 continue
             ngroups.setdefault(t.group, t.nlevels)
             singular = singular or t.covariance.is_singular(self.theta[s])
@@ -67,7 +67,7 @@ class MixedResultBase:
     def _ranef_tables(self, b: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         for t, bk in zip(self.model.reterms, b):
-            if t.smooth is not None:   # reported through the smooth's coefficients
+            if not t.is_grouped:   # a smooth's are reported through its coefficients
                 continue
             df = pd.DataFrame(bk, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
             out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
@@ -76,7 +76,7 @@ class MixedResultBase:
     def _condvar_tables(self, condcov: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         for t, C in zip(self.model.reterms, condcov):
-            if t.smooth is not None:
+            if not t.is_grouped:
                 continue
             diag = np.einsum("mii->mi", C)
             df = pd.DataFrame(diag, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))

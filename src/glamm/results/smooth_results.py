@@ -51,7 +51,7 @@ class SmoothResultsMixin:
         def unit_factor():
             unit = self.theta.copy()
             for t, s in zip(model.reterms, model.layout.slices):
-                if t.smooth is not None:
+                if t.is_smooth:
                     unit[s] = 1.0
             return self._smooth_state(unit)[0]
 
@@ -114,7 +114,7 @@ class SmoothResultsMixin:
         """The smooths' penalized parts of the linear predictor (kept in population-level
         predictions: a smooth is part of the mean curve, not a grouping effect)."""
         design = self.model.design
-        ks = [k for k, t in enumerate(design.terms) if t.smooth is not None]
+        ks = [k for k, t in enumerate(design.terms) if t.population_level]
         if newdata is None:
             return design.eta_re(self._b, terms=ks)
         n = len(newdata)

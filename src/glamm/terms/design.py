@@ -174,7 +174,7 @@ class RandomDesign:
         every row's."""
         refs, zs = [], []
         for t in self.terms:
-            if t.smooth is not None:   # penalized columns of a smooth at the new rows
+            if not t.is_grouped:   # one level: e.g. the penalized columns of a smooth
                 refs.append(np.zeros(len(newdata), dtype=np.int64))
                 zs.append(t.new_z(newdata))
                 continue
