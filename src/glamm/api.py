@@ -29,7 +29,7 @@ def _grouped_terms(frame: ModelFrame, model: str) -> list:
     if not frame.reterms:
         raise DataError("the formula has no random-effects terms such as (1 | group); "
                         f"fit a {model} without random effects instead")
-    grouped = [t for t in frame.reterms if t.smooth is None]
+    grouped = [t for t in frame.reterms if t.is_grouped]
     for t in grouped:
         if t.nlevels < 2:
             raise DataError(

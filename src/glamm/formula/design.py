@@ -25,7 +25,7 @@ from ..errors import DataError, FormulaError
 from ..smooths.construct import construct as construct_smooth
 from ..smooths.spec import as_random_term, split_smooths
 from ..terms.covariance import ScaledIdentity, Unstructured
-from ..terms.reterm import ReTerm
+from ..terms.reterm import ReTerm, TermRole
 from .bars import ParsedFormula, RandomTermSpec, parse_formula
 from .naming import lme4_names
 from .safety import check_expression, checked_terms, formula_context
@@ -563,8 +563,8 @@ def build_model_frame(
                 reterms.append(ReTerm(
                     group=sm.label, levels=(sm.label,), refs=np.zeros(n, dtype=np.int64), z=Xr,
                     cnames=tuple(f"{sm.label}.r{i + 1}" for i in range(sm.rank)),
-                    covariance=ScaledIdentity(sm.rank), expr=sm.spec.text, factors=(),
-                    smooth=sm))
+                    covariance=ScaledIdentity(sm.rank, log_scale=True), expr=sm.spec.text,
+                    factors=(), smooth=sm, role=TermRole.SMOOTH))
         X = np.hstack(fixed_parts)
         if np.linalg.matrix_rank(X) < X.shape[1]:
             raise DataError(
@@ -572,9 +572,12 @@ def build_model_frame(
                     sm.label for sm in smooths if sm.n_fixed) + ") is collinear with the "
                 "parametric terms (e.g. a linear term x together with s(x)); drop the "
                 "duplicated parametric term")
-    # lme4 orders terms by decreasing number of levels (stable for ties); smooths (one
-    # "level") come last, which the smooths' covariance computations rely on
-    order = sorted(range(len(reterms)), key=lambda i: -reterms[i].nlevels)
+    # the order of the terms (and of u): grouped terms first, by decreasing number of levels
+    # as lme4 (stable for ties), then the smooths. "Smooths last" is an invariant the smooths'
+    # inference relies on (smooths.inference.smooth_fit reads their trailing block of the
+    # factor) and asserts
+    order = sorted(range(len(reterms)),
+                   key=lambda i: (reterms[i].role is TermRole.SMOOTH, -reterms[i].nlevels))
     reterms = [reterms[i] for i in order]
 
     w = np.ones(n) if w_full is None else w_full[mask]

@@ -29,7 +29,6 @@ from numpy.polynomial.hermite import hermgauss
 
 from ..errors import GlammError
 from .agq_derivatives import logsumexp_rows, theta_jacobian
-from .gradient import ZLayout
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -90,7 +89,7 @@ class AdaptiveQuadrature:
     """
 
     def __init__(self, model, nagq: int):
-        smooth = [t.group for t in model.reterms if t.smooth is not None]
+        smooth = [t.group for t in model.reterms if not t.supports_quadrature]
         if smooth:
             raise GlammError(
                 f"adaptive quadrature (nagq > 1) is not available with smooth terms "
@@ -109,8 +108,9 @@ class AdaptiveQuadrature:
             raise GlammError(f"nagq must be between 1 and 100, got {nagq}")
         self.model = model
         self.nagq = int(nagq)
-        self.zl = ZLayout(model.reterms)
-        self.q = self.zl.cols.shape[1]
+        #: the model's random-effects design (rows of Z Lambda, columns of u per term)
+        self.design = model.design
+        self.q = self.design.P
         self.m = model.reterms[0].nlevels
         self.cluster = model.reterms[0].refs
         n = model.n
@@ -123,19 +123,21 @@ class AdaptiveQuadrature:
         self.y2 = model.y[:, None]
         self.wt2 = model.wt[:, None]
         # position of cluster i's effects of term k in the model's u vector
-        offs = self.zl.offsets
+        offs = self.design.offsets
         self.u_index = np.hstack([offs[k] + np.arange(self.m)[:, None] * t.p + np.arange(t.p)
                                   for k, t in enumerate(model.reterms)])
-        self._jacobian: tuple[float, np.ndarray] | None = None
+        self._jacobian: tuple[tuple, np.ndarray] | None = None
         #: the parameters and nodes of the last :meth:`loglik` (reused by the derivatives)
         self.last: tuple[np.ndarray, Nodes] | None = None
 
-    def theta_jacobian(self) -> np.ndarray:
-        """``d (Z Lambda) / d theta`` at the nonzeros, ``(n, q, n_theta)`` (cached; it
-        depends only on the model's ``lambda_scale``)."""
-        scale = self.model.lambda_scale
-        if self._jacobian is None or self._jacobian[0] != scale:
-            self._jacobian = (scale, theta_jacobian(self))
+    def theta_jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """``d (Z Lambda) / d theta`` at the nonzeros, ``(n, q, n_theta)`` (cached; with
+        covariances linear in ``theta`` it depends only on the model's ``lambda_scale``)."""
+        key: tuple = (self.model.lambda_scale,)
+        if not all(t.covariance.jacobian_is_constant for t in self.model.reterms):
+            key = key + (np.asarray(theta, dtype=float).tobytes(),)
+        if self._jacobian is None or self._jacobian[0] != key:
+            self._jacobian = (key, theta_jacobian(self, theta))
         return self._jacobian[1]
 
     def loglik(self, theta: np.ndarray, beta: np.ndarray) -> float:
@@ -165,7 +167,7 @@ class AdaptiveQuadrature:
             model.pirls(theta, beta)
         except PirlsError:
             return None
-        V = self.zl.values(model.lambdas(theta))   # n x q: row j of Z Lambda
+        V = self.design.rows(model.lambdas(theta))   # n x q: row j of Z Lambda
         u_hat = model.u[self.u_index]                       # m x q
         eta_mode, mu_mode = model.eta, model.mu
         h = -model.response.observed_weights(eta_mode, mu_mode)
@@ -195,7 +197,7 @@ class AdaptiveQuadrature:
         to :meth:`loglik` at the parameters they were adapted to). Its derivatives are in
         glmm.agq_derivatives."""
         model = self.model
-        V = self.zl.values(model.lambdas(theta))
+        V = self.design.rows(model.lambdas(theta))
         eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V,
                                                                   nodes.U[self.cluster])
         logp = model.family.loglik_eta(self.y2, eta, self.wt2, model.dispersion)   # n x K

@@ -54,17 +54,17 @@ def _canonical_h(model, mu: np.ndarray, eta: np.ndarray, wt: np.ndarray) -> np.n
     return -model.family.fisher_weights(eta, mu, wt, model.dispersion)[0]
 
 
-def theta_jacobian(quad) -> np.ndarray:
-    """``d V / d theta`` as an ``n x q x n_theta`` array (``V`` is linear in ``theta``)."""
+def theta_jacobian(quad, theta: np.ndarray) -> np.ndarray:
+    """``d V / d theta`` at ``theta`` as an ``n x q x n_theta`` array, from each term's
+    covariance ``jacobian``."""
     model = quad.model
     out = np.zeros((model.n, quad.q, model.n_theta))
     scale = model.lambda_scale
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
-        cols = quad.zl.term_slices[k]
+        cols = quad.design.term_slices[k]
+        dlams = t.covariance.jacobian(theta[sl])
         for r in range(sl.start, sl.stop):
-            e = np.zeros(sl.stop - sl.start)
-            e[r - sl.start] = 1.0
-            out[:, cols, r] = t.z @ (scale * t.lambda_(e))
+            out[:, cols, r] = quad.design.z[k] @ (scale * dlams[r - sl.start])
     return out
 
 
@@ -79,7 +79,7 @@ def derivatives(quad, nodes, theta: np.ndarray, beta: np.ndarray, exact: bool = 
     model = quad.model
     fam = model.family
     g = quad.cluster
-    V = quad.zl.values(model.lambdas(theta))
+    V = quad.design.rows(model.lambdas(theta))
     U = nodes.U
     Ug = U[g]                                                  # n x q x K
     eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V, Ug)
@@ -92,7 +92,7 @@ def derivatives(quad, nodes, theta: np.ndarray, beta: np.ndarray, exact: bool = 
     s = fam.dloglik_deta(quad.y2, mu, eta, quad.wt2, model.dispersion)   # n x K
     pg = post[g]
     ws = s * pg
-    dV = quad.theta_jacobian()                                 # n x q x nt
+    dV = quad.theta_jacobian(theta)                            # n x q x nt
     # d eta_jk / d theta_r = dv_jr . U_ik, so the theta gradient needs only sum_k ws_jk U_ik
     Wu = np.einsum("jk,jqk->jq", ws, Ug)
     grad = np.concatenate([np.einsum("jq,jqr->r", Wu, dV), model.X.T @ ws.sum(axis=1)])

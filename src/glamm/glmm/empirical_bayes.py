@@ -35,8 +35,7 @@ def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_leve
         raise DataError("the model's offset was an array and cannot be rebuilt for newdata")
     eta_fixed = frame.new_X(newdata) @ result.fixef.to_numpy() + frame.new_offset(newdata)
     lams = model.lambdas(result.theta)
-    V = np.hstack([t.new_z(newdata)
-                   @ lam for t, lam in zip(model.reterms, lams)])     # n x q (Z Lambda rows)
+    V = model.design.rows(lams, z=model.design.new_z(newdata))      # n x q (Z Lambda rows)
     rows = np.flatnonzero(codes < 0)
     factors = model.reterms[0].factors
     labels = row_labels(newdata, factors)[rows]
@@ -63,9 +62,4 @@ def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_leve
             break
     else:
         raise GlammError("the random effects of the new clusters did not converge")
-    # b = lambda u per term
-    out, start = [], 0
-    for t, lam in zip(model.reterms, lams):
-        out.append(u[:, start:start + t.p] @ lam.T)
-        start += t.p
-    return np.hstack(out)
+    return model.design.effects_by_row(u, lams)     # b = lambda u per term

@@ -9,8 +9,9 @@ determinant also moves through ``W(eta)``, and ``eta`` through ``u*``:
     dD = -2 s' d_eta|_u + 2 tr(G^-1 Lambda'Z'WZ dLambda) + sum_i w'_i h_i d_eta_i
     (I + Lambda'Z'W_obs Z Lambda) du = dLambda'Z's - Lambda'Z'W_obs d_eta|_u
 
-with ``h_i`` the diagonal of ``Z Lambda G^-1 Lambda'Z'`` and ``w'`` the derivative of the
-Fisher weight in ``eta``. With the observed information in the log-determinant (non-canonical
+with ``h_i`` the diagonal of ``Z Lambda G^-1 Lambda'Z'``, ``w'`` the derivative of the
+Fisher weight in ``eta`` and ``dLambda`` from each term's covariance ``jacobian`` (so
+``lambda`` need not be linear in ``theta``). With the observed information in the log-determinant (non-canonical
 links, glamm's default) ``W`` is ``W_obs`` throughout and ``w'`` its derivative, taken by
 central differences observation by observation. Every row of ``Z Lambda`` has ``P = sum_k p_k`` nonzeros at known
 columns, so ``h`` and the traces only gather entries of ``G^-1`` at those columns (no
@@ -28,40 +29,6 @@ import scipy.linalg as sla
 MAX_Q = 1500
 
 
-class ZLayout:
-    """Column of every nonzero of ``Z`` (and so of ``Z Lambda``): ``cols[:, a]`` for the
-    ``P = sum p_k`` nonzeros of each row, grouped by term (built once per model)."""
-
-    def __init__(self, reterms):
-        self.reterms = list(reterms)
-        self.offsets = np.cumsum([0] + [t.q for t in self.reterms])
-        blocks = []
-        for t, off in zip(self.reterms, self.offsets[:-1]):
-            blocks.append(off + t.refs[:, None] * t.p + np.arange(t.p)[None, :])
-        self.cols = np.hstack(blocks)
-        self.term_slices = []
-        start = 0
-        for t in self.reterms:
-            self.term_slices.append(slice(start, start + t.p))
-            start += t.p
-        self.q = int(self.offsets[-1])
-
-    def values(self, lams: list[np.ndarray]) -> np.ndarray:
-        """Nonzeros of ``Z Lambda`` row by row: ``z_ik' lambda_k`` for each term."""
-        return np.hstack([t.z @ lam for t, lam in zip(self.reterms, lams)])
-
-    def t_matvec(self, V: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """``(Z Lambda)' v`` for the nonzeros ``V``."""
-        out = np.zeros(self.q)
-        for a in range(V.shape[1]):
-            out += np.bincount(self.cols[:, a], weights=V[:, a] * v, minlength=self.q)
-        return out
-
-    def matvec(self, V: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """``(Z Lambda) x`` for the nonzeros ``V``."""
-        return np.einsum("ia,ia->i", V, x[self.cols])
-
-
 def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = False):
     """Gradient of the Laplace deviance in ``[theta, beta]`` at the model's current state,
     which must be the PIRLS mode for exactly these ``theta`` and ``beta``.
@@ -70,12 +37,10 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     the Hessian in ``beta`` of ``-2 log p(y|u*) + |u*|^2`` (all but the log-determinant's
     small curvature), a cheap approximation to the ``beta`` block of the Hessian."""
     eta, mu = model.eta, model.mu
-    if not hasattr(model, "_zlayout"):
-        model._zlayout = ZLayout(model.reterms)
-    zl = model._zlayout
-    C = zl.cols
+    design = model.design
+    C = design.cols
     lams = model.lambdas(theta)
-    V = zl.values(lams)                                  # n x P nonzeros of Z Lambda
+    V = design.rows(lams)                                # n x P nonzeros of Z Lambda
     w, _ = model.response.fisher_weights(eta, mu, mu_eta=model.family.link.mu_eta(eta))
     dw = model.response.fisher_weights_deta(eta, mu)
     s = model.response.score(eta, mu)
@@ -89,7 +54,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     # log-determinant: Fisher, or observed with model.observed_information)
     Ginv = _inverse_from_factor(model.fac_u.dense_re_factor())
     canonical = model.observed_information or np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
-    Gobs_inv = Ginv if canonical else _spd_inverse(_crossprod(zl, V, w_obs))
+    Gobs_inv = Ginv if canonical else _spd_inverse(_crossprod(design, V, w_obs))
     P = V.shape[1]
     # h_i = sum_ab V_ia V_ib Ginv[C_ia, C_ib]
     h = np.zeros(model.n)
@@ -102,9 +67,9 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     grad_beta = -2.0 * (X.T @ s)
     S = np.zeros((X.shape[1], X.shape[1]))
     if X.shape[1]:
-        ZtWX = np.column_stack([zl.t_matvec(V, w_obs * X[:, j]) for j in range(X.shape[1])])
+        ZtWX = np.column_stack([design.t_matvec(V, w_obs * X[:, j]) for j in range(X.shape[1])])
         DU = -Gobs_inv @ ZtWX
-        deta = X + np.column_stack([zl.matvec(V, DU[:, j]) for j in range(X.shape[1])])
+        deta = X + np.column_stack([design.matvec(V, DU[:, j]) for j in range(X.shape[1])])
         grad_beta = grad_beta + deta.T @ dwh
         if schur:
             S = X.T @ (w_obs[:, None] * X) + ZtWX.T @ DU
@@ -112,21 +77,20 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     grad_theta = np.zeros(model.n_theta)
     u = model.u
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
-        ts = zl.term_slices[k]
+        ts = design.term_slices[k]
         Ck = C[:, ts]
-        off = zl.offsets[k]
+        off = design.offsets[k]
         uk = u[off:off + t.q].reshape(t.nlevels, t.p)
+        dlams = model.lambda_scale * t.covariance.jacobian(theta[sl])
         for r in range(sl.start, sl.stop):
-            e = np.zeros(model.n_theta)
-            e[r] = 1.0
-            dlam = model.lambda_scale * t.lambda_(e[sl])   # lambda is linear in theta
-            Vd = t.z @ dlam                          # nonzeros of Z dLambda (term k only)
+            dlam = dlams[r - sl.start]
+            Vd = design.z[k] @ dlam                  # nonzeros of Z dLambda (term k only)
             a_vec = np.einsum("ic,ic->i", Vd, uk[t.refs])
-            rhs = -zl.t_matvec(V, w_obs * a_vec)
+            rhs = -design.t_matvec(V, w_obs * a_vec)
             for c in range(t.p):
-                rhs += np.bincount(Ck[:, c], weights=Vd[:, c] * s, minlength=zl.q)
+                rhs += np.bincount(Ck[:, c], weights=Vd[:, c] * s, minlength=design.q)
             du = Gobs_inv @ rhs
-            deta = a_vec + zl.matvec(V, du)
+            deta = a_vec + design.matvec(V, du)
             # tr(G^-1 (Z Lambda)' W (Z dLambda))
             tr = 0.0
             for aa in range(P):
@@ -137,10 +101,10 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     return (g, S) if schur else g
 
 
-def _crossprod(zl: ZLayout, V: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _crossprod(design, V: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Dense ``(Z Lambda)' W (Z Lambda) + I``."""
-    q = zl.q
-    C = zl.cols
+    q = design.q
+    C = design.cols
     G = np.zeros((q, q))
     P = V.shape[1]
     flat = G.reshape(-1)

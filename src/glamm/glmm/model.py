@@ -35,9 +35,8 @@ import numpy as np
 
 from ..errors import GlammError, PirlsError
 from ..formula.design import ModelFrame
-from ..linalg.crossprod import CrossProducts
 from ..linalg.factor import BlockedCholesky
-from ..lmm.estimates import linear_predictor_re
+from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
 from ..optim.params import ParameterBlock, ParameterLayout
 from .response import ResponseModel
@@ -99,6 +98,7 @@ class GeneralizedLinearMixedModel:
         self.offset = frame.offset
         self.n, self.p = self.X.shape
         self.reterms = frame.reterms
+        self.design = RandomDesign(self.reterms)
         self.layout = ThetaLayout(self.reterms)
         self.n_theta = self.layout.n_theta
         #: the parameter vector of the full fit: theta, beta, response parameters
@@ -112,10 +112,10 @@ class GeneralizedLinearMixedModel:
         self.pirls_settings = PirlsSettings()
         ps = [t.p for t in self.reterms]
         zero, one = np.zeros(self.n), np.ones(self.n)
-        self.cp_u = CrossProducts(self.reterms, np.zeros((self.n, 0)), zero, one)
-        iso = [t.smooth is not None for t in self.reterms]
+        self.cp_u = self.design.crossproducts(np.zeros((self.n, 0)), zero, one)
+        iso = [t.covariance.is_scaled_identity for t in self.reterms]
         self.fac_u = BlockedCholesky(self.cp_u.A, ps, iso=iso)
-        self.cp_b = CrossProducts(self.reterms, self.X, zero, one)
+        self.cp_b = self.design.crossproducts(self.X, zero, one)
         self.fac_b = BlockedCholesky(self.cp_b.A, ps, iso=iso)
         #: optional penalty on the fixed effects (glmm.penalty.StudentTPenalty), added to the
         #: deviance the full fit minimizes
@@ -153,22 +153,25 @@ class GeneralizedLinearMixedModel:
         lams = self.layout.lambdas(theta)
         return lams if scale == 1.0 else [scale * lam for lam in lams]
 
-    def _split_u(self, u: np.ndarray) -> list[np.ndarray]:
-        out, start = [], 0
-        for t in self.reterms:
-            out.append(u[start:start + t.q])
-            start += t.q
-        return out
-
     def random_effects(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
         """``b_k = (I kron lambda_k) u_k`` as ``(levels, p_k)`` arrays."""
-        return [uk.reshape(t.nlevels, t.p) @ lam.T for uk, t, lam in
-                zip(self._split_u(u), self.reterms, self.lambdas(theta))]
+        return self.design.random_effects(self.lambdas(theta), self.design.split_u(u))
 
     def _eta_re(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray:
-        b = [uk.reshape(t.nlevels, t.p) @ lam.T for uk, t, lam in
-             zip(self._split_u(u), self.reterms, lams)]
-        return linear_predictor_re(self.reterms, b)
+        """``Z Lambda u``, the random part of the linear predictor."""
+        d = self.design
+        return d.eta_re(d.random_effects(lams, d.split_u(u)))
+
+    def set_z(self, k: int, z: np.ndarray) -> None:
+        """Replace the values of term ``k``'s ``z`` (same shape): the design refills both
+        cross-product sets and the factors are refreshed (PIRLS refills them with new weights
+        anyway); the next PIRLS starts afresh."""
+        self.design.set_z(k, z)
+        self.fac_u.refresh()
+        self.fac_b.refresh()
+        self.eta = self.mu = self.theta = None
+        self.u = np.zeros_like(self.u)
+        self.beta = np.zeros_like(self.beta)
 
     def _pdev(self, mu: np.ndarray, u: np.ndarray) -> float:
         """Penalized deviance up to a constant: ``-2 log p(y | u) + |u|^2`` (the log-density's

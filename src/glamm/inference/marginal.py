@@ -25,12 +25,13 @@ _POINTS = {1: 121, 2: 41, 3: 15, 4: 9}
 def _design(result, newdata=None):
     """Fixed part of the linear predictor and the stacked random-effects rows ``(n, Q)``."""
     frame = result.frame
+    design = result.model.design
     if newdata is None:
         eta_fixed = frame.X @ result.fixef.to_numpy() + frame.offset
-        V = np.hstack([t.z for t in result.model.reterms])
+        V = design.z_rows()
     else:
         eta_fixed = frame.new_X(newdata) @ result.fixef.to_numpy() + frame.new_offset(newdata)
-        V = np.hstack([t.new_z(newdata) for t in result.model.reterms])
+        V = design.z_rows(design.new_z(newdata))
     return eta_fixed, V
 
 
@@ -47,11 +48,7 @@ def marginal_means(result, theta=None, beta=None, newdata=None) -> np.ndarray:
     nodes = np.array(list(itertools.product(x, repeat=Q)))
     weights = np.array([np.prod(c) for c in itertools.product(w, repeat=Q)]) / np.pi ** (Q / 2)
     # b = sqrt(2) blockdiag(lambda_k) x  (lambda lambda' = D for each term)
-    L = np.zeros((Q, Q))
-    start = 0
-    for t, lam in zip(model.reterms, lams):
-        L[start:start + t.p, start:start + t.p] = lam
-        start += t.p
+    L = model.design.lambda_block(lams)
     B = np.sqrt(2.0) * nodes @ L.T                     # K x Q
     eta_fixed, V = _design(result, newdata)
     if beta is not None:

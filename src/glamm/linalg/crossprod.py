@@ -1,31 +1,61 @@
 """The cross-product matrix ``A = [Z X y]' W [Z X y]`` in blocks.
 
-``A`` does not depend on ``theta``. For an LMM it is computed once; for a GLMM the working
+``A`` does not depend on ``theta``. For an LMM it is filled once; for a GLMM the working
 weights ``W`` and the working response change in every PIRLS iteration, so
 :class:`CrossProducts` keeps the index structures and refills the same arrays in place
 (:meth:`CrossProducts.update`). Block ``(i, j)`` with ``i >= j`` is stored; the last block
 index is the dense ``[X y]`` block. All sums over observations go through ``numpy.bincount``,
 never a Python loop over rows.
+
+The values of ``Z`` are read from the model's :class:`~glamm.terms.design.RandomDesign`; when
+it replaces a term's values (``RandomDesign.set_z``) it asks every cross-product object made
+from it to refill the blocks of that term (:meth:`CrossProducts.refill_term`). The pattern of
+every block depends only on the level codes, so it never changes. Whoever refills ``A`` must
+then call ``refresh()`` on the Cholesky factors built on it
+(:meth:`glamm.linalg.factor.BlockedCholesky.refresh`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from .blocks import BlockDiag, BlockSparse
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..terms.design import RandomDesign
+
 
 class CrossProducts:
-    """Lower blocks of ``A`` for the given terms, fixed-effects matrix, response and weights.
+    """Lower blocks of ``A`` for a random-effects design, fixed-effects matrix, response and
+    weights.
+
+    Parameters
+    ----------
+    design : RandomDesign or list of ReTerm
+        The terms (level codes) and the current values of their ``z``; a list of terms is
+        made into a design with the terms' own values.
+    X : ndarray
+        ``(n, p)`` fixed-effects matrix (``p`` may be 0).
+    y, w : ndarray
+        ``(n,)`` response and weights of the first fill.
 
     Attributes
     ----------
-    A: list of rows, ``A[i][j]`` for ``j <= i`` (``BlockDiag``, ``BlockSparse`` or dense).
+    A : list of list
+        ``A[i][j]`` for ``j <= i`` (``BlockDiag``, ``BlockSparse`` or dense).
     """
 
-    def __init__(self, reterms, X: np.ndarray, y: np.ndarray, w: np.ndarray):
-        self.reterms = list(reterms)
+    def __init__(self, design: RandomDesign | list, X: np.ndarray, y: np.ndarray,
+                 w: np.ndarray):
+        from ..terms.design import RandomDesign
+
+        if not isinstance(design, RandomDesign):
+            design = RandomDesign(design)
+        self.design = design
+        self.reterms = design.terms
         self.X = X
         K = len(self.reterms)
         self._pair_inverse: dict[tuple[int, int], np.ndarray] = {}
@@ -46,33 +76,61 @@ class CrossProducts:
         A.append([np.empty((pxy, t.q)) for t in self.reterms] + [np.empty((pxy, pxy))])
         assert len(A) == K + 1
         self.A = A
-        self._Zt = [_transposed_z(t) for t in self.reterms]
-        # random intercepts (z == 1) need no products with z
-        self._ones = [t.p == 1 and bool(np.all(t.z == 1.0)) for t in self.reterms]
+        self._Zt: list[sp.csr_matrix] = [None] * K      # type: ignore[list-item]
+        self._ones: list[bool] = [False] * K
+        for k in range(K):
+            self._index_term(k)
         self._XY = np.empty((X.shape[0], X.shape[1] + 1))
         self._XY[:, :-1] = X
         self.update(w, y)
 
-    def update(self, w: np.ndarray, y: np.ndarray) -> None:
-        """Refill every block for weights ``w`` and response ``y`` (same arrays, in place)."""
+    def _index_term(self, k: int) -> None:
+        """The structures read from term ``k``'s values: ``Z_k'`` (sparse) and whether the
+        term is a random intercept (``z == 1``: no products with ``z`` needed)."""
+        t, z = self.reterms[k], self.design.z[k]
+        self._Zt[k] = _transposed_z(t.refs, z, t.q)
+        self._ones[k] = t.p == 1 and bool(np.all(z == 1.0))
+
+    def update(self, w: np.ndarray, y: np.ndarray, terms: tuple[int, ...] | None = None
+               ) -> None:
+        """Refill the blocks for weights ``w`` and response ``y`` (same arrays, in place).
+
+        Parameters
+        ----------
+        w, y : ndarray
+            ``(n,)`` weights and response (kept, by reference, for :meth:`refill_term`).
+        terms : tuple of int, optional
+            Refill only the blocks that involve these terms (their rows and columns of ``A``;
+            for values of ``z`` that changed while ``w`` and ``y`` did not). Default: all.
+        """
+        self._w, self._y = w, y
         K = len(self.reterms)
         A = self.A
+        zs = self.design.z
         for i, ti in enumerate(self.reterms):
-            wz = w[:, None] if self._ones[i] else ti.z * w[:, None]
-            for j in range(i):
+            row_i = terms is None or i in terms
+            todo = [j for j in range(i) if row_i or j in terms]   # type: ignore[operator]
+            if not todo and not row_i:
+                continue
+            zi = zs[i]
+            wz = w[:, None] if self._ones[i] else zi * w[:, None]
+            for j in todo:
                 tj = self.reterms[j]
+                zj = zs[j]
                 inv = self._pair_inverse[(i, j)]
                 block = A[i][j]
                 block.version += 1
                 nb = block.nb
                 for a in range(ti.p):
                     for b in range(tj.p):
-                        wts = wz[:, a] if self._ones[j] else wz[:, a] * tj.z[:, b]
+                        wts = wz[:, a] if self._ones[j] else wz[:, a] * zj[:, b]
                         block.data[:, a, b] = np.bincount(inv, weights=wts, minlength=nb)
+            if not row_i:
+                continue
             D = A[i][i].data
             for a in range(ti.p):
                 for b in range(a + 1):
-                    wts = wz[:, a] if self._ones[i] else wz[:, a] * ti.z[:, b]
+                    wts = wz[:, a] if self._ones[i] else wz[:, a] * zi[:, b]
                     v = np.bincount(ti.refs, weights=wts, minlength=ti.nlevels)
                     D[:, a, b] = v
                     D[:, b, a] = v
@@ -80,18 +138,27 @@ class CrossProducts:
         XY[:, -1] = y
         XYw = XY * w[:, None]
         for j, Zt in enumerate(self._Zt):
-            A[K][j][...] = (Zt @ XYw).T
-        A[K][K][...] = XY.T @ XYw
+            if terms is None or j in terms:
+                A[K][j][...] = (Zt @ XYw).T
+        if terms is None:
+            A[K][K][...] = XY.T @ XYw
+
+    def refill_term(self, k: int) -> None:
+        """Term ``k``'s values changed in the design: re-index it and refill its blocks with
+        the last weights and response (called by ``RandomDesign.set_z``)."""
+        self._index_term(k)
+        self.update(self._w, self._y, terms=(k,))
 
 
-def _transposed_z(term) -> sp.csr_matrix:
-    """``Z_k'`` of a term as a sparse ``(levels * p) x n`` matrix (built once)."""
-    n, p = term.z.shape
-    rows = (term.refs[:, None] * p + np.arange(p)[None, :]).ravel()
+def _transposed_z(refs: np.ndarray, z: np.ndarray, q: int) -> sp.csr_matrix:
+    """``Z_k'`` of a term as a sparse ``(levels * p) x n`` matrix."""
+    n, p = z.shape
+    rows = (refs[:, None] * p + np.arange(p)[None, :]).ravel()
     cols = np.repeat(np.arange(n), p)
-    return sp.csr_matrix((term.z.ravel(), (rows, cols)), shape=(term.q, n))
+    return sp.csr_matrix((z.ravel(), (rows, cols)), shape=(q, n))
 
 
 def crossprod_blocks(reterms, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> list[list]:
-    """Lower blocks of ``A`` (see :class:`CrossProducts`), computed once."""
+    """Lower blocks of ``A`` (see :class:`CrossProducts`) for the terms' own values, filled
+    once (a convenience for tests and one-off uses; models keep their ``CrossProducts``)."""
     return CrossProducts(reterms, X, y, w).A

@@ -69,7 +69,9 @@ class BlockedCholesky:
     Parameters
     ----------
     A:
-        Lower blocks of ``A`` from :func:`glamm.linalg.crossprod.crossprod_blocks`.
+        Lower blocks of ``A`` from :class:`glamm.linalg.crossprod.CrossProducts`.
+        The factor keeps references to these arrays: their values may change later (see
+        :meth:`refresh`), their pattern may not.
     ps:
         Number of columns per level (``p_k``) of each random-effects term.
 
@@ -169,7 +171,14 @@ class BlockedCholesky:
     # ------------------------------------------------------------------ numeric phase
     def refresh(self) -> None:
         """Tell the factor that the values of ``A`` changed (same pattern): operations that
-        precompute constants from ``A`` recompute them. Needed after every GLMM reweighting."""
+        precompute constants from ``A`` recompute them.
+
+        The contract: whoever refills ``A`` in place (``CrossProducts.update``: every GLMM
+        reweighting; ``RandomDesign.set_z``: new values of a term's ``z``) calls ``refresh``
+        before the next :meth:`update`, or the factor mixes old and new values (the Schur
+        complement of a scalar first term is precomputed from ``A``). The pattern of ``A``
+        (which level pairs occur) depends only on the level codes and never changes; a new
+        pattern needs a new factor."""
         for op in self.ops:
             if hasattr(op, "refresh"):
                 op.refresh()

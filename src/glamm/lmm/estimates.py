@@ -12,9 +12,7 @@ def fixed_and_random(model: LinearMixedModel) -> tuple[np.ndarray, list[np.ndarr
     """``beta`` and the random effects ``b_k = (I kron lambda_k) u_k`` per term, each as an
     ``(m_k, p_k)`` array of conditional modes."""
     u, beta = model.factor.solve_u_beta()
-    lams = model.lambdas(model.theta)
-    b = [uk.reshape(t.nlevels, t.p) @ lam.T for uk, t, lam in zip(u, model.reterms, lams)]
-    return beta, b
+    return beta, model.design.random_effects(model.lambdas(model.theta), u)
 
 
 def vcov_beta(model: LinearMixedModel, sigma: float) -> np.ndarray:
@@ -36,16 +34,3 @@ def conditional_covariances(model: LinearMixedModel, sigma: float) -> list[np.nd
         inv = model.factor.inverse_diag_blocks(k)
         out.append(sigma**2 * np.einsum("ij,mjk,lk->mil", lam, inv, lam))
     return out
-
-
-def linear_predictor_re(reterms, b: list[np.ndarray], refs=None, z=None) -> np.ndarray:
-    """``Z b`` without forming ``Z``; ``refs``/``z`` default to each term's own (training) data.
-    Level code ``-1`` contributes zero (a level not seen in fitting)."""
-    total = None
-    for k, (t, bk) in enumerate(zip(reterms, b)):
-        r = t.refs if refs is None else refs[k]
-        zz = t.z if z is None else z[k]
-        safe = np.where(r >= 0, r, 0)
-        contrib = np.einsum("ij,ij->i", zz, bk[safe]) * (r >= 0)
-        total = contrib if total is None else total + contrib
-    return total if total is not None else 0.0

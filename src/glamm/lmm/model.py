@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..formula.design import ModelFrame
-from ..linalg.crossprod import crossprod_blocks
 from ..linalg.factor import BlockedCholesky
+from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
 from ..errors import GlammError
 
@@ -26,7 +26,9 @@ _LOG2PI = float(np.log(2.0 * np.pi))
 
 
 class LinearMixedModel:
-    """Profiled-deviance objective of an LMM; holds ``A`` and the factor ``L``.
+    """Profiled-deviance objective of an LMM; holds the random-effects design, the
+    cross-products ``A`` (``cp``, kept so that :meth:`set_z` can refill them) and the factor
+    ``L``.
 
     Parameters
     ----------
@@ -38,10 +40,12 @@ class LinearMixedModel:
         self.frame = frame
         self.reml = bool(reml)
         self.reterms = frame.reterms
+        self.design = RandomDesign(frame.reterms)
         yw = frame.y - frame.offset
-        self.A = crossprod_blocks(frame.reterms, frame.X, yw, frame.weights)
+        self.cp = self.design.crossproducts(frame.X, yw, frame.weights)
+        self.A = self.cp.A
         self.factor = BlockedCholesky(self.A, [t.p for t in frame.reterms],
-                                      iso=[t.smooth is not None for t in frame.reterms])
+                                      iso=[t.covariance.is_scaled_identity for t in frame.reterms])
         self.layout = ThetaLayout(self.reterms)
         self.theta_slices = self.layout.slices
         self.n_theta = self.layout.n_theta
@@ -62,6 +66,13 @@ class LinearMixedModel:
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         return self.layout.lambdas(theta)
+
+    def set_z(self, k: int, z: np.ndarray) -> None:
+        """Replace the values of term ``k``'s ``z`` (same shape): the design refills ``A``
+        and the factor is refreshed, so the objective is that of the model built with ``z``."""
+        self.design.set_z(k, z)
+        self.factor.refresh()
+        self.theta = None
 
     # ------------------------------------------------------------------ objective
     def set_theta(self, theta: np.ndarray) -> None:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..formula.design import row_labels
-
 
 class MixedResultBase:
     """Shared behaviour; subclasses set ``model`` (with ``reterms``), ``frame`` and the
@@ -39,7 +36,7 @@ class MixedResultBase:
         ngroups: dict[str, int] = {}
         singular = False
         for t, s in zip(self.model.reterms, slices):
-            if t.smooth is not None:
+            if not t.is_grouped:
                 continue
             ngroups.setdefault(t.group, t.nlevels)
             singular = singular or t.covariance.is_singular(self.theta[s])
@@ -59,17 +56,7 @@ class MixedResultBase:
         """One row per variance and covariance of each term (and the residual, if given)."""
         rows = []
         for label, t, S in zip(self._group_labels(), self.model.reterms, covariances):
-            sd = np.sqrt(np.diag(S))
-            if t.smooth is not None:   # one variance for a smooth's penalized coefficients
-                rows.append((label, "s", None, S[0, 0], sd[0]))
-                continue
-            for i, nm in enumerate(t.cnames):
-                rows.append((label, nm, None, S[i, i], sd[i]))
-            for j in range(t.p):
-                for i in range(j + 1, t.p):
-                    denom = sd[i] * sd[j]
-                    corr = S[i, j] / denom if denom > 0 else np.nan
-                    rows.append((label, t.cnames[j], t.cnames[i], S[i, j], corr))
+            rows.extend((label, *row) for row in t.covariance.summary_rows(S, t.summary_names))
         if residual_sd is not None:
             rows.append(("Residual", None, None, residual_sd**2, residual_sd))
         table = pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
@@ -80,7 +67,7 @@ class MixedResultBase:
     def _ranef_tables(self, b: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         for t, bk in zip(self.model.reterms, b):
-            if t.smooth is not None:   # reported through the smooth's coefficients
+            if not t.is_grouped:   # a smooth's are reported through its coefficients
                 continue
             df = pd.DataFrame(bk, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
             out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
@@ -89,7 +76,7 @@ class MixedResultBase:
     def _condvar_tables(self, condcov: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         for t, C in zip(self.model.reterms, condcov):
-            if t.smooth is not None:
+            if not t.is_grouped:
                 continue
             diag = np.einsum("mii->mi", C)
             df = pd.DataFrame(diag, index=pd.Index(t.levels, name=t.group), columns=list(t.cnames))
@@ -111,30 +98,4 @@ class MixedResultBase:
     def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):
         """Level codes and ``z`` matrices of every term for ``newdata``."""
         self.frame.check_new_levels(newdata)
-        refs, zs = [], []
-        for t in self.model.reterms:
-            if t.smooth is not None:   # penalized columns of a smooth at the new rows
-                refs.append(np.zeros(len(newdata), dtype=np.int64))
-                zs.append(t.new_z(newdata))
-                continue
-            missing = [f for f in t.factors if f not in newdata.columns]
-            if missing:
-                raise DataError(
-                    f"newdata lacks grouping column(s) {missing} of term ({t.expr} | {t.group})")
-            refs.append(_codes_for(newdata, t, allow_new_levels))
-            zs.append(t.new_z(newdata))
-        return refs, zs
-
-
-def _codes_for(newdata: pd.DataFrame, term, allow_new_levels: bool) -> np.ndarray:
-    """Level codes of ``term``'s grouping factor in ``newdata`` (``-1`` for unseen levels)."""
-    labels = row_labels(newdata, term.factors)
-    index = term.level_index()
-    codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
-    if not allow_new_levels and np.any(codes < 0):
-        new = sorted(set(labels[codes < 0].tolist()))
-        raise DataError(
-            f"newdata has level(s) {new[:5]} of grouping factor {term.group!r} not seen in fitting; "
-            "pass allow_new_levels=True to predict them with random effects of zero"
-        )
-    return codes
+        return self.model.design.new_data(newdata, allow_new_levels)

@@ -14,7 +14,6 @@ from ..glmm.fit import GlmmFitRecord, full_objective, quadrature_objective
 from ..optim.newton import FiniteDifferences
 from ..linalg.threads import single_threaded
 from ..glmm.model import GeneralizedLinearMixedModel
-from ..lmm.estimates import linear_predictor_re
 from ..formula.design import row_labels
 from .base import MixedResultBase
 from .scratch import working_copy
@@ -273,7 +272,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
                 b = self._b
                 if new_from_responses and np.any(refs[0] < 0):
                     b, refs = self._with_new_clusters(newdata, refs)
-                eta = eta + linear_predictor_re(self.model.reterms, b, refs, zs)
+                eta = eta + self.model.design.eta_re(b, refs, zs)
         return self.model.family.link.inverse(eta) if type == "response" else eta
 
     def _with_new_clusters(self, newdata: pd.DataFrame, refs: list[np.ndarray]):

@@ -83,7 +83,7 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         self.dropped_columns = list(self.frame.dropped_columns)
         self.pwrss = f.pwrss()
         eta_fixed = self.frame.X @ beta + self.frame.offset
-        self._fitted = eta_fixed + estimates.linear_predictor_re(model.reterms, b)
+        self._fitted = eta_fixed + model.design.eta_re(b)
         self._scratch: LinearMixedModel | None = None
         self.varcorr = self._varcorr_rows(self.term_covariances(), self.sigma)
         self.ranef = self._ranef_tables(b)
@@ -161,7 +161,7 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         if not re:
             return eta + self._smooth_re(newdata)
         refs, zs = self._new_re_design(newdata, allow_new_levels)
-        return eta + estimates.linear_predictor_re(self.model.reterms, self._b, refs, zs)
+        return eta + self.model.design.eta_re(self._b, refs, zs)
 
     #: the statistic of the parametric table: t (no p-values, as lme4)
     _coef_stat = "t"

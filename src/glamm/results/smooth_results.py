@@ -51,7 +51,7 @@ class SmoothResultsMixin:
         def unit_factor():
             unit = self.theta.copy()
             for t, s in zip(model.reterms, model.layout.slices):
-                if t.smooth is not None:
+                if t.is_smooth:
                     unit[s] = 1.0
             return self._smooth_state(unit)[0]
 
@@ -113,13 +113,14 @@ class SmoothResultsMixin:
     def _smooth_re(self, newdata: pd.DataFrame | None) -> np.ndarray | float:
         """The smooths' penalized parts of the linear predictor (kept in population-level
         predictions: a smooth is part of the mean curve, not a grouping effect)."""
-        total = 0.0
-        for t, bk in zip(self.model.reterms, self._b):
-            if t.smooth is None:
-                continue
-            z = t.z if newdata is None else t.smooth.split(t.smooth.design(newdata))[0]
-            total = total + z @ bk.ravel()
-        return total
+        design = self.model.design
+        ks = [k for k, t in enumerate(design.terms) if t.population_level]
+        if newdata is None:
+            return design.eta_re(self._b, terms=ks)
+        n = len(newdata)
+        refs = [np.zeros(n, dtype=np.int64) for _ in design.terms]
+        zs = [t.new_z(newdata) if k in ks else None for k, t in enumerate(design.terms)]
+        return design.eta_re(self._b, refs, zs, terms=ks)
 
     def _find_smooth(self, label: str):
         for sm in self.frame.smooths:

@@ -109,10 +109,9 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
             cannot give the raw cross-products); called after everything else is read.
     """
     smooths = frame.smooths
-    first = next(i for i, t in enumerate(reterms) if t.smooth is not None) \
-        if any(t.smooth is not None for t in reterms) else len(reterms)
-    if any(t.smooth is None for t in reterms[first:]):
-        raise AssertionError("smooth terms must come after the ordinary terms")
+    first = next((i for i, t in enumerate(reterms) if t.is_smooth), len(reterms))
+    if not all(t.is_smooth for t in reterms[first:]):   # the order formula.design sets
+        raise AssertionError("smooth terms must come after the grouped terms")
     L22 = trailing_factor(fac, first)
     nu_s = sum(t.q for t in reterms[first:])
     P = L22.shape[0]
@@ -126,7 +125,7 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
         M = None   # after the rest is read off this factor
     n_param = frame.n_parametric
     # map from the mixed coordinates v = [u_s..., beta] to the coefficients
-    term_of = {id(t.smooth): k for k, t in enumerate(reterms) if t.smooth is not None}
+    term_of = {id(t.smooth): k for k, t in enumerate(reterms) if t.is_smooth}
     u_off = np.concatenate([[0], np.cumsum([t.q for t in reterms[first:]])])
     names = list(frame.xnames[:n_param])
     blocks = [(np.arange(n_param) + nu_s, np.eye(n_param))]

@@ -33,9 +33,9 @@ class ThetaLayout:
         return any(t.covariance.is_singular(theta[s]) for t, s in zip(self.reterms, self.slices))
 
     def log_scale_index(self) -> np.ndarray:
-        """Positions of the smooths' scale parameters, which the optimizers move on the log
-        scale: smoothing parameters ``1/theta^2`` span orders of magnitude (from 1e-3 to 1e3
-        in one model is common), which BOBYQA on ``theta`` itself crosses slowly (mgcv
-        likewise optimizes log smoothing parameters)."""
-        return np.array([s.start for t, s in zip(self.reterms, self.slices)
-                         if t.smooth is not None], dtype=int)
+        """Positions of the parameters the optimizers move on the log scale (those of
+        covariances with ``log_scale``: the smooths' scales, whose smoothing parameters
+        ``1/theta^2`` span orders of magnitude, from 1e-3 to 1e3 in one model is common,
+        which BOBYQA on ``theta`` itself crosses slowly)."""
+        return np.array([i for t, s in zip(self.reterms, self.slices) if t.covariance.log_scale
+                         for i in range(s.start, s.stop)], dtype=int)

@@ -2,16 +2,39 @@
 
 The term's columns of Z are never formed: observation ``i`` contributes ``z[i]`` to the ``p``
 columns of level ``refs[i]``. This is MixedModels.jl's ``ReMat`` idea.
+
+A term also says what it is (:class:`TermRole`) and, through properties chosen by what the
+rest of the code asks (``is_grouped``, ``supports_quadrature``, ``population_level``, ...),
+what it takes part in; code elsewhere asks these instead of testing for a smooth.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from ..formula.safety import formula_context
+
+
+class TermRole(Enum):
+    """What a random-effects term is.
+
+    GROUPED
+        Random effects per level of a grouping factor, lme4's ``(x | g)``: the levels are
+        clusters (counted in ``ngroups``, listed by ``ranef``, integrated over by the
+        quadrature, given level codes in new data).
+    SMOOTH
+        The penalized part of a smooth ``s(...)`` in its mixed-model form (gamm4): one
+        "level" holding all the penalized coefficients, part of the population-level curve;
+        the smooth itself is the term's ``smooth``. Smooth terms come after the grouped ones
+        (formula.design orders them so; the smooths' inference relies on it).
+    """
+
+    GROUPED = "grouped"
+    SMOOTH = "smooth"
 
 
 @dataclass
@@ -31,9 +54,10 @@ class ReTerm:
     cnames:
         Names of the ``p`` columns (lme4 style: ``"(Intercept)"``, ``"Days"``).
     covariance:
-        The structure mapping this term's ``theta`` to ``lambda`` (see ``terms.covariance``).
+        The structure mapping this term's ``theta`` to ``lambda``, a
+        :class:`~glamm.terms.covariance.Covariance`.
     smooth:
-        The smooth whose penalized part this term is (``None`` for ordinary terms).
+        The smooth whose penalized part this term is (``None`` for grouped terms).
     expr, factors:
         The left-hand side as parsed and the data columns forming the grouping factor; with
         ``zspec`` (formulaic's model spec; ``None`` for an intercept-only term, whose ``z``
@@ -50,8 +74,42 @@ class ReTerm:
     factors: tuple[str, ...] = ()
     zspec: Any = field(default=None, repr=False)
     #: for the random-effect part of a smooth (glamm.smooths.construct.Smooth): one "level",
-    #: ``z`` the penalized columns, identity covariance; ``None`` for ordinary terms
+    #: ``z`` the penalized columns, identity covariance; ``None`` for grouped terms
     smooth: Any = field(default=None, repr=False)
+    #: what the term is; by default SMOOTH when ``smooth`` is given, else GROUPED
+    role: TermRole | None = None
+
+    def __post_init__(self) -> None:
+        if self.role is None:
+            self.role = TermRole.GROUPED if self.smooth is None else TermRole.SMOOTH
+        if (self.role is TermRole.SMOOTH) != (self.smooth is not None):
+            raise ValueError(f"term {self.group!r}: a {self.role.value} term "
+                             + ("needs" if self.role is TermRole.SMOOTH else "has no")
+                             + " smooth")
+
+    # ------------------------------------------------------------------ role and capabilities
+    @property
+    def is_grouped(self) -> bool:
+        """Random effects per level of a grouping factor: the levels are counted in
+        ``ngroups`` (at least 2 needed), listed in ``ranef`` and ``condVar``, get level codes
+        in new data, and a zero variance is a singular fit."""
+        return self.role is TermRole.GROUPED
+
+    @property
+    def is_smooth(self) -> bool:
+        """The penalized part of the smooth ``self.smooth``."""
+        return self.role is TermRole.SMOOTH
+
+    @property
+    def supports_quadrature(self) -> bool:
+        """Adaptive quadrature can integrate over it (cluster by cluster)."""
+        return self.role is TermRole.GROUPED
+
+    @property
+    def population_level(self) -> bool:
+        """Part of population-level predictions (``re=False``): a smooth belongs to the
+        mean curve, not to a grouping effect."""
+        return self.role is TermRole.SMOOTH
 
     @property
     def nlevels(self) -> int:
@@ -69,13 +127,19 @@ class ReTerm:
     def n_theta(self) -> int:
         return self.covariance.n_theta
 
+    @property
+    def summary_names(self) -> tuple[str, ...]:
+        """Names of the term's rows in the variance-component table: the column names, or
+        ``("s",)`` for a smooth's one shared variance."""
+        return ("s",) if self.is_smooth else self.cnames
+
     def lambda_(self, theta: np.ndarray) -> np.ndarray:
         return self.covariance.lambda_(theta)
 
     def new_z(self, newdata) -> np.ndarray:
         """The term's ``z`` columns for the rows of ``newdata``: a smooth's penalized columns,
         a column of ones for an intercept-only term, else formulaic's model spec."""
-        if self.smooth is not None:
+        if self.is_smooth:
             return self.smooth.split(self.smooth.design(newdata))[0]
         if self.zspec is None:
             return np.ones((len(newdata), 1))

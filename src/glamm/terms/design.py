@@ -1,0 +1,227 @@
+"""The random-effects design ``Z`` of a model, owned in one place.
+
+``Z`` is never formed. Term ``k`` contributes, for observation ``i``, the ``p_k`` values
+``z_k[i]`` to the columns of level ``refs_k[i]`` (MixedModels.jl's ``ReMat``), so every row of
+``Z`` (and of ``Z Lambda``) has ``P = sum_k p_k`` nonzeros at columns known from the level codes.
+:class:`RandomDesign` holds those values and answers every question about ``Z``:
+
+- the nonzeros of ``Z Lambda`` row by row (:meth:`RandomDesign.rows`), products with them
+  (:meth:`RandomDesign.matvec`, :meth:`RandomDesign.t_matvec`) and their columns
+  (:attr:`RandomDesign.cols`), as the analytic gradients and the quadrature need them;
+- the random effects ``b_k = (I kron lambda_k) u_k`` and the random part of the linear
+  predictor ``Z b`` (:meth:`RandomDesign.random_effects`, :meth:`RandomDesign.eta_re`), for
+  the fitted rows or for new data (:meth:`RandomDesign.new_data`);
+- the cross-products ``A = [Z X y]' W [Z X y]`` built from it
+  (:meth:`RandomDesign.crossproducts`), which it keeps in step when a term's values change
+  (:meth:`RandomDesign.set_z`).
+
+The level codes (and so the sparsity pattern of ``Z``, of ``A`` and of the Cholesky factor) are
+fixed; the values ``z_k`` may change after the model is built (factor loadings will rescale
+them). The terms' own ``z`` (:class:`~glamm.terms.reterm.ReTerm`) stay the data as parsed.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..formula.design import row_labels
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..linalg.crossprod import CrossProducts
+    from .reterm import ReTerm
+
+
+class RandomDesign:
+    """The random-effects terms of a model with the current values of their ``z``.
+
+    Parameters
+    ----------
+    reterms : list of ReTerm
+        The model's terms, in the order of ``u`` (lme4's: by decreasing number of levels,
+        smooths last).
+
+    Attributes
+    ----------
+    terms : list of ReTerm
+        The terms (level codes ``refs``, levels, column names, covariance).
+    z : list of ndarray
+        The current ``(n, p_k)`` values of each term (the terms' own ``z`` until
+        :meth:`set_z` replaces one).
+    offsets : ndarray
+        Start of each term's random effects in ``u`` (``K + 1`` entries, the last is ``q``).
+    q : int
+        Number of random effects (columns of ``Z``).
+    P : int
+        Nonzeros per row of ``Z``, ``sum_k p_k``.
+    term_slices : list of slice
+        Each term's positions among the ``P`` nonzeros of a row.
+    """
+
+    def __init__(self, reterms: list[ReTerm]):
+        self.terms = list(reterms)
+        self.z = [t.z for t in self.terms]
+        self.offsets = np.cumsum([0] + [t.q for t in self.terms])
+        self.q = int(self.offsets[-1])
+        self.term_slices: list[slice] = []
+        start = 0
+        for t in self.terms:
+            self.term_slices.append(slice(start, start + t.p))
+            start += t.p
+        self.P = start
+        self._crossproducts: list[CrossProducts] = []
+
+    @cached_property
+    def cols(self) -> np.ndarray:
+        """``(n, P)`` column of every nonzero of ``Z`` (and of ``Z Lambda``), grouped by term
+        (built on first use)."""
+        blocks = [off + t.refs[:, None] * t.p + np.arange(t.p)[None, :]
+                  for t, off in zip(self.terms, self.offsets[:-1])]
+        return np.hstack(blocks)
+
+    # ------------------------------------------------------------------ Z Lambda
+    def rows(self, lams: list[np.ndarray], z: list[np.ndarray] | None = None) -> np.ndarray:
+        """Nonzeros of ``Z Lambda`` row by row, ``(n, P)``: ``z_k[i] lambda_k`` for each term
+        (``z``: other values of the terms, e.g. for new data, default the model's)."""
+        zs = self.z if z is None else z
+        return np.hstack([zk @ lam for zk, lam in zip(zs, lams)])
+
+    def z_rows(self, z: list[np.ndarray] | None = None) -> np.ndarray:
+        """Nonzeros of ``Z`` row by row, ``(n, P)`` (``z`` as in :meth:`rows`)."""
+        return np.hstack(self.z if z is None else z)
+
+    def lambda_block(self, lams: list[np.ndarray]) -> np.ndarray:
+        """``blockdiag_k(lambda_k)``, ``(P, P)``: the factor acting on one row's nonzeros."""
+        L = np.zeros((self.P, self.P))
+        for sl, lam in zip(self.term_slices, lams):
+            L[sl, sl] = lam
+        return L
+
+    def t_matvec(self, V: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``(Z Lambda)' v`` for the nonzeros ``V`` (:meth:`rows`)."""
+        C = self.cols
+        out = np.zeros(self.q)
+        for a in range(V.shape[1]):
+            out += np.bincount(C[:, a], weights=V[:, a] * v, minlength=self.q)
+        return out
+
+    def matvec(self, V: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``(Z Lambda) x`` for the nonzeros ``V`` (:meth:`rows`)."""
+        return np.einsum("ia,ia->i", V, x[self.cols])
+
+    # ------------------------------------------------------------------ u, b and Z b
+    def split_u(self, u: np.ndarray) -> list[np.ndarray]:
+        """The spherical random effects ``u`` (length ``q``) as one view per term."""
+        return [u[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+    def random_effects(self, lams: list[np.ndarray], u_parts: list[np.ndarray]
+                       ) -> list[np.ndarray]:
+        """``b_k = (I kron lambda_k) u_k`` as ``(levels_k, p_k)`` arrays, from ``u`` split by
+        term (:meth:`split_u`)."""
+        return [uk.reshape(t.nlevels, t.p) @ lam.T
+                for uk, t, lam in zip(u_parts, self.terms, lams)]
+
+    def effects_by_row(self, U: np.ndarray, lams: list[np.ndarray]) -> np.ndarray:
+        """Random effects ``b`` for rows ``U`` of spherical effects laid out like one row of
+        ``Z`` (``(m, P)``, e.g. one row per cluster): each term's columns times
+        ``lambda_k'``."""
+        return np.hstack([U[:, sl] @ lam.T for sl, lam in zip(self.term_slices, lams)])
+
+    def eta_re(self, b: list[np.ndarray], refs: list[np.ndarray] | None = None,
+               z: list[np.ndarray] | None = None, terms: list[int] | None = None
+               ) -> np.ndarray | float:
+        """``Z b``, the random part of the linear predictor, without forming ``Z``.
+
+        Parameters
+        ----------
+        b : list of ndarray
+            ``(levels_k, p_k)`` random effects of each term.
+        refs, z : list of ndarray, optional
+            Level codes and values of each term for other rows (:meth:`new_data`); default
+            the model's own. Level code ``-1`` (a level not seen in fitting) contributes 0.
+        terms : list of int, optional
+            Sum over these terms only (default all).
+
+        Returns
+        -------
+        ndarray or float
+            ``(n,)``, or ``0.0`` when no term is summed.
+        """
+        total = None
+        for k in (range(len(self.terms)) if terms is None else terms):
+            r = self.terms[k].refs if refs is None else refs[k]
+            zz = self.z[k] if z is None else z[k]
+            bk = b[k]
+            safe = np.where(r >= 0, r, 0)
+            contrib = np.einsum("ij,ij->i", zz, bk[safe]) * (r >= 0)
+            total = contrib if total is None else total + contrib
+        return total if total is not None else 0.0
+
+    # ------------------------------------------------------------------ new data
+    def new_z(self, newdata: pd.DataFrame) -> list[np.ndarray]:
+        """Each term's values for the rows of ``newdata``."""
+        return [t.new_z(newdata) for t in self.terms]
+
+    def new_data(self, newdata: pd.DataFrame, allow_new_levels: bool
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Level codes and values of every term for the rows of ``newdata`` (for
+        :meth:`eta_re`). A grouped term's unseen levels get code ``-1`` if
+        ``allow_new_levels``, else a :class:`~glamm.errors.DataError`; a smooth's one level is
+        every row's."""
+        refs, zs = [], []
+        for t in self.terms:
+            if not t.is_grouped:   # one level: e.g. the penalized columns of a smooth
+                refs.append(np.zeros(len(newdata), dtype=np.int64))
+                zs.append(t.new_z(newdata))
+                continue
+            missing = [f for f in t.factors if f not in newdata.columns]
+            if missing:
+                raise DataError(
+                    f"newdata lacks grouping column(s) {missing} of term ({t.expr} | {t.group})")
+            refs.append(_codes_for(newdata, t, allow_new_levels))
+            zs.append(t.new_z(newdata))
+        return refs, zs
+
+    # ------------------------------------------------------------------ cross-products
+    def crossproducts(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> CrossProducts:
+        """The blocks of ``A = [Z X y]' W [Z X y]`` for this design (filled for ``w`` and
+        ``y``); kept in step by :meth:`set_z`."""
+        from ..linalg.crossprod import CrossProducts
+
+        cp = CrossProducts(self, X, y, w)
+        self._crossproducts.append(cp)
+        return cp
+
+    def set_z(self, k: int, z: np.ndarray) -> None:
+        """Replace the values of term ``k`` (same shape ``(n, p_k)``; the level codes stay).
+
+        Every cross-product object made by :meth:`crossproducts` refills the blocks that
+        involve term ``k`` at once (with its last weights and response). The Cholesky factors
+        built on them must then be told: call their ``refresh()`` before the next ``update``
+        (the models' ``set_z`` do both)."""
+        z = np.asarray(z, dtype=float)
+        expected = self.z[k].shape
+        if z.shape != expected:
+            raise ValueError(f"term {k} ({self.terms[k].group}) needs z of shape {expected}, "
+                             f"got {z.shape}")
+        self.z[k] = z
+        for cp in self._crossproducts:
+            cp.refill_term(k)
+
+
+def _codes_for(newdata: pd.DataFrame, term: ReTerm, allow_new_levels: bool) -> np.ndarray:
+    """Level codes of ``term``'s grouping factor in ``newdata`` (``-1`` for unseen levels)."""
+    labels = row_labels(newdata, term.factors)
+    index = term.level_index()
+    codes = np.array([index.get(lab, -1) for lab in labels], dtype=np.int64)
+    if not allow_new_levels and np.any(codes < 0):
+        new = sorted(set(labels[codes < 0].tolist()))
+        raise DataError(
+            f"newdata has level(s) {new[:5]} of grouping factor {term.group!r} not seen in fitting; "
+            "pass allow_new_levels=True to predict them with random effects of zero"
+        )
+    return codes
