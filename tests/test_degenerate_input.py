@@ -1,0 +1,105 @@
+"""Degenerate data: constant responses, separation, badly scaled predictors, standard errors
+that are not numbers (issue 9, faults 2-4)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import glamm
+from glamm import cli
+
+
+def _frame(n: int = 60, groups: int = 10, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"g": np.repeat(np.arange(groups), n // groups),
+                         "x": rng.normal(size=n), "z": rng.normal(size=n)})
+
+
+# ------------------------------------------------------------------ constant responses (LMM)
+@pytest.mark.parametrize("value", [0.0, 3.0])
+def test_lmer_constant_response_is_a_data_error(value):
+    d = _frame().assign(resp=value)
+    with pytest.raises(glamm.DataError, match=r"response 'resp' is constant .*60 rows is "
+                       + f"{value:g}"):
+        glamm.lmer("resp ~ x + (1 | g)", d)
+
+
+def test_lmer_response_fitted_exactly_by_fixed_effects():
+    d = _frame()
+    d["resp"] = 1.0 + 2.0 * d["x"]
+    with pytest.raises(glamm.DataError, match="exact linear function.*x"):
+        glamm.lmer("resp ~ x + (1 | g)", d)
+
+
+def test_cli_reports_data_error_without_traceback(capsys, tmp_path):
+    path = tmp_path / "zero.csv"
+    _frame().assign(y=0.0).to_csv(path, index=False)
+    code = cli.main(["fit", "y ~ x + (1 | g)", "--data", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: the response 'y' is constant")
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ separation (GLMM, GLM)
+def test_glmer_continuous_column_separation_is_named():
+    d = _frame(120, 12)
+    d["y"] = (d["x"] > 0).astype(int)
+    with pytest.warns(UserWarning, match="separation: x splits"):
+        m = glamm.glmer("y ~ x + (1 | g)", d, family="binomial")
+    assert any("x splits" in note for note in m.notes)
+
+
+def test_glmer_reference_level_separation_names_the_columns():
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"g": np.repeat(np.arange(6), 10), "f": np.tile(list("abc"), 20)})
+    d["y"] = np.where(d["f"] == "a", 1, (rng.random(60) < 0.5).astype(int))
+    with pytest.raises(glamm.DataError, match=r"separated by a combination of the columns "
+                       r"\(Intercept\), fb, fc"):
+        glamm.glmer("y ~ f + (1 | g)", d, family="binomial")
+
+
+@pytest.mark.parametrize("value,what", [(0, "failure"), (1, "success")])
+def test_glmer_constant_binary_response(value, what):
+    d = _frame(120, 12).assign(y=value)
+    with pytest.raises(glamm.DataError, match=f"'y' is constant .*120 observations is a {what}"):
+        glamm.glmer("y ~ x + (1 | g)", d, family="binomial")
+
+
+def test_glmer_all_zero_counts():
+    d = _frame(120, 12).assign(y=0)
+    with pytest.raises(glamm.DataError, match="'y' is constant.*all 0"):
+        glamm.glmer("y ~ x + (1 | g)", d, family="poisson")
+
+
+def test_glm_separation_warns_naming_the_column():
+    d = _frame(120, 12)
+    d["y"] = (d["x"] > 0).astype(int)
+    with pytest.warns(UserWarning, match="numerically 0 or 1 occurred.*separated by x"):
+        glamm.glm("y ~ x", d, family="binomial")
+
+
+def test_glm_constant_response_is_a_data_error():
+    with pytest.raises(glamm.DataError, match="constant"):
+        glamm.glm("y ~ x", _frame().assign(y=0), family="binomial")
+
+
+# ------------------------------------------------------------------ scaling, standard errors
+def test_badly_scaled_predictor_warning_names_the_column():
+    d = _frame()
+    d["y"] = d["x"] + d["z"] + np.random.default_rng(2).normal(size=60)
+    d["big"] = d["z"] * 1e6
+    with pytest.warns(UserWarning, match="very different scales: big against"):
+        glamm.lmer("y ~ x + big + (1 | g)", d)
+    with pytest.warns(UserWarning, match="very different scales: big against"):
+        glamm.glm("y ~ x + big", d, family="gaussian")
+
+
+def test_no_scaling_warning_for_ordinary_data():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        glamm.lmer("Reaction ~ Days + (Days | Subject)", glamm.datasets.load("sleepstudy"))
