@@ -103,3 +103,24 @@ def test_no_scaling_warning_for_ordinary_data():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         glamm.lmer("Reaction ~ Days + (Days | Subject)", glamm.datasets.load("sleepstudy"))
+
+
+def test_nan_standard_errors_warn_and_print_as_nan():
+    cb = glamm.datasets.load("cbpp")
+    m = glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cb,
+                    family="binomial")
+    before = m.summary() if hasattr(m, "summary") else repr(m)
+    H = np.array(m._hessian, dtype=float)
+    j = m.model.n_theta + 2                      # period3
+    H[j, :] = H[:, j] = 0.0
+    H[j, j] = -1.0                               # a negative curvature: a negative variance
+    m.__dict__["_hessian"] = H
+    for key in ("vcov", "stderr"):
+        m.__dict__.pop(key, None)
+    with pytest.warns(UserWarning, match="standard errors of period3 are not finite"):
+        se = m.stderr
+    assert np.isnan(se["period3"]) and np.isfinite(se["period2"])
+    text = repr(m)
+    assert "Note: the standard errors of period3 are not finite" in text
+    assert "nan" not in text
+    assert before != text

@@ -175,8 +175,12 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
 
     @cached_property
     def stderr(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.frame.xnames,
-                         name="Std. Error")
+        from ..checks import warn_nonfinite_stderr
+
+        with np.errstate(invalid="ignore"):   # a negative variance: reported by name below
+            se = np.sqrt(np.diag(self.vcov.to_numpy()))
+        warn_nonfinite_stderr(list(self.frame.xnames), se)
+        return pd.Series(se, index=self.frame.xnames, name="Std. Error")
 
     def coef_table(self) -> pd.DataFrame:
         """Fixed effects with standard errors, z values and two-sided normal p-values."""
