@@ -124,3 +124,24 @@ def test_nan_standard_errors_warn_and_print_as_nan():
     assert "Note: the standard errors of period3 are not finite" in text
     assert "nan" not in text
     assert before != text
+
+
+def test_glmer_on_badly_scaled_columns_reaches_the_same_optimum():
+    """time in other units (x 1e5, shifted by 1e6): Laplace stopped 0.013 short in
+    log-likelihood before the fit ran on internally rescaled columns."""
+    d = glamm.datasets.load("sim_binary_longitudinal")
+    m0 = glamm.glmer("y ~ sex * time + (1 | id)", d, family="binomial")
+    a, b = 1e5, 1e6
+    d2 = d.assign(time=d["time"] * a + b)
+    with pytest.warns(UserWarning, match="very different scales: time, sexfemale:time"):
+        m1 = glamm.glmer("y ~ sex * time + (1 | id)", d2, family="binomial")
+    # beta on the new scale = B beta on the old one (time_new = a time + b)
+    B = np.eye(4)
+    B[2, 2] = B[3, 3] = 1.0 / a
+    B[0, 2] = B[1, 3] = -b / a
+    assert m1.loglik == pytest.approx(m0.loglik, abs=1e-8)
+    np.testing.assert_allclose(m1.theta, m0.theta, rtol=1e-7)
+    np.testing.assert_allclose(m1.fixef.to_numpy(), B @ m0.fixef.to_numpy(), rtol=1e-7)
+    V = B @ m0.vcov.to_numpy() @ B.T
+    np.testing.assert_allclose(m1.stderr.to_numpy(), np.sqrt(np.diag(V)), rtol=1e-4)
+    np.testing.assert_allclose(m1.fitted(), m0.fitted(), atol=1e-9)

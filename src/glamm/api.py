@@ -194,8 +194,14 @@ def glmer(
 
             record = fit_agq(model, int(nagq), optimizer=optimizer, **(control or {}))
         else:
-            record = fit_glmm(model, fast=fast, start=start, optimizer=optimizer,
-                              **(control or {}))
+            def fit(m: Any) -> Any:
+                return fit_glmm(m, fast=fast, start=start, optimizer=optimizer,
+                                **(control or {}))
+
+            from .glmm.rescale import fit_rescaled, needs_rescaling
+
+            record = fit_rescaled(frame, model, lambda fr: GeneralizedLinearMixedModel(
+                fr, fam, laplace=laplace), fit) if needs_rescaling(frame, model) else fit(model)
     except GlammError as exc:
         raise_if_separated(frame, model, fam, exc)
         raise

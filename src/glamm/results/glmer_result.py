@@ -154,22 +154,15 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         keep[:nt] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
         cov = np.zeros_like(H)
         cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(H[np.ix_(keep, keep)])
-        return cov
+        T = self.record.transform
+        return cov if T is None else T @ cov @ T.T   # fitted on rescaled columns
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
         """Covariance of the fixed effects: the ``beta`` block of ``2 H^{-1}`` (``H`` the Hessian
         of the deviance); ``theta`` components on their bound are left out (a singular fit)."""
         nt, p = self.model.n_theta, self.model.p
-        H = self._hessian
-        keep = np.ones(H.shape[0], dtype=bool)
-        lower = self.model.layout.lower()
-        keep[:nt] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
-        Hk = H[np.ix_(keep, keep)]
-        cov = 2.0 * np.linalg.pinv(Hk)
-        idx = np.flatnonzero(keep)
-        pos = [int(np.flatnonzero(idx == nt + j)[0]) for j in range(p)]
-        V = cov[np.ix_(pos, pos)]
+        V = self.parameter_covariance()[nt:nt + p, nt:nt + p]
         xn = self.frame.xnames
         return pd.DataFrame(V, index=xn, columns=xn)
 
