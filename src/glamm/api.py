@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .arguments import resolve_keywords
+from .checks import check_glm_response, check_lmm_response, warn_scaling
 from .errors import DataError, GlammError, SingularFitWarning
 from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
@@ -56,6 +57,7 @@ def check_lmm_frame(frame: ModelFrame) -> None:
             )
     if frame.X.shape[1] >= n:
         raise DataError(f"{frame.X.shape[1]} fixed effects for {n} observations")
+    check_lmm_response(frame)
 
 
 def lmer(
@@ -98,6 +100,7 @@ def lmer(
     (reml,) = resolve_keywords(lmer, kwargs, reml=reml)
     frame = build_model_frame(formula, data, weights=weights, offset=offset)
     check_lmm_frame(frame)
+    warn_scaling(frame)
     model = LinearMixedModel(frame, reml=reml)
     optsum = optimize_theta(model, start=start, optimizer=optimizer, **(control or {}))
     with single_threaded(1):
@@ -172,7 +175,7 @@ def glmer(
                                              penalized=penalized)
     fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
-    check_glmm_frame(frame)
+    check_glmm_frame(frame, fam)
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace)
     if penalized:
         from .glmm.penalty import StudentTPenalty
@@ -180,19 +183,7 @@ def glmer(
         if fast:
             raise GlammError("fast=True cannot be combined with penalized fixed effects")
         model.penalty = StudentTPenalty.from_spec(penalized, frame.xnames)
-    notes = []
-    if fam.name == "binomial":
-        from .glmm.separation import separated_columns
-
-        sep = separated_columns(frame.X, frame.xnames, model.y, model.wt)
-        model.separated = bool(sep)
-        if sep:
-            notes.append(
-                f"complete or quasi-complete separation: every observation with {', '.join(sep)} "
-                "= 1 has the same outcome, so the estimate(s) of those coefficients are not "
-                "finite (reported values are wherever the optimizer stopped)"
-            )
-            warnings.warn(notes[-1], UserWarning, stacklevel=2)
+    notes = warn_separation(frame, model, fam)
     if nagq == "auto":
         q = sum(t.p for t in frame.reterms)
         from .glmm.agq import default_nagq
@@ -201,14 +192,25 @@ def glmer(
         nagq = default_nagq(q) if one_group else 1
     if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
         raise GlammError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
-    if nagq > 1:
-        if fast:
-            raise GlammError("fast=True is a Laplace fit; it cannot be combined with nagq > 1")
-        from .glmm.fit import fit_agq
+    if nagq > 1 and fast:
+        raise GlammError("fast=True is a Laplace fit; it cannot be combined with nagq > 1")
+    try:
+        if nagq > 1:
+            from .glmm.fit import fit_agq
 
-        record = fit_agq(model, int(nagq), optimizer=optimizer, **(control or {}))
-    else:
-        record = fit_glmm(model, fast=fast, start=start, optimizer=optimizer, **(control or {}))
+            record = fit_agq(model, int(nagq), optimizer=optimizer, **(control or {}))
+        else:
+            def fit(m: Any) -> Any:
+                return fit_glmm(m, fast=fast, start=start, optimizer=optimizer,
+                                **(control or {}))
+
+            from .glmm.rescale import fit_rescaled, needs_rescaling
+
+            record = fit_rescaled(frame, model, lambda fr: GeneralizedLinearMixedModel(
+                fr, fam, laplace=laplace), fit) if needs_rescaling(frame, model) else fit(model)
+    except GlammError as exc:
+        raise_if_separated(frame, model, fam, exc)
+        raise
     with single_threaded(1):
         result = GlmerResult(model, record, fam)
     if fam.name == "binomial":
@@ -240,7 +242,57 @@ def glmer(
     return result
 
 
-def check_glmm_frame(frame: ModelFrame) -> None:
+def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:
     """Identifiability checks for a GLMM (fewer levels are needed than for an LMM: a random
-    intercept per observation is identifiable, e.g. for overdispersed counts)."""
+    intercept per observation is identifiable, e.g. for overdispersed counts); with the
+    ``family``, also a response without a finite estimate (:func:`check_glm_response`) and
+    predictors on very different scales (a warning)."""
     _grouped_terms(frame, "generalized linear model")
+    if family is not None:
+        check_glm_response(frame, family)
+        warn_scaling(frame, stacklevel=4)
+
+
+def warn_separation(frame: ModelFrame, model: Any, family: Any) -> list[str]:
+    """Warn about binomial data separated by a 0/1 column (a factor level, an indicator) or a
+    numeric column alone, and mark the model (the fit then goes on as lme4's does, with the
+    coefficients wherever the optimizer stops). Returns the notes for the result."""
+    if family.name != "binomial":
+        return []
+    from .glmm.separation import separated_columns, threshold_columns
+
+    notes = []
+    sep = separated_columns(frame.X, frame.xnames, model.y, model.wt)
+    split = threshold_columns(frame.X, frame.xnames, model.y, model.wt)
+    model.separated = bool(sep or split)
+    if sep:
+        notes.append(
+            f"complete or quasi-complete separation: every observation with {', '.join(sep)} "
+            "= 1 has the same outcome, so the estimate(s) of those coefficients are not "
+            "finite (reported values are wherever the optimizer stopped)"
+        )
+        warnings.warn(notes[-1], UserWarning, stacklevel=3)
+    if split:
+        notes.append(
+            f"complete or quasi-complete separation: {', '.join(split)} splits the "
+            "observations with a success from those with a failure at a threshold, so the "
+            "estimate(s) of those coefficients are not finite (reported values are wherever "
+            "the optimizer stopped)"
+        )
+        warnings.warn(notes[-1], UserWarning, stacklevel=3)
+    return notes
+
+
+def raise_if_separated(frame: ModelFrame, model: Any, family: Any, exc: GlammError) -> None:
+    """After a failed GLMM fit, raise a :class:`DataError` naming the column(s) that separate
+    binomial data (none found: return, and the caller re-raises ``exc``)."""
+    if family.name != "binomial":
+        return
+    from .glmm.separation import separation_message
+
+    why = separation_message(frame.X, frame.xnames, model.y, model.wt)
+    if why is not None:
+        raise DataError(
+            f"the fit cannot proceed: {why}, so some coefficients have no finite estimate; "
+            "drop or merge what separates the data, or put a prior on the coefficients with "
+            "penalized=True") from exc

@@ -24,10 +24,12 @@ import pandas as pd
 from scipy import optimize, stats
 
 from .arguments import resolve_keywords
+from .checks import check_glm_response, warn_nonfinite_stderr, warn_scaling
 from .errors import ConvergenceWarning, DataError
 from .families import get_family
 from .formula.design import ModelFrame, build_model_frame
 from .glmm.glm import GlmFit, fit_glm
+from .glmm.separation import extreme_fitted, separation_message
 from .results.export import fit_dict
 
 #: search interval of the negative binomial shape when it is estimated (log scale)
@@ -97,7 +99,8 @@ class GlmResult:
         xtwx = X.T @ (X * w[:, None])
         V = np.linalg.inv(xtwx) * self.dispersion if p else np.zeros((0, 0))
         self.vcov = pd.DataFrame(V, index=xn, columns=xn)
-        self.stderr = pd.Series(np.sqrt(np.diag(V)), index=xn, name="Std. Error")
+        with np.errstate(invalid="ignore"):   # not finite: glm() warns, the summary notes
+            self.stderr = pd.Series(np.sqrt(np.diag(V)), index=xn, name="Std. Error")
 
     # ------------------------------------------------------------------ tables
     def coef_table(self) -> pd.DataFrame:
@@ -248,6 +251,8 @@ def glm(
         )
     wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
     fam.validate(frame.y, wt)
+    check_glm_response(frame, fam)
+    warn_scaling(frame)
 
     estimate_shape = isinstance(family, str) and getattr(fam, "has_shape", False)
     if estimate_shape:
@@ -264,4 +269,22 @@ def glm(
     if not fit.converged:
         warnings.warn(f"IRLS did not converge in {fit.iterations} iterations",
                       ConvergenceWarning, stacklevel=2)
-    return GlmResult(frame, fam, fit, shape_estimated=estimate_shape)
+    if fam.name == "binomial":
+        _warn_extreme_fitted(frame, fit.mu, wt)
+    result = GlmResult(frame, fam, fit, shape_estimated=estimate_shape)
+    warn_nonfinite_stderr(list(frame.xnames), result.stderr.to_numpy())
+    return result
+
+
+def _warn_extreme_fitted(frame: ModelFrame, mu: np.ndarray, wt: np.ndarray) -> None:
+    """R's warning "fitted probabilities numerically 0 or 1 occurred", naming the column(s)
+    that separate the outcomes when there are any."""
+    k = extreme_fitted(mu[wt > 0])
+    if not k:
+        return
+    msg = f"fitted probabilities numerically 0 or 1 occurred ({k} observation(s))"
+    why = separation_message(frame.X, frame.xnames, frame.y, wt)
+    if why is not None:
+        msg += f": {why}, so some coefficients have no finite estimate (the reported values " \
+               "are where IRLS stopped)"
+    warnings.warn(msg, UserWarning, stacklevel=3)

@@ -41,6 +41,9 @@ class GlmmFitRecord:
     laplace_loglik: float | None = None
     #: the family as given (before a negative binomial's shape was put in)
     base_family: object | None = None
+    #: for a fit on rescaled columns (glmm/rescale.py): ``T`` with ``x_user = T x_internal``;
+    #: ``hessian`` is then the internal one (covariances: ``T (2 H^-1) T'``)
+    transform: np.ndarray | None = None
 
 
 @dataclass

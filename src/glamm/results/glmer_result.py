@@ -175,7 +175,8 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         keep = self._free_parameters()
         cov = np.zeros_like(H)
         cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(H[np.ix_(keep, keep)])
-        return cov
+        T = self.record.transform
+        return cov if T is None else T @ cov @ T.T   # fitted on rescaled columns
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
@@ -188,8 +189,12 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
 
     @cached_property
     def stderr(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.frame.xnames,
-                         name="Std. Error")
+        from ..checks import warn_nonfinite_stderr
+
+        with np.errstate(invalid="ignore"):   # a negative variance: reported by name below
+            se = np.sqrt(np.diag(self.vcov.to_numpy()))
+        warn_nonfinite_stderr(list(self.frame.xnames), se)
+        return pd.Series(se, index=self.frame.xnames, name="Std. Error")
 
     def coef_table(self) -> pd.DataFrame:
         """Fixed effects with standard errors, z values and two-sided normal p-values."""

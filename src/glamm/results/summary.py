@@ -349,15 +349,52 @@ def _fixed_corr_block(m) -> list[str]:
     if p < 2 or p > MAX_CORR_FIXED:
         return []
     V = np.asarray(m.vcov, dtype=float)
-    se = np.sqrt(np.diag(V))
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):   # NaN cells print as NaN
+        se = np.sqrt(np.diag(V))
         R = V / np.outer(se, se)
     header = [""] + [abbreviate(n) for n in names[:-1]]
     rows = []
     for i in range(1, p):
-        cells = [f"{R[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i)
+        cells = [_corr_cell(R[i, j]) for j in range(i)] + [""] * (p - 1 - i)
         rows.append([names[i]] + cells)
     return ["Correlation of Fixed Effects:"] + _table(header, rows, ["l"] + ["r"] * (p - 1))
+
+
+#: a printed correlation beyond this distance outside [-1, 1] is not a correlation
+_CORR_SLACK = 1e-8
+
+
+def _corr_cell(r: float) -> str:
+    """A correlation to 3 decimals; ``NaN`` for one that is not a number or lies outside
+    [-1, 1] (a covariance that is not positive definite; :func:`_stderr_notes` says so)."""
+    if not math.isfinite(r) or abs(r) > 1.0 + _CORR_SLACK:
+        return "NaN"
+    return f"{r:.3f}"
+
+
+def _stderr_notes(m) -> list[str]:
+    """Notes on standard errors that are not finite and fixed-effects correlations outside
+    [-1, 1]: the covariance of the estimates is not positive definite there."""
+    from ..checks import nonfinite_stderr_note
+
+    names = [str(n) for n in m.fixef.index]
+    if not names:
+        return []
+    V = np.asarray(m.vcov, dtype=float)
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.diag(V))
+    out = []
+    note = nonfinite_stderr_note(names, se)
+    if note is not None:
+        out.append(note)
+    ok = np.isfinite(se) & (se > 0)
+    if ok.sum() >= 2:
+        Vk = V[np.ix_(ok, ok)]
+        R = Vk / np.outer(se[ok], se[ok])
+        if np.any(np.abs(R) > 1.0 + _CORR_SLACK):
+            out.append("some correlations of the fixed effects lie outside [-1, 1] (printed as "
+                       "NaN): their estimated covariance is not positive definite")
+    return out
 
 
 def _notes(m) -> list[str]:
@@ -368,6 +405,7 @@ def _notes(m) -> list[str]:
         out.append(f"Model failed to converge: {m.optsum.returnvalue}")
         out.extend(f"  {msg}" for msg in m.optsum.messages)
     out.extend(f"Note: {note}" for note in getattr(m, "notes", []))
+    out.extend(f"Note: {note}" for note in _stderr_notes(m))
     return out
 
 
@@ -480,6 +518,7 @@ def format_glm(m: GlmResult) -> str:
     tail = [disp, f"Residual deviance: {format_number(m.residual_deviance, 6)} "
                   f"on {int(m.df_resid)} degrees of freedom"]
     notes = [] if m.converged else [f"IRLS did not converge in {m.iterations} iterations"]
+    notes += [f"Note: {note}" for note in _stderr_notes(m)]
     return _join([
         header,
         _criteria_block(m),

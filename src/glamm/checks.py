@@ -1,0 +1,234 @@
+"""Checks of the data that run before a fit (degenerate responses, badly scaled predictors)
+and after it (standard errors that are not numbers).
+
+A response without variation has no finite estimates (a binary response that is always 0,
+Poisson counts that are all 0) or a residual variance of 0 (a constant Gaussian response): the
+fit either fails deep inside the linear algebra or returns meaningless numbers, so these are
+:class:`~glamm.errors.DataError` s raised before anything is fitted. Predictors on very
+different scales are only a warning (lme4's "Some predictor variables are on very different
+scales"), naming the columns.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from .errors import DataError
+from .formula.design import ModelFrame
+
+#: fixed-effects columns whose standard deviations differ by more than this factor are reported
+SCALE_RATIO_WARN = 1e4
+
+#: relative size of least-squares residuals below which a response counts as fitted exactly
+_EXACT_FIT_TOL = 1e-10
+
+
+def _value_text(v: float) -> str:
+    return f"{v:g}"
+
+
+def _active_rows(frame: ModelFrame) -> np.ndarray:
+    """Rows that carry information (positive prior weight and, for binomial data, trials)."""
+    wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
+    return wt > 0
+
+
+def _constant_error(frame: ModelFrame, active: np.ndarray, why: str) -> DataError:
+    n = int(active.sum())
+    value = _value_text(float(frame.y[active][0]))
+    rows = f"every one of the {n} rows" if n == int(frame.n) else \
+        f"every one of the {n} rows with a positive weight"
+    return DataError(f"the response {frame.parsed.response!r} is constant ({rows} is "
+                     f"{value}); {why}")
+
+
+def check_lmm_response(frame: ModelFrame) -> None:
+    """Raise a :class:`DataError` when the response of a linear mixed model leaves nothing to
+    estimate: constant (over the rows with a positive weight), or fitted exactly by the fixed
+    effects (the residual variance would be 0 and the factorization fails).
+
+    Parameters
+    ----------
+    frame : ModelFrame
+        The numeric model.
+    """
+    active = _active_rows(frame)
+    if not active.any():
+        raise DataError("every row has weight 0; there are no data to fit")
+    y = frame.y[active]
+    z = y - frame.offset[active]
+    if np.ptp(y) == 0.0 and np.ptp(z) == 0.0:
+        raise _constant_error(frame, active, "a linear mixed model needs a response that "
+                              "varies (the residual variance would be 0)")
+    if np.ptp(z) == 0.0:
+        raise DataError(f"the response {frame.parsed.response!r} minus the offset is constant "
+                        f"(in all {int(active.sum())} rows used); the residual variance would "
+                        "be 0")
+    X = frame.X[active]
+    if X.shape[1] == 0:
+        return
+    if _weighted_ls_residual_norm(X, z, frame.weights[active]) <= \
+            _EXACT_FIT_TOL * np.linalg.norm(z * np.sqrt(frame.weights[active])):
+        cols = ", ".join(frame.xnames)
+        raise DataError(f"the response {frame.parsed.response!r} is an exact linear function "
+                        f"of the fixed effects ({cols}): every residual is 0, so there is no "
+                        "residual variance to estimate")
+
+
+def _weighted_ls_residual_norm(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> float:
+    """Norm of the weighted least-squares residual of ``z`` on ``X`` (full column rank: aliased
+    columns are dropped when the frame is built), by the normal equations with one step of
+    iterative refinement (as cheap as one ``X' W X``, unlike an SVD of ``X``)."""
+    Xw = X * w[:, None]
+    xtwx = X.T @ Xw
+    try:
+        cf = cho_factor(xtwx)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    beta = cho_solve(cf, Xw.T @ z)
+    r = z - X @ beta
+    beta += cho_solve(cf, Xw.T @ r)
+    r = z - X @ beta
+    return float(np.linalg.norm(r * np.sqrt(w)))
+
+
+def check_glm_response(frame: ModelFrame, family) -> None:
+    """Raise a :class:`DataError` for a response that has no finite maximum-likelihood
+    estimate under ``family``: a binomial response that is all failures or all successes,
+    counts that are all 0, or a constant response of a family with a dispersion parameter
+    (whose estimate would be 0). Rows with zero weight are ignored.
+
+    Parameters
+    ----------
+    frame : ModelFrame
+        The numeric model (``glm_response=True``: binomial ``y`` are proportions).
+    family : glamm.families.Family
+        The response distribution.
+    """
+    active = _active_rows(frame)
+    if not active.any():
+        raise DataError("every row has weight 0; there are no data to fit")
+    y = frame.y[active]
+    if np.ptp(y) != 0.0:
+        return
+    v = float(y[0])
+    if family.name == "binomial" and v in (0.0, 1.0):
+        what = "failure" if v == 0.0 else "success"
+        raise DataError(
+            f"the response {frame.parsed.response!r} is constant (every one of the "
+            f"{int(active.sum())} observations is a {what}); the probability of success has no "
+            "finite estimate")
+    if family.name in ("poisson", "negative_binomial") and v == 0.0:
+        raise _constant_error(frame, active, "counts that are all 0 have no finite estimate "
+                              "of their mean on the log scale")
+    if family.has_dispersion:
+        raise _constant_error(frame, active, f"the {family.name} family needs a response "
+                              "that varies (the dispersion would be 0)")
+
+
+def column_scales(X: np.ndarray) -> np.ndarray:
+    """Scale of each fixed-effects column: its standard deviation, or 1 for a 0/1 column (the
+    intercept, factor levels), whose coefficient is a difference on the response's own scale;
+    ``NaN`` for other constant columns.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Fixed-effects matrix ``(n, p)``.
+    """
+    binary = np.all((X == 0) | (X == 1), axis=0)
+    sd = X.std(axis=0) if X.shape[0] else np.zeros(X.shape[1])
+    return np.where(binary, 1.0, np.where(sd > 0, sd, np.nan))
+
+
+def badly_scaled_columns(X: np.ndarray, names: list[str], ratio: float = SCALE_RATIO_WARN
+                         ) -> tuple[list[str], str, float] | None:
+    """Fixed-effects columns whose scale (:func:`column_scales`) is more than ``ratio`` times
+    the smallest, or whose scale is less than a ``ratio``-th of the largest (as lme4's check,
+    which also compares with the 0/1 columns).
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Fixed-effects matrix ``(n, p)``.
+    names : list of str
+        Its column names.
+    ratio : float
+        Ratio of scales above which columns are reported.
+
+    Returns
+    -------
+    ``(outlying columns, the column they are compared with, the largest ratio)``, or ``None``
+    when all columns are on similar scales.
+    """
+    if X.shape[0] < 2 or X.shape[1] < 2:
+        return None
+    s = column_scales(X)
+    ok = np.flatnonzero(np.isfinite(s))
+    if ok.size < 2:
+        return None
+    lo, hi = ok[np.argmin(s[ok])], ok[np.argmax(s[ok])]
+    r = float(s[hi] / s[lo])
+    if not r > ratio:
+        return None
+    if s[lo] == 1.0 or s[hi] / 1.0 > ratio:   # large columns against the small
+        ref = lo
+        out = [names[j] for j in ok if s[j] > ratio * s[lo]]
+    else:
+        ref = hi
+        out = [names[j] for j in ok if s[j] * ratio < s[hi]]
+    return out, names[ref], r
+
+
+def warn_scaling(frame: ModelFrame, stacklevel: int = 3) -> None:
+    """Warn (lme4's "Some predictor variables are on very different scales") naming the
+    columns, when the parametric fixed-effects columns differ in scale by more than
+    :data:`SCALE_RATIO_WARN` (the smooths' own columns are left out).
+
+    Parameters
+    ----------
+    frame : ModelFrame
+        The numeric model.
+    stacklevel : int
+        Passed to :func:`warnings.warn` (3: the caller of the fitting function).
+    """
+    k = frame.n_parametric
+    found = badly_scaled_columns(frame.X[:, :k], list(frame.xnames[:k]))
+    if found is None:
+        return
+    cols, ref, r = found
+    warnings.warn(
+        f"some predictor variables are on very different scales: {', '.join(cols)} against "
+        f"{ref} (scales differ by a factor of {r:.2g}; the scale of a 0/1 column counts as 1); "
+        "consider rescaling, e.g. with scale() in the formula",
+        UserWarning, stacklevel=stacklevel)
+
+
+def nonfinite_stderr_note(names: list[str], stderr: np.ndarray) -> str | None:
+    """The note (and warning text) for standard errors that are not finite numbers, or
+    ``None`` when all are.
+
+    Parameters
+    ----------
+    names : list of str
+        Coefficient names.
+    stderr : numpy.ndarray
+        Their standard errors.
+    """
+    bad = [n for n, s in zip(names, np.asarray(stderr, dtype=float)) if not np.isfinite(s)]
+    if not bad:
+        return None
+    return (f"the standard errors of {', '.join(bad)} are not finite (NaN): the estimated "
+            "covariance of the estimates is not positive definite, typically because the fit "
+            "did not reach a maximum (separation, a badly scaled predictor, or an unidentified "
+            "parameter); do not use these standard errors or the tests built on them")
+
+
+def warn_nonfinite_stderr(names: list[str], stderr: np.ndarray, stacklevel: int = 3) -> None:
+    """Warn with :func:`nonfinite_stderr_note` when a standard error is not finite."""
+    note = nonfinite_stderr_note(names, stderr)
+    if note is not None:
+        warnings.warn(note, UserWarning, stacklevel=stacklevel)
