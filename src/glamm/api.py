@@ -167,8 +167,7 @@ def glmer(
     :class:`~glamm.results.glmer_result.GlmerResult`
     """
     from .families import get_family
-    from .glmm.fit import fit_glmm
-    from .glmm.model import GeneralizedLinearMixedModel
+    from .glmm import diagnostics
     from .results.glmer_result import GlmerResult
 
     nagq, fast, penalized = resolve_keywords(glmer, kwargs, nagq=nagq, fast=fast,
@@ -176,70 +175,84 @@ def glmer(
     fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame, fam)
-    model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace)
+    model = glmm_model(frame, fam, laplace=laplace, penalized=penalized, fast=fast)
+    notes = _warned(diagnostics.separation_notes(frame, model))
+    nagq = resolve_nagq(nagq, frame, fast)
+    try:
+        record = fit_glmm_model(model, nagq, fast=fast, start=start, optimizer=optimizer,
+                                control=control)
+    except GlammError as exc:
+        diagnostics.raise_if_separated(frame, model, exc)
+        raise
+    with single_threaded(1):
+        result = GlmerResult(model, record, fam)
+    notes += _warned(diagnostics.extreme_fitted_notes(result))
+    notes += diagnostics.quadrature_accuracy_notes(result)   # printed in the summary
+    result.notes = notes
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
+                      stacklevel=2)
+    return result
+
+
+def _warned(notes: list[str]) -> list[str]:
+    """Issue each note as a warning at the user's call of :func:`glmer`; returns them."""
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=3)
+    return notes
+
+
+def glmm_model(frame: ModelFrame, family: Any, laplace: str = "observed",
+               penalized: bool | dict = False, fast: bool = False) -> Any:
+    """The GLMM objective for ``frame`` (stage 2 of :func:`glmer`), with the Student-t penalty
+    on the fixed effects when ``penalized``."""
+    from .glmm.model import GeneralizedLinearMixedModel
+
+    model = GeneralizedLinearMixedModel(frame, family, laplace=laplace)
     if penalized:
         from .glmm.penalty import StudentTPenalty
 
         if fast:
             raise GlammError("fast=True cannot be combined with penalized fixed effects")
         model.penalty = StudentTPenalty.from_spec(penalized, frame.xnames)
-    notes = warn_separation(frame, model, fam)
+    return model
+
+
+def resolve_nagq(nagq: int | str, frame: ModelFrame, fast: bool) -> int:
+    """The number of quadrature points: ``"auto"`` is GLMMadaptive's default for models with
+    one grouping factor (and no smooths), else the Laplace approximation (1)."""
     if nagq == "auto":
-        q = sum(t.p for t in frame.reterms)
         from .glmm.agq import default_nagq
 
+        q = sum(t.p for t in frame.reterms)
         one_group = len({t.factors for t in frame.reterms}) == 1 and not frame.smooths
         nagq = default_nagq(q) if one_group else 1
     if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
         raise GlammError(f"nagq must be a positive integer or 'auto', got {nagq!r}")
     if nagq > 1 and fast:
         raise GlammError("fast=True is a Laplace fit; it cannot be combined with nagq > 1")
-    try:
-        if nagq > 1:
-            from .glmm.fit import fit_agq
+    return int(nagq)
 
-            record = fit_agq(model, int(nagq), optimizer=optimizer, **(control or {}))
-        else:
-            def fit(m: Any) -> Any:
-                return fit_glmm(m, fast=fast, start=start, optimizer=optimizer,
-                                **(control or {}))
 
-            from .glmm.rescale import fit_rescaled, needs_rescaling
+def fit_glmm_model(model: Any, nagq: int, fast: bool = False, start: np.ndarray | None = None,
+                   optimizer: str = "bobyqa", control: dict | None = None) -> Any:
+    """Stage 3 of :func:`glmer`: adaptive quadrature for ``nagq > 1``, else the Laplace fit,
+    on internally rescaled fixed-effects columns when they are badly scaled
+    (:mod:`glamm.glmm.rescale`). Returns the :class:`~glamm.glmm.fit.GlmmFitRecord`."""
+    from .glmm.fit import fit_agq, fit_glmm
+    from .glmm.rescale import fit_rescaled, needs_rescaling
 
-            record = fit_rescaled(frame, model, lambda fr: GeneralizedLinearMixedModel(
-                fr, fam, laplace=laplace), fit) if needs_rescaling(frame, model) else fit(model)
-    except GlammError as exc:
-        raise_if_separated(frame, model, fam, exc)
-        raise
-    with single_threaded(1):
-        result = GlmerResult(model, record, fam)
-    if fam.name == "binomial":
-        from .glmm.separation import extreme_fitted
+    settings = control or {}
+    if nagq > 1:
+        return fit_agq(model, nagq, optimizer=optimizer, **settings)
 
-        k = extreme_fitted(result.fitted("response"))
-        if k:
-            notes.append(f"fitted probabilities numerically 0 or 1 for {k} observation(s)")
-            warnings.warn(notes[-1], UserWarning, stacklevel=2)
-    if result.nagq > 1:
-        from .glmm.agq import AdaptiveQuadrature
+    def fit(m: Any) -> Any:
+        return fit_glmm(m, fast=fast, start=start, optimizer=optimizer, **settings)
 
-        from .results.scratch import working_copy
-
-        finer = min(result.nagq + 6, 100)
-        scratch, _ = working_copy(model)   # the fitted model keeps its state
-        check = AdaptiveQuadrature(scratch, finer).loglik(result.theta, result.fixef.to_numpy())
-        if abs(check - result.loglik) > 1e-3:
-            notes.append(
-                f"with {finer} quadrature points the log-likelihood at these estimates is "
-                f"{check:.4f} ({check - result.loglik:+.4f}); {result.nagq} points are not "
-                "accurate here (typical of variances on the boundary) and more points may "
-                "change the estimates"
-            )
-    result.notes = notes
-    if result.is_singular:
-        warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
-                      stacklevel=2)
-    return result
+    if not needs_rescaling(model.frame, model):
+        return fit(model)
+    return fit_rescaled(model.frame, model, lambda fr: glmm_model(
+        fr, model.response.base_family, laplace=model.laplace_information), fit)
 
 
 def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:
@@ -251,48 +264,3 @@ def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:
     if family is not None:
         check_glm_response(frame, family)
         warn_scaling(frame, stacklevel=4)
-
-
-def warn_separation(frame: ModelFrame, model: Any, family: Any) -> list[str]:
-    """Warn about binomial data separated by a 0/1 column (a factor level, an indicator) or a
-    numeric column alone, and mark the model (the fit then goes on as lme4's does, with the
-    coefficients wherever the optimizer stops). Returns the notes for the result."""
-    if family.name != "binomial":
-        return []
-    from .glmm.separation import separated_columns, threshold_columns
-
-    notes = []
-    sep = separated_columns(frame.X, frame.xnames, model.y, model.wt)
-    split = threshold_columns(frame.X, frame.xnames, model.y, model.wt)
-    model.separated = bool(sep or split)
-    if sep:
-        notes.append(
-            f"complete or quasi-complete separation: every observation with {', '.join(sep)} "
-            "= 1 has the same outcome, so the estimate(s) of those coefficients are not "
-            "finite (reported values are wherever the optimizer stopped)"
-        )
-        warnings.warn(notes[-1], UserWarning, stacklevel=3)
-    if split:
-        notes.append(
-            f"complete or quasi-complete separation: {', '.join(split)} splits the "
-            "observations with a success from those with a failure at a threshold, so the "
-            "estimate(s) of those coefficients are not finite (reported values are wherever "
-            "the optimizer stopped)"
-        )
-        warnings.warn(notes[-1], UserWarning, stacklevel=3)
-    return notes
-
-
-def raise_if_separated(frame: ModelFrame, model: Any, family: Any, exc: GlammError) -> None:
-    """After a failed GLMM fit, raise a :class:`DataError` naming the column(s) that separate
-    binomial data (none found: return, and the caller re-raises ``exc``)."""
-    if family.name != "binomial":
-        return
-    from .glmm.separation import separation_message
-
-    why = separation_message(frame.X, frame.xnames, model.y, model.wt)
-    if why is not None:
-        raise DataError(
-            f"the fit cannot proceed: {why}, so some coefficients have no finite estimate; "
-            "drop or merge what separates the data, or put a prior on the coefficients with "
-            "penalized=True") from exc

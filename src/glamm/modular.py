@@ -9,18 +9,19 @@ An LMM::
     optsum = optimize_theta(model)
     result = LmerResult(model, optsum)
 
-A GLMM::
+A GLMM (``glamm.glmer`` is these stages plus the diagnostics of :mod:`glamm.glmm.diagnostics`)::
 
     frame = build_model_frame(formula, data, glm_response=True)
-    model = GeneralizedLinearMixedModel(frame, get_family("binomial"))
+    model = glmm_model(frame, get_family("binomial"))   # GeneralizedLinearMixedModel
     model.objective(theta, beta)                 # the Laplace deviance at any parameters
-    record = fit_glmm(model)
+    record = fit_glmm_model(model, resolve_nagq("auto", frame, fast=False))
     result = GlmerResult(model, record, model.response.base_family)
 
 These names are public API: their signatures change only with notice. Everything else under
 ``glamm.*`` submodules is internal.
 """
 
+from .api import fit_glmm_model, glmm_model, resolve_nagq
 from .families import get_family
 from .formula.design import ModelFrame, build_model_frame
 from .glmm.fit import GlmmFitRecord, fit_agq, fit_glmm
@@ -42,4 +43,7 @@ __all__ = [
     "fit_agq",
     "GlmmFitRecord",
     "GlmerResult",
+    "glmm_model",
+    "resolve_nagq",
+    "fit_glmm_model",
 ]

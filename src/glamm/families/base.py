@@ -79,7 +79,7 @@ class Family(abc.ABC):
         DataError: the link is unknown or not valid for the family.
 
     Class attributes set by subclasses: ``name`` (glamm's name), ``r_name`` (R's family name),
-    ``canonical_link``, ``valid_links`` (link names), ``has_dispersion`` (whether a scale
+    ``canonical_link``, ``valid_links`` (link names), ``can_separate``, ``has_dispersion`` (whether a scale
     parameter is estimated) and ``has_shape`` (whether the family has its own shape parameter,
     set with :meth:`with_shape`). A subclass must implement the abstract methods
     :meth:`variance`, :meth:`variance_deriv`, :meth:`unit_deviance` and :meth:`_loglik` (the
@@ -94,6 +94,9 @@ class Family(abc.ABC):
     valid_links: tuple[str, ...] = ()
     has_dispersion: bool = False
     has_shape: bool = False
+    #: whether the data can be separated (coefficients without a finite estimate, as with a
+    #: binary response): glmer then looks for the separating columns
+    can_separate: bool = False
 
     def __init__(self, link: str | Link | type[Link] | None = None) -> None:
         self.link: Link = self._resolve_link(link)

@@ -60,6 +60,7 @@ class Binomial(Family):
         link: ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"cauchit"`` or ``"log"``.
     """
 
+    can_separate = True
     name = "binomial"
     r_name = "binomial"
     canonical_link = "logit"

@@ -175,7 +175,7 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
     x0 = layout.assemble({"theta": init.theta, "response": init.response})
     os_fast = minimize(fast_objective, x0, layout.lower(), optimizer=optimizer,
                        log_index=layout.log_scale_index(), **opt_settings)
-    if not np.isfinite(os_fast.fmin) and not getattr(model, "separated", False):
+    if not np.isfinite(os_fast.fmin) and not model.separated:
         # (with separation the coefficients diverge and PIRLS cannot settle; the caller has
         # already reported that, and the fit goes on as lme4's does)
         raise GlammError(

@@ -84,7 +84,8 @@ class GeneralizedLinearMixedModel:
 
     def __init__(self, frame: ModelFrame, family, laplace: str = "observed"):
         self.frame = frame
-        self._laplace = laplace
+        #: the information in the Laplace log-determinant: "observed" or "expected"
+        self.laplace_information = laplace
         if laplace not in ("observed", "expected"):
             raise GlammError(f"laplace must be 'observed' or 'expected', got {laplace!r}")
         #: log-determinant with the observed information (exact Laplace approximation) rather
@@ -117,6 +118,9 @@ class GeneralizedLinearMixedModel:
         self.fac_u = BlockedCholesky(self.cp_u.A, ps, iso=iso)
         self.cp_b = self.design.crossproducts(self.X, zero, one)
         self.fac_b = BlockedCholesky(self.cp_b.A, ps, iso=iso)
+        #: the data are separated (set by glmm.diagnostics.separation_notes): a fit that finds
+        #: no finite deviance is then reported as separation, not as a PIRLS failure
+        self.separated = False
         #: optional penalty on the fixed effects (glmm.penalty.StudentTPenalty), added to the
         #: deviance the full fit minimizes
         self.penalty = None
@@ -306,14 +310,13 @@ class GeneralizedLinearMixedModel:
         settings, the conditional modes PIRLS warm-starts from), whose evaluations leave this
         one untouched. Its factors are built afresh and hold numbers only after the next
         :meth:`pirls`."""
-        new = type(self)(self.frame, self.response.base_family, laplace=self._laplace)
+        new = type(self)(self.frame, self.response.base_family,
+                         laplace=self.laplace_information)
         new.response.family = self.response.family
         new.response.dispersion = self.response.dispersion
         new.penalty = self.penalty
         new.pirls_settings = self.pirls_settings
-        for name in ("separated",):
-            if hasattr(self, name):
-                setattr(new, name, getattr(self, name))
+        new.separated = self.separated
         for name in ("u", "beta", "eta", "mu", "theta"):
             value = getattr(self, name)
             setattr(new, name, None if value is None else value.copy())

@@ -85,7 +85,7 @@ def fit_rescaled(frame: ModelFrame, model, make_model: Callable, fit: Callable):
 
     A = rescaling_matrix(frame)
     inner = make_model(dataclasses.replace(frame, X=frame.X @ A))
-    inner.separated = getattr(model, "separated", False)
+    inner.separated = model.separated
     record = fit(inner)
     layout = inner.parameters
     T = np.eye(layout.size)
