@@ -223,7 +223,7 @@ def full_stage(model: GeneralizedLinearMixedModel, os_fast: OptSummary, response
     derivs = choose_derivatives(f, model)
     ok, x, fx, H, x_h = newton_minimize(f, x0, lo, os_full, scale=step, derivs=derivs)
     ok, x, fx, H, x_h = _rescue_and_boundary(
-        f, (ok, x, fx, H, x_h), lo, layout.size_of("theta"), os_full, step, derivs, optimizer,
+        f, (ok, x, fx, H, x_h), lo, layout.lower_of("theta"), os_full, step, derivs, optimizer,
         {"ftol_rel": 1e-10, "ftol_abs": 0.0, "xtol_abs": 1e-8, "initial_step": step, **settings},
         model=model)
     os_full.final, os_full.fmin = x, fx
@@ -245,7 +245,7 @@ def full_stage(model: GeneralizedLinearMixedModel, os_fast: OptSummary, response
     return os_full, H
 
 
-def _rescue_and_boundary(f, result, lo: np.ndarray, nt: int, record: OptSummary,
+def _rescue_and_boundary(f, result, lo: np.ndarray, theta_lower: np.ndarray, record: OptSummary,
                          scale: np.ndarray, derivs, optimizer: str, bobyqa_settings: dict, *,
                          model: GeneralizedLinearMixedModel):
     """After a Newton run: if it stalled, let BOBYQA take over and polish with Newton again;
@@ -254,7 +254,8 @@ def _rescue_and_boundary(f, result, lo: np.ndarray, nt: int, record: OptSummary,
     not support. Returns Newton's 5-tuple."""
     ok, x, fx, H, x_h = _rescue(f, result, lo, record, scale, derivs, optimizer,
                                 bobyqa_settings)
-    near = np.flatnonzero(np.isfinite(lo[:nt]) & (x[:nt] > lo[:nt]) & (x[:nt] < lo[:nt] + 1e-3))
+    near = np.flatnonzero(np.isfinite(theta_lower) & (x > theta_lower)
+                          & (x < theta_lower + 1e-3))
     if near.size:
         trial = x.copy()
         trial[near] = lo[near]
@@ -263,7 +264,8 @@ def _rescue_and_boundary(f, result, lo: np.ndarray, nt: int, record: OptSummary,
             ok, x, fx, H, x_h = alt
             record.messages.append(f"theta{list(map(int, near))} set to the boundary "
                                    "(singular fit)")
-    return _leave_unsupported_bounds(f, (ok, x, fx, H, x_h), lo, nt, record, scale, derivs,
+    return _leave_unsupported_bounds(f, (ok, x, fx, H, x_h), lo, theta_lower, record, scale,
+                                     derivs,
                                      optimizer, bobyqa_settings, model)
 
 
@@ -289,12 +291,11 @@ KKT_CURVATURE_STEP = 1e-3
 KKT_MIN_GAIN = 1e-10
 
 
-def _unsupported_theta_bounds(derivs, x: np.ndarray, fx: float, lo: np.ndarray, nt: int):
+def _unsupported_theta_bounds(derivs, x: np.ndarray, fx: float, lo_theta: np.ndarray):
     """The KKT test (optim.kkt) of the theta bounds active at ``x``: the gradient, and where
     it vanishes (by symmetry, for a diagonal element of lambda whose column is otherwise 0)
     the curvature inwards, from a difference of gradients. Returns the indices not supported
     and a text describing the test of each active bound."""
-    lo_theta = np.concatenate([lo[:nt], np.full(x.size - nt, -np.inf)])
     if not kkt.active_bounds(x, lo_theta).size:
         return np.zeros(0, dtype=int), []
     g = derivs.grad(x, fx)
@@ -336,7 +337,8 @@ def _keep_state(model: GeneralizedLinearMixedModel, derivs):
     return restore
 
 
-def _leave_unsupported_bounds(f, result, lo: np.ndarray, nt: int, record: OptSummary,
+def _leave_unsupported_bounds(f, result, lo: np.ndarray, theta_lower: np.ndarray,
+                              record: OptSummary,
                               scale: np.ndarray, derivs, optimizer: str, bobyqa_settings: dict,
                               model: GeneralizedLinearMixedModel, rounds: int = 3):
     """Move the theta bounds the KKT test does not support into the interior (by their scale)
@@ -348,7 +350,7 @@ def _leave_unsupported_bounds(f, result, lo: np.ndarray, nt: int, record: OptSum
         if not np.isfinite(fx):
             break
         restore = _keep_state(model, derivs)
-        bad, notes = _unsupported_theta_bounds(derivs, x, fx, lo, nt)
+        bad, notes = _unsupported_theta_bounds(derivs, x, fx, theta_lower)
         if notes:
             record.messages.append("KKT test: " + "; ".join(notes))
         if not bad.size:
@@ -399,7 +401,6 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
     laplace = fit_glmm(model, fast=False, optimizer=optimizer, blas_threads=blas_threads)
     with single_threaded(blas_threads):
         layout = model.parameters
-        nt = layout.size_of("theta")
         x0 = laplace.full.final.copy()
         lo = layout.lower()
         f = quadrature_objective(model, quad)
@@ -415,7 +416,7 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
             derivs = QuadratureDerivatives(f, model, quad)
         ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
         ok, x, fx, H, x_h = _rescue_and_boundary(
-            f, (ok, x, fx, H, x_h), lo, nt, rec, scale, derivs, optimizer,
+            f, (ok, x, fx, H, x_h), lo, layout.lower_of("theta"), rec, scale, derivs, optimizer,
             {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1,
              **settings}, model=model)
         H = None   # steering Hessians only: standard errors take the true one, on demand

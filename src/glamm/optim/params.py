@@ -150,6 +150,12 @@ class ParameterLayout:
     def upper(self) -> np.ndarray:
         return np.concatenate([b.upper for b in self.blocks]) if self.blocks else np.zeros(0)
 
+    def lower_of(self, name: str) -> np.ndarray:
+        """Full-length lower bounds that keep only block ``name``'s (``-inf`` elsewhere)."""
+        out = np.full(self.size, -np.inf)
+        out[self.slice(name)] = self.block(name).lower
+        return out
+
     def log_scale_index(self) -> np.ndarray:
         """Positions (in the flat vector) of the parameters optimized on the log scale."""
         return np.array([self._slices[b.name].start + i for b in self.blocks
