@@ -28,9 +28,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data
 
 import glamm
-from conftest import load_data
 from glamm.formula.design import build_model_frame
 from glamm.lmm.model import LinearMixedModel
 from glamm.optim.optsummary import OptSummary

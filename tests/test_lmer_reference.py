@@ -21,7 +21,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import load_data, load_reference, parse_r_call, reference_cases
 
 LMER_CASES = reference_cases("lmer_")

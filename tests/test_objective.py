@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data, load_reference, parse_r_call, reference_cases
 
 import glamm
-from conftest import load_data, load_reference, parse_r_call, reference_cases
 from glamm.formula.design import build_model_frame
 from glamm.lmm.model import LinearMixedModel
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data
 
 import glamm
-from conftest import load_data
 from glamm.errors import DataError
 
 SLOPE = ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True)

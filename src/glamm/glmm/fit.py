@@ -16,8 +16,8 @@ from ..errors import ConvergenceWarning, GlammError
 from ..linalg.threads import single_threaded
 from ..optim import kkt
 from ..optim.backends import minimize
-from ..optim.optsummary import OptSummary
 from ..optim.newton import FiniteDifferences, newton_minimize
+from ..optim.optsummary import OptSummary
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
 from .glm import fit_glm
 from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings

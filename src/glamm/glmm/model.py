@@ -36,12 +36,10 @@ import numpy as np
 from ..errors import GlammError, PirlsError
 from ..formula.design import ModelFrame
 from ..linalg.factor import BlockedCholesky
+from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
-from ..optim.params import ParameterBlock, ParameterLayout
 from .response import ResponseModel
-
-
 
 
 @dataclass(frozen=True)

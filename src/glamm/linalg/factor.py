@@ -20,8 +20,17 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .blocks import BlockDiag, BlockSparse
-from .kernels import (_Chol, _Copy, _DenseUpdate, _FillDiag, _FillFixed, _FillOff,
-                      _FirstTermUpdate, _PairUpdate, _RDiv)
+from .kernels import (
+    _Chol,
+    _Copy,
+    _DenseUpdate,
+    _FillDiag,
+    _FillFixed,
+    _FillOff,
+    _FirstTermUpdate,
+    _PairUpdate,
+    _RDiv,
+)
 
 #: an off-diagonal block of L is kept sparse while its fill-in pattern has at most this density
 SPARSE_DENSITY = 0.25

@@ -13,7 +13,6 @@ from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
 from .model import LinearMixedModel
 
-
 #: initial BOBYQA step after a warm start (the start is then already close to the optimum)
 WARM_STEP = 0.1
 #: ``start="auto"`` warm-starts when a random-effects diagonal block of L is dense with at

@@ -11,8 +11,8 @@ import nlopt
 import numpy as np
 import scipy.optimize as so
 
-from .optsummary import OptSummary
 from ..errors import GlammError
+from .optsummary import OptSummary
 
 _NLOPT_ALGS = {"bobyqa": nlopt.LN_BOBYQA, "nelder_mead": nlopt.LN_NELDERMEAD}
 _NLOPT_CODES = {
