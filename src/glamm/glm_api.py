@@ -220,8 +220,8 @@ def glm(
     family: a family name (``"binomial"`` (default), ``"poisson"``, ``"gaussian"``,
         ``"Gamma"``, ``"inverse_gaussian"``, ``"negative_binomial"``) or a
         :class:`glamm.families.Family`. Given by name, the negative binomial's shape
-        the shape (MASS's ``theta``) is estimated by maximum likelihood (as MASS's ``glm.nb``) and counted in
-        ``npar``; a ``NegativeBinomial`` object keeps its shape fixed (MASS's
+        (MASS's ``theta``) is estimated by maximum likelihood (as MASS's ``glm.nb``) and
+        counted in ``npar``; a ``NegativeBinomial`` object keeps its shape fixed (MASS's
         ``glm(family = negative.binomial(theta))``).
     link: link name overriding the family's default link.
     weights: prior weights (column name or array); for binomial proportions, the trials.

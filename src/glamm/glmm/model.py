@@ -16,9 +16,9 @@ The Laplace approximation to the marginal deviance is
 with ``L L' = Lambda' Z' W Z Lambda + I`` at the mode. ``W`` is the observed information
 ``-d2 log p / d eta2`` (the exact Laplace approximation, as glmmTMB) by default, or the Fisher
 weights (lme4, MixedModels.jl) with ``laplace="expected"``; the two coincide for canonical
-links. PIRLS itself always iterates with the Fisher weights (scoring), which is more robust. ``log p`` includes all
-normalizing constants (binomial coefficients, factorials), so the value is comparable with
-glmmTMB's and with adaptive quadrature.
+links. PIRLS itself always iterates with the Fisher weights (scoring), which is more robust.
+``log p`` includes all normalizing constants (binomial coefficients, factorials), so the value
+is comparable with glmmTMB's and with adaptive quadrature.
 
 Two variants, as lme4 / MixedModels.jl:
 
@@ -224,7 +224,9 @@ class GeneralizedLinearMixedModel:
             pdev = np.inf
         converged = False
         prev_moved = 0.0
-        for it in range(1, settings.maxiter + 1):
+        iterations = 0
+        for _ in range(settings.maxiter):
+            iterations += 1
             w, mu_eta = self.response.fisher_weights(eta, mu)
             zwork = eta - self.offset + (self.y - mu) / mu_eta
             if not fast:
@@ -296,7 +298,7 @@ class GeneralizedLinearMixedModel:
         self.ldL2 = fac.logdet_re()
         self.u, self.beta, self.eta, self.mu = u, b_fix, eta, mu
         self.theta = np.asarray(theta, dtype=float).copy()
-        self.pirls_iterations = it
+        self.pirls_iterations = iterations
         return pdev
 
     def working_copy(self) -> GeneralizedLinearMixedModel:
