@@ -209,7 +209,8 @@ def test_fixef(case, pair):
     names = ref.get("X_colnames") or list(ref["fixef"])
     assert list(m.fixef.index) == names
     for nm in names:
-        assert _close_rel(m.fixef[nm], ref["fixef"][nm], FIXEF_RTOL), (nm, m.fixef[nm], ref["fixef"][nm])
+        assert _close_rel(m.fixef[nm], ref["fixef"][nm], FIXEF_RTOL), (
+            nm, m.fixef[nm], ref["fixef"][nm])
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -114,7 +114,8 @@ def test_re_false_needs_no_grouping_column(fit):
 def test_re_false_intercept_only_models(fit):
     for key in ("penicillin", "pastes", "dyestuff2_singular"):
         m = fit(*MODELS[key])
-        np.testing.assert_allclose(m.predict(re=False), np.full(m.nobs, m.fixef["(Intercept)"]), rtol=1e-13)
+        np.testing.assert_allclose(m.predict(re=False), np.full(m.nobs, m.fixef["(Intercept)"]),
+                                   rtol=1e-13)
 
 
 # --------------------------------------------------------------------------- new levels
