@@ -155,7 +155,7 @@ class GeneralizedLinearMixedModel:
         """``b_k = (I kron lambda_k) u_k`` as ``(levels, p_k)`` arrays."""
         return self.design.random_effects(self.lambdas(theta), self.design.split_u(u))
 
-    def _eta_re(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+    def _eta_re(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray | float:
         """``Z Lambda u``, the random part of the linear predictor."""
         d = self.design
         return d.eta_re(d.random_effects(lams, d.split_u(u)))
@@ -323,6 +323,7 @@ class GeneralizedLinearMixedModel:
     # ------------------------------------------------------------------ objective
     def laplace(self) -> float:
         """``-2 log L`` by the Laplace approximation at the current state (after :meth:`pirls`)."""
+        assert self.mu is not None, "laplace() needs a PIRLS fit first"
         return float(-2.0 * self.response.loglik(self.mu) + self.u @ self.u + self.ldL2)
 
     def objective_fast(self, theta: np.ndarray, settings: PirlsSettings | None = None) -> float:

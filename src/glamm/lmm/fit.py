@@ -36,6 +36,7 @@ def warm_start(model: LinearMixedModel) -> np.ndarray:
         sub = LinearMixedModel(dataclasses.replace(model.frame, reterms=[term]), reml=model.reml)
         os_ = minimize(sub.objective, sub.theta_initial(), sub.theta_lower(), ftol_rel=1e-6,
                        ftol_abs=0.0, xtol_abs=1e-6)
+        assert os_.final is not None   # set by every minimize run
         parts.append(os_.final)
     return np.concatenate(parts)
 
@@ -86,6 +87,7 @@ def optimize_theta(
                    **settings)
     if isinstance(start, str):
         os_.messages.append("started from single-term fits (start='warm')")
+    assert os_.final is not None   # set by every minimize run
     theta = os_.final.copy()
     fmin = os_.fmin
     bounded = np.isfinite(lower)
