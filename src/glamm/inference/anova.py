@@ -205,11 +205,13 @@ def anova(
 
     used = list(models)
     refitted: list[str] = []
-    methods = {False} if generalized else {m.reml for m in models}
+    # (not generalized: every model is an LmerResult, checked above)
+    methods = {False} if generalized else {
+        m.reml for m in models if isinstance(m, LmerResult)}
     if refit and True in methods:
         used = []
         for lab, m in zip(labels, models):
-            if m.reml:
+            if isinstance(m, LmerResult) and m.reml:
                 refitted.append(lab)
                 used.append(refit_ml(m))
             else:
@@ -247,7 +249,8 @@ def anova(
         index=index,
     )
     df.attrs["formulas"] = {labels[i]: used[i].formula for i in order}
-    df.attrs["method"] = "REML" if not generalized and all(m.reml for m in used) else "ML"
+    all_reml = all(isinstance(m, LmerResult) and m.reml for m in used)
+    df.attrs["method"] = "REML" if not generalized and all_reml else "ML"
     df.attrs["refitted"] = refitted
     if refitted:
         df.attrs["note"] = REFIT_NOTE
