@@ -71,9 +71,12 @@ class GeneralizedLinearMixedModel:
 
     Parameters
     ----------
-    frame: the numeric model (``glm_response=True`` frame).
-    family: a :class:`glamm.families.Family` with its link.
-    laplace: ``"observed"`` (default): the log-determinant uses the observed information
+    frame : ModelFrame
+        The numeric model (``glm_response=True`` frame).
+    family : Family
+        A :class:`glamm.families.Family` with its link.
+    laplace : str
+        ``"observed"`` (default): the log-determinant uses the observed information
         ``-d2 log p / d eta2`` at the mode, the exact Laplace approximation (glmmTMB's);
         ``"expected"``: the Fisher weights (lme4's and MixedModels.jl's). They differ only for
         non-canonical links (probit, cloglog, Gamma or Gaussian with a log link, negative

@@ -77,16 +77,18 @@ class BlockedCholesky:
 
     Parameters
     ----------
-    A:
+    A : list of list
         Lower blocks of ``A`` from :class:`glamm.linalg.crossprod.CrossProducts`.
         The factor keeps references to these arrays: their values may change later (see
         :meth:`refresh`), their pattern may not.
-    ps:
+    ps : list of int
         Number of columns per level (``p_k``) of each random-effects term.
+    iso : list of bool, optional
+        Terms whose ``lambda`` is a multiple of the identity (default none).
 
     Attributes
     ----------
-    L:
+    L : list of list
         Lower blocks of the factor (same indexing as ``A``); valid after :meth:`update`.
     """
 

@@ -32,8 +32,10 @@ class LinearMixedModel:
 
     Parameters
     ----------
-    frame: the numeric model (:class:`~glamm.formula.design.ModelFrame`).
-    reml: REML criterion if true, ML otherwise.
+    frame : ModelFrame
+        The numeric model (:class:`~glamm.formula.design.ModelFrame`).
+    reml : bool
+        REML criterion if true, ML otherwise.
     """
 
     def __init__(self, frame: ModelFrame, reml: bool = True):
