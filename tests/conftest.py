@@ -175,15 +175,21 @@ class ReferenceSet:
         self.root = Path(root)
         self.data_dir = self.root / "data"
         self.ref_dir = self.root / "ref"
+        # per-instance caches (lru_cache on a method would keep every instance alive)
+        self._catalogue: dict | None = None
+        self._texts: dict[str, str] = {}
 
-    @lru_cache(maxsize=None)
     def catalogue(self) -> dict:
         """``datasets.json``: column types and factor levels (R's order) per data set."""
-        return json.loads((self.data_dir / "datasets.json").read_text(encoding="utf-8"))
+        if self._catalogue is None:
+            text = (self.data_dir / "datasets.json").read_text(encoding="utf-8")
+            self._catalogue = json.loads(text)
+        return self._catalogue
 
-    @lru_cache(maxsize=None)
     def _text(self, case: str) -> str:
-        return (self.ref_dir / f"{case}.json").read_text(encoding="utf-8")
+        if case not in self._texts:
+            self._texts[case] = (self.ref_dir / f"{case}.json").read_text(encoding="utf-8")
+        return self._texts[case]
 
     def reference(self, case: str) -> dict:
         """The reference ``case`` as a fresh dict."""

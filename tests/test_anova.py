@@ -19,7 +19,8 @@ from glamm.results.summary import format_anova
 
 INT = "Reaction ~ Days + (1|Subject)"
 SLOPE = "Reaction ~ Days + (Days|Subject)"
-LOGLIK_SLOPE_ML = -875.969672244495  # lme4 1.1-31 (tests/reference/ref/lmer_sleepstudy_slope_ml.json)
+# lme4 1.1-31 (tests/reference/ref/lmer_sleepstudy_slope_ml.json)
+LOGLIK_SLOPE_ML = -875.969672244495
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data
 
 import glamm
-from conftest import load_data
 from glamm.errors import DataError, FormulaError, GlammError, SingularFitWarning
 
 F = "Reaction ~ Days + (Days | Subject)"

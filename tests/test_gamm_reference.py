@@ -22,9 +22,9 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+from conftest import load_reference
 
 import glamm
-from conftest import load_reference
 
 MODELS = {
     # name: (dataset, glamm formula, REML, references (best first))

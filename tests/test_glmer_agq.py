@@ -22,9 +22,9 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+from conftest import load_reference
 
 import glamm
-from conftest import load_reference
 from glamm.errors import SingularFitWarning
 from glamm.glmm.agq import AdaptiveQuadrature
 
@@ -177,8 +177,9 @@ def test_marginal_means_logit_against_numerical_integration():
     eta = m.frame.X @ m.fixef.to_numpy()
     sd = m.theta[0]
     for j in (0, 7, 400):
-        exact, _ = integrate.quad(lambda b: special.expit(eta[j] + b) * stats.norm.pdf(b, 0, sd),
-                                  -12 * sd, 12 * sd, epsabs=1e-13)
+        exact, _ = integrate.quad(
+            lambda b, eta_j=eta[j]: special.expit(eta_j + b) * stats.norm.pdf(b, 0, sd),
+            -12 * sd, 12 * sd, epsabs=1e-13)
         assert means[j] == pytest.approx(exact, rel=1e-8)
     mc = glamm.marginal_coefs(m, std_errors=False)
     # population-averaged effects are attenuated towards 0

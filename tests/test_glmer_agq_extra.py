@@ -20,9 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from conftest import ReferenceSet
 
 import glamm
-from conftest import ReferenceSet
 
 AGQ_DIR = Path(__file__).parent / "reference" / "agq_extra"
 CASES = sorted(p.stem for p in (AGQ_DIR / "ref").glob("*.json"))

@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ReferenceSet
 
 import glamm
-from conftest import ReferenceSet
 from glamm.errors import SingularFitWarning
 
 GLMM_DIR = Path(__file__).parent / "reference" / "glmm_extra"

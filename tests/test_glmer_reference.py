@@ -23,9 +23,9 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+from conftest import load_reference
 
 import glamm
-from conftest import load_reference
 from glamm.errors import SingularFitWarning
 
 LOGLIK_RTOL = 1e-6

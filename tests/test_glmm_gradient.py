@@ -11,8 +11,8 @@ import pytest
 
 import glamm
 from glamm.glmm.fit import full_objective
-from glamm.optim.newton import gradient
 from glamm.glmm.gradient import laplace_gradient
+from glamm.optim.newton import gradient
 
 
 def _nested_poisson() -> pd.DataFrame:

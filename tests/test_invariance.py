@@ -28,9 +28,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data
 
 import glamm
-from conftest import load_data
 from glamm.formula.design import build_model_frame
 from glamm.lmm.model import LinearMixedModel
 from glamm.optim.optsummary import OptSummary
@@ -46,7 +46,8 @@ TIGHT = dict(ftol_rel=1e-15, ftol_abs=0.0, xtol_abs=1e-12)
 MODELS = {
     "sleepstudy_slope_ML": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", False, "Reaction"),
     "sleepstudy_slope_REML": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True, "Reaction"),
-    "sleepstudy_uncorr_ML": ("sleepstudy", "Reaction ~ Days + (Days || Subject)", False, "Reaction"),
+    "sleepstudy_uncorr_ML": ("sleepstudy", "Reaction ~ Days + (Days || Subject)", False,
+                             "Reaction"),
     "penicillin_ML": ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", False, "diameter"),
     "pastes_REML": ("Pastes", "strength ~ 1 + (1 | batch/cask)", True, "strength"),
 }
@@ -109,8 +110,10 @@ def check_invariance(key, fit, data, scale=1.0, shift=0.0, label_map=None):
     m = at_theta(formula, data, reml, ref.theta)
     assert m.loglik - ll_shift == pytest.approx(ref.loglik, rel=EXACT_RTOL, abs=0)
     assert list(m.fixef.index) == list(ref.fixef.index)
-    np.testing.assert_allclose(m.fixef.to_numpy(), fe_want, rtol=EXACT_RTOL, atol=EXACT_RTOL * fe_atol)
-    np.testing.assert_allclose(m.stderr.to_numpy(), abs(scale) * ref.stderr.to_numpy(), rtol=EXACT_RTOL)
+    np.testing.assert_allclose(m.fixef.to_numpy(), fe_want, rtol=EXACT_RTOL,
+                               atol=EXACT_RTOL * fe_atol)
+    np.testing.assert_allclose(m.stderr.to_numpy(), abs(scale) * ref.stderr.to_numpy(),
+                               rtol=EXACT_RTOL)
     assert m.sigma == pytest.approx(abs(scale) * ref.sigma, rel=EXACT_RTOL)
     assert m.nobs == ref.nobs and m.ngroups == ref.ngroups
     _ranef_close(m, ref, EXACT_RTOL, label_map=label_map, scale=scale)
@@ -118,7 +121,8 @@ def check_invariance(key, fit, data, scale=1.0, shift=0.0, label_map=None):
     # 2. refit, default settings
     m = _lmer(formula, data, reml)
     assert m.loglik - ll_shift == pytest.approx(ref.loglik, rel=REFIT_RTOL, abs=0)
-    np.testing.assert_allclose(m.fixef.to_numpy(), fe_want, rtol=REFIT_RTOL, atol=REFIT_RTOL * fe_atol)
+    np.testing.assert_allclose(m.fixef.to_numpy(), fe_want, rtol=REFIT_RTOL,
+                               atol=REFIT_RTOL * fe_atol)
     assert m.nobs == ref.nobs and m.ngroups == ref.ngroups
 
     # 3. refit, tight settings
@@ -165,7 +169,8 @@ def test_objective_invariant_to_row_order():
 
 
 # --------------------------------------------------------------------------- level labels
-@pytest.mark.parametrize("key", ["sleepstudy_slope_ML", "sleepstudy_slope_REML", "sleepstudy_uncorr_ML"])
+@pytest.mark.parametrize(
+    "key", ["sleepstudy_slope_ML", "sleepstudy_slope_REML", "sleepstudy_uncorr_ML"])
 def test_relabel_subjects_to_other_strings(key, fit):
     dataset, formula, reml, _ = MODELS[key]
     data = load_data(dataset)
@@ -269,7 +274,8 @@ def test_subject_column_type(kind, fit):
         data["Subject"] = pd.Categorical(labels)  # categories in sorted (string) order
     m = check_invariance("sleepstudy_slope_ML", fit, data)
     assert all(isinstance(lab, str) for lab in m.ranef["Subject"].index)
-    assert sorted(m.ranef["Subject"].index) == sorted(load_data("sleepstudy")["Subject"].cat.categories)
+    levels = load_data("sleepstudy")["Subject"].cat.categories
+    assert sorted(m.ranef["Subject"].index) == sorted(levels)
 
 
 def test_unused_category_of_a_random_slope_factor_changes_nothing():

@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ReferenceSet
 
 import glamm
-from conftest import ReferenceSet
 from glamm.errors import SingularFitWarning
 
 EXTRA_DIR = Path(__file__).parent / "reference" / "extra"

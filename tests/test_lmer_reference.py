@@ -21,7 +21,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import load_data, load_reference, parse_r_call, reference_cases
 
 LMER_CASES = reference_cases("lmer_")
@@ -210,7 +209,8 @@ def test_fixef(case, pair):
     names = ref.get("X_colnames") or list(ref["fixef"])
     assert list(m.fixef.index) == names
     for nm in names:
-        assert _close_rel(m.fixef[nm], ref["fixef"][nm], FIXEF_RTOL), (nm, m.fixef[nm], ref["fixef"][nm])
+        assert _close_rel(m.fixef[nm], ref["fixef"][nm], FIXEF_RTOL), (
+            nm, m.fixef[nm], ref["fixef"][nm])
 
 
 @pytest.mark.parametrize("case", CASES)

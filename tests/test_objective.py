@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data, load_reference, parse_r_call, reference_cases
 
 import glamm
-from conftest import load_data, load_reference, parse_r_call, reference_cases
 from glamm.formula.design import build_model_frame
 from glamm.lmm.model import LinearMixedModel
 
@@ -63,12 +63,16 @@ def test_objective_at_reference_theta(case):
         assert f.pwrss() == pytest.approx(dc["pwrss"], rel=1e-8)
         assert f.logdet_re() == pytest.approx(dc["ldL2"], rel=1e-8, abs=1e-10)
         assert f.logdet_fixed() == pytest.approx(dc["ldRX2"], rel=1e-8, abs=1e-10)
-        assert mod.sigma() == pytest.approx(dc["sigmaREML" if spec["reml"] else "sigmaML"], rel=1e-8)
+        sigma_key = "sigmaREML" if spec["reml"] else "sigmaML"
+        assert mod.sigma() == pytest.approx(dc[sigma_key], rel=1e-8)
 
 
 # --------------------------------------------------------------------------- dense reference
 def _design_term(codes: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Dense ``Z_k`` (n x m*p), level-major: column ``j*p + c`` is covariate ``c`` of level ``j``."""
+    """Dense ``Z_k`` (n x m*p), level-major.
+
+    Column ``j*p + c`` is covariate ``c`` of level ``j``.
+    """
     n, p = cols.shape
     m = int(codes.max()) + 1
     Z = np.zeros((n, m * p))
@@ -306,8 +310,9 @@ def test_weights_column_name_equals_array():
     data = load_data("sleepstudy")
     w, _ = _weights_and_offset(len(data), seed=3)
     data["wt"] = w
-    a = LinearMixedModel(build_model_frame("Reaction ~ Days + (Days | Subject)", data, weights="wt"))
-    b = LinearMixedModel(build_model_frame("Reaction ~ Days + (Days | Subject)", data, weights=w))
+    formula = "Reaction ~ Days + (Days | Subject)"
+    a = LinearMixedModel(build_model_frame(formula, data, weights="wt"))
+    b = LinearMixedModel(build_model_frame(formula, data, weights=w))
     theta = np.array([0.8, 0.1, 0.3])
     assert a.objective(theta) == pytest.approx(b.objective(theta), rel=1e-14)
 
@@ -318,8 +323,9 @@ def test_offset_equals_shifted_response(reml):
     data = load_data("sleepstudy")
     _, off = _weights_and_offset(len(data), seed=11)
     shifted = data.assign(Reaction=data["Reaction"] - off)
-    a = LinearMixedModel(build_model_frame("Reaction ~ Days + (Days | Subject)", data, offset=off), reml)
-    b = LinearMixedModel(build_model_frame("Reaction ~ Days + (Days | Subject)", shifted), reml)
+    formula = "Reaction ~ Days + (Days | Subject)"
+    a = LinearMixedModel(build_model_frame(formula, data, offset=off), reml)
+    b = LinearMixedModel(build_model_frame(formula, shifted), reml)
     for theta in ([1.0, 0.0, 1.0], [0.3, -0.2, 0.5]):
         theta = np.array(theta)
         assert a.objective(theta) == pytest.approx(b.objective(theta), rel=1e-12)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data
 
 import glamm
-from conftest import load_data
 from glamm.errors import DataError
 
 SLOPE = ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True)
@@ -114,7 +114,8 @@ def test_re_false_needs_no_grouping_column(fit):
 def test_re_false_intercept_only_models(fit):
     for key in ("penicillin", "pastes", "dyestuff2_singular"):
         m = fit(*MODELS[key])
-        np.testing.assert_allclose(m.predict(re=False), np.full(m.nobs, m.fixef["(Intercept)"]), rtol=1e-13)
+        np.testing.assert_allclose(m.predict(re=False), np.full(m.nobs, m.fixef["(Intercept)"]),
+                                   rtol=1e-13)
 
 
 # --------------------------------------------------------------------------- new levels

@@ -79,7 +79,7 @@ def test_lazy_glmm_results_do_not_change_the_model(nagq):
     m = glamm.glmer("y ~ sex * time + (time | id)", binary, family="binomial", nagq=nagq)
     before = _state(m.model)
     condvar_before = m.ranef_condcov[0].copy()
-    m.stderr
+    _ = m.stderr
     m.parameter_covariance()
     after = _state(m.model)
     for a, b in zip(before, after):
@@ -94,6 +94,6 @@ def test_smooth_tables_do_not_change_the_model():
     m = glamm.lmer("y ~ s(x0) + x1 + (1 | fac)", d)
     theta_before = m.model.theta.copy()
     pwrss_before = m.model.factor.pwrss()
-    m.smooth_table
+    _ = m.smooth_table
     np.testing.assert_array_equal(m.model.theta, theta_before)
     assert m.model.factor.pwrss() == pwrss_before

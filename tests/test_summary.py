@@ -105,7 +105,8 @@ def test_correlation_of_fixed_effects(slope_ml):
 def test_scaled_residual_quantiles(slope_ml):
     text = format_lmer(slope_ml)
     assert _line(text, "Min").split() == ["Min", "1Q", "Median", "3Q", "Max"]
-    shown = [float(v) for v in text.splitlines()[text.splitlines().index(_line(text, "Min")) + 1].split()]
+    lines = text.splitlines()
+    shown = [float(v) for v in lines[lines.index(_line(text, "Min")) + 1].split()]
     scaled = slope_ml.residuals() / slope_ml.sigma
     expect = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
     np.testing.assert_allclose(shown, expect, atol=1e-4)

@@ -209,7 +209,7 @@ def test_public_names_are_loaded_on_first_use():
     assert glamm.GlmerResult.__name__ == "GlmerResult"
     assert glamm.GlmResult.__name__ == "GlmResult"
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
-        glamm.nonexistent
+        _ = glamm.nonexistent
 
 
 def test_dir_lists_public_names_only():

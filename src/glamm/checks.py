@@ -161,8 +161,9 @@ def badly_scaled_columns(X: np.ndarray, names: list[str], ratio: float = SCALE_R
 
     Returns
     -------
-    ``(outlying columns, the column they are compared with, the largest ratio)``, or ``None``
-    when all columns are on similar scales.
+    tuple of (list of str, str, float) or None
+        ``(outlying columns, the column they are compared with, the largest ratio)``, or
+        ``None`` when all columns are on similar scales.
     """
     if X.shape[0] < 2 or X.shape[1] < 2:
         return None

@@ -41,25 +41,38 @@ class GlmResult:
 
     Attributes
     ----------
-    formula: the formula as given.
-    family, link: names of the family and the link.
-    frame: the :class:`~glamm.formula.design.ModelFrame` (response, ``X``, weights, trials).
-    fixef: coefficients (lme4/R names), a ``pandas.Series``.
-    vcov: their covariance ``(X' W X)^{-1} * dispersion`` (``W`` the IRLS weights at the
-        estimate), a ``pandas.DataFrame``; ``stderr`` the square roots of its diagonal.
-    dispersion: the dispersion used for the standard errors: 1 for the binomial, Poisson and
-        negative binomial, else R's Pearson estimate ``sum(w (y - mu)^2 / V(mu)) / df_resid``.
-    estimated_dispersion: whether the family has a free dispersion parameter.
-    shape: the negative binomial's shape (MASS's ``theta``) (``None`` for other families);
+    formula : str
+        The formula as given.
+    family, link : str
+        Names of the family and the link.
+    frame : ModelFrame
+        The :class:`~glamm.formula.design.ModelFrame` (response, ``X``, weights, trials).
+    fixef : pandas.Series
+        Coefficients (lme4/R names).
+    vcov : pandas.DataFrame
+        Their covariance ``(X' W X)^{-1} * dispersion`` (``W`` the IRLS weights at the
+        estimate); ``stderr`` the square roots of its diagonal.
+    dispersion : float
+        The dispersion used for the standard errors: 1 for the binomial, Poisson and negative
+        binomial, else R's Pearson estimate ``sum(w (y - mu)^2 / V(mu)) / df_resid``.
+    estimated_dispersion : bool
+        Whether the family has a free dispersion parameter.
+    shape : float or None
+        The negative binomial's shape (MASS's ``theta``) (``None`` for other families);
         ``shape_estimated`` whether it was estimated by maximum likelihood.
-    loglik: full log-likelihood (R's ``logLik``; for families with a dispersion at R's plug-in
+    loglik : float
+        Full log-likelihood (R's ``logLik``; for families with a dispersion at R's plug-in
         value ``deviance / n``). ``deviance = -2 loglik`` (as in lme4's tables);
         ``residual_deviance`` is R's ``deviance(glm)``, the sum of the unit deviances.
-    npar: number of parameters (coefficients, plus the dispersion or an estimated shape);
+    npar : int
+        Number of parameters (coefficients, plus the dispersion or an estimated shape);
         ``aic``, ``bic``.
-    nobs: number of rows used; ``df_resid = nobs - p`` (R's ``df.residual``).
-    converged, iterations: outcome of IRLS.
-    n_dropped_na, dropped_columns: rows dropped for missing values, aliased columns dropped.
+    nobs : int
+        Number of rows used; ``df_resid = nobs - p`` (R's ``df.residual``).
+    converged, iterations : bool, int
+        Outcome of IRLS.
+    n_dropped_na, dropped_columns : int, list of str
+        Rows dropped for missing values, aliased columns dropped.
     """
 
     def __init__(self, frame: ModelFrame, family, fit: GlmFit, shape_estimated: bool = False):
@@ -144,9 +157,16 @@ class GlmResult:
 
         Parameters
         ----------
-        newdata: a data frame with the columns the model uses; ``None`` predicts the data the
+        newdata : pandas.DataFrame, optional
+            A data frame with the columns the model uses; ``None`` predicts the data the
             model was fitted to.
-        type: ``"link"`` or ``"response"``.
+        type : str
+            ``"link"`` or ``"response"``.
+
+        Returns
+        -------
+        ndarray
+            One prediction per row.
         """
         if type not in ("link", "response"):
             raise ValueError(f"type must be 'link' or 'response', got {type!r}")
@@ -211,34 +231,47 @@ def glm(
 
     Parameters
     ----------
-    formula: a formula without random-effects terms, e.g.
+    formula : str
+        A formula without random-effects terms, e.g.
         ``"cbind(incidence, size - incidence) ~ period"``. Responses as for
         :func:`glamm.glmer`: 0/1 numbers, booleans, a two-level factor (first level =
         failure), proportions with ``weights`` = numbers of trials, or
         ``cbind(successes, failures)``; ``offset(x)`` terms are allowed.
-    data: a pandas DataFrame.
-    family: a family name (``"binomial"`` (default), ``"poisson"``, ``"gaussian"``,
+    data : pandas.DataFrame
+        The data.
+    family : str or Family
+        A family name (``"binomial"`` (default), ``"poisson"``, ``"gaussian"``,
         ``"Gamma"``, ``"inverse_gaussian"``, ``"negative_binomial"``) or a
         :class:`glamm.families.Family`. Given by name, the negative binomial's shape
-        the shape (MASS's ``theta``) is estimated by maximum likelihood (as MASS's ``glm.nb``) and counted in
-        ``npar``; a ``NegativeBinomial`` object keeps its shape fixed (MASS's
+        (MASS's ``theta``) is estimated by maximum likelihood (as MASS's ``glm.nb``) and
+        counted in ``npar``; a ``NegativeBinomial`` object keeps its shape fixed (MASS's
         ``glm(family = negative.binomial(theta))``).
-    link: link name overriding the family's default link.
-    weights: prior weights (column name or array); for binomial proportions, the trials.
-    offset: column name or array added to the linear predictor.
+    link : str, optional
+        Link name overriding the family's default link.
+    weights : str or array_like, optional
+        Prior weights (column name or array); for binomial proportions, the trials.
+    offset : str or array_like, optional
+        Column name or array added to the linear predictor.
+    **kwargs : Any
+        Taken only to explain them: any other keyword (an lme4 argument such as ``REML`` or
+        ``control``) is an :class:`~glamm.errors.ArgumentError` saying what to use instead
+        (:mod:`glamm.arguments`).
 
     Returns
     -------
-    :class:`GlmResult`
+    GlmResult
+        The fitted model.
 
     Raises
     ------
-    FormulaError, DataError: problems with the formula, the data or the family (as for
-        :func:`glamm.glmer`), or random-effects terms in the formula.
+    FormulaError, DataError
+        Problems with the formula, the data or the family (as for :func:`glamm.glmer`), or
+        random-effects terms in the formula.
 
     Warns
     -----
-    ConvergenceWarning: IRLS did not converge (the summary says so too).
+    ConvergenceWarning
+        IRLS did not converge (the summary says so too).
     """
     resolve_keywords(glm, kwargs)
     fam = get_family(family, link)

@@ -123,7 +123,7 @@ def _fit_rejected(fit, formula: str, data: pd.DataFrame, sentinel: Path, **kw) -
 
 @pytest.mark.parametrize("position", POSITIONS)
 def test_lmer_rejects_every_attack_in_every_position(data, sentinel, position):
-    for name, attack in attacks(sentinel).items():
+    for attack in attacks(sentinel).values():
         formula = POSITIONS[position].replace("{X}", attack)
         _fit_rejected(glamm.lmer, formula, data, sentinel)
 

@@ -22,8 +22,16 @@ from glamm.linalg.blocks import BlockDiag, BlockSparse
 from glamm.linalg.crossprod import CrossProducts
 from glamm.linalg.factor import BlockedCholesky
 
-from .helpers import (MODELS, block_sizes, dense_lambda, dense_M, dense_zxy, factor_dense,
-                      make_factor, random_lambdas)
+from .helpers import (
+    MODELS,
+    block_sizes,
+    dense_lambda,
+    dense_M,
+    dense_zxy,
+    factor_dense,
+    make_factor,
+    random_lambdas,
+)
 
 RTOL = 1e-9
 NAMES = sorted(MODELS)

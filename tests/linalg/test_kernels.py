@@ -11,9 +11,21 @@ import scipy.sparse as sp
 
 from glamm.linalg import kernels
 from glamm.linalg.blocks import BlockDiag, BlockSparse
-from glamm.linalg.kernels import (_Chol, _Copy, _DenseUpdate, _FillDiag, _FillFixed, _FillOff,
-                                  _FirstTermUpdate, _PairUpdate, _RDiv, _dense_cholesky,
-                                  _enumerate_pairs, _lambda_sandwich, _sparse_or_dense)
+from glamm.linalg.kernels import (
+    _Chol,
+    _Copy,
+    _dense_cholesky,
+    _DenseUpdate,
+    _enumerate_pairs,
+    _FillDiag,
+    _FillFixed,
+    _FillOff,
+    _FirstTermUpdate,
+    _lambda_sandwich,
+    _PairUpdate,
+    _RDiv,
+    _sparse_or_dense,
+)
 
 
 # --------------------------------------------------------------------------- helpers

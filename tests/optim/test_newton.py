@@ -8,8 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glamm.optim.newton import (FiniteDifferences, _bfgs_update, _newton_step, gradient,
-                                gradient_hessian, newton_minimize)
+from glamm.optim.newton import (
+    FiniteDifferences,
+    _bfgs_update,
+    _newton_step,
+    gradient,
+    gradient_hessian,
+    newton_minimize,
+)
 from glamm.optim.optsummary import OptSummary
 
 CENTER = np.array([-1.0, 2.0, 0.5])

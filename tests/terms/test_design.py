@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data, load_reference
 
 import glamm
 from glamm.families import get_family
@@ -18,8 +19,6 @@ from glamm.linalg.blocks import to_dense
 from glamm.linalg.crossprod import CrossProducts
 from glamm.lmm.model import LinearMixedModel
 from glamm.terms.design import RandomDesign
-
-from conftest import load_data, load_reference
 
 #: galamm's loadings for sim_factor_gaussian (reference galamm_factor_gaussian)
 GALAMM_LOADINGS = {"i1": 1.0, "i2": 0.771051049815424, "i3": 1.51272194253738}

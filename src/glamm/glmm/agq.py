@@ -52,18 +52,27 @@ class Nodes:
     """Adaptive nodes of every cluster at one parameter value, with what their derivatives
     need (glmm.agq_derivatives).
 
-    Attributes
-    ----------
-    U: node points ``(m, q, K)`` in the spherical scale of ``u``.
-    const: ``(m, K)`` log weights of the nodes, the standard normal density included.
-    u_hat, C, H: modes ``(m, q)``, lower Cholesky factors of ``H^-1`` and curvatures
-        ``(m, q, q)`` (``I + sum_j w_j v_j v_j'``).
-    eta, mu: linear predictor and means at the modes.
-    h: second derivative of the log-density in ``eta`` at the modes.
-    w: the weights in ``H`` (``-h``, the observed information, when ``observed``; else the
-        Fisher weights, used where the observed information is not positive definite).
     The derivatives (glmm.agq_derivatives) compute what else they need from these, so the
     objective itself pays for nothing beyond the nodes.
+
+    Attributes
+    ----------
+    U : ndarray
+        Node points ``(m, q, K)`` in the spherical scale of ``u``.
+    const : ndarray
+        ``(m, K)`` log weights of the nodes, the standard normal density included.
+    u_hat, C, H : ndarray
+        Modes ``(m, q)``, lower Cholesky factors of ``H^-1`` and curvatures ``(m, q, q)``
+        (``I + sum_j w_j v_j v_j'``).
+    eta, mu : ndarray
+        Linear predictor and means at the modes.
+    h : ndarray
+        Second derivative of the log-density in ``eta`` at the modes.
+    w : ndarray
+        The weights in ``H`` (``-h``, the observed information, when ``observed``; else the
+        Fisher weights, used where the observed information is not positive definite).
+    observed : bool
+        Whether ``w`` is the observed information.
     """
 
     U: np.ndarray
@@ -84,8 +93,10 @@ class AdaptiveQuadrature:
 
     Parameters
     ----------
-    model: the GLMM (its PIRLS gives the modes).
-    nagq: points per dimension (1 to 100; 1 is the Laplace approximation).
+    model : GeneralizedLinearMixedModel
+        The GLMM (its PIRLS gives the modes).
+    nagq : int
+        Points per dimension (1 to 100; 1 is the Laplace approximation).
     """
 
     def __init__(self, model, nagq: int):

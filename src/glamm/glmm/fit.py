@@ -16,8 +16,8 @@ from ..errors import ConvergenceWarning, GlammError
 from ..linalg.threads import single_threaded
 from ..optim import kkt
 from ..optim.backends import minimize
-from ..optim.optsummary import OptSummary
 from ..optim.newton import FiniteDifferences, newton_minimize
+from ..optim.optsummary import OptSummary
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
 from .glm import fit_glm
 from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings
@@ -183,6 +183,7 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
             "deviance even after step-halving); check the response against the family and "
             "link, and the scale of the covariates"
         )
+    assert os_fast.final is not None   # set by every minimize run
     best = layout.split(os_fast.final)
     response = best["response"].copy()
     model.response.set_parameters(response)
@@ -209,6 +210,7 @@ def full_stage(model: GeneralizedLinearMixedModel, os_fast: OptSummary, response
     boundary check. Leaves the model at the optimum. Returns the record and the Hessian if
     an accurate one was computed at the optimum (else ``None``: standard errors compute it)."""
     layout = model.parameters
+    assert os_fast.final is not None   # set by fast_stage
     x0 = layout.assemble({"theta": os_fast.final, "beta": model.beta, "response": response})
     lo = layout.lower()
     se_beta = _fast_stderr(model)
@@ -233,16 +235,17 @@ def full_stage(model: GeneralizedLinearMixedModel, os_fast: OptSummary, response
             "values (non-finite deviance), so there is no valid fit to report; this happens "
             "with links whose derivative vanishes inside the data's range, such as a Poisson "
             "sqrt link with zero counts: try the canonical link")
+    hessian: np.ndarray | None = H
     if isinstance(derivs, AnalyticDerivatives) or (
             H is not None and not np.array_equal(x, x_h)):
         # an approximate steering Hessian, or one taken away from the optimum: standard
         # errors compute the accurate one at the optimum, on demand
-        H = None
+        hessian = None
     os_full.converged = ok
     os_full.returnvalue = "NEWTON_CONVERGED" if ok else "NEWTON_STALLED"
     os_full.elapsed = time.perf_counter() - t0
     f(x)  # leave the state at the optimum
-    return os_full, H
+    return os_full, hessian
 
 
 def _rescue_and_boundary(f, result, lo: np.ndarray, theta_lower: np.ndarray, record: OptSummary,
@@ -278,6 +281,7 @@ def _rescue(f, result, lo: np.ndarray, record: OptSummary, scale: np.ndarray, de
     os_b = minimize(f, x, lo, optimizer=optimizer, **bobyqa_settings)
     record.feval += os_b.feval
     record.messages.append(f"Newton stalled; {os_b.optimizer} took over")
+    assert os_b.final is not None   # set by every minimize run
     return newton_minimize(f, os_b.final, lo, record, scale=scale, derivs=derivs)
 
 
@@ -401,6 +405,7 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
     laplace = fit_glmm(model, fast=False, optimizer=optimizer, blas_threads=blas_threads)
     with single_threaded(blas_threads):
         layout = model.parameters
+        assert laplace.full is not None and laplace.full.final is not None  # fast=False
         x0 = laplace.full.final.copy()
         lo = layout.lower()
         f = quadrature_objective(model, quad)
@@ -415,17 +420,18 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
             rec.optimizer = f"newton on AGQ({nagq}) (analytic gradient)"
             derivs = QuadratureDerivatives(f, model, quad)
         ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
-        ok, x, fx, H, x_h = _rescue_and_boundary(
+        ok, x, fx, _, _ = _rescue_and_boundary(
             f, (ok, x, fx, H, x_h), lo, layout.lower_of("theta"), rec, scale, derivs, optimizer,
             {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1,
              **settings}, model=model)
-        H = None   # steering Hessians only: standard errors take the true one, on demand
+        # steering Hessians only (the record's hessian stays None): standard errors take the
+        # true one, on demand
         rec.final, rec.fmin, rec.converged = x, fx, ok
         rec.returnvalue = "NEWTON_CONVERGED" if ok else "NEWTON_STALLED"
         rec.elapsed = time.perf_counter() - t0
         f(x)
     _warn(rec)
-    return GlmmFitRecord(fast=laplace.fast, full=rec, names=laplace.names, hessian=H,
+    return GlmmFitRecord(fast=laplace.fast, full=rec, names=laplace.names, hessian=None,
                          nagq=nagq, quadrature=quad,
                          laplace_loglik=-0.5 * laplace.full.fmin, base_family=laplace.base_family)
 

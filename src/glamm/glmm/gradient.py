@@ -11,13 +11,14 @@ determinant also moves through ``W(eta)``, and ``eta`` through ``u*``:
 
 with ``h_i`` the diagonal of ``Z Lambda G^-1 Lambda'Z'``, ``w'`` the derivative of the
 Fisher weight in ``eta`` and ``dLambda`` from each term's covariance ``jacobian`` (so
-``lambda`` need not be linear in ``theta``). With the observed information in the log-determinant (non-canonical
-links, glamm's default) ``W`` is ``W_obs`` throughout and ``w'`` its derivative, taken by
-central differences observation by observation. Every row of ``Z Lambda`` has ``P = sum_k p_k`` nonzeros at known
-columns, so ``h`` and the traces only gather entries of ``G^-1`` at those columns (no
-``n x q`` dense product). ``G^-1`` itself is formed densely, so the analytic gradient is used
-when the number of random effects is moderate (``MAX_Q``); beyond that glamm uses finite
-differences. Dispersion and shape parameters are differentiated numerically.
+``lambda`` need not be linear in ``theta``). With the observed information in the
+log-determinant (non-canonical links, glamm's default) ``W`` is ``W_obs`` throughout and
+``w'`` its derivative, taken by central differences observation by observation. Every row of
+``Z Lambda`` has ``P = sum_k p_k`` nonzeros at known columns, so ``h`` and the traces only
+gather entries of ``G^-1`` at those columns (no ``n x q`` dense product). ``G^-1`` itself is
+formed densely, so the analytic gradient is used when the number of random effects is
+moderate (``MAX_Q``); beyond that glamm uses finite differences. Dispersion and shape
+parameters are differentiated numerically.
 """
 
 from __future__ import annotations

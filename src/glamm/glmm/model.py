@@ -16,9 +16,9 @@ The Laplace approximation to the marginal deviance is
 with ``L L' = Lambda' Z' W Z Lambda + I`` at the mode. ``W`` is the observed information
 ``-d2 log p / d eta2`` (the exact Laplace approximation, as glmmTMB) by default, or the Fisher
 weights (lme4, MixedModels.jl) with ``laplace="expected"``; the two coincide for canonical
-links. PIRLS itself always iterates with the Fisher weights (scoring), which is more robust. ``log p`` includes all
-normalizing constants (binomial coefficients, factorials), so the value is comparable with
-glmmTMB's and with adaptive quadrature.
+links. PIRLS itself always iterates with the Fisher weights (scoring), which is more robust.
+``log p`` includes all normalizing constants (binomial coefficients, factorials), so the value
+is comparable with glmmTMB's and with adaptive quadrature.
 
 Two variants, as lme4 / MixedModels.jl:
 
@@ -36,12 +36,10 @@ import numpy as np
 from ..errors import GlammError, PirlsError
 from ..formula.design import ModelFrame
 from ..linalg.factor import BlockedCholesky
+from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
-from ..optim.params import ParameterBlock, ParameterLayout
 from .response import ResponseModel
-
-
 
 
 @dataclass(frozen=True)
@@ -73,9 +71,12 @@ class GeneralizedLinearMixedModel:
 
     Parameters
     ----------
-    frame: the numeric model (``glm_response=True`` frame).
-    family: a :class:`glamm.families.Family` with its link.
-    laplace: ``"observed"`` (default): the log-determinant uses the observed information
+    frame : ModelFrame
+        The numeric model (``glm_response=True`` frame).
+    family : Family
+        A :class:`glamm.families.Family` with its link.
+    laplace : str
+        ``"observed"`` (default): the log-determinant uses the observed information
         ``-d2 log p / d eta2`` at the mode, the exact Laplace approximation (glmmTMB's);
         ``"expected"``: the Fisher weights (lme4's and MixedModels.jl's). They differ only for
         non-canonical links (probit, cloglog, Gamma or Gaussian with a log link, negative
@@ -161,7 +162,7 @@ class GeneralizedLinearMixedModel:
         """``b_k = (I kron lambda_k) u_k`` as ``(levels, p_k)`` arrays."""
         return self.design.random_effects(self.lambdas(theta), self.design.split_u(u))
 
-    def _eta_re(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+    def _eta_re(self, lams: list[np.ndarray], u: np.ndarray) -> np.ndarray | float:
         """``Z Lambda u``, the random part of the linear predictor."""
         d = self.design
         return d.eta_re(d.random_effects(lams, d.split_u(u)))
@@ -230,7 +231,9 @@ class GeneralizedLinearMixedModel:
             pdev = np.inf
         converged = False
         prev_moved = 0.0
-        for it in range(1, settings.maxiter + 1):
+        iterations = 0
+        for _ in range(settings.maxiter):
+            iterations += 1
             w, mu_eta = self.response.fisher_weights(eta, mu)
             zwork = eta - self.offset + (self.y - mu) / mu_eta
             if not fast:
@@ -302,7 +305,7 @@ class GeneralizedLinearMixedModel:
         self.ldL2 = fac.logdet_re()
         self.u, self.beta, self.eta, self.mu = u, b_fix, eta, mu
         self.theta = np.asarray(theta, dtype=float).copy()
-        self.pirls_iterations = it
+        self.pirls_iterations = iterations
         return pdev
 
     def working_copy(self) -> GeneralizedLinearMixedModel:
@@ -326,6 +329,7 @@ class GeneralizedLinearMixedModel:
     # ------------------------------------------------------------------ objective
     def laplace(self) -> float:
         """``-2 log L`` by the Laplace approximation at the current state (after :meth:`pirls`)."""
+        assert self.mu is not None, "laplace() needs a PIRLS fit first"
         return float(-2.0 * self.response.loglik(self.mu) + self.u @ self.u + self.ldL2)
 
     def objective_fast(self, theta: np.ndarray, settings: PirlsSettings | None = None) -> float:

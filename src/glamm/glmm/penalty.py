@@ -20,9 +20,10 @@ class StudentTPenalty:
 
     Attributes
     ----------
-    mean, scale, df: location, scale and degrees of freedom (scalars or one per penalized
-        coefficient).
-    index: positions in ``beta`` of the penalized coefficients.
+    mean, scale, df : ndarray
+        Location, scale and degrees of freedom (scalars or one per penalized coefficient).
+    index : ndarray
+        Positions in ``beta`` of the penalized coefficients.
     """
 
     mean: np.ndarray

@@ -76,8 +76,9 @@ def fit_rescaled(frame: ModelFrame, model, make_model: Callable, fit: Callable):
 
     Returns
     -------
-    The :class:`~glamm.glmm.fit.GlmmFitRecord` with its parameter vectors and Hessian on the
-    user's scale.
+    GlmmFitRecord
+        The :class:`~glamm.glmm.fit.GlmmFitRecord` with its parameter vectors and Hessian on
+        the user's scale.
     """
     from ..linalg.threads import single_threaded
     from .derivatives import choose_derivatives

@@ -84,7 +84,8 @@ def separating_direction(X: np.ndarray, y: np.ndarray, wt: np.ndarray) -> np.nda
 
     Returns
     -------
-    The direction (entries with ``|d_j| < 1e-8`` set to 0), or ``None``.
+    numpy.ndarray or None
+        The direction (entries with ``|d_j| < 1e-8`` set to 0), or ``None``.
     """
     from scipy.optimize import linprog
 

@@ -75,13 +75,15 @@ def refit_ml(m: LmerResult) -> LmerResult:
     stopping settings recorded in ``m.optsum``. A model already fitted by ML is returned
     unchanged.
 
-    Arguments
-    ---------
-    m: a fitted :class:`~glamm.results.lmer_result.LmerResult`.
+    Parameters
+    ----------
+    m : LmerResult
+        A fitted :class:`~glamm.results.lmer_result.LmerResult`.
 
     Returns
     -------
-    A new :class:`~glamm.results.lmer_result.LmerResult` with ``reml=False``.
+    LmerResult
+        A new :class:`~glamm.results.lmer_result.LmerResult` with ``reml=False``.
     """
     if not m.reml:
         return m
@@ -150,39 +152,46 @@ def anova(
 ) -> pd.DataFrame:
     """Likelihood-ratio tests between nested models, as lme4's ``anova(m0, m1)``.
 
-    Arguments
-    ---------
-    *models: two or more fitted models of the same data, usually nested: either all linear
-        mixed models (:class:`~glamm.results.lmer_result.LmerResult`), or all generalized
-        ones: GLMMs (:class:`~glamm.results.glmer_result.GlmerResult`) and GLMs without random
+    Parameters
+    ----------
+    *models : LmerResult, GlmerResult or GlmResult
+        Two or more fitted models of the same data, usually nested: either all linear mixed
+        models (:class:`~glamm.results.lmer_result.LmerResult`), or all generalized ones:
+        GLMMs (:class:`~glamm.results.glmer_result.GlmerResult`) and GLMs without random
         effects (:class:`~glamm.glm_api.GlmResult`, e.g. the null model of a test of the
         random effects). ``npar`` counts each model's own parameters (for a GLMM the
         random-effects parameters, the coefficients and any dispersion or shape).
-    refit: linear mixed models only: if ``True`` (default) and any model was fitted by REML,
+    refit : bool
+        Linear mixed models only: if ``True`` (default) and any model was fitted by REML,
         refit every REML fit by maximum likelihood first (:func:`refit_ml`); the table then
         records ``df.attrs["note"] = "refitting model(s) with ML (instead of REML)"``. With
         ``False`` the stored log-likelihoods are used as they are (all models must then use
         the same method). Generalized models are always compared by their (Laplace)
         log-likelihoods as fitted.
-    names: row labels, one per model in the order given (default ``"m0"``, ``"m1"``, ...).
+    names : sequence of str, optional
+        Row labels, one per model in the order given (default ``"m0"``, ``"m1"``, ...).
 
     Returns
     -------
-    :class:`AnovaTable` (a ``pandas.DataFrame``) indexed by label, rows sorted by number of
-    parameters, with columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``; the
-    first row has no test. ``df.attrs`` holds ``"formulas"`` (label -> formula), ``"method"``
-    (``"ML"`` or ``"REML"``), ``"refitted"`` (labels refitted by ML) and, when refitting
-    happened, ``"note"``. It prints whole in lme4's layout
-    (:func:`glamm.results.summary.format_anova`).
+    AnovaTable
+        A ``pandas.DataFrame`` indexed by label, rows sorted by number of parameters, with
+        columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``; the first row
+        has no test. ``df.attrs`` holds ``"formulas"`` (label -> formula), ``"method"``
+        (``"ML"`` or ``"REML"``), ``"refitted"`` (labels refitted by ML) and, when refitting
+        happened, ``"note"``. It prints whole in lme4's layout
+        (:func:`glamm.results.summary.format_anova`).
 
     Raises
     ------
-    TypeError: an argument is not a fitted model.
-    NotImplementedError: a single model was given (tests of its fixed-effects terms are not
-        implemented yet).
-    DataError: the models were fitted to different numbers of observations or different data.
-    GlammError: linear mixed models mixed with generalized ones, ``refit=False`` with a mix
-        of REML and ML fits, or ``names`` of the wrong length.
+    TypeError
+        An argument is not a fitted model.
+    NotImplementedError
+        A single model was given (tests of its fixed-effects terms are not implemented yet).
+    DataError
+        The models were fitted to different numbers of observations or different data.
+    GlammError
+        Linear mixed models mixed with generalized ones, ``refit=False`` with a mix of REML
+        and ML fits, or ``names`` of the wrong length.
     """
     if not models:
         raise ArgumentError("anova() needs at least two fitted models")
@@ -205,11 +214,13 @@ def anova(
 
     used = list(models)
     refitted: list[str] = []
-    methods = {False} if generalized else {m.reml for m in models}
+    # (not generalized: every model is an LmerResult, checked above)
+    methods = {False} if generalized else {
+        m.reml for m in models if isinstance(m, LmerResult)}
     if refit and True in methods:
         used = []
         for lab, m in zip(labels, models):
-            if m.reml:
+            if isinstance(m, LmerResult) and m.reml:
                 refitted.append(lab)
                 used.append(refit_ml(m))
             else:
@@ -247,7 +258,8 @@ def anova(
         index=index,
     )
     df.attrs["formulas"] = {labels[i]: used[i].formula for i in order}
-    df.attrs["method"] = "REML" if not generalized and all(m.reml for m in used) else "ML"
+    all_reml = all(isinstance(m, LmerResult) and m.reml for m in used)
+    df.attrs["method"] = "REML" if not generalized and all_reml else "ML"
     df.attrs["refitted"] = refitted
     if refitted:
         df.attrs["note"] = REFIT_NOTE

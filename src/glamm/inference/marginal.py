@@ -71,12 +71,20 @@ def marginal_coefs(result, std_errors: bool = True) -> pd.DataFrame:
 
     Parameters
     ----------
-    result: a :class:`~glamm.results.glmer_result.GlmerResult` with a non-identity link.
-    std_errors: also compute standard errors (needs the Hessian of the fit).
+    result : GlmerResult
+        A :class:`~glamm.results.glmer_result.GlmerResult` with a non-identity link.
+    std_errors : bool
+        Also compute standard errors (needs the Hessian of the fit).
 
     Returns
     -------
-    DataFrame indexed by coefficient name with ``Estimate`` (and ``Std. Error``, ``z value``).
+    pandas.DataFrame
+        Indexed by coefficient name, with ``Estimate`` (and ``Std. Error``, ``z value``).
+
+    Raises
+    ------
+    GlammError
+        The model has the identity link (its marginal coefficients are the fixed effects).
     """
     if result.model.family.link.name == "identity":
         raise GlammError("with the identity link the marginal coefficients are the fixed "

@@ -61,7 +61,7 @@ class CrossProducts:
         self._pair_inverse: dict[tuple[int, int], np.ndarray] = {}
         A: list[list] = []
         for i, ti in enumerate(self.reterms):
-            row = []
+            row: list[BlockSparse | BlockDiag] = []
             for j in range(i):
                 tj = self.reterms[j]
                 key = tj.refs.astype(np.int64) * ti.nlevels + ti.refs  # column-major order

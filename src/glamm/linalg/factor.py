@@ -20,8 +20,17 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .blocks import BlockDiag, BlockSparse
-from .kernels import (_Chol, _Copy, _DenseUpdate, _FillDiag, _FillFixed, _FillOff,
-                      _FirstTermUpdate, _PairUpdate, _RDiv)
+from .kernels import (
+    _Chol,
+    _Copy,
+    _DenseUpdate,
+    _FillDiag,
+    _FillFixed,
+    _FillOff,
+    _FirstTermUpdate,
+    _PairUpdate,
+    _RDiv,
+)
 
 #: an off-diagonal block of L is kept sparse while its fill-in pattern has at most this density
 SPARSE_DENSITY = 0.25
@@ -68,16 +77,18 @@ class BlockedCholesky:
 
     Parameters
     ----------
-    A:
+    A : list of list
         Lower blocks of ``A`` from :class:`glamm.linalg.crossprod.CrossProducts`.
         The factor keeps references to these arrays: their values may change later (see
         :meth:`refresh`), their pattern may not.
-    ps:
+    ps : list of int
         Number of columns per level (``p_k``) of each random-effects term.
+    iso : list of bool, optional
+        Terms whose ``lambda`` is a multiple of the identity (default none).
 
     Attributes
     ----------
-    L:
+    L : list of list
         Lower blocks of the factor (same indexing as ``A``); valid after :meth:`update`.
     """
 
@@ -105,10 +116,10 @@ class BlockedCholesky:
             for i in range(j + 1, K):
                 for k in range(j):
                     P[i][j] = _union(P[i][j], _product(P[i][k], P[j][k]))
-                sparse_ok = diag_sparse and P[i][j] is not None and \
-                    P[i][j].nnz <= SPARSE_DENSITY * ms[i] * ms[j]
-                if sparse_ok:
-                    coo = P[i][j].tocoo()
+                pattern = P[i][j]
+                if (diag_sparse and pattern is not None
+                        and pattern.nnz <= SPARSE_DENSITY * ms[i] * ms[j]):
+                    coo = pattern.tocoo()
                     order = np.lexsort((coo.row, coo.col))
                     L[i][j] = BlockSparse(
                         rows=coo.row[order].astype(np.int64), cols=coo.col[order].astype(np.int64),
@@ -219,14 +230,15 @@ class BlockedCholesky:
         pX = LKK.shape[0] - 1
         beta = sla.solve_triangular(LKK[:pX, :pX], LKK[-1, :pX], lower=True, trans="T",
                                     check_finite=False) if pX else np.zeros(0)
-        u: list[np.ndarray | None] = [None] * K
+        # every u[i] read below (i > k) is filled before it is read
+        u: list[np.ndarray] = [np.zeros(0)] * K
         for k in range(K - 1, -1, -1):
             LKk = self.L[K][k]
             rhs = LKk[-1, :] - LKk[:pX, :].T @ beta
             for i in range(k + 1, K):
                 rhs = rhs - _tmatvec(self.L[i][k], u[i])
             u[k] = _solve_diag_t(self.L[k][k], rhs)
-        return u, beta  # type: ignore[return-value]
+        return u, beta
 
     def inverse_diag_blocks(self, k: int) -> np.ndarray:
         """Diagonal ``p_k x p_k`` blocks (one per level) of ``(L_Z L_Z')^{-1}`` for term ``k``,
@@ -235,7 +247,8 @@ class BlockedCholesky:
         Forms block column ``k`` of ``L_Z^{-1}`` densely (``q x q_k`` at most)."""
         K, ps, ms = self.K, self.ps, self.ms
         qk = ms[k] * ps[k]
-        Y: list[np.ndarray | None] = [None] * K
+        # only Y[k:] is used, each filled before it is read
+        Y: list[np.ndarray] = [np.zeros(0)] * K
         Y[k] = _solve_diag(self.L[k][k], np.eye(qk))
         for i in range(k + 1, K):
             acc = np.zeros((ms[i] * ps[i], qk))

@@ -13,7 +13,6 @@ from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
 from .model import LinearMixedModel
 
-
 #: initial BOBYQA step after a warm start (the start is then already close to the optimum)
 WARM_STEP = 0.1
 #: ``start="auto"`` warm-starts when a random-effects diagonal block of L is dense with at
@@ -37,6 +36,7 @@ def warm_start(model: LinearMixedModel) -> np.ndarray:
         sub = LinearMixedModel(dataclasses.replace(model.frame, reterms=[term]), reml=model.reml)
         os_ = minimize(sub.objective, sub.theta_initial(), sub.theta_lower(), ftol_rel=1e-6,
                        ftol_abs=0.0, xtol_abs=1e-6)
+        assert os_.final is not None   # set by every minimize run
         parts.append(os_.final)
     return np.concatenate(parts)
 
@@ -51,21 +51,33 @@ def optimize_theta(
     """Minimize the model's objective over ``theta`` (lower bounds from the covariance
     structures) and leave the model's factor at the optimum.
 
+    After the optimizer stops, every diagonal element of ``theta`` that ended near its bound is
+    tried at exactly zero, and kept there if that does not increase the objective (a singular
+    fit on the boundary, as MixedModels.jl does).
+
     Parameters
     ----------
-    start: ``None`` (lme4's start: 1 on the diagonal of each ``lambda``, 0 elsewhere),
+    model : LinearMixedModel
+        The model to fit.
+    start : ndarray or str, optional
+        ``None`` (lme4's start: 1 on the diagonal of each ``lambda``, 0 elsewhere),
         ``"warm"`` (:func:`warm_start`), ``"auto"`` (warm when the factor has a dense
         random-effects block of at least :data:`WARM_MIN_DENSE` rows, as for InstEval, where
         it cuts BOBYQA's evaluations from 129 to 51; lme4's start otherwise) or an array in
         lme4's ``theta`` order.
-    optimizer: backend name (see :func:`glamm.optim.backends.minimize`).
-    blas_threads: BLAS threads during the fit (default 1; ``None`` leaves the library's
-        setting); see :mod:`glamm.linalg.threads`.
-    settings: ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxfeval``.
+    optimizer : str
+        Backend name (see :func:`glamm.optim.backends.minimize`).
+    blas_threads : int or None
+        BLAS threads during the fit (default 1; ``None`` leaves the library's setting); see
+        :mod:`glamm.linalg.threads`.
+    **settings
+        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxfeval``.
 
-    After the optimizer stops, every diagonal element of ``theta`` that ended near its bound is
-    tried at exactly zero, and kept there if that does not increase the objective (a singular
-    fit on the boundary, as MixedModels.jl does)."""
+    Returns
+    -------
+    OptSummary
+        The optimizer's settings, trace and outcome.
+    """
     if blas_threads is not None:
         with single_threaded(blas_threads):
             return optimize_theta(model, start, optimizer, None, **settings)
@@ -87,6 +99,7 @@ def optimize_theta(
                    **settings)
     if isinstance(start, str):
         os_.messages.append("started from single-term fits (start='warm')")
+    assert os_.final is not None   # set by every minimize run
     theta = os_.final.copy()
     fmin = os_.fmin
     bounded = np.isfinite(lower)

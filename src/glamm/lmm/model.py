@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import GlammError
 from ..formula.design import ModelFrame
 from ..linalg.factor import BlockedCholesky
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
-from ..errors import GlammError
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -32,8 +32,10 @@ class LinearMixedModel:
 
     Parameters
     ----------
-    frame: the numeric model (:class:`~glamm.formula.design.ModelFrame`).
-    reml: REML criterion if true, ML otherwise.
+    frame : ModelFrame
+        The numeric model (:class:`~glamm.formula.design.ModelFrame`).
+    reml : bool
+        REML criterion if true, ML otherwise.
     """
 
     def __init__(self, frame: ModelFrame, reml: bool = True):

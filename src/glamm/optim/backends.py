@@ -5,14 +5,15 @@ gradients). Each minimizes ``f`` subject to lower bounds and fills an :class:`Op
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import nlopt
 import numpy as np
 import scipy.optimize as so
 
-from .optsummary import OptSummary
 from ..errors import GlammError
+from .optsummary import OptSummary
 
 _NLOPT_ALGS = {"bobyqa": nlopt.LN_BOBYQA, "nelder_mead": nlopt.LN_NELDERMEAD}
 _NLOPT_CODES = {
@@ -23,6 +24,14 @@ _NLOPT_CODES = {
     nlopt.MAXEVAL_REACHED: "MAXEVAL_REACHED",
     nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",
 }
+
+
+@dataclass
+class _BestPoint:
+    """The lowest objective value evaluated so far, ``f``, and where, ``x``."""
+
+    f: float
+    x: np.ndarray
 
 
 def minimize(
@@ -53,15 +62,15 @@ def minimize(
     if label is None:
         raise GlammError(f"unknown optimizer {optimizer!r}; choose bobyqa, nelder_mead or lbfgsb")
     os_ = OptSummary(optimizer=label, initial=x0.copy(), lower=lower.copy(), **settings)
-    best = {"f": np.inf, "x": x0.copy()}
+    best = _BestPoint(np.inf, x0.copy())
 
     def wrapped(x: np.ndarray) -> float:
         val = float(f(x))
         os_.feval += 1
         if keep_trace:
             os_.trace.append((np.array(x, copy=True), val))
-        if val < best["f"]:
-            best["f"], best["x"] = val, np.array(x, copy=True)
+        if val < best.f:
+            best.f, best.x = val, np.array(x, copy=True)
         return val
 
     t0 = time.perf_counter()
@@ -86,12 +95,12 @@ def minimize(
         except nlopt.RoundoffLimited:
             os_.returnvalue = "ROUNDOFF_LIMITED"
             os_.converged = True
-            os_.final = best["x"]
+            os_.final = best.x
             os_.messages.append("nlopt stopped at its round-off limit; the best point is kept")
         except (nlopt.ForcedStop, RuntimeError, ValueError) as exc:
             os_.returnvalue = f"FAILURE ({exc})"
             os_.converged = False
-            os_.final = best["x"]
+            os_.final = best.x
         if os_.returnvalue == "MAXEVAL_REACHED":
             os_.messages.append(f"maximum number of evaluations ({os_.maxfeval}) reached")
     else:
@@ -103,7 +112,7 @@ def minimize(
         os_.converged = bool(res.success)
     os_.elapsed = time.perf_counter() - t0
     # the reported optimum is the best point evaluated (a backend may return another one)
-    os_.final, os_.fmin = best["x"], best["f"]
+    os_.final, os_.fmin = best.x, best.f
     return os_
 
 
@@ -124,6 +133,7 @@ def _minimize_log(f, x0, lower, optimizer, keep_trace, idx, settings) -> OptSumm
         zlo[idx] = np.log(np.maximum(lower[idx], 0.0))
     os_ = minimize(lambda z: f(to_x(z)), z0, zlo, optimizer=optimizer, keep_trace=keep_trace,
                    **settings)
+    assert os_.final is not None   # set by every minimize run
     os_.initial, os_.lower, os_.final = x0.copy(), lower.copy(), to_x(os_.final)
     os_.trace = [(to_x(z), v) for z, v in os_.trace]
     os_.messages.append(f"parameters {list(map(int, idx))} optimized on the log scale")

@@ -89,7 +89,8 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
         if not improved:
             # at the optimum to within the noise of the derivatives, or a bad model of f
             return NewtonResult(decrement < 1e-6 * (abs(fx) + 1.0), x, fx, H, x_h)
-        pinned |= np.isfinite(lower) & (trial <= lower + 1e-12) & (x + t * _full(step, free, x.size) < lower)
+        pinned |= (np.isfinite(lower) & (trial <= lower + 1e-12)
+                   & (x + t * _full(step, free, x.size) < lower))
         x_old, g_old = x, g
         x, fx = trial, ft
         if np.any(np.abs(x - x_h) > 0.5 * scale):
@@ -199,7 +200,8 @@ def gradient_hessian(f, x: np.ndarray, rel_step: float = 1e-4, with_value: bool 
             ej = np.zeros(n)
             ei[i], ej[j] = h[i], h[j]
             fpp, fmm = f(x + ei + ej), f(x - ei - ej)
-            H[i, j] = H[j, i] = (fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm) / (2 * h[i] * h[j])
+            cross = fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm
+            H[i, j] = H[j, i] = cross / (2 * h[i] * h[j])
     g = (fp - fm) / (2 * h)
     if with_value:
         return g, H, f0

@@ -13,15 +13,30 @@ class OptSummary:
 
     Attributes
     ----------
-    optimizer: backend and algorithm, e.g. ``"nlopt:LN_BOBYQA"``.
-    initial, lower: starting value and lower bounds of the parameters.
-    ftol_rel, ftol_abs, xtol_abs, initial_step, maxfeval: stopping and step settings.
-    final: parameters at the optimum; ``fmin`` the objective there.
-    feval: number of objective evaluations; ``returnvalue`` the backend's return code as text.
-    converged: whether the backend reported success.
-    elapsed: wall-clock seconds spent in the optimizer.
-    trace: ``(theta, objective)`` pairs of every evaluation when ``keep_trace`` was set.
-    messages: anything worth telling the user (boundary, maxfeval reached, refinements).
+    optimizer : str
+        Backend and algorithm, e.g. ``"nlopt:LN_BOBYQA"``.
+    initial, lower : ndarray
+        Starting value and lower bounds of the parameters.
+    ftol_rel, ftol_abs, xtol_abs, initial_step : float
+        Stopping and step settings.
+    maxfeval : int
+        Maximum number of objective evaluations.
+    final : ndarray or None
+        Parameters at the optimum (``None`` before the optimizer has run).
+    fmin : float
+        The objective at ``final``.
+    feval : int
+        Number of objective evaluations.
+    returnvalue : str
+        The backend's return code as text.
+    converged : bool
+        Whether the backend reported success.
+    elapsed : float
+        Wall-clock seconds spent in the optimizer.
+    trace : list of tuple
+        ``(theta, objective)`` pairs of every evaluation when ``keep_trace`` was set.
+    messages : list of str
+        Anything worth telling the user (boundary, maxfeval reached, refinements).
     """
 
     optimizer: str

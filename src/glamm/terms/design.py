@@ -221,7 +221,8 @@ def _codes_for(newdata: pd.DataFrame, term: ReTerm, allow_new_levels: bool) -> n
     if not allow_new_levels and np.any(codes < 0):
         new = sorted(set(labels[codes < 0].tolist()))
         raise DataError(
-            f"newdata has level(s) {new[:5]} of grouping factor {term.group!r} not seen in fitting; "
+            f"newdata has level(s) {new[:5]} of grouping factor {term.group!r} not seen in "
+            "fitting; "
             "pass allow_new_levels=True to predict them with random effects of zero"
         )
     return codes

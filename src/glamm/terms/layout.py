@@ -24,7 +24,8 @@ class ThetaLayout:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def names(self) -> list[str]:
-        return [f"{t.group}.{nm}" for t in self.reterms for nm in t.covariance.theta_names(t.cnames)]
+        return [f"{t.group}.{nm}" for t in self.reterms
+                for nm in t.covariance.theta_names(t.cnames)]
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         return [t.lambda_(theta[s]) for t, s in zip(self.reterms, self.slices)]

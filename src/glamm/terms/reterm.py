@@ -43,22 +43,22 @@ class ReTerm:
 
     Attributes
     ----------
-    group:
+    group : str
         Name of the grouping factor as lme4 prints it (``"Subject"``, ``"cask:batch"``).
-    levels:
+    levels : tuple of str
         Level labels (strings) in the order of the random-effects vector.
-    refs:
+    refs : ndarray
         ``(n,)`` integer code of each observation's level.
-    z:
+    z : ndarray
         ``(n, p)`` model matrix of the term's left-hand side.
-    cnames:
+    cnames : tuple of str
         Names of the ``p`` columns (lme4 style: ``"(Intercept)"``, ``"Days"``).
-    covariance:
+    covariance : Covariance
         The structure mapping this term's ``theta`` to ``lambda``, a
         :class:`~glamm.terms.covariance.Covariance`.
-    smooth:
+    smooth : Smooth or None
         The smooth whose penalized part this term is (``None`` for grouped terms).
-    expr, factors:
+    expr, factors : str, tuple of str
         The left-hand side as parsed and the data columns forming the grouping factor; with
         ``zspec`` (formulaic's model spec; ``None`` for an intercept-only term, whose ``z``
         is a column of ones) they rebuild ``z`` and ``refs`` for new data (:meth:`new_z`).
