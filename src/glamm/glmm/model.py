@@ -39,6 +39,7 @@ from ..linalg.factor import BlockedCholesky
 from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
+from .penalty import StudentTPenalty
 from .response import ResponseModel
 
 
@@ -124,7 +125,7 @@ class GeneralizedLinearMixedModel:
         self.separated = False
         #: optional penalty on the fixed effects (glmm.penalty.StudentTPenalty), added to the
         #: deviance the full fit minimizes
-        self.penalty = None
+        self.penalty: StudentTPenalty | None = None
         # state of the last PIRLS run (warm start for the next one)
         self.u = np.zeros(sum(t.q for t in self.reterms))
         self.beta = np.zeros(self.p)
