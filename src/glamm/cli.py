@@ -1,4 +1,4 @@
-"""Command-line interface: ``glamm fit`` and ``glamm datasets``.
+r"""Command-line interface: ``glamm fit`` and ``glamm datasets``.
 
 Examples
 --------
@@ -6,7 +6,8 @@ Examples
 
     glamm fit "Reaction ~ Days + (Days | Subject)" --data sleepstudy --ml
     glamm fit "y ~ x + (1 | g)" --data mydata.csv --json
-    glamm fit "cbind(incidence, size - incidence) ~ period + (1 | herd)" --data cbpp --family binomial
+    glamm fit "cbind(incidence, size - incidence) ~ period + (1 | herd)" \
+        --data cbpp --family binomial
     glamm datasets
 
 Without ``--family`` the model is a linear mixed model (:func:`glamm.lmer`); with it, a

@@ -5,7 +5,6 @@ they use (integer checks, cached log-factorial constants). The distributions the
 from __future__ import annotations
 
 import abc
-
 import copy
 import math
 
@@ -307,8 +306,10 @@ class Family(abc.ABC):
         self._fail_if(wt < 0, "prior weights must not be negative")
         self._validate_support(y, wt)
 
-    def _validate_support(self, y: np.ndarray, wt: np.ndarray) -> None:
-        pass
+    def _validate_support(  # noqa: B027 - optional hook, not abstract: most families accept any y
+        self, y: np.ndarray, wt: np.ndarray
+    ) -> None:
+        """Family-specific support checks; the default accepts every finite response."""
 
     def mustart(self, y, wt=None) -> np.ndarray:
         """Starting means, as R's ``family()$initialize``.

@@ -212,4 +212,6 @@ def parse_formula(formula: str) -> ParsedFormula:
     fixed_rhs = " + ".join(fixed) if fixed else "1"
     if fixed and all(t.strip() in {"0", "-1"} for t in fixed):
         fixed_rhs = "0"
-    return ParsedFormula(formula=formula, response=response, fixed_rhs=fixed_rhs, random=tuple(random))
+    return ParsedFormula(
+        formula=formula, response=response, fixed_rhs=fixed_rhs, random=tuple(random)
+    )

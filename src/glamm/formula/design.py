@@ -260,7 +260,8 @@ def _factor_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Codes and labels of one grouping column; unused categories are dropped (as R's factor)."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         cat = col.cat.remove_unused_categories()
-        return cat.cat.codes.to_numpy().astype(np.int64), [_level_label(c) for c in cat.cat.categories]
+        codes = cat.cat.codes.to_numpy().astype(np.int64)
+        return codes, [_level_label(c) for c in cat.cat.categories]
     codes, uniques = pd.factorize(col, sort=True)
     return codes.astype(np.int64), [_level_label(u) for u in uniques]
 
@@ -352,7 +353,8 @@ def _as_vector(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
     if isinstance(arg, str):
         if arg not in data.columns:
             raise DataError(
-                f"{what} column {arg!r} is not in the data (columns: {', '.join(map(str, data.columns))})"
+                f"{what} column {arg!r} is not in the data "
+                f"(columns: {', '.join(map(str, data.columns))})"
             )
         return _eval_numeric(arg, data, what)
     vec = np.asarray(arg, dtype=float).ravel()
@@ -671,7 +673,8 @@ def _poly_for_ordered(rhs: str, data: pd.DataFrame) -> tuple[str, dict[str, str]
         if not (isinstance(data[col].dtype, pd.CategoricalDtype) and data[col].cat.ordered):
             continue
         name = str(col)
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) or f"C({name}" in rhs.replace(" ", ""):
+        plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) is not None
+        if not plain or f"C({name}" in rhs.replace(" ", ""):
             continue
         pattern = re.compile(rf"(?<![\w.`]){re.escape(name)}(?![\w.(`])")
         if pattern.search(rhs):

@@ -52,7 +52,9 @@ class MixedResultBase:
             seen[t.group] = k + 1
         return out
 
-    def _varcorr_rows(self, covariances: list[np.ndarray], residual_sd: float | None) -> pd.DataFrame:
+    def _varcorr_rows(
+        self, covariances: list[np.ndarray], residual_sd: float | None
+    ) -> pd.DataFrame:
         """One row per variance and covariance of each term (and the residual, if given)."""
         rows = []
         for label, t, S in zip(self._group_labels(), self.model.reterms, covariances):
@@ -88,7 +90,8 @@ class MixedResultBase:
         columns labelled by term (``group: levels x columns``) and ``[X y]``; like
         MixedModels.jl's ``BlockDescription``. Shows how the symbolic phase laid out the
         model (``BlockDiag``, ``BlockSparse`` or ``Dense``)."""
-        labels = [f"{g}: {t.nlevels}x{t.p}" for g, t in zip(self._group_labels(), self.model.reterms)]
+        groups = self._group_labels()
+        labels = [f"{g}: {t.nlevels}x{t.p}" for g, t in zip(groups, self.model.reterms)]
         labels.append(f"[X y]: {self.frame.X.shape[1] + 1}")
         types = self._factor().describe()
         table = [[types[i][j] if j <= i else "" for j in range(len(labels))]

@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
+from ..errors import GlammError
+from ..formula.design import row_labels
 from ..glmm.derivatives import QuadratureDerivatives, choose_derivatives
 from ..glmm.fit import GlmmFitRecord, full_objective, quadrature_objective
-from ..optim.newton import FiniteDifferences
-from ..linalg.threads import single_threaded
 from ..glmm.model import GeneralizedLinearMixedModel
-from ..formula.design import row_labels
+from ..linalg.threads import single_threaded
+from ..optim.newton import FiniteDifferences
 from .base import MixedResultBase
+from .export import fit_dict, mixed_fields
 from .scratch import working_copy
 from .smooth_results import SmoothResultsMixin
-from .export import fit_dict, mixed_fields
-from ..errors import GlammError
 
 
 class GlmerResult(SmoothResultsMixin, MixedResultBase):

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import GlammError
-from .base import MixedResultBase
-from .scratch import working_copy
-from .smooth_results import SmoothResultsMixin
-from .export import fit_dict, mixed_fields
 from ..lmm import estimates
 from ..lmm.model import LinearMixedModel
 from ..optim.optsummary import OptSummary
+from .base import MixedResultBase
+from .export import fit_dict, mixed_fields
+from .scratch import working_copy
+from .smooth_results import SmoothResultsMixin
 
 
 class LmerResult(SmoothResultsMixin, MixedResultBase):

@@ -149,7 +149,9 @@ def abbreviate(name: str, minlength: int = 6) -> str:
     return "".join(chars[:minlength]) if len(chars) > minlength else "".join(chars)
 
 
-def _table(header: list[str], rows: list[list[str]], align: list[str], indent: str = "") -> list[str]:
+def _table(
+    header: list[str], rows: list[list[str]], align: list[str], indent: str = ""
+) -> list[str]:
     """Lay out a text table; ``align`` holds ``"l"`` or ``"r"`` per column."""
     widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(len(header))]
 

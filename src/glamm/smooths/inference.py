@@ -20,9 +20,8 @@ Not public API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -168,7 +167,7 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
     # X'V^-1 X of all coefficients in their own bases (M is in the raw columns [b, beta])
     Traw = np.zeros((ncoef, P))
     pos = 0
-    for k_, (idx, G) in enumerate(blocks):
+    for k_, (idx, _G) in enumerate(blocks):
         Graw = np.eye(n_param) if k_ == 0 else smooths[k_ - 1].transform
         Traw[pos:pos + Graw.shape[0], idx] = Graw
         pos += Graw.shape[0]

@@ -84,8 +84,8 @@ from itertools import product
 import numpy as np
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
-from .basis import SmoothBasis
 from ..errors import DataError
+from .basis import SmoothBasis
 
 __all__ = ["ThinPlateBasis"]
 
@@ -182,9 +182,9 @@ def _polynomials(x: np.ndarray, powers: np.ndarray) -> np.ndarray:
     """Null-space monomials at the rows of ``x``: ``(len(x), M)``."""
     out = np.ones((x.shape[0], powers.shape[0]))
     for j, p in enumerate(powers):
-        for l, e in enumerate(p):
+        for dim, e in enumerate(p):
             for _ in range(e):
-                out[:, j] *= x[:, l]
+                out[:, j] *= x[:, dim]
     return out
 
 
