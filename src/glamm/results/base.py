@@ -3,16 +3,24 @@ variance-component table, the block description and random effects for new data.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ..formula.design import ModelFrame
+    from ..glmm.model import GeneralizedLinearMixedModel
+    from ..lmm.model import LinearMixedModel
 
 
 class MixedResultBase:
     """Shared behaviour; subclasses set ``model`` (with ``reterms``), ``frame`` and the
     factor returned by :meth:`_factor` before using these methods. Not public API."""
 
-    model: object
-    frame: object
+    model: LinearMixedModel | GeneralizedLinearMixedModel
+    frame: ModelFrame
+    theta: np.ndarray
 
     def _format(self) -> str:   # the subclass's summary formatter (results.summary)
         raise NotImplementedError
@@ -56,7 +64,7 @@ class MixedResultBase:
         self, covariances: list[np.ndarray], residual_sd: float | None
     ) -> pd.DataFrame:
         """One row per variance and covariance of each term (and the residual, if given)."""
-        rows = []
+        rows: list[tuple] = []
         for label, t, S in zip(self._group_labels(), self.model.reterms, covariances):
             rows.extend((label, *row) for row in t.covariance.summary_rows(S, t.summary_names))
         if residual_sd is not None:

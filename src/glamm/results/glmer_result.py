@@ -44,7 +44,11 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
     optsum_fast.
     """
 
+    model: GeneralizedLinearMixedModel
+
     def __init__(self, model: GeneralizedLinearMixedModel, record: GlmmFitRecord, base_family):
+        if model.theta is None or model.eta is None or model.mu is None:
+            raise GlammError("GlmerResult needs a fitted model (theta, eta and mu set)")
         self.model = model
         self.frame = model.frame
         self.record = record
@@ -67,6 +71,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if record.quadrature is not None:
             # the optimizer's value at the final point (the state is there), less the penalty
             pen = model.penalty.deviance(model.beta) if model.penalty is not None else 0.0
+            assert record.full is not None, "a quadrature fit ends with a full fit"
             self._laplace = record.full.fmin - pen
         else:
             self._laplace = model.laplace()

@@ -52,6 +52,8 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
     API; their layout may change.
     """
 
+    model: LinearMixedModel
+
     def __init__(self, model: LinearMixedModel, optsum: OptSummary):
         self.model = model
         self.frame = model.frame

@@ -53,7 +53,7 @@ def _decimals_needed(x: float, digits: int) -> int:
     return max(0, nsig - 1 - int(exponent))
 
 
-def format_column(values: Sequence[float], digits: int = 4) -> list[str]:
+def format_column(values: Sequence[float] | np.ndarray, digits: int = 4) -> list[str]:
     """Format numbers with one common number of decimals, like R's ``format()`` on a column.
 
     Arguments
@@ -222,7 +222,7 @@ def _criteria_block(m) -> list[str]:
 
 
 def _fit_block(m: LmerResult) -> list[str]:
-    if m.reml:
+    if m.reml_criterion is not None:   # set exactly for REML fits
         return [f"REML criterion at convergence: {format_number(m.reml_criterion, 7)}"]
     return _criteria_block(m)
 
@@ -322,7 +322,7 @@ def _coef_block(ct: pd.DataFrame, title: str) -> list[str]:
     return lines
 
 
-def _fixed_block(m: LmerResult) -> list[str]:
+def _fixed_block(m: LmerResult | GlmerResult) -> list[str]:
     smooths = getattr(m.frame, "smooths", None)
     if not smooths:
         return _coef_block(m.coef_table(), "Fixed effects:")
