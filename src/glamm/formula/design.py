@@ -299,7 +299,8 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.ndar
         return np.ones(0, dtype=bool)
     keep = np.ones(p, dtype=bool)
     norms = np.linalg.norm(X, axis=0)
-    r = np.linalg.qr(X, mode="r")
+    # numpy's stubs type every mode's result as QRResult; mode="r" returns the R array
+    r: np.ndarray = np.linalg.qr(X, mode="r")  # type: ignore[assignment]
     diag = np.abs(np.diag(r)) if r.shape[0] >= p else np.concatenate(
         [np.abs(np.diag(r)), np.zeros(p - r.shape[0])]
     )
@@ -478,10 +479,10 @@ def build_model_frame(
 
     used = _used_columns(parsed.response + " " + fixed_terms + " "
                          + " ".join(f"offset({e})" for e in offset_exprs), data)
-    for spec in smooth_specs:
-        for c in (*spec.terms, *([spec.by] if spec.by else [])):
+    for sspec in smooth_specs:
+        for c in (*sspec.terms, *([sspec.by] if sspec.by else [])):
             if c not in data.columns:
-                raise FormulaError(f"unknown column {c!r} in smooth term {spec.text!r}; the "
+                raise FormulaError(f"unknown column {c!r} in smooth term {sspec.text!r}; the "
                                    f"data has columns {', '.join(map(str, data.columns))}")
             if c not in used:
                 used.append(c)
@@ -553,8 +554,8 @@ def build_model_frame(
 
     reterms = [_build_reterm(spec, frame, n) for spec in parsed.random]
     smooths = []
-    for spec in smooth_specs:
-        smooths.extend(construct_smooth(spec, frame))
+    for sspec in smooth_specs:
+        smooths.extend(construct_smooth(sspec, frame))
     if smooths:
         fixed_parts = [X]
         for sm in smooths:

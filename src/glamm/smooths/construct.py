@@ -57,7 +57,8 @@ class Smooth:
     U: np.ndarray
     D: np.ndarray
     rank: int
-    X: np.ndarray = field(repr=False, default=None)
+    #: the constrained model matrix at the data's rows (set by :func:`construct_smooth`)
+    X: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     #: (min, max) of a one-covariate smooth's covariate in the data (for default grids)
     data_range: tuple | None = None
     #: the covariate at the model's rows (one-covariate smooths; for plots)
@@ -198,7 +199,7 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
                 if col.cat.ordered and len(levels) > 1:
                     levels = levels[1:]   # mgcv: no smooth for an ordered factor's first level
             else:
-                levels = sorted(str(v) for v in col.unique())
+                levels = list(sorted(str(v) for v in col.unique()))
             if len(levels) > 50:
                 warnings.warn(
                     f"smooth term {spec.text!r} builds one smooth per level of {spec.by!r}: "

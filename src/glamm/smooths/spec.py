@@ -153,7 +153,9 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
     right-hand side (``"1"`` if nothing is left) and the smooth specifications in order."""
     from ..formula.bars import _split_top_level
 
-    rest, minus, smooths = [], [], []
+    rest: list[str] = []
+    minus: list[str] = []
+    smooths: list[SmoothSpec] = []
     for t in _split_top_level(rhs, "+"):
         t = t.strip()
         if not _mentions_smooth(t):

@@ -375,14 +375,12 @@ class PSplineBasis(SmoothBasis):
     def _orders(m: int | Sequence[int | None] | None) -> tuple[int, int]:
         if m is None:
             return 2, 2
-        if np.ndim(m) == 0:
-            mm = [m, m]
-        else:
-            mm = list(m)
-            if len(mm) == 1:
-                mm = mm * 2
-            if len(mm) != 2:
-                raise GlammError(f"m must have one or two entries for a ps smooth, got {m!r}")
+        # a scalar or one or two entries (None: the default 2)
+        mm: list = list(np.atleast_1d(np.asarray(m, dtype=object)))
+        if len(mm) == 1:
+            mm = mm * 2
+        if len(mm) != 2:
+            raise GlammError(f"m must have one or two entries for a ps smooth, got {m!r}")
         m1, m2 = (2 if v is None else operator.index(v) for v in mm)
         return m1, m2
 

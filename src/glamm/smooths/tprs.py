@@ -194,17 +194,18 @@ def _leading_eigenpairs(E: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     decreasing (signed) eigenvalue as mgcv's Lanczos routine returns them; each eigenvector is
     signed to have a positive inner product with :func:`_sign_reference`."""
     n = E.shape[0]
-    values = vectors = None
+    pair: tuple[np.ndarray, np.ndarray] | None = None
     if n > max(4 * k, 60):
         # deterministic start vector, not orthogonal to (anti)symmetric eigenvectors
         try:
-            values, vectors = eigsh(E, k=k, which="LM", v0=_sign_reference(n), tol=0.0)
+            pair = eigsh(E, k=k, which="LM", v0=_sign_reference(n), tol=0.0)
         except (ArpackNoConvergence, ArpackError):
-            values = vectors = None
-    if values is None:
+            pair = None
+    if pair is None:
         w, V = np.linalg.eigh(E)
         keep = np.argsort(-np.abs(w), kind="stable")[:k]
-        values, vectors = w[keep], V[:, keep]
+        pair = w[keep], V[:, keep]
+    values, vectors = pair
     order = np.argsort(-values, kind="stable")
     values, vectors = values[order], vectors[:, order]
     flip = (_sign_reference(n) @ vectors) < 0.0
