@@ -545,8 +545,8 @@ def build_model_frame(
     X_all = np.asarray(mm, dtype=float)
     names_all = lme4_names(list(mm.columns), renames)
     if not np.all(np.isfinite(X_all)):
-        col = names_all[int(np.flatnonzero(~np.isfinite(X_all).all(axis=0))[0])]
-        raise DataError(f"fixed-effects column {col!r} has NaN or infinite values")
+        bad = names_all[int(np.flatnonzero(~np.isfinite(X_all).all(axis=0))[0])]
+        raise DataError(f"fixed-effects column {bad!r} has NaN or infinite values")
     keep = _drop_aliased(X_all, names_all)
     X = X_all[:, keep]
     xnames = [nm for nm, k in zip(names_all, keep) if k]

@@ -162,7 +162,7 @@ def _table(
     return [line(header)] + [line(r) for r in rows]
 
 
-def _numeric_cells(values: Sequence[float], digits: int) -> list[str]:
+def _numeric_cells(values: Sequence[float] | np.ndarray, digits: int) -> list[str]:
     """A numeric column as strings of equal width (right-justified)."""
     cells = format_column(values, digits)
     w = max((len(c) for c in cells), default=0)
