@@ -146,18 +146,25 @@ class SmoothResultsMixin:
     def smooth_estimates(self, smooth: str, x=None, n: int = 100) -> pd.DataFrame:
         """The estimated (centred) smooth with standard errors.
 
-        Args:
-            smooth: the smooth's label, e.g. ``"s(x2)"`` (``"s(x):fA"`` for a factor ``by``
-                level).
-            x: covariate values (an array for a one-covariate smooth, a ``DataFrame`` with
-                the covariate columns otherwise, and optionally a numeric ``by`` column, else
-                ``by`` = 1); default ``None``: ``n`` evenly spaced values over the data's
-                range (a grid of ``n`` x ``n`` points for two covariates is not made: give
-                ``x``).
-            n: number of grid points (default 100).
+        Parameters
+        ----------
+        smooth : str
+            the smooth's label, e.g. ``"s(x2)"`` (``"s(x):fA"`` for a factor ``by``
+            level).
+        x : array_like, optional
+            covariate values (an array for a one-covariate smooth, a ``DataFrame`` with
+            the covariate columns otherwise, and optionally a numeric ``by`` column, else
+            ``by`` = 1); default ``None``: ``n`` evenly spaced values over the data's
+            range (a grid of ``n`` x ``n`` points for two covariates is not made: give
+            ``x``).
+        n : int, optional
+            number of grid points (default 100).
 
-        Returns a ``DataFrame`` with the covariate column(s), ``estimate`` and ``se``
-        (Bayesian standard errors of the smooth alone, as mgcv's ``predict(type="terms")``).
+        Returns
+        -------
+        DataFrame
+            The covariate column(s), ``estimate`` and ``se`` (Bayesian standard errors of
+            the smooth alone, as mgcv's ``predict(type="terms")``).
         """
         from ..smooths.inference import smooth_curve
 
