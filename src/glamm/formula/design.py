@@ -39,23 +39,23 @@ class ModelFrame:
 
     Attributes
     ----------
-    y, X:
+    y, X : ndarray
         Response ``(n,)`` and fixed-effects matrix ``(n, p)`` (aliased columns already dropped).
-    xnames:
+    xnames : list[str]
         lme4-style names of the columns of ``X``.
-    dropped_columns:
+    dropped_columns : list[str]
         Names of fixed-effects columns dropped as linear combinations of earlier ones.
-    reterms:
+    reterms : list[ReTerm]
         Random-effects terms, ordered by decreasing number of levels (lme4's order).
-    weights, offset:
+    weights, offset : ndarray
         Prior weights and offset, ``(n,)`` each (ones and zeros when not given).
-    n_dropped_na:
+    n_dropped_na : int
         Number of rows dropped for missing values in the columns the model uses.
-    n_zero_weight:
+    n_zero_weight : int
         Number of rows with prior weight 0 left out of a linear mixed model (their residual
         variance ``sigma^2 / 0`` is infinite, so they carry no information; see
         :func:`build_model_frame`).
-    row_index:
+    row_index : Index
         Index labels (of the input data frame) of the rows used.
     """
 
@@ -438,13 +438,18 @@ def build_model_frame(
 
     Parameters
     ----------
-    formula: lme4-style formula string.
-    data: a pandas DataFrame; a dict of columns, a polars DataFrame or any table with the
+    formula : str
+        lme4-style formula string.
+    data : DataFrame
+        a pandas DataFrame; a dict of columns, a polars DataFrame or any table with the
         Arrow or dataframe-interchange protocol is converted (:func:`as_pandas`).
-    weights: prior weights, a column name or an array of length ``len(data)``.
-    offset: a column name or an array of length ``len(data)``; ``offset(expr)`` terms in the
+    weights : Any, optional
+        prior weights, a column name or an array of length ``len(data)``.
+    offset : Any, optional
+        a column name or an array of length ``len(data)``; ``offset(expr)`` terms in the
         formula are added to it.
-    glm_response: also accept the responses of a GLMM: ``cbind(successes, failures)`` (the
+    glm_response : bool, optional
+        also accept the responses of a GLMM: ``cbind(successes, failures)`` (the
         response becomes the proportion and ``ModelFrame.trials`` the number of trials), a
         boolean column, or a two-level factor (first level = 0, second = 1, as R's binomial).
     """

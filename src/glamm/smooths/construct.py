@@ -38,13 +38,24 @@ class Smooth:
 
     Attributes
     ----------
-    spec: the term as written; label: mgcv's label (``s(x)``, ``s(x):fA`` for a by level).
-    basis: the unconstrained basis (built once, shared by the levels of a factor ``by``).
-    by_level: the level of a factor ``by`` (``None`` otherwise).
-    Z: ``(k, k')`` constraint absorption (identity without a constraint).
-    S: the constrained, rescaled penalty ``(k', k')``; ``S_scale`` the rescaling divisor.
-    U, D: eigenvectors of ``S`` (penalized first) and the column scalings.
-    rank: number of penalized (random-effect) directions; 0 for ``fx=True``.
+    spec : SmoothSpec
+        The term as written.
+    label : str
+        mgcv's label (``s(x)``, ``s(x):fA`` for a by level).
+    basis : SmoothBasis
+        the unconstrained basis (built once, shared by the levels of a factor ``by``).
+    by_level : str or None
+        the level of a factor ``by`` (``None`` otherwise).
+    Z : ndarray
+        ``(k, k')`` constraint absorption (identity without a constraint).
+    S : ndarray
+        the constrained, rescaled penalty ``(k', k')``.
+    S_scale : float
+        the rescaling divisor of ``S``.
+    U, D : ndarray
+        eigenvectors of ``S`` (penalized first) and the column scalings.
+    rank : int
+        number of penalized (random-effect) directions; 0 for ``fx=True``.
     """
 
     spec: SmoothSpec

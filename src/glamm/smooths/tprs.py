@@ -396,21 +396,28 @@ class ThinPlateBasis(SmoothBasis):
 
     Parameters
     ----------
-    x: ``(n,)`` or ``(n, d)`` covariate values, d >= 1.
-    k: basis dimension; default -1 means mgcv's default M + 8 (d = 1), M + 27 (d = 2),
+    x : ndarray
+        ``(n,)`` or ``(n, d)`` covariate values, d >= 1.
+    k : int, optional
+        basis dimension; default -1 means mgcv's default M + 8 (d = 1), M + 27 (d = 2),
         M + 100 (d >= 3), M the null space dimension. k < M + 1 is raised to M + 1 with a
         warning. There must be at least k unique covariate rows.
-    m: penalty order (order of the derivatives penalized); default ``None``: the smallest m
+    m : int, optional
+        penalty order (order of the derivatives penalized); default ``None``: the smallest m
         with 2m > d + 1 (2 for d = 1, 2; 3 for d = 3), which also replaces any m with 2m <= d.
-    max_knots: at most this many unique covariate rows are used as knots (default 2000); above
+    max_knots : int, optional
+        at most this many unique covariate rows are used as knots (default 2000); above
         it mgcv's random subsample (seed 1) is drawn.
-    shrink: ``None`` (default) for ``"tp"``; a positive number for ``"ts"``, the null-space
+    shrink : float, optional
+        ``None`` (default) for ``"tp"``; a positive number for ``"ts"``, the null-space
         eigenvalues of S being set to ``shrink`` times its smallest positive one (mgcv: 0.1).
 
     Attributes
     ----------
-    X, S, null_space_dim, rank: see :class:`SmoothBasis`; X's first ``k - M`` columns are
-        the penalized ones, the last M the polynomial null space (1, x1, ..., in mgcv's order).
+    X, S, null_space_dim, rank
+        see :class:`SmoothBasis`; X's first ``k - M`` columns are the penalized ones, the last
+        M the polynomial null space (1, x1, ..., in mgcv's order).
+
     The following mirror mgcv's object and are not public API: ``m`` (penalty order used),
     ``d``, ``shift`` (covariate means, mgcv's ``shift``), ``knots`` (centred unique knot rows,
     sorted, mgcv's ``Xu``), ``UZ`` (``(n_knots + M) x k`` map from basis coefficients to the
