@@ -4,6 +4,7 @@
 #   make test       run the test suite without slow tests
 #   make test-all   run the whole test suite, slow tests included
 #   make bench      run the LMM benchmark battery
+#   make lint       run ruff and mypy (installs the lint extras into .venv)
 #
 # Variables (override on the command line, e.g. `make test PYTEST_ARGS="-x -k lmer"`):
 #   PYTHON       interpreter used to create the virtualenv (default python3)
@@ -20,7 +21,7 @@ PYTEST_ARGS ?=
 VENV_PY := $(VENV)/bin/python
 MARKER_OPT = $(if $(strip $(MARKERS)),-m "$(MARKERS)")
 
-.PHONY: demo test test-all bench
+.PHONY: demo test test-all bench lint
 
 # Created once; later runs reuse it.
 $(VENV_PY):
@@ -36,6 +37,11 @@ test: $(VENV_PY)
 
 test-all:
 	$(MAKE) test MARKERS=
+
+lint: $(VENV_PY)
+	$(VENV_PY) -m pip install -q -e '.[lint]'
+	$(VENV_PY) -m ruff check src tests benchmarks
+	$(VENV_PY) -m mypy
 
 bench: $(VENV_PY)
 	$(VENV_PY) -m pip install -q -e .

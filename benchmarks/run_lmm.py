@@ -89,7 +89,7 @@ def _fit(formula: str, df, how):
     if isinstance(how, str):
         family, _, nagq = how.partition(":")
         m = glamm.glmer(formula, df, family=family, nagq=int(nagq or 1))
-        m.stderr
+        _ = m.stderr  # computed on first use; timed with the fit
         return m
     return glamm.lmer(formula, df, reml=how)
 
@@ -151,14 +151,19 @@ def _r_vec(levels: list[str]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--with-r", action="store_true")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
           f"{_ncores()} cores, Python {platform.python_version()}, numpy {np.__version__}")
-    header = f"{'model':24s} {'glamm s':>9s} {'feval':>6s} {'logLik':>16s} {'lme4 s':>8s} {'lme4/glamm':>11s}"
+    header = (
+        f"{'model':24s} {'glamm s':>9s} {'feval':>6s} {'logLik':>16s} "
+        f"{'lme4 s':>8s} {'lme4/glamm':>11s}"
+    )
     print(header)
     print("-" * len(header))
     for name, (dataset, formula, how, case) in BATTERY.items():
@@ -173,7 +178,8 @@ def main() -> None:
         ratio = f"{base / secs:10.1f}x" if base else "         -"
         base_s = f"{base:8.3f}" if base else "       -"
         print(f"{name:24s} {secs:9.4f} {m.optsum.feval:6d} {m.loglik:16.6f} {base_s} {ratio}")
-    print(f"lme4 times: {'measured in this session' if args.with_r else 'recorded in the reference files'}")
+    source = "measured in this session" if args.with_r else "recorded in the reference files"
+    print(f"lme4 times: {source}")
 
 
 def _ncores() -> int:

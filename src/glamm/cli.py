@@ -1,4 +1,4 @@
-"""Command-line interface: ``glamm fit`` and ``glamm datasets``.
+r"""Command-line interface: ``glamm fit`` and ``glamm datasets``.
 
 Examples
 --------
@@ -6,7 +6,8 @@ Examples
 
     glamm fit "Reaction ~ Days + (Days | Subject)" --data sleepstudy --ml
     glamm fit "y ~ x + (1 | g)" --data mydata.csv --json
-    glamm fit "cbind(incidence, size - incidence) ~ period + (1 | herd)" --data cbpp --family binomial
+    glamm fit "cbind(incidence, size - incidence) ~ period + (1 | herd)" \
+        --data cbpp --family binomial
     glamm datasets
 
 Without ``--family`` the model is a linear mixed model (:func:`glamm.lmer`); with it, a
@@ -56,21 +57,24 @@ class CliError(Exception):
 def load_data(spec: str) -> pd.DataFrame:
     """The data frame named by ``--data``.
 
-    Arguments
-    ---------
-    spec: a bundled data set name (see ``glamm datasets``; letter case does not matter) or a
+    Parameters
+    ----------
+    spec : str
+        a bundled data set name (see ``glamm datasets``; letter case does not matter) or a
         path to a ``.csv`` or ``.parquet`` (also ``.pq``) file. A path is recognised by its
         suffix or by existing on disk.
 
     Returns
     -------
-    ``pandas.DataFrame``. CSV files are read with :func:`pandas.read_csv` defaults, so integer
-    codes of a grouping column stay integers (glamm treats grouping columns as factors
-    anyway).
+    pandas.DataFrame
+        CSV files are read with :func:`pandas.read_csv` defaults, so integer
+        codes of a grouping column stay integers (glamm treats grouping columns as factors
+        anyway).
 
     Raises
     ------
-    CliError: the file does not exist, has an unsupported type, cannot be parsed, parquet
+    CliError
+        the file does not exist, has an unsupported type, cannot be parsed, parquet
         support (pyarrow) is missing, or no bundled data set has that name.
     """
     import pandas as pd
@@ -261,14 +265,16 @@ def _quiet_on_broken_pipe(run: Callable[..., int]) -> Callable[..., int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``glamm`` command.
 
-    Arguments
-    ---------
-    argv: the arguments after the program name (default ``None``: ``sys.argv[1:]``).
+    Parameters
+    ----------
+    argv : Sequence[str], optional
+        the arguments after the program name (default ``None``: ``sys.argv[1:]``).
 
     Returns
     -------
-    The exit status: 0 on success, 2 for errors in the arguments, the model or the data
-    (message on standard error, no traceback).
+    int
+        The exit status: 0 on success, 2 for errors in the arguments, the model or the data
+        (message on standard error, no traceback).
     """
     parser = build_parser()
     out, err = sys.stdout, sys.stderr

@@ -12,16 +12,27 @@ def plot_smooth(model, smooth: str, ax=None, n: int = 100, level: float = 0.95,
                 rug: bool = True):
     """Plot an estimated smooth with a pointwise confidence band and a rug of the data, as
     mgcv's ``plot.gam`` (the band uses the Bayesian standard errors of ``smooth_estimates``).
+    One-covariate smooths only.
 
-    Args:
-        model: a fitted model with smooth terms (``glamm.lmer``/``glamm.glmer`` result).
-        smooth: the smooth's label, e.g. ``"s(x2)"``.
-        ax: a matplotlib ``Axes`` to draw on (default ``None``: a new figure).
-        n: number of grid points (default 100).
-        level: coverage of the band (default 0.95; mgcv draws +-2 standard errors).
-        rug: draw the covariate values along the horizontal axis (default True).
+    Parameters
+    ----------
+    model : LmerResult or GlmerResult
+        a fitted model with smooth terms (``glamm.lmer``/``glamm.glmer`` result).
+    smooth : str
+        the smooth's label, e.g. ``"s(x2)"``.
+    ax : matplotlib.axes.Axes, optional
+        a matplotlib ``Axes`` to draw on (default ``None``: a new figure).
+    n : int, optional
+        number of grid points (default 100).
+    level : float, optional
+        coverage of the band (default 0.95; mgcv draws +-2 standard errors).
+    rug : bool, optional
+        draw the covariate values along the horizontal axis (default True).
 
-    Returns the ``Axes``. One-covariate smooths only.
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The ``Axes`` drawn on.
     """
     try:
         import matplotlib.pyplot as plt

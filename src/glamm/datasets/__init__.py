@@ -299,7 +299,9 @@ def _convert(values: pd.Series, col: dict[str, Any], label: str) -> pd.Series:
     unknown = sorted(set(present) - set(levels))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5])
-        raise _DataError(f"{label}: column {col['name']!r} has labels not among its levels: {shown}")
+        raise _DataError(
+            f"{label}: column {col['name']!r} has labels not among its levels: {shown}"
+        )
     categories = pd.Index(levels, dtype="str")
     factor = pd.Categorical(values, categories=categories, ordered=(kind == "ordered"))
     return pd.Series(factor, name=values.name, index=values.index)

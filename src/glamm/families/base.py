@@ -5,7 +5,6 @@ they use (integer checks, cached log-factorial constants). The distributions the
 from __future__ import annotations
 
 import abc
-
 import copy
 import math
 
@@ -70,13 +69,17 @@ def _plural(n: int, word: str) -> str:
 class Family(abc.ABC):
     """Base class of response distributions.
 
-    Args:
-        link: the link, as a name (glamm's or R's, e.g. ``"logit"``, ``"1/mu^2"``), a
-            :class:`~glamm.families.links.Link` instance or class; ``None`` (default) uses
-            the family's canonical (default) link.
+    Parameters
+    ----------
+    link : str or Link or type[Link], optional
+        the link, as a name (glamm's or R's, e.g. ``"logit"``, ``"1/mu^2"``), a
+        :class:`~glamm.families.links.Link` instance or class; ``None`` (default) uses
+        the family's canonical (default) link.
 
-    Raises:
-        DataError: the link is unknown or not valid for the family.
+    Raises
+    ------
+    DataError
+        the link is unknown or not valid for the family.
 
     Class attributes set by subclasses: ``name`` (glamm's name), ``r_name`` (R's family name),
     ``canonical_link``, ``valid_links`` (link names), ``can_separate``, ``has_dispersion`` (whether a scale
@@ -119,8 +122,10 @@ class Family(abc.ABC):
     def with_link(self, link: str | Link | type[Link] | None) -> Family:
         """A copy of this family with another link.
 
-        Args:
-            link: as for the constructor; ``None`` means the canonical link.
+        Parameters
+        ----------
+        link : str or Link or type[Link], optional
+            as for the constructor; ``None`` means the canonical link.
         """
         new = copy.copy(self)
         new.link = self._resolve_link(link)
@@ -129,8 +134,10 @@ class Family(abc.ABC):
     def with_shape(self, shape: float) -> Family:
         """A copy with shape parameter ``shape`` (only for families with ``has_shape``).
 
-        Args:
-            shape: the new shape.
+        Parameters
+        ----------
+        shape : float
+            the new shape.
         """
         raise DataError(f"the {self.name} family has no shape parameter")
 
@@ -188,8 +195,10 @@ class Family(abc.ABC):
     def variance(self, mu) -> np.ndarray:
         """Variance function ``V(mu)`` (``Var(y) = dispersion * V(mu) / wt``).
 
-        Args:
-            mu: means.
+        Parameters
+        ----------
+        mu : array_like
+            means.
         """
         raise NotImplementedError
 
@@ -197,8 +206,10 @@ class Family(abc.ABC):
     def variance_deriv(self, mu) -> np.ndarray:
         """``dV / dmu``.
 
-        Args:
-            mu: means.
+        Parameters
+        ----------
+        mu : array_like
+            means.
         """
         raise NotImplementedError
 
@@ -206,9 +217,12 @@ class Family(abc.ABC):
     def unit_deviance(self, y, mu) -> np.ndarray:
         """Unit deviance ``d(y, mu)`` (R's ``dev.resids(y, mu, 1)``).
 
-        Args:
-            y: responses.
-            mu: means.
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        mu : array_like
+            means.
         """
         raise NotImplementedError
 
@@ -216,10 +230,14 @@ class Family(abc.ABC):
         """Elementwise weighted unit deviances ``wt * d(y, mu)`` (R's ``dev.resids``); they sum
         to the deviance. (Signed residuals are ``sign(y - mu) * sqrt`` of these.)
 
-        Args:
-            y: responses.
-            mu: means.
-            wt: prior weights (default ``None``: all 1).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        mu : array_like
+            means.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
         """
         y, wt = self._prep(y, wt)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -229,10 +247,14 @@ class Family(abc.ABC):
     def deviance(self, y, mu, wt=None) -> float:
         """The deviance, ``sum(deviance_residuals(y, mu, wt))``.
 
-        Args:
-            y: responses.
-            mu: means.
-            wt: prior weights (default ``None``: all 1).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        mu : array_like
+            means.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
         """
         return float(np.sum(self.deviance_residuals(y, mu, wt)))
 
@@ -245,12 +267,17 @@ class Family(abc.ABC):
         ``sum(loglik) == -aic / 2`` for R's ``family()$aic`` (without the ``+ 2`` R adds for
         an estimated dispersion) when given the same dispersion R plugs in.
 
-        Args:
-            y: responses (proportions for the binomial).
-            mu: means.
-            wt: prior weights (default ``None``: all 1); binomial numbers of trials.
-            dispersion: scale ``phi`` (default 1.0); ignored by families without a
-                dispersion.
+        Parameters
+        ----------
+        y : array_like
+            responses (proportions for the binomial).
+        mu : array_like
+            means.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1); binomial numbers of trials.
+        dispersion : float, optional
+            scale ``phi`` (default 1.0); ignored by families without a
+            dispersion.
         """
         y, wt = self._prep(y, wt)
         phi = self._phi(dispersion)
@@ -270,8 +297,10 @@ class Family(abc.ABC):
     def mu_in_range(self, mu) -> np.ndarray:
         """Elementwise: ``mu`` is finite and inside the family's mean space.
 
-        Args:
-            mu: means.
+        Parameters
+        ----------
+        mu : array_like
+            means.
         """
         return np.isfinite(_arr(mu))
 
@@ -279,8 +308,10 @@ class Family(abc.ABC):
         """True if every ``mu`` is finite and inside the family's mean space (R's
         ``validmu``).
 
-        Args:
-            mu: means.
+        Parameters
+        ----------
+        mu : array_like
+            means.
         """
         return bool(np.all(self.mu_in_range(mu)))
 
@@ -296,13 +327,18 @@ class Family(abc.ABC):
     def validate(self, y, wt=None) -> None:
         """Check the response and prior weights against the family's support.
 
-        Args:
-            y: responses.
-            wt: prior weights (default ``None``: all 1).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
 
-        Raises:
-            DataError: naming the problem, the number of offending values and the (flat,
-                0-based) index of the first one.
+        Raises
+        ------
+        DataError
+            naming the problem, the number of offending values and the (flat,
+            0-based) index of the first one.
         """
         y, wt = self._prep(y, wt)
         self._fail_if(~np.isfinite(y), "the response has non-finite values (NaN or inf)")
@@ -310,15 +346,20 @@ class Family(abc.ABC):
         self._fail_if(wt < 0, "prior weights must not be negative")
         self._validate_support(y, wt)
 
-    def _validate_support(self, y: np.ndarray, wt: np.ndarray) -> None:
-        pass
+    def _validate_support(  # noqa: B027 - optional hook, not abstract: most families accept any y
+        self, y: np.ndarray, wt: np.ndarray
+    ) -> None:
+        """Family-specific support checks; the default accepts every finite response."""
 
     def mustart(self, y, wt=None) -> np.ndarray:
         """Starting means, as R's ``family()$initialize``.
 
-        Args:
-            y: responses.
-            wt: prior weights (default ``None``: all 1).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
         """
         return _arr(y).copy()
 
@@ -330,11 +371,16 @@ class Family(abc.ABC):
         Returns ``(w, r)`` with ``w = wt * mu_eta^2 / V(mu)`` and ``r = (y - mu) / mu_eta``
         (the working response is ``eta + r``, minus any offset).
 
-        Args:
-            y: responses.
-            mu: means.
-            eta: linear predictor (``mu = link.inverse(eta)``).
-            wt: prior weights (default ``None``: all 1).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        mu : array_like
+            means.
+        eta : array_like
+            linear predictor (``mu = link.inverse(eta)``).
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
         """
         y, wt = self._prep(y, wt)
         mu = _arr(mu)
@@ -348,12 +394,18 @@ class Family(abc.ABC):
         Returns ``(w, mu_eta)`` with ``w = wt * mu_eta^2 / (V(mu) * dispersion)``, the weights
         of penalized IRLS (scoring). A family without a GLM variance function overrides this.
 
-        Args:
-            eta: linear predictor.
-            mu: means (``link.inverse(eta)``).
-            wt: prior weights (an array of the shape of ``mu``).
-            dispersion: scale (default 1.0; families without one use 1).
-            mu_eta: ``d mu / d eta`` if already computed (default: from the link).
+        Parameters
+        ----------
+        eta : array_like
+            linear predictor.
+        mu : array_like
+            means (``link.inverse(eta)``).
+        wt : array_like
+            prior weights (an array of the shape of ``mu``).
+        dispersion : float, optional
+            scale (default 1.0; families without one use 1).
+        mu_eta : array_like, optional
+            ``d mu / d eta`` if already computed (default: from the link).
         """
         if mu_eta is None:
             mu_eta = self.link.mu_eta_at(eta, mu)
@@ -364,11 +416,16 @@ class Family(abc.ABC):
         ``wt / phi * (2 mu_eta mu'' / V - mu_eta^3 V'(mu) / V^2)`` (``mu''`` the link's
         second derivative).
 
-        Args:
-            eta: linear predictor.
-            mu: means (``link.inverse(eta)``).
-            wt: prior weights.
-            dispersion: scale (default 1.0; families without one use 1).
+        Parameters
+        ----------
+        eta : array_like
+            linear predictor.
+        mu : array_like
+            means (``link.inverse(eta)``).
+        wt : array_like
+            prior weights.
+        dispersion : float, optional
+            scale (default 1.0; families without one use 1).
         """
         mu_eta = self.link.mu_eta(eta)
         var = self.variance(mu)
@@ -378,11 +435,16 @@ class Family(abc.ABC):
     def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         """``d loglik / d mu`` per observation: ``wt (y - mu) / (dispersion V(mu))``.
 
-        Args:
-            y: responses.
-            mu: means.
-            wt: prior weights (default ``None``: all 1).
-            dispersion: scale (default 1.0; ignored by families without one).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        mu : array_like
+            means.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
+        dispersion : float, optional
+            scale (default 1.0; ignored by families without one).
         """
         y, wt = self._prep(y, wt)
         mu = _arr(mu)
@@ -392,11 +454,16 @@ class Family(abc.ABC):
         """Observed ``d^2 loglik / d mu^2`` per observation:
         ``wt / dispersion * (-1 / V - (y - mu) V' / V^2)``.
 
-        Args:
-            y: responses.
-            mu: means.
-            wt: prior weights (default ``None``: all 1).
-            dispersion: scale (default 1.0; ignored by families without one).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        mu : array_like
+            means.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
+        dispersion : float, optional
+            scale (default 1.0; ignored by families without one).
         """
         y, wt = self._prep(y, wt)
         mu = _arr(mu)
@@ -407,12 +474,18 @@ class Family(abc.ABC):
     def dloglik_deta(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
         """Score of the per-observation log-likelihood with respect to ``eta``.
 
-        Args:
-            y: responses.
-            mu: means (``link.inverse(eta)``).
-            eta: linear predictor.
-            wt: prior weights (default ``None``: all 1).
-            dispersion: scale (default 1.0; ignored by families without one).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        mu : array_like
+            means (``link.inverse(eta)``).
+        eta : array_like
+            linear predictor.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
+        dispersion : float, optional
+            scale (default 1.0; ignored by families without one).
         """
         return self.dloglik_dmu(y, mu, wt, dispersion) * self.link.mu_eta_at(eta, _arr(mu))
 
@@ -422,12 +495,18 @@ class Family(abc.ABC):
         ``-w / dispersion`` (``w`` from :meth:`weights_and_working`) for every ``y``; at other
         links it does so only in expectation.
 
-        Args:
-            y: responses.
-            mu: means (``link.inverse(eta)``).
-            eta: linear predictor.
-            wt: prior weights (default ``None``: all 1).
-            dispersion: scale (default 1.0; ignored by families without one).
+        Parameters
+        ----------
+        y : array_like
+            responses.
+        mu : array_like
+            means (``link.inverse(eta)``).
+        eta : array_like
+            linear predictor.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
+        dispersion : float, optional
+            scale (default 1.0; ignored by families without one).
         """
         d1 = self.link.mu_eta(eta)
         return (self.d2loglik_dmu2(y, mu, wt, dispersion) * d1 * d1

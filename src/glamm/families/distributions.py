@@ -56,8 +56,10 @@ __all__ = [
 class Binomial(Family):
     """Binomial proportions: ``wt * y ~ Binomial(wt, mu)``; ``V(mu) = mu (1 - mu)``.
 
-    Args:
-        link: ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"cauchit"`` or ``"log"``.
+    Parameters
+    ----------
+    link : str or Link or type[Link], optional
+        ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"cauchit"`` or ``"log"``.
     """
 
     can_separate = True
@@ -134,8 +136,10 @@ class _CountFamily(Family):
 class Poisson(_CountFamily):
     """Poisson counts; ``V(mu) = mu``.
 
-    Args:
-        link: ``"log"`` (default), ``"identity"`` or ``"sqrt"``.
+    Parameters
+    ----------
+    link : str or Link or type[Link], optional
+        ``"log"`` (default), ``"identity"`` or ``"sqrt"``.
     """
 
     name = "poisson"
@@ -172,8 +176,10 @@ class Poisson(_CountFamily):
 class Gaussian(Family):
     """Normal responses; ``V(mu) = 1``, ``Var(y) = dispersion / wt``.
 
-    Args:
-        link: ``"identity"`` (default), ``"log"`` or ``"inverse"``.
+    Parameters
+    ----------
+    link : str or Link or type[Link], optional
+        ``"identity"`` (default), ``"log"`` or ``"inverse"``.
     """
 
     name = "gaussian"
@@ -208,8 +214,10 @@ class Gaussian(Family):
 class Gamma(Family):
     """Gamma responses with shape ``1 / dispersion``; ``V(mu) = mu^2``.
 
-    Args:
-        link: ``"inverse"`` (default), ``"identity"`` or ``"log"``.
+    Parameters
+    ----------
+    link : str or Link or type[Link], optional
+        ``"inverse"`` (default), ``"identity"`` or ``"log"``.
     """
 
     name = "gamma"
@@ -248,9 +256,11 @@ class Gamma(Family):
 class InverseGaussian(Family):
     """Inverse Gaussian responses with shape ``lambda = 1 / dispersion``; ``V(mu) = mu^3``.
 
-    Args:
-        link: ``"inverse_squared"`` (R's ``"1/mu^2"``, default), ``"inverse"``,
-            ``"identity"`` or ``"log"``.
+    Parameters
+    ----------
+    link : str or Link or type[Link], optional
+        ``"inverse_squared"`` (R's ``"1/mu^2"``, default), ``"inverse"``,
+        ``"identity"`` or ``"log"``.
     """
 
     name = "inverse_gaussian"
@@ -291,12 +301,17 @@ class NegativeBinomial(_CountFamily):
     random-effects parameters). It is a shape parameter, not a dispersion: ``dispersion``
     arguments are ignored.
 
-    Args:
-        shape: the size parameter, positive (default 1.0).
-        link: ``"log"`` (default), ``"identity"`` or ``"sqrt"``.
+    Parameters
+    ----------
+    shape : float, optional
+        the size parameter, positive (default 1.0).
+    link : str or Link or type[Link], optional
+        ``"log"`` (default), ``"identity"`` or ``"sqrt"``.
 
-    Raises:
-        DataError: ``shape`` is not positive and finite, or the link is invalid.
+    Raises
+    ------
+    DataError
+        ``shape`` is not positive and finite, or the link is invalid.
     """
 
     name = "negative_binomial"
@@ -332,8 +347,10 @@ class NegativeBinomial(_CountFamily):
     def with_shape(self, shape: float) -> NegativeBinomial:
         """A copy with size ``shape``.
 
-        Args:
-            shape: the new size, positive and finite.
+        Parameters
+        ----------
+        shape : float
+            the new size, positive and finite.
         """
         new = copy.copy(self)
         new.shape = self._check_shape(shape)
@@ -399,15 +416,21 @@ def _family_key(name: str) -> str:
 def from_name(name: str, link: str | Link | type[Link] | None = None, **kw) -> Family:
     """A family from its name.
 
-    Args:
-        name: ``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"Gamma"``/``"gamma"``,
-            ``"inverse_gaussian"``/``"inverse.gaussian"`` or
-            ``"negative_binomial"``/``"nbinom2"``/``"negbin"`` (case-insensitive).
-        link: link name or object (default ``None``: the canonical link).
-        **kw: further constructor arguments (``shape`` for the negative binomial).
+    Parameters
+    ----------
+    name : str
+        ``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"Gamma"``/``"gamma"``,
+        ``"inverse_gaussian"``/``"inverse.gaussian"`` or
+        ``"negative_binomial"``/``"nbinom2"``/``"negbin"`` (case-insensitive).
+    link : str or Link or type[Link], optional
+        link name or object (default ``None``: the canonical link).
+    **kw
+        further constructor arguments (``shape`` for the negative binomial).
 
-    Raises:
-        DataError: unknown family, invalid link or invalid arguments.
+    Raises
+    ------
+    DataError
+        unknown family, invalid link or invalid arguments.
     """
     cls = FAMILIES[_family_key(name)]
     try:
@@ -420,17 +443,23 @@ def get_family(name_or_obj: str | Family | type[Family],
                link: str | Link | type[Link] | None = None, **kw) -> Family:
     """A family from a name, a :class:`Family` instance or a ``Family`` subclass.
 
-    Args:
-        name_or_obj: a family name (see :func:`from_name`), a ``Family`` instance (returned
-            as is unless ``link`` or ``kw`` ask for changes) or a ``Family`` subclass
-            (instantiated).
-        link: link name or object (default ``None``: an instance keeps its link, names and
-            classes get the canonical link).
-        **kw: constructor arguments for names and classes (``shape``); for an instance only
-            ``shape`` is accepted (applied with ``with_shape``).
+    Parameters
+    ----------
+    name_or_obj : str or Family or type[Family]
+        a family name (see :func:`from_name`), a ``Family`` instance (returned
+        as is unless ``link`` or ``kw`` ask for changes) or a ``Family`` subclass
+        (instantiated).
+    link : str or Link or type[Link], optional
+        link name or object (default ``None``: an instance keeps its link, names and
+        classes get the canonical link).
+    **kw
+        constructor arguments for names and classes (``shape``); for an instance only
+        ``shape`` is accepted (applied with ``with_shape``).
 
-    Raises:
-        DataError: unknown family, invalid link or arguments.
+    Raises
+    ------
+    DataError
+        unknown family, invalid link or arguments.
     """
     if isinstance(name_or_obj, Family):
         fam = name_or_obj

@@ -84,24 +84,30 @@ class Link:
     def link(self, mu) -> np.ndarray:
         """``eta = g(mu)``.
 
-        Args:
-            mu: means (array-like).
+        Parameters
+        ----------
+        mu : array_like
+            means (array-like).
         """
         raise NotImplementedError
 
     def inverse(self, eta) -> np.ndarray:
         """``mu = g^{-1}(eta)``, clamped inside the open support where R clamps.
 
-        Args:
-            eta: linear predictor values (array-like).
+        Parameters
+        ----------
+        eta : array_like
+            linear predictor values (array-like).
         """
         raise NotImplementedError
 
     def mu_eta(self, eta) -> np.ndarray:
         """``d mu / d eta`` at ``eta``.
 
-        Args:
-            eta: linear predictor values (array-like).
+        Parameters
+        ----------
+        eta : array_like
+            linear predictor values (array-like).
         """
         raise NotImplementedError
 
@@ -113,16 +119,20 @@ class Link:
     def d2mu_deta2(self, eta) -> np.ndarray:
         """``d^2 mu / d eta^2`` at ``eta``.
 
-        Args:
-            eta: linear predictor values (array-like).
+        Parameters
+        ----------
+        eta : array_like
+            linear predictor values (array-like).
         """
         raise NotImplementedError
 
     def valid_eta(self, eta) -> bool:
         """True if every ``eta`` is finite and inside the link's domain (R's ``valideta``).
 
-        Args:
-            eta: linear predictor values (array-like).
+        Parameters
+        ----------
+        eta : array_like
+            linear predictor values (array-like).
         """
         return bool(np.all(np.isfinite(_arr(eta))))
 
@@ -363,12 +373,16 @@ _ALIASES: dict[str, str] = {
 def canonical_link_name(name: str) -> str:
     """glamm's name for a link given by glamm's or R's name (case-insensitive).
 
-    Args:
-        name: a link name such as ``"logit"``, ``"inverse"``, ``"1/mu^2"`` or
-            ``"inverse_squared"``.
+    Parameters
+    ----------
+    name : str
+        a link name such as ``"logit"``, ``"inverse"``, ``"1/mu^2"`` or
+        ``"inverse_squared"``.
 
-    Raises:
-        DataError: the name is not a known link.
+    Raises
+    ------
+    DataError
+        the name is not a known link.
     """
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
@@ -381,14 +395,18 @@ def canonical_link_name(name: str) -> str:
 def get_link(name_or_obj: str | Link | type[Link]) -> Link:
     """A :class:`Link` instance from a name, a ``Link`` instance or a ``Link`` subclass.
 
-    Args:
-        name_or_obj: glamm's or R's link name (``"logit"``, ``"probit"``, ``"cloglog"``,
-            ``"cauchit"``, ``"log"``, ``"identity"``, ``"inverse"``, ``"sqrt"``,
-            ``"inverse_squared"`` / ``"1/mu^2"``), a ``Link`` instance (returned as is) or a
-            ``Link`` subclass (instantiated).
+    Parameters
+    ----------
+    name_or_obj : str or Link or type[Link]
+        glamm's or R's link name (``"logit"``, ``"probit"``, ``"cloglog"``,
+        ``"cauchit"``, ``"log"``, ``"identity"``, ``"inverse"``, ``"sqrt"``,
+        ``"inverse_squared"`` / ``"1/mu^2"``), a ``Link`` instance (returned as is) or a
+        ``Link`` subclass (instantiated).
 
-    Raises:
-        DataError: unknown name.
+    Raises
+    ------
+    DataError
+        unknown name.
     """
     if isinstance(name_or_obj, Link):
         return name_or_obj

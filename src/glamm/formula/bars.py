@@ -27,11 +27,11 @@ class RandomTermSpec:
 
     Attributes
     ----------
-    expr:
+    expr : str
         The left-hand side as a formulaic right-hand side, e.g. ``"1 + Days"`` or ``"0 + Days"``.
-    group:
+    group : str
         The grouping factor as written, with ``:`` for interactions, e.g. ``"batch:cask"``.
-    factors:
+    factors : tuple[str, ...]
         The data columns whose interaction forms the grouping factor, e.g. ``("batch", "cask")``.
     """
 
@@ -171,8 +171,20 @@ def _expand_uncorrelated(expr: str) -> list[str]:
 def parse_formula(formula: str) -> ParsedFormula:
     """Split ``formula`` into response, fixed right-hand side and random-effects terms.
 
-    Raises :class:`~glamm.errors.FormulaError` for a missing ``~``, unbalanced brackets, an empty
-    side, or a malformed bar term.
+    Parameters
+    ----------
+    formula : str
+        The lme4-style formula.
+
+    Returns
+    -------
+    ParsedFormula
+        Response, fixed right-hand side and random-effects terms.
+
+    Raises
+    ------
+    FormulaError
+        A missing ``~``, unbalanced brackets, an empty side, or a malformed bar term.
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
@@ -212,4 +224,6 @@ def parse_formula(formula: str) -> ParsedFormula:
     fixed_rhs = " + ".join(fixed) if fixed else "1"
     if fixed and all(t.strip() in {"0", "-1"} for t in fixed):
         fixed_rhs = "0"
-    return ParsedFormula(formula=formula, response=response, fixed_rhs=fixed_rhs, random=tuple(random))
+    return ParsedFormula(
+        formula=formula, response=response, fixed_rhs=fixed_rhs, random=tuple(random)
+    )

@@ -39,23 +39,23 @@ class ModelFrame:
 
     Attributes
     ----------
-    y, X:
+    y, X : ndarray
         Response ``(n,)`` and fixed-effects matrix ``(n, p)`` (aliased columns already dropped).
-    xnames:
+    xnames : list[str]
         lme4-style names of the columns of ``X``.
-    dropped_columns:
+    dropped_columns : list[str]
         Names of fixed-effects columns dropped as linear combinations of earlier ones.
-    reterms:
+    reterms : list[ReTerm]
         Random-effects terms, ordered by decreasing number of levels (lme4's order).
-    weights, offset:
+    weights, offset : ndarray
         Prior weights and offset, ``(n,)`` each (ones and zeros when not given).
-    n_dropped_na:
+    n_dropped_na : int
         Number of rows dropped for missing values in the columns the model uses.
-    n_zero_weight:
+    n_zero_weight : int
         Number of rows with prior weight 0 left out of a linear mixed model (their residual
         variance ``sigma^2 / 0`` is infinite, so they carry no information; see
         :func:`build_model_frame`).
-    row_index:
+    row_index : Index
         Index labels (of the input data frame) of the rows used.
     """
 
@@ -260,7 +260,8 @@ def _factor_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Codes and labels of one grouping column; unused categories are dropped (as R's factor)."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         cat = col.cat.remove_unused_categories()
-        return cat.cat.codes.to_numpy().astype(np.int64), [_level_label(c) for c in cat.cat.categories]
+        codes = cat.cat.codes.to_numpy().astype(np.int64)
+        return codes, [_level_label(c) for c in cat.cat.categories]
     codes, uniques = pd.factorize(col, sort=True)
     return codes.astype(np.int64), [_level_label(u) for u in uniques]
 
@@ -298,7 +299,8 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.ndar
         return np.ones(0, dtype=bool)
     keep = np.ones(p, dtype=bool)
     norms = np.linalg.norm(X, axis=0)
-    r = np.linalg.qr(X, mode="r")
+    # numpy's stubs type every mode's result as QRResult; mode="r" returns the R array
+    r: np.ndarray = np.linalg.qr(X, mode="r")  # type: ignore[assignment]
     diag = np.abs(np.diag(r)) if r.shape[0] >= p else np.concatenate(
         [np.abs(np.diag(r)), np.zeros(p - r.shape[0])]
     )
@@ -352,7 +354,8 @@ def _as_vector(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
     if isinstance(arg, str):
         if arg not in data.columns:
             raise DataError(
-                f"{what} column {arg!r} is not in the data (columns: {', '.join(map(str, data.columns))})"
+                f"{what} column {arg!r} is not in the data "
+                f"(columns: {', '.join(map(str, data.columns))})"
             )
         return _eval_numeric(arg, data, what)
     vec = np.asarray(arg, dtype=float).ravel()
@@ -435,13 +438,18 @@ def build_model_frame(
 
     Parameters
     ----------
-    formula: lme4-style formula string.
-    data: a pandas DataFrame; a dict of columns, a polars DataFrame or any table with the
+    formula : str
+        lme4-style formula string.
+    data : DataFrame
+        a pandas DataFrame; a dict of columns, a polars DataFrame or any table with the
         Arrow or dataframe-interchange protocol is converted (:func:`as_pandas`).
-    weights: prior weights, a column name or an array of length ``len(data)``.
-    offset: a column name or an array of length ``len(data)``; ``offset(expr)`` terms in the
+    weights : Any, optional
+        prior weights, a column name or an array of length ``len(data)``.
+    offset : Any, optional
+        a column name or an array of length ``len(data)``; ``offset(expr)`` terms in the
         formula are added to it.
-    glm_response: also accept the responses of a GLMM: ``cbind(successes, failures)`` (the
+    glm_response : bool, optional
+        also accept the responses of a GLMM: ``cbind(successes, failures)`` (the
         response becomes the proportion and ``ModelFrame.trials`` the number of trials), a
         boolean column, or a two-level factor (first level = 0, second = 1, as R's binomial).
     """
@@ -476,10 +484,10 @@ def build_model_frame(
 
     used = _used_columns(parsed.response + " " + fixed_terms + " "
                          + " ".join(f"offset({e})" for e in offset_exprs), data)
-    for spec in smooth_specs:
-        for c in (*spec.terms, *([spec.by] if spec.by else [])):
+    for sspec in smooth_specs:
+        for c in (*sspec.terms, *([sspec.by] if sspec.by else [])):
             if c not in data.columns:
-                raise FormulaError(f"unknown column {c!r} in smooth term {spec.text!r}; the "
+                raise FormulaError(f"unknown column {c!r} in smooth term {sspec.text!r}; the "
                                    f"data has columns {', '.join(map(str, data.columns))}")
             if c not in used:
                 used.append(c)
@@ -542,8 +550,8 @@ def build_model_frame(
     X_all = np.asarray(mm, dtype=float)
     names_all = lme4_names(list(mm.columns), renames)
     if not np.all(np.isfinite(X_all)):
-        col = names_all[int(np.flatnonzero(~np.isfinite(X_all).all(axis=0))[0])]
-        raise DataError(f"fixed-effects column {col!r} has NaN or infinite values")
+        bad = names_all[int(np.flatnonzero(~np.isfinite(X_all).all(axis=0))[0])]
+        raise DataError(f"fixed-effects column {bad!r} has NaN or infinite values")
     keep = _drop_aliased(X_all, names_all)
     X = X_all[:, keep]
     xnames = [nm for nm, k in zip(names_all, keep) if k]
@@ -551,8 +559,8 @@ def build_model_frame(
 
     reterms = [_build_reterm(spec, frame, n) for spec in parsed.random]
     smooths = []
-    for spec in smooth_specs:
-        smooths.extend(construct_smooth(spec, frame))
+    for sspec in smooth_specs:
+        smooths.extend(construct_smooth(sspec, frame))
     if smooths:
         fixed_parts = [X]
         for sm in smooths:
@@ -671,7 +679,8 @@ def _poly_for_ordered(rhs: str, data: pd.DataFrame) -> tuple[str, dict[str, str]
         if not (isinstance(data[col].dtype, pd.CategoricalDtype) and data[col].cat.ordered):
             continue
         name = str(col)
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) or f"C({name}" in rhs.replace(" ", ""):
+        plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) is not None
+        if not plain or f"C({name}" in rhs.replace(" ", ""):
             continue
         pattern = re.compile(rf"(?<![\w.`]){re.escape(name)}(?![\w.(`])")
         if pattern.search(rhs):

@@ -3,16 +3,24 @@ variance-component table, the block description and random effects for new data.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ..formula.design import ModelFrame
+    from ..glmm.model import GeneralizedLinearMixedModel
+    from ..lmm.model import LinearMixedModel
 
 
 class MixedResultBase:
     """Shared behaviour; subclasses set ``model`` (with ``reterms``), ``frame`` and the
     factor returned by :meth:`_factor` before using these methods. Not public API."""
 
-    model: object
-    frame: object
+    model: LinearMixedModel | GeneralizedLinearMixedModel
+    frame: ModelFrame
+    theta: np.ndarray
 
     def _format(self) -> str:   # the subclass's summary formatter (results.summary)
         raise NotImplementedError
@@ -52,9 +60,11 @@ class MixedResultBase:
             seen[t.group] = k + 1
         return out
 
-    def _varcorr_rows(self, covariances: list[np.ndarray], residual_sd: float | None) -> pd.DataFrame:
+    def _varcorr_rows(
+        self, covariances: list[np.ndarray], residual_sd: float | None
+    ) -> pd.DataFrame:
         """One row per variance and covariance of each term (and the residual, if given)."""
-        rows = []
+        rows: list[tuple] = []
         for label, t, S in zip(self._group_labels(), self.model.reterms, covariances):
             rows.extend((label, *row) for row in t.covariance.summary_rows(S, t.summary_names))
         if residual_sd is not None:
@@ -88,7 +98,8 @@ class MixedResultBase:
         columns labelled by term (``group: levels x columns``) and ``[X y]``; like
         MixedModels.jl's ``BlockDescription``. Shows how the symbolic phase laid out the
         model (``BlockDiag``, ``BlockSparse`` or ``Dense``)."""
-        labels = [f"{g}: {t.nlevels}x{t.p}" for g, t in zip(self._group_labels(), self.model.reterms)]
+        groups = self._group_labels()
+        labels = [f"{g}: {t.nlevels}x{t.p}" for g, t in zip(groups, self.model.reterms)]
         labels.append(f"[X y]: {self.frame.X.shape[1] + 1}")
         types = self._factor().describe()
         table = [[types[i][j] if j <= i else "" for j in range(len(labels))]

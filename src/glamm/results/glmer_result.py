@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
+from ..errors import GlammError
+from ..formula.design import row_labels
 from ..glmm.derivatives import QuadratureDerivatives, choose_derivatives
 from ..glmm.fit import GlmmFitRecord, full_objective, quadrature_objective
-from ..optim.newton import FiniteDifferences
-from ..linalg.threads import single_threaded
 from ..glmm.model import GeneralizedLinearMixedModel
-from ..formula.design import row_labels
+from ..linalg.threads import single_threaded
+from ..optim.newton import FiniteDifferences
 from .base import MixedResultBase
+from .export import fit_dict, mixed_fields
 from .scratch import working_copy
 from .smooth_results import SmoothResultsMixin
-from .export import fit_dict, mixed_fields
-from ..errors import GlammError
 
 
 class GlmerResult(SmoothResultsMixin, MixedResultBase):
@@ -27,24 +27,54 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
 
     Attributes
     ----------
-    formula, family (name), link (name), fast (whether only the fast fit was run).
-    fixef: fixed effects (lme4 names). ``stderr``, ``vcov``: from the Hessian of the Laplace
-        deviance in all parameters (computed on first use; lme4's default ``use.hessian``).
-    theta: random-effects parameters (lme4 order): the standard deviations themselves for
+    formula : str
+        The model formula as given.
+    family, link : str
+        Names of the family and the link.
+    fast : bool
+        Whether only the fast fit was run.
+    fixef : Series
+        Fixed effects (lme4 names).
+    stderr : Series
+        Standard errors, from the Hessian of the Laplace deviance in all parameters
+        (computed on first use; lme4's default ``use.hessian``).
+    vcov : DataFrame
+        Covariance matrix of the fixed effects, from the same Hessian.
+    theta : ndarray
+        Random-effects parameters (lme4 order): the standard deviations themselves for
         binomial, Poisson and negative binomial models, relative to ``sqrt(dispersion)`` for
         families with a dispersion (as lme4).
-    dispersion: dispersion parameter (1 for binomial and Poisson); ``shape`` the negative
-        binomial size (``None`` otherwise); ``sigma`` lme4's ``sigma()``: ``sqrt(dispersion)``
-        for families with a dispersion, 1 otherwise.
-    varcorr, ranef, ranef_condvar: as for :class:`~glamm.results.lmer_result.LmerResult`
-        (``varcorr`` has a Residual row only for families with a dispersion parameter).
-    loglik: the full log-likelihood (all normalizing constants) by the Laplace
-        approximation; ``deviance = -2 loglik``; ``aic``, ``bic``, ``npar``.
-    nobs, ngroups, df_resid, is_singular, optsum (the full fit's record, or the fast one's),
-    optsum_fast.
+    dispersion : float
+        Dispersion parameter (1 for binomial and Poisson).
+    shape : float or None
+        The negative binomial size (``None`` otherwise).
+    sigma : float
+        lme4's ``sigma()``: ``sqrt(dispersion)`` for families with a dispersion, 1 otherwise.
+    varcorr, ranef, ranef_condvar
+        As for :class:`~glamm.results.lmer_result.LmerResult` (``varcorr`` has a Residual
+        row only for families with a dispersion parameter).
+    loglik : float
+        The full log-likelihood (all normalizing constants) by the Laplace
+        approximation; ``deviance = -2 loglik``.
+    deviance, aic, bic : float
+        Deviance and information criteria.
+    npar, nobs, df_resid : int
+        Number of parameters, observations and residual degrees of freedom.
+    ngroups : dict of str to int
+        Levels per grouping factor.
+    is_singular : bool
+        A variance or correlation is on the boundary.
+    optsum : OptSummary
+        The full fit's record, or the fast one's.
+    optsum_fast : OptSummary
+        The fast fit's record.
     """
 
+    model: GeneralizedLinearMixedModel
+
     def __init__(self, model: GeneralizedLinearMixedModel, record: GlmmFitRecord, base_family):
+        if model.theta is None or model.eta is None or model.mu is None:
+            raise GlammError("GlmerResult needs a fitted model (theta, eta and mu set)")
         self.model = model
         self.frame = model.frame
         self.record = record
@@ -67,6 +97,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if record.quadrature is not None:
             # the optimizer's value at the final point (the state is there), less the penalty
             pen = model.penalty.deviance(model.beta) if model.penalty is not None else 0.0
+            assert record.full is not None, "a quadrature fit ends with a full fit"
             self._laplace = record.full.fmin - pen
         else:
             self._laplace = model.laplace()
@@ -246,14 +277,19 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
 
         Parameters
         ----------
-        newdata: data frame with the columns the model uses; ``None`` predicts the fitted data.
-        type: ``"link"``, ``"response"`` or ``"marginal"`` (population-averaged means: the
+        newdata : DataFrame, optional
+            data frame with the columns the model uses; ``None`` predicts the fitted data.
+        type : str, optional
+            ``"link"``, ``"response"`` or ``"marginal"`` (population-averaged means: the
             conditional mean averaged over the random effects, see
             :func:`glamm.marginal_coefs`; ``re`` is then ignored).
-        re: include the random effects (``False``: population level; smooth terms are part of
+        re : bool, optional
+            include the random effects (``False``: population level; smooth terms are part of
             the mean curve and stay in).
-        allow_new_levels: unseen levels get random effects of zero instead of an error.
-        new_from_responses: unseen levels (new subjects) get their empirical Bayes random
+        allow_new_levels : bool, optional
+            unseen levels get random effects of zero instead of an error.
+        new_from_responses : bool, optional
+            unseen levels (new subjects) get their empirical Bayes random
             effects, the conditional modes given their own responses in ``newdata`` (which
             must then contain the response); GLMMadaptive's subject-specific predictions for
             new subjects. One grouping factor only.

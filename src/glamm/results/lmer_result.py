@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import GlammError
-from .base import MixedResultBase
-from .scratch import working_copy
-from .smooth_results import SmoothResultsMixin
-from .export import fit_dict, mixed_fields
 from ..lmm import estimates
 from ..lmm.model import LinearMixedModel
 from ..optim.optsummary import OptSummary
+from .base import MixedResultBase
+from .export import fit_dict, mixed_fields
+from .scratch import working_copy
+from .smooth_results import SmoothResultsMixin
 
 
 class LmerResult(SmoothResultsMixin, MixedResultBase):
@@ -27,30 +27,55 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
 
     Attributes
     ----------
-    formula: the model formula as given.
-    reml: whether the REML criterion was optimized.
-    fixef: fixed effects (``pandas.Series``, lme4 names: ``(Intercept)``, ``Days``, ``fb``).
-    stderr: standard errors of the fixed effects.
-    vcov: covariance matrix of the fixed effects (``DataFrame``).
-    theta: relative covariance parameters, lme4 order (``theta_names`` labels them).
-    sigma: residual standard deviation.
-    varcorr: one row per variance, covariance and the residual (columns ``group, var1, var2,
+    formula : str
+        The model formula as given.
+    reml : bool
+        Whether the REML criterion was optimized.
+    fixef : Series
+        Fixed effects (lme4 names: ``(Intercept)``, ``Days``, ``fb``).
+    stderr : Series
+        Standard errors of the fixed effects.
+    vcov : DataFrame
+        Covariance matrix of the fixed effects.
+    theta : ndarray
+        Relative covariance parameters, lme4 order (``theta_names`` labels them).
+    sigma : float
+        Residual standard deviation.
+    varcorr : DataFrame
+        One row per variance, covariance and the residual (columns ``group, var1, var2,
         vcov, sdcor``), like R's ``as.data.frame(VarCorr(m))``.
-    ranef: ``{grouping factor: DataFrame}`` of conditional modes (index: level labels).
-    ranef_condvar: same shape as ``ranef``; conditional variances given ``beta``.
-    loglik: log-likelihood (for REML fits the REML log-likelihood, as lme4's ``logLik``).
-    deviance: ``-2 loglik`` of an ML fit; for a REML fit the ML deviance at the REML estimates.
-    reml_criterion: the REML criterion (REML fits) or ``None``.
-    aic, bic, npar: information criteria and number of parameters (beta, theta and sigma).
-    nobs, ngroups, df_resid, n_dropped_na, dropped_columns.
-    fitted(), residuals(type): ``(n,)`` arrays (response scale, offset included); methods, as
-        on every glamm result.
-    is_singular: a variance or correlation is on the boundary.
-    optsum: :class:`~glamm.optim.optsummary.OptSummary` of the run.
+    ranef : dict of str to DataFrame
+        ``{grouping factor: DataFrame}`` of conditional modes (index: level labels).
+    ranef_condvar : dict of str to DataFrame
+        Same shape as ``ranef``; conditional variances given ``beta``.
+    loglik : float
+        Log-likelihood (for REML fits the REML log-likelihood, as lme4's ``logLik``).
+    deviance : float
+        ``-2 loglik`` of an ML fit; for a REML fit the ML deviance at the REML estimates.
+    reml_criterion : float or None
+        The REML criterion (REML fits) or ``None``.
+    aic, bic : float
+        Information criteria.
+    npar : int
+        Number of parameters (beta, theta and sigma).
+    nobs, df_resid, n_dropped_na : int
+        Observations used, residual degrees of freedom, rows dropped for missing values.
+    ngroups : dict of str to int
+        Levels per grouping factor.
+    dropped_columns : list of str
+        Fixed-effects columns dropped as linearly dependent.
+    is_singular : bool
+        A variance or correlation is on the boundary.
+    optsum : OptSummary
+        :class:`~glamm.optim.optsummary.OptSummary` of the run.
 
+    The methods ``fitted()`` and ``residuals(type)`` return ``(n,)`` arrays (response scale,
+    offset included), as on every glamm result.
     ``model`` (the :class:`~glamm.lmm.model.LinearMixedModel`) and ``frame`` are not public
     API; their layout may change.
     """
+
+    model: LinearMixedModel
 
     def __init__(self, model: LinearMixedModel, optsum: OptSummary):
         self.model = model
@@ -145,10 +170,13 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
 
         Parameters
         ----------
-        newdata: data frame with the columns the model uses; ``None`` predicts the fitted data.
-        re: include the random effects (``False``: population level, ``X beta + offset``
+        newdata : DataFrame, optional
+            data frame with the columns the model uses; ``None`` predicts the fitted data.
+        re : bool, optional
+            include the random effects (``False``: population level, ``X beta + offset``
             plus any smooth terms, which belong to the mean curve).
-        allow_new_levels: levels not seen in fitting get a random effect of zero instead of
+        allow_new_levels : bool, optional
+            levels not seen in fitting get a random effect of zero instead of
             raising an error.
         """
         if newdata is None:

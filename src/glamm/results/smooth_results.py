@@ -9,15 +9,29 @@ optimum, the residual scale, and whether the scale is estimated. Not public API.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..errors import GlammError
 
+if TYPE_CHECKING:
+    from ..formula.design import ModelFrame
+    from ..glmm.model import GeneralizedLinearMixedModel
+    from ..lmm.model import LinearMixedModel
+
 
 class SmoothResultsMixin:
     """Methods for models with ``s(...)`` terms (empty results otherwise)."""
+
+    # set by the result classes
+    model: LinearMixedModel | GeneralizedLinearMixedModel
+    frame: ModelFrame
+    theta: np.ndarray
+    fixef: pd.Series
+    nobs: int
+    _b: list[np.ndarray]
 
     #: "t" (LMMs: t values) or "z" (GLMMs: z values and normal p-values)
     _coef_stat = "t"
@@ -120,7 +134,8 @@ class SmoothResultsMixin:
         n = len(newdata)
         refs = [np.zeros(n, dtype=np.int64) for _ in design.terms]
         zs = [t.new_z(newdata) if k in ks else None for k, t in enumerate(design.terms)]
-        return design.eta_re(self._b, refs, zs, terms=ks)
+        # entries of terms not in ks are None and never read (eta_re's z is typed too narrowly)
+        return design.eta_re(self._b, refs, zs, terms=ks)  # type: ignore[arg-type]
 
     def _find_smooth(self, label: str):
         for sm in self.frame.smooths:
@@ -131,18 +146,25 @@ class SmoothResultsMixin:
     def smooth_estimates(self, smooth: str, x=None, n: int = 100) -> pd.DataFrame:
         """The estimated (centred) smooth with standard errors.
 
-        Args:
-            smooth: the smooth's label, e.g. ``"s(x2)"`` (``"s(x):fA"`` for a factor ``by``
-                level).
-            x: covariate values (an array for a one-covariate smooth, a ``DataFrame`` with
-                the covariate columns otherwise, and optionally a numeric ``by`` column, else
-                ``by`` = 1); default ``None``: ``n`` evenly spaced values over the data's
-                range (a grid of ``n`` x ``n`` points for two covariates is not made: give
-                ``x``).
-            n: number of grid points (default 100).
+        Parameters
+        ----------
+        smooth : str
+            the smooth's label, e.g. ``"s(x2)"`` (``"s(x):fA"`` for a factor ``by``
+            level).
+        x : array_like, optional
+            covariate values (an array for a one-covariate smooth, a ``DataFrame`` with
+            the covariate columns otherwise, and optionally a numeric ``by`` column, else
+            ``by`` = 1); default ``None``: ``n`` evenly spaced values over the data's
+            range (a grid of ``n`` x ``n`` points for two covariates is not made: give
+            ``x``).
+        n : int, optional
+            number of grid points (default 100).
 
-        Returns a ``DataFrame`` with the covariate column(s), ``estimate`` and ``se``
-        (Bayesian standard errors of the smooth alone, as mgcv's ``predict(type="terms")``).
+        Returns
+        -------
+        DataFrame
+            The covariate column(s), ``estimate`` and ``se`` (Bayesian standard errors of
+            the smooth alone, as mgcv's ``predict(type="terms")``).
         """
         from ..smooths.inference import smooth_curve
 

@@ -53,21 +53,24 @@ def _decimals_needed(x: float, digits: int) -> int:
     return max(0, nsig - 1 - int(exponent))
 
 
-def format_column(values: Sequence[float], digits: int = 4) -> list[str]:
+def format_column(values: Sequence[float] | np.ndarray, digits: int = 4) -> list[str]:
     """Format numbers with one common number of decimals, like R's ``format()`` on a column.
 
-    Arguments
-    ---------
-    values: the numbers (``NaN`` prints as ``NaN``, infinities as ``Inf`` / ``-Inf``).
-    digits: significant digits each value should keep (default 4). The common number of
+    Parameters
+    ----------
+    values : Sequence[float] or ndarray
+        the numbers (``NaN`` prints as ``NaN``, infinities as ``Inf`` / ``-Inf``).
+    digits : int, optional
+        significant digits each value should keep (default 4). The common number of
         decimals is the largest any value needs, capped so that it does not exceed
         ``max(digits, decimals needed by the largest value)``; this keeps a column such as
         ``-3.9416 ... 0.0289`` from growing extra decimals for its smallest entry.
 
     Returns
     -------
-    list of str, not padded. Columns whose values are huge (``>= 1e15``) or would need more
-    than 12 decimals are written in scientific notation.
+    list of str
+        Not padded. Columns whose values are huge (``>= 1e15``) or would need more
+        than 12 decimals are written in scientific notation.
     """
     arr = np.asarray(list(values), dtype=float)
     finite = arr[np.isfinite(arr)]
@@ -99,10 +102,12 @@ def _special(v: float) -> str:
 def format_number(x: float, digits: int = 5) -> str:
     """One number with about ``digits`` significant digits (see :func:`format_column`).
 
-    Arguments
-    ---------
-    x: the number.
-    digits: significant digits (default 5).
+    Parameters
+    ----------
+    x : float
+        the number.
+    digits : int, optional
+        significant digits (default 5).
     """
     return format_column([x], digits)[0]
 
@@ -134,10 +139,12 @@ def abbreviate(name: str, minlength: int = 6) -> str:
     character), then other lower-case letters, until the name has ``minlength`` characters;
     a name still too long is truncated. ``"(Intercept)"`` becomes ``"(Intr)"``.
 
-    Arguments
-    ---------
-    name: the text to shorten.
-    minlength: target length (default 6).
+    Parameters
+    ----------
+    name : str
+        the text to shorten.
+    minlength : int, optional
+        target length (default 6).
     """
     chars = list(name)
     for wanted in ("aeiou", "abcdefghijklmnopqrstuvwxyz"):
@@ -149,7 +156,9 @@ def abbreviate(name: str, minlength: int = 6) -> str:
     return "".join(chars[:minlength]) if len(chars) > minlength else "".join(chars)
 
 
-def _table(header: list[str], rows: list[list[str]], align: list[str], indent: str = "") -> list[str]:
+def _table(
+    header: list[str], rows: list[list[str]], align: list[str], indent: str = ""
+) -> list[str]:
     """Lay out a text table; ``align`` holds ``"l"`` or ``"r"`` per column."""
     widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(len(header))]
 
@@ -160,7 +169,7 @@ def _table(header: list[str], rows: list[list[str]], align: list[str], indent: s
     return [line(header)] + [line(r) for r in rows]
 
 
-def _numeric_cells(values: Sequence[float], digits: int) -> list[str]:
+def _numeric_cells(values: Sequence[float] | np.ndarray, digits: int) -> list[str]:
     """A numeric column as strings of equal width (right-justified)."""
     cells = format_column(values, digits)
     w = max((len(c) for c in cells), default=0)
@@ -220,7 +229,7 @@ def _criteria_block(m) -> list[str]:
 
 
 def _fit_block(m: LmerResult) -> list[str]:
-    if m.reml:
+    if m.reml_criterion is not None:   # set exactly for REML fits
         return [f"REML criterion at convergence: {format_number(m.reml_criterion, 7)}"]
     return _criteria_block(m)
 
@@ -320,7 +329,7 @@ def _coef_block(ct: pd.DataFrame, title: str) -> list[str]:
     return lines
 
 
-def _fixed_block(m: LmerResult) -> list[str]:
+def _fixed_block(m: LmerResult | GlmerResult) -> list[str]:
     smooths = getattr(m.frame, "smooths", None)
     if not smooths:
         return _coef_block(m.coef_table(), "Fixed effects:")
@@ -417,17 +426,19 @@ def _join(blocks: list[list[str]]) -> str:
 def format_lmer(m: LmerResult) -> str:
     """lme4-style summary of a fitted linear mixed model.
 
-    Arguments
-    ---------
-    m: a :class:`~glamm.results.lmer_result.LmerResult`.
+    Parameters
+    ----------
+    m : LmerResult
+        a :class:`~glamm.results.lmer_result.LmerResult`.
 
     Returns
     -------
-    The summary as one string (no trailing newline): header and formula, notes on dropped rows
-    or columns, the fit criteria (AIC, BIC, logLik, deviance, df.resid for ML; the REML
-    criterion for REML), scaled residuals, the random-effects table with correlations, the
-    number of observations and groups, the fixed-effects table, their correlations (2 to
-    ``MAX_CORR_FIXED`` coefficients) and closing notes on singular or unconverged fits.
+    str
+        The summary as one string (no trailing newline): header and formula, notes on dropped rows
+        or columns, the fit criteria (AIC, BIC, logLik, deviance, df.resid for ML; the REML
+        criterion for REML), scaled residuals, the random-effects table with correlations, the
+        number of observations and groups, the fixed-effects table, their correlations (2 to
+        ``MAX_CORR_FIXED`` coefficients) and closing notes on singular or unconverged fits.
     """
     return _join([
         _header(m),
@@ -443,21 +454,23 @@ def format_lmer(m: LmerResult) -> str:
 def format_glmer(m: GlmerResult) -> str:
     """lme4-style summary of a fitted generalized linear mixed model.
 
-    Arguments
-    ---------
-    m: a :class:`~glamm.results.glmer_result.GlmerResult`.
+    Parameters
+    ----------
+    m : GlmerResult
+        a :class:`~glamm.results.glmer_result.GlmerResult`.
 
     Returns
     -------
-    The summary as one string (no trailing newline), laid out as lme4's
-    ``print(summary(glmer(...)))``: the header (Laplace approximation; fast fits, with
-    ``beta`` estimated inside PIRLS as lme4's ``nAGQ = 0``, say so), family and link, the
-    negative binomial's shape, the formula, notes on dropped rows or columns, AIC, BIC, logLik,
-    deviance (``-2 logLik``) and df.resid, quantiles of the scaled Pearson residuals, the
-    random-effects table (a ``Residual`` row only for families with a dispersion parameter),
-    the number of observations and groups, the fixed effects with ``z value``, ``Pr(>|z|)``
-    and significance stars, their correlations (2 to ``MAX_CORR_FIXED`` coefficients) and
-    closing notes on singular or unconverged fits.
+    str
+        The summary as one string (no trailing newline), laid out as lme4's
+        ``print(summary(glmer(...)))``: the header (Laplace approximation; fast fits, with
+        ``beta`` estimated inside PIRLS as lme4's ``nAGQ = 0``, say so), family and link, the
+        negative binomial's shape, the formula, notes on dropped rows or columns, AIC, BIC, logLik,
+        deviance (``-2 logLik``) and df.resid, quantiles of the scaled Pearson residuals, the
+        random-effects table (a ``Residual`` row only for families with a dispersion parameter),
+        the number of observations and groups, the fixed effects with ``z value``, ``Pr(>|z|)``
+        and significance stars, their correlations (2 to ``MAX_CORR_FIXED`` coefficients) and
+        closing notes on singular or unconverged fits.
     """
     nagq = getattr(m, "nagq", 1)
     how = (f"Adaptive Gauss-Hermite Quadrature, nAGQ = {nagq}" if nagq > 1
@@ -488,20 +501,22 @@ def format_glmer(m: GlmerResult) -> str:
 def format_glm(m: GlmResult) -> str:
     """Summary of a generalized linear model without random effects (:func:`glamm.glm`).
 
-    Arguments
-    ---------
-    m: a :class:`~glamm.glm_api.GlmResult`.
+    Parameters
+    ----------
+    m : GlmResult
+        a :class:`~glamm.glm_api.GlmResult`.
 
     Returns
     -------
-    The summary as one string (no trailing newline), in the layout of :func:`format_glmer`
-    where the two overlap: header, family and link (and a fixed or estimated negative binomial
-    shape), formula, notes on dropped rows or columns, AIC, BIC, logLik, deviance
-    (``-2 logLik``) and df.resid (``nobs - p``, R's ``df.residual``), scaled Pearson
-    residuals, the number of observations, the coefficients (``z`` statistics, or ``t`` for
-    families with an estimated dispersion, as R's ``summary.glm``), the dispersion used for
-    the standard errors, the residual deviance (R's ``deviance(glm)``) and a note if IRLS did
-    not converge.
+    str
+        The summary as one string (no trailing newline), in the layout of :func:`format_glmer`
+        where the two overlap: header, family and link (and a fixed or estimated negative binomial
+        shape), formula, notes on dropped rows or columns, AIC, BIC, logLik, deviance
+        (``-2 logLik``) and df.resid (``nobs - p``, R's ``df.residual``), scaled Pearson
+        residuals, the number of observations, the coefficients (``z`` statistics, or ``t`` for
+        families with an estimated dispersion, as R's ``summary.glm``), the dispersion used for
+        the standard errors, the residual deviance (R's ``deviance(glm)``) and a note if IRLS did
+        not converge.
     """
     header = [
         f"Generalized linear model fit by maximum likelihood ['{type(m).__name__}']",
@@ -534,15 +549,17 @@ def format_glm(m: GlmResult) -> str:
 def format_anova(df: pd.DataFrame) -> str:
     """Print form of a table from :func:`glamm.inference.anova.anova`, like lme4's.
 
-    Arguments
-    ---------
-    df: the comparison table (columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df,
+    Parameters
+    ----------
+    df : DataFrame
+        the comparison table (columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df,
         Pr(>Chisq)``). ``df.attrs["note"]`` (e.g. the ML refit message) is printed first and
         ``df.attrs["formulas"]`` (label -> formula) as a ``Models:`` list.
 
     Returns
     -------
-    The table as one string with significance stars and their legend.
+    str
+        The table as one string with significance stars and their legend.
     """
     lines: list[str] = []
     note = df.attrs.get("note")

@@ -17,11 +17,15 @@ class SmoothBasis(ABC):
 
     Attributes
     ----------
-    X: ``(n, k)`` basis evaluated at the data it was built from.
-    S: penalty matrices, each ``(k, k)`` symmetric positive semi-definite, on mgcv's scale
+    X : ndarray
+        ``(n, k)`` basis evaluated at the data it was built from.
+    S : list[ndarray]
+        penalty matrices, each ``(k, k)`` symmetric positive semi-definite, on mgcv's scale
         (as ``smooth.construct`` returns them, before ``smoothCon``'s rescaling).
-    null_space_dim: dimension of the space of unpenalized functions (0 for shrinkage bases).
-    rank: rank of the (summed) penalty.
+    null_space_dim : int
+        dimension of the space of unpenalized functions (0 for shrinkage bases).
+    rank : int
+        rank of the (summed) penalty.
     """
 
     X: np.ndarray

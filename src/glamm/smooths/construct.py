@@ -38,13 +38,24 @@ class Smooth:
 
     Attributes
     ----------
-    spec: the term as written; label: mgcv's label (``s(x)``, ``s(x):fA`` for a by level).
-    basis: the unconstrained basis (built once, shared by the levels of a factor ``by``).
-    by_level: the level of a factor ``by`` (``None`` otherwise).
-    Z: ``(k, k')`` constraint absorption (identity without a constraint).
-    S: the constrained, rescaled penalty ``(k', k')``; ``S_scale`` the rescaling divisor.
-    U, D: eigenvectors of ``S`` (penalized first) and the column scalings.
-    rank: number of penalized (random-effect) directions; 0 for ``fx=True``.
+    spec : SmoothSpec
+        The term as written.
+    label : str
+        mgcv's label (``s(x)``, ``s(x):fA`` for a by level).
+    basis : SmoothBasis
+        the unconstrained basis (built once, shared by the levels of a factor ``by``).
+    by_level : str or None
+        the level of a factor ``by`` (``None`` otherwise).
+    Z : ndarray
+        ``(k, k')`` constraint absorption (identity without a constraint).
+    S : ndarray
+        the constrained, rescaled penalty ``(k', k')``.
+    S_scale : float
+        the rescaling divisor of ``S``.
+    U, D : ndarray
+        eigenvectors of ``S`` (penalized first) and the column scalings.
+    rank : int
+        number of penalized (random-effect) directions; 0 for ``fx=True``.
     """
 
     spec: SmoothSpec
@@ -57,7 +68,8 @@ class Smooth:
     U: np.ndarray
     D: np.ndarray
     rank: int
-    X: np.ndarray = field(repr=False, default=None)
+    #: the constrained model matrix at the data's rows (set by :func:`construct_smooth`)
+    X: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     #: (min, max) of a one-covariate smooth's covariate in the data (for default grids)
     data_range: tuple | None = None
     #: the covariate at the model's rows (one-covariate smooths; for plots)
@@ -198,7 +210,7 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
                 if col.cat.ordered and len(levels) > 1:
                     levels = levels[1:]   # mgcv: no smooth for an ordered factor's first level
             else:
-                levels = sorted(str(v) for v in col.unique())
+                levels = list(sorted(str(v) for v in col.unique()))
             if len(levels) > 50:
                 warnings.warn(
                     f"smooth term {spec.text!r} builds one smooth per level of {spec.by!r}: "

@@ -20,9 +20,8 @@ Not public API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,12 +37,20 @@ class SmoothFit:
 
     Attributes
     ----------
-    names: coefficient names: the parametric ones, then ``s(x).1``, ... per smooth.
-    coef: the coefficients (``Series``); Vp: their Bayesian covariance (``DataFrame``).
-    edf: effective degrees of freedom per smooth; sp: smoothing parameters per smooth
-        (``scale / variance`` of the penalized part, on mgcv's penalty scale).
-    table: edf, Ref.df, F (or Chi.sq without an estimated scale) and p-value per smooth.
-    scale: the residual variance (1 for binomial and Poisson).
+    coef : Series
+        the coefficients, named as mgcv: the parametric ones, then ``s(x).1``, ... per
+        smooth.
+    Vp : DataFrame
+        their Bayesian covariance.
+    edf : Series
+        effective degrees of freedom per smooth.
+    sp : Series
+        smoothing parameters per smooth (``scale / variance`` of the penalized part, on
+        mgcv's penalty scale).
+    table : DataFrame
+        edf, Ref.df, F (or Chi.sq without an estimated scale) and p-value per smooth.
+    scale : float
+        the residual variance (1 for binomial and Poisson).
     """
 
     coef: pd.Series
@@ -93,20 +100,36 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
                sig2: float | None = None) -> SmoothFit:
     """Assemble :class:`SmoothFit` from the factor at the optimum.
 
-    Args:
-        frame: the model frame (its ``smooths`` and parametric column count).
-        reterms: the model's terms (smooth terms last).
-        fac: the blocked Cholesky factor holding the penalized system at the optimum.
-        theta_of_term: ``theta`` of each term's covariance (the smooth terms' scalars used).
-        scale: residual variance (dispersion); beta, b_terms: the estimates.
-        scale_estimated: F tests (True) or chi-squared tests (False), as mgcv.
-        lambda_scale: ``b = lambda_scale * theta * u`` (GLMMs with a dispersion: its square
-            root; their factor is already divided by the dispersion, so ``scale`` is 1).
-        sig2: the residual scale the random-effect test divides by (default ``scale``; a
-            GLMM's dispersion, whose factor already holds it).
-        unit_factor: a callable giving the factor with every smooth's ``theta`` set to 1,
-            needed when a smooth's ``theta`` is 0 (its rows of the factor are then zero and
-            cannot give the raw cross-products); called after everything else is read.
+    Parameters
+    ----------
+    frame : ModelFrame
+        the model frame (its ``smooths`` and parametric column count).
+    reterms : list of ReTerm
+        the model's terms (smooth terms last).
+    fac : BlockedCholesky
+        the blocked Cholesky factor holding the penalized system at the optimum.
+    theta_of_term : list of float
+        ``theta`` of each term's covariance (the smooth terms' scalars used).
+    scale : float
+        residual variance (dispersion).
+    nobs : int
+        number of observations.
+    beta : ndarray
+        the fixed-effects estimates.
+    b_terms : list of ndarray
+        the random-effects estimates of each term.
+    scale_estimated : bool
+        F tests (True) or chi-squared tests (False), as mgcv.
+    lambda_scale : float, optional
+        ``b = lambda_scale * theta * u`` (GLMMs with a dispersion: its square
+        root; their factor is already divided by the dispersion, so ``scale`` is 1).
+    sig2 : float, optional
+        the residual scale the random-effect test divides by (default ``scale``; a
+        GLMM's dispersion, whose factor already holds it).
+    unit_factor : callable, optional
+        a callable giving the factor with every smooth's ``theta`` set to 1,
+        needed when a smooth's ``theta`` is 0 (its rows of the factor are then zero and
+        cannot give the raw cross-products); called after everything else is read.
     """
     smooths = frame.smooths
     first = next((i for i, t in enumerate(reterms) if t.is_smooth), len(reterms))
@@ -168,7 +191,7 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
     # X'V^-1 X of all coefficients in their own bases (M is in the raw columns [b, beta])
     Traw = np.zeros((ncoef, P))
     pos = 0
-    for k_, (idx, G) in enumerate(blocks):
+    for k_, (idx, _G) in enumerate(blocks):
         Graw = np.eye(n_param) if k_ == 0 else smooths[k_ - 1].transform
         Traw[pos:pos + Graw.shape[0], idx] = Graw
         pos += Graw.shape[0]

@@ -26,14 +26,21 @@ class SmoothSpec:
 
     Attributes
     ----------
-    terms: covariate column names (one for a 1-D smooth).
-    k: basis dimension (-1: mgcv's default for the basis).
-    bs: basis type (``"tp"`` default, ``"ts"``, ``"cr"``, ``"cs"``, ``"ps"``).
-    by: name of a factor column (one smooth per level) or a numeric column (varying
+    terms : tuple[str, ...]
+        covariate column names (one for a 1-D smooth).
+    k : int
+        basis dimension (-1: mgcv's default for the basis).
+    bs : str
+        basis type (``"tp"`` default, ``"ts"``, ``"cr"``, ``"cs"``, ``"ps"``).
+    by : str or None
+        name of a factor column (one smooth per level) or a numeric column (varying
         coefficient), or ``None``.
-    fx: unpenalized (a fixed regression spline of ``k`` columns).
-    m: penalty order (``None``: the basis default).
-    text: the term as written.
+    fx : bool
+        unpenalized (a fixed regression spline of ``k`` columns).
+    m : int or None
+        penalty order (``None``: the basis default).
+    text : str
+        the term as written.
     """
 
     terms: tuple[str, ...]
@@ -153,7 +160,9 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
     right-hand side (``"1"`` if nothing is left) and the smooth specifications in order."""
     from ..formula.bars import _split_top_level
 
-    rest, minus, smooths = [], [], []
+    rest: list[str] = []
+    minus: list[str] = []
+    smooths: list[SmoothSpec] = []
     for t in _split_top_level(rhs, "+"):
         t = t.strip()
         if not _mentions_smooth(t):

@@ -182,22 +182,30 @@ class CubicRegressionBasis(SmoothBasis):
 
     Parameters
     ----------
-    x: covariate values, ``(n,)`` (or ``(n, 1)``), finite.
-    k: basis dimension (number of knots). Default 10; any negative value means the default,
+    x : ndarray
+        covariate values, ``(n,)`` (or ``(n, 1)``), finite.
+    k : int, optional
+        basis dimension (number of knots). Default 10; any negative value means the default,
         as in mgcv (``k = -1``). Values below 3 are raised to 3 with a warning.
-    knots: optional strictly increasing knot locations, exactly ``k`` of them (after the
+    knots : ndarray, optional
+        optional strictly increasing knot locations, exactly ``k`` of them (after the
         default/minimum adjustment of ``k``). Default ``None``: mgcv's placement at quantiles of
         the unique covariate values. Supplied knots need not span the data; the basis is linear
         beyond them.
 
-    Raises :class:`glamm.errors.DataError` if ``x`` has fewer than ``k`` unique values (also
-    when knots are supplied, as in mgcv).
+    Raises
+    ------
+    DataError
+        ``x`` has fewer than ``k`` unique values (also when knots are supplied, as in mgcv).
 
     Attributes
     ----------
-    X, S, null_space_dim, rank: see :class:`SmoothBasis`; ``null_space_dim`` 2, ``rank`` k - 2.
-    knots: the knots (mgcv's ``sm$xp``).
-    F: ``(k, k)`` map from the coefficients (values at the knots) to the second derivatives
+    X, S, null_space_dim, rank
+        see :class:`SmoothBasis`; ``null_space_dim`` 2, ``rank`` k - 2.
+    knots : ndarray
+        the knots (mgcv's ``sm$xp``).
+    F : ndarray
+        ``(k, k)`` map from the coefficients (values at the knots) to the second derivatives
         at the knots. mgcv's ``sm$F`` holds the transpose (its column-major storage of ``F'``).
         ``knots`` and ``F`` are not public API.
     """
@@ -259,7 +267,8 @@ class ShrinkageCubicBasis(CubicRegressionBasis):
 
     Parameters
     ----------
-    x, k, knots: as :class:`CubicRegressionBasis` (defaults ``k = 10``, ``knots = None``).
+    x, k, knots
+        as :class:`CubicRegressionBasis` (defaults ``k = 10``, ``knots = None``).
     """
 
     _mgcv_class = "cs.smooth"
@@ -285,28 +294,38 @@ class PSplineBasis(SmoothBasis):
 
     Parameters
     ----------
-    x: covariate values, ``(n,)`` (or ``(n, 1)``), finite.
-    k: basis dimension. Default 10; any negative value means mgcv's default
+    x : ndarray
+        covariate values, ``(n,)`` (or ``(n, 1)``), finite.
+    k : int, optional
+        basis dimension. Default 10; any negative value means mgcv's default
         ``max(10, m1 + 1)``. Must exceed ``m1 + 1`` (mgcv fails for smaller ``k``; there is no
         automatic increase for this basis).
-    m: ``(m1, m2)``: B-splines of degree ``m1 + 1`` and an ``m2``-th order difference penalty;
+    m : int or Sequence[int or None], optional
+        ``(m1, m2)``: B-splines of degree ``m1 + 1`` and an ``m2``-th order difference penalty;
         a single integer is used for both, ``None`` entries mean 2. Default ``(2, 2)``: cubic
         B-splines, second-order differences.
-    knots: optional. ``None`` (default): evenly spaced knots over the covariate range widened
+    knots : ndarray, optional
+        optional. ``None`` (default): evenly spaced knots over the covariate range widened
         by 0.1% at each end. Two values: use their range instead of the covariate range (it
         must contain the data). ``k + m1 + 2`` values: the full non-decreasing knot sequence,
         used as given; the data must lie within its ``[knots[m1+1], knots[-m1-2]]``.
 
-    Warns (``UserWarning``, as mgcv) when some basis function is zero at every data point, and
-    when ``x`` has fewer unique values than ``k``.
+    Warns
+    -----
+    UserWarning
+        As mgcv, when some basis function is zero at every data point, and when ``x`` has
+        fewer unique values than ``k``.
 
     Attributes
     ----------
-    X, S, null_space_dim, rank: see :class:`SmoothBasis`; ``null_space_dim`` m2,
-        ``rank`` k - m2.
-    knots: the full knot sequence (mgcv's ``sm$knots``); m: ``(m1, m2)``; D: the
-        ``(k - m2, k)`` difference matrix with ``S = D' D``. ``knots``, ``m`` and ``D`` are not
-        public API.
+    X, S, null_space_dim, rank
+        see :class:`SmoothBasis`; ``null_space_dim`` m2, ``rank`` k - m2.
+    knots : ndarray
+        the full knot sequence (mgcv's ``sm$knots``); not public API.
+    m : tuple of int
+        ``(m1, m2)``; not public API.
+    D : ndarray
+        the ``(k - m2, k)`` difference matrix with ``S = D' D``; not public API.
     """
 
     _mgcv_class = "pspline.smooth"
@@ -375,14 +394,12 @@ class PSplineBasis(SmoothBasis):
     def _orders(m: int | Sequence[int | None] | None) -> tuple[int, int]:
         if m is None:
             return 2, 2
-        if np.ndim(m) == 0:
-            mm = [m, m]
-        else:
-            mm = list(m)
-            if len(mm) == 1:
-                mm = mm * 2
-            if len(mm) != 2:
-                raise GlammError(f"m must have one or two entries for a ps smooth, got {m!r}")
+        # a scalar or one or two entries (None: the default 2)
+        mm: list = list(np.atleast_1d(np.asarray(m, dtype=object)))
+        if len(mm) == 1:
+            mm = mm * 2
+        if len(mm) != 2:
+            raise GlammError(f"m must have one or two entries for a ps smooth, got {m!r}")
         m1, m2 = (2 if v is None else operator.index(v) for v in mm)
         return m1, m2
 

@@ -84,8 +84,8 @@ from itertools import product
 import numpy as np
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
-from .basis import SmoothBasis
 from ..errors import DataError
+from .basis import SmoothBasis
 
 __all__ = ["ThinPlateBasis"]
 
@@ -182,9 +182,9 @@ def _polynomials(x: np.ndarray, powers: np.ndarray) -> np.ndarray:
     """Null-space monomials at the rows of ``x``: ``(len(x), M)``."""
     out = np.ones((x.shape[0], powers.shape[0]))
     for j, p in enumerate(powers):
-        for l, e in enumerate(p):
+        for dim, e in enumerate(p):
             for _ in range(e):
-                out[:, j] *= x[:, l]
+                out[:, j] *= x[:, dim]
     return out
 
 
@@ -194,17 +194,18 @@ def _leading_eigenpairs(E: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     decreasing (signed) eigenvalue as mgcv's Lanczos routine returns them; each eigenvector is
     signed to have a positive inner product with :func:`_sign_reference`."""
     n = E.shape[0]
-    values = vectors = None
+    pair: tuple[np.ndarray, np.ndarray] | None = None
     if n > max(4 * k, 60):
         # deterministic start vector, not orthogonal to (anti)symmetric eigenvectors
         try:
-            values, vectors = eigsh(E, k=k, which="LM", v0=_sign_reference(n), tol=0.0)
+            pair = eigsh(E, k=k, which="LM", v0=_sign_reference(n), tol=0.0)
         except (ArpackNoConvergence, ArpackError):
-            values = vectors = None
-    if values is None:
+            pair = None
+    if pair is None:
         w, V = np.linalg.eigh(E)
         keep = np.argsort(-np.abs(w), kind="stable")[:k]
-        values, vectors = w[keep], V[:, keep]
+        pair = w[keep], V[:, keep]
+    values, vectors = pair
     order = np.argsort(-values, kind="stable")
     values, vectors = values[order], vectors[:, order]
     flip = (_sign_reference(n) @ vectors) < 0.0
@@ -395,21 +396,28 @@ class ThinPlateBasis(SmoothBasis):
 
     Parameters
     ----------
-    x: ``(n,)`` or ``(n, d)`` covariate values, d >= 1.
-    k: basis dimension; default -1 means mgcv's default M + 8 (d = 1), M + 27 (d = 2),
+    x : ndarray
+        ``(n,)`` or ``(n, d)`` covariate values, d >= 1.
+    k : int, optional
+        basis dimension; default -1 means mgcv's default M + 8 (d = 1), M + 27 (d = 2),
         M + 100 (d >= 3), M the null space dimension. k < M + 1 is raised to M + 1 with a
         warning. There must be at least k unique covariate rows.
-    m: penalty order (order of the derivatives penalized); default ``None``: the smallest m
+    m : int, optional
+        penalty order (order of the derivatives penalized); default ``None``: the smallest m
         with 2m > d + 1 (2 for d = 1, 2; 3 for d = 3), which also replaces any m with 2m <= d.
-    max_knots: at most this many unique covariate rows are used as knots (default 2000); above
+    max_knots : int, optional
+        at most this many unique covariate rows are used as knots (default 2000); above
         it mgcv's random subsample (seed 1) is drawn.
-    shrink: ``None`` (default) for ``"tp"``; a positive number for ``"ts"``, the null-space
+    shrink : float, optional
+        ``None`` (default) for ``"tp"``; a positive number for ``"ts"``, the null-space
         eigenvalues of S being set to ``shrink`` times its smallest positive one (mgcv: 0.1).
 
     Attributes
     ----------
-    X, S, null_space_dim, rank: see :class:`SmoothBasis`; X's first ``k - M`` columns are
-        the penalized ones, the last M the polynomial null space (1, x1, ..., in mgcv's order).
+    X, S, null_space_dim, rank
+        see :class:`SmoothBasis`; X's first ``k - M`` columns are the penalized ones, the last
+        M the polynomial null space (1, x1, ..., in mgcv's order).
+
     The following mirror mgcv's object and are not public API: ``m`` (penalty order used),
     ``d``, ``shift`` (covariate means, mgcv's ``shift``), ``knots`` (centred unique knot rows,
     sorted, mgcv's ``Xu``), ``UZ`` (``(n_knots + M) x k`` map from basis coefficients to the
