@@ -82,9 +82,10 @@ class Family(abc.ABC):
         the link is unknown or not valid for the family.
 
     Class attributes set by subclasses: ``name`` (glamm's name), ``r_name`` (R's family name),
-    ``canonical_link``, ``valid_links`` (link names), ``can_separate``, ``has_dispersion`` (whether a scale
-    parameter is estimated) and ``has_shape`` (whether the family has its own shape parameter,
-    set with :meth:`with_shape`). A subclass must implement the abstract methods
+    ``canonical_link``, ``valid_links`` (link names), ``can_separate`` (whether the data can
+    be separated, as binary data), ``has_dispersion`` (whether a scale parameter is estimated)
+    and ``has_shape`` (whether the family has its own shape parameter, set with
+    :meth:`with_shape`). A subclass must implement the abstract methods
     :meth:`variance`, :meth:`variance_deriv`, :meth:`unit_deviance` and :meth:`_loglik` (the
     per-row log-density); everything else (deviance, scores, Fisher and observed weights) is
     derived from them and may be overridden for speed or for families without a GLM variance
