@@ -14,8 +14,9 @@ them to :func:`resolve_keywords`, which
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,12 @@ HINTS: dict[str, str] = {
 FLAGS: dict[str, tuple[type, ...]] = {"reml": (), "fast": (), "penalized": (dict,)}
 
 
+@functools.lru_cache(maxsize=32)
+def _parameters(func: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
+    """The parameters of ``func``'s signature (cached: every fit asks)."""
+    return inspect.signature(func).parameters
+
+
 def resolve_keywords(func: Callable, extra: dict[str, Any], **values: Any) -> tuple:
     """The values of ``values`` after applying lme4's spellings in ``extra`` and checking flags.
 
@@ -75,7 +82,7 @@ def resolve_keywords(func: Callable, extra: dict[str, Any], **values: Any) -> tu
         other than the default); a flag that is not a boolean.
     """
     name = f"glamm.{func.__name__}"
-    params = inspect.signature(func).parameters
+    params = _parameters(func)
     resolved = dict(values)
     for key, value in extra.items():
         target = LME4_ALIASES.get(key)

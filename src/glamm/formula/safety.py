@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import re
 import types
 from collections.abc import Collection, Mapping
@@ -352,7 +353,15 @@ def checked_terms(rhs: str, where: str, columns: Collection[str]) -> Formula:
         ``rhs`` cannot be parsed, a factor fails :func:`check_expression`, or a name is not a
         column of the data.
     """
-    columns = _column_set(columns)
+    return _checked_terms(rhs, where, tuple(_column_set(columns)))
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_terms(rhs: str, where: str, column_names: tuple[str, ...]) -> Formula:
+    """:func:`checked_terms` for hashable arguments, cached: a fit parses each part twice
+    (checked before anything is evaluated, then materialized) and refits repeat it; the
+    parsed formula is not changed by formulaic's materialization."""
+    columns = _column_set(column_names)
     try:
         formula = Formula(rhs, _context={"__formulaic_variables_available__": sorted(columns)})
     except Exception as exc:  # formulaic raises several types

@@ -74,6 +74,13 @@ class RandomDesign:
             start += t.p
         self.P = start
         self._crossproducts: list[CrossProducts] = []
+        #: per term: a scalar term whose values are all 1 (a random intercept), for which
+        #: ``Z b`` is a lookup
+        self._unit_z = [self._is_unit(zk) for zk in self.z]
+
+    @staticmethod
+    def _is_unit(z: np.ndarray) -> bool:
+        return z.shape[1] == 1 and bool(np.all(z == 1.0))
 
     @cached_property
     def cols(self) -> np.ndarray:
@@ -153,11 +160,17 @@ class RandomDesign:
         """
         total = None
         for k in (range(len(self.terms)) if terms is None else terms):
-            r = self.terms[k].refs if refs is None else refs[k]
-            zz = self.z[k] if z is None else z[k]
             bk = b[k]
-            safe = np.where(r >= 0, r, 0)
-            contrib = np.einsum("ij,ij->i", zz, bk[safe]) * (r >= 0)
+            if refs is None and z is None:
+                # the fitted rows (every level code valid): PIRLS asks this every step
+                r = self.terms[k].refs
+                contrib = bk[r, 0] if self._unit_z[k] else np.einsum("ij,ij->i", self.z[k],
+                                                                      bk[r])
+            else:
+                r = self.terms[k].refs if refs is None else refs[k]
+                zz = self.z[k] if z is None else z[k]
+                safe = np.where(r >= 0, r, 0)
+                contrib = np.einsum("ij,ij->i", zz, bk[safe]) * (r >= 0)
             total = contrib if total is None else total + contrib
         return total if total is not None else 0.0
 
@@ -209,6 +222,7 @@ class RandomDesign:
             raise ValueError(f"term {k} ({self.terms[k].group}) needs z of shape {expected}, "
                              f"got {z.shape}")
         self.z[k] = z
+        self._unit_z[k] = self._is_unit(z)
         for cp in self._crossproducts:
             cp.refill_term(k)
 
