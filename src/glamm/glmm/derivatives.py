@@ -8,6 +8,7 @@ import numpy as np
 
 from ..optim.newton import FiniteDifferences
 from ..optim.optsummary import OptSummary
+from ..optim.params import ParameterLayout
 from .model import GeneralizedLinearMixedModel
 
 
@@ -23,6 +24,13 @@ def hessian_from_gradients(grad, x: np.ndarray, g: np.ndarray, central: bool) ->
         H[:, j] = ((grad(x + e) - grad(x - e)) / (2 * h) if central
                    else (grad(x + e) - g) / h)
     return 0.5 * (H + H.T)
+
+
+def _other_indices(layout: ParameterLayout) -> np.ndarray:
+    """Positions of the parameters outside ``theta`` and ``beta`` (response parameters, factor
+    loadings), which the analytic Laplace gradient does not cover."""
+    parts = [layout.index(b.name) for b in layout.blocks if b.name not in ("theta", "beta")]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
 
 
 class AnalyticDerivatives(FiniteDifferences):
@@ -54,10 +62,11 @@ class AnalyticDerivatives(FiniteDifferences):
         g[layout.slice("beta")] = g_tb[theta.size:]
         if m.penalty is not None:
             g[layout.slice("beta")] += m.penalty.deviance_gradient(beta)
-        response = layout.index("response")
-        if response.size:
-            # central differences in the response parameters (two PIRLS runs each)
-            for j in response:
+        others = _other_indices(layout)
+        if others.size:
+            # central differences in the response parameters and factor loadings (two PIRLS
+            # runs each)
+            for j in others:
                 h = 1e-4 * max(abs(x[j]), 0.1)
                 e = np.zeros(x.size)
                 e[j] = h
@@ -78,7 +87,7 @@ class AnalyticDerivatives(FiniteDifferences):
         H = np.zeros((n, n))
         beta = layout.slice("beta")
         H[beta, beta] = 2.0 * S
-        for j in [*layout.index("theta"), *layout.index("response")]:
+        for j in [*layout.index("theta"), *_other_indices(layout)]:
             h = 1e-5 * max(abs(x[j]), 0.1)
             e = np.zeros(n)
             e[j] = h

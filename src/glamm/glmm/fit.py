@@ -54,6 +54,8 @@ class StartValues:
     theta: np.ndarray
     beta: np.ndarray
     response: np.ndarray
+    #: free factor loadings (empty without loadings)
+    loadings: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def extra_ok(extra: np.ndarray) -> bool:
@@ -73,6 +75,8 @@ def _deviance_function(model: GeneralizedLinearMixedModel, deviance):
         if not model.response.parameters_ok(part["response"]):
             return float("inf")
         model.response.set_parameters(part["response"])
+        if "lambda" in part:
+            model.set_loadings(part["lambda"])
         value = deviance(part["theta"], part["beta"])
         if not np.isfinite(value):
             return float("inf")
@@ -120,13 +124,13 @@ def fit_glmm(
     """
     with single_threaded(blas_threads):
         init = start_values(model, start)
-        os_fast, response = fast_stage(model, init, optimizer, fast, settings)
+        os_fast, extras = fast_stage(model, init, optimizer, fast, settings)
         names = model.parameters.names()
         if fast:
             _warn(os_fast)
             return GlmmFitRecord(fast=os_fast, full=None, names=names,
                                  base_family=model.response.base_family)
-        os_full, hessian = full_stage(model, os_fast, response, optimizer, settings)
+        os_full, hessian = full_stage(model, os_fast, extras, optimizer, settings)
         _warn(os_full)
         return GlmmFitRecord(fast=os_fast, full=os_full, names=names, hessian=hessian,
                              base_family=model.response.base_family)
@@ -142,19 +146,21 @@ def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -
     model.beta = glm.beta.copy()
     theta_block = model.parameters.block("theta")
     theta0 = model.layout.initial() if start is None else np.asarray(start, dtype=float)
+    loadings = model.loadings.values.copy() if model.loadings is not None else np.zeros(0)
     return StartValues(theta=np.maximum(theta0, theta_block.lower), beta=glm.beta.copy(),
-                       response=extra0)
+                       response=extra0, loadings=loadings)
 
 
 def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer: str,
-               final: bool, settings: dict) -> tuple[OptSummary, np.ndarray]:
+               final: bool, settings: dict) -> tuple[OptSummary, dict[str, np.ndarray]]:
     """BOBYQA over ``theta`` and the response parameters with ``beta`` updated inside PIRLS
     (the objective of lme4's ``nAGQ = 0``). When ``final`` the result is the answer (tight
     tolerances, the user's ``settings``); otherwise only the start of :func:`full_stage`,
     needed to about 1e-4, so the optimizer and PIRLS run with loose tolerances. A smooth whose
     scale ended near zero is then tried exactly linear. Leaves the model at the optimum.
-    Returns the record (its ``final`` holds ``theta``) and the response parameters."""
-    layout = model.parameters.subset(["theta", "response"])
+    Returns the record (its ``final`` holds ``theta``) and the other blocks it moved (the
+    response parameters, and the free loadings of a model with loadings)."""
+    layout = model.parameters.subset(["theta", "lambda", "response"])
     if final:
         opt_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8, **settings}
         pirls = PirlsSettings()
@@ -170,9 +176,12 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
         if not model.response.parameters_ok(part["response"]):
             return float("inf")
         model.response.set_parameters(part["response"])
+        if "lambda" in part:
+            model.set_loadings(part["lambda"])
         return model.objective_fast(part["theta"], pirls)
 
-    x0 = layout.assemble({"theta": init.theta, "response": init.response})
+    x0 = layout.assemble({"theta": init.theta, "response": init.response,
+                          "lambda": init.loadings})
     os_fast = minimize(fast_objective, x0, layout.lower(), optimizer=optimizer,
                        log_index=layout.log_scale_index(), **opt_settings)
     if not np.isfinite(os_fast.fmin) and not model.separated:
@@ -185,8 +194,10 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
         )
     assert os_fast.final is not None   # set by every minimize run
     best = layout.split(os_fast.final)
-    response = best["response"].copy()
-    model.response.set_parameters(response)
+    extras = {name: best[name].copy() for name in best if name != "theta"}
+    model.response.set_parameters(extras["response"])
+    if "lambda" in extras:
+        model.set_loadings(extras["lambda"])
     theta = best["theta"].copy()
     for i in model.parameters.block("theta").log_scale:
         # a smooth shrunk towards linear: try it exactly linear
@@ -199,11 +210,12 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
                 os_fast.messages.append(f"theta[{i}] set to 0 (a linear smooth)")
     model.objective_fast(theta)
     os_fast.final = theta
-    return os_fast, response
+    return os_fast, extras
 
 
-def full_stage(model: GeneralizedLinearMixedModel, os_fast: OptSummary, response: np.ndarray,
-               optimizer: str, settings: dict) -> tuple[OptSummary, np.ndarray | None]:
+def full_stage(model: GeneralizedLinearMixedModel, os_fast: OptSummary,
+               extras: dict[str, np.ndarray], optimizer: str, settings: dict
+               ) -> tuple[OptSummary, np.ndarray | None]:
     """Newton over all parameters ``[theta, beta, response]`` from the fast stage's optimum
     (initial steps 0.1 for ``theta`` and the response parameters, about a standard error for
     ``beta``), on analytic gradients where affordable; BOBYQA if Newton stalls, then the
@@ -211,13 +223,11 @@ def full_stage(model: GeneralizedLinearMixedModel, os_fast: OptSummary, response
     an accurate one was computed at the optimum (else ``None``: standard errors compute it)."""
     layout = model.parameters
     assert os_fast.final is not None   # set by fast_stage
-    x0 = layout.assemble({"theta": os_fast.final, "beta": model.beta, "response": response})
+    x0 = layout.assemble({"theta": os_fast.final, "beta": model.beta, **extras})
     lo = layout.lower()
     se_beta = _fast_stderr(model)
-    step = layout.assemble({
-        "theta": np.full(layout.size_of("theta"), 0.1),
-        "beta": np.where(np.isfinite(se_beta) & (se_beta > 0), se_beta, 0.1),
-        "response": np.full(layout.size_of("response"), 0.1)})
+    step = layout.fill({b.name: 0.1 for b in layout.blocks})
+    step[layout.slice("beta")] = np.where(np.isfinite(se_beta) & (se_beta > 0), se_beta, 0.1)
     f = full_objective(model)
     os_full = OptSummary(optimizer="newton (finite-difference derivatives)", initial=x0.copy(),
                          lower=lo.copy())

@@ -39,6 +39,7 @@ from ..linalg.factor import BlockedCholesky
 from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
+from ..terms.loadings import LoadingMap
 from .penalty import StudentTPenalty
 from .response import ResponseModel
 
@@ -84,8 +85,11 @@ class GeneralizedLinearMixedModel:
         binomial), by up to a few hundredths in log-likelihood.
     """
 
-    def __init__(self, frame: ModelFrame, family, laplace: str = "observed"):
+    def __init__(self, frame: ModelFrame, family, laplace: str = "observed",
+                 loadings: LoadingMap | None = None):
         self.frame = frame
+        #: factor loadings (glamm.terms.loadings), or None
+        self.loadings = loadings
         #: the information in the Laplace log-determinant: "observed" or "expected"
         self.laplace_information = laplace
         if laplace not in ("observed", "expected"):
@@ -105,12 +109,15 @@ class GeneralizedLinearMixedModel:
         self.layout = ThetaLayout(self.reterms)
         self.n_theta = self.layout.n_theta
         #: the parameter vector of the full fit: theta, beta, response parameters
-        self.parameters = ParameterLayout([
+        blocks = [
             ParameterBlock.free("theta", self.layout.names(), lower=self.layout.lower(),
                                 log_scale=self.layout.log_scale_index()),
             ParameterBlock.free("beta", list(frame.xnames)),
             ParameterBlock.free("response", self.response.parameter_names),
-        ])
+        ]
+        if loadings is not None:
+            blocks.insert(2, ParameterBlock.free("lambda", loadings.spec.free_names()))
+        self.parameters = ParameterLayout(blocks)
         #: PIRLS stopping rules (:class:`PirlsSettings`)
         self.pirls_settings = PirlsSettings()
         ps = [t.p for t in self.reterms]
@@ -134,6 +141,8 @@ class GeneralizedLinearMixedModel:
         self.theta: np.ndarray | None = None
         self.ldL2 = 0.0
         self.pirls_iterations = 0
+        if loadings is not None:
+            self.set_loadings(loadings.values, force=True)
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -178,6 +187,21 @@ class GeneralizedLinearMixedModel:
         self.eta = self.mu = self.theta = None
         self.u = np.zeros_like(self.u)
         self.beta = np.zeros_like(self.beta)
+
+    def set_loadings(self, free: np.ndarray, force: bool = False) -> None:
+        """Put the free factor loadings in place: the loaded terms' ``z`` are rescaled row by
+        row (:class:`~glamm.terms.loadings.LoadingMap`) and the factors refreshed. PIRLS keeps
+        its warm start (the modes move little with the loadings)."""
+        if self.loadings is None:
+            return
+        free = np.asarray(free, dtype=float)
+        if not force and np.array_equal(free, self.loadings.values):
+            return
+        for k, z in self.loadings.z_values(free):
+            self.design.set_z(k, z)
+        self.fac_u.refresh()
+        self.fac_b.refresh()
+        self.loadings.values = free.copy()
 
     def _pdev(self, mu: np.ndarray, u: np.ndarray) -> float:
         """Penalized deviance up to a constant: ``-2 log p(y | u) + |u|^2`` (the log-density's
@@ -314,8 +338,12 @@ class GeneralizedLinearMixedModel:
         settings, the conditional modes PIRLS warm-starts from), whose evaluations leave this
         one untouched. Its factors are built afresh and hold numbers only after the next
         :meth:`pirls`."""
+        loadings = None
+        if self.loadings is not None:
+            loadings = LoadingMap(self.loadings.spec, self.reterms, self.loadings.item)
+            loadings.values = self.loadings.values.copy()
         new = type(self)(self.frame, self.response.base_family,
-                         laplace=self.laplace_information)
+                         laplace=self.laplace_information, loadings=loadings)
         new.response.family = self.response.family
         new.response.dispersion = self.response.dispersion
         new.penalty = self.penalty
