@@ -28,11 +28,12 @@ from .errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
-    from .api import glmer, lmer
+    from .api import galamm, glmer, lmer
     from .glm_api import GlmResult, glm
     from .inference.anova import anova
     from .inference.marginal import marginal_coefs
     from .plotting import plot_smooth
+    from .results.galamm_result import GalammResult
     from .results.glmer_result import GlmerResult
     from .results.lmer_result import LmerResult
 
@@ -49,12 +50,15 @@ _LAZY = {
     "LmerResult": "glamm.results.lmer_result",
     "GlmerResult": "glamm.results.glmer_result",
     "GlmResult": "glamm.glm_api",
+    "galamm": "glamm.api",
+    "GalammResult": "glamm.results.galamm_result",
 }
 
 __all__ = [
     "lmer",
     "glmer",
     "glm",
+    "galamm",
     "anova",
     "marginal_coefs",
     "plot_smooth",
@@ -62,6 +66,7 @@ __all__ = [
     "LmerResult",
     "GlmerResult",
     "GlmResult",
+    "GalammResult",
     "GlammError",
     "FormulaError",
     "DataError",

@@ -264,3 +264,125 @@ def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:
     if family is not None:
         check_glm_response(frame, family)
         warn_scaling(frame, stacklevel=4)
+
+
+def galamm(
+    formula: str,
+    data: Any,
+    family: Any = "gaussian",
+    link: Any = None,
+    load_var: str | None = None,
+    factor: str | list[str] | None = None,
+    lambda_: Any = None,
+    factor_interactions: Any = None,
+    weights: Any = None,
+    offset: Any = None,
+    start: np.ndarray | None = None,
+    optimizer: str = "bobyqa",
+    control: dict | None = None,
+    laplace: str = "observed",
+    **kwargs: Any,
+) -> Any:
+    """Fit a generalized linear mixed model with factor loadings (R's ``galamm``).
+
+    Latent variables named in ``factor`` are written as the columns of random-effects terms,
+    ``(0 + ability | school/sid)``; glamm creates those columns. Row ``i`` of such a column
+    carries the loading ``lambda_[level of load_var in row i, factor]``, so each item measures
+    the latent variable with its own loading. The model is fitted by maximum likelihood with
+    the Laplace approximation (exact for a Gaussian response), over the variance parameters,
+    the fixed effects, the free loadings and the dispersion.
+
+    Parameters
+    ----------
+    formula : str
+        lme4-style formula in which the factor names appear as random-effects columns.
+    data : pandas.DataFrame
+        The data (or a polars / Arrow table); it must not have columns named as the factors.
+    family : str or Family
+        Response family (default ``"gaussian"``), as for :func:`glmer`.
+    link : str, optional
+        Link overriding the family's canonical one.
+    load_var : str
+        Column whose levels (the items) index the rows of ``lambda_``.
+    factor : str or list of str
+        Names of the latent variables.
+    lambda_ : array-like or dict
+        ``(levels of load_var, factors)`` loading matrix: ``nan`` for a free loading, a number
+        for a fixed one (each factor needs a fixed nonzero loading, usually the first item's
+        at 1, which fixes its scale); or a dict from level to row. (galamm's ``lambda``; the
+        keyword ``lambda`` is accepted through ``**{"lambda": ...}`` too.)
+    factor_interactions : None
+        Interactions of latent variables with observed covariates are not supported yet.
+    weights, offset, start, optimizer, control, laplace
+        As for :func:`glmer` (``start`` is the starting ``theta``).
+    **kwargs
+        lme4 spellings; ``REML`` is refused (REML is not defined for these models).
+
+    Returns
+    -------
+    GalammResult
+        The fit, with :attr:`~glamm.results.galamm_result.GalammResult.factor_loadings`.
+    """
+    from .families import get_family
+    from .formula.design import as_pandas
+    from .glmm import diagnostics
+    from .glmm.fit import fit_glmm
+    from .glmm.model import GeneralizedLinearMixedModel
+    from .results.galamm_result import GalammResult
+    from .terms.loadings import LoadingMap, LoadingSpec
+
+    if "lambda" in kwargs:
+        if lambda_ is not None:
+            raise GlammError("give the loading matrix once, as lambda_ (or lambda)")
+        lambda_ = kwargs.pop("lambda")
+    if "REML" in kwargs:
+        raise GlammError("REML is not defined for models with factor loadings (galamm fits "
+                         "them by maximum likelihood); drop REML=")
+    resolve_keywords(galamm, kwargs)
+    if factor_interactions is not None:
+        raise GlammError("factor_interactions (latent variables interacting with observed "
+                         "covariates) are not supported yet")
+    if load_var is None or factor is None or lambda_ is None:
+        raise GlammError("galamm needs load_var, factor and lambda_ (for a model without "
+                         "loadings use glmer or lmer)")
+    data = as_pandas(data).reset_index(drop=True)
+    spec = LoadingSpec.from_user(data, load_var, factor, lambda_)
+    data = data.assign(**{f: 1.0 for f in spec.factors})
+    fam = get_family(family, link)
+    frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
+    check_glmm_frame(frame, fam)
+    in_x = [f for f in spec.factors if any(f in name.split(":") for name in frame.xnames)]
+    if in_x:
+        raise GlammError(f"factor(s) {in_x} appear in the fixed effects; loadings on fixed "
+                         "effects are not supported yet (use them in random-effects terms)")
+    item = _item_codes(data[load_var].to_numpy()[frame.row_index.to_numpy()], spec)
+    loadings = LoadingMap(spec, frame.reterms, item)
+    model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
+    notes = _warned(diagnostics.separation_notes(frame, model))
+    try:
+        record = fit_glmm(model, start=start, optimizer=optimizer, **(control or {}))
+    except GlammError as exc:
+        diagnostics.raise_if_separated(frame, model, exc)
+        raise
+    with single_threaded(1):
+        result = GalammResult(model, record, fam)
+    notes += _warned(diagnostics.extreme_fitted_notes(result))
+    result.notes = notes
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
+                      stacklevel=2)
+    return result
+
+
+def _item_codes(values: np.ndarray, spec: Any) -> np.ndarray:
+    """Row of the loading matrix (the position of its load_var level) for every observation."""
+    from .terms.loadings import _label
+
+    index = {lev: i for i, lev in enumerate(spec.levels)}
+    labels = [None if pd.isna(v) else _label(v) for v in values]
+    codes = np.array([index.get(lab, -1) if lab is not None else -1 for lab in labels])
+    if np.any(codes < 0):
+        bad = sorted({str(lab) for lab, c in zip(labels, codes) if c < 0})
+        raise DataError(f"load_var {spec.load_var!r} has values {bad[:5]} in the rows used "
+                        f"that are not among the levels of lambda_ ({', '.join(spec.levels)})")
+    return codes

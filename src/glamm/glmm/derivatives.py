@@ -26,10 +26,11 @@ def hessian_from_gradients(grad, x: np.ndarray, g: np.ndarray, central: bool) ->
     return 0.5 * (H + H.T)
 
 
-def _other_indices(layout: ParameterLayout) -> np.ndarray:
-    """Positions of the parameters outside ``theta`` and ``beta`` (response parameters, factor
-    loadings), which the analytic Laplace gradient does not cover."""
-    parts = [layout.index(b.name) for b in layout.blocks if b.name not in ("theta", "beta")]
+def _other_indices(layout: ParameterLayout,
+                   analytic: tuple[str, ...] = ("theta", "beta")) -> np.ndarray:
+    """Positions of the parameters outside the ``analytic`` blocks (default: all but
+    ``theta`` and ``beta``: the response parameters and factor loadings)."""
+    parts = [layout.index(b.name) for b in layout.blocks if b.name not in analytic]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
 
 
@@ -57,12 +58,16 @@ class AnalyticDerivatives(FiniteDifferences):
             self.value(x)
         theta, beta = layout.get(x, "theta"), layout.get(x, "beta")
         g = np.zeros(x.size)
-        g_tb = laplace_gradient(m, theta, beta)
-        g[layout.slice("theta")] = g_tb[:theta.size]
-        g[layout.slice("beta")] = g_tb[theta.size:]
+        analytic = "lambda" in layout
+        g_an = laplace_gradient(m, theta, beta, with_loadings=analytic)
+        nt, p = theta.size, beta.size
+        g[layout.slice("theta")] = g_an[:nt]
+        g[layout.slice("beta")] = g_an[nt:nt + p]
+        if analytic:
+            g[layout.slice("lambda")] = g_an[nt + p:]
         if m.penalty is not None:
             g[layout.slice("beta")] += m.penalty.deviance_gradient(beta)
-        others = _other_indices(layout)
+        others = _other_indices(layout, analytic=("theta", "beta", "lambda"))
         if others.size:
             # central differences in the response parameters and factor loadings (two PIRLS
             # runs each)

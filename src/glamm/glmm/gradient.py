@@ -30,13 +30,16 @@ import scipy.linalg as sla
 MAX_Q = 1500
 
 
-def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = False):
+def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = False,
+                     with_loadings: bool = False):
     """Gradient of the Laplace deviance in ``[theta, beta]`` at the model's current state,
     which must be the PIRLS mode for exactly these ``theta`` and ``beta``.
 
     With ``schur`` also returns ``X'W_obs X - X'W_obs Z Lambda G_obs^-1 Lambda'Z'W_obs X``: half
     the Hessian in ``beta`` of ``-2 log p(y|u*) + |u*|^2`` (all but the log-determinant's
-    small curvature), a cheap approximation to the ``beta`` block of the Hessian."""
+    small curvature), a cheap approximation to the ``beta`` block of the Hessian. With
+    ``with_loadings`` the gradient in the model's free factor loadings follows those in
+    ``[theta, beta]``."""
     eta, mu = model.eta, model.mu
     design = model.design
     C = design.cols
@@ -75,31 +78,79 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         if schur:
             S = X.T @ (w_obs[:, None] * X) + ZtWX.T @ DU
 
-    grad_theta = np.zeros(model.n_theta)
     u = model.u
+    u_terms = [u[design.offsets[k]:design.offsets[k] + t.q].reshape(t.nlevels, t.p)
+               for k, t in enumerate(model.reterms)]
+    tangent = _Tangent(design, V, C, w, w_obs, s, Ginv, Gobs_inv, dwh, u_terms)
+
+    grad_theta = np.zeros(model.n_theta)
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
-        ts = design.term_slices[k]
-        Ck = C[:, ts]
-        off = design.offsets[k]
-        uk = u[off:off + t.q].reshape(t.nlevels, t.p)
         dlams = model.lambda_scale * t.covariance.jacobian(theta[sl])
         for r in range(sl.start, sl.stop):
-            dlam = dlams[r - sl.start]
-            Vd = design.z[k] @ dlam                  # nonzeros of Z dLambda (term k only)
-            a_vec = np.einsum("ic,ic->i", Vd, uk[t.refs])
-            rhs = -design.t_matvec(V, w_obs * a_vec)
+            # nonzeros of Z dLambda (term k only)
+            grad_theta[r] = tangent.gradient([(k, design.z[k] @ dlams[r - sl.start])])
+    parts = [grad_theta, grad_beta]
+    if with_loadings and model.loadings is not None:
+        parts.append(_loading_gradient(model, lams, tangent))
+    g = np.concatenate(parts)
+    return (g, S) if schur else g
+
+
+class _Tangent:
+    """The derivative of the Laplace deviance along a direction of ``Z Lambda`` (a change
+    of the nonzeros of one or more terms, ``Vd``), at the mode, by the envelope theorem plus
+    the mode's own movement; shared by ``theta`` and the factor loadings."""
+
+    def __init__(self, design, V, C, w, w_obs, s, Ginv, Gobs_inv, dwh, u_terms):
+        self.design, self.V, self.C = design, V, C
+        self.w, self.w_obs, self.s = w, w_obs, s
+        self.Ginv, self.Gobs_inv, self.dwh = Ginv, Gobs_inv, dwh
+        self.u_terms = u_terms
+
+    def gradient(self, parts: list[tuple[int, np.ndarray]]) -> float:
+        """``d (-2 log L) / d param`` when term ``k``'s nonzeros move by ``Vd`` for every
+        ``(k, Vd)`` in ``parts``."""
+        design, V, C, s = self.design, self.V, self.C, self.s
+        P = V.shape[1]
+        a_vec = np.zeros(self.s.shape[0]) if len(parts) != 1 else None
+        for k, Vd in parts:
+            a_k = np.einsum("ic,ic->i", Vd, self.u_terms[k][design.terms[k].refs])
+            a_vec = a_k if a_vec is None else a_vec + a_k
+        assert a_vec is not None
+        rhs = -design.t_matvec(V, self.w_obs * a_vec)
+        tr = 0.0
+        for k, Vd in parts:
+            t = design.terms[k]
+            Ck = C[:, design.term_slices[k]]
             for c in range(t.p):
                 rhs += np.bincount(Ck[:, c], weights=Vd[:, c] * s, minlength=design.q)
-            du = Gobs_inv @ rhs
-            deta = a_vec + design.matvec(V, du)
             # tr(G^-1 (Z Lambda)' W (Z dLambda))
-            tr = 0.0
             for aa in range(P):
                 for c in range(t.p):
-                    tr += float(np.sum(w * V[:, aa] * Vd[:, c] * Ginv[C[:, aa], Ck[:, c]]))
-            grad_theta[r] = -2.0 * float(s @ a_vec) + 2.0 * tr + float(dwh @ deta)
-    g = np.concatenate([grad_theta, grad_beta])
-    return (g, S) if schur else g
+                    tr += float(np.sum(self.w * V[:, aa] * Vd[:, c]
+                                       * self.Ginv[C[:, aa], Ck[:, c]]))
+        du = self.Gobs_inv @ rhs
+        deta = a_vec + design.matvec(V, du)
+        return -2.0 * float(s @ a_vec) + 2.0 * tr + float(self.dwh @ deta)
+
+
+def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.ndarray:
+    """Derivatives in the free loadings: loading ``r`` (item ``l``, factor ``f``) moves the
+    loaded columns of factor ``f`` in the rows of item ``l``, in every term that uses it."""
+    loadings = model.loadings
+    out = np.zeros(loadings.n_free)
+    for r, (level, f) in enumerate(loadings.spec.free):
+        rows = loadings.item == level
+        parts = []
+        for k, cols in loadings.terms:
+            dz = np.zeros_like(loadings.base_z[k])
+            for c, fc in cols:
+                if fc == f:
+                    dz[:, c] = np.where(rows, loadings.base_z[k][:, c], 0.0)
+            if np.any(dz):
+                parts.append((k, dz @ lams[k]))
+        out[r] = tangent.gradient(parts) if parts else 0.0
+    return out
 
 
 def _crossprod(design, V: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -187,7 +187,12 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         else:
             response = np.zeros(0)
         return self.model.parameters.assemble(
-            {"theta": self.theta, "beta": self.fixef.to_numpy(), "response": response})
+            {"theta": self.theta, "beta": self.fixef.to_numpy(), "response": response,
+             "lambda": self._loading_vector()})
+
+    def _loading_vector(self) -> np.ndarray:
+        """The free factor loadings (none in a GLMM; see GalammResult)."""
+        return np.zeros(0)
 
     def _free_parameters(self) -> np.ndarray:
         """Which parameters the covariance covers: all but ``theta`` components on their bound

@@ -25,6 +25,7 @@ import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..glm_api import GlmResult
+    from .galamm_result import GalammResult
     from .glmer_result import GlmerResult
     from .lmer_result import LmerResult
 
@@ -496,6 +497,60 @@ def format_glmer(m: GlmerResult) -> str:
         _fixed_corr_block(m),
         _notes(m),
     ])
+
+
+def format_galamm(m: GalammResult) -> str:
+    """Summary of a model with factor loadings (:func:`glamm.galamm`): the layout of
+    :func:`format_glmer` with galamm's header and a table of the loadings (with standard
+    errors; fixed loadings have none) before the random effects.
+
+    Parameters
+    ----------
+    m : GalammResult
+        a :class:`~glamm.results.galamm_result.GalammResult`.
+
+    Returns
+    -------
+    str
+        The summary as one string (no trailing newline).
+    """
+    header = [
+        "Generalized additive latent and mixed model fit by maximum likelihood (Laplace "
+        f"Approximation) ['{type(m).__name__}']",
+        _family_line(m),
+        *_shape_line(m),
+        f"Formula: {m.formula}",
+        *_data_notes(m),
+    ]
+    return _join([
+        header,
+        _criteria_block(m),
+        _pearson_block(m),
+        _loadings_block(m),
+        _random_block(m) + [_nobs_line(m)],
+        _fixed_block(m),
+        _fixed_corr_block(m),
+        _notes(m),
+    ])
+
+
+def _loadings_block(m: GalammResult) -> list[str]:
+    """``Factor loadings:`` and the loading matrix with standard errors (blank where fixed)."""
+    table = m.factor_loadings
+    cells = [[_loading_cell(v) for v in row] for row in table.to_numpy()]
+    labels = [f"lambda{i + 1}" for i in range(len(table))]
+    header = [str(c) if not str(c).endswith(" SE") else "SE" for c in table.columns]
+    widths = [max(len(header[j]), *(len(r[j]) for r in cells)) for j in range(len(header))]
+    lw = max(len(x) for x in labels)
+    lines = ["Factor loadings:", " " * lw + " " + " ".join(h.rjust(w) for h, w in
+                                                             zip(header, widths))]
+    for lab, row in zip(labels, cells):
+        lines.append(lab.ljust(lw) + " " + " ".join(c.rjust(w) for c, w in zip(row, widths)))
+    return lines
+
+
+def _loading_cell(value: float) -> str:
+    return "" if not np.isfinite(value) else f"{value:.3f}"
 
 
 def format_glm(m: GlmResult) -> str:

@@ -1,0 +1,77 @@
+"""The fitted model returned by :func:`glamm.galamm`: a GLMM whose random effects include
+latent variables measured through factor loadings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..glmm.model import GeneralizedLinearMixedModel
+from .glmer_result import GlmerResult
+
+
+class GalammResult(GlmerResult):
+    """A generalized additive latent and mixed model fitted by the Laplace approximation.
+
+    Everything :class:`~glamm.results.glmer_result.GlmerResult` has, and:
+
+    Attributes
+    ----------
+    loadings : ndarray
+        The free loadings (galamm's order: the first factor's items, then the next's).
+    loading_names : list of str
+        Their labels, ``lambda[level,factor]``.
+    """
+
+    def __init__(self, model: GeneralizedLinearMixedModel, record, base_family):
+        super().__init__(model, record, base_family)
+        assert model.loadings is not None   # galamm() builds the model with loadings
+        self.loadings = model.loadings.values.copy()
+        self.loading_names = model.loadings.spec.free_names()
+        self.load_var = model.loadings.spec.load_var
+        self.factors = list(model.loadings.spec.factors)
+
+    def _loading_vector(self) -> np.ndarray:
+        return self.loadings
+
+    @property
+    def factor_loadings(self) -> pd.DataFrame:
+        """The loading matrix with standard errors: one row per level of ``load_var``, for each
+        factor a column of loadings and one of standard errors (``NaN`` for fixed loadings, as
+        galamm's table)."""
+        spec = self.model.loadings.spec  # type: ignore[union-attr]
+        full = spec.full_matrix(self.loadings)
+        se = np.full(full.shape, np.nan)
+        pos = spec.free
+        se[pos[:, 0], pos[:, 1]] = self.loading_stderr
+        columns: dict[str, np.ndarray] = {}
+        for j, f in enumerate(spec.factors):
+            columns[f] = full[:, j]
+            columns[f"{f} SE"] = se[:, j]
+        return pd.DataFrame(columns, index=pd.Index(list(spec.levels), name=spec.load_var))
+
+    @property
+    def loading_stderr(self) -> np.ndarray:
+        """Standard errors of the free loadings, from the Hessian of the deviance in all
+        parameters."""
+        cov = self.parameter_covariance()
+        idx = self.model.parameters.index("lambda")
+        return np.sqrt(np.diag(cov)[idx])
+
+    def vcov_parameters(self, parm: str = "beta") -> pd.DataFrame:
+        """Covariance of one parameter block: ``"beta"`` (the fixed effects), ``"lambda"``
+        (the free loadings) or ``"theta"`` (galamm's ``vcov(parm = ...)``)."""
+        from ..errors import GlammError
+
+        names = {"beta": list(self.frame.xnames), "lambda": self.loading_names,
+                 "theta": list(self.theta_names)}
+        if parm not in names:
+            raise GlammError(f"parm must be 'beta', 'lambda' or 'theta', got {parm!r}")
+        idx = self.model.parameters.index(parm)
+        cov = self.parameter_covariance()[np.ix_(idx, idx)]
+        return pd.DataFrame(cov, index=names[parm], columns=names[parm])
+
+    def _format(self) -> str:
+        from .summary import format_galamm
+
+        return format_galamm(self)

@@ -1,0 +1,208 @@
+"""Models with factor loadings (glamm.galamm) against galamm's and glmmTMB's reference fits,
+and galamm's input rules."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import load_data, load_reference
+
+import glamm
+from glamm.errors import DataError, GlammError
+
+nan = np.nan
+LOGLIK_RTOL = 1e-6
+ESTIMATE_RTOL = 1e-4
+SE_RTOL = 1e-3
+
+
+def _fit(formula, data, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return glamm.galamm(formula, data, **kw)
+
+
+def _ref_loadings(ref) -> tuple[np.ndarray, np.ndarray]:
+    values = np.array([[np.nan if v is None else v for v in row]
+                       for row in ref["factor_loadings"]["values"]], dtype=float)
+    return values[:, 0], values[:, 1]
+
+
+CASES = {
+    "galamm_factor_gaussian": dict(
+        data="sim_factor_gaussian", formula="y ~ 0 + item + (0 + loading | id)",
+        kw=dict(load_var="item", factor="loading", lambda_=[[1], [nan], [nan]])),
+    "galamm_factor_binomial": dict(
+        data="sim_factor_binomial", formula="y ~ 0 + item + (0 + ability | id)",
+        kw=dict(family="binomial", load_var="item", factor="ability",
+                lambda_=[[1], [nan], [nan], [nan], [nan]])),
+}
+
+
+@pytest.fixture(scope="module")
+def fits():
+    out = {}
+    for case, spec in CASES.items():
+        out[case] = _fit(spec["formula"], load_data(spec["data"]), **spec["kw"])
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_loglik_reaches_galamm(fits, case):
+    ref = load_reference(case)
+    m = fits[case]
+    assert m.loglik >= ref["logLik"] - LOGLIK_RTOL * abs(ref["logLik"])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_loadings_and_standard_errors(fits, case):
+    ref = load_reference(case)
+    est, se = _ref_loadings(ref)
+    table = fits[case].factor_loadings
+    ours = table.iloc[:, 0].to_numpy()
+    ours_se = table.iloc[:, 1].to_numpy()
+    np.testing.assert_allclose(ours, est, rtol=ESTIMATE_RTOL)
+    free = ~np.isnan(se)
+    np.testing.assert_allclose(ours_se[free], se[free], rtol=SE_RTOL)
+    assert np.all(np.isnan(ours_se[~free]))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fixed_effects_and_variance(fits, case):
+    ref = load_reference(case)
+    m = fits[case]
+    for name, value in ref["fixef"].items():
+        # within 1e-4 relative, or 1e-4 standard errors for a coefficient near zero (itemi3 of
+        # the binomial model is 0.0169 with SE 0.1: glamm 0.0169092, glmmTMB 0.0169097, glamm
+        # here 0.0169064 at a log-likelihood within 4e-9 of the maximum)
+        tol = max(ESTIMATE_RTOL * abs(value), ESTIMATE_RTOL * float(m.stderr[name]))
+        assert abs(m.fixef[name] - value) <= tol, (name, m.fixef[name], value)
+    sd = ref["varcorr"][0]["sd"][0]
+    assert m.varcorr["sdcor"].iloc[0] == pytest.approx(sd, rel=ESTIMATE_RTOL)
+
+
+def test_gaussian_loading_model_is_the_reduced_rank_lmm():
+    """glmmTMB's rr(0 + item | id, d = 1) is the same one-factor model: same maximum."""
+    ref = load_reference("tmb_rr_factor_gaussian")
+    m = _fit(CASES["galamm_factor_gaussian"]["formula"], load_data("sim_factor_gaussian"),
+             **CASES["galamm_factor_gaussian"]["kw"])
+    assert m.loglik == pytest.approx(ref["logLik"], rel=1e-8)
+
+
+def test_fixed_loadings_give_the_glmm_with_loaded_columns():
+    """With every loading fixed, the model is a GLMM whose random-effect column holds the
+    loadings: the objective at the same parameters is the same."""
+    d = load_data("sim_factor_gaussian")
+    lam = {"i1": 1.0, "i2": 0.5, "i3": 2.0}
+    m = _fit("y ~ 0 + item + (0 + loading | id)", d, load_var="item", factor="loading",
+             lambda_=[[1.0], [0.5], [2.0]])
+    d2 = d.assign(zl=d["item"].astype(str).map(lam).astype(float))
+    ref = glamm.lmer("y ~ 0 + item + (0 + zl | id)", d2, reml=False)
+    assert m.loglik == pytest.approx(ref.loglik, rel=1e-9)
+    assert m.model.parameters.size_of("lambda") == 0
+
+
+def test_loadings_are_invariant_to_row_order():
+    d = load_data("sim_factor_gaussian")
+    perm = np.random.default_rng(3).permutation(len(d))
+    a = _fit(**{"formula": CASES["galamm_factor_gaussian"]["formula"], "data": d},
+             **CASES["galamm_factor_gaussian"]["kw"])
+    b = _fit(**{"formula": CASES["galamm_factor_gaussian"]["formula"],
+                "data": d.iloc[perm]}, **CASES["galamm_factor_gaussian"]["kw"])
+    assert b.loglik == pytest.approx(a.loglik, rel=1e-10)
+    np.testing.assert_allclose(b.loadings, a.loadings, rtol=1e-5)
+
+
+def test_summary_and_vcov_blocks(fits):
+    m = fits["galamm_factor_gaussian"]
+    text = str(m)
+    assert "Factor loadings:" in text and "lambda2" in text
+    v = m.vcov_parameters("lambda")
+    assert v.shape == (2, 2)
+    np.testing.assert_allclose(np.sqrt(np.diag(v.to_numpy())), m.loading_stderr)
+    with pytest.raises(GlammError, match="parm must be"):
+        m.vcov_parameters("x")
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def small():
+    return load_data("sim_factor_gaussian")
+
+
+def test_lambda_rows_must_match_the_levels(small):
+    with pytest.raises(GlammError, match="3 levels"):
+        glamm.galamm("y ~ 0 + item + (0 + loading | id)", small, load_var="item",
+                     factor="loading", lambda_=[[1], [nan]])
+
+
+def test_lambda_as_a_dict_by_level(small):
+    m = _fit("y ~ 0 + item + (0 + loading | id)", small, load_var="item", factor="loading",
+             lambda_={"i1": 1, "i2": nan, "i3": nan})
+    ref = load_reference("galamm_factor_gaussian")
+    assert m.loglik >= ref["logLik"] - LOGLIK_RTOL * abs(ref["logLik"])
+    with pytest.raises(GlammError, match="missing levels"):
+        glamm.galamm("y ~ 0 + item + (0 + loading | id)", small, load_var="item",
+                     factor="loading", lambda_={"i1": 1, "i2": nan})
+
+
+def test_factor_name_that_is_a_data_column(small):
+    with pytest.raises(GlammError, match="also a column"):
+        glamm.galamm("y ~ 0 + item + (0 + y | id)", small, load_var="item", factor="y",
+                     lambda_=[[1], [nan], [nan]])
+
+
+def test_factor_without_a_fixed_loading(small):
+    with pytest.raises(GlammError, match="not identified"):
+        glamm.galamm("y ~ 0 + item + (0 + loading | id)", small, load_var="item",
+                     factor="loading", lambda_=[[nan], [nan], [nan]])
+
+
+def test_factor_used_in_no_term_and_unknown_load_var(small):
+    with pytest.raises(GlammError, match="appear in no random-effects term"):
+        glamm.galamm("y ~ 0 + item + (1 | id)", small, load_var="item", factor="loading",
+                     lambda_=[[1], [nan], [nan]])
+    with pytest.raises(DataError, match="load_var 'nope'"):
+        glamm.galamm("y ~ 0 + item + (0 + loading | id)", small, load_var="nope",
+                     factor="loading", lambda_=[[1], [nan], [nan]])
+
+
+def test_reml_is_refused(small):
+    with pytest.raises(GlammError, match="REML is not defined"):
+        glamm.galamm("y ~ 0 + item + (0 + loading | id)", small, load_var="item",
+                     factor="loading", lambda_=[[1], [nan], [nan]], REML=True)
+
+
+def test_numeric_load_var_uses_sorted_values(small):
+    d = small.assign(k=small["item"].astype(str).str[1].astype(int))
+    m = _fit("y ~ 0 + item + (0 + loading | id)", d, load_var="k", factor="loading",
+             lambda_=[[1], [nan], [nan]])
+    assert list(m.factor_loadings.index) == ["1", "2", "3"]
+    ref = load_reference("galamm_factor_gaussian")
+    assert m.loglik >= ref["logLik"] - LOGLIK_RTOL * abs(ref["logLik"])
+
+
+def test_data_frame_unchanged(small):
+    before = small.copy()
+    _fit("y ~ 0 + item + (0 + loading | id)", small, load_var="item", factor="loading",
+         lambda_=[[1], [nan], [nan]])
+    pd.testing.assert_frame_equal(small, before)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_analytic_gradient_in_the_loadings(fits, case):
+    """The Laplace gradient in theta, beta and the free loadings against central differences of
+    the deviance, away from the optimum."""
+    from glamm.glmm.derivatives import AnalyticDerivatives
+    from glamm.glmm.fit import full_objective
+
+    model = fits[case]._working_model()[0]   # the fitted model stays as it is
+    x = fits[case]._parameter_vector() + 0.05
+    f = full_objective(model)
+    g = AnalyticDerivatives(f, model).grad(x)
+    h = 1e-5
+    num = np.array([(f(x + e) - f(x - e)) / (2 * h) for e in np.eye(x.size) * h])
+    np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)
