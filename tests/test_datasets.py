@@ -342,3 +342,46 @@ def test_read_csv_rejects_wrong_header_or_rows(tmp_path):
     with pytest.raises(ValueError, match="rows"):
         datasets.read_csv(path, {"columns": cols, "nrow": 2})
 
+
+# --- the reference-only data of the galamm cases, read through conftest.load_data ---
+
+
+def test_load_data_reads_reference_only_galamm_data():
+    from conftest import load_data
+
+    gauss = load_data("sim_factor_gaussian")
+    assert gauss.shape == (900, 3)
+    assert gauss["item"].cat.categories.tolist() == ["i1", "i2", "i3"]
+    binom = load_data("sim_factor_binomial")
+    assert binom.shape == (2000, 3)
+    assert binom["item"].cat.categories.tolist() == ["i1", "i2", "i3", "i4", "i5"]
+    assert set(binom["y"].unique()) == {0, 1}
+    epilep = load_data("epilep")
+    assert epilep.shape == (236, 7)
+    assert epilep["subj"].nunique() == 59
+
+
+def test_irtsim_sub300_rows_come_from_irtsim():
+    from conftest import load_data
+
+    sub = load_data("IRTsim_sub300")
+    assert sub.shape == (300, 5)
+    assert set(sub["item"]) == {1, 2, 3}  # integer as in R; the galamm call uses as.factor(item)
+    irt = datasets.load("IRTsim")
+    rows = irt.iloc[sub["row_in_IRTsim"].to_numpy() - 1].reset_index(drop=True)
+    np.testing.assert_array_equal(rows["sid"].to_numpy(), sub["sid"].to_numpy())
+    np.testing.assert_array_equal(rows["school"].to_numpy(), sub["school"].to_numpy())
+    np.testing.assert_array_equal(rows["y"].to_numpy(), sub["y"].to_numpy())
+    assert rows["item"].astype(int).tolist() == sub["item"].tolist()
+
+
+def test_every_galamm_reference_names_available_data():
+    # each galamm_ / tmb_rr_ reference's `data` starts with the name of its data set
+    # ("KYPSsim (time as factor, + time12, time34)"); that data set must be loadable here
+    ref_dir = Path(__file__).parent / "reference" / "ref"
+    available = set(datasets.list()) | set(TEST_ONLY)
+    cases = sorted(ref_dir.glob("galamm_*.json")) + sorted(ref_dir.glob("tmb_rr_*.json"))
+    assert len(cases) >= 25
+    for path in cases:
+        name = json.loads(path.read_text(encoding="utf-8"))["data"].split(" ")[0]
+        assert name in available, (path.name, name)
