@@ -30,6 +30,10 @@ BUNDLED = [
     "sim_binary_longitudinal",
     "sim_poisson_longitudinal",
     "gamm4_sim1",
+    "IRTsim",
+    "KYPSsim",
+    "latent_covariates",
+    "cognition",
 ]
 
 # (nrow, ncol) as published by the source packages, independent of the catalogue.
@@ -45,6 +49,10 @@ KNOWN_SHAPES = {
     "sim_binary_longitudinal": (800, 4),
     "sim_poisson_longitudinal": (800, 4),
     "gamm4_sim1": (400, 11),
+    "IRTsim": (2500, 4),
+    "KYPSsim": (11494, 5),
+    "latent_covariates": (600, 5),
+    "cognition": (14400, 8),
 }
 
 
@@ -178,6 +186,59 @@ def test_cbpp_types(frames):
     assert int(cbpp["size"].sum()) == 842
 
 
+def test_irtsim_item_is_a_factor_of_five_items(frames):
+    # numeric in R, bundled as galamm's factor(item): one loading per item (load_var="item")
+    irt = frames["IRTsim"]
+    item = irt["item"]
+    assert isinstance(item.dtype, pd.CategoricalDtype)
+    assert not item.cat.ordered
+    assert item.cat.categories.tolist() == ["1", "2", "3", "4", "5"]
+    assert item.value_counts(sort=False).tolist() == [500] * 5
+    assert irt["sid"].dtype == np.int64 and irt["sid"].nunique() == 500
+    assert irt["school"].nunique() == 26
+    assert set(irt["y"].unique()) == {0.0, 1.0}
+    assert "factor" in datasets.describe("IRTsim")["note"]
+
+
+def test_kypssim_time_is_a_factor_of_four_times(frames):
+    # numeric in R, bundled as galamm's factor(time): `esteem ~ time` gives time2..time4
+    kyps = frames["KYPSsim"]
+    time = kyps["time"]
+    assert isinstance(time.dtype, pd.CategoricalDtype)
+    assert not time.cat.ordered
+    assert time.cat.categories.tolist() == ["1", "2", "3", "4"]
+    assert time.value_counts(sort=False).tolist() == [2924, 2830, 2924, 2816]
+    assert kyps["sid"].nunique() == 2924
+    for column in ("mid", "hid", "sid"):
+        assert kyps[column].dtype == np.int64, column
+    assert "factor" in datasets.describe("KYPSsim")["note"]
+
+
+def test_latent_covariates_and_cognition_factors(frames):
+    lc = frames["latent_covariates"]
+    # character in R; R's factor() sorts the labels
+    assert lc["type"].cat.categories.tolist() == ["measurement1", "measurement2", "response"]
+    assert lc["type"].value_counts(sort=False).tolist() == [200, 200, 200]
+    assert (lc["response"] == (lc["type"] == "response")).all()
+    cog = frames["cognition"]
+    assert cog["domain"].cat.categories.tolist() == ["1", "2", "3"]
+    assert cog["timepoint"].cat.categories.tolist() == [str(t) for t in range(1, 9)]
+    assert cog["item"].cat.categories.tolist() == ["11", "12", "13", "21", "22", "31", "32",
+                                                   "33", "34"]
+    d1 = cog.query("domain == '1'")  # the issue 10 README example's subset
+    assert len(d1) == 200 * 8 * 3
+    assert set(d1["item"]) == {"11", "12", "13"}
+    # domain 2 is the binomial one (family_index 2)
+    assert (cog["family_index"] == np.where(cog["domain"] == "2", 2, 1)).all()
+
+
+def test_galamm_data_provenance():
+    for name in ("IRTsim", "KYPSsim"):
+        assert datasets.describe(name)["source"].startswith("PLmixed 0.1.7")
+    for name in ("latent_covariates", "cognition"):
+        assert datasets.describe(name)["source"].startswith("galamm 0.4.0")
+
+
 def test_lookup_is_case_insensitive():
     a = datasets.load("SleepStudy")
     b = datasets.load("sleepstudy")
@@ -280,3 +341,47 @@ def test_read_csv_rejects_wrong_header_or_rows(tmp_path):
     cols = [{"name": "x", "type": "numeric"}, {"name": "y", "type": "numeric"}]
     with pytest.raises(ValueError, match="rows"):
         datasets.read_csv(path, {"columns": cols, "nrow": 2})
+
+
+# --- the reference-only data of the galamm cases, read through conftest.load_data ---
+
+
+def test_load_data_reads_reference_only_galamm_data():
+    from conftest import load_data
+
+    gauss = load_data("sim_factor_gaussian")
+    assert gauss.shape == (900, 3)
+    assert gauss["item"].cat.categories.tolist() == ["i1", "i2", "i3"]
+    binom = load_data("sim_factor_binomial")
+    assert binom.shape == (2000, 3)
+    assert binom["item"].cat.categories.tolist() == ["i1", "i2", "i3", "i4", "i5"]
+    assert set(binom["y"].unique()) == {0, 1}
+    epilep = load_data("epilep")
+    assert epilep.shape == (236, 7)
+    assert epilep["subj"].nunique() == 59
+
+
+def test_irtsim_sub300_rows_come_from_irtsim():
+    from conftest import load_data
+
+    sub = load_data("IRTsim_sub300")
+    assert sub.shape == (300, 5)
+    assert set(sub["item"]) == {1, 2, 3}  # integer as in R; the galamm call uses as.factor(item)
+    irt = datasets.load("IRTsim")
+    rows = irt.iloc[sub["row_in_IRTsim"].to_numpy() - 1].reset_index(drop=True)
+    np.testing.assert_array_equal(rows["sid"].to_numpy(), sub["sid"].to_numpy())
+    np.testing.assert_array_equal(rows["school"].to_numpy(), sub["school"].to_numpy())
+    np.testing.assert_array_equal(rows["y"].to_numpy(), sub["y"].to_numpy())
+    assert rows["item"].astype(int).tolist() == sub["item"].tolist()
+
+
+def test_every_galamm_reference_names_available_data():
+    # each galamm_ / tmb_rr_ reference's `data` starts with the name of its data set
+    # ("KYPSsim (time as factor, + time12, time34)"); that data set must be loadable here
+    ref_dir = Path(__file__).parent / "reference" / "ref"
+    available = set(datasets.list()) | set(TEST_ONLY)
+    cases = sorted(ref_dir.glob("galamm_*.json")) + sorted(ref_dir.glob("tmb_rr_*.json"))
+    assert len(cases) >= 25
+    for path in cases:
+        name = json.loads(path.read_text(encoding="utf-8"))["data"].split(" ")[0]
+        assert name in available, (path.name, name)

@@ -26,6 +26,11 @@ sim_poisson_longitudinal    simulated with the GLMMadaptive vignette code,
                             ``set.seed(1234)``
 gamm4_sim1                  simulated as in ``?gamm4``: ``set.seed(0);
                             gamSim(1, n = 400, scale = 2)``, mgcv 1.8-41
+IRTsim, KYPSsim             PLmixed 0.1.7 (the galamm vignettes' factor models);
+                            ``item`` and ``time`` are bundled as factors (numeric
+                            in R), as galamm uses them
+latent_covariates           galamm 0.4.0; ``type`` (character in R) as a factor
+cognition                   galamm 0.4.0 (14,400 rows)
 ==========================  =====================================================
 
 ``describe(name)["source"]`` gives the exact provenance string.
@@ -140,7 +145,7 @@ def list_datasets() -> _Names:
     -------
     list of str
         Canonical names in catalogue order (the lme4 data sets first, then the
-        simulated ones). Any of them can be passed to :func:`load` and
+        simulated ones, then galamm's). Any of them can be passed to :func:`load` and
         :func:`describe`; letter case does not matter there.
     """
     return _builtins.list(_catalogue())
@@ -200,9 +205,9 @@ def load(name: str) -> pd.DataFrame:
 
     Notes
     -----
-    The lme4 data sets come from lme4 1.1-31; the simulated ones record their
-    generating code and seed in ``describe(name)["source"]`` and
-    ``describe(name)["note"]``.
+    The lme4 data sets come from lme4 1.1-31 and galamm's from PLmixed 0.1.7
+    and galamm 0.4.0; the simulated ones record their generating code and seed
+    in ``describe(name)["source"]`` and ``describe(name)["note"]``.
 
     Examples
     --------
