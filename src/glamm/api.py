@@ -355,7 +355,7 @@ def galamm(
     if in_x:
         raise GlammError(f"factor(s) {in_x} appear in the fixed effects; loadings on fixed "
                          "effects are not supported yet (use them in random-effects terms)")
-    item = _item_codes(data[load_var].to_numpy()[frame.row_index.to_numpy()], spec)
+    item = spec.item_codes(data[load_var].to_numpy()[frame.row_index.to_numpy()])
     loadings = LoadingMap(spec, frame.reterms, item)
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
     notes = _warned(diagnostics.separation_notes(frame, model))
@@ -373,16 +373,3 @@ def galamm(
                       stacklevel=2)
     return result
 
-
-def _item_codes(values: np.ndarray, spec: Any) -> np.ndarray:
-    """Row of the loading matrix (the position of its load_var level) for every observation."""
-    from .terms.loadings import _label
-
-    index = {lev: i for i, lev in enumerate(spec.levels)}
-    labels = [None if pd.isna(v) else _label(v) for v in values]
-    codes = np.array([index.get(lab, -1) if lab is not None else -1 for lab in labels])
-    if np.any(codes < 0):
-        bad = sorted({str(lab) for lab, c in zip(labels, codes) if c < 0})
-        raise DataError(f"load_var {spec.load_var!r} has values {bad[:5]} in the rows used "
-                        f"that are not among the levels of lambda_ ({', '.join(spec.levels)})")
-    return codes

@@ -71,6 +71,36 @@ class GalammResult(GlmerResult):
         cov = self.parameter_covariance()[np.ix_(idx, idx)]
         return pd.DataFrame(cov, index=names[parm], columns=names[parm])
 
+    def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re: bool = True,
+                allow_new_levels: bool = False, new_from_responses: bool = False) -> np.ndarray:
+        """Predictions as :meth:`GlmerResult.predict`; rows of new data carry the loadings of
+        their load_var level (so ``newdata`` needs the load_var column when ``re``).
+        Population-averaged (``"marginal"``) predictions and new subjects' empirical Bayes
+        effects are not available for models with loadings."""
+        from ..errors import GlammError
+
+        if type == "marginal" or new_from_responses:
+            raise GlammError("marginal predictions and new_from_responses are not available "
+                             "for models with factor loadings")
+        return super().predict(newdata, type=type, re=re, allow_new_levels=allow_new_levels)
+
+    def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):
+        """Level codes and ``z`` of every term for ``newdata``, the loaded columns times the
+        loadings of each row's load_var level (the factor columns are added as glamm added
+        them when fitting)."""
+        from ..errors import DataError
+
+        loadings = self.model.loadings
+        assert loadings is not None
+        spec = loadings.spec
+        if spec.load_var not in newdata.columns:
+            raise DataError(f"newdata lacks the load_var column {spec.load_var!r}, which the "
+                            "loadings of its rows depend on")
+        newdata = newdata.assign(**{f: 1.0 for f in spec.factors})
+        refs, zs = super()._new_re_design(newdata, allow_new_levels)
+        item = spec.item_codes(newdata[spec.load_var].to_numpy())
+        return refs, loadings.apply(self.loadings, zs, item)
+
     def _format(self) -> str:
         from .summary import format_galamm
 

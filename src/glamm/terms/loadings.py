@@ -114,6 +114,24 @@ class LoadingSpec:
         """``lambda[level, factor]`` labels of the free loadings."""
         return [f"lambda[{self.levels[i]},{self.factors[j]}]" for i, j in self.free]
 
+    def item_codes(self, values: Any) -> np.ndarray:
+        """The row of the loading matrix (position of the load_var level) of every value.
+
+        Raises
+        ------
+        DataError
+            A value is missing or not among the levels.
+        """
+        index = {lev: i for i, lev in enumerate(self.levels)}
+        labels = [None if pd.isna(v) else _label(v) for v in np.asarray(values, dtype=object)]
+        codes = np.array([-1 if lab is None else index.get(lab, -1) for lab in labels],
+                         dtype=np.int64)
+        if np.any(codes < 0):
+            bad = sorted({str(lab) for lab, c in zip(labels, codes) if c < 0})
+            raise DataError(f"load_var {self.load_var!r} has values {bad[:5]} that are not "
+                            f"among the levels of lambda_ ({', '.join(self.levels)})")
+        return codes
+
     def full_matrix(self, free: np.ndarray) -> np.ndarray:
         """The loading matrix with the free entries set to ``free``."""
         out = self.matrix.copy()
@@ -230,6 +248,18 @@ class LoadingMap:
             for c, f in cols:
                 z[:, c] = z[:, c] * full[self.item, f]
             out.append((k, z))
+        return out
+
+    def apply(self, free: np.ndarray, zs: list[np.ndarray], item: np.ndarray) -> list[np.ndarray]:
+        """The terms' ``z`` for other rows (new data, with load_var rows ``item``) with the
+        loadings at ``free`` applied to the loaded columns."""
+        full = self.spec.full_matrix(free)
+        out = list(zs)
+        for k, cols in self.terms:
+            z = np.array(zs[k], dtype=float, copy=True)
+            for c, f in cols:
+                z[:, c] = z[:, c] * full[item, f]
+            out[k] = z
         return out
 
     def table(self, free: np.ndarray) -> pd.DataFrame:
