@@ -326,7 +326,7 @@ def galamm(
     from .families import get_family
     from .formula.design import as_pandas
     from .glmm import diagnostics
-    from .glmm.fit import fit_glmm
+    from .glmm.fit import fit_gaussian_loadings, fit_glmm
     from .glmm.model import GeneralizedLinearMixedModel
     from .results.galamm_result import GalammResult
     from .terms.loadings import LoadingMap, LoadingSpec
@@ -360,7 +360,12 @@ def galamm(
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
     notes = _warned(diagnostics.separation_notes(frame, model))
     try:
-        record = fit_glmm(model, start=start, optimizer=optimizer, **(control or {}))
+        if fam.name == "gaussian" and fam.link.name == "identity":
+            # beta and sigma profiled out exactly: BOBYQA over theta and the loadings
+            record = fit_gaussian_loadings(model, start=start, optimizer=optimizer,
+                                           **(control or {}))
+        else:
+            record = fit_glmm(model, start=start, optimizer=optimizer, **(control or {}))
     except GlammError as exc:
         diagnostics.raise_if_separated(frame, model, exc)
         raise

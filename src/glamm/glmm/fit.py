@@ -465,3 +465,87 @@ def _warn(os_: OptSummary) -> None:
                       stacklevel=4)
 
 
+
+
+def fit_gaussian_loadings(model: GeneralizedLinearMixedModel, start: np.ndarray | None = None,
+                          optimizer: str = "bobyqa", blas_threads: int | None = 1,
+                          **settings) -> GlmmFitRecord:
+    """Fit a Gaussian identity-link model with factor loadings by the profiled deviance of the
+    LMM: for fixed ``theta`` and loadings the model is an LMM, so ``beta`` and ``sigma`` are
+    profiled out exactly (Bates et al. 2015) and BOBYQA moves ``[theta, lambda]`` only; each
+    evaluation rescales the loaded terms' ``z``, refills their cross-products and refreshes the
+    factor (no PIRLS, no pass over the other terms). Variances that end near zero are tried on
+    the bound. ``model`` is then put at the optimum (the Gaussian Laplace deviance is exact, so
+    it equals the LMM's), for the result and for standard errors from the Hessian in all
+    parameters, computed on demand.
+
+    Parameters
+    ----------
+    model : GeneralizedLinearMixedModel
+        Gaussian family with the identity link, with loadings.
+    start : ndarray, optional
+        Starting ``theta``.
+    optimizer : str
+        Backend (see :func:`glamm.optim.backends.minimize`).
+    blas_threads : int or None
+        BLAS threads during the fit.
+    **settings
+        Optimizer settings.
+    """
+    from ..lmm.estimates import fixed_and_random
+    from ..lmm.model import LinearMixedModel
+
+    loadings = model.loadings
+    assert loadings is not None
+    with single_threaded(blas_threads):
+        lmm = LinearMixedModel(model.frame, reml=False)
+        layout = model.parameters.subset(["theta", "lambda"])
+        theta_block = layout.block("theta")
+
+        def deviance(x: np.ndarray) -> float:
+            part = layout.split(x)
+            for k, z in loadings.z_values(part["lambda"]):
+                lmm.design.set_z(k, z)
+            lmm.factor.refresh()
+            return lmm.objective(part["theta"])
+
+        theta0 = model.layout.initial() if start is None else np.asarray(start, dtype=float)
+        x0 = layout.assemble({"theta": np.maximum(theta0, theta_block.lower),
+                              "lambda": loadings.values})
+        opt = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8, **settings}
+        record = minimize(deviance, x0, layout.lower(), optimizer=optimizer,
+                          log_index=layout.log_scale_index(), **opt)
+        assert record.final is not None
+        x, fx = record.final.copy(), record.fmin
+        lo = layout.lower_of("theta")
+        near = np.flatnonzero(np.isfinite(lo) & (x < lo + 1e-3) & (x > lo))
+        if near.size:   # the deviance is flat at a zero variance: try the bound exactly
+            trial = x.copy()
+            trial[near] = lo[near]
+            again = minimize(deviance, trial, np.where(np.isin(np.arange(x.size), near), trial,
+                                                       layout.lower()),
+                             optimizer=optimizer, **opt)
+            record.feval += again.feval
+            if again.fmin <= fx:
+                assert again.final is not None
+                x, fx = again.final, again.fmin
+                record.messages.append(f"theta{list(map(int, near))} set to the boundary "
+                                       "(singular fit)")
+        record.final, record.fmin = x, fx
+        part = layout.split(x)
+        deviance(x)
+        beta, _ = fixed_and_random(lmm)
+        sigma2 = lmm.factor.pwrss() / lmm.n
+        model.response.set_parameters(np.array([np.log(sigma2)]))
+        model.set_loadings(part["lambda"])
+        model.objective(part["theta"], beta)
+        full = OptSummary(optimizer=f"{record.optimizer} on the profiled deviance",
+                          initial=x0, lower=layout.lower(), final=model.parameters.assemble(
+                              {"theta": part["theta"], "beta": beta, "lambda": part["lambda"],
+                               "response": np.array([np.log(sigma2)])}),
+                          fmin=fx, feval=record.feval, returnvalue=record.returnvalue,
+                          converged=record.converged, elapsed=record.elapsed,
+                          messages=list(record.messages))
+    _warn(full)
+    return GlmmFitRecord(fast=record, full=full, names=model.parameters.names(),
+                         base_family=model.response.base_family)
