@@ -522,9 +522,7 @@ def fit_gaussian_loadings(model: GeneralizedLinearMixedModel, start: np.ndarray 
         if near.size:   # the deviance is flat at a zero variance: try the bound exactly
             trial = x.copy()
             trial[near] = lo[near]
-            again = minimize(deviance, trial, np.where(np.isin(np.arange(x.size), near), trial,
-                                                       layout.lower()),
-                             optimizer=optimizer, **opt)
+            again = minimize(deviance, trial, layout.lower(), optimizer=optimizer, **opt)
             record.feval += again.feval
             if again.fmin <= fx:
                 assert again.final is not None
