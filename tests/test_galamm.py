@@ -266,3 +266,50 @@ def test_kypssim_two_factors_crossed_schools():
     free = ~np.isnan(se)
     assert np.all(np.abs(ours[free] - est[free]) <= np.maximum(ESTIMATE_RTOL * np.abs(est[free]),
                                                               1e-3 * se[free]))
+
+
+def _latcov(**kw):
+    return _fit("y ~ type + x:response + (0 + loading | id)",
+                glamm.datasets.load("latent_covariates"), load_var="type", factor="loading",
+                lambda_=[[1], [nan], [nan]], **kw)
+
+
+def test_factor_interactions_latent_by_observed():
+    """The response item's loading is lambda3 + lambda4 * x (galamm's factor_interactions)."""
+    ref = load_reference("galamm_latcov_interaction")
+    m = _latcov(factor_interactions=["~1", "~1", "~x"])
+    assert m.loglik >= ref["logLik"] - LOGLIK_RTOL * abs(ref["logLik"])
+    est, se = _ref_loadings(ref)
+    np.testing.assert_allclose(m.factor_loadings.iloc[:, 0], est, rtol=ESTIMATE_RTOL)
+    np.testing.assert_allclose(m.loading_stderr, se[1:], rtol=SE_RTOL)
+    assert list(m.factor_loadings.index)[-1] == "response:x"
+    assert "lambda4_x" in str(m)
+    d = glamm.datasets.load("latent_covariates")
+    np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-10, atol=1e-12)
+    for name, value in ref["fixef"].items():
+        tol = max(ESTIMATE_RTOL * abs(value), ESTIMATE_RTOL * float(m.stderr[name]))
+        assert abs(m.fixef[name] - value) <= tol, (name, m.fixef[name], value)
+
+
+def test_latcov_without_interaction_matches_galamm_and_glmmtmb_rr():
+    m = _latcov()
+    for case in ("galamm_latcov", "tmb_rr_latcov"):
+        ref = load_reference(case)
+        assert m.loglik >= ref["logLik"] - LOGLIK_RTOL * abs(ref["logLik"]), case
+    est, _ = _ref_loadings(load_reference("galamm_latcov"))
+    np.testing.assert_allclose(m.factor_loadings.iloc[:, 0], est, rtol=ESTIMATE_RTOL)
+
+
+def test_factor_interactions_input_errors(small):
+    with pytest.raises(GlammError, match="3 levels"):
+        glamm.galamm("y ~ 0 + item + (0 + loading | id)", small, load_var="item",
+                     factor="loading", lambda_=[[1], [nan], [nan]],
+                     factor_interactions=["~1", "~1"])
+    with pytest.raises(GlammError, match="no intercept"):
+        glamm.galamm("y ~ 0 + item + (0 + loading | id)", small.assign(x=1.0),
+                     load_var="item", factor="loading", lambda_=[[1], [nan], [nan]],
+                     factor_interactions=["~1", "~1", "~0 + x"])
+    with pytest.raises(GlammError, match="formula string"):
+        glamm.galamm("y ~ 0 + item + (0 + loading | id)", small, load_var="item",
+                     factor="loading", lambda_=[[1], [nan], [nan]],
+                     factor_interactions=["~1", "~1", 3])

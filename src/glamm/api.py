@@ -311,8 +311,11 @@ def galamm(
         for a fixed one (each factor needs a fixed nonzero loading, usually the first item's
         at 1, which fixes its scale); or a dict from level to row. (galamm's ``lambda``; the
         keyword ``lambda`` is accepted through ``**{"lambda": ...}`` too.)
-    factor_interactions : None
-        Interactions of latent variables with observed covariates are not supported yet.
+    factor_interactions : list of str, optional
+        galamm's ``factor_interactions`` (one factor only): one formula per level of
+        ``load_var``; ``"~1"`` keeps the level's loading, ``"~x"`` makes it
+        ``lambda_[level] + lambda_x * x`` (an extra free loading per covariate column), so
+        the latent variable's effect on that item varies with ``x``.
     weights, offset, start, optimizer, control, laplace
         As for :func:`glmer` (``start`` is the starting ``theta``).
     **kwargs
@@ -329,7 +332,7 @@ def galamm(
     from .glmm.fit import fit_gaussian_loadings, fit_glmm
     from .glmm.model import GeneralizedLinearMixedModel
     from .results.galamm_result import GalammResult
-    from .terms.loadings import LoadingMap, LoadingSpec
+    from .terms.loadings import LoadingMap, LoadingSpec, interaction_covariates
 
     if "lambda" in kwargs:
         if lambda_ is not None:
@@ -339,14 +342,11 @@ def galamm(
         raise GlammError("REML is not defined for models with factor loadings (galamm fits "
                          "them by maximum likelihood); drop REML=")
     resolve_keywords(galamm, kwargs)
-    if factor_interactions is not None:
-        raise GlammError("factor_interactions (latent variables interacting with observed "
-                         "covariates) are not supported yet")
     if load_var is None or factor is None or lambda_ is None:
         raise GlammError("galamm needs load_var, factor and lambda_ (for a model without "
                          "loadings use glmer or lmer)")
     data = as_pandas(data).reset_index(drop=True)
-    spec = LoadingSpec.from_user(data, load_var, factor, lambda_)
+    spec = LoadingSpec.from_user(data, load_var, factor, lambda_, factor_interactions)
     data = data.assign(**{f: 1.0 for f in spec.factors})
     fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
@@ -355,8 +355,10 @@ def galamm(
     if in_x:
         raise GlammError(f"factor(s) {in_x} appear in the fixed effects; loadings on fixed "
                          "effects are not supported yet (use them in random-effects terms)")
-    item = spec.item_codes(data[load_var].to_numpy()[frame.row_index.to_numpy()])
-    loadings = LoadingMap(spec, frame.reterms, item)
+    rows = frame.row_index.to_numpy()
+    item = spec.item_codes(data[load_var].to_numpy()[rows])
+    covariates = interaction_covariates(spec, data.iloc[rows], item)
+    loadings = LoadingMap(spec, frame.reterms, item, covariates)
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
     notes = _warned(diagnostics.separation_notes(frame, model))
     try:

@@ -135,18 +135,19 @@ class _Tangent:
 
 
 def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.ndarray:
-    """Derivatives in the free loadings: loading ``r`` (item ``l``, factor ``f``) moves the
-    loaded columns of factor ``f`` in the rows of item ``l``, in every term that uses it."""
+    """Derivatives in the free loadings: loading ``r`` of factor ``f`` moves the loaded columns
+    of factor ``f`` by ``d loading_i / d lambda_r`` (the rows of its item; times the covariate
+    for an interaction loading), in every term that uses it."""
     loadings = model.loadings
     out = np.zeros(loadings.n_free)
-    for r, (level, f) in enumerate(loadings.spec.free):
-        rows = loadings.item == level
+    for r in range(loadings.n_free):
+        f, weight = loadings.derivative(r)
         parts = []
         for k, cols in loadings.terms:
             dz = np.zeros_like(loadings.base_z[k])
             for c, fc in cols:
                 if fc == f:
-                    dz[:, c] = np.where(rows, loadings.base_z[k][:, c], 0.0)
+                    dz[:, c] = loadings.base_z[k][:, c] * weight
             if np.any(dz):
                 parts.append((k, dz @ lams[k]))
         out[r] = tangent.gradient(parts) if parts else 0.0

@@ -116,7 +116,7 @@ class GeneralizedLinearMixedModel:
             ParameterBlock.free("response", self.response.parameter_names),
         ]
         if loadings is not None:
-            blocks.insert(2, ParameterBlock.free("lambda", loadings.spec.free_names()))
+            blocks.insert(2, ParameterBlock.free("lambda", loadings.free_names()))
         self.parameters = ParameterLayout(blocks)
         #: PIRLS stopping rules (:class:`PirlsSettings`)
         self.pirls_settings = PirlsSettings()
@@ -340,7 +340,8 @@ class GeneralizedLinearMixedModel:
         :meth:`pirls`."""
         loadings = None
         if self.loadings is not None:
-            loadings = LoadingMap(self.loadings.spec, self.reterms, self.loadings.item)
+            loadings = LoadingMap(self.loadings.spec, self.reterms, self.loadings.item,
+                                  self.loadings.covariates)
             loadings.values = self.loadings.values.copy()
         new = type(self)(self.frame, self.response.base_family,
                          laplace=self.laplace_information, loadings=loadings)

@@ -27,7 +27,7 @@ class GalammResult(GlmerResult):
         super().__init__(model, record, base_family)
         assert model.loadings is not None   # galamm() builds the model with loadings
         self.loadings = model.loadings.values.copy()
-        self.loading_names = model.loadings.spec.free_names()
+        self.loading_names = model.loadings.free_names()
         self.load_var = model.loadings.spec.load_var
         self.factors = list(model.loadings.spec.factors)
 
@@ -36,19 +36,32 @@ class GalammResult(GlmerResult):
 
     @property
     def factor_loadings(self) -> pd.DataFrame:
-        """The loading matrix with standard errors: one row per level of ``load_var``, for each
-        factor a column of loadings and one of standard errors (``NaN`` for fixed loadings, as
-        galamm's table)."""
-        spec = self.model.loadings.spec  # type: ignore[union-attr]
-        full = spec.full_matrix(self.loadings)
+        """The loading matrix with standard errors: one row per level of ``load_var`` (then
+        one per interaction loading, ``level:covariate``, as galamm's ``lambda<k>_<term>``
+        rows), for each factor a column of loadings and one of standard errors (``NaN`` for
+        fixed loadings, as galamm's table)."""
+        loadings = self.model.loadings
+        assert loadings is not None
+        spec = loadings.spec
+        m = spec.n_free
+        full = spec.full_matrix(self.loadings[:m])
         se = np.full(full.shape, np.nan)
         pos = spec.free
-        se[pos[:, 0], pos[:, 1]] = self.loading_stderr
+        stderr = self.loading_stderr
+        se[pos[:, 0], pos[:, 1]] = stderr[:m]
+        labels = list(spec.levels)
+        if loadings.covariates:
+            extra = np.full((len(loadings.covariates), full.shape[1]), np.nan)
+            extra_se = extra.copy()
+            extra[:, 0] = self.loadings[m:]
+            extra_se[:, 0] = stderr[m:]
+            full, se = np.vstack([full, extra]), np.vstack([se, extra_se])
+            labels += [f"{spec.levels[level]}:{name}" for level, name, _ in loadings.covariates]
         columns: dict[str, np.ndarray] = {}
         for j, f in enumerate(spec.factors):
             columns[f] = full[:, j]
             columns[f"{f} SE"] = se[:, j]
-        return pd.DataFrame(columns, index=pd.Index(list(spec.levels), name=spec.load_var))
+        return pd.DataFrame(columns, index=pd.Index(labels, name=spec.load_var))
 
     @property
     def loading_stderr(self) -> np.ndarray:
@@ -97,9 +110,12 @@ class GalammResult(GlmerResult):
             raise DataError(f"newdata lacks the load_var column {spec.load_var!r}, which the "
                             "loadings of its rows depend on")
         newdata = newdata.assign(**{f: 1.0 for f in spec.factors})
+        from ..terms.loadings import interaction_covariates
+
         refs, zs = super()._new_re_design(newdata, allow_new_levels)
         item = spec.item_codes(newdata[spec.load_var].to_numpy())
-        return refs, loadings.apply(self.loadings, zs, item)
+        covariates = interaction_covariates(spec, newdata, item)
+        return refs, loadings.apply(self.loadings, zs, item, covariates)
 
     def _format(self) -> str:
         from .summary import format_galamm

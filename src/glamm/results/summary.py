@@ -538,7 +538,11 @@ def _loadings_block(m: GalammResult) -> list[str]:
     """``Factor loadings:`` and the loading matrix with standard errors (blank where fixed)."""
     table = m.factor_loadings
     cells = [[_loading_cell(v) for v in row] for row in table.to_numpy()]
-    labels = [f"lambda{i + 1}" for i in range(len(table))]
+    loadings = m.model.loadings
+    n_levels = len(loadings.spec.levels) if loadings is not None else len(table)
+    extras = [name for _, name, _ in loadings.covariates] if loadings is not None else []
+    labels = [f"lambda{i + 1}" for i in range(n_levels)]
+    labels += [f"lambda{n_levels + 1 + r}_{name}" for r, name in enumerate(extras)]
     header = [str(c) if not str(c).endswith(" SE") else "SE" for c in table.columns]
     widths = [max(len(header[j]), *(len(r[j]) for r in cells)) for j in range(len(header))]
     lw = max(len(x) for x in labels)

@@ -52,10 +52,13 @@ class LoadingSpec:
     factors: tuple[str, ...]
     levels: tuple[str, ...]
     matrix: np.ndarray
+    #: per level of load_var, the right-hand side of its ``factor_interactions`` formula for
+    #: the (single) factor, ``None`` for ``~1``
+    interactions: tuple[str | None, ...] | None = None
 
     @classmethod
     def from_user(cls, data: pd.DataFrame, load_var: str, factor: str | Sequence[str],
-                  lambda_: Any) -> LoadingSpec:
+                  lambda_: Any, factor_interactions: Any = None) -> LoadingSpec:
         """Check galamm-style arguments against ``data``.
 
         Parameters
@@ -69,6 +72,11 @@ class LoadingSpec:
         lambda_ : array-like or mapping
             ``(levels, factors)`` matrix with ``nan`` for free loadings, or a dict from level
             to a row (a number, or a sequence with one entry per factor).
+        factor_interactions : sequence or mapping, optional
+            galamm's ``factor_interactions`` for a one-factor model: one formula per level of
+            ``load_var`` (``"~1"``: the loading is ``lambda_[level]``; ``"~x"``: it is
+            ``lambda_[level] + lambda_x * x``, one extra free loading per covariate column),
+            or a dict from level to formula, or a one-element list holding either.
 
         Raises
         ------
@@ -97,7 +105,8 @@ class LoadingSpec:
                 raise GlammError(
                     f"factor {f!r} has no loading fixed to a nonzero number, so its scale is not "
                     "identified (fix one, usually the first item's, to 1)")
-        return cls(load_var, factors, levels, matrix)
+        interactions = _interactions(factor_interactions, levels, factors, load_var)
+        return cls(load_var, factors, levels, matrix, interactions)
 
     @property
     def free(self) -> np.ndarray:
@@ -111,7 +120,8 @@ class LoadingSpec:
         return int(np.isnan(self.matrix).sum())
 
     def free_names(self) -> list[str]:
-        """``lambda[level, factor]`` labels of the free loadings."""
+        """``lambda[level, factor]`` labels of the free loadings of the matrix (the
+        interaction loadings, named by :class:`LoadingMap`, follow them)."""
         return [f"lambda[{self.levels[i]},{self.factors[j]}]" for i, j in self.free]
 
     def item_codes(self, values: Any) -> np.ndarray:
@@ -138,6 +148,42 @@ class LoadingSpec:
         pos = self.free
         out[pos[:, 0], pos[:, 1]] = free
         return out
+
+
+def _interactions(given: Any, levels: tuple[str, ...], factors: tuple[str, ...],
+                  load_var: str) -> tuple[str | None, ...] | None:
+    """``factor_interactions`` as one right-hand side (or ``None`` for ``~1``) per level."""
+    if given is None:
+        return None
+    if len(factors) != 1:
+        raise GlammError("factor_interactions are available for models with one factor only "
+                         "(as in galamm)")
+    if isinstance(given, Sequence) and not isinstance(given, str) and len(given) == 1 \
+            and len(levels) != 1 and not isinstance(given[0], str):
+        given = given[0]   # galamm's list with one element per factor
+    if isinstance(given, Mapping):
+        missing = [lev for lev in levels if lev not in {str(k) for k in given}]
+        if missing:
+            raise GlammError(f"factor_interactions lacks the levels {missing} of {load_var!r}")
+        forms = [given[k] for lev in levels for k in given if str(k) == lev]
+    elif isinstance(given, Sequence) and not isinstance(given, str):
+        forms = list(given)
+        if len(forms) != len(levels):
+            raise GlammError(
+                f"factor_interactions has {len(forms)} formulas but load_var {load_var!r} has "
+                f"{len(levels)} levels ({', '.join(levels)}); give one per level, '~1' where "
+                "the loading does not depend on covariates")
+    else:
+        raise GlammError("factor_interactions must be a list of formulas, one per level of "
+                         f"{load_var!r} (e.g. ['~1', '~1', '~x'])")
+    out: list[str | None] = []
+    for lev, form in zip(levels, forms):
+        if not isinstance(form, str) or not form.strip().startswith("~"):
+            raise GlammError(f"factor_interactions for level {lev!r} must be a formula string "
+                             f"such as '~x', got {form!r}")
+        rhs = form.strip()[1:].strip()
+        out.append(None if rhs in ("1", "") else rhs)
+    return tuple(out)
 
 
 def _levels(column: pd.Series) -> tuple[str, ...]:
@@ -196,9 +242,47 @@ def _matrix(lambda_: Any, levels: tuple[str, ...], factors: tuple[str, ...],
     return matrix
 
 
+def interaction_covariates(spec: LoadingSpec, data: pd.DataFrame,
+                           item: np.ndarray) -> list[tuple[int, str, np.ndarray]]:
+    """The covariates of the ``factor_interactions`` loadings for the rows of ``data``
+    (``item``: their load_var rows): one ``(level, column name, values)`` per extra loading,
+    the values zero outside the level's rows. Each formula must keep its intercept (it carries
+    the level's own loading)."""
+    from ..formula.design import _model_matrix
+
+    out: list[tuple[int, str, np.ndarray]] = []
+    if spec.interactions is None:
+        return out
+    for level, rhs in enumerate(spec.interactions):
+        if rhs is None:
+            continue
+        where = f"factor_interactions formula of level {spec.levels[level]!r}"
+        mm = _model_matrix(rhs, data, where)
+        names = [str(c) for c in mm.columns]
+        if "Intercept" not in names:
+            raise GlammError(f"the {where} ('~{rhs}') has no intercept; the intercept carries "
+                             "the level's own loading (write '~x', not '~0 + x')")
+        values = np.asarray(mm, dtype=float)
+        rows = item == level
+        for j, name in enumerate(names):
+            if name == "Intercept":
+                continue
+            col = np.where(rows, values[:, j], 0.0)
+            if np.any(~np.isfinite(col)):
+                raise DataError(f"the {where} has missing or infinite values in column "
+                                f"{name!r}")
+            out.append((level, name, col))
+    return out
+
+
 class LoadingMap:
     """The loadings of a built model: which columns of which terms are loaded, the load_var
     level of every row, and the current free values.
+
+    The loading of row ``i`` for factor ``f`` is ``lambda_[item_i, f]`` plus, for a
+    ``factor_interactions`` model, ``sum_r lambda_r * x_r[i]`` over the interaction loadings
+    of its level (their covariates ``x_r`` are zero in other rows). The free values are the
+    matrix's free entries (galamm's order) followed by the interaction loadings.
 
     Parameters
     ----------
@@ -207,7 +291,9 @@ class LoadingMap:
     reterms : list of ReTerm
         The model's terms (their column names are matched with the factor names).
     item : ndarray
-        Row index into ``spec.levels`` for every observation (``-1`` not allowed).
+        Row index into ``spec.levels`` for every observation.
+    covariates : list of (int, str, ndarray), optional
+        The interaction loadings' covariates (:func:`interaction_covariates`).
 
     Raises
     ------
@@ -215,9 +301,11 @@ class LoadingMap:
         No random-effects term uses a factor.
     """
 
-    def __init__(self, spec: LoadingSpec, reterms: Sequence[Any], item: np.ndarray):
+    def __init__(self, spec: LoadingSpec, reterms: Sequence[Any], item: np.ndarray,
+                 covariates: list[tuple[int, str, np.ndarray]] | None = None):
         self.spec = spec
         self.item = np.asarray(item, dtype=np.int64)
+        self.covariates = list(covariates or [])
         #: per loaded term: (term index, [(column index, factor index), ...])
         self.terms: list[tuple[int, list[tuple[int, int]]]] = []
         used: set[int] = set()
@@ -233,36 +321,66 @@ class LoadingMap:
                 f"factor(s) {unused} appear in no random-effects term; write them as the "
                 "columns of a term, e.g. (0 + " + unused[0] + " | group)")
         self.base_z = {k: np.array(reterms[k].z, dtype=float) for k, _ in self.terms}
-        self.values = np.ones(spec.n_free)
+        self.values = np.ones(self.n_free)
+        if self.covariates:   # interaction loadings start at 0 (the loading of the level)
+            self.values[spec.n_free:] = 0.0
 
     @property
     def n_free(self) -> int:
-        return self.spec.n_free
+        return self.spec.n_free + len(self.covariates)
+
+    def free_names(self) -> list[str]:
+        """Labels of the free loadings: ``lambda[level,factor]``, then
+        ``lambda[level,factor:covariate]`` for the interaction loadings."""
+        f = self.spec.factors[0]
+        return self.spec.free_names() + [f"lambda[{self.spec.levels[level]},{f}:{name}]"
+                                         for level, name, _ in self.covariates]
+
+    def row_loadings(self, free: np.ndarray, item: np.ndarray | None = None,
+                     covariates: list[tuple[int, str, np.ndarray]] | None = None) -> np.ndarray:
+        """``(n, factors)``: the loading of every row (the fitted rows by default, or rows
+        with load_var rows ``item`` and interaction covariates ``covariates``)."""
+        item = self.item if item is None else item
+        covariates = self.covariates if covariates is None else covariates
+        m = self.spec.n_free
+        out = self.spec.full_matrix(free[:m])[item]
+        for r, (_, _, x) in enumerate(covariates):
+            out[:, 0] = out[:, 0] + free[m + r] * x
+        return out
+
+    def derivative(self, r: int) -> tuple[int, np.ndarray]:
+        """Free loading ``r``: its factor and ``d loading_i / d lambda_r`` for every row."""
+        m = self.spec.n_free
+        if r < m:
+            level, f = self.spec.free[r]
+            return int(f), (self.item == level).astype(float)
+        return 0, self.covariates[r - m][2]
 
     def z_values(self, free: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """``(term index, z)`` of every loaded term with the free loadings at ``free``."""
-        full = self.spec.full_matrix(free)
+        rows = self.row_loadings(free)
         out = []
         for k, cols in self.terms:
             z = self.base_z[k].copy()
             for c, f in cols:
-                z[:, c] = z[:, c] * full[self.item, f]
+                z[:, c] = z[:, c] * rows[:, f]
             out.append((k, z))
         return out
 
-    def apply(self, free: np.ndarray, zs: list[np.ndarray], item: np.ndarray) -> list[np.ndarray]:
-        """The terms' ``z`` for other rows (new data, with load_var rows ``item``) with the
-        loadings at ``free`` applied to the loaded columns."""
-        full = self.spec.full_matrix(free)
+    def apply(self, free: np.ndarray, zs: list[np.ndarray], item: np.ndarray,
+              covariates: list[tuple[int, str, np.ndarray]] | None = None) -> list[np.ndarray]:
+        """The terms' ``z`` for other rows (new data, with load_var rows ``item`` and
+        interaction covariates ``covariates``) with the loadings at ``free`` applied."""
+        rows = self.row_loadings(free, item, covariates or [])
         out = list(zs)
         for k, cols in self.terms:
             z = np.array(zs[k], dtype=float, copy=True)
             for c, f in cols:
-                z[:, c] = z[:, c] * full[item, f]
+                z[:, c] = z[:, c] * rows[:, f]
             out[k] = z
         return out
 
     def table(self, free: np.ndarray) -> pd.DataFrame:
         """The loading matrix at ``free`` (rows: load_var levels; columns: factors)."""
-        return pd.DataFrame(self.spec.full_matrix(free), index=list(self.spec.levels),
-                            columns=list(self.spec.factors))
+        return pd.DataFrame(self.spec.full_matrix(free[:self.spec.n_free]),
+                            index=list(self.spec.levels), columns=list(self.spec.factors))
