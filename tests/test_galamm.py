@@ -313,3 +313,16 @@ def test_factor_interactions_input_errors(small):
         glamm.galamm("y ~ 0 + item + (0 + loading | id)", small, load_var="item",
                      factor="loading", lambda_=[[1], [nan], [nan]],
                      factor_interactions=["~1", "~1", 3])
+
+
+def test_json_export_and_anova_between_galamm_fits():
+    import json
+
+    m1 = _latcov(factor_interactions=["~1", "~1", "~x"])
+    m0 = _latcov()
+    d = json.loads(json.dumps(m1.to_dict()))
+    assert d["load_var"] == "type" and d["factor_loadings"]["rows"][-1] == "response:x"
+    assert d["factor_loadings"]["values"][0][1] is None   # a fixed loading has no SE
+    table = glamm.anova(m0, m1)
+    assert table["Df"].iloc[1] == 1
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (m1.loglik - m0.loglik), rel=1e-10)

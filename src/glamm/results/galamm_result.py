@@ -117,6 +117,19 @@ class GalammResult(GlmerResult):
         covariates = interaction_covariates(spec, newdata, item)
         return refs, loadings.apply(self.loadings, zs, item, covariates)
 
+    def to_dict(self) -> dict:
+        """Plain-data form of the fit (for ``--json`` output), with the loading table."""
+        out = super().to_dict()
+        table = self.factor_loadings
+        out["load_var"] = self.load_var
+        out["factor_loadings"] = {
+            "rows": [str(i) for i in table.index],
+            "columns": [str(c) for c in table.columns],
+            "values": [[None if not np.isfinite(v) else float(v) for v in row]
+                       for row in table.to_numpy()],
+        }
+        return out
+
     def _format(self) -> str:
         from .summary import format_galamm
 
