@@ -166,3 +166,24 @@ def test_cli_quadrature(capsys):
     assert abs(out["loglik"] - (-374.5197065)) < 1e-6
     assert main(["fit", "y ~ sex * time + (1 | id)", "--data", "sim_binary_longitudinal",
                  "--nagq", "11"]) == 2
+
+
+def test_galamm_command(capsys):
+    code = cli.main(["galamm", "y ~ type + x:response + (0 + loading | id)", "--data",
+                 "latent_covariates", "--load-var", "type", "--factor", "loading",
+                 "--lambda", "1;NA;NA", "--factor-interactions", "~1;~1;~x", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["factor_loadings"]["rows"] == ["measurement1", "measurement2", "response",
+                                              "response:x"]
+    assert out["loglik"] == pytest.approx(-60.1554976, abs=1e-6)
+
+
+def test_galamm_command_bad_loading_matrix(capsys):
+    code = cli.main(["galamm", "y ~ type + (0 + loading | id)", "--data", "latent_covariates",
+                 "--load-var", "type", "--factor", "loading", "--lambda", "1;NA"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: lambda_ has 2 rows")
+    code = cli.main(["galamm", "y ~ type + (0 + loading | id)", "--data", "latent_covariates",
+                 "--load-var", "type", "--factor", "loading", "--lambda", "1;x;NA"])
+    assert code == 2 and "numbers or NA" in capsys.readouterr().err

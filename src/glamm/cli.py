@@ -167,6 +167,36 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--offset", metavar="COL", default=None,
                      help="column added to the linear predictor with coefficient 1")
 
+    gal = sub.add_parser(
+        "galamm",
+        help="fit a mixed model with factor loadings (R's galamm) and print its summary",
+        description="Fit a generalized linear mixed model with factor loadings by maximum "
+        "likelihood (Laplace approximation) and print a galamm-style summary, or the fit as "
+        "JSON with --json.",
+    )
+    gal.add_argument("formula", metavar="FORMULA",
+                     help='formula whose random-effects terms use the factors, e.g. '
+                     '"y ~ item + (0 + ability | school/sid)"')
+    gal.add_argument("--data", required=True, metavar="NAME_OR_PATH",
+                     help="bundled data set name or a .csv/.parquet file")
+    gal.add_argument("--load-var", required=True, metavar="COL",
+                     help="column whose levels index the rows of the loading matrix")
+    gal.add_argument("--factor", required=True, action="append", metavar="NAME",
+                     help="a latent variable (repeat for several, in the order of the "
+                     "loading matrix's columns)")
+    gal.add_argument("--lambda", dest="lambda_", required=True, metavar="MATRIX",
+                     help="loading matrix, rows separated by ';' and entries by ',', NA for a "
+                     "free loading, e.g. '1;NA;NA' or '1,0;NA,0;NA,1;NA,NA'")
+    gal.add_argument("--factor-interactions", metavar="FORMULAS", default=None,
+                     help="one formula per level of the load variable, separated by ';', "
+                     "e.g. '~1;~1;~x'")
+    gal.add_argument("--family", metavar="NAME", default="gaussian",
+                     help="response family (default gaussian)")
+    gal.add_argument("--link", metavar="NAME", default=None, help="link function")
+    gal.add_argument("--json", action="store_true", help="print the fit as JSON")
+    gal.add_argument("--weights", metavar="COL", default=None, help="column of prior weights")
+    gal.add_argument("--offset", metavar="COL", default=None, help="offset column")
+
     sub.add_parser("datasets", help="list the bundled data sets",
                    description="List the names of the bundled data sets, one per line.")
     return parser
@@ -205,12 +235,45 @@ def _fit(args: argparse.Namespace, data: pd.DataFrame):
                  weights=args.weights, offset=args.offset, nagq=nagq)
 
 
+def _loading_matrix(text: str) -> list[list[float]]:
+    """``'1,0;NA,0'`` -> ``[[1, 0], [nan, 0]]`` (``NA``/``nan`` mark free loadings)."""
+    rows = []
+    for row in text.split(";"):
+        entries = []
+        for item in row.split(","):
+            item = item.strip()
+            if item.upper() in ("NA", "NAN"):
+                entries.append(float("nan"))
+                continue
+            try:
+                entries.append(float(item))
+            except ValueError:
+                raise CliError(f"--lambda entries are numbers or NA, got {item!r}") from None
+        rows.append(entries)
+    if len({len(r) for r in rows}) != 1:
+        raise CliError("--lambda rows must all have the same number of entries")
+    return rows
+
+
+def _fit_galamm(args: argparse.Namespace, data: pd.DataFrame):
+    from .api import galamm
+
+    interactions = None
+    if args.factor_interactions is not None:
+        interactions = [f.strip() for f in args.factor_interactions.split(";")]
+    factor = args.factor[0] if len(args.factor) == 1 else list(args.factor)
+    return galamm(args.formula, data, family=args.family, link=args.link,
+                  load_var=args.load_var, factor=factor, lambda_=_loading_matrix(args.lambda_),
+                  factor_interactions=interactions, weights=args.weights, offset=args.offset)
+
+
 def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    _check_fit_options(args)
+    if args.command == "fit":
+        _check_fit_options(args)
     data = load_data(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = _fit(args, data)
+        m = _fit(args, data) if args.command == "fit" else _fit_galamm(args, data)
     # the printed summary ends with notes on a singular fit and on an unconverged final
     # optimization; other warnings (e.g. an unconverged first stage of a GLMM fit) are printed
     in_summary: tuple[type[Warning], ...] = ()
@@ -284,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
     try:
-        if args.command == "fit":
+        if args.command in ("fit", "galamm"):
             return _cmd_fit(args, out, err)
         return _cmd_datasets(out)
     except (GlammError, CliError) as exc:
