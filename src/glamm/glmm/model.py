@@ -198,9 +198,8 @@ class GeneralizedLinearMixedModel:
         if not force and np.array_equal(free, self.loadings.values):
             return
         for k, z in self.loadings.z_values(free):
-            self.design.set_z(k, z)
-        self.fac_u.refresh()
-        self.fac_b.refresh()
+            # PIRLS refills every cross-product block with its weights before using them
+            self.design.set_z(k, z, refill=False)
         self.loadings.values = free.copy()
 
     def _pdev(self, mu: np.ndarray, u: np.ndarray) -> float:

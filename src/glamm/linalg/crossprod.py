@@ -77,6 +77,8 @@ class CrossProducts:
         assert len(A) == K + 1
         self.A = A
         self._Zt: list[sp.csr_matrix] = [None] * K      # type: ignore[list-item]
+        #: per term, the position in ``z.ravel()`` of each stored entry of ``Z_k'``
+        self._zt_order: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * K
         self._ones: list[bool] = [False] * K
         for k in range(K):
             self._index_term(k)
@@ -88,7 +90,10 @@ class CrossProducts:
         """The structures read from term ``k``'s values: ``Z_k'`` (sparse) and whether the
         term is a random intercept (``z == 1``: no products with ``z`` needed)."""
         t, z = self.reterms[k], self.design.z[k]
-        self._Zt[k] = _transposed_z(t.refs, z, t.q)
+        if self._Zt[k] is None:
+            self._Zt[k], self._zt_order[k] = _transposed_z(t.refs, z.shape[1], t.q)
+        # same sparsity whatever the values: only the stored numbers change
+        self._Zt[k].data[:] = z.ravel()[self._zt_order[k]]
         self._ones[k] = t.p == 1 and bool(np.all(z == 1.0))
 
     def update(self, w: np.ndarray, y: np.ndarray, terms: tuple[int, ...] | None = None
@@ -143,19 +148,26 @@ class CrossProducts:
         if terms is None:
             A[K][K][...] = XY.T @ XYw
 
-    def refill_term(self, k: int) -> None:
-        """Term ``k``'s values changed in the design: re-index it and refill its blocks with
-        the last weights and response (called by ``RandomDesign.set_z``)."""
+    def refill_term(self, k: int, refill: bool = True) -> None:
+        """Term ``k``'s values changed in the design: re-index it and (``refill``) refill its
+        blocks with the last weights and response (called by ``RandomDesign.set_z``; a caller
+        that refills every block with new weights next, as PIRLS does, skips the refill)."""
         self._index_term(k)
-        self.update(self._w, self._y, terms=(k,))
+        if refill:
+            self.update(self._w, self._y, terms=(k,))
 
 
-def _transposed_z(refs: np.ndarray, z: np.ndarray, q: int) -> sp.csr_matrix:
-    """``Z_k'`` of a term as a sparse ``(levels * p) x n`` matrix."""
-    n, p = z.shape
+def _transposed_z(refs: np.ndarray, p: int, q: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The sparsity of ``Z_k'`` (``(levels * p) x n``) and, for each stored entry, its
+    position in ``z.ravel()`` (so new values are put in without rebuilding the matrix)."""
+    n = refs.shape[0]
     rows = (refs[:, None] * p + np.arange(p)[None, :]).ravel()
     cols = np.repeat(np.arange(n), p)
-    return sp.csr_matrix((z.ravel(), (rows, cols)), shape=(q, n))
+    positions = np.arange(1, n * p + 1, dtype=float)   # 1-based: no stored zeros
+    Zt = sp.csr_matrix((positions, (rows, cols)), shape=(q, n))
+    order = Zt.data.astype(np.int64) - 1
+    Zt.data = Zt.data.astype(float)
+    return Zt, order
 
 
 def crossprod_blocks(reterms, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> list[list]:

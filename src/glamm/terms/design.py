@@ -209,13 +209,14 @@ class RandomDesign:
         self._crossproducts.append(cp)
         return cp
 
-    def set_z(self, k: int, z: np.ndarray) -> None:
+    def set_z(self, k: int, z: np.ndarray, refill: bool = True) -> None:
         """Replace the values of term ``k`` (same shape ``(n, p_k)``; the level codes stay).
 
         Every cross-product object made by :meth:`crossproducts` refills the blocks that
         involve term ``k`` at once (with its last weights and response). The Cholesky factors
         built on them must then be told: call their ``refresh()`` before the next ``update``
-        (the models' ``set_z`` do both)."""
+        (the models' ``set_z`` do both). ``refill=False`` only re-indexes the values, for a
+        caller that refills every block with new weights before reading them (PIRLS)."""
         z = np.asarray(z, dtype=float)
         expected = self.z[k].shape
         if z.shape != expected:
@@ -224,7 +225,7 @@ class RandomDesign:
         self.z[k] = z
         self._unit_z[k] = self._is_unit(z)
         for cp in self._crossproducts:
-            cp.refill_term(k)
+            cp.refill_term(k, refill)
 
 
 def _codes_for(newdata: pd.DataFrame, term: ReTerm, allow_new_levels: bool) -> np.ndarray:
