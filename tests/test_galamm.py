@@ -340,3 +340,21 @@ def test_kypssim_constrained_model_reaches_the_interior_maximum():
     assert m.loglik >= best["logLik"] - LOGLIK_RTOL * abs(best["logLik"])
     assert m.loglik > stuck["logLik"] + 6.0
     assert not m.is_singular
+
+
+def test_unidentified_loadings_have_no_standard_errors():
+    """With no latent variance (pure noise), the loadings are not identified: the Hessian is
+    rank deficient there, which is said plainly instead of printing numbers."""
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"id": np.repeat(np.arange(150), 3).astype(str),
+                      "item": pd.Categorical(np.tile(["a", "b", "c"], 150))})
+    d["y"] = rng.normal(size=len(d))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = glamm.galamm("y ~ 0 + item + (0 + f | id)", d, load_var="item", factor="f",
+                         lambda_=[[1], [nan], [nan]])
+        se = m.loading_stderr
+    assert m.is_singular
+    assert np.all(np.isnan(se))
+    assert any("rank deficient" in str(w.message) for w in caught)
+    assert any("not identified" in note for note in m.notes)

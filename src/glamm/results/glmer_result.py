@@ -210,9 +210,30 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         H = self._hessian
         keep = self._free_parameters()
         cov = np.zeros_like(H)
-        cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(H[np.ix_(keep, keep)])
+        Hk = H[np.ix_(keep, keep)]
+        cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(Hk)
+        unidentified = _unidentified(Hk)
+        if unidentified.size:
+            # a rank-deficient (or indefinite) Hessian: the parameters in its null space have
+            # no standard errors, and the pseudo-inverse's numbers for them mean nothing
+            idx = np.flatnonzero(keep)[unidentified]
+            cov[idx, :] = np.nan
+            cov[:, idx] = np.nan
+            self._warn_rank_deficient(idx)
         T = self.record.transform
         return cov if T is None else T @ cov @ T.T   # fitted on rescaled columns
+
+    def _warn_rank_deficient(self, idx: np.ndarray) -> None:
+        names = [self.model.parameters.names()[i] for i in idx]
+        note = ("the Hessian of the deviance is rank deficient or not positive definite at the "
+                f"estimates: {', '.join(names)} are not identified by the data, so their "
+                "standard errors (and those of parameters correlated with them) are reported as "
+                "NaN")
+        if note not in self.notes:
+            self.notes.append(note)
+            import warnings
+
+            warnings.warn(note, UserWarning, stacklevel=4)
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
@@ -361,3 +382,16 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         """Plain-data form of the fit (for ``--json`` output)."""
         return fit_dict(self, family=self.family, link=self.link, dispersion=self.dispersion,
                         shape=self.shape, notes=list(self.notes), **mixed_fields(self))
+
+
+def _unidentified(H: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
+    """Positions of the parameters that load on the (numerical) null space or the negative
+    directions of the symmetric Hessian ``H`` (empty when ``H`` is positive definite)."""
+    if H.size == 0:
+        return np.zeros(0, dtype=int)
+    vals, vecs = np.linalg.eigh(0.5 * (H + H.T))
+    bad = vals <= rtol * max(float(np.max(np.abs(vals))), 1e-300)
+    if not np.any(bad):
+        return np.zeros(0, dtype=int)
+    weight = np.max(np.abs(vecs[:, bad]), axis=1)
+    return np.flatnonzero(weight > 1e-3)
