@@ -358,3 +358,14 @@ def test_unidentified_loadings_have_no_standard_errors():
     assert np.all(np.isnan(se))
     assert any("rank deficient" in str(w.message) for w in caught)
     assert any("not identified" in note for note in m.notes)
+
+
+def test_wald_confidence_intervals(fits):
+    m = fits["galamm_factor_gaussian"]
+    ci = m.confint("lambda", level=0.95)
+    half = 1.959963984540054 * m.loading_stderr
+    np.testing.assert_allclose(ci.iloc[:, 0], m.loadings - half, rtol=1e-12)
+    np.testing.assert_allclose(ci.iloc[:, 1], m.loadings + half, rtol=1e-12)
+    assert list(ci.columns) == ["2.5 %", "97.5 %"]
+    beta = m.confint("beta")
+    assert beta.shape == (3, 2) and np.all(beta.iloc[:, 0] < m.fixef.to_numpy())

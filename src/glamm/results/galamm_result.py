@@ -84,6 +84,21 @@ class GalammResult(GlmerResult):
         cov = self.parameter_covariance()[np.ix_(idx, idx)]
         return pd.DataFrame(cov, index=names[parm], columns=names[parm])
 
+    def confint(self, parm: str = "beta", level: float = 0.95) -> pd.DataFrame:
+        """Wald confidence intervals ``estimate -/+ z * SE`` (galamm's ``confint``) for one
+        parameter block: ``"beta"``, ``"lambda"`` (the free loadings) or ``"theta"``."""
+        import scipy.stats as st
+
+        from ..errors import GlammError
+
+        if not 0.0 < level < 1.0:
+            raise GlammError(f"level must be between 0 and 1, got {level!r}")
+        v = self.vcov_parameters(parm)
+        est = self.model.parameters.get(self._parameter_vector(), parm)
+        half = st.norm.ppf(0.5 + level / 2.0) * np.sqrt(np.diag(v.to_numpy()))
+        pct = [f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"]
+        return pd.DataFrame({pct[0]: est - half, pct[1]: est + half}, index=v.index)
+
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re: bool = True,
                 allow_new_levels: bool = False, new_from_responses: bool = False) -> np.ndarray:
         """Predictions as :meth:`GlmerResult.predict`; rows of new data carry the loadings of
