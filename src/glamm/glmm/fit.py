@@ -64,6 +64,17 @@ def extra_ok(extra: np.ndarray) -> bool:
     return ResponseModel.parameters_ok(extra)
 
 
+def _put_parameters(model: GeneralizedLinearMixedModel, part: dict[str, np.ndarray]) -> bool:
+    """Put the response parameters and the free loadings of ``part`` into the model; false
+    (and nothing changed) when the response parameters would overflow."""
+    if not model.response.parameters_ok(part["response"]):
+        return False
+    model.response.set_parameters(part["response"])
+    if "lambda" in part:
+        model.set_loadings(part["lambda"])
+    return True
+
+
 def _deviance_function(model: GeneralizedLinearMixedModel, deviance):
     """``f(x)`` over the model's full parameter vector (:attr:`~GeneralizedLinearMixedModel.
     parameters`): puts the response parameters into the model, then ``deviance(theta, beta)``
@@ -72,11 +83,8 @@ def _deviance_function(model: GeneralizedLinearMixedModel, deviance):
 
     def f(x: np.ndarray) -> float:
         part = layout.split(x)
-        if not model.response.parameters_ok(part["response"]):
+        if not _put_parameters(model, part):
             return float("inf")
-        model.response.set_parameters(part["response"])
-        if "lambda" in part:
-            model.set_loadings(part["lambda"])
         value = deviance(part["theta"], part["beta"])
         if not np.isfinite(value):
             return float("inf")
@@ -173,11 +181,8 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
         # the residual scale, a dispersion fixed at the GLM's (which absorbs the random
         # effects' variance) would leave theta far from its optimum
         part = layout.split(z)
-        if not model.response.parameters_ok(part["response"]):
+        if not _put_parameters(model, part):
             return float("inf")
-        model.response.set_parameters(part["response"])
-        if "lambda" in part:
-            model.set_loadings(part["lambda"])
         return model.objective_fast(part["theta"], pirls)
 
     x0 = layout.assemble({"theta": init.theta, "response": init.response,

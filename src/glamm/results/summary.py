@@ -480,9 +480,15 @@ def format_glmer(m: GlmerResult) -> str:
         how += "; fast: beta inside PIRLS, as nAGQ = 0"
     if getattr(m, "penalty", None) is not None:
         how += "; penalized fixed effects: Student-t prior"
+    return _glmm_summary(
+        m, f"Generalized linear mixed model fit by maximum likelihood ({how})", [])
+
+
+def _glmm_summary(m: GlmerResult, title: str, before_random: list[str]) -> str:
+    """The blocks of a GLMM summary: header, criteria, residuals, ``before_random`` (e.g.
+    the loadings), random effects, fixed effects and their correlations, notes."""
     header = [
-        f"Generalized linear mixed model fit by maximum likelihood ({how}) "
-        f"['{type(m).__name__}']",
+        f"{title} ['{type(m).__name__}']",
         _family_line(m),
         *_shape_line(m),
         f"Formula: {m.formula}",
@@ -492,6 +498,7 @@ def format_glmer(m: GlmerResult) -> str:
         header,
         _criteria_block(m),
         _pearson_block(m),
+        before_random,
         _random_block(m) + [_nobs_line(m)],
         _fixed_block(m),
         _fixed_corr_block(m),
@@ -514,24 +521,9 @@ def format_galamm(m: GalammResult) -> str:
     str
         The summary as one string (no trailing newline).
     """
-    header = [
-        "Generalized additive latent and mixed model fit by maximum likelihood (Laplace "
-        f"Approximation) ['{type(m).__name__}']",
-        _family_line(m),
-        *_shape_line(m),
-        f"Formula: {m.formula}",
-        *_data_notes(m),
-    ]
-    return _join([
-        header,
-        _criteria_block(m),
-        _pearson_block(m),
-        _loadings_block(m),
-        _random_block(m) + [_nobs_line(m)],
-        _fixed_block(m),
-        _fixed_corr_block(m),
-        _notes(m),
-    ])
+    return _glmm_summary(
+        m, "Generalized additive latent and mixed model fit by maximum likelihood (Laplace "
+        "Approximation)", _loadings_block(m))
 
 
 def _loadings_block(m: GalammResult) -> list[str]:
