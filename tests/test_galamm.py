@@ -369,3 +369,16 @@ def test_wald_confidence_intervals(fits):
     assert list(ci.columns) == ["2.5 %", "97.5 %"]
     beta = m.confint("beta")
     assert beta.shape == (3, 2) and np.all(beta.iloc[:, 0] < m.fixef.to_numpy())
+
+
+def test_galamm_without_loadings_is_the_laplace_glmm():
+    d = load_data("sim_factor_binomial")
+    a = _fit("y ~ 0 + item + (1 | id)", d, family="binomial")
+    b = glamm.glmer("y ~ 0 + item + (1 | id)", d, family="binomial")
+    assert a.loglik == b.loglik
+    with pytest.raises(GlammError, match="lambda_ missing"):
+        glamm.galamm("y ~ 0 + item + (0 + f | id)", d, load_var="item", factor="f")
+
+
+def test_loading_table_columns(fits):
+    assert list(fits["galamm_factor_gaussian"].factor_loadings.columns) == ["loading", "SE"]

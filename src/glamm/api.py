@@ -342,9 +342,18 @@ def galamm(
         raise GlammError("REML is not defined for models with factor loadings (galamm fits "
                          "them by maximum likelihood); drop REML=")
     resolve_keywords(galamm, kwargs)
-    if load_var is None or factor is None or lambda_ is None:
-        raise GlammError("galamm needs load_var, factor and lambda_ (for a model without "
-                         "loadings use glmer or lmer)")
+    given = [name for name, v in (("load_var", load_var), ("factor", factor),
+                                  ("lambda_", lambda_)) if v is not None]
+    if not given:
+        if factor_interactions is not None:
+            raise GlammError("factor_interactions need load_var, factor and lambda_")
+        # no latent variables: a GLMM by the Laplace approximation, as galamm fits it
+        return glmer(formula, data, family=family, link=link, weights=weights, offset=offset,
+                     start=start, optimizer=optimizer, control=control, laplace=laplace)
+    if len(given) < 3:
+        missing = [n for n in ("load_var", "factor", "lambda_") if n not in given]
+        raise GlammError(f"factor loadings need load_var, factor and lambda_ together; "
+                         f"{', '.join(missing)} missing")
     data = as_pandas(data).reset_index(drop=True)
     spec = LoadingSpec.from_user(data, load_var, factor, lambda_, factor_interactions)
     data = data.assign(**{f: 1.0 for f in spec.factors})

@@ -60,7 +60,8 @@ class GalammResult(GlmerResult):
         columns: dict[str, np.ndarray] = {}
         for j, f in enumerate(spec.factors):
             columns[f] = full[:, j]
-            columns[f"{f} SE"] = se[:, j]
+            # galamm's column is "SE"; with several factors each gets its own
+            columns["SE" if len(spec.factors) == 1 else f"SE {f}"] = se[:, j]
         return pd.DataFrame(columns, index=pd.Index(labels, name=spec.load_var))
 
     @property

@@ -535,7 +535,7 @@ def _loadings_block(m: GalammResult) -> list[str]:
     extras = [name for _, name, _ in loadings.covariates] if loadings is not None else []
     labels = [f"lambda{i + 1}" for i in range(n_levels)]
     labels += [f"lambda{n_levels + 1 + r}_{name}" for r, name in enumerate(extras)]
-    header = [str(c) if not str(c).endswith(" SE") else "SE" for c in table.columns]
+    header = ["SE" if str(c).startswith("SE") else str(c) for c in table.columns]
     widths = [max(len(header[j]), *(len(r[j]) for r in cells)) for j in range(len(header))]
     lw = max(len(x) for x in labels)
     lines = ["Factor loadings:", " " * lw + " " + " ".join(h.rjust(w) for h, w in
