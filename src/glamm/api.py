@@ -355,6 +355,7 @@ def galamm(
         raise GlammError(f"factor loadings need load_var, factor and lambda_ together; "
                          f"{', '.join(missing)} missing")
     data = as_pandas(data).reset_index(drop=True)
+    assert load_var is not None and factor is not None   # all three given (checked above)
     spec = LoadingSpec.from_user(data, load_var, factor, lambda_, factor_interactions)
     data = data.assign(**{f: 1.0 for f in spec.factors})
     fam = get_family(family, link)
