@@ -382,3 +382,65 @@ def test_galamm_without_loadings_is_the_laplace_glmm():
 
 def test_loading_table_columns(fits):
     assert list(fits["galamm_factor_gaussian"].factor_loadings.columns) == ["loading", "SE"]
+
+
+@pytest.fixture(scope="module")
+def cognition_fit():
+    cog = glamm.datasets.load("cognition")
+    d = cog[cog["domain"].astype(str) == "1"].copy()
+    d["item"] = d["item"].cat.remove_unused_categories()
+    m = _fit("y ~ 0 + item + sl(x, factor='loading') + (0 + loading | id/timepoint)", d,
+             load_var="item", factor="loading", lambda_=[[1], [nan], [nan]])
+    return m, d
+
+
+@pytest.mark.slow
+def test_smooth_on_the_latent_scale(cognition_fit):
+    """galamm's sl(): the smooth's unpenalized and penalized columns carry the loadings."""
+    m, d = cognition_fit
+    ref = load_reference("galamm_cognition_d1_factor_smooth")
+    assert m.loglik >= ref["logLik"] - LOGLIK_RTOL * abs(ref["logLik"])
+    est, se = _ref_loadings(ref)
+    np.testing.assert_allclose(m.factor_loadings.iloc[:, 0], est, rtol=ESTIMATE_RTOL)
+    np.testing.assert_allclose(m.loading_stderr, se[1:], rtol=SE_RTOL)
+    # the smooth's fixed column (its sign is arbitrary in mgcv's basis)
+    assert abs(m.fixef["s(x):loadingFx1"]) == pytest.approx(
+        abs(ref["fixef"]["s(x):loadingFx1"]), rel=1e-3)
+    np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-9, atol=1e-9)
+    pop = m.predict(d, re=False)
+    np.testing.assert_allclose(m.predict(None, re=False), pop, rtol=1e-9, atol=1e-9)
+    with pytest.raises(GlammError, match="latent scale"):
+        m.smooth_table
+
+
+def test_latent_smooth_formula_errors(small):
+    with pytest.raises(GlammError, match="needs factor="):
+        glamm.galamm("y ~ 0 + item + sl(id) + (0 + loading | id)", small, load_var="item",
+                     factor="loading", lambda_=[[1], [nan], [nan]])
+    with pytest.raises(GlammError, match="not among the factors"):
+        glamm.galamm("y ~ 0 + item + sl(id, factor='other') + (0 + loading | id)", small,
+                     load_var="item", factor="loading", lambda_=[[1], [nan], [nan]])
+
+
+def test_latent_smooth_gradient():
+    """The analytic gradient in the loadings includes their effect through the loaded
+    fixed-effect columns of an sl() smooth (a binomial model, so the GLMM gradient is used)."""
+    from glamm.glmm.derivatives import AnalyticDerivatives
+    from glamm.glmm.fit import full_objective
+
+    rng = np.random.default_rng(4)
+    n_id = 60
+    d = pd.DataFrame({"id": np.repeat(np.arange(n_id), 3).astype(str),
+                      "item": pd.Categorical(np.tile(["a", "b", "c"], n_id)),
+                      "x": np.repeat(rng.uniform(0, 1, n_id), 3)})
+    eta = np.sin(3 * d["x"]) * d["item"].map({"a": 1.0, "b": 0.7, "c": 1.3}).astype(float)
+    d["y"] = (rng.uniform(size=len(d)) < 1 / (1 + np.exp(-eta))).astype(float)
+    m = _fit("y ~ 0 + item + sl(x, k=5, factor='f') + (0 + f | id)", d, family="binomial",
+             load_var="item", factor="f", lambda_=[[1], [nan], [nan]])
+    model = m._working_model()[0]
+    x = m._parameter_vector() + 0.03
+    f = full_objective(model)
+    g = AnalyticDerivatives(f, model).grad(x)
+    h = 1e-5
+    num = np.array([(f(x + e) - f(x - e)) / (2 * h) for e in np.eye(x.size) * h])
+    np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)

@@ -511,6 +511,8 @@ def fit_gaussian_loadings(model: GeneralizedLinearMixedModel, start: np.ndarray 
             part = layout.split(x)
             for k, z in loadings.z_values(part["lambda"]):
                 lmm.design.set_z(k, z)
+            if loadings.x_cols:   # an sl() smooth's fixed-effect columns
+                lmm.cp.set_X(loadings.X_values(part["lambda"]))
             lmm.factor.refresh()
             return lmm.objective(part["theta"])
 

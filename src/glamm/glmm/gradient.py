@@ -107,15 +107,19 @@ class _Tangent:
         self.Ginv, self.Gobs_inv, self.dwh = Ginv, Gobs_inv, dwh
         self.u_terms = u_terms
 
-    def gradient(self, parts: list[tuple[int, np.ndarray]]) -> float:
+    def gradient(self, parts: list[tuple[int, np.ndarray]],
+                 fixed: np.ndarray | None = None) -> float:
         """``d (-2 log L) / d param`` when term ``k``'s nonzeros move by ``Vd`` for every
-        ``(k, Vd)`` in ``parts``."""
+        ``(k, Vd)`` in ``parts`` and the fixed part of the linear predictor by ``fixed``
+        (``(dX) beta``, for loadings on fixed-effect columns)."""
         design, V, C, s = self.design, self.V, self.C, self.s
         P = V.shape[1]
-        a_vec = np.zeros(self.s.shape[0]) if len(parts) != 1 else None
+        a_vec = np.zeros(self.s.shape[0]) if len(parts) != 1 or fixed is not None else None
         for k, Vd in parts:
             a_k = np.einsum("ic,ic->i", Vd, self.u_terms[k][design.terms[k].refs])
             a_vec = a_k if a_vec is None else a_vec + a_k
+        if fixed is not None:
+            a_vec = fixed if a_vec is None else a_vec + fixed
         assert a_vec is not None
         rhs = -design.t_matvec(V, self.w_obs * a_vec)
         tr = 0.0
@@ -150,7 +154,14 @@ def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.nd
                     dz[:, c] = loadings.base_z[k][:, c] * weight
             if np.any(dz):
                 parts.append((k, dz @ lams[k]))
-        out[r] = tangent.gradient(parts) if parts else 0.0
+        fixed = None
+        if loadings.x_cols:   # loaded fixed-effect columns (an sl() smooth): (dX) beta
+            assert loadings.base_X is not None
+            fixed = np.zeros(model.n)
+            for j, fc in loadings.x_cols:
+                if fc == f:
+                    fixed += loadings.base_X[:, j] * weight * model.beta[j]
+        out[r] = tangent.gradient(parts, fixed) if parts or fixed is not None else 0.0
     return out
 
 

@@ -200,6 +200,9 @@ class GeneralizedLinearMixedModel:
         for k, z in self.loadings.z_values(free):
             # PIRLS refills every cross-product block with its weights before using them
             self.design.set_z(k, z, refill=False)
+        if self.loadings.x_cols:   # an sl() smooth: its fixed-effect columns are loaded too
+            self.X = self.loadings.X_values(free)
+            self.cp_b.set_X(self.X, refill=False)
         self.loadings.values = free.copy()
 
     def _pdev(self, mu: np.ndarray, u: np.ndarray) -> float:
@@ -340,7 +343,8 @@ class GeneralizedLinearMixedModel:
         loadings = None
         if self.loadings is not None:
             loadings = LoadingMap(self.loadings.spec, self.reterms, self.loadings.item,
-                                  self.loadings.covariates)
+                                  self.loadings.covariates, X=self.frame.X,
+                                  xnames=list(self.frame.xnames))
             loadings.values = self.loadings.values.copy()
         new = type(self)(self.frame, self.response.base_family,
                          laplace=self.laplace_information, loadings=loadings)

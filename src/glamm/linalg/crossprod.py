@@ -148,6 +148,20 @@ class CrossProducts:
         if terms is None:
             A[K][K][...] = XY.T @ XYw
 
+    def set_X(self, X: np.ndarray, refill: bool = True) -> None:
+        """New values of the fixed-effects matrix (same shape; factor loadings on an ``sl()``
+        smooth's columns change them): ``refill`` refills the ``[X y]`` row of blocks with
+        the last weights and response (a caller that refills everything next, as PIRLS does,
+        skips it)."""
+        self._XY[:, :-1] = X
+        if not refill:
+            return
+        K = len(self.reterms)
+        XYw = self._XY * self._w[:, None]
+        for j, Zt in enumerate(self._Zt):
+            self.A[K][j][...] = (Zt @ XYw).T
+        self.A[K][K][...] = self._XY.T @ XYw
+
     def refill_term(self, k: int, refill: bool = True) -> None:
         """Term ``k``'s values changed in the design: re-index it and (``refill``) refill its
         blocks with the last weights and response (called by ``RandomDesign.set_z``; a caller

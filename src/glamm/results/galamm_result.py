@@ -102,22 +102,54 @@ class GalammResult(GlmerResult):
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re: bool = True,
                 allow_new_levels: bool = False, new_from_responses: bool = False) -> np.ndarray:
-        """Predictions as :meth:`GlmerResult.predict`; rows of new data carry the loadings of
-        their load_var level (so ``newdata`` needs the load_var column when ``re``).
-        Population-averaged (``"marginal"``) predictions and new subjects' empirical Bayes
-        effects are not available for models with loadings."""
+        """Predictions as :meth:`GlmerResult.predict`; every row carries the loadings of its
+        load_var level (so ``newdata`` needs the load_var column), in the random-effects
+        columns and in the columns of a smooth on the latent scale. ``re=False`` keeps the
+        smooths (the population curve) and drops the grouped random effects. Population-
+        averaged (``"marginal"``) predictions and new subjects' empirical Bayes effects are not
+        available for models with loadings."""
         from ..errors import GlammError
 
         if type == "marginal" or new_from_responses:
             raise GlammError("marginal predictions and new_from_responses are not available "
                              "for models with factor loadings")
-        return super().predict(newdata, type=type, re=re, allow_new_levels=allow_new_levels)
+        if type not in ("link", "response"):
+            raise GlammError(f"type must be 'link' or 'response', got {type!r}")
+        loadings = self.model.loadings
+        assert loadings is not None
+        design = self.model.design
+        beta = self.fixef.to_numpy()
+        smooth_terms = [k for k, t in enumerate(self.model.reterms) if t.is_smooth]
+        if newdata is None:
+            if re:
+                eta = self._eta.copy()
+            else:
+                eta = self.model.X @ beta + self.frame.offset
+                if smooth_terms:
+                    eta = eta + design.eta_re(self._b, terms=smooth_terms)
+        else:
+            item, covariates, newdata = self._loading_rows(newdata)
+            X = self.frame.new_X(newdata)
+            if loadings.x_cols:
+                X = loadings.X_values(self.loadings, X, item, covariates)
+            eta = X @ beta + self.frame.new_offset(newdata)
+            if re:
+                refs, zs = self._new_re_design(newdata, allow_new_levels)
+                eta = eta + design.eta_re(self._b, refs, zs)
+            elif smooth_terms:
+                n = len(newdata)
+                zs = [t.new_z(newdata) if t.is_smooth else np.ones((n, t.p))
+                      for t in self.model.reterms]
+                refs = [np.zeros(n, dtype=np.int64) for _ in self.model.reterms]
+                zs = loadings.apply(self.loadings, zs, item, covariates)
+                eta = eta + design.eta_re(self._b, refs, zs, terms=smooth_terms)
+        return self.model.family.link.inverse(eta) if type == "response" else eta
 
-    def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):
-        """Level codes and ``z`` of every term for ``newdata``, the loaded columns times the
-        loadings of each row's load_var level (the factor columns are added as glamm added
-        them when fitting)."""
+    def _loading_rows(self, newdata: pd.DataFrame):
+        """The load_var rows and interaction covariates of ``newdata``, and ``newdata`` with
+        the factor columns (ones) glamm added when fitting."""
         from ..errors import DataError
+        from ..terms.loadings import interaction_covariates
 
         loadings = self.model.loadings
         assert loadings is not None
@@ -126,11 +158,30 @@ class GalammResult(GlmerResult):
             raise DataError(f"newdata lacks the load_var column {spec.load_var!r}, which the "
                             "loadings of its rows depend on")
         newdata = newdata.assign(**{f: 1.0 for f in spec.factors})
-        from ..terms.loadings import interaction_covariates
-
-        refs, zs = super()._new_re_design(newdata, allow_new_levels)
         item = spec.item_codes(newdata[spec.load_var].to_numpy())
-        covariates = interaction_covariates(spec, newdata, item)
+        return item, interaction_covariates(spec, newdata, item), newdata
+
+    @property
+    def _smooth_fit(self):
+        """Smooth tables need the smooths' own penalized fit; for a smooth on the latent
+        scale (``sl()``) that is not derived yet, so it says so instead of giving numbers."""
+        from ..errors import GlammError
+
+        loadings = self.model.loadings
+        loaded = {k for k, _ in loadings.terms} if loadings is not None else set()
+        if any(t.is_smooth and k in loaded for k, t in enumerate(self.model.reterms)):
+            raise GlammError("smooth tables (edf, tests, smooth_estimates) are not available "
+                             "yet for smooths on the latent scale (sl())")
+        return super()._smooth_fit
+
+    def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):
+        """Level codes and ``z`` of every term for ``newdata``, the loaded columns times the
+        loadings of each row's load_var level (the factor columns are added as glamm added
+        them when fitting)."""
+        loadings = self.model.loadings
+        assert loadings is not None
+        item, covariates, newdata = self._loading_rows(newdata)
+        refs, zs = super()._new_re_design(newdata, allow_new_levels)
         return refs, loadings.apply(self.loadings, zs, item, covariates)
 
     def to_dict(self) -> dict:

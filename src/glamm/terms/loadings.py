@@ -302,19 +302,33 @@ class LoadingMap:
     """
 
     def __init__(self, spec: LoadingSpec, reterms: Sequence[Any], item: np.ndarray,
-                 covariates: list[tuple[int, str, np.ndarray]] | None = None):
+                 covariates: list[tuple[int, str, np.ndarray]] | None = None,
+                 X: np.ndarray | None = None, xnames: Sequence[str] = ()):
         self.spec = spec
         self.item = np.asarray(item, dtype=np.int64)
         self.covariates = list(covariates or [])
-        #: per loaded term: (term index, [(column index, factor index), ...])
+        #: per loaded term: (term index, [(column index, factor index), ...]); a smooth on the
+        #: latent scale (``sl()``, built as a smooth ``by`` the factor column) is loaded whole
         self.terms: list[tuple[int, list[tuple[int, int]]]] = []
         used: set[int] = set()
         for k, t in enumerate(reterms):
-            cols = [(c, spec.factors.index(name)) for c, name in enumerate(t.cnames)
-                    if name in spec.factors]
+            by = getattr(getattr(t.smooth, "spec", None), "by", None)
+            if by in spec.factors:
+                cols = [(c, spec.factors.index(by)) for c in range(t.p)]
+            else:
+                cols = [(c, spec.factors.index(name)) for c, name in enumerate(t.cnames)
+                        if name in spec.factors]
             if cols:
                 self.terms.append((k, cols))
                 used.update(f for _, f in cols)
+        #: loaded columns of X (an ``sl()`` smooth's unpenalized part): (column, factor)
+        self.x_cols: list[tuple[int, int]] = []
+        for j, name in enumerate(xnames):
+            for f, fname in enumerate(spec.factors):
+                if f"):{fname}Fx" in str(name):
+                    self.x_cols.append((j, f))
+                    used.add(f)
+        self.base_X = None if X is None or not self.x_cols else np.array(X, dtype=float)
         unused = [f for j, f in enumerate(spec.factors) if j not in used]
         if unused:
             raise GlammError(
@@ -355,6 +369,23 @@ class LoadingMap:
             level, f = self.spec.free[r]
             return int(f), (self.item == level).astype(float)
         return 0, self.covariates[r - m][2]
+
+    def X_values(self, free: np.ndarray, X: np.ndarray | None = None,
+                 item: np.ndarray | None = None,
+                 covariates: list[tuple[int, str, np.ndarray]] | None = None) -> np.ndarray:
+        """The fixed-effects matrix with its loaded columns times the rows' loadings (the
+        fitted rows' by default, or ``X`` of other rows with their ``item`` and
+        ``covariates``)."""
+        if X is None:
+            assert self.base_X is not None
+            X = self.base_X
+        out = np.array(X, dtype=float, copy=True)
+        if not self.x_cols:
+            return out
+        rows = self.row_loadings(free, item, (covariates or []) if item is not None else None)
+        for j, f in self.x_cols:
+            out[:, j] = out[:, j] * rows[:, f]
+        return out
 
     def z_values(self, free: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """``(term index, z)`` of every loaded term with the free loadings at ``free``."""
