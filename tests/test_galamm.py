@@ -410,7 +410,7 @@ def test_smooth_on_the_latent_scale(cognition_fit):
     pop = m.predict(d, re=False)
     np.testing.assert_allclose(m.predict(None, re=False), pop, rtol=1e-9, atol=1e-9)
     with pytest.raises(GlammError, match="latent scale"):
-        m.smooth_table
+        _ = m.smooth_table
 
 
 def test_latent_smooth_formula_errors(small):
