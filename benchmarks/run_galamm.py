@@ -41,6 +41,13 @@ def _irtsim_sub300() -> pd.DataFrame:
     return d.assign(item=pd.Categorical(d["item"].astype(str)))
 
 
+def _cognition_d1() -> pd.DataFrame:
+    cog = glamm.datasets.load("cognition")
+    d = cog[cog["domain"].astype(str) == "1"].copy()
+    d["item"] = d["item"].cat.remove_unused_categories()
+    return d
+
+
 # name -> (data loader, formula, keyword arguments, reference case)
 BATTERY = {
     "factor_gaussian": (lambda: _reference_data("sim_factor_gaussian"),
@@ -65,6 +72,10 @@ BATTERY = {
                 dict(load_var="time", factor=["ms", "hs"],
                      lambda_=[[1, 0], [nan, 0], [nan, 1], [nan, nan]]),
                 "galamm_kypssim"),
+    "cognition_sl": (_cognition_d1,
+                     "y ~ 0 + item + sl(x, factor='loading') + (0 + loading | id/timepoint)",
+                     dict(load_var="item", factor="loading", lambda_=[[1], [nan], [nan]]),
+                     "galamm_cognition_d1_factor_smooth"),
 }
 
 
