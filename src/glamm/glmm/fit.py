@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -520,8 +521,26 @@ def fit_gaussian_loadings(model: GeneralizedLinearMixedModel, start: np.ndarray 
         x0 = layout.assemble({"theta": np.maximum(theta0, theta_block.lower),
                               "lambda": loadings.values})
         opt = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8, **settings}
+        # BOBYQA to about 1e-7, then Newton on differences of the profiled deviance (BOBYQA
+        # at full tolerance if Newton stalls): where the loadings are sharply determined,
+        # BOBYQA alone crawls (the cognition model: 1,009 evaluations against 712)
+        loose: dict[str, Any] = {"ftol_rel": 1e-7, "ftol_abs": 0.0, "xtol_abs": 1e-4}
         record = minimize(deviance, x0, layout.lower(), optimizer=optimizer,
-                          log_index=layout.log_scale_index(), **opt)
+                          log_index=layout.log_scale_index(), **loose)
+        assert record.final is not None
+        scale = np.maximum(np.abs(record.final) * 0.1, 0.01)
+        res = newton_minimize(deviance, record.final, layout.lower(), record, scale=scale)
+        if res.fx <= record.fmin:
+            record.final, record.fmin = res.x, res.fx
+        record.converged = bool(res.converged)
+        if not res.converged:
+            again = minimize(deviance, record.final, layout.lower(), optimizer=optimizer,
+                             log_index=layout.log_scale_index(), **opt)
+            record.feval += again.feval
+            record.converged = again.converged
+            record.messages.append(f"Newton stalled; {again.optimizer} took over")
+            if again.fmin <= record.fmin:
+                record.final, record.fmin = again.final, again.fmin
         assert record.final is not None
         x, fx = record.final.copy(), record.fmin
         lo = layout.lower_of("theta")
