@@ -161,3 +161,29 @@ def test_glmm_set_z_equals_the_model_built_with_that_z():
                                laplace_gradient(fresh, theta, beta), rtol=1e-8)
     quad, fresh_quad = AdaptiveQuadrature(model, 5), AdaptiveQuadrature(fresh, 5)
     assert quad.loglik(theta, beta) == pytest.approx(fresh_quad.loglik(theta, beta), rel=1e-10)
+
+
+def test_set_z_of_a_one_level_term_with_several_columns():
+    """A smooth's penalized part (one level, several columns) refilled through set_z, with
+    row-varying values as loadings give it: the blocks equal those of a model built with
+    those values (the refill takes dense products there)."""
+    import dataclasses
+
+    d = glamm.datasets.load("gamm4_sim1")
+    frame = build_model_frame("y ~ s(x0) + (1 | fac)", d)
+    lmm = LinearMixedModel(frame, reml=False)
+    k = len(lmm.reterms) - 1
+    assert lmm.reterms[k].nlevels == 1 and lmm.reterms[k].p > 1
+    z = lmm.design.z[k] * np.linspace(0.5, 1.5, len(d))[:, None]
+    lmm.set_z(k, z)
+    terms = [dataclasses.replace(t, z=z) if i == k else t for i, t in enumerate(frame.reterms)]
+    fresh = LinearMixedModel(dataclasses.replace(frame, reterms=terms), reml=False)
+
+    def arr(b):
+        return b if isinstance(b, np.ndarray) else b.data
+
+    for row, row_fresh in zip(lmm.cp.A, fresh.cp.A):
+        for b, b_fresh in zip(row, row_fresh):
+            np.testing.assert_allclose(arr(b), arr(b_fresh), rtol=1e-13, atol=1e-12)
+    theta = np.array([0.7, 1.3])
+    assert lmm.objective(theta) == pytest.approx(fresh.objective(theta), rel=1e-12)

@@ -119,6 +119,11 @@ class CrossProducts:
                 continue
             zi = zs[i]
             wz = w[:, None] if self._ones[i] else zi * w[:, None]
+            if terms is not None and ti.nlevels == 1 and ti.p > 1:
+                # a refill of a one-level term with several columns (a smooth's penalized
+                # part carrying loadings): products instead of a bincount per column pair
+                self._refill_one_level_row(i, todo, row_i, wz, zi)
+                continue
             for j in todo:
                 tj = self.reterms[j]
                 zj = zs[j]
@@ -147,6 +152,25 @@ class CrossProducts:
                 A[K][j][...] = (Zt @ XYw).T
         if terms is None:
             A[K][K][...] = XY.T @ XYw
+
+    def _refill_one_level_row(self, i: int, todo: list[int], row_i: bool, wz: np.ndarray,
+                              zi: np.ndarray) -> None:
+        """Blocks ``A[i][j]`` (``j`` in ``todo``) and, with ``row_i``, ``A[i][i]`` for a term
+        with one level: ``Z_j' (W z_i)`` through ``Z_j'`` and ``z_i' W z_i`` as dense products
+        (the same sums as the bincounts, in another order)."""
+        A = self.A
+        pi = self.reterms[i].p
+        for j in todo:
+            tj = self.reterms[j]
+            block = A[i][j]
+            block.version += 1
+            T = self._Zt[j] @ wz                    # (levels_j * p_j, p_i)
+            T = T.reshape(tj.nlevels, tj.p, pi)[block.cols]   # the pairs present, in order
+            block.data[...] = np.transpose(T, (0, 2, 1))
+        if row_i:
+            M = wz.T @ zi
+            lower = np.tril(M)
+            A[i][i].data[0] = lower + np.tril(M, -1).T   # exactly symmetric
 
     def set_X(self, X: np.ndarray, refill: bool = True) -> None:
         """New values of the fixed-effects matrix (same shape; factor loadings on an ``sl()``
