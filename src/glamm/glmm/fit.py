@@ -473,6 +473,30 @@ def _warn(os_: OptSummary) -> None:
 
 
 
+def profiled_loading_deviance(model: GeneralizedLinearMixedModel):
+    """The ML deviance of a Gaussian identity-link model with loadings as a function of
+    ``x = [theta, lambda]`` (its parameter layout's blocks), with ``beta`` and ``sigma``
+    profiled out: an LMM on the model's frame whose loaded terms (and loaded fixed-effect
+    columns) are refilled per evaluation. Returns ``(lmm, layout, deviance)``."""
+    from ..lmm.model import LinearMixedModel
+
+    loadings = model.loadings
+    assert loadings is not None
+    lmm = LinearMixedModel(model.frame, reml=False)
+    layout = model.parameters.subset(["theta", "lambda"])
+
+    def deviance(x: np.ndarray) -> float:
+        part = layout.split(x)
+        for k, z in loadings.z_values(part["lambda"]):
+            lmm.design.set_z(k, z)
+        if loadings.x_cols:   # an sl() smooth's fixed-effect columns
+            lmm.cp.set_X(loadings.X_values(part["lambda"]))
+        lmm.factor.refresh()
+        return lmm.objective(part["theta"])
+
+    return lmm, layout, deviance
+
+
 def fit_gaussian_loadings(model: GeneralizedLinearMixedModel, start: np.ndarray | None = None,
                           optimizer: str = "bobyqa", blas_threads: int | None = 1,
                           **settings) -> GlmmFitRecord:
@@ -499,23 +523,12 @@ def fit_gaussian_loadings(model: GeneralizedLinearMixedModel, start: np.ndarray 
         Optimizer settings.
     """
     from ..lmm.estimates import fixed_and_random
-    from ..lmm.model import LinearMixedModel
 
     loadings = model.loadings
     assert loadings is not None
     with single_threaded(blas_threads):
-        lmm = LinearMixedModel(model.frame, reml=False)
-        layout = model.parameters.subset(["theta", "lambda"])
+        lmm, layout, deviance = profiled_loading_deviance(model)
         theta_block = layout.block("theta")
-
-        def deviance(x: np.ndarray) -> float:
-            part = layout.split(x)
-            for k, z in loadings.z_values(part["lambda"]):
-                lmm.design.set_z(k, z)
-            if loadings.x_cols:   # an sl() smooth's fixed-effect columns
-                lmm.cp.set_X(loadings.X_values(part["lambda"]))
-            lmm.factor.refresh()
-            return lmm.objective(part["theta"])
 
         theta0 = model.layout.initial() if start is None else np.asarray(start, dtype=float)
         x0 = layout.assemble({"theta": np.maximum(theta0, theta_block.lower),

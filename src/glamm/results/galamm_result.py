@@ -67,10 +67,46 @@ class GalammResult(GlmerResult):
     @property
     def loading_stderr(self) -> np.ndarray:
         """Standard errors of the free loadings, from the Hessian of the deviance in all
-        parameters."""
+        parameters (for a Gaussian identity-link model, of the deviance profiled over
+        ``beta`` and ``sigma``, whose inverse has the same ``theta``/``lambda`` block at the
+        maximum and costs far fewer evaluations)."""
+        if self._profiled_covariance() is not None:
+            return np.sqrt(np.diag(self.vcov_parameters("lambda").to_numpy()))
         cov = self.parameter_covariance()
         idx = self.model.parameters.index("lambda")
         return np.sqrt(np.diag(cov)[idx])
+
+    def _profiled_covariance(self) -> np.ndarray | None:
+        """``2 H^-1`` of the profiled deviance in ``[theta, lambda]`` (Gaussian identity-link
+        models; ``None`` otherwise), ``theta`` on its bound left out as in
+        :meth:`parameter_covariance`, unidentified directions ``NaN``."""
+        fam = self.model.family
+        if not (fam.name == "gaussian" and fam.link.name == "identity"):
+            return None
+        if "_profiled_cov" not in self.__dict__:
+            from ..glmm.fit import profiled_loading_deviance
+            from ..linalg.threads import single_threaded
+            from ..optim.newton import gradient_hessian
+            from .glmer_result import _unidentified
+
+            _, layout, deviance = profiled_loading_deviance(self.model)
+            x = layout.assemble({"theta": self.theta, "lambda": self.loadings})
+            with single_threaded(1):
+                _, H = gradient_hessian(deviance, x)
+            keep = np.ones(x.size, dtype=bool)
+            lower = layout.block("theta").lower
+            keep[layout.slice("theta")] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
+            cov = np.zeros_like(H)
+            Hk = H[np.ix_(keep, keep)]
+            cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(Hk)
+            bad = _unidentified(Hk)
+            if bad.size:
+                idx = np.flatnonzero(keep)[bad]
+                cov[idx, :] = np.nan
+                cov[:, idx] = np.nan
+                self._warn_rank_deficient([layout.names()[i] for i in idx])
+            self.__dict__["_profiled_cov"] = (layout, cov)
+        return self.__dict__["_profiled_cov"]
 
     def vcov_parameters(self, parm: str = "beta") -> pd.DataFrame:
         """Covariance of one parameter block: ``"beta"`` (the fixed effects), ``"lambda"``
@@ -81,8 +117,14 @@ class GalammResult(GlmerResult):
                  "theta": list(self.theta_names)}
         if parm not in names:
             raise GlammError(f"parm must be 'beta', 'lambda' or 'theta', got {parm!r}")
-        idx = self.model.parameters.index(parm)
-        cov = self.parameter_covariance()[np.ix_(idx, idx)]
+        profiled = self._profiled_covariance() if parm != "beta" else None
+        if profiled is not None:
+            layout, pcov = profiled
+            idx = layout.index(parm)
+            cov = pcov[np.ix_(idx, idx)]
+        else:
+            idx = self.model.parameters.index(parm)
+            cov = self.parameter_covariance()[np.ix_(idx, idx)]
         return pd.DataFrame(cov, index=names[parm], columns=names[parm])
 
     def confint(self, parm: str = "beta", level: float = 0.95) -> pd.DataFrame:

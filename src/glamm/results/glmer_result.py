@@ -219,12 +219,11 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
             idx = np.flatnonzero(keep)[unidentified]
             cov[idx, :] = np.nan
             cov[:, idx] = np.nan
-            self._warn_rank_deficient(idx)
+            self._warn_rank_deficient([self.model.parameters.names()[i] for i in idx])
         T = self.record.transform
         return cov if T is None else T @ cov @ T.T   # fitted on rescaled columns
 
-    def _warn_rank_deficient(self, idx: np.ndarray) -> None:
-        names = [self.model.parameters.names()[i] for i in idx]
+    def _warn_rank_deficient(self, names: list[str]) -> None:
         note = ("the Hessian of the deviance is rank deficient or not positive definite at the "
                 f"estimates: {', '.join(names)} are not identified by the data, so their "
                 "standard errors (and those of parameters correlated with them) are reported as "
