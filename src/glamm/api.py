@@ -358,10 +358,14 @@ def galamm(
     assert load_var is not None and factor is not None   # all three given (checked above)
     spec = LoadingSpec.from_user(data, load_var, factor, lambda_, factor_interactions)
     formula = rewrite_latent_smooths(formula, spec.factors)
+    missing_item = data[load_var].isna().to_numpy()
+    if missing_item.any():   # rows without a load_var level have no loading: left out
+        data = data.loc[~missing_item].reset_index(drop=True)
     data = data.assign(**{f: 1.0 for f in spec.factors})
     fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame, fam)
+    frame.n_dropped_na += int(missing_item.sum())
     in_x = [f for f in spec.factors
             if any(f in name.split(":") for name in frame.xnames if f"):{f}Fx" not in name)]
     if in_x:
