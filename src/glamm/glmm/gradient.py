@@ -193,6 +193,7 @@ def _inverse_from_factor(L: np.ndarray) -> np.ndarray:
     inv, info = sla.lapack.dpotri(L, lower=1, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError("G is singular")
-    iu = np.triu_indices(inv.shape[0], 1)
-    inv[iu] = inv[iu[1], iu[0]]
-    return inv
+    # the lower triangle mirrored (the same numbers), kept in LAPACK's column-major order
+    out = np.tril(inv)
+    out += np.tril(inv, -1).T
+    return np.asfortranarray(out)
