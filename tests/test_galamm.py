@@ -482,3 +482,14 @@ def test_count_families_with_loadings(family):
     # as here for Poisson-like counts, takes central differences of its own)
     analytic = np.concatenate([model.parameters.index(b) for b in ("theta", "beta", "lambda")])
     np.testing.assert_allclose(g[analytic], num[analytic], rtol=1e-4, atol=1e-4)
+
+
+def test_unused_load_var_categories_have_no_row():
+    """The issue's example subsets cognition with .query(); the item categorical keeps the other
+    domains' categories, which occur in no row and get no row of lambda_."""
+    cog = glamm.datasets.load("latent_covariates")
+    d = cog[cog["type"] != "response"]
+    assert len(d["type"].cat.categories) == 3
+    m = _fit("y ~ 0 + type + (0 + loading | id)", d, load_var="type", factor="loading",
+             lambda_=[[1], [nan]])
+    assert list(m.factor_loadings.index) == ["measurement1", "measurement2"]

@@ -187,8 +187,11 @@ def _interactions(given: Any, levels: tuple[str, ...], factors: tuple[str, ...],
 
 
 def _levels(column: pd.Series) -> tuple[str, ...]:
+    """The levels of load_var that occur, in the categorical's order (unused categories, as
+    after subsetting a data set, have no row in the loading matrix)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
-        return tuple(str(c) for c in column.cat.categories)
+        present = set(column.dropna().astype(str))
+        return tuple(str(c) for c in column.cat.categories if str(c) in present)
     values = column.dropna().unique()
     try:
         values = np.sort(values)
