@@ -192,19 +192,28 @@ def test_data_frame_unchanged(small):
     pd.testing.assert_frame_equal(small, before)
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_analytic_gradient_in_the_loadings(fits, case):
-    """The Laplace gradient in theta, beta and the free loadings against central differences of
-    the deviance, away from the optimum."""
+def _gradients(m, shift: float):
+    """The analytic gradient of the deviance (theta, beta, loadings; central differences for
+    the response parameters) and central differences of the deviance, at the estimates
+    moved by ``shift``, on a working copy (the fitted model stays as it is). Returns
+    ``(analytic, numeric, parameter layout)``."""
     from glamm.glmm.derivatives import AnalyticDerivatives
     from glamm.glmm.fit import full_objective
 
-    model = fits[case]._working_model()[0]   # the fitted model stays as it is
-    x = fits[case]._parameter_vector() + 0.05
+    model = m._working_model()[0]
+    x = m._parameter_vector() + shift
     f = full_objective(model)
     g = AnalyticDerivatives(f, model).grad(x)
     h = 1e-5
     num = np.array([(f(x + e) - f(x - e)) / (2 * h) for e in np.eye(x.size) * h])
+    return g, num, model.parameters
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_analytic_gradient_in_the_loadings(fits, case):
+    """The Laplace gradient in theta, beta and the free loadings against central differences of
+    the deviance, away from the optimum."""
+    g, num, _ = _gradients(fits[case], 0.05)
     np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)
 
 
@@ -425,8 +434,6 @@ def test_latent_smooth_formula_errors(small):
 def test_latent_smooth_gradient():
     """The analytic gradient in the loadings includes their effect through the loaded
     fixed-effect columns of an sl() smooth (a binomial model, so the GLMM gradient is used)."""
-    from glamm.glmm.derivatives import AnalyticDerivatives
-    from glamm.glmm.fit import full_objective
 
     rng = np.random.default_rng(4)
     n_id = 60
@@ -437,12 +444,7 @@ def test_latent_smooth_gradient():
     d["y"] = (rng.uniform(size=len(d)) < 1 / (1 + np.exp(-eta))).astype(float)
     m = _fit("y ~ 0 + item + sl(x, k=5, factor='f') + (0 + f | id)", d, family="binomial",
              load_var="item", factor="f", lambda_=[[1], [nan], [nan]])
-    model = m._working_model()[0]
-    x = m._parameter_vector() + 0.03
-    f = full_objective(model)
-    g = AnalyticDerivatives(f, model).grad(x)
-    h = 1e-5
-    num = np.array([(f(x + e) - f(x - e)) / (2 * h) for e in np.eye(x.size) * h])
+    g, num, _ = _gradients(m, 0.03)
     np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)
 
 
@@ -462,8 +464,6 @@ def test_rows_without_a_load_var_level_are_left_out(small):
 def test_count_families_with_loadings(family):
     """Every family runs with loadings; the gradient in the loadings is exact (Poisson and a
     negative binomial with its shape as a response parameter)."""
-    from glamm.glmm.derivatives import AnalyticDerivatives
-    from glamm.glmm.fit import full_objective
 
     rng = np.random.default_rng(7)
     d = pd.DataFrame({"id": np.repeat(np.arange(120), 3), "item": np.tile([1, 2, 3], 120)})
@@ -472,15 +472,10 @@ def test_count_families_with_loadings(family):
     m = _fit("y ~ 0 + factor(item) + (0 + f | id)", d, family=family, load_var="item",
              factor="f", lambda_=[[1], [nan], [nan]])
     assert np.all(np.isfinite(m.loading_stderr))
-    model = m._working_model()[0]
-    x = m._parameter_vector() + 0.03
-    f = full_objective(model)
-    g = AnalyticDerivatives(f, model).grad(x)
-    h = 1e-5
-    num = np.array([(f(x + e) - f(x - e)) / (2 * h) for e in np.eye(x.size) * h])
+    g, num, layout = _gradients(m, 0.03)
     # theta, beta and the loadings (the analytic part; a log shape far out on a flat deviance,
     # as here for Poisson-like counts, takes central differences of its own)
-    analytic = np.concatenate([model.parameters.index(b) for b in ("theta", "beta", "lambda")])
+    analytic = np.concatenate([layout.index(b) for b in ("theta", "beta", "lambda")])
     np.testing.assert_allclose(g[analytic], num[analytic], rtol=1e-4, atol=1e-4)
 
 

@@ -328,6 +328,7 @@ def galamm(
     """
     from .families import get_family
     from .formula.design import as_pandas
+    from .formula.latent import rewrite_latent_smooths
     from .glmm import diagnostics
     from .glmm.fit import fit_gaussian_loadings, fit_glmm
     from .glmm.model import GeneralizedLinearMixedModel
@@ -357,7 +358,7 @@ def galamm(
     data = as_pandas(data).reset_index(drop=True)
     assert load_var is not None and factor is not None   # all three given (checked above)
     spec = LoadingSpec.from_user(data, load_var, factor, lambda_, factor_interactions)
-    formula = rewrite_latent_smooths(formula, spec.factors)
+    formula = rewrite_latent_smooths(formula, spec.factors)   # sl(x, factor=f): s(x, by=f)
     missing_item = data[load_var].isna().to_numpy()
     if missing_item.any():   # rows without a load_var level have no loading: left out
         data = data.loc[~missing_item].reset_index(drop=True)
@@ -396,54 +397,3 @@ def galamm(
         warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
                       stacklevel=2)
     return result
-
-
-def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
-    """galamm's ``sl(x, factor = "f")``, a smooth on the latent scale of factor ``f``, as the
-    smooth ``s(x, by = f)`` of the factor's column (ones, which the loadings then rescale
-    row by row, unpenalized and penalized parts alike); other arguments are kept.
-
-    Raises
-    ------
-    FormulaError
-        ``sl()`` without ``factor``, with an unknown factor or with its own ``by``.
-    """
-    import ast
-    import re
-
-    from .errors import FormulaError
-
-    out, pos = [], 0
-    for mt in re.finditer(r"(?<![\w.])sl\(", formula):
-        if mt.start() < pos:
-            continue
-        depth, end = 0, None
-        for i in range(mt.end() - 1, len(formula)):
-            depth += {"(": 1, ")": -1}.get(formula[i], 0)
-            if depth == 0:
-                end = i
-                break
-        if end is None:
-            raise FormulaError(f"unbalanced parentheses in {formula[mt.start():]!r}")
-        text = formula[mt.start():end + 1]
-        try:
-            call = ast.parse(text, mode="eval").body
-        except SyntaxError:
-            raise FormulaError(f"cannot parse the latent smooth {text!r}") from None
-        if not isinstance(call, ast.Call):
-            raise FormulaError(f"cannot parse the latent smooth {text!r}")
-        kwargs = {kw.arg: kw.value for kw in call.keywords}
-        f = kwargs.pop("factor", None)
-        if not (isinstance(f, ast.Constant) and isinstance(f.value, str)):
-            raise FormulaError(f"{text!r} needs factor='name' (the latent variable it is on)")
-        if f.value not in factors:
-            raise FormulaError(f"{text!r}: factor {f.value!r} is not among the factors "
-                               f"({', '.join(factors)})")
-        if "by" in kwargs:
-            raise FormulaError(f"{text!r}: by= is not available in sl() yet")
-        args = [ast.unparse(a) for a in call.args]
-        args += [f"{k}={ast.unparse(v)}" for k, v in kwargs.items()]
-        out.append(formula[pos:mt.start()] + f"s({', '.join(args + ['by=' + f.value])})")
-        pos = end + 1
-    out.append(formula[pos:])
-    return "".join(out)

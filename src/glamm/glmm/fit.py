@@ -22,7 +22,6 @@ from ..optim.optsummary import OptSummary
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
 from .glm import fit_glm
 from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings
-from .response import ResponseModel
 
 
 @dataclass
@@ -57,12 +56,6 @@ class StartValues:
     response: np.ndarray
     #: free factor loadings (empty without loadings)
     loadings: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-
-def extra_ok(extra: np.ndarray) -> bool:
-    """A log dispersion or log shape whose exponential is a usable positive number (a wild
-    optimizer step can propose one that overflows)."""
-    return ResponseModel.parameters_ok(extra)
 
 
 def _put_parameters(model: GeneralizedLinearMixedModel, part: dict[str, np.ndarray]) -> bool:

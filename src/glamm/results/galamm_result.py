@@ -3,6 +3,8 @@ latent variables measured through factor loadings."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -76,10 +78,9 @@ class GalammResult(GlmerResult):
         idx = self.model.parameters.index("lambda")
         return np.sqrt(np.diag(cov)[idx])
 
-    def _profiled_covariance(self) -> np.ndarray | None:
+    def _profiled_covariance(self) -> tuple[Any, np.ndarray] | None:
         """``2 H^-1`` of the profiled deviance in ``[theta, lambda]`` (Gaussian identity-link
-        models; ``None`` otherwise), ``theta`` on its bound left out as in
-        :meth:`parameter_covariance`, unidentified directions ``NaN``."""
+        models; ``None`` otherwise), as :meth:`_covariance_from_hessian` makes it."""
         fam = self.model.family
         if not (fam.name == "gaussian" and fam.link.name == "identity"):
             return None
@@ -87,25 +88,12 @@ class GalammResult(GlmerResult):
             from ..glmm.fit import profiled_loading_deviance
             from ..linalg.threads import single_threaded
             from ..optim.newton import gradient_hessian
-            from .glmer_result import _unidentified
 
             _, layout, deviance = profiled_loading_deviance(self.model)
             x = layout.assemble({"theta": self.theta, "lambda": self.loadings})
             with single_threaded(1):
                 _, H = gradient_hessian(deviance, x)
-            keep = np.ones(x.size, dtype=bool)
-            lower = layout.block("theta").lower
-            keep[layout.slice("theta")] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
-            cov = np.zeros_like(H)
-            Hk = H[np.ix_(keep, keep)]
-            cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(Hk)
-            bad = _unidentified(Hk)
-            if bad.size:
-                idx = np.flatnonzero(keep)[bad]
-                cov[idx, :] = np.nan
-                cov[:, idx] = np.nan
-                self._warn_rank_deficient([layout.names()[i] for i in idx])
-            self.__dict__["_profiled_cov"] = (layout, cov)
+            self.__dict__["_profiled_cov"] = (layout, self._covariance_from_hessian(H, layout))
         return self.__dict__["_profiled_cov"]
 
     def vcov_parameters(self, parm: str = "beta") -> pd.DataFrame:

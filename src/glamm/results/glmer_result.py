@@ -194,32 +194,29 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         """The free factor loadings (none in a GLMM; see GalammResult)."""
         return np.zeros(0)
 
-    def _free_parameters(self) -> np.ndarray:
-        """Which parameters the covariance covers: all but ``theta`` components on their bound
-        (a singular fit), whose variance is zero."""
-        layout = self.model.parameters
+    def _covariance_from_hessian(self, H: np.ndarray, layout) -> np.ndarray:
+        """``2 H^{-1}`` for a deviance Hessian over ``layout`` (which starts with the
+        ``theta`` block): a pseudo-inverse without the ``theta`` components on their bound (a
+        singular fit: variance zero); parameters in the null space of a rank-deficient (or
+        indefinite) Hessian get ``NaN``, and a warning and note name them."""
         keep = np.ones(layout.size, dtype=bool)
         lower = layout.block("theta").lower
         keep[layout.slice("theta")] = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
-        return keep
-
-    def parameter_covariance(self) -> np.ndarray:
-        """Covariance of all parameters (the model's ``parameters`` layout: ``theta``, ``beta``,
-        the response parameters): ``2 H^{-1}`` (pseudo-inverse; ``theta`` components on their
-        bound get zero variance)."""
-        H = self._hessian
-        keep = self._free_parameters()
         cov = np.zeros_like(H)
         Hk = H[np.ix_(keep, keep)]
         cov[np.ix_(keep, keep)] = 2.0 * np.linalg.pinv(Hk)
         unidentified = _unidentified(Hk)
         if unidentified.size:
-            # a rank-deficient (or indefinite) Hessian: the parameters in its null space have
-            # no standard errors, and the pseudo-inverse's numbers for them mean nothing
             idx = np.flatnonzero(keep)[unidentified]
             cov[idx, :] = np.nan
             cov[:, idx] = np.nan
-            self._warn_rank_deficient([self.model.parameters.names()[i] for i in idx])
+            self._warn_rank_deficient([layout.names()[i] for i in idx])
+        return cov
+
+    def parameter_covariance(self) -> np.ndarray:
+        """Covariance of all parameters (the model's ``parameters`` layout: ``theta``, ``beta``,
+        the response parameters): ``2 H^{-1}`` (see :meth:`_covariance_from_hessian`)."""
+        cov = self._covariance_from_hessian(self._hessian, self.model.parameters)
         T = self.record.transform
         return cov if T is None else T @ cov @ T.T   # fitted on rescaled columns
 

@@ -413,8 +413,3 @@ class LoadingMap:
                 z[:, c] = z[:, c] * rows[:, f]
             out[k] = z
         return out
-
-    def table(self, free: np.ndarray) -> pd.DataFrame:
-        """The loading matrix at ``free`` (rows: load_var levels; columns: factors)."""
-        return pd.DataFrame(self.spec.full_matrix(free[:self.spec.n_free]),
-                            index=list(self.spec.levels), columns=list(self.spec.factors))
