@@ -14,7 +14,7 @@ import pytest
 
 import glamm
 from glamm.errors import ArgumentError, GlammError
-from glamm.formula.design import as_pandas
+from glamm.formula.data_input import as_pandas
 
 SLOPE = "Reaction ~ Days + (Days | Subject)"
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"

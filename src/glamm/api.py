@@ -327,7 +327,7 @@ def galamm(
         The fit, with :attr:`~glamm.results.galamm_result.GalammResult.factor_loadings`.
     """
     from .families import get_family
-    from .formula.design import as_pandas
+    from .formula.data_input import as_pandas
     from .formula.latent import rewrite_latent_smooths
     from .glmm import diagnostics
     from .glmm.fit import fit_gaussian_loadings, fit_glmm

@@ -6,20 +6,19 @@ whitelist (``safety``; nothing is evaluated before) -> find the columns it uses 
 missing values in them -> evaluate the response, the fixed-effects matrix (formulaic) and each
 random-effects term -> drop aliased fixed-effects columns -> order the terms as lme4 does (by
 decreasing number of levels). The formulaic model specs are kept so that new data can be
-turned into the same columns (``ModelFrame.new_X``, ``ModelFrame.new_re``).
+turned into the same columns (``ModelFrame.new_X``, ``ModelFrame.new_re``). Input tables are
+converted by :mod:`.data_input`; expressions and columns are evaluated by :mod:`.evaluate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import model_matrix
 
 from ..errors import DataError, FormulaError
 from ..smooths.construct import construct as construct_smooth
@@ -27,6 +26,15 @@ from ..smooths.spec import as_random_term, split_smooths
 from ..terms.covariance import ScaledIdentity, Unstructured
 from ..terms.reterm import ReTerm, TermRole
 from .bars import ParsedFormula, RandomTermSpec, parse_formula
+from .data_input import as_pandas
+from .evaluate import (
+    as_vector,
+    eval_glm_response,
+    eval_numeric,
+    factor_codes,
+    level_label,
+    model_matrix_checked,
+)
 from .naming import lme4_names
 from .safety import check_expression, checked_terms, formula_context
 
@@ -107,7 +115,7 @@ class ModelFrame:
                 continue
             values = data[col]
             missing |= values.isna().to_numpy()
-            labels = {_level_label(v) for v in values.dropna().unique()}
+            labels = {level_label(v) for v in values.dropna().unique()}
             new = sorted(labels - set(levels))
             if new:
                 raise DataError(f"newdata has level(s) {new[:5]} of factor {col!r} that were not "
@@ -149,9 +157,9 @@ class ModelFrame:
             )
         off = np.zeros(len(data))
         if self.offset_column is not None:
-            off += _eval_numeric(self.offset_column, data, "offset")
+            off += eval_numeric(self.offset_column, data, "offset")
         for expr in self.offset_exprs:
-            off += _eval_numeric(expr, data, "offset")
+            off += eval_numeric(expr, data, "offset")
         return off
 
 
@@ -164,115 +172,13 @@ def _used_columns(text: str, data: pd.DataFrame) -> list[str]:
     return cols
 
 
-def _model_matrix(text: str, data: pd.DataFrame, where: str, shown: str | None = None):
-    """formulaic's ``model_matrix`` of the right-hand side ``text``, parsed and checked against
-    the whitelist (:mod:`.safety`) first and evaluated in glamm's restricted context; errors are
-    turned into a :class:`FormulaError` that names the unknown column (or repeats formulaic's
-    reason) and the formula part."""
-    formula = checked_terms(text, where, data.columns)
-    try:
-        return model_matrix(formula, data, na_action="ignore", context=formula_context())
-    except Exception as exc:  # formulaic raises several types
-        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # strip terminal colour codes
-        shown = text if shown is None else shown
-        m = re.search(r"`([^`]+)` is not present in the dataset", msg) or \
-            re.search(r"name '([^']+)' is not defined", msg)
-        if m:
-            raise FormulaError(
-                f"unknown column {m.group(1)!r} in the {where} ({shown!r}); the data has columns "
-                f"{', '.join(map(str, data.columns))}"
-            ) from None
-        hint = ""
-        if "^" in shown and "xor" in msg:
-            hint = " (formulas use Python syntax inside I(): write x**2, not x^2)"
-        raise FormulaError(f"cannot evaluate the {where} {shown!r}: {msg}{hint}") from None
-
-
-def _eval_numeric(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
-    if expr in data.columns:
-        col = data[expr]
-        if isinstance(col.dtype, pd.CategoricalDtype) or not (
-            pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-        ):
-            raise DataError(f"the {what} column {expr!r} is not numeric (dtype {col.dtype})")
-        return col.to_numpy(dtype=float)
-    check_expression(expr, what, data.columns)
-    mm = _model_matrix(f"0 + I({expr})", data, what, shown=expr)
-    if mm.shape[1] != 1:
-        raise DataError(f"the {what} {expr!r} does not evaluate to one numeric column")
-    return np.asarray(mm, dtype=float)[:, 0]
-
-
-_CBIND = re.compile(r"^cbind\((?P<inner>.*)\)$", re.S)
-
-
-def _eval_glm_response(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """Response of a GLMM: ``cbind(s, f)`` -> (s / (s + f), s + f); a boolean or two-level
-    factor column -> 0/1 (first level 0); anything else as a numeric expression."""
-    m = _CBIND.match(expr.strip())
-    if m:
-        from .bars import _split_top_level
-
-        parts = [p.strip() for p in _split_top_level(m.group("inner"), ",")]
-        if len(parts) != 2:
-            raise FormulaError(f"cbind() in the response needs exactly two columns, got {expr!r}")
-        succ = _eval_numeric(parts[0], data, "response (successes)")
-        fail = _eval_numeric(parts[1], data, "response (failures)")
-        if np.any(succ < 0) or np.any(fail < 0):
-            raise DataError(f"cbind(successes, failures) in {expr!r} has negative counts")
-        trials = succ + fail
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.where(trials > 0, succ / np.where(trials > 0, trials, 1.0), 0.0)
-        return y, trials
-    if expr in data.columns:
-        col = data[expr]
-        if pd.api.types.is_bool_dtype(col):
-            return col.to_numpy(dtype=float), None
-        if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(col) \
-                or pd.api.types.is_string_dtype(col):
-            codes, labels = _factor_codes(col)
-            if len(labels) != 2:
-                raise DataError(
-                    f"the factor response {expr!r} has {len(labels)} levels ({labels[:5]}); a "
-                    "binomial response needs exactly 2 (the first is failure)"
-                )
-            return (codes == 1).astype(float), None
-    return _eval_numeric(expr, data, "response"), None
-
-
-def _level_label(v: Any) -> str:
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def row_labels(data: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
-    """The grouping-factor label of every row, as the fitted levels are labelled (numbers
-    without a spurious ``.0``, interactions joined with ``:``)."""
-    parts = [np.array([_level_label(v) for v in data[f].to_numpy()], dtype=object)
-             for f in factors]
-    if len(parts) == 1:
-        return parts[0]
-    return np.array([":".join(x) for x in zip(*parts)], dtype=object)
-
-
-def _factor_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Codes and labels of one grouping column; unused categories are dropped (as R's factor)."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        cat = col.cat.remove_unused_categories()
-        codes = cat.cat.codes.to_numpy().astype(np.int64)
-        return codes, [_level_label(c) for c in cat.cat.categories]
-    codes, uniques = pd.factorize(col, sort=True)
-    return codes.astype(np.int64), [_level_label(u) for u in uniques]
-
-
 def grouping_factor(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """Level codes and labels of the (interaction of the) grouping columns ``factors``.
 
     Interactions use R's ``a:b`` order: levels sorted by the first factor, then the second;
     only combinations present in the data are kept; labels are joined with ``:``.
     """
-    parts = [_factor_codes(data[f]) for f in factors]
+    parts = [factor_codes(data[f]) for f in factors]
     if len(parts) == 1:
         return parts[0]
     key = np.zeros(len(data), dtype=np.int64)
@@ -330,7 +236,7 @@ def _build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int) -> ReTerm:
         return ReTerm(group=spec.group, levels=tuple(levels), refs=refs, z=np.ones((n, 1)),
                       cnames=("(Intercept)",), covariance=Unstructured(1), expr=spec.expr,
                       factors=spec.factors, zspec=None)
-    mm = _model_matrix(spec.expr, data, f"random-effects term {spec}")
+    mm = model_matrix_checked(spec.expr, data, f"random-effects term {spec}")
     z = np.asarray(mm, dtype=float)
     if z.shape[1] == 0:
         raise FormulaError(f"random-effects term {spec} has no columns")
@@ -346,85 +252,6 @@ def _build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int) -> ReTerm:
         factors=spec.factors,
         zspec=mm.model_spec,
     )
-
-
-def _as_vector(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray | None:
-    if arg is None:
-        return None
-    if isinstance(arg, str):
-        if arg not in data.columns:
-            raise DataError(
-                f"{what} column {arg!r} is not in the data "
-                f"(columns: {', '.join(map(str, data.columns))})"
-            )
-        return _eval_numeric(arg, data, what)
-    vec = np.asarray(arg, dtype=float).ravel()
-    if vec.shape[0] != len(data):
-        raise DataError(f"{what} has length {vec.shape[0]} but the data has {len(data)} rows")
-    return vec
-
-
-#: the types ``data`` may have, for error messages
-ACCEPTED_DATA = ("a pandas DataFrame, a polars DataFrame, a dict of columns, or a table with "
-                 "the Arrow PyCapsule (__arrow_c_stream__) or dataframe interchange "
-                 "(__dataframe__) protocol, e.g. a pyarrow Table")
-
-
-def as_pandas(data: Any) -> pd.DataFrame:
-    """``data`` as a pandas DataFrame, glamm's internal table type.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame, dict, polars.DataFrame or Arrow-compatible table
-        A pandas DataFrame is returned as it is; a dict of columns goes through
-        ``pandas.DataFrame``; objects with ``__arrow_c_stream__`` (polars, pyarrow, ...) are
-        read through pyarrow, others with ``__dataframe__`` through pandas' interchange
-        protocol. Arrow dictionary columns become pandas Categoricals. Polars' categorical
-        types become unordered Categoricals (treatment contrasts, as R's factors):
-        ``Categorical`` with its categories sorted (polars compares them lexically; R sorts
-        factor levels), ``Enum`` with its categories in the Enum's order.
-
-    Returns
-    -------
-    pandas.DataFrame
-
-    Raises
-    ------
-    DataError
-        ``data`` is none of these, or pyarrow is needed and missing.
-    """
-    if isinstance(data, pd.DataFrame):
-        return data
-    if isinstance(data, dict):
-        return pd.DataFrame(data)
-    if hasattr(data, "__arrow_c_stream__"):
-        return _from_arrow(data)
-    if hasattr(data, "__dataframe__"):
-        with warnings.catch_warnings():   # pandas 3 deprecates the protocol, not our use
-            warnings.filterwarnings("ignore", message=".*Interchange Protocol is deprecated")
-            return pd.api.interchange.from_dataframe(data, allow_copy=True)
-    lazy = " (a lazy frame: call .collect() first)" if hasattr(data, "collect") else ""
-    raise DataError(f"data must be {ACCEPTED_DATA}; got {type(data).__module__}."
-                    f"{type(data).__qualname__}{lazy}")
-
-
-def _from_arrow(data: Any) -> pd.DataFrame:
-    """A table with the Arrow PyCapsule stream protocol, read through pyarrow."""
-    try:
-        import pyarrow as pa
-    except ImportError:
-        raise DataError(f"reading a {type(data).__name__} needs the pyarrow package "
-                        "(pip install pyarrow), or pass a pandas DataFrame") from None
-    df = pa.table(data).to_pandas()
-    if type(data).__module__.split(".")[0] == "polars":
-        for name, dtype in data.schema.items():
-            kind = str(dtype)
-            if kind.startswith("Categorical"):
-                df[name] = df[name].cat.as_unordered().cat.reorder_categories(
-                    sorted(df[name].cat.categories))
-            elif kind.startswith("Enum"):
-                df[name] = df[name].cat.as_unordered()
-    return df
 
 
 def build_model_frame(
@@ -479,8 +306,8 @@ def build_model_frame(
     _check_formula(parsed, fixed_terms, offset_exprs, data, glm_response)
 
     # vectors given as arrays are attached before row dropping so they stay aligned
-    w_full = _as_vector(weights, data, "weights")
-    o_full = _as_vector(offset, data, "offset")
+    w_full = as_vector(weights, data, "weights")
+    o_full = as_vector(offset, data, "offset")
 
     used = _used_columns(parsed.response + " " + fixed_terms + " "
                          + " ".join(f"offset({e})" for e in offset_exprs), data)
@@ -534,9 +361,9 @@ def build_model_frame(
 
     trials = None
     if glm_response:
-        y, trials = _eval_glm_response(parsed.response, frame)
+        y, trials = eval_glm_response(parsed.response, frame)
     else:
-        y = _eval_numeric(parsed.response, frame, "response")
+        y = eval_numeric(parsed.response, frame, "response")
     bad = ~np.isfinite(y)
     if bad.any():
         first = frame.index[np.flatnonzero(bad)[0]]
@@ -546,7 +373,7 @@ def build_model_frame(
         )
 
     fixed_terms, renames = _poly_for_ordered(fixed_terms, frame)
-    mm = _model_matrix(fixed_terms, frame, "fixed-effects part")
+    mm = model_matrix_checked(fixed_terms, frame, "fixed-effects part")
     X_all = np.asarray(mm, dtype=float)
     names_all = lme4_names(list(mm.columns), renames)
     if not np.all(np.isfinite(X_all)):
@@ -600,7 +427,7 @@ def build_model_frame(
         raise DataError(f"weights must be {need} and finite (row {bad_row!r} is not)")
     off = np.zeros(n) if o_full is None else o_full[mask].copy()
     for expr in offset_exprs:
-        off += _eval_numeric(expr, frame, "offset")
+        off += eval_numeric(expr, frame, "offset")
     if not np.all(np.isfinite(off)):
         raise DataError("the offset has NaN or infinite values")
 
@@ -614,7 +441,7 @@ def build_model_frame(
         col = frame[c]
         if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(col) \
                 or pd.api.types.is_string_dtype(col):
-            factor_levels[c] = _factor_codes(col)[1]
+            factor_levels[c] = factor_codes(col)[1]
         else:
             numeric_cols.append(c)
 

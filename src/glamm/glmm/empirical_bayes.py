@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, GlammError
-from ..formula.design import _eval_glm_response, row_labels
+from ..formula.evaluate import eval_glm_response, row_labels
 
 
 def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_levels: list[str],
@@ -26,7 +26,7 @@ def new_cluster_modes(result, newdata: pd.DataFrame, codes: np.ndarray, new_leve
     frame = result.frame
     resp = frame.parsed.response
     try:
-        y, trials = _eval_glm_response(resp, newdata)
+        y, trials = eval_glm_response(resp, newdata)
     except Exception as exc:
         raise DataError(f"newdata needs the response {resp!r} to estimate random effects "
                         f"for new clusters: {exc}") from None

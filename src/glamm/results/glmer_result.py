@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.stats as st
 
 from ..errors import GlammError
-from ..formula.design import row_labels
+from ..formula.evaluate import row_labels
 from ..glmm.derivatives import QuadratureDerivatives, choose_derivatives
 from ..glmm.fit import GlmmFitRecord, full_objective, quadrature_objective
 from ..glmm.model import GeneralizedLinearMixedModel

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..formula.design import row_labels
+from ..formula.evaluate import row_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..linalg.crossprod import CrossProducts

@@ -251,7 +251,7 @@ def interaction_covariates(spec: LoadingSpec, data: pd.DataFrame,
     (``item``: their load_var rows): one ``(level, column name, values)`` per extra loading,
     the values zero outside the level's rows. Each formula must keep its intercept (it carries
     the level's own loading)."""
-    from ..formula.design import _model_matrix
+    from ..formula.evaluate import model_matrix_checked
 
     out: list[tuple[int, str, np.ndarray]] = []
     if spec.interactions is None:
@@ -260,7 +260,7 @@ def interaction_covariates(spec: LoadingSpec, data: pd.DataFrame,
         if rhs is None:
             continue
         where = f"factor_interactions formula of level {spec.levels[level]!r}"
-        mm = _model_matrix(rhs, data, where)
+        mm = model_matrix_checked(rhs, data, where)
         names = [str(c) for c in mm.columns]
         if "Intercept" not in names:
             raise GlammError(f"the {where} ('~{rhs}') has no intercept; the intercept carries "
