@@ -186,19 +186,29 @@ def glmer(
         raise
     with single_threaded(1):
         result = GlmerResult(model, record, fam)
-    notes += _warned(diagnostics.extreme_fitted_notes(result))
+    return _finish_glmm(result, notes)
+
+
+def _finish_glmm(result: Any, notes: list[str]) -> Any:
+    """The diagnostics after a GLMM or galamm fit: fitted probabilities of 0 or 1 (warned),
+    the quadrature's accuracy (a note), the singular-fit warning; the notes go on the
+    result."""
+    from .glmm import diagnostics
+
+    notes = notes + _warned(diagnostics.extreme_fitted_notes(result), stacklevel=4)
     notes += diagnostics.quadrature_accuracy_notes(result)   # printed in the summary
     result.notes = notes
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
-                      stacklevel=2)
+                      stacklevel=3)
     return result
 
 
-def _warned(notes: list[str]) -> list[str]:
-    """Issue each note as a warning at the user's call of :func:`glmer`; returns them."""
+def _warned(notes: list[str], stacklevel: int = 3) -> list[str]:
+    """Issue each note as a warning at the user's call of :func:`glmer` (``stacklevel``
+    counted from here); returns them."""
     for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=3)
+        warnings.warn(note, UserWarning, stacklevel=stacklevel)
     return notes
 
 
@@ -330,10 +340,15 @@ def galamm(
     from .formula.data_input import as_pandas
     from .formula.latent import rewrite_latent_smooths
     from .glmm import diagnostics
-    from .glmm.fit import fit_gaussian_loadings, fit_glmm
+    from .glmm.fit import fit_gaussian_loadings, fit_glmm, profiled_gaussian
     from .glmm.model import GeneralizedLinearMixedModel
     from .results.galamm_result import GalammResult
-    from .terms.loadings import LoadingMap, LoadingSpec, interaction_covariates
+    from .terms.loadings import (
+        LoadingMap,
+        LoadingSpec,
+        interaction_covariates,
+        loaded_fixed_columns,
+    )
 
     if "lambda" in kwargs:
         if lambda_ is not None:
@@ -367,20 +382,21 @@ def galamm(
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame, fam)
     frame.n_dropped_na += int(missing_item.sum())
-    in_x = [f for f in spec.factors
-            if any(f in name.split(":") for name in frame.xnames if f"):{f}Fx" not in name)]
+    x_cols = loaded_fixed_columns(frame, spec.factors)   # an sl() smooth's fixed part
+    loaded = {j for j, _ in x_cols}
+    in_x = [f for f in spec.factors if any(f in name.split(":") for j, name in
+                                           enumerate(frame.xnames) if j not in loaded)]
     if in_x:
         raise GlammError(f"factor(s) {in_x} appear in the fixed effects; loadings on fixed "
                          "effects are not supported yet (use them in random-effects terms)")
     rows = frame.row_index.to_numpy()
     item = spec.item_codes(data[load_var].to_numpy()[rows])
     covariates = interaction_covariates(spec, data.iloc[rows], item)
-    loadings = LoadingMap(spec, frame.reterms, item, covariates, X=frame.X,
-                          xnames=list(frame.xnames))
+    loadings = LoadingMap(spec, frame.reterms, item, covariates, X=frame.X, x_cols=x_cols)
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
     notes = _warned(diagnostics.separation_notes(frame, model))
     try:
-        if fam.name == "gaussian" and fam.link.name == "identity":
+        if profiled_gaussian(fam):
             # beta and sigma profiled out exactly: BOBYQA over theta and the loadings
             record = fit_gaussian_loadings(model, start=start, optimizer=optimizer,
                                            **(control or {}))
@@ -391,9 +407,4 @@ def galamm(
         raise
     with single_threaded(1):
         result = GalammResult(model, record, fam)
-    notes += _warned(diagnostics.extreme_fitted_notes(result))
-    result.notes = notes
-    if result.is_singular:
-        warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
-                      stacklevel=2)
-    return result
+    return _finish_glmm(result, notes)

@@ -466,6 +466,12 @@ def _warn(os_: OptSummary) -> None:
 
 
 
+def profiled_gaussian(family) -> bool:
+    """Whether a model with loadings is fitted on the profiled LMM deviance
+    (:func:`fit_gaussian_loadings`): Gaussian with the identity link."""
+    return family.name == "gaussian" and family.link.name == "identity"
+
+
 def profiled_loading_deviance(model: GeneralizedLinearMixedModel):
     """The ML deviance of a Gaussian identity-link model with loadings as a function of
     ``x = [theta, lambda]`` (its parameter layout's blocks), with ``beta`` and ``sigma``

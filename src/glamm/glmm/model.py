@@ -344,7 +344,7 @@ class GeneralizedLinearMixedModel:
         if self.loadings is not None:
             loadings = LoadingMap(self.loadings.spec, self.reterms, self.loadings.item,
                                   self.loadings.covariates, X=self.frame.X,
-                                  xnames=list(self.frame.xnames))
+                                  x_cols=self.loadings.x_cols)
             loadings.values = self.loadings.values.copy()
         new = type(self)(self.frame, self.response.base_family,
                          laplace=self.laplace_information, loadings=loadings)

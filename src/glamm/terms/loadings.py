@@ -278,6 +278,18 @@ def interaction_covariates(spec: LoadingSpec, data: pd.DataFrame,
     return out
 
 
+def loaded_fixed_columns(frame: Any, factors: Sequence[str]) -> list[tuple[int, int]]:
+    """``(column of X, factor)`` for the unpenalized columns of the smooths on the latent
+    scale (a smooth ``by`` a factor's column: what ``sl()`` is rewritten to)."""
+    xnames = list(frame.xnames)
+    out = []
+    for sm in frame.smooths:
+        if sm.spec.by in factors:
+            f = list(factors).index(sm.spec.by)
+            out += [(xnames.index(name), f) for name in sm.fixed_names if name in xnames]
+    return out
+
+
 class LoadingMap:
     """The loadings of a built model: which columns of which terms are loaded, the load_var
     level of every row, and the current free values.
@@ -297,6 +309,10 @@ class LoadingMap:
         Row index into ``spec.levels`` for every observation.
     covariates : list of (int, str, ndarray), optional
         The interaction loadings' covariates (:func:`interaction_covariates`).
+    X : ndarray, optional
+        The fixed-effects matrix, when some of its columns are loaded.
+    x_cols : sequence of (int, int), optional
+        Its loaded columns and their factors (:func:`loaded_fixed_columns`).
 
     Raises
     ------
@@ -306,7 +322,8 @@ class LoadingMap:
 
     def __init__(self, spec: LoadingSpec, reterms: Sequence[Any], item: np.ndarray,
                  covariates: list[tuple[int, str, np.ndarray]] | None = None,
-                 X: np.ndarray | None = None, xnames: Sequence[str] = ()):
+                 X: np.ndarray | None = None,
+                 x_cols: Sequence[tuple[int, int]] = ()):
         self.spec = spec
         self.item = np.asarray(item, dtype=np.int64)
         self.covariates = list(covariates or [])
@@ -325,12 +342,8 @@ class LoadingMap:
                 self.terms.append((k, cols))
                 used.update(f for _, f in cols)
         #: loaded columns of X (an ``sl()`` smooth's unpenalized part): (column, factor)
-        self.x_cols: list[tuple[int, int]] = []
-        for j, name in enumerate(xnames):
-            for f, fname in enumerate(spec.factors):
-                if f"):{fname}Fx" in str(name):
-                    self.x_cols.append((j, f))
-                    used.add(f)
+        self.x_cols = list(x_cols)
+        used.update(f for _, f in self.x_cols)
         self.base_X = None if X is None or not self.x_cols else np.array(X, dtype=float)
         unused = [f for j, f in enumerate(spec.factors) if j not in used]
         if unused:
