@@ -340,8 +340,9 @@ def galamm(
     from .formula.data_input import as_pandas
     from .formula.latent import rewrite_latent_smooths
     from .glmm import diagnostics
-    from .glmm.fit import fit_gaussian_loadings, fit_glmm, profiled_gaussian
+    from .glmm.fit import fit_glmm
     from .glmm.model import GeneralizedLinearMixedModel
+    from .glmm.profiled import fit_gaussian_loadings, profiled_gaussian
     from .results.galamm_result import GalammResult
     from .terms.loadings import (
         LoadingMap,

@@ -81,12 +81,12 @@ class GalammResult(GlmerResult):
     def _profiled_covariance(self) -> tuple[Any, np.ndarray] | None:
         """``2 H^-1`` of the profiled deviance in ``[theta, lambda]`` (Gaussian identity-link
         models; ``None`` otherwise), as :meth:`_covariance_from_hessian` makes it."""
-        from ..glmm.fit import profiled_gaussian
+        from ..glmm.profiled import profiled_gaussian
 
         if not profiled_gaussian(self.model.family):
             return None
         if "_profiled_cov" not in self.__dict__:
-            from ..glmm.fit import profiled_loading_deviance
+            from ..glmm.profiled import profiled_loading_deviance
             from ..linalg.threads import single_threaded
             from ..optim.newton import gradient_hessian
 
