@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from ..linalg.selinv import DenseInverse, re_inverse
+
 #: largest number of random effects for which the analytic gradient (dense G^-1) is used
 MAX_Q = 1500
 
@@ -56,15 +58,15 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         dw = model.weight_derivative(eta, observed=True)
     # G = L_Z L_Z' is the factor PIRLS left at the mode (same theta and the weights of the
     # log-determinant: Fisher, or observed with model.observed_information)
-    Ginv = _inverse_from_factor(model.fac_u.dense_re_factor())
+    Ginv = re_inverse(model.fac_u)
     canonical = model.observed_information or np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
-    Gobs_inv = Ginv if canonical else _spd_inverse(_crossprod(design, V, w_obs))
+    Gobs_inv = Ginv if canonical else DenseInverse(_spd_inverse(_crossprod(design, V, w_obs)))
     P = V.shape[1]
     # h_i = sum_ab V_ia V_ib Ginv[C_ia, C_ib]
     h = np.zeros(model.n)
     for a in range(P):
         for b in range(P):
-            h += V[:, a] * V[:, b] * Ginv[C[:, a], C[:, b]]
+            h += V[:, a] * V[:, b] * Ginv.entries(C[:, a], C[:, b])
     dwh = dw * h
 
     X = model.X
@@ -72,7 +74,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     S = np.zeros((X.shape[1], X.shape[1]))
     if X.shape[1]:
         ZtWX = np.column_stack([design.t_matvec(V, w_obs * X[:, j]) for j in range(X.shape[1])])
-        DU = -Gobs_inv @ ZtWX
+        DU = -Gobs_inv.solve(ZtWX)
         deta = X + np.column_stack([design.matvec(V, DU[:, j]) for j in range(X.shape[1])])
         grad_beta = grad_beta + deta.T @ dwh
         if schur:
@@ -132,8 +134,8 @@ class _Tangent:
             for aa in range(P):
                 for c in range(t.p):
                     tr += float(np.sum(self.w * V[:, aa] * Vd[:, c]
-                                       * self.Ginv[C[:, aa], Ck[:, c]]))
-        du = self.Gobs_inv @ rhs
+                                       * self.Ginv.entries(C[:, aa], Ck[:, c])))
+        du = self.Gobs_inv.solve(rhs)
         deta = a_vec + design.matvec(V, du)
         return -2.0 * float(s @ a_vec) + 2.0 * tr + float(self.dwh @ deta)
 
