@@ -85,12 +85,13 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
                for k, t in enumerate(model.reterms)]
     tangent = _Tangent(design, V, C, w, w_obs, s, Ginv, Gobs_inv, dwh, u_terms)
 
-    grad_theta = np.zeros(model.n_theta)
+    directions = []
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
         dlams = model.lambda_scale * t.covariance.jacobian(theta[sl])
         for r in range(sl.start, sl.stop):
             # nonzeros of Z dLambda (term k only)
-            grad_theta[r] = tangent.gradient([(k, design.z[k] @ dlams[r - sl.start])])
+            directions.append(([(k, design.z[k] @ dlams[r - sl.start])], None))
+    grad_theta = tangent.gradients(directions) if directions else np.zeros(model.n_theta)
     parts = [grad_theta, grad_beta]
     if with_loadings and model.loadings is not None:
         parts.append(_loading_gradient(model, lams, tangent))
@@ -101,43 +102,66 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
 class _Tangent:
     """The derivative of the Laplace deviance along a direction of ``Z Lambda`` (a change
     of the nonzeros of one or more terms, ``Vd``), at the mode, by the envelope theorem plus
-    the mode's own movement; shared by ``theta`` and the factor loadings."""
+    the mode's own movement; shared by ``theta`` and the factor loadings. Directions are
+    taken in batches (:meth:`gradients`): one solve with ``G`` for all of them."""
 
     def __init__(self, design, V, C, w, w_obs, s, Ginv, Gobs_inv, dwh, u_terms):
         self.design, self.V, self.C = design, V, C
         self.w, self.w_obs, self.s = w, w_obs, s
         self.Ginv, self.Gobs_inv, self.dwh = Ginv, Gobs_inv, dwh
         self.u_terms = u_terms
+        self._trace_weights: dict[tuple[int, int], np.ndarray] = {}
+
+    def _trace_weight(self, k: int, c: int) -> np.ndarray:
+        """``T_i = w_i sum_a V_ia G^-1[C_ia, C_i(k,c)]``, so that the trace term
+        ``tr(G^-1 (Z Lambda)' W (Z dLambda))`` of a direction is ``sum_c T(k, c) . Vd[:, c]``
+        (the same for every direction: computed once per column)."""
+        key = (k, c)
+        if key not in self._trace_weights:
+            V, C = self.V, self.C
+            col = C[:, self.design.term_slices[k]][:, c]
+            acc = np.zeros(V.shape[0])
+            for a in range(V.shape[1]):
+                acc += V[:, a] * self.Ginv.entries(C[:, a], col)
+            self._trace_weights[key] = self.w * acc
+        return self._trace_weights[key]
+
+    def gradients(self, directions: list[tuple[list[tuple[int, np.ndarray]],
+                                               np.ndarray | None]]) -> np.ndarray:
+        """``d (-2 log L) / d param`` for each direction ``(parts, fixed)``: term ``k``'s
+        nonzeros move by ``Vd`` for every ``(k, Vd)`` in ``parts`` and the fixed part of the
+        linear predictor by ``fixed`` (``(dX) beta``, for loadings on fixed-effect columns;
+        or ``None``)."""
+        design, V, C, s = self.design, self.V, self.C, self.s
+        m = len(directions)
+        if m == 0:
+            return np.zeros(0)
+        n = s.shape[0]
+        A = np.zeros((n, m))
+        RHS = np.zeros((design.q, m))
+        tr = np.zeros(m)
+        for j, (parts, fixed) in enumerate(directions):
+            a_vec = A[:, j]
+            for k, Vd in parts:
+                a_vec += np.einsum("ic,ic->i", Vd, self.u_terms[k][design.terms[k].refs])
+            if fixed is not None:
+                a_vec += fixed
+            rhs = -design.t_matvec(V, self.w_obs * a_vec)
+            for k, Vd in parts:
+                t = design.terms[k]
+                Ck = C[:, design.term_slices[k]]
+                for c in range(t.p):
+                    rhs += np.bincount(Ck[:, c], weights=Vd[:, c] * s, minlength=design.q)
+                    tr[j] += float(self._trace_weight(k, c) @ Vd[:, c])
+            RHS[:, j] = rhs
+        DU = self.Gobs_inv.solve(RHS)
+        deta = A + np.einsum("ia,iaj->ij", V, DU[C])
+        return -2.0 * (s @ A) + 2.0 * tr + self.dwh @ deta
 
     def gradient(self, parts: list[tuple[int, np.ndarray]],
                  fixed: np.ndarray | None = None) -> float:
-        """``d (-2 log L) / d param`` when term ``k``'s nonzeros move by ``Vd`` for every
-        ``(k, Vd)`` in ``parts`` and the fixed part of the linear predictor by ``fixed``
-        (``(dX) beta``, for loadings on fixed-effect columns)."""
-        design, V, C, s = self.design, self.V, self.C, self.s
-        P = V.shape[1]
-        a_vec = np.zeros(self.s.shape[0]) if len(parts) != 1 or fixed is not None else None
-        for k, Vd in parts:
-            a_k = np.einsum("ic,ic->i", Vd, self.u_terms[k][design.terms[k].refs])
-            a_vec = a_k if a_vec is None else a_vec + a_k
-        if fixed is not None:
-            a_vec = fixed if a_vec is None else a_vec + fixed
-        assert a_vec is not None
-        rhs = -design.t_matvec(V, self.w_obs * a_vec)
-        tr = 0.0
-        for k, Vd in parts:
-            t = design.terms[k]
-            Ck = C[:, design.term_slices[k]]
-            for c in range(t.p):
-                rhs += np.bincount(Ck[:, c], weights=Vd[:, c] * s, minlength=design.q)
-            # tr(G^-1 (Z Lambda)' W (Z dLambda))
-            for aa in range(P):
-                for c in range(t.p):
-                    tr += float(np.sum(self.w * V[:, aa] * Vd[:, c]
-                                       * self.Ginv.entries(C[:, aa], Ck[:, c])))
-        du = self.Gobs_inv.solve(rhs)
-        deta = a_vec + design.matvec(V, du)
-        return -2.0 * float(s @ a_vec) + 2.0 * tr + float(self.dwh @ deta)
+        """One direction of :meth:`gradients`."""
+        return float(self.gradients([(parts, fixed)])[0])
 
 
 def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.ndarray:
@@ -146,6 +170,7 @@ def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.nd
     for an interaction loading), in every term that uses it."""
     loadings = model.loadings
     out = np.zeros(loadings.n_free)
+    directions, which = [], []
     for r in range(loadings.n_free):
         f, weight = loadings.derivative(r)
         parts = []
@@ -163,7 +188,11 @@ def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.nd
             for j, fc in loadings.x_cols:
                 if fc == f:
                     fixed += loadings.base_X[:, j] * weight * model.beta[j]
-        out[r] = tangent.gradient(parts, fixed) if parts or fixed is not None else 0.0
+        if parts or fixed is not None:
+            directions.append((parts, fixed))
+            which.append(r)
+    if directions:
+        out[which] = tangent.gradients(directions)
     return out
 
 
