@@ -85,7 +85,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
                for k, t in enumerate(model.reterms)]
     tangent = _Tangent(design, V, C, w, w_obs, s, Ginv, Gobs_inv, dwh, u_terms)
 
-    directions = []
+    directions: list[Direction] = []
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
         dlams = model.lambda_scale * t.covariance.jacobian(theta[sl])
         for r in range(sl.start, sl.stop):
@@ -97,6 +97,11 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         parts.append(_loading_gradient(model, lams, tangent))
     g = np.concatenate(parts)
     return (g, S) if schur else g
+
+
+#: a direction of the linear predictor: ``(term, change of its nonzeros)`` pairs and the change
+#: of the fixed part (or ``None``)
+Direction = tuple[list[tuple[int, np.ndarray]], "np.ndarray | None"]
 
 
 class _Tangent:
@@ -126,8 +131,7 @@ class _Tangent:
             self._trace_weights[key] = self.w * acc
         return self._trace_weights[key]
 
-    def gradients(self, directions: list[tuple[list[tuple[int, np.ndarray]],
-                                               np.ndarray | None]]) -> np.ndarray:
+    def gradients(self, directions: list[Direction]) -> np.ndarray:
         """``d (-2 log L) / d param`` for each direction ``(parts, fixed)``: term ``k``'s
         nonzeros move by ``Vd`` for every ``(k, Vd)`` in ``parts`` and the fixed part of the
         linear predictor by ``fixed`` (``(dX) beta``, for loadings on fixed-effect columns;
@@ -170,7 +174,8 @@ def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.nd
     for an interaction loading), in every term that uses it."""
     loadings = model.loadings
     out = np.zeros(loadings.n_free)
-    directions, which = [], []
+    directions: list[Direction] = []
+    which: list[int] = []
     for r in range(loadings.n_free):
         f, weight = loadings.derivative(r)
         parts = []
