@@ -88,6 +88,15 @@ def test_blocksparse_csr_follows_new_values():
     np.testing.assert_array_equal(B.to_csr().toarray(), _dense_of_sparse(B))
 
 
+@pytest.mark.parametrize("p_row, p_col", [(1, 1), (2, 3), (3, 1)])
+def test_blocksparse_t_matvec(p_row, p_col):
+    rng = np.random.default_rng(6)
+    B = _sparse(rng, p_row=p_row, p_col=p_col)
+    v = rng.normal(size=B.shape[0])
+    np.testing.assert_allclose(B.t_matvec(v), _dense_of_sparse(B).T @ v, rtol=1e-13,
+                               atol=1e-14)
+
+
 def test_blocksparse_cached_dense_follows_version():
     rng = np.random.default_rng(5)
     B = _sparse(rng)

@@ -104,16 +104,33 @@ class BlockSparse:
         return er.ravel(), ec.ravel()
 
     def to_csr(self) -> sp.csr_matrix:
-        """Element-level CSR matrix sharing the current values (structure built once)."""
+        """Element-level CSR matrix with the current values. The structure and the matrix
+        object are built once; each call copies the current ``data`` into it, so a result is
+        valid until the next call (callers use it at once, or keep it until they are told
+        the values changed, as the factor's ``refresh`` is)."""
         if self._csr_cache is None:
             er, ec = self.element_coords()
             order = np.lexsort((ec, er))
             indptr = np.searchsorted(er[order], np.arange(self.shape[0] + 1))
-            self._csr_cache = (order, ec[order].astype(np.int32), indptr.astype(np.int32))
-        order, indices, indptr = self._csr_cache
-        return sp.csr_matrix(
-            (self.data.reshape(-1)[order], indices, indptr), shape=self.shape, copy=False
-        )
+            mat = sp.csr_matrix((self.data.reshape(-1)[order], ec[order].astype(np.int32),
+                                 indptr.astype(np.int32)), shape=self.shape)
+            self._csr_cache = (order, mat)
+            return mat
+        order, mat = self._csr_cache
+        np.take(self.data.reshape(-1), order, out=mat.data)
+        return mat
+
+    def t_matvec(self, v: np.ndarray) -> np.ndarray:
+        """``B' v`` straight from the blocks (no sparse matrix)."""
+        pr, pc = self.p_row, self.p_col
+        if pr == 1 and pc == 1:
+            return np.bincount(self.cols, weights=self.data[:, 0, 0] * v[self.rows],
+                               minlength=self.m_col)
+        contrib = np.einsum("bij,bi->bj", self.data, v.reshape(self.m_row, pr)[self.rows])
+        out = np.empty((self.m_col, pc))
+        for j in range(pc):
+            out[:, j] = np.bincount(self.cols, weights=contrib[:, j], minlength=self.m_col)
+        return out.ravel()
 
     def to_dense(self, cached: bool = False) -> np.ndarray:
         """Dense copy. With ``cached`` the copy is reused until ``version`` changes (only for

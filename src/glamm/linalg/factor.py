@@ -286,7 +286,7 @@ class BlockedCholesky:
 def _tmatvec(B, v: np.ndarray) -> np.ndarray:
     """``B' v`` for any block type."""
     if isinstance(B, BlockSparse):
-        return B.to_csr().T @ v
+        return B.t_matvec(v)
     if isinstance(B, BlockDiag):
         return np.einsum("mji,mj->mi", B.data, v.reshape(B.m, B.p)).ravel()
     return B.T @ v
