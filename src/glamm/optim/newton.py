@@ -35,6 +35,13 @@ class NewtonResult(NamedTuple):
     hessian_at: np.ndarray
 
 
+#: the steering Hessian is recomputed when an iterate has moved more than this many ``scale``
+#: units from where it was taken (nearer, BFGS corrections keep Newton superlinear; each
+#: recomputation costs one gradient per parameter, and the Hessian of the standard errors is
+#: computed separately at the optimum)
+REHESS_DISTANCE = 2.0
+
+
 def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
                     scale: np.ndarray, max_iter: int = 30, derivs=None,
                     hessian: np.ndarray | None = None,
@@ -93,7 +100,7 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
                    & (x + t * _full(step, free, x.size) < lower))
         x_old, g_old = x, g
         x, fx = trial, ft
-        if np.any(np.abs(x - x_h) > 0.5 * scale):
+        if np.any(np.abs(x - x_h) > REHESS_DISTANCE * scale):
             g, H, fx = _steering_hessian(d, x)
             x_h = x.copy()
         else:
