@@ -39,6 +39,10 @@ class AnalyticDerivatives(FiniteDifferences):
     differences for the dispersion or shape parameter, and the Hessian by central differences
     of the gradient (``2n`` gradient evaluations instead of ``n^2`` function evaluations)."""
 
+    #: Newton's Hessian here only steers (standard errors compute theirs at the optimum), so
+    #: BFGS corrections carry it over longer distances before it is recomputed
+    rehess_distance = 2.0
+
     def __init__(self, f, model: GeneralizedLinearMixedModel, record: OptSummary | None = None):
         super().__init__(f, record)
         self.model = model

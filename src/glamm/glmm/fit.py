@@ -20,6 +20,7 @@ from ..optim.newton import FiniteDifferences, newton_minimize
 from ..optim.optsummary import OptSummary
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
 from .glm import fit_glm
+from .loading_start import glm_loading_start, rescaled_theta
 from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings
 
 
@@ -161,7 +162,12 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
     scale ended near zero is then tried exactly linear. Leaves the model at the optimum.
     Returns the record (its ``final`` holds ``theta``) and the other blocks it moved (the
     response parameters, and the free loadings of a model with loadings)."""
-    layout = model.parameters.subset(["theta", "lambda", "response"])
+    # a model with factor loadings: the search holds them at their start values and a GLM
+    # then estimates them (glmm/loading_start.py), unless this stage is the answer
+    staged = not final and model.loadings is not None and not model.loadings.x_cols \
+        and model.loadings.n_free > 0
+    layout = model.parameters.subset(["theta", "response"] if staged
+                                      else ["theta", "lambda", "response"])
     if final:
         opt_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8, **settings}
         pirls = PirlsSettings()
@@ -197,6 +203,16 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
     if "lambda" in extras:
         model.set_loadings(extras["lambda"])
     theta = best["theta"].copy()
+    if staged:
+        model.objective_fast(theta)   # the modes at the search's optimum
+        start = glm_loading_start(model)
+        if start is not None:
+            theta = rescaled_theta(model, theta, init.loadings, start)
+            extras["lambda"] = start
+        else:
+            extras["lambda"] = init.loadings.copy()
+        model.set_loadings(extras["lambda"])
+        os_fast.fmin = model.objective_fast(theta)
     for i in model.parameters.block("theta").log_scale:
         # a smooth shrunk towards linear: try it exactly linear
         if theta[i] < 1e-2:

@@ -168,14 +168,14 @@ class _Tangent:
         return float(self.gradients([(parts, fixed)])[0])
 
 
-def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.ndarray:
-    """Derivatives in the free loadings: loading ``r`` of factor ``f`` moves the loaded columns
-    of factor ``f`` by ``d loading_i / d lambda_r`` (the rows of its item; times the covariate
-    for an interaction loading), in every term that uses it."""
+def loading_directions(model, lams: list[np.ndarray]) -> list[tuple[int, Direction]]:
+    """The directions of the free loadings: loading ``r`` of factor ``f`` moves the loaded
+    columns of factor ``f`` by ``d loading_i / d lambda_r`` (the rows of its item; times the
+    covariate for an interaction loading), in every term that uses it, and, for a smooth on
+    the latent scale, its fixed-effect columns (``(dX) beta``). Loadings that move nothing
+    are left out; returns ``(r, direction)`` pairs."""
     loadings = model.loadings
-    out = np.zeros(loadings.n_free)
-    directions: list[Direction] = []
-    which: list[int] = []
+    out: list[tuple[int, Direction]] = []
     for r in range(loadings.n_free):
         f, weight = loadings.derivative(r)
         parts = []
@@ -194,10 +194,17 @@ def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.nd
                 if fc == f:
                     fixed += loadings.base_X[:, j] * weight * model.beta[j]
         if parts or fixed is not None:
-            directions.append((parts, fixed))
-            which.append(r)
-    if directions:
-        out[which] = tangent.gradients(directions)
+            out.append((r, (parts, fixed)))
+    return out
+
+
+def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.ndarray:
+    """Derivatives in the free loadings (:func:`loading_directions`; 0 for a loading that
+    moves nothing)."""
+    out = np.zeros(model.loadings.n_free)
+    pairs = loading_directions(model, lams)
+    if pairs:
+        out[[r for r, _ in pairs]] = tangent.gradients([d for _, d in pairs])
     return out
 
 

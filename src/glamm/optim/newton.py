@@ -35,11 +35,11 @@ class NewtonResult(NamedTuple):
     hessian_at: np.ndarray
 
 
-#: the steering Hessian is recomputed when an iterate has moved more than this many ``scale``
-#: units from where it was taken (nearer, BFGS corrections keep Newton superlinear; each
-#: recomputation costs one gradient per parameter, and the Hessian of the standard errors is
-#: computed separately at the optimum)
-REHESS_DISTANCE = 2.0
+#: the Hessian is recomputed when an iterate has moved more than this many ``scale`` units
+#: from where it was taken (nearer, BFGS corrections keep Newton superlinear). A derivative
+#: provider may set its own ``rehess_distance``: one whose Hessian only steers (the standard
+#: errors compute theirs at the optimum) can let BFGS carry it further
+REHESS_DISTANCE = 0.5
 
 
 def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
@@ -57,6 +57,7 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
     descent step is found before the gradient is small)."""
     d = derivs if derivs is not None else FiniteDifferences(f)
     d.record = record
+    rehess = getattr(d, "rehess_distance", REHESS_DISTANCE)
     x = np.asarray(x0, dtype=float).copy()
     if hessian is not None:   # a steering Hessian from an earlier stage: gradient only
         fx = d.value(x)
@@ -100,7 +101,7 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
                    & (x + t * _full(step, free, x.size) < lower))
         x_old, g_old = x, g
         x, fx = trial, ft
-        if np.any(np.abs(x - x_h) > REHESS_DISTANCE * scale):
+        if np.any(np.abs(x - x_h) > rehess * scale):
             g, H, fx = _steering_hessian(d, x)
             x_h = x.copy()
         else:
