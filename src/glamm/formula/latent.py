@@ -22,8 +22,14 @@ def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
     Raises
     ------
     FormulaError
-        ``sl()`` without ``factor``, with an unknown factor or a ``by`` naming a factor.
+        ``sl()`` without ``factor``, with an unknown factor or a ``by`` naming a factor;
+        galamm's tensor-product ``t2l()``, which glamm does not have.
     """
+    tensor = re.search(r"(?<![\w.])t2l?\(", formula)
+    if tensor:
+        raise FormulaError(
+            f"tensor-product smooths ({tensor.group(0)}...) are not available yet; s(x, z) or "
+            "sl(x, z, factor=...) fits a thin plate smooth of several covariates")
     out, pos = [], 0
     for mt in re.finditer(r"(?<![\w.])sl\(", formula):
         if mt.start() < pos:

@@ -194,7 +194,7 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
             smooths.append(parse_smooth(pieces[0]))
             minus.extend(q for q in pieces[1:] if q)
             continue
-        if re.search(r"(?<![\w.])te\(", t):
+        if re.search(r"(?<![\w.])(te|t2)\(", t):
             raise FormulaError(f"tensor-product smooths ({t!r}) are not available; s(x, z) fits "
                                "a thin plate smooth of several covariates")
         raise FormulaError(
@@ -210,8 +210,8 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
 
 
 def _mentions_smooth(text: str) -> bool:
-    """True if ``text`` calls ``s(...)`` or ``te(...)`` somewhere."""
-    return re.search(r"(?<![\w.])(s|te)\(", text) is not None
+    """True if ``text`` calls ``s(...)``, ``te(...)`` or ``t2(...)`` somewhere."""
+    return re.search(r"(?<![\w.])(s|te|t2)\(", text) is not None
 
 
 def as_random_term(spec: SmoothSpec):
