@@ -176,6 +176,7 @@ def test_numeric_by_is_the_smooth_with_explicitly_loaded_columns():
     ours, theirs = m.smooth_table.iloc[0], twin.smooth_table.iloc[0]
     assert ours["edf"] == pytest.approx(theirs["edf"], rel=1e-3)
     assert ours["F"] == pytest.approx(theirs["F"], rel=1e-3)
+    np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-9, atol=1e-9)
     # the curve is the smooth of x alone (z = 1 unless given), on the latent scale
     grid = pd.DataFrame({"x": [0.2, 0.5], "z": [2.0, 2.0]})
     np.testing.assert_allclose(m.smooth_estimates("s(x):z:f", x=grid)["estimate"],
@@ -224,6 +225,10 @@ def test_factor_by_gives_one_loaded_smooth_per_level():
     assert m.loglik >= m0.loglik - 1e-8 * abs(m0.loglik)
     assert m.loglik == pytest.approx(m0.loglik, rel=1e-7)
     assert list(m.smooth_table.index) == ["s(x):gu:f", "s(x):gv:f"]
+    # predictions from new data load every level's smooth as the fit did
+    np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(m.predict(d, re=False), m.predict(None, re=False), rtol=1e-9,
+                               atol=1e-9)
     # each level's curve, on the latent scale, follows its own truth
     for label, truth in (("s(x):gu:f", np.sin), ("s(x):gv:f", np.cos)):
         est = m.smooth_estimates(label, x=np.linspace(0.1, 0.9, 9))
