@@ -418,8 +418,6 @@ def test_smooth_on_the_latent_scale(cognition_fit):
     np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-9, atol=1e-9)
     pop = m.predict(d, re=False)
     np.testing.assert_allclose(m.predict(None, re=False), pop, rtol=1e-9, atol=1e-9)
-    with pytest.raises(GlammError, match="latent scale"):
-        _ = m.smooth_table
 
 
 def test_latent_smooth_formula_errors(small):

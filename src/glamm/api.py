@@ -374,7 +374,7 @@ def galamm(
     data = as_pandas(data).reset_index(drop=True)
     assert load_var is not None and factor is not None   # all three given (checked above)
     spec = LoadingSpec.from_user(data, load_var, factor, lambda_, factor_interactions)
-    formula = rewrite_latent_smooths(formula, spec.factors)   # sl(x, factor=f): s(x, by=f)
+    formula = rewrite_latent_smooths(formula, spec.factors)   # sl(x, factor=f): s(x, factor=f)
     missing_item = data[load_var].isna().to_numpy()
     if missing_item.any():   # rows without a load_var level have no loading: left out
         data = data.loc[~missing_item].reset_index(drop=True)

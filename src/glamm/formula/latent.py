@@ -1,8 +1,9 @@
 """Smooths on the latent scale in a formula: galamm's ``sl(x, factor = "f")``.
 
-glamm fits such a smooth as the smooth ``s(x, by = f)`` of the factor's column (ones, added by
-:func:`glamm.galamm`), whose columns the factor loadings then rescale row by row
-(:class:`glamm.terms.loadings.LoadingMap`). This module only rewrites the formula text.
+glamm fits such a smooth as the smooth ``s(x, factor = "f")`` (any ``by`` kept: a numeric
+``by`` multiplies it, a factor ``by`` gives one smooth per level), whose columns the factor
+loadings then rescale row by row (:class:`glamm.terms.loadings.LoadingMap`). This module only
+rewrites the formula text.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ from ..errors import FormulaError
 
 def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
     """galamm's ``sl(x, factor = "f")``, a smooth on the latent scale of factor ``f``, as the
-    smooth ``s(x, by = f)`` of the factor's column (ones, which the loadings then rescale
-    row by row, unpenalized and penalized parts alike); other arguments are kept.
+    smooth ``s(x, factor = "f")`` (whose columns the loadings rescale row by row, unpenalized
+    and penalized parts alike); other arguments, ``by`` among them, are kept.
 
     Raises
     ------
     FormulaError
-        ``sl()`` without ``factor``, with an unknown factor or with its own ``by``.
+        ``sl()`` without ``factor``, with an unknown factor or a ``by`` naming a factor;
+        galamm's tensor-product ``t2l()``, which glamm does not have.
     """
+    tensor = re.search(r"(?<![\w.])t2l?\(", formula)
+    if tensor:
+        raise FormulaError(
+            f"tensor-product smooths ({tensor.group(0)}...) are not available yet; s(x, z) or "
+            "sl(x, z, factor=...) fits a thin plate smooth of several covariates")
     out, pos = [], 0
     for mt in re.finditer(r"(?<![\w.])sl\(", formula):
         if mt.start() < pos:
@@ -49,11 +56,16 @@ def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
         if f.value not in factors:
             raise FormulaError(f"{text!r}: factor {f.value!r} is not among the factors "
                                f"({', '.join(factors)})")
-        if "by" in kwargs:
-            raise FormulaError(f"{text!r}: by= is not available in sl() yet")
+        by = kwargs.get("by")
+        by_name = by.value if isinstance(by, ast.Constant) else \
+            (by.id if isinstance(by, ast.Name) else None)
+        if by_name in factors:
+            raise FormulaError(f"{text!r}: by={by_name!r} names a latent factor; by= takes a "
+                               "data column (numeric: it multiplies the smooth; a factor: one "
+                               "smooth per level), the factor goes in factor=")
         args = [ast.unparse(a) for a in call.args]
         args += [f"{k}={ast.unparse(v)}" for k, v in kwargs.items()]
-        out.append(formula[pos:mt.start()] + f"s({', '.join(args + ['by=' + f.value])})")
+        out.append(formula[pos:mt.start()] + f"s({', '.join(args + [f'factor={f.value!r}'])})")
         pos = end + 1
     out.append(formula[pos:])
     return "".join(out)

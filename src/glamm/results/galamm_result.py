@@ -192,18 +192,66 @@ class GalammResult(GlmerResult):
         item = spec.item_codes(newdata[spec.load_var].to_numpy())
         return item, interaction_covariates(spec, newdata, item), newdata
 
-    @property
-    def _smooth_fit(self):
-        """Smooth tables need the smooths' own penalized fit; for a smooth on the latent
-        scale (``sl()``) that is not derived yet, so it says so instead of giving numbers."""
-        from ..errors import GlammError
+    # The smooth tables of the mixin (smooth_table, edf, sp, gam_coef, Vp, smooth_estimates)
+    # apply unchanged to sl() smooths: the factor at the estimates holds the loaded columns, so
+    # edf, Vp and the tests use the penalized information of the loaded design, while the
+    # coefficients and curves are the smooth's own, on the latent scale (loading 1).
 
-        loadings = self.model.loadings
-        loaded = {k for k, _ in loadings.terms} if loadings is not None else set()
-        if any(t.is_smooth and k in loaded for k, t in enumerate(self.model.reterms)):
-            raise GlammError("smooth tables (edf, tests, smooth_estimates) are not available "
-                             "yet for smooths on the latent scale (sl())")
-        return super()._smooth_fit
+    def galamm_smooth_table(self) -> pd.DataFrame:
+        """The smooth table as galamm 0.4.0 prints it, for comparison with galamm.
+
+        galamm's ``gam`` part (``gamm4.wrapup``) builds ``X'V^-1X`` and the Bayesian
+        covariance from the smooths' columns *without* the loadings (every row as if its
+        loading were 1; ``V`` does carry the loaded ordinary random effects). For an ``sl()``
+        smooth that is not the information of the fitted model, so its edf and test differ
+        from :attr:`smooth_table` (the cognition example: edf 8.72 and F 4469 here and in
+        galamm, against 6.72 and 337 with the loaded columns). Ordinary smooths agree.
+        """
+        return self._unloaded_smooth_fit().table.copy()
+
+    def _unloaded_smooth_fit(self):
+        """:class:`~glamm.smooths.inference.SmoothFit` with the loaded smooths' columns of
+        ``Z`` and ``X`` put back to their unloaded values (galamm's convention), at the
+        weights and estimates of the fit."""
+        from ..smooths.inference import smooth_fit
+
+        if "_unloaded_sfit" not in self.__dict__:
+            if not self.frame.smooths:
+                from ..errors import GlammError
+
+                raise GlammError("the model has no smooth terms s(...)")
+            m = self.model.working_copy()
+            loadings = m.loadings
+            assert loadings is not None
+            theta = self.theta
+            m.pirls(theta, self.fixef.to_numpy())
+            w, mu_eta = m.response.fisher_weights(m.eta, m.mu)
+            zwork = m.eta - m.offset + (m.y - m.mu) / mu_eta
+            for k, _ in loadings.terms:
+                if m.reterms[k].is_smooth:
+                    m.design.set_z(k, loadings.base_z[k], refill=False)
+            if loadings.base_X is not None:
+                m.X = loadings.base_X.copy()
+                m.cp_b.set_X(m.X, refill=False)
+            m.cp_b.update(w, zwork)
+            m.fac_b.refresh()
+            m.fac_b.update(m.lambdas(theta))
+
+            def unit_factor():
+                unit = theta.copy()
+                for t, s in zip(m.reterms, m.layout.slices):
+                    if t.is_smooth:
+                        unit[s] = 1.0
+                m.fac_b.update(m.lambdas(unit))
+                return m.fac_b
+
+            thetas = [float(theta[s][0]) for s in m.layout.slices]
+            self.__dict__["_unloaded_sfit"] = smooth_fit(
+                self.frame, m.reterms, m.fac_b, thetas, 1.0, self.nobs,
+                self.fixef.to_numpy(), self._b, bool(m.family.has_dispersion),
+                lambda_scale=float(m.lambda_scale), unit_factor=unit_factor,
+                sig2=float(self.dispersion))
+        return self.__dict__["_unloaded_sfit"]
 
     def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):
         """Level codes and ``z`` of every term for ``newdata``, the loaded columns times the

@@ -175,6 +175,10 @@ def make_basis(spec: SmoothSpec, x: np.ndarray) -> SmoothBasis:
 def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
     """The smooth(s) of one ``s(...)`` term on the model's rows (one per level of a factor
     ``by``, as mgcv)."""
+    if spec.factor is not None and spec.factor not in data.columns:
+        raise FormulaError(
+            f"smooth term {spec.text!r} is on the latent scale of factor {spec.factor!r} "
+            "(galamm's sl(..., factor=)), which only glamm.galamm(..., factor=...) defines")
     x = covariates(spec, data)
     n_unique = len(np.unique(x, axis=0))
     # mgcv's default sizes: 10 for cr/cs/ps and a 1-D tp; M + 27 / M + 100 for 2-D / 3-D tp
@@ -241,7 +245,8 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
         D = np.concatenate([1.0 / np.sqrt(evals[:rank]), np.ones(Zc.shape[1] - rank)])
     out = []
     for lev in levels:
-        label = spec.label if lev is None else f"s({','.join(spec.terms)}):{spec.by}{lev}"
+        label = spec.label if lev is None else \
+            spec.with_factor(f"s({','.join(spec.terms)}):{spec.by}{lev}")
         sm = Smooth(spec=spec, label=label, basis=basis, by_level=lev, Z=Zc, S=Sc,
                     S_scale=S_scale, U=U, D=D, rank=rank,
                     data_range=(float(x.min()), float(x.max())) if x.ndim == 1 else None,

@@ -41,6 +41,10 @@ class SmoothSpec:
         penalty order (``None``: the basis default).
     text : str
         the term as written.
+    factor : str or None
+        the latent variable a smooth on the latent scale is on (galamm's ``sl(x, factor=f)``,
+        which :func:`glamm.formula.latent.rewrite_latent_smooths` writes as
+        ``s(x, factor=f)``; only :func:`glamm.galamm` has latent variables), else ``None``.
     """
 
     terms: tuple[str, ...]
@@ -50,12 +54,18 @@ class SmoothSpec:
     fx: bool = False
     m: int | None = None
     text: str = ""
+    factor: str | None = None
 
     @property
     def label(self) -> str:
-        """mgcv's label: ``s(x0)``, ``s(x,z)``; a ``by`` variable adds ``:by``."""
+        """mgcv's label: ``s(x0)``, ``s(x,z)``; a ``by`` variable adds ``:by``, the factor of
+        a smooth on the latent scale ``:factor`` (galamm's ``s(x):z:loading``)."""
         base = f"s({','.join(self.terms)})"
-        return base if self.by is None else f"{base}:{self.by}"
+        return self.with_factor(base if self.by is None else f"{base}:{self.by}")
+
+    def with_factor(self, label: str) -> str:
+        """``label`` with galamm's ``:factor`` suffix of a smooth on the latent scale."""
+        return label if self.factor is None else f"{label}:{self.factor}"
 
 
 def is_smooth_term(term: str) -> bool:
@@ -108,7 +118,7 @@ def parse_smooth(term: str) -> SmoothSpec:
         if kw.arg is None:
             raise FormulaError(f"smooth term {text!r}: **arguments are not supported")
         opts[kw.arg] = kw.value
-    unknown = set(opts) - {"k", "bs", "by", "fx", "m"}
+    unknown = set(opts) - {"k", "bs", "by", "fx", "m", "factor"}
     if unknown:
         raise FormulaError(f"smooth term {text!r}: unknown argument(s) {sorted(unknown)}; "
                            "s() takes k, bs, by, fx and m")
@@ -124,6 +134,7 @@ def parse_smooth(term: str) -> SmoothSpec:
             by = v.value
         if by is None:
             raise FormulaError(f"smooth term {text!r}: by= must name a column")
+    factor = _literal(opts, "factor", text, str, None)
     if bs not in BASES:
         raise FormulaError(f"smooth term {text!r}: basis bs={bs!r} is not available; use one "
                            f"of {', '.join(BASES)}")
@@ -132,7 +143,11 @@ def parse_smooth(term: str) -> SmoothSpec:
                            "for a smooth of several covariates")
     if len(set(terms)) != len(terms):
         raise FormulaError(f"smooth term {text!r} repeats a covariate")
-    return SmoothSpec(terms=tuple(terms), k=k, bs=bs, by=by, fx=fx, m=m, text=text)
+    if factor is not None and bs == "re":
+        raise FormulaError(f"smooth term {text!r}: a random-effect smooth (bs='re') cannot be "
+                           "on the latent scale of a factor")
+    return SmoothSpec(terms=tuple(terms), k=k, bs=bs, by=by, fx=fx, m=m, text=text,
+                      factor=factor)
 
 
 def _literal(opts: dict, name: str, text: str, kind: type, default):
@@ -179,7 +194,7 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
             smooths.append(parse_smooth(pieces[0]))
             minus.extend(q for q in pieces[1:] if q)
             continue
-        if re.search(r"(?<![\w.])te\(", t):
+        if re.search(r"(?<![\w.])(te|t2)\(", t):
             raise FormulaError(f"tensor-product smooths ({t!r}) are not available; s(x, z) fits "
                                "a thin plate smooth of several covariates")
         raise FormulaError(
@@ -195,8 +210,8 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
 
 
 def _mentions_smooth(text: str) -> bool:
-    """True if ``text`` calls ``s(...)`` or ``te(...)`` somewhere."""
-    return re.search(r"(?<![\w.])(s|te)\(", text) is not None
+    """True if ``text`` calls ``s(...)``, ``te(...)`` or ``t2(...)`` somewhere."""
+    return re.search(r"(?<![\w.])(s|te|t2)\(", text) is not None
 
 
 def as_random_term(spec: SmoothSpec):

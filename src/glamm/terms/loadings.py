@@ -280,12 +280,12 @@ def interaction_covariates(spec: LoadingSpec, data: pd.DataFrame,
 
 def loaded_fixed_columns(frame: Any, factors: Sequence[str]) -> list[tuple[int, int]]:
     """``(column of X, factor)`` for the unpenalized columns of the smooths on the latent
-    scale (a smooth ``by`` a factor's column: what ``sl()`` is rewritten to)."""
+    scale (``sl(x, factor=f)``, every level of a factor ``by`` included)."""
     xnames = list(frame.xnames)
     out = []
     for sm in frame.smooths:
-        if sm.spec.by in factors:
-            f = list(factors).index(sm.spec.by)
+        if sm.spec.factor in factors:
+            f = list(factors).index(sm.spec.factor)
             out += [(xnames.index(name), f) for name in sm.fixed_names if name in xnames]
     return out
 
@@ -328,13 +328,13 @@ class LoadingMap:
         self.item = np.asarray(item, dtype=np.int64)
         self.covariates = list(covariates or [])
         #: per loaded term: (term index, [(column index, factor index), ...]); a smooth on the
-        #: latent scale (``sl()``, built as a smooth ``by`` the factor column) is loaded whole
+        #: latent scale (``sl()``: its spec names the factor) is loaded whole
         self.terms: list[tuple[int, list[tuple[int, int]]]] = []
         used: set[int] = set()
         for k, t in enumerate(reterms):
-            by = getattr(getattr(t.smooth, "spec", None), "by", None)
-            if by in spec.factors:
-                cols = [(c, spec.factors.index(by)) for c in range(t.p)]
+            latent = getattr(getattr(t.smooth, "spec", None), "factor", None)
+            if latent in spec.factors:
+                cols = [(c, spec.factors.index(latent)) for c in range(t.p)]
             else:
                 cols = [(c, spec.factors.index(name)) for c, name in enumerate(t.cnames)
                         if name in spec.factors]
