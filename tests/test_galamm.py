@@ -418,6 +418,8 @@ def test_smooth_on_the_latent_scale(cognition_fit):
     np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-9, atol=1e-9)
     pop = m.predict(d, re=False)
     np.testing.assert_allclose(m.predict(None, re=False), pop, rtol=1e-9, atol=1e-9)
+    # the summary shows the formula as written
+    assert "sl(x, factor='loading')" in str(m) and m.formula.count("sl(") == 1
 
 
 def test_latent_smooth_formula_errors(small):

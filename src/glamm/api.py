@@ -374,6 +374,7 @@ def galamm(
     data = as_pandas(data).reset_index(drop=True)
     assert load_var is not None and factor is not None   # all three given (checked above)
     spec = LoadingSpec.from_user(data, load_var, factor, lambda_, factor_interactions)
+    user_formula = formula
     formula = rewrite_latent_smooths(formula, spec.factors)   # sl(x, factor=f): s(x, factor=f)
     missing_item = data[load_var].isna().to_numpy()
     if missing_item.any():   # rows without a load_var level have no loading: left out
@@ -408,4 +409,5 @@ def galamm(
         raise
     with single_threaded(1):
         result = GalammResult(model, record, fam)
+    result.formula = user_formula   # as written (sl() rather than its rewriting)
     return _finish_glmm(result, notes)
