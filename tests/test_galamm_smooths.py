@@ -275,3 +275,83 @@ def test_latent_smooth_input_errors():
         glamm.lmer("y ~ s(x, factor=1) + (1 | id)", d)
     with pytest.raises(GlammError, match="not among the factors"):
         glamm.galamm("y ~ 0 + item + sl(x, by=g, factor='h') + (0 + f | id)", d, **kw)
+
+
+def _two_domain_data(seed: int, n_id: int = 60) -> pd.DataFrame:
+    """Two domains, two items each: items a, b measure factor f1 (loadings 1, 0.6) and depend
+    on sin(2 pi x); items c, d measure f2 (loadings 1, 1.8) and depend on cos(2 pi x)."""
+    rng = np.random.default_rng(seed)
+    items = ["a", "b", "c", "d"]
+    d = pd.DataFrame({"id": np.repeat(np.arange(n_id), 4).astype(str),
+                      "item": pd.Categorical(np.tile(items, n_id)),
+                      "x": rng.uniform(0, 1, 4 * n_id)})
+    d["g"] = pd.Categorical(np.where(d["item"].isin(["a", "b"]), "u", "v"))
+    d["gu"] = (d["g"] == "u").astype(float)
+    d["gv"] = (d["g"] == "v").astype(float)
+    lam = d["item"].map({"a": 1.0, "b": 0.6, "c": 1.0, "d": 1.8}).to_numpy(dtype=float)
+    x = d["x"].to_numpy()
+    f = np.where(d["g"] == "u", np.sin(2 * np.pi * x), np.cos(2 * np.pi * x))
+    eta = rng.multivariate_normal([0, 0], [[0.5, 0.2], [0.2, 0.8]], size=n_id)
+    e = np.where(d["g"] == "u", eta[np.repeat(np.arange(n_id), 4), 0],
+                 eta[np.repeat(np.arange(n_id), 4), 1])
+    d["y"] = 0.2 * d["gv"] + lam * (f + e) + rng.normal(scale=0.3, size=len(d))
+    return d
+
+
+def test_factor_by_with_one_latent_factor_per_level():
+    """galamm's sl(x, by=g, factor=c('f1', 'f2')): level j's smooth is on factor j's latent
+    scale, and random-effects columns such as gu:f1 (a covariate times a factor) carry that
+    factor's loadings. The log-likelihood equals a dense computation with every column
+    built here from the data and the estimated loadings."""
+    d = _two_domain_data(21)
+    lmat = [[1, 0], [nan, 0], [0, 1], [0, nan]]
+    formula = "y ~ g + sl(x, k=5, by=g, factor=['f1', 'f2']) + (0 + gu:f1 + gv:f2 | id)"
+    m = _fit(formula, d, load_var="item", factor=["f1", "f2"], lambda_=lmat)
+    assert m.smooth_labels == ["s(x):gu:f1", "s(x):gv:f2"]
+    # R's c() is accepted too, with the same fit
+    m_c = _fit(formula.replace("['f1', 'f2']", 'c("f1", "f2")'), d, load_var="item",
+               factor=["f1", "f2"], lambda_=lmat)
+    assert m_c.loglik == pytest.approx(m.loglik, rel=1e-12)
+    table = m.factor_loadings
+    est = {"a": 1.0, "b": table.iloc[1, 0], "c": 1.0, "d": table.iloc[3, 2]}
+    assert est["b"] == pytest.approx(0.6, abs=0.15) and est["d"] == pytest.approx(1.8, abs=0.3)
+    lam = d["item"].astype(str).map(est).to_numpy(dtype=float)
+    # dense log-likelihood: V = sigma^2 I + sum_k Z_k Lambda_k Lambda_k' Z_k' (the model's
+    # Lambda_k are on the response scale: b = Lambda u, u ~ N(0, I))
+    sigma2 = m.dispersion
+    n = len(d)
+    V = sigma2 * np.eye(n)
+    ids = pd.get_dummies(d["id"]).to_numpy(dtype=float)
+    lams = m.model.lambdas(m.theta)
+    for k, term in enumerate(m.model.reterms):
+        if term.is_smooth:
+            Zs, _ = term.smooth.split(term.smooth.X)
+            Z = Zs * lam[:, None]
+            V += (lams[k][0, 0] ** 2) * Z @ Z.T
+        else:
+            cols = np.column_stack([d["gu"] * lam, d["gv"] * lam])   # the two loaded columns
+            S = lams[k] @ lams[k].T
+            V += (ids @ ids.T) * (cols @ S @ cols.T)
+    X = np.column_stack([np.ones(n), d["gv"].to_numpy(dtype=float)])
+    for sm in m.smooths:
+        _, Xs = sm.split(sm.X)
+        X = np.column_stack([X, Xs * lam[:, None]])
+    r = d["y"].to_numpy() - X @ m.fixef.to_numpy()
+    _, logdet = np.linalg.slogdet(V)
+    dense = -0.5 * (n * np.log(2 * np.pi) + logdet + r @ np.linalg.solve(V, r))
+    assert m.loglik == pytest.approx(dense, rel=1e-9)
+    np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-9, atol=1e-9)
+
+
+def test_factor_list_errors():
+    d = _two_domain_data(2, n_id=15)
+    kw = dict(load_var="item", factor=["f1", "f2"],
+              lambda_=[[1, 0], [nan, 0], [0, 1], [0, nan]])
+    with pytest.raises(FormulaError, match="names 2 latent factors, one per level"):
+        glamm.galamm("y ~ g + sl(x, k=4, factor=['f1', 'f2']) + (0 + gu:f1 + gv:f2 | id)",
+                     d, **kw)
+    with pytest.raises(FormulaError, match="has 2 levels"):
+        glamm.galamm("y ~ g + sl(x, k=4, by=g, factor=['f1', 'f2', 'f1']) "
+                     "+ (0 + gu:f1 + gv:f2 | id)", d, **kw)
+    with pytest.raises(GlammError, match="several latent factors"):
+        glamm.galamm("y ~ g + (0 + f1:f2 | id)", d, **kw)

@@ -50,11 +50,13 @@ def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
         if not isinstance(call, ast.Call):
             raise FormulaError(f"cannot parse the latent smooth {text!r}")
         kwargs = {kw.arg: kw.value for kw in call.keywords}
-        f = kwargs.pop("factor", None)
-        if not (isinstance(f, ast.Constant) and isinstance(f.value, str)):
-            raise FormulaError(f"{text!r} needs factor='name' (the latent variable it is on)")
-        if f.value not in factors:
-            raise FormulaError(f"{text!r}: factor {f.value!r} is not among the factors "
+        names = _factor_names(kwargs.pop("factor", None))
+        if names is None:
+            raise FormulaError(f"{text!r} needs factor='name' (the latent variable it is on; "
+                               "with a factor by=, a list of names, one per level)")
+        unknown = [f for f in names if f not in factors]
+        if unknown:
+            raise FormulaError(f"{text!r}: factor {unknown[0]!r} is not among the factors "
                                f"({', '.join(factors)})")
         by = kwargs.get("by")
         by_name = by.value if isinstance(by, ast.Constant) else \
@@ -65,7 +67,24 @@ def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
                                "smooth per level), the factor goes in factor=")
         args = [ast.unparse(a) for a in call.args]
         args += [f"{k}={ast.unparse(v)}" for k, v in kwargs.items()]
-        out.append(formula[pos:mt.start()] + f"s({', '.join(args + [f'factor={f.value!r}'])})")
+        value = repr(names[0]) if len(names) == 1 else repr(tuple(names))
+        out.append(formula[pos:mt.start()] + f"s({', '.join(args + [f'factor={value}'])})")
         pos = end + 1
     out.append(formula[pos:])
     return "".join(out)
+
+
+def _factor_names(node: ast.expr | None) -> tuple[str, ...] | None:
+    """The latent variable(s) of ``factor=``: a string, or a list, tuple or R ``c(...)`` of
+    strings (one per level of a factor ``by``); ``None`` if it is none of these."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return (node.value,)
+    items = None
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = node.elts
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "c":
+        items = node.args
+    if not items or not all(isinstance(a, ast.Constant) and isinstance(a.value, str)
+                            for a in items):
+        return None
+    return tuple(a.value for a in items)   # type: ignore[attr-defined]

@@ -74,6 +74,8 @@ class Smooth:
     data_range: tuple | None = None
     #: the covariate at the model's rows (one-covariate smooths; for plots)
     x_data: np.ndarray | None = field(repr=False, default=None)
+    #: the latent variable this smooth is on (galamm's ``sl()``), else ``None``
+    factor: str | None = None
 
     @property
     def n_coef(self) -> int:
@@ -175,10 +177,12 @@ def make_basis(spec: SmoothSpec, x: np.ndarray) -> SmoothBasis:
 def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
     """The smooth(s) of one ``s(...)`` term on the model's rows (one per level of a factor
     ``by``, as mgcv)."""
-    if spec.factor is not None and spec.factor not in data.columns:
-        raise FormulaError(
-            f"smooth term {spec.text!r} is on the latent scale of factor {spec.factor!r} "
-            "(galamm's sl(..., factor=)), which only glamm.galamm(..., factor=...) defines")
+    latent = (spec.factor,) if isinstance(spec.factor, str) else (spec.factor or ())
+    for f in latent:
+        if f not in data.columns:
+            raise FormulaError(
+                f"smooth term {spec.text!r} is on the latent scale of factor {f!r} "
+                "(galamm's sl(..., factor=)), which only glamm.galamm(..., factor=...) defines")
     x = covariates(spec, data)
     n_unique = len(np.unique(x, axis=0))
     # mgcv's default sizes: 10 for cr/cs/ps and a 1-D tp; M + 27 / M + 100 for 2-D / 3-D tp
@@ -243,14 +247,28 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
         order = np.argsort(evals)[::-1]
         evals, U = evals[order], evecs[:, order]
         D = np.concatenate([1.0 / np.sqrt(evals[:rank]), np.ones(Zc.shape[1] - rank)])
+    factors = _level_factors(spec, levels)
     out = []
-    for lev in levels:
+    for lev, fac in zip(levels, factors):
         label = spec.label if lev is None else \
-            spec.with_factor(f"s({','.join(spec.terms)}):{spec.by}{lev}")
+            spec.with_factor(f"s({','.join(spec.terms)}):{spec.by}{lev}", fac)
         sm = Smooth(spec=spec, label=label, basis=basis, by_level=lev, Z=Zc, S=Sc,
                     S_scale=S_scale, U=U, D=D, rank=rank,
                     data_range=(float(x.min()), float(x.max())) if x.ndim == 1 else None,
-                    x_data=x if x.ndim == 1 else None)
+                    x_data=x if x.ndim == 1 else None, factor=fac)
         sm.X = sm._by_multiply(X, data) @ Zc
         out.append(sm)
     return out
+
+
+def _level_factors(spec: SmoothSpec, levels: list) -> list[str | None]:
+    """The latent variable of each level's smooth: the spec's one for all, or (a tuple) one
+    per level of the factor ``by``, in the order of its levels."""
+    if not isinstance(spec.factor, tuple):
+        return [spec.factor] * len(levels)
+    if levels == [None] or len(spec.factor) != len(levels):
+        what = (f"by={spec.by!r} has {len(levels)} levels ({', '.join(map(str, levels))})"
+                if levels != [None] else "there is no factor by=")
+        raise FormulaError(f"smooth term {spec.text!r} names {len(spec.factor)} latent "
+                           f"factors, one per level of a factor by=, but {what}")
+    return list(spec.factor)

@@ -41,10 +41,12 @@ class SmoothSpec:
         penalty order (``None``: the basis default).
     text : str
         the term as written.
-    factor : str or None
+    factor : str, tuple of str or None
         the latent variable a smooth on the latent scale is on (galamm's ``sl(x, factor=f)``,
         which :func:`glamm.formula.latent.rewrite_latent_smooths` writes as
-        ``s(x, factor=f)``; only :func:`glamm.galamm` has latent variables), else ``None``.
+        ``s(x, factor=f)``; only :func:`glamm.galamm` has latent variables), else ``None``;
+        with a factor ``by``, a tuple gives each level's smooth its own latent variable, in
+        the order of the levels (galamm's ``sl(x, by = g, factor = c("f1", "f2"))``).
     """
 
     terms: tuple[str, ...]
@@ -54,7 +56,7 @@ class SmoothSpec:
     fx: bool = False
     m: int | None = None
     text: str = ""
-    factor: str | None = None
+    factor: str | tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -63,9 +65,12 @@ class SmoothSpec:
         base = f"s({','.join(self.terms)})"
         return self.with_factor(base if self.by is None else f"{base}:{self.by}")
 
-    def with_factor(self, label: str) -> str:
-        """``label`` with galamm's ``:factor`` suffix of a smooth on the latent scale."""
-        return label if self.factor is None else f"{label}:{self.factor}"
+    def with_factor(self, label: str, factor: str | None = None) -> str:
+        """``label`` with galamm's ``:factor`` suffix of a smooth on the latent scale
+        (``factor``, default the spec's own when it names one latent variable)."""
+        if factor is None and isinstance(self.factor, str):
+            factor = self.factor
+        return label if factor is None else f"{label}:{factor}"
 
 
 def is_smooth_term(term: str) -> bool:
@@ -134,7 +139,7 @@ def parse_smooth(term: str) -> SmoothSpec:
             by = v.value
         if by is None:
             raise FormulaError(f"smooth term {text!r}: by= must name a column")
-    factor = _literal(opts, "factor", text, str, None)
+    factor = _factor_literal(opts, text)
     if bs not in BASES:
         raise FormulaError(f"smooth term {text!r}: basis bs={bs!r} is not available; use one "
                            f"of {', '.join(BASES)}")
@@ -148,6 +153,28 @@ def parse_smooth(term: str) -> SmoothSpec:
                            "on the latent scale of a factor")
     return SmoothSpec(terms=tuple(terms), k=k, bs=bs, by=by, fx=fx, m=m, text=text,
                       factor=factor)
+
+
+def _factor_literal(opts: dict, text: str) -> str | tuple[str, ...] | None:
+    """``factor=``: a string, or several (a list, a tuple or R's ``c(...)``) for the levels of
+    a factor ``by``."""
+    if "factor" not in opts:
+        return None
+    node = opts["factor"]
+    items = None
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = node.elts
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "c" \
+            and not node.keywords:
+        items = node.args
+    if items is None:
+        return _literal(opts, "factor", text, str, None)
+    if not items or not all(isinstance(a, ast.Constant) and isinstance(a.value, str)
+                            for a in items):
+        raise FormulaError(f"smooth term {text!r}: factor= must be a string or a list of "
+                           f"strings, got {ast.unparse(node)!r}")
+    names = tuple(a.value for a in items)   # type: ignore[attr-defined]
+    return names[0] if len(names) == 1 else names
 
 
 def _literal(opts: dict, name: str, text: str, kind: type, default):

@@ -284,10 +284,22 @@ def loaded_fixed_columns(frame: Any, factors: Sequence[str]) -> list[tuple[int, 
     xnames = list(frame.xnames)
     out = []
     for sm in frame.smooths:
-        if sm.spec.factor in factors:
-            f = list(factors).index(sm.spec.factor)
+        if sm.factor in factors:
+            f = list(factors).index(sm.factor)
             out += [(xnames.index(name), f) for name in sm.fixed_names if name in xnames]
     return out
+
+
+def _column_factor(name: str, factors: Sequence[str], group: str) -> int | None:
+    """The factor loading a random-effects column: its name is the factor's (``ability``) or
+    an interaction with one (``domain1:ability1``, a covariate times the latent variable);
+    ``None`` for an ordinary column."""
+    hits = [f for f in factors if f in name.split(":")]
+    if len(hits) > 1:
+        raise GlammError(f"random-effects column {name!r} of the term for {group!r} "
+                         f"multiplies several latent factors ({', '.join(hits)}); a column "
+                         "can carry one factor's loadings")
+    return list(factors).index(hits[0]) if hits else None
 
 
 class LoadingMap:
@@ -332,12 +344,12 @@ class LoadingMap:
         self.terms: list[tuple[int, list[tuple[int, int]]]] = []
         used: set[int] = set()
         for k, t in enumerate(reterms):
-            latent = getattr(getattr(t.smooth, "spec", None), "factor", None)
+            latent = getattr(t.smooth, "factor", None)
             if latent in spec.factors:
                 cols = [(c, spec.factors.index(latent)) for c in range(t.p)]
             else:
-                cols = [(c, spec.factors.index(name)) for c, name in enumerate(t.cnames)
-                        if name in spec.factors]
+                cols = [(c, f) for c, name in enumerate(t.cnames)
+                        if (f := _column_factor(name, spec.factors, t.group)) is not None]
             if cols:
                 self.terms.append((k, cols))
                 used.update(f for _, f in cols)
