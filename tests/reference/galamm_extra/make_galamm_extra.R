@@ -313,8 +313,8 @@ tmb_newton <- function(run, family, call, items) {
 # A plain implementation of the Laplace approximation for the one-factor model, written for
 # these references only (glmmTMB 1.1.5 has no inverse Gaussian family). With b_i ~ N(0, 1) per
 # id and eta = X beta + offset + sd * lambda[item] * b_id, the integral over b_i is
-# one-dimensional: its mode b_i* maximizes h_i(b) = sum_rows log p(y | eta) - b^2 / 2 (Newton
-# steps with Fisher scoring and step halving), and
+# one-dimensional: its mode b_i* maximizes h_i(b) = sum_rows log p(y | eta) - b^2 / 2 (steps
+# with the larger of the observed and the expected information, and step halving), and
 #   log L_i = h_i(b_i*) - log(1 + sd^2 sum_rows lambda^2 w) / 2
 # with w the observed -d^2 log p / d eta^2 (as glmmTMB and glamm's default). log p holds every
 # normalizing constant. (beta, log sd, the free loadings, log phi) are found by nlminb from
@@ -365,9 +365,14 @@ own_negloglik <- function(pars, X, y, item, g, fam) {
   h <- h_of(b)
   for (iter in 1:200) {
     mu <- exp(eta0 + z * b[gi])
-    score <- rowsum(z * fam$l1(y, mu, phi) * mu, gi, reorder = TRUE)[, 1] - b
+    l1 <- fam$l1(y, mu, phi)
+    score <- rowsum(z * l1 * mu, gi, reorder = TRUE)[, 1] - b
     fisher <- rowsum(z^2 * mu^2 / fam$var(mu, phi), gi, reorder = TRUE)[, 1]
-    step <- score / (fisher + 1)
+    observed <- rowsum(-z^2 * (fam$l2(y, mu, phi) * mu^2 + l1 * mu), gi, reorder = TRUE)[, 1]
+    # Newton where the observed information exceeds the expected, else Fisher scoring: a
+    # Fisher step overshoots by the ratio of the two, and diverges where it exceeds 2 (inverse
+    # Gaussian groups with large responses)
+    step <- score / (pmax(fisher, observed) + 1)
     t <- rep(1, ng)
     repeat {
       h_new <- h_of(b + t * step)
