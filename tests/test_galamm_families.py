@@ -62,17 +62,6 @@ CASES = [
 # Fits slower than ~2 s with glamm go in here. None is: each takes under 0.6 s.
 SLOW_CASES: set[str] = set()
 
-# Known glamm failures, each a bug to fix (strict: a fix makes the test fail until the case is
-# taken out of here).
-# ig_log: PIRLS does not converge for the inverse Gaussian with a log link near the optimum
-# (Fisher scoring overshoots where the observed information is more than twice the expected,
-# y > mu / 2 on average in a group; the step acceptance tolerates increases of 1e-14 relative,
-# so the modes oscillate at ~1e-6 and never meet the 1e-9 step test). Same with glamm.glmer on
-# y_ig ~ 0 + item + (1 | id): NEWTON_STALLED at logLik -1478.89, the maximum is -1397.79.
-KNOWN_FAILURES = {
-    "ig_log": "PIRLS does not converge: Fisher scoring oscillates (inverse Gaussian, log link)",
-}
-
 DISPERSION_FAMILIES = {"Gamma", "gaussian", "inverse.gaussian"}
 
 _REFS = ReferenceSet(GALAMM_DIR)
@@ -81,15 +70,11 @@ reference = _REFS.reference
 FIT_SECONDS: dict[str, float] = {}
 
 
-def _marks(case: str) -> list:
-    marks = [pytest.mark.slow] if case in SLOW_CASES else []
-    if case in KNOWN_FAILURES:
-        marks.append(pytest.mark.xfail(reason=KNOWN_FAILURES[case], strict=True))
-    return marks
-
-
 def _params(cases=CASES):
-    return [pytest.param(case, id=case, marks=_marks(case)) for case in cases]
+    return [
+        pytest.param(case, id=case, marks=[pytest.mark.slow] if case in SLOW_CASES else [])
+        for case in cases
+    ]
 
 
 def best_fit(case: str) -> dict:
@@ -257,3 +242,29 @@ def test_dispersion_and_shape(case):
                         ref["best"])
     else:
         assert res.dispersion == 1.0 and res.shape is None
+
+
+def test_pirls_finds_the_mode_where_fisher_scoring_overshoots():
+    """Inverse Gaussian with a log link: where a group's responses are large, its observed
+    information is more than twice the Fisher weights and scoring steps overshoot. PIRLS used
+    to circle the mode there (steps raising the deviance by less than its rounding allowance),
+    failed after 200 iterations, and glmer stopped at logLik -1478.89 on this model (the
+    maximum is -1397.79). Near that maximum PIRLS now returns the mode: every u_j's score is 0,
+    computed here from the family's derivatives."""
+    data = _REFS.load("sim_items3")
+    res = glamm.glmer("y_ig ~ 0 + item + (1 | id)", data, family="inverse_gaussian",
+                      link="log", fast=True)
+    model = res.model
+    phi, sd = 0.2151, 0.4374   # about the maximum (a plain-R Laplace fit)
+    beta = np.array([0.6876, 0.3318, 1.0867])
+    theta = np.array([sd / math.sqrt(phi)])   # relative to the residual scale
+    model.response.set_parameters(np.array([math.log(phi)]))
+    assert np.isfinite(model.objective(theta, beta))
+    scale = float(model.lambdas(theta)[0].ravel()[0])
+    assert scale == pytest.approx(sd)
+    group = data["id"].cat.codes.to_numpy()
+    score = model.response.score(model.eta, model.mu)
+    residual = scale * np.bincount(group, score, minlength=model.u.size) - model.u
+    assert np.max(np.abs(residual)) < 1e-8
+    assert float(glamm.glmer("y_ig ~ 0 + item + (1 | id)", data, family="inverse_gaussian",
+                             link="log").loglik) > -1397.8
