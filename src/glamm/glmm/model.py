@@ -229,6 +229,16 @@ class GeneralizedLinearMixedModel:
             return (weights(eta + step) - weights(eta - step)) / (2.0 * step)
 
     # ------------------------------------------------------------------ PIRLS
+    def _safeguarded_newton(self, eta: np.ndarray, mu: np.ndarray, w_fisher: np.ndarray,
+                            zwork: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """PIRLS weights ``max(Fisher, observed)`` per row and the working response that keeps
+        the score: ``z = eta + (z_fisher - eta) w_fisher / w`` (``zwork`` is the Fisher one,
+        ``eta`` minus the offset plus ``(y - mu) / mu_eta``)."""
+        w = np.maximum(w_fisher, self.response.observed_weights(eta, mu))
+        ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w > 0)
+        base = eta - self.offset
+        return w, base + (zwork - base) * ratio
+
     def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None,
               settings: PirlsSettings | None = None) -> float:
         """Conditional modes at ``theta`` (``beta`` fixed; ``None``: ``beta`` updated too, the
@@ -259,10 +269,18 @@ class GeneralizedLinearMixedModel:
         converged = False
         prev_moved = 0.0
         iterations = 0
+        # set once a step was taken that raised the deviance (within the rounding allowance):
+        # the scoring step overshoots there (Fisher weights below half the observed
+        # information, e.g. inverse Gaussian with a log link), and full steps would circle the
+        # mode at that distance forever; from then on each row's weight is the larger of the
+        # two, a step no longer than Newton's that converges fast to an accurate mode
+        overshoot = False
         for _ in range(settings.maxiter):
             iterations += 1
             w, mu_eta = self.response.fisher_weights(eta, mu)
             zwork = eta - self.offset + (self.y - mu) / mu_eta
+            if overshoot:
+                w, zwork = self._safeguarded_newton(eta, mu, w, zwork)
             if not fast:
                 zwork = zwork - self.X @ b_fix
             cp.update(w, zwork)
@@ -290,6 +308,7 @@ class GeneralizedLinearMixedModel:
                 converged = True  # no decrease possible: at the mode to rounding
                 break
             change = pdev - pdev_try
+            overshoot = overshoot or change < 0.0
             moved = float(np.max(np.abs(u_try - u), initial=0.0))
             if fast:
                 moved = max(moved, float(np.max(np.abs(b_try - b_fix), initial=0.0)))
@@ -306,6 +325,11 @@ class GeneralizedLinearMixedModel:
                     moved < settings.step_tol or remaining < settings.step_tol):
                 converged = True
                 break
+        if converged and not link.valid_eta(eta):
+            # a mode outside the link's domain (a sqrt link's eta <= 0) is not a fit of the
+            # model R defines (glm's valideta); it turns up where scoring can settle there
+            raise PirlsError(f"the linear predictor at the mode is outside the {link.name} "
+                             "link's domain")
         if not converged:
             raise PirlsError(
                 f"PIRLS did not converge in {settings.maxiter} iterations (penalized deviance "
