@@ -168,12 +168,10 @@ class QuadratureDerivatives(FiniteDifferences):
 
 
 def choose_derivatives(f, model: GeneralizedLinearMixedModel):
-    """Analytic gradients where the dense ``G^-1`` is affordable, finite differences else."""
-    from .gradient import MAX_Q
+    """Analytic gradients where the selected inverse of ``G`` is affordable
+    (:func:`~glamm.glmm.gradient.analytic_gradient_affordable`), finite differences else."""
+    from .gradient import analytic_gradient_affordable
 
-    q = sum(t.q for t in model.reterms)
-    if q <= MAX_Q:
+    if analytic_gradient_affordable(model):
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)
-
-

@@ -15,10 +15,11 @@ Fisher weight in ``eta`` and ``dLambda`` from each term's covariance ``jacobian`
 log-determinant (non-canonical links, glamm's default) ``W`` is ``W_obs`` throughout and
 ``w'`` its derivative, taken by central differences observation by observation. Every row of
 ``Z Lambda`` has ``P = sum_k p_k`` nonzeros at known columns, so ``h`` and the traces only
-gather entries of ``G^-1`` at those columns (no ``n x q`` dense product). ``G^-1`` itself is
-formed densely, so the analytic gradient is used when the number of random effects is
-moderate (``MAX_Q``); beyond that glamm uses finite differences. Dispersion and shape
-parameters are differentiated numerically.
+gather entries of ``G^-1`` at those columns (no ``n x q`` dense product), which
+:mod:`glamm.linalg.selinv` provides from the blocked factor: the first term's diagonal blocks
+and, densely, the rows of the other terms (``q_rest x q``), so the analytic gradient is used
+while those stay moderate (:func:`analytic_gradient_affordable`); beyond that glamm uses
+finite differences. Dispersion and shape parameters are differentiated numerically.
 """
 
 from __future__ import annotations
@@ -28,8 +29,19 @@ import scipy.linalg as sla
 
 from ..linalg.selinv import DenseInverse, re_inverse
 
-#: largest number of random effects for which the analytic gradient (dense G^-1) is used
-MAX_Q = 1500
+#: the analytic gradient needs ``G^-1`` densely in the rows of the random effects after the
+#: first term (``q_rest`` of them): at most this many ...
+MAX_Q_REST = 1500
+#: ... and at most this many entries ``q_rest x q`` (two such arrays are held, 8 bytes each)
+MAX_REST_ENTRIES = 4_000_000
+
+
+def analytic_gradient_affordable(model) -> bool:
+    """Whether :func:`laplace_gradient` is affordable for ``model``: the random effects after
+    the first term are few enough for the dense part of the selected inverse."""
+    q1 = model.reterms[0].q if model.reterms else 0
+    q_rest = sum(t.q for t in model.reterms) - q1
+    return q_rest <= MAX_Q_REST and q_rest * q1 <= MAX_REST_ENTRIES
 
 
 def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = False,

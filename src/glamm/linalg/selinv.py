@@ -86,11 +86,12 @@ class SelectedInverse:
             S_RR = np.zeros((0, 0))
         self.S_RR = S_RR
         M = S_RR @ self.W
-        self.S_R1 = -M
         W3 = self.W.reshape(qR, m1, p1)
         M3 = M.reshape(qR, m1, p1)
         self.S_11 = (np.einsum("cba,cbd->cad", Ainv, Ainv)
                      + np.einsum("rca,rcb->cab", W3, M3))
+        np.negative(M, out=M)   # Sigma_R1 = -Sigma_RR W, in place (q_R x q_1 can be large)
+        self.S_R1 = M
 
     def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """``G^{-1}[i, j]`` elementwise, for index pairs on the gradient's pattern (two
