@@ -1,0 +1,216 @@
+"""Results of galamm fits (glamm.galamm): ranef, predict, anova against lmer/glmer fits,
+vcov(parm=...), glmmTMB's rr() references."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import load_data, load_reference
+
+import glamm
+from glamm.errors import GlammError
+
+nan = np.nan
+LOADINGS = {"i1": 1.0, "i2": 0.5, "i3": 2.0}
+
+
+def _quiet(fn, *args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kw)
+
+
+def _galamm(formula, data, **kw):
+    return _quiet(glamm.galamm, formula, data, **kw)
+
+
+def _sim(family: str = "gaussian", n_id: int = 120, seed: int = 1) -> pd.DataFrame:
+    """Three items measuring one latent variable per id (loadings 1, 0.7, 1.4), a covariate
+    ``x``, prior weights ``w``, an offset ``o``; binomial data as ``cbind(s, f)``."""
+    rng = np.random.default_rng(seed)
+    d = pd.DataFrame({"id": np.repeat(np.arange(n_id), 3),
+                      "item": pd.Categorical(np.tile(["i1", "i2", "i3"], n_id))})
+    d["x"] = rng.normal(size=len(d))
+    d["w"] = rng.uniform(0.5, 2.0, len(d))
+    d["o"] = 0.2 * rng.normal(size=len(d))
+    eta = 0.2 + 0.3 * d["x"] + np.array([1.0, 0.7, 1.4])[d["item"].cat.codes] * \
+        rng.normal(size=n_id)[d["id"]]
+    if family == "gaussian":
+        d["y"] = eta + 0.5 * rng.normal(size=len(d))
+    else:
+        d["n"] = rng.integers(1, 6, size=len(d))
+        d["s"] = rng.binomial(d["n"], 1.0 / (1.0 + np.exp(-eta)))
+        d["f"] = d["n"] - d["s"]
+    return d
+
+
+def _loaded(d: pd.DataFrame, loadings: dict[str, float], col: str = "zl") -> pd.DataFrame:
+    """``d`` with a column holding each row's loading (the explicitly multiplied design)."""
+    return d.assign(**{col: d["item"].astype(str).map(loadings).astype(float)})
+
+
+# --------------------------------------------------------------------------- fixed loadings
+def _same_results(m, r, newdata):
+    """A galamm fit with every loading fixed against the GLMM/LMM with the loaded column."""
+    assert m.loglik == pytest.approx(r.loglik, rel=1e-8)
+    assert m.npar == r.npar and m.aic == pytest.approx(r.aic, rel=1e-8)
+    np.testing.assert_allclose(m.fixef.to_numpy(), r.fixef.to_numpy(), rtol=1e-5, atol=1e-7)
+    ours, theirs = m.ranef["id"].to_numpy(), r.ranef["id"].to_numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m.ranef_condvar["id"].to_numpy(),
+                               r.ranef_condvar["id"].to_numpy(), rtol=1e-4)
+    np.testing.assert_allclose(m.fitted(), r.fitted(), rtol=1e-5, atol=1e-7)
+    for kind in ("pearson", "deviance", "response"):
+        np.testing.assert_allclose(m.residuals(kind), r.residuals(kind), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m.predict(newdata), m.fitted("link"), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(m.predict(newdata, re=False),
+                               r.predict(_loaded(newdata, LOADINGS), re=False),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_fixed_loadings_gaussian_with_weights_and_offset_is_the_lmm():
+    d = _sim()
+    m = _galamm("y ~ x + (0 + g | id)", d, load_var="item", factor="g",
+                lambda_=[[1.0], [0.5], [2.0]], weights="w", offset="o")
+    r = _quiet(glamm.lmer, "y ~ x + (0 + zl | id)", _loaded(d, LOADINGS), reml=False,
+               weights="w", offset="o")
+    _same_results(m, r, d)
+
+
+def test_fixed_loadings_cbind_binomial_is_the_glmm():
+    d = _sim("binomial")
+    m = _galamm("cbind(s, f) ~ x + (0 + g | id)", d, family="binomial", load_var="item",
+                factor="g", lambda_=[[1.0], [0.5], [2.0]])
+    r = _quiet(glamm.glmer, "cbind(s, f) ~ x + (0 + zl | id)", _loaded(d, LOADINGS),
+               family="binomial")
+    _same_results(m, r, d)
+
+
+def test_fixed_loadings_with_a_covariate_in_the_same_term():
+    """(0 + g + x | id): only the factor's column carries the loadings."""
+    d = _sim()
+    m = _galamm("y ~ x + (0 + g + x | id)", d, load_var="item", factor="g",
+                lambda_=[[1.0], [0.5], [2.0]])
+    r = _quiet(glamm.lmer, "y ~ x + (0 + zl + x | id)", _loaded(d, LOADINGS), reml=False)
+    assert m.loglik == pytest.approx(r.loglik, rel=1e-8)
+
+
+def test_two_fixed_factors_in_one_term():
+    d = _sim()
+    lam = [[1.0, 0.0], [0.5, 0.0], [0.0, 1.0]]
+    m = _galamm("y ~ x + (0 + a + b | id)", d, load_var="item", factor=["a", "b"],
+                lambda_=lam)
+    d2 = _loaded(_loaded(d, {"i1": 1.0, "i2": 0.5, "i3": 0.0}, "za"),
+                 {"i1": 0.0, "i2": 0.0, "i3": 1.0}, "zb")
+    r = _quiet(glamm.lmer, "y ~ x + (0 + za + zb | id)", d2, reml=False)
+    assert m.loglik == pytest.approx(r.loglik, rel=1e-8)
+
+
+# --------------------------------------------------------------------------- anova
+@pytest.fixture(scope="module")
+def gaussian_fit():
+    d = load_data("sim_factor_gaussian")
+    m = _galamm("y ~ 0 + item + (0 + loading | id)", d, load_var="item", factor="loading",
+                lambda_=[[1], [nan], [nan]])
+    return m, d
+
+
+def test_anova_galamm_against_lmer_of_the_same_data(gaussian_fit):
+    """Loadings all fixed at 1 is the random-intercept LMM: a nested model whose ML
+    log-likelihood is on the same scale (all constants) as galamm's."""
+    m, d = gaussian_fit
+    ones = _galamm("y ~ 0 + item + (0 + loading | id)", d, load_var="item", factor="loading",
+                   lambda_=[[1], [1], [1]])
+    ml = _quiet(glamm.lmer, "y ~ 0 + item + (1 | id)", d, reml=False)
+    assert ones.loglik == pytest.approx(ml.loglik, rel=1e-10)
+    table = glamm.anova(ml, m)
+    assert list(table["npar"]) == [ml.npar, m.npar] and table["Df"].iloc[1] == 2
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (m.loglik - ml.loglik), rel=1e-10)
+    reml = _quiet(glamm.lmer, "y ~ 0 + item + (1 | id)", d)
+    refitted = glamm.anova(m, reml)
+    assert refitted.attrs["refitted"] == ["m1"]
+    assert refitted["logLik"].iloc[0] == pytest.approx(ml.loglik, rel=1e-9)
+    with pytest.raises(GlammError, match="REML and ML"):
+        glamm.anova(m, reml, refit=False)
+
+
+def test_anova_binomial_galamm_against_glmer_and_lmer():
+    d = load_data("sim_factor_binomial")
+    m = _galamm("y ~ 0 + item + (0 + ability | id)", d, family="binomial", load_var="item",
+                factor="ability", lambda_=[[1], [nan], [nan], [nan], [nan]])
+    g = _quiet(glamm.glmer, "y ~ 0 + item + (1 | id)", d, family="binomial")
+    assert glamm.anova(g, m)["Df"].iloc[1] == 4
+    lmm = _quiet(glamm.lmer, "y ~ 0 + item + (1 | id)", d, reml=False)
+    with pytest.raises(GlammError, match="non-Gaussian"):
+        glamm.anova(lmm, m)
+
+
+# --------------------------------------------------------------------------- vcov, confint
+def test_vcov_takes_galamm_parm(gaussian_fit):
+    m, _ = gaussian_fit
+    pd.testing.assert_frame_equal(m.vcov(parm="lambda"), m.vcov_parameters("lambda"))
+    beta = m.vcov()
+    pd.testing.assert_frame_equal(pd.DataFrame(m.vcov), beta)
+    assert list(beta.index) == list(m.fixef.index)
+    np.testing.assert_allclose(np.sqrt(np.diag(m.vcov.to_numpy())), m.stderr, rtol=1e-12)
+    joint = m.vcov(["theta", "lambda"])
+    assert list(joint.index) == list(m.theta_names) + m.loading_names
+    np.testing.assert_allclose(joint.iloc[1:, 1:], m.vcov("lambda"), rtol=1e-12)
+    assert type(m.vcov * 2) is pd.DataFrame
+    with pytest.raises(GlammError, match="heteroscedastic"):
+        m.vcov(parm="weights")
+
+
+def test_confint_of_several_blocks(gaussian_fit):
+    m, _ = gaussian_fit
+    ci = m.confint(["lambda", "theta"])
+    assert list(ci.index) == m.loading_names + list(m.theta_names)
+    np.testing.assert_allclose(ci.iloc[:2].to_numpy(), m.confint("lambda").to_numpy())
+    mid = ci.mean(axis=1).to_numpy()
+    np.testing.assert_allclose(mid, np.concatenate([m.loadings, m.theta]), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- glmmTMB rr()
+@pytest.mark.parametrize("case, data, family, n_items", [
+    ("tmb_rr_factor_binomial", "sim_factor_binomial", "binomial", 5),
+    ("tmb_rr_factor_gaussian", "sim_factor_gaussian", "gaussian", 3),
+])
+def test_one_factor_model_matches_glmmtmb_rr(case, data, family, n_items):
+    """glmmTMB's rr(0 + item | id, d = 1): the same one-factor model (loadings scaled so the
+    first is 1, latent variance psi)."""
+    ref = load_reference(case)
+    m = _galamm("y ~ 0 + item + (0 + f | id)", load_data(data), family=family,
+                load_var="item", factor="f", lambda_=[[1]] + [[nan]] * (n_items - 1))
+    assert m.loglik >= ref["logLik"] - 1e-6 * abs(ref["logLik"])
+    assert m.loglik == pytest.approx(ref["logLik"], rel=1e-8)
+    implied = ref["implied_one_factor"]
+    np.testing.assert_allclose(m.factor_loadings["f"], list(implied["loadings"].values()),
+                               rtol=1e-4)
+    assert m.varcorr["sdcor"].iloc[0] == pytest.approx(implied["sd_eta"], rel=1e-4)
+    # (glmmTMB stops 2e-8 below our log-likelihood; its Gaussian item means differ by ~2e-4 SE)
+    diff = np.abs(m.fixef.to_numpy() - list(ref["fixef"]["cond"].values()))
+    assert np.all(diff <= 1e-3 * m.stderr.to_numpy())
+    np.testing.assert_allclose(m.stderr.to_numpy(), list(ref["fixef_se"]["cond"].values()),
+                               rtol=1e-3)
+    assert m.aic == pytest.approx(ref["AIC"], rel=1e-8) and m.npar == ref["logLik_df"]
+
+
+def test_residuals_default_to_galamm_pearson(gaussian_fit):
+    m, _ = gaussian_fit
+    np.testing.assert_array_equal(m.residuals(), m.residuals("pearson"))
+    np.testing.assert_allclose(m.residuals(scaled=True), m.residuals() / m.sigma, rtol=1e-12)
+
+
+def test_latent_covariates_match_glmmtmb_rr_loadings():
+    ref = load_reference("tmb_rr_latcov")
+    m = _galamm("y ~ type + x:response + (0 + loading | id)",
+                glamm.datasets.load("latent_covariates"), load_var="type", factor="loading",
+                lambda_=[[1], [nan], [nan]])
+    implied = ref["implied_one_factor"]
+    np.testing.assert_allclose(m.factor_loadings["loading"],
+                               list(implied["loadings"].values()), rtol=1e-4)
+    assert m.varcorr["sdcor"].iloc[0] == pytest.approx(implied["sd_eta"], rel=1e-4)
+    assert m.npar == ref["logLik_df"]
