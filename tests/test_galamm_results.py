@@ -1,5 +1,6 @@
 """Results of galamm fits (glamm.galamm): ranef, predict, anova against lmer/glmer fits,
-vcov(parm=...), glmmTMB's rr() references."""
+vcov(parm=...), galamm's start list, the loading matrix as a DataFrame, glmmTMB's rr()
+references, and input that used to pass silently or crash."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from conftest import load_data, load_reference
 
 import glamm
-from glamm.errors import GlammError
+from glamm.errors import DataError, GlammError
 
 nan = np.nan
 LOADINGS = {"i1": 1.0, "i2": 0.5, "i3": 2.0}
@@ -171,6 +172,107 @@ def test_confint_of_several_blocks(gaussian_fit):
     np.testing.assert_allclose(ci.iloc[:2].to_numpy(), m.confint("lambda").to_numpy())
     mid = ci.mean(axis=1).to_numpy()
     np.testing.assert_allclose(mid, np.concatenate([m.loadings, m.theta]), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- start
+def test_start_as_galamm_list():
+    d = _sim(n_id=80)
+    kw = dict(load_var="item", factor="g", lambda_=[[1], [nan], [nan]])
+    base = _galamm("y ~ x + (0 + g | id)", d, **kw)
+    m = _galamm("y ~ x + (0 + g | id)", d, start={"theta": [0.5], "beta": [0.0, 0.0],
+                                                  "lambda": [0.6, 1.2]}, **kw)
+    assert m.loglik == pytest.approx(base.loglik, rel=1e-9)
+    b = _galamm("cbind(s, f) ~ x + (0 + g | id)", _sim("binomial", n_id=80),
+                family="binomial", start={"lambda": [0.6, 1.2]}, **kw)
+    assert np.all(np.isfinite(b.loadings))
+
+
+@pytest.mark.parametrize("start, message", [
+    ({"lambda": [0.5]}, r"start\['lambda'\] needs 2 value"),
+    ({"theta": [1.0, 2.0]}, r"start\['theta'\] needs 1 value"),
+    ({"beta": [1.0, 2.0, 3.0]}, r"start\['beta'\] needs 2 value"),
+    ({"weights": [1.0]}, "unknown entries"),
+    (np.ones(4), r"start \(theta\) needs 1 value"),
+    ({"lambda": [nan, 1.0]}, "missing or infinite"),
+])
+def test_start_of_the_wrong_size_is_named(start, message):
+    with pytest.raises(GlammError, match=message):
+        glamm.galamm("y ~ x + (0 + g | id)", _sim(n_id=30), load_var="item", factor="g",
+                     lambda_=[[1], [nan], [nan]], start=start)
+
+
+def test_start_without_loadings_goes_to_the_glmm():
+    s = glamm.datasets.load("sleepstudy")
+    m = _galamm("Reaction ~ Days + (Days | Subject)", s, start={"beta": [250, 10]})
+    ref = load_reference("galamm_sleepstudy_slope_start")
+    assert m.loglik >= ref["logLik"] - 1e-6 * abs(ref["logLik"])
+    with pytest.raises(GlammError, match="needs 2 value"):
+        _galamm("Reaction ~ Days + (Days | Subject)", s, start={"beta": [250]})
+    with pytest.raises(GlammError, match="needs 3 value"):
+        _galamm("Reaction ~ Days + (Days | Subject)", s, start={"theta": [1.0]})
+
+
+# --------------------------------------------------------------------------- lambda_ forms
+def test_lambda_as_a_data_frame_is_matched_by_level_and_factor():
+    d = _sim(n_id=80)
+    d["item2"] = d["item"].astype(str).map({"i1": "a", "i2": "a", "i3": "b"})
+    d = d.assign(it=d["item"].astype(str) + d["item2"])   # four items: i1a, i2a, i3b
+    ref = _galamm("y ~ x + (0 + g | id)", d, load_var="item", factor="g",
+                  lambda_=[[1], [nan], [nan]])
+    permuted = pd.DataFrame({"g": [nan, 1.0, nan]}, index=["i3", "i1", "i2"])
+    m = _galamm("y ~ x + (0 + g | id)", d, load_var="item", factor="g", lambda_=permuted)
+    assert list(m.factor_loadings.index) == ["i1", "i2", "i3"]
+    np.testing.assert_allclose(m.loadings, ref.loadings, rtol=1e-6)
+    series = _galamm("y ~ x + (0 + g | id)", d, load_var="item", factor="g",
+                     lambda_=pd.Series([nan, nan, 1.0], index=["i2", "i3", "i1"]))
+    np.testing.assert_allclose(series.loadings, ref.loadings, rtol=1e-6)
+    with pytest.raises(GlammError, match="does not match the levels"):
+        glamm.galamm("y ~ x + (0 + g | id)", d, load_var="item", factor="g",
+                     lambda_=pd.DataFrame({"g": [1, nan, nan]}, index=["a", "b", "c"]))
+
+
+def test_lambda_data_frame_columns_follow_the_factor_names():
+    d = _sim(n_id=60)
+    lam = pd.DataFrame({"b": [0.0, 0.0, 1.0], "a": [1.0, 0.5, 0.0]})
+    m = _galamm("y ~ x + (0 + a + b | id)", d, load_var="item", factor=["a", "b"],
+                lambda_=lam)
+    np.testing.assert_allclose(m.factor_loadings[["a", "b"]].to_numpy(),
+                               [[1.0, 0.0], [0.5, 0.0], [0.0, 1.0]])
+    with pytest.raises(GlammError, match="name them as the factors"):
+        glamm.galamm("y ~ x + (0 + a + b | id)", d, load_var="item", factor=["a", "b"],
+                     lambda_=lam.rename(columns={"b": "c"}))
+
+
+# --------------------------------------------------------------------------- bad input
+def test_factor_must_be_names():
+    with pytest.raises(GlammError, match="factor must be a name"):
+        glamm.galamm("y ~ x + (0 + g | id)", _sim(n_id=30), load_var="item", factor=3,
+                     lambda_=[[1], [nan], [nan]])
+
+
+def test_factor_in_the_fixed_effects_is_refused_even_when_collinear():
+    """f's placeholder column (ones) is dropped next to the intercept; the model would then
+    silently lack the loaded fixed effect."""
+    with pytest.raises(GlammError, match="appear in the fixed effects"):
+        glamm.galamm("y ~ x + g + (0 + g | id)", _sim(n_id=30), load_var="item",
+                     factor="g", lambda_=[[1], [nan], [nan]])
+
+
+def test_factor_times_a_covariate_in_a_term_is_refused():
+    with pytest.raises(GlammError, match="column of its own"):
+        glamm.galamm("y ~ x + (0 + g | id) + (0 + g:x | id)", _sim(n_id=30),
+                     load_var="item", factor="g", lambda_=[[1], [nan], [nan]])
+
+
+def test_free_loading_without_observations():
+    d = _sim(n_id=30)
+    d.loc[d["item"] == "i3", "y"] = nan
+    with pytest.raises(DataError, match=r"lambda\[i3,g\].*no observations"):
+        glamm.galamm("y ~ x + (0 + g | id)", d, load_var="item", factor="g",
+                     lambda_=[[1], [nan], [nan]])
+    m = _galamm("y ~ x + (0 + g | id)", d, load_var="item", factor="g",
+                lambda_=[[1], [nan], [0.5]])   # fixed: nothing to identify
+    assert m.nobs == 60
 
 
 # --------------------------------------------------------------------------- glmmTMB rr()

@@ -253,6 +253,7 @@ def fit_glmm_model(model: Any, nagq: int, fast: bool = False, start: np.ndarray 
     from .glmm.rescale import fit_rescaled, needs_rescaling
 
     settings = control or {}
+    start = check_start_theta(start, model.layout.initial().size, model.layout.names())
     if nagq > 1:
         return fit_agq(model, nagq, optimizer=optimizer, **settings)
 
@@ -263,6 +264,30 @@ def fit_glmm_model(model: Any, nagq: int, fast: bool = False, start: np.ndarray 
         return fit(model)
     return fit_rescaled(model.frame, model, lambda fr: glmm_model(
         fr, model.response.base_family, laplace=model.laplace_information), fit)
+
+
+def check_start_theta(start: Any, size: int, names: list[str],
+                      label: str = "start (theta)") -> np.ndarray | None:
+    """A user's starting ``theta`` as a float vector of ``size`` entries (lme4's order,
+    ``names``); ``None`` stays ``None``. ``label`` names the argument in messages.
+
+    Raises
+    ------
+    GlammError
+        Not numbers, or the wrong number of them.
+    """
+    if start is None:
+        return None
+    try:
+        theta = np.atleast_1d(np.asarray(start, dtype=float))
+    except (TypeError, ValueError):
+        raise GlammError(f"{label} must be numbers, got {start!r}") from None
+    if theta.ndim != 1 or theta.size != size:
+        raise GlammError(f"{label} needs {size} value(s), one per variance parameter "
+                         f"({', '.join(names)}), got {theta.size}")
+    if not np.all(np.isfinite(theta)):
+        raise GlammError(f"{label} has missing or infinite values")
+    return theta
 
 
 def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:
@@ -326,8 +351,14 @@ def galamm(
         ``load_var``; ``"~1"`` keeps the level's loading, ``"~x"`` makes it
         ``lambda_[level] + lambda_x * x`` (an extra free loading per covariate column), so
         the latent variable's effect on that item varies with ``x``.
-    weights, offset, start, optimizer, control, laplace
-        As for :func:`glmer` (``start`` is the starting ``theta``).
+    start : array-like or dict, optional
+        Starting ``theta`` (lme4's order), or galamm's named list as a dict with any of
+        ``"theta"``, ``"beta"`` and ``"lambda"`` (the free loadings in the order of
+        :attr:`~glamm.results.galamm_result.GalammResult.loading_names`). ``beta`` is checked
+        but needs no start: it is profiled out (Gaussian) or found by PIRLS in the first
+        stage of the fit.
+    weights, offset, optimizer, control, laplace
+        As for :func:`glmer`.
     **kwargs
         lme4 spellings; ``REML`` is refused (REML is not defined for these models).
 
@@ -365,8 +396,14 @@ def galamm(
         if factor_interactions is not None:
             raise GlammError("factor_interactions need load_var, factor and lambda_")
         # no latent variables: a GLMM by the Laplace approximation, as galamm fits it
-        return glmer(formula, data, family=family, link=link, weights=weights, offset=offset,
-                     start=start, optimizer=optimizer, control=control, laplace=laplace)
+        parts = _start_parts(start)
+        if "lambda" in parts and np.size(parts["lambda"]) > 0:
+            raise GlammError("start has loadings (lambda) but the model has no factor loadings")
+        fitted = glmer(formula, data, family=family, link=link, weights=weights,
+                       offset=offset, start=parts.get("theta"), optimizer=optimizer,
+                       control=control, laplace=laplace)
+        _check_start_block(parts, "beta", list(fitted.frame.xnames))
+        return fitted
     if len(given) < 3:
         missing = [n for n in ("load_var", "factor", "lambda_") if n not in given]
         raise GlammError(f"factor loadings need load_var, factor and lambda_ together; "
@@ -385,8 +422,10 @@ def galamm(
     frame.n_dropped_na += int(missing_item.sum())
     x_cols = loaded_fixed_columns(frame, spec.factors)   # an sl() smooth's fixed part
     loaded = {j for j, _ in x_cols}
-    in_x = [f for f in spec.factors if any(f in name.split(":") for j, name in
-                                           enumerate(frame.xnames) if j not in loaded)]
+    # (a factor's column of ones is dropped as collinear next to an intercept: look there too)
+    unloaded = [name for j, name in enumerate(frame.xnames) if j not in loaded]
+    in_x = [f for f in spec.factors
+            if any(f in name.split(":") for name in unloaded + list(frame.dropped_columns))]
     if in_x:
         raise GlammError(f"factor(s) {in_x} appear in the fixed effects; loadings on fixed "
                          "effects are not supported yet (use them in random-effects terms)")
@@ -395,6 +434,7 @@ def galamm(
     covariates = interaction_covariates(spec, data.iloc[rows], item)
     loadings = LoadingMap(spec, frame.reterms, item, covariates, X=frame.X, x_cols=x_cols)
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
+    start = _galamm_start(start, model)
     notes = _warned(diagnostics.separation_notes(frame, model))
     try:
         if profiled_gaussian(fam):
@@ -409,3 +449,59 @@ def galamm(
     with single_threaded(1):
         result = GalammResult(model, record, fam)
     return _finish_glmm(result, notes)
+
+
+#: the blocks of galamm's ``start`` list glamm takes (galamm's "weights" belong to its
+#: heteroscedastic models)
+_START_BLOCKS = ("theta", "beta", "lambda")
+
+
+def _start_parts(start: Any) -> dict[str, Any]:
+    """galamm's ``start`` as a dict of blocks: an array (or list) is the starting ``theta``.
+
+    Raises
+    ------
+    GlammError
+        A key other than ``theta``, ``beta``, ``lambda``.
+    """
+    if start is None:
+        return {}
+    if not isinstance(start, dict):
+        return {"theta": start}
+    unknown = [k for k in start if k not in _START_BLOCKS]
+    if unknown:
+        raise GlammError(f"start has unknown entries {unknown}; galamm's start is a dict with "
+                         "any of 'theta', 'beta' and 'lambda'")
+    return dict(start)
+
+
+def _check_start_block(parts: dict[str, Any], block: str, names: list[str]) -> np.ndarray | None:
+    """The ``block`` entry of a start dict as a float vector of ``len(names)`` finite values
+    (``None`` when not given)."""
+    if block not in parts:
+        return None
+    try:
+        values = np.atleast_1d(np.asarray(parts[block], dtype=float))
+    except (TypeError, ValueError):
+        raise GlammError(f"start[{block!r}] must be numbers, got {parts[block]!r}") from None
+    if values.ndim != 1 or values.size != len(names):
+        raise GlammError(f"start[{block!r}] needs {len(names)} value(s) "
+                         f"({', '.join(names) or 'none in this model'}), got {values.size}")
+    if not np.all(np.isfinite(values)):
+        raise GlammError(f"start[{block!r}] has missing or infinite values")
+    return values
+
+
+def _galamm_start(start: Any, model: Any) -> np.ndarray | None:
+    """Check galamm's ``start`` against the built ``model``, put its loadings in place, and
+    return the starting ``theta`` (``None``: the covariance structures' own)."""
+    parts = _start_parts(start)
+    loadings = model.loadings
+    label = "start['theta']" if isinstance(start, dict) else "start (theta)"
+    theta = check_start_theta(parts.get("theta"), model.layout.initial().size,
+                              model.layout.names(), label)
+    _check_start_block(parts, "beta", list(model.frame.xnames))
+    free = _check_start_block(parts, "lambda", loadings.free_names())
+    if free is not None:
+        model.set_loadings(free)
+    return theta

@@ -69,9 +69,10 @@ class LoadingSpec:
             Column whose levels index the rows of ``lambda_``.
         factor : str or sequence of str
             Latent variable name(s); they must not be data columns.
-        lambda_ : array-like or mapping
+        lambda_ : array-like, mapping or DataFrame
             ``(levels, factors)`` matrix with ``nan`` for free loadings, or a dict from level
-            to a row (a number, or a sequence with one entry per factor).
+            to a row (a number, or a sequence with one entry per factor), or a DataFrame
+            indexed by level (columns named as the factors, or in their order).
         factor_interactions : sequence or mapping, optional
             galamm's ``factor_interactions`` for a one-factor model: one formula per level of
             ``load_var`` (``"~1"``: the loading is ``lambda_[level]``; ``"~x"``: it is
@@ -84,7 +85,7 @@ class LoadingSpec:
             The loading matrix does not match the levels or factors, a factor name is a data
             column, or a factor has no fixed nonzero loading (its scale is not identified).
         """
-        factors = (factor,) if isinstance(factor, str) else tuple(factor)
+        factors = _factor_names(factor)
         if not factors:
             raise GlammError("factor must name at least one latent variable")
         if len(set(factors)) != len(factors):
@@ -150,6 +151,15 @@ class LoadingSpec:
         return out
 
 
+def _factor_names(factor: Any) -> tuple[str, ...]:
+    """``factor`` (a name or a sequence of names) as a tuple of strings."""
+    if isinstance(factor, str):
+        return (factor,)
+    if isinstance(factor, Sequence) and all(isinstance(f, str) for f in factor):
+        return tuple(factor)
+    raise GlammError(f"factor must be a name or a list of names (strings), got {factor!r}")
+
+
 def _interactions(given: Any, levels: tuple[str, ...], factors: tuple[str, ...],
                   load_var: str) -> tuple[str | None, ...] | None:
     """``factor_interactions`` as one right-hand side (or ``None`` for ``~1``) per level."""
@@ -206,11 +216,44 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+def _from_pandas(lambda_: pd.DataFrame | pd.Series, levels: tuple[str, ...],
+                 factors: tuple[str, ...], load_var: str) -> np.ndarray | dict[str, Any]:
+    """A loading matrix given as a DataFrame (or, for one factor, a Series): columns named as
+    the factors are put in the order of ``factor`` (other names are taken in order), rows are
+    matched to the levels of ``load_var`` by the index (a default ``RangeIndex`` is taken in
+    order). Returns the matrix, or a dict by level for :func:`_matrix` to check."""
+    frame = lambda_.to_frame() if isinstance(lambda_, pd.Series) else lambda_
+    if isinstance(lambda_, pd.Series) and len(factors) != 1:
+        raise GlammError(f"lambda_ as a Series has one column but there are {len(factors)} "
+                         f"factors ({', '.join(factors)}); give a DataFrame")
+    names = [str(c) for c in frame.columns]
+    named = [c for c in names if c in factors]
+    if isinstance(lambda_, pd.DataFrame) and named:
+        if sorted(named) != sorted(factors) or len(names) != len(factors):
+            raise GlammError(f"lambda_ has columns {names}; name them as the factors "
+                             f"({', '.join(factors)}) or leave them unnamed")
+        frame = frame.set_axis(names, axis=1)[list(factors)]
+    try:
+        values = frame.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise GlammError("lambda_ must hold numbers (nan for free loadings)") from None
+    if isinstance(frame.index, pd.RangeIndex):
+        return values
+    labels = [_label(v) for v in frame.index]
+    if sorted(labels) != sorted(levels) or len(set(labels)) != len(labels):
+        raise GlammError(f"lambda_'s index {labels} does not match the levels of {load_var!r} "
+                         f"({', '.join(levels)}); index it by level, or use a default "
+                         "RangeIndex to give the rows in this order")
+    return dict(zip(labels, values))
+
+
 def _matrix(lambda_: Any, levels: tuple[str, ...], factors: tuple[str, ...],
             load_var: str) -> np.ndarray:
     k = len(factors)
+    if isinstance(lambda_, (pd.DataFrame, pd.Series)):
+        lambda_ = _from_pandas(lambda_, levels, factors, load_var)
     if isinstance(lambda_, Mapping):
-        given = {str(key): value for key, value in lambda_.items()}
+        given = {_label(key): value for key, value in lambda_.items()}
         unknown = sorted(set(given) - set(levels))
         missing = [lev for lev in levels if lev not in given]
         if unknown or missing:
@@ -290,6 +333,35 @@ def loaded_fixed_columns(frame: Any, factors: Sequence[str]) -> list[tuple[int, 
     return out
 
 
+def _check_free_levels_observed(spec: LoadingSpec, item: np.ndarray) -> None:
+    """Every free loading needs rows of its level among the rows used (the others may have
+    been dropped for missing values); else it is not identified."""
+    counts = np.bincount(item, minlength=len(spec.levels))
+    empty = [name for (level, _), name in zip(spec.free, spec.free_names())
+             if counts[level] == 0]
+    if empty:
+        raise DataError(
+            f"the free loading(s) {empty} have no observations: every row of their level of "
+            f"{spec.load_var!r} was dropped for missing values, so they are not identified "
+            "(fix them in lambda_ or drop the level)")
+
+
+def _check_no_factor_products(factors: Sequence[str], reterms: Sequence[Any]) -> None:
+    """A factor's column multiplied by something else (``(0 + f:x | id)``) would silently
+    carry no loading: refuse it (a smooth ``by`` a factor, ``sl()``, is loaded whole)."""
+    for t in reterms:
+        if getattr(getattr(t.smooth, "spec", None), "by", None) in factors:
+            continue
+        inside = [name for name in t.cnames if name not in factors
+                  and any(f in name.split(":") for f in factors)]
+        if inside:
+            raise GlammError(
+                f"factor column(s) {inside} in the random-effects term ({t.expr} | "
+                f"{t.group}) combine a factor with other variables; a latent variable must "
+                "be a column of its own, e.g. (0 + f | group) (for a loading that varies with "
+                "a covariate use factor_interactions)")
+
+
 class LoadingMap:
     """The loadings of a built model: which columns of which terms are loaded, the load_var
     level of every row, and the current free values.
@@ -346,6 +418,8 @@ class LoadingMap:
         used.update(f for _, f in self.x_cols)
         self.base_X = None if X is None or not self.x_cols else np.array(X, dtype=float)
         unused = [f for j, f in enumerate(spec.factors) if j not in used]
+        _check_no_factor_products(spec.factors, reterms)
+        _check_free_levels_observed(spec, self.item)
         if unused:
             raise GlammError(
                 f"factor(s) {unused} appear in no random-effects term; write them as the "
