@@ -275,6 +275,29 @@ def test_free_loading_without_observations():
     assert m.nobs == 60
 
 
+def test_weights_and_offset_values_follow_the_rows_kept():
+    """Rows without a load_var level are left out; weights and offset given as values (not
+    column names) lose the same rows."""
+    d = _sim(n_id=40)
+    d["item"] = d["item"].astype(object)
+    d.loc[[0, 4], "item"] = None
+    kw = dict(load_var="item", factor="g", lambda_=[[1], [nan], [nan]])
+    ref = _galamm("y ~ x + (0 + g | id)", d, weights="w", offset="o", **kw)
+    m = _galamm("y ~ x + (0 + g | id)", d, weights=d["w"].to_numpy(), offset=list(d["o"]),
+                **kw)
+    assert m.nobs == len(d) - 2
+    assert m.loglik == pytest.approx(ref.loglik, rel=1e-12)
+
+
+def test_predict_names_a_missing_load_var_value():
+    d = _sim(n_id=40)
+    m = _galamm("y ~ x + (0 + g | id)", d, load_var="item", factor="g",
+                lambda_=[[1], [nan], [nan]])
+    new = d.head(3).assign(item=pd.Categorical([None, "i2", "i3"]))
+    with pytest.raises(DataError, match="missing in 1 row"):
+        m.predict(new)
+
+
 # --------------------------------------------------------------------------- glmmTMB rr()
 @pytest.mark.parametrize("case, data, family, n_items", [
     ("tmb_rr_factor_binomial", "sim_factor_binomial", "binomial", 5),

@@ -414,6 +414,7 @@ def galamm(
     formula = rewrite_latent_smooths(formula, spec.factors)   # sl(x, factor=f): s(x, by=f)
     missing_item = data[load_var].isna().to_numpy()
     if missing_item.any():   # rows without a load_var level have no loading: left out
+        weights, offset = (_rows_kept(arg, ~missing_item) for arg in (weights, offset))
         data = data.loc[~missing_item].reset_index(drop=True)
     data = data.assign(**{f: 1.0 for f in spec.factors})
     fam = get_family(family, link)
@@ -505,3 +506,11 @@ def _galamm_start(start: Any, model: Any) -> np.ndarray | None:
     if free is not None:
         model.set_loadings(free)
     return theta
+
+
+def _rows_kept(arg: Any, keep: np.ndarray) -> Any:
+    """``weights`` or ``offset`` given as values (not a column name) for every row of the data,
+    restricted to the rows ``keep``; anything else is returned as it is."""
+    if arg is None or isinstance(arg, str) or np.ndim(arg) != 1 or len(arg) != keep.size:
+        return arg
+    return np.asarray(arg)[keep]

@@ -137,6 +137,11 @@ class LoadingSpec:
         labels = [None if pd.isna(v) else _label(v) for v in np.asarray(values, dtype=object)]
         codes = np.array([-1 if lab is None else index.get(lab, -1) for lab in labels],
                          dtype=np.int64)
+        missing = [i for i, lab in enumerate(labels) if lab is None]
+        if missing:
+            raise DataError(f"load_var {self.load_var!r} is missing in {len(missing)} row(s) "
+                            f"(positions {missing[:5]}); every row needs its level for its "
+                            "loadings")
         if np.any(codes < 0):
             bad = sorted({str(lab) for lab, c in zip(labels, codes) if c < 0})
             raise DataError(f"load_var {self.load_var!r} has values {bad[:5]} that are not "
