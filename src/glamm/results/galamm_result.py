@@ -99,6 +99,24 @@ class GalammResult(GlmerResult):
             self.__dict__["_profiled_cov"] = (layout, self._covariance_from_hessian(H, layout))
         return self.__dict__["_profiled_cov"]
 
+    def _covariance_from_hessian(self, H: np.ndarray, layout) -> np.ndarray:
+        """As :meth:`GlmerResult._covariance_from_hessian`, and parameters on a direction in
+        which the diagonally scaled Hessian is flat to finite-difference accuracy (the scaled
+        eigenvalue below 1e-5, a correlation beyond 0.99999 between estimates; e.g. a
+        ``factor_interactions`` covariate constant on its level) also get ``NaN``: the
+        profiled Hessian of the loadings, from differences of deviances, shows such a
+        direction as a small positive eigenvalue rather than zero."""
+        cov = super()._covariance_from_hessian(H, layout)
+        var = np.diag(cov)
+        idx = np.flatnonzero(np.isfinite(var) & (var > 0))
+        flat = _flat_directions(H[np.ix_(idx, idx)])
+        if flat.size:
+            bad = idx[flat]
+            cov[bad, :] = np.nan
+            cov[:, bad] = np.nan
+            self._warn_rank_deficient([layout.names()[i] for i in bad])
+        return cov
+
     @cached_property
     def vcov(self) -> BlockCovariance:   # type: ignore[override]
         """Covariance of the fixed effects (as for a GLMM), also callable as galamm's
@@ -262,6 +280,21 @@ class GalammResult(GlmerResult):
         from .summary import format_galamm
 
         return format_galamm(self)
+
+
+def _flat_directions(H: np.ndarray, tol: float = 1e-5) -> np.ndarray:
+    """Positions of the parameters on eigenvectors of the diagonally scaled Hessian ``H``
+    whose eigenvalue is below ``tol`` (empty when there are none)."""
+    if H.size == 0:
+        return np.zeros(0, dtype=int)
+    d = np.sqrt(np.abs(np.diag(H)))
+    if np.any(d == 0):
+        return np.flatnonzero(d == 0)
+    vals, vecs = np.linalg.eigh(0.5 * (H + H.T) / np.outer(d, d))
+    low = vals < tol
+    if not np.any(low):
+        return np.zeros(0, dtype=int)
+    return np.flatnonzero(np.max(np.abs(vecs[:, low]), axis=1) > 1e-3)
 
 
 class BlockCovariance(pd.DataFrame):
