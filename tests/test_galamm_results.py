@@ -339,3 +339,44 @@ def test_latent_covariates_match_glmmtmb_rr_loadings():
                                list(implied["loadings"].values()), rtol=1e-4)
     assert m.varcorr["sdcor"].iloc[0] == pytest.approx(implied["sd_eta"], rel=1e-4)
     assert m.npar == ref["logLik_df"]
+
+
+# --------------------------------------------------------------------------- zero variance
+def _one_factor(y: np.ndarray, n_id: int) -> pd.DataFrame:
+    return pd.DataFrame({"id": np.repeat(np.arange(n_id), 3).astype(str),
+                         "item": pd.Categorical(np.tile(["a", "b", "c"], n_id)), "y": y})
+
+
+def test_a_zero_latent_variance_is_left_when_other_loadings_do_better():
+    """From loadings of 1 the fit ran into a zero variance, where the loadings have no
+    effect; along the loadings of the second-order score (here (1, -5.5, 1.2)) the likelihood
+    rises by 2.4 (the maximum, also reached from other starts)."""
+    rng = np.random.default_rng(100)
+    eta = np.sqrt(0.08) * rng.normal(size=60)
+    lam = np.array([1.0, 1.15, 1.3])
+    y = np.tile([-1.0, 0.0, 1.0], 60) + np.tile(lam, 60) * np.repeat(eta, 3) + \
+        rng.normal(size=180)
+    d = _one_factor(y, 60)
+    kw = dict(load_var="item", factor="f", lambda_=[[1], [nan], [nan]])
+    m = _galamm("y ~ 0 + item + (0 + f | id)", d, **kw)
+    other = _galamm("y ~ 0 + item + (0 + f | id)", d, start={"lambda": [-1.0, 0.7]}, **kw)
+    assert m.loglik == pytest.approx(other.loglik, rel=1e-9)
+    assert m.loglik > _quiet(glamm.lmer, "y ~ 0 + item + (1 | id)", d, reml=False).loglik + 2
+    np.testing.assert_allclose(m.loadings, [-5.4997, 1.1553], rtol=1e-3)
+    assert not m.is_singular
+
+
+@pytest.mark.parametrize("family", ["gaussian", "binomial"])
+def test_pure_noise_is_no_zero_variance_maximum(family):
+    """With free loadings, a chance factor always beats a zero variance (the top eigenvalue
+    of the items' covariance exceeds their mean variance): the fit must not stop at zero."""
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=450) if family == "gaussian" else \
+        (rng.uniform(size=450) < 0.5).astype(float)
+    d = _one_factor(y, 150)
+    m = _galamm("y ~ 0 + item + (0 + f | id)", d, family=family, load_var="item", factor="f",
+                lambda_=[[1], [nan], [nan]])
+    fit0 = glamm.lmer if family == "gaussian" else glamm.glmer
+    extra = {"reml": False} if family == "gaussian" else {"family": family}
+    null = _quiet(fit0, "y ~ 0 + item + (1 | id)", d, **extra)
+    assert m.loglik > null.loglik + 1e-3

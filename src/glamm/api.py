@@ -437,19 +437,63 @@ def galamm(
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
     start = _galamm_start(start, model)
     notes = _warned(diagnostics.separation_notes(frame, model))
-    try:
+
+    def fit(m: Any, theta0: np.ndarray | None) -> Any:
         if profiled_gaussian(fam):
             # beta and sigma profiled out exactly: BOBYQA over theta and the loadings
-            record = fit_gaussian_loadings(model, start=start, optimizer=optimizer,
+            record = fit_gaussian_loadings(m, start=theta0, optimizer=optimizer,
                                            **(control or {}))
         else:
-            record = fit_glmm(model, start=start, optimizer=optimizer, **(control or {}))
+            record = fit_glmm(m, start=theta0, optimizer=optimizer, **(control or {}))
+        with single_threaded(1):
+            return GalammResult(m, record, fam)
+
+    def new_model() -> Any:
+        again = LoadingMap(spec, frame.reterms, item, covariates, X=frame.X, x_cols=x_cols)
+        return GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=again)
+
+    try:
+        result = _leave_zero_latent_variance(fit(model, start), new_model, fit)
     except GlammError as exc:
         diagnostics.raise_if_separated(frame, model, exc)
         raise
-    with single_threaded(1):
-        result = GalammResult(model, record, fam)
     return _finish_glmm(result, notes)
+
+
+def _leave_zero_latent_variance(result: Any, new_model: Any, fit: Any) -> Any:
+    """A fit that ends with a latent variable's variance at zero may sit where the loadings
+    have no effect although other loadings raise the likelihood: for each such term
+    ``(0 + f | group)``, :func:`~glamm.terms.loadings.zero_variance_loadings` gives loadings
+    along which the variance can grow, the model is refitted from there (``fit(model,
+    theta0)`` on ``new_model()``) and the better fit kept. Other fits are returned as they
+    are."""
+    from .terms.loadings import zero_variance_loadings
+
+    for k, cols in result.model.loadings.terms:
+        model = result.model
+        loadings = model.loadings
+        term, part = model.reterms[k], model.layout.slices[k]
+        if term.p != 1 or not term.is_grouped or result.theta[part][0] > 0.0:
+            continue
+        f = cols[0][1]
+        column = zero_variance_loadings(
+            loadings.spec, f, loadings.item, term.refs,
+            model.response.score(model.eta, model.mu),
+            model.response.observed_weights(model.eta, model.mu))
+        if column is None:
+            continue
+        free = result.loadings.copy()
+        pos = loadings.spec.free
+        on_f = np.flatnonzero(pos[:, 1] == f)
+        free[on_f] = column[pos[on_f, 0]]
+        theta0 = result.theta.copy()
+        theta0[part] = 0.5 / max(float(np.max(np.abs(column))), 1.0)
+        candidate = new_model()
+        candidate.set_loadings(free)
+        refit = fit(candidate, theta0)
+        if refit.loglik > result.loglik + 1e-10 * abs(result.loglik):
+            result = refit
+    return result
 
 
 #: the blocks of galamm's ``start`` list glamm takes (galamm's "weights" belong to its

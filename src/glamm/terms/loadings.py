@@ -505,3 +505,52 @@ class LoadingMap:
                 z[:, c] = z[:, c] * rows[:, f]
             out[k] = z
         return out
+
+
+def zero_variance_loadings(spec: LoadingSpec, f: int, item: np.ndarray, groups: np.ndarray,
+                           score: np.ndarray, info: np.ndarray) -> np.ndarray | None:
+    """Loadings along which a latent variance stuck at zero can grow.
+
+    At a zero variance the loadings have no effect, so an optimizer gets no signal about them
+    and may stop there although the likelihood rises for other loadings. For a term
+    ``(0 + f | group)`` with variance ``psi``, the log-likelihood changes by
+    ``psi / 2 * lambda' M lambda + O(psi^2)`` with ``M = sum_g u_g u_g' - diag(h)``:
+    ``u_g[j]`` sums the scores ``d log p / d eta`` of group ``g``'s rows of item ``j`` and
+    ``h[j]`` the observed information of item ``j``'s rows (exact for the Gaussian and the
+    Laplace approximation alike). A positive eigenvalue of ``M`` (over the items whose
+    loading is free or a nonzero number) means the variance can grow along its eigenvector.
+
+    Parameters
+    ----------
+    spec : LoadingSpec
+        The loading structure.
+    f : int
+        The factor (column of the loading matrix) the term carries.
+    item, groups : ndarray
+        Per row: the load_var row and the term's level code.
+    score, info : ndarray
+        Per row: ``d log p / d eta`` and ``-d2 log p / d eta2`` at the fit.
+
+    Returns
+    -------
+    ndarray or None
+        The factor's column of the loading matrix along the top eigenvector, scaled to the
+        fixed nonzero loadings (least squares); ``None`` when no direction raises the
+        likelihood or the eigenvector misses the fixed loadings.
+    """
+    column = spec.matrix[:, f]
+    k = len(spec.levels)
+    U = np.zeros((int(groups.max()) + 1, k))
+    np.add.at(U, (groups, item), score)
+    M = U.T @ U - np.diag(np.bincount(item, weights=info, minlength=k))
+    allowed = np.flatnonzero(np.isnan(column) | (column != 0))
+    vals, vecs = np.linalg.eigh(M[np.ix_(allowed, allowed)])
+    if vals[-1] <= 1e-8 * max(float(np.max(np.abs(vals))), 1e-300):
+        return None
+    v = np.zeros(k)
+    v[allowed] = vecs[:, -1]
+    fixed = np.flatnonzero(np.isfinite(column) & (column != 0))
+    norm = float(v[fixed] @ v[fixed])
+    if norm < 1e-6:   # (the fixed loadings would need loadings beyond any sensible start)
+        return None
+    return v * float(v[fixed] @ column[fixed]) / norm
