@@ -347,22 +347,26 @@ def _one_factor(y: np.ndarray, n_id: int) -> pd.DataFrame:
                          "item": pd.Categorical(np.tile(["a", "b", "c"], n_id)), "y": y})
 
 
-def test_a_zero_latent_variance_is_left_when_other_loadings_do_better():
-    """From loadings of 1 the fit ran into a zero variance, where the loadings have no
-    effect; along the loadings of the second-order score (here (1, -5.5, 1.2)) the likelihood
-    rises by 2.4 (the maximum, also reached from other starts)."""
-    rng = np.random.default_rng(100)
-    eta = np.sqrt(0.08) * rng.normal(size=60)
-    lam = np.array([1.0, 1.15, 1.3])
-    y = np.tile([-1.0, 0.0, 1.0], 60) + np.tile(lam, 60) * np.repeat(eta, 3) + \
-        rng.normal(size=180)
-    d = _one_factor(y, 60)
+@pytest.mark.parametrize("seed, n_id, other_start, loadings", [
+    # from loadings of 1 the fit ran into a zero variance, where the loadings have no effect
+    (100, 60, [-1.0, 0.7], [-5.4997, 1.1553]),
+    # ... or drifted along the ridge towards it (variance 0.006, loadings 24 and 74)
+    (102, 80, [-0.5, -2.0], [-0.6767, -3.0384]),
+])
+def test_fit_leaves_a_vanishing_latent_variance(seed, n_id, other_start, loadings):
+    """A weak factor (variance 0.08) with three items: along the loadings of the
+    second-order score at a zero variance the likelihood rises to the maximum (also reached
+    from other starts; 2.4 and 0.09 log-likelihood units above where the fit stopped)."""
+    rng = np.random.default_rng(seed)
+    eta = np.sqrt(0.08) * rng.normal(size=n_id)
+    y = np.tile([-1.0, 0.0, 1.0], n_id) + np.tile([1.0, 1.15, 1.3], n_id) * \
+        np.repeat(eta, 3) + rng.normal(size=3 * n_id)
+    d = _one_factor(y, n_id)
     kw = dict(load_var="item", factor="f", lambda_=[[1], [nan], [nan]])
     m = _galamm("y ~ 0 + item + (0 + f | id)", d, **kw)
-    other = _galamm("y ~ 0 + item + (0 + f | id)", d, start={"lambda": [-1.0, 0.7]}, **kw)
-    assert m.loglik == pytest.approx(other.loglik, rel=1e-9)
-    assert m.loglik > _quiet(glamm.lmer, "y ~ 0 + item + (1 | id)", d, reml=False).loglik + 2
-    np.testing.assert_allclose(m.loadings, [-5.4997, 1.1553], rtol=1e-3)
+    other = _galamm("y ~ 0 + item + (0 + f | id)", d, start={"lambda": other_start}, **kw)
+    assert m.loglik >= other.loglik - 1e-9 * abs(other.loglik)
+    np.testing.assert_allclose(m.loadings, loadings, rtol=1e-3)
     assert not m.is_singular
 
 

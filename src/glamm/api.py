@@ -461,31 +461,35 @@ def galamm(
 
 
 def _leave_zero_latent_variance(result: Any, new_model: Any, fit: Any) -> Any:
-    """A fit that ends with a latent variable's variance at zero may sit where the loadings
-    have no effect although other loadings raise the likelihood: for each such term
-    ``(0 + f | group)``, :func:`~glamm.terms.loadings.zero_variance_loadings` gives loadings
-    along which the variance can grow, the model is refitted from there (``fit(model,
-    theta0)`` on ``new_model()``) and the better fit kept. Other fits are returned as they
-    are."""
+    """Refit from better loadings a fit that ended where the loadings carry little signal.
+
+    At a latent variable's variance of zero the loadings have no effect, and as the variance
+    shrinks towards zero with free loadings growing (a ridge: the scale item's loading
+    becomes negligible) the optimizer can drift without reaching the maximum. For each term
+    ``(0 + f | group)`` that ended so (variance zero, or free loadings of ``f`` more than
+    :data:`RIDGE_RATIO` times its fixed ones),
+    :func:`~glamm.terms.loadings.zero_variance_loadings` gives the loadings along which the
+    variance grows from zero (the second-order score there); the model is refitted from them
+    (``fit(model, theta0)`` on ``new_model()``) and the better fit kept. Other fits are
+    returned as they are."""
     from .terms.loadings import zero_variance_loadings
 
     for k, cols in result.model.loadings.terms:
-        model = result.model
-        loadings = model.loadings
-        term, part = model.reterms[k], model.layout.slices[k]
-        if term.p != 1 or not term.is_grouped or result.theta[part][0] > 0.0:
-            continue
+        spec = result.model.loadings.spec
+        term, part = result.model.reterms[k], result.model.layout.slices[k]
         f = cols[0][1]
+        if term.p != 1 or not term.is_grouped or not _stuck(result, part, f):
+            continue
+        at_zero = _at_zero_variance(result, part, new_model)
         column = zero_variance_loadings(
-            loadings.spec, f, loadings.item, term.refs,
-            model.response.score(model.eta, model.mu),
-            model.response.observed_weights(model.eta, model.mu))
+            spec, f, at_zero.loadings.item, term.refs,
+            at_zero.response.score(at_zero.eta, at_zero.mu),
+            at_zero.response.observed_weights(at_zero.eta, at_zero.mu))
         if column is None:
             continue
         free = result.loadings.copy()
-        pos = loadings.spec.free
-        on_f = np.flatnonzero(pos[:, 1] == f)
-        free[on_f] = column[pos[on_f, 0]]
+        on_f = np.flatnonzero(spec.free[:, 1] == f)
+        free[on_f] = column[spec.free[on_f, 0]]
         theta0 = result.theta.copy()
         theta0[part] = 0.5 / max(float(np.max(np.abs(column))), 1.0)
         candidate = new_model()
@@ -494,6 +498,37 @@ def _leave_zero_latent_variance(result: Any, new_model: Any, fit: Any) -> Any:
         if refit.loglik > result.loglik + 1e-10 * abs(result.loglik):
             result = refit
     return result
+
+
+#: free loadings this many times the factor's fixed ones mark a fit drifting along the ridge
+#: towards a zero variance (see :func:`_leave_zero_latent_variance`)
+RIDGE_RATIO = 10.0
+
+
+def _stuck(result: Any, part: slice, f: int) -> bool:
+    """Whether the term's variance (``theta[part]``, one entry) is zero, or factor ``f``'s
+    free loadings dwarf its fixed ones."""
+    if result.theta[part][0] <= 0.0:
+        return True
+    spec = result.model.loadings.spec
+    column = spec.full_matrix(result.loadings[:spec.n_free])[:, f]
+    fixed = spec.matrix[:, f]
+    scale = np.abs(fixed[np.isfinite(fixed) & (fixed != 0)])
+    free = np.abs(column[np.isnan(fixed)])
+    return bool(free.size and scale.size and free.max() > RIDGE_RATIO * scale.max())
+
+
+def _at_zero_variance(result: Any, part: slice, new_model: Any) -> Any:
+    """A fresh model at the fit's estimates with the term's variance (``theta[part]``) set
+    to zero (its state, ``eta`` and ``mu``, there); the fitted model is left alone."""
+    model = new_model()
+    model.set_loadings(result.loadings)
+    x = model.parameters.split(result._parameter_vector())
+    model.response.set_parameters(x["response"])
+    theta = result.theta.copy()
+    theta[part] = 0.0
+    model.objective(theta, result.fixef.to_numpy())
+    return model
 
 
 #: the blocks of galamm's ``start`` list glamm takes (galamm's "weights" belong to its
