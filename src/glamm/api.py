@@ -494,9 +494,16 @@ def _leave_zero_latent_variance(result: Any, new_model: Any, fit: Any) -> Any:
         theta0[part] = 0.5 / max(float(np.max(np.abs(column))), 1.0)
         candidate = new_model()
         candidate.set_loadings(free)
-        refit = fit(candidate, theta0)
+        with warnings.catch_warnings(record=True) as caught:   # said only if kept
+            warnings.simplefilter("always")
+            try:
+                refit = fit(candidate, theta0)
+            except (GlammError, ArithmeticError, np.linalg.LinAlgError):
+                continue
         if refit.loglik > result.loglik + 1e-10 * abs(result.loglik):
             result = refit
+            for w in caught:
+                warnings.warn(w.message, w.category, stacklevel=3)
     return result
 
 
