@@ -258,12 +258,6 @@ def test_factor_in_the_fixed_effects_is_refused_even_when_collinear():
                      factor="g", lambda_=[[1], [nan], [nan]])
 
 
-def test_factor_times_a_covariate_in_a_term_is_refused():
-    with pytest.raises(GlammError, match="column of its own"):
-        glamm.galamm("y ~ x + (0 + g | id) + (0 + g:x | id)", _sim(n_id=30),
-                     load_var="item", factor="g", lambda_=[[1], [nan], [nan]])
-
-
 def test_free_loading_without_observations():
     d = _sim(n_id=30)
     d.loc[d["item"] == "i3", "y"] = nan

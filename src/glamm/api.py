@@ -484,7 +484,8 @@ def _leave_zero_latent_variance(result: Any, new_model: Any, fit: Any) -> Any:
         column = zero_variance_loadings(
             spec, f, at_zero.loadings.item, term.refs,
             at_zero.response.score(at_zero.eta, at_zero.mu),
-            at_zero.response.observed_weights(at_zero.eta, at_zero.mu))
+            at_zero.response.observed_weights(at_zero.eta, at_zero.mu),
+            z=at_zero.loadings.base_z[k][:, cols[0][0]])
         if column is None:
             continue
         free = result.loadings.copy()

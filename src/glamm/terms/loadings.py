@@ -338,35 +338,6 @@ def loaded_fixed_columns(frame: Any, factors: Sequence[str]) -> list[tuple[int, 
     return out
 
 
-def _check_free_levels_observed(spec: LoadingSpec, item: np.ndarray) -> None:
-    """Every free loading needs rows of its level among the rows used (the others may have
-    been dropped for missing values); else it is not identified."""
-    counts = np.bincount(item, minlength=len(spec.levels))
-    empty = [name for (level, _), name in zip(spec.free, spec.free_names())
-             if counts[level] == 0]
-    if empty:
-        raise DataError(
-            f"the free loading(s) {empty} have no observations: every row of their level of "
-            f"{spec.load_var!r} was dropped for missing values, so they are not identified "
-            "(fix them in lambda_ or drop the level)")
-
-
-def _check_no_factor_products(factors: Sequence[str], reterms: Sequence[Any]) -> None:
-    """A factor's column multiplied by something else (``(0 + f:x | id)``) would silently
-    carry no loading: refuse it (a smooth ``by`` a factor, ``sl()``, is loaded whole)."""
-    for t in reterms:
-        if getattr(getattr(t.smooth, "spec", None), "by", None) in factors:
-            continue
-        inside = [name for name in t.cnames if name not in factors
-                  and any(f in name.split(":") for f in factors)]
-        if inside:
-            raise GlammError(
-                f"factor column(s) {inside} in the random-effects term ({t.expr} | "
-                f"{t.group}) combine a factor with other variables; a latent variable must "
-                "be a column of its own, e.g. (0 + f | group) (for a loading that varies with "
-                "a covariate use factor_interactions)")
-
-
 class LoadingMap:
     """The loadings of a built model: which columns of which terms are loaded, the load_var
     level of every row, and the current free values.
@@ -423,7 +394,6 @@ class LoadingMap:
         used.update(f for _, f in self.x_cols)
         self.base_X = None if X is None or not self.x_cols else np.array(X, dtype=float)
         unused = [f for j, f in enumerate(spec.factors) if j not in used]
-        _check_no_factor_products(spec.factors, reterms)
         _check_free_levels_observed(spec, self.item)
         if unused:
             raise GlammError(
@@ -508,15 +478,17 @@ class LoadingMap:
 
 
 def zero_variance_loadings(spec: LoadingSpec, f: int, item: np.ndarray, groups: np.ndarray,
-                           score: np.ndarray, info: np.ndarray) -> np.ndarray | None:
+                           score: np.ndarray, info: np.ndarray,
+                           z: np.ndarray | None = None) -> np.ndarray | None:
     """Loadings along which a latent variance stuck at zero can grow.
 
     At a zero variance the loadings have no effect, so an optimizer gets no signal about them
     and may stop there although the likelihood rises for other loadings. For a term
     ``(0 + f | group)`` with variance ``psi``, the log-likelihood changes by
     ``psi / 2 * lambda' M lambda + O(psi^2)`` with ``M = sum_g u_g u_g' - diag(h)``:
-    ``u_g[j]`` sums the scores ``d log p / d eta`` of group ``g``'s rows of item ``j`` and
-    ``h[j]`` the observed information of item ``j``'s rows (exact for the Gaussian and the
+    ``u_g[j]`` sums the scores ``d log p / d eta`` of group ``g``'s rows of item ``j`` (times
+    the column's unloaded values ``z``) and ``h[j]`` the observed information of item ``j``'s
+    rows (times ``z^2``; exact for the Gaussian and the
     Laplace approximation alike). A positive eigenvalue of ``M`` (over the items whose
     loading is free or a nonzero number) means the variance can grow along its eigenvector.
 
@@ -530,6 +502,8 @@ def zero_variance_loadings(spec: LoadingSpec, f: int, item: np.ndarray, groups: 
         Per row: the load_var row and the term's level code.
     score, info : ndarray
         Per row: ``d log p / d eta`` and ``-d2 log p / d eta2`` at the fit.
+    z : ndarray, optional
+        Per row: the term's column before the loadings (ones for a factor's own column).
 
     Returns
     -------
@@ -540,9 +514,10 @@ def zero_variance_loadings(spec: LoadingSpec, f: int, item: np.ndarray, groups: 
     """
     column = spec.matrix[:, f]
     k = len(spec.levels)
+    z = np.ones_like(score) if z is None else z
     U = np.zeros((int(groups.max()) + 1, k))
-    np.add.at(U, (groups, item), score)
-    M = U.T @ U - np.diag(np.bincount(item, weights=info, minlength=k))
+    np.add.at(U, (groups, item), score * z)
+    M = U.T @ U - np.diag(np.bincount(item, weights=info * z**2, minlength=k))
     allowed = np.flatnonzero(np.isnan(column) | (column != 0))
     vals, vecs = np.linalg.eigh(M[np.ix_(allowed, allowed)])
     if vals[-1] <= 1e-8 * max(float(np.max(np.abs(vals))), 1e-300):
@@ -554,3 +529,16 @@ def zero_variance_loadings(spec: LoadingSpec, f: int, item: np.ndarray, groups: 
     if norm < 1e-6:   # (the fixed loadings would need loadings beyond any sensible start)
         return None
     return v * float(v[fixed] @ column[fixed]) / norm
+
+
+def _check_free_levels_observed(spec: LoadingSpec, item: np.ndarray) -> None:
+    """Every free loading needs rows of its level among the rows used (the others may have
+    been dropped for missing values); else it is not identified."""
+    counts = np.bincount(item, minlength=len(spec.levels))
+    empty = [name for (level, _), name in zip(spec.free, spec.free_names())
+             if counts[level] == 0]
+    if empty:
+        raise DataError(
+            f"the free loading(s) {empty} have no observations: every row of their level of "
+            f"{spec.load_var!r} was dropped for missing values, so they are not identified "
+            "(fix them in lambda_ or drop the level)")
