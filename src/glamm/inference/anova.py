@@ -4,7 +4,7 @@ Models are put in order of their number of parameters and each is tested against
 before it: ``Chisq = 2 (logLik_i - logLik_{i-1})`` on ``Df = npar_i - npar_{i-1}`` degrees of
 freedom.
 
-Two kinds of comparison are supported, never mixed:
+Two kinds of comparison are supported:
 
 - linear mixed models (:func:`glamm.lmer`). REML log-likelihoods of models with different
   fixed effects are not comparable, so by default every REML fit is first refitted by maximum
@@ -13,6 +13,11 @@ Two kinds of comparison are supported, never mixed:
   approximation) and GLMs without random effects (:func:`glamm.glm`, usually the null model
   of a test of the random effects). Their log-likelihoods are full ones (all normalizing
   constants), so they are compared as they are; there is no REML and nothing is refitted.
+
+The two are mixed only for a Gaussian response: a generalized fit of the Gaussian family (a
+:func:`glamm.galamm` model with factor loadings, say) has the same full log-likelihood as a
+linear mixed model fitted by maximum likelihood, so it can be tested against an
+:func:`glamm.lmer` fit of the same data (REML fits are refitted by ML first).
 """
 
 from __future__ import annotations
@@ -135,12 +140,14 @@ def _is_generalized(models: Sequence, labels: Sequence[str]) -> bool:
     """``True`` for GLMMs and GLMs, ``False`` for LMMs; a mix of the two is an error."""
     linear = [lab for lab, m in zip(labels, models) if isinstance(m, LmerResult)]
     general = [lab for lab, m in zip(labels, models) if isinstance(m, GENERALIZED)]
-    if linear and general:
+    other = [lab for lab, m in zip(labels, models)
+             if isinstance(m, GENERALIZED) and m.family != "gaussian"]
+    if linear and other:
         raise GlammError(
             "anova() cannot compare linear mixed models (glamm.lmer: "
-            f"{', '.join(linear)}) with generalized models (glamm.glmer / glamm.glm: "
-            f"{', '.join(general)}); fit all models with the same function (for a Gaussian "
-            "response use glamm.lmer for every model)"
+            f"{', '.join(linear)}) with generalized models of a non-Gaussian family "
+            f"(glamm.glmer / glamm.galamm / glamm.glm: {', '.join(other)}); their "
+            "likelihoods are of different kinds of response"
         )
     return bool(general)
 
@@ -160,7 +167,9 @@ def anova(
         GLMMs (:class:`~glamm.results.glmer_result.GlmerResult`) and GLMs without random
         effects (:class:`~glamm.glm_api.GlmResult`, e.g. the null model of a test of the
         random effects). ``npar`` counts each model's own parameters (for a GLMM the
-        random-effects parameters, the coefficients and any dispersion or shape).
+        random-effects parameters, the coefficients and any dispersion or shape). For a
+        Gaussian response the two kinds mix: a Gaussian GLMM or galamm fit (full
+        log-likelihood, maximum likelihood) is compared with ML fits of :func:`glamm.lmer`.
     refit : bool
         Linear mixed models only: if ``True`` (default) and any model was fitted by REML,
         refit every REML fit by maximum likelihood first (:func:`refit_ml`); the table then
@@ -190,7 +199,8 @@ def anova(
     DataError
         The models were fitted to different numbers of observations or different data.
     GlammError
-        Linear mixed models mixed with generalized ones, ``refit=False`` with a mix of REML
+        Linear mixed models mixed with generalized ones of a non-Gaussian family,
+        ``refit=False`` with a mix of REML
         and ML fits, or ``names`` of the wrong length.
     """
     if not models:
@@ -214,9 +224,9 @@ def anova(
 
     used = list(models)
     refitted: list[str] = []
-    # (not generalized: every model is an LmerResult, checked above)
-    methods = {False} if generalized else {
-        m.reml for m in models if isinstance(m, LmerResult)}
+    # generalized fits are ML fits; a Gaussian one may be compared with lmer fits (above)
+    methods = {m.reml for m in models if isinstance(m, LmerResult)} | (
+        {False} if generalized else set())
     if refit and True in methods:
         used = []
         for lab, m in zip(labels, models):

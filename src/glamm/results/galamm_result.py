@@ -3,6 +3,8 @@ latent variables measured through factor loadings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -97,28 +99,65 @@ class GalammResult(GlmerResult):
             self.__dict__["_profiled_cov"] = (layout, self._covariance_from_hessian(H, layout))
         return self.__dict__["_profiled_cov"]
 
-    def vcov_parameters(self, parm: str = "beta") -> pd.DataFrame:
-        """Covariance of one parameter block: ``"beta"`` (the fixed effects), ``"lambda"``
-        (the free loadings) or ``"theta"`` (galamm's ``vcov(parm = ...)``)."""
+    def _covariance_from_hessian(self, H: np.ndarray, layout) -> np.ndarray:
+        """As :meth:`GlmerResult._covariance_from_hessian`, and parameters on a direction in
+        which the diagonally scaled Hessian is flat to finite-difference accuracy (the scaled
+        eigenvalue below 1e-5, a correlation beyond 0.99999 between estimates; e.g. a
+        ``factor_interactions`` covariate constant on its level) also get ``NaN``: the
+        profiled Hessian of the loadings, from differences of deviances, shows such a
+        direction as a small positive eigenvalue rather than zero."""
+        cov = super()._covariance_from_hessian(H, layout)
+        var = np.diag(cov)
+        idx = np.flatnonzero(np.isfinite(var) & (var > 0))
+        flat = _flat_directions(H[np.ix_(idx, idx)])
+        if flat.size:
+            bad = idx[flat]
+            cov[bad, :] = np.nan
+            cov[:, bad] = np.nan
+            self._warn_rank_deficient([layout.names()[i] for i in bad])
+        return cov
+
+    @cached_property
+    def vcov(self) -> BlockCovariance:   # type: ignore[override]
+        """Covariance of the fixed effects (as for a GLMM), also callable as galamm's
+        ``vcov(parm=...)``: ``m.vcov(parm="lambda")`` is :meth:`vcov_parameters`."""
+        out = BlockCovariance(super().vcov)
+        out._result = self
+        return out
+
+    def _blocks(self, parm: str | Sequence[str]) -> list[str]:
+        """``parm`` as a list of distinct parameter blocks (galamm's character vector)."""
         from ..errors import GlammError
 
+        blocks = [parm] if isinstance(parm, str) else list(parm)
+        bad = [b for b in blocks if b not in ("beta", "lambda", "theta")]
+        if bad or not blocks or len(set(blocks)) != len(blocks):
+            extra = (" (galamm's 'weights' belong to heteroscedastic models, which glamm "
+                     "does not fit)") if "weights" in bad else ""
+            raise GlammError("parm must be 'beta', 'lambda' or 'theta', or a list of distinct "
+                             f"ones, got {parm!r}{extra}")
+        return blocks
+
+    def vcov_parameters(self, parm: str | Sequence[str] = "beta") -> pd.DataFrame:
+        """Covariance of one parameter block or several (galamm's ``vcov(parm = ...)``):
+        ``"beta"`` (the fixed effects), ``"lambda"`` (the free loadings), ``"theta"``, or a
+        list of them (the joint covariance, blocks in the order given)."""
+        blocks = self._blocks(parm)
         names = {"beta": list(self.frame.xnames), "lambda": self.loading_names,
                  "theta": list(self.theta_names)}
-        if parm not in names:
-            raise GlammError(f"parm must be 'beta', 'lambda' or 'theta', got {parm!r}")
-        profiled = self._profiled_covariance() if parm != "beta" else None
+        profiled = self._profiled_covariance() if "beta" not in blocks else None
         if profiled is not None:
-            layout, pcov = profiled
-            idx = layout.index(parm)
-            cov = pcov[np.ix_(idx, idx)]
+            layout, cov = profiled
         else:
-            idx = self.model.parameters.index(parm)
-            cov = self.parameter_covariance()[np.ix_(idx, idx)]
-        return pd.DataFrame(cov, index=names[parm], columns=names[parm])
+            layout, cov = self.model.parameters, self.parameter_covariance()
+        idx = np.concatenate([layout.index(b) for b in blocks]).astype(np.int64)
+        labels = [name for b in blocks for name in names[b]]
+        return pd.DataFrame(cov[np.ix_(idx, idx)], index=labels, columns=labels)
 
-    def confint(self, parm: str = "beta", level: float = 0.95) -> pd.DataFrame:
+    def confint(self, parm: str | Sequence[str] = "beta", level: float = 0.95) -> pd.DataFrame:
         """Wald confidence intervals ``estimate -/+ z * SE`` (galamm's ``confint``) for one
-        parameter block: ``"beta"``, ``"lambda"`` (the free loadings) or ``"theta"``."""
+        parameter block or several: ``"beta"``, ``"lambda"`` (the free loadings),
+        ``"theta"``."""
         import scipy.stats as st
 
         from ..errors import GlammError
@@ -126,10 +165,19 @@ class GalammResult(GlmerResult):
         if not 0.0 < level < 1.0:
             raise GlammError(f"level must be between 0 and 1, got {level!r}")
         v = self.vcov_parameters(parm)
-        est = self.model.parameters.get(self._parameter_vector(), parm)
+        x = self._parameter_vector()
+        est = np.concatenate([self.model.parameters.get(x, b) for b in self._blocks(parm)])
         half = st.norm.ppf(0.5 + level / 2.0) * np.sqrt(np.diag(v.to_numpy()))
         pct = [f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"]
         return pd.DataFrame({pct[0]: est - half, pct[1]: est + half}, index=v.index)
+
+    def residuals(self, type: str = "pearson", scaled: bool = False) -> np.ndarray:
+        """Residuals as galamm's: ``"pearson"`` (the default, ``(y - mu) / sqrt(V(mu) / w)``),
+        ``"deviance"`` or ``"response"`` (``y - mu``), with ``mu`` including the random
+        effects. ``scaled=True`` divides them by the residual standard deviation
+        (``sqrt(dispersion)``; 1 for binomial and Poisson)."""
+        r = super().residuals(type)
+        return r / np.sqrt(self.dispersion) if scaled else r
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re: bool = True,
                 allow_new_levels: bool = False, new_from_responses: bool = False) -> np.ndarray:
@@ -280,3 +328,36 @@ class GalammResult(GlmerResult):
         from .summary import format_galamm
 
         return format_galamm(self)
+
+
+def _flat_directions(H: np.ndarray, tol: float = 1e-5) -> np.ndarray:
+    """Positions of the parameters on eigenvectors of the diagonally scaled Hessian ``H``
+    whose eigenvalue is below ``tol`` (empty when there are none)."""
+    if H.size == 0:
+        return np.zeros(0, dtype=int)
+    d = np.sqrt(np.abs(np.diag(H)))
+    if np.any(d == 0):
+        return np.flatnonzero(d == 0)
+    vals, vecs = np.linalg.eigh(0.5 * (H + H.T) / np.outer(d, d))
+    low = vals < tol
+    if not np.any(low):
+        return np.zeros(0, dtype=int)
+    return np.flatnonzero(np.max(np.abs(vecs[:, low]), axis=1) > 1e-3)
+
+
+class BlockCovariance(pd.DataFrame):
+    """The fixed effects' covariance of a galamm fit (a DataFrame, as every result's
+    ``vcov``) that can also be called as galamm's ``vcov(parm=...)`` for other parameter
+    blocks. Anything derived from it is a plain DataFrame."""
+
+    _metadata = ["_result"]
+    _result: GalammResult | None = None
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    def __call__(self, parm: str | Sequence[str] = "beta") -> pd.DataFrame:
+        """Covariance of the blocks ``parm`` (:meth:`GalammResult.vcov_parameters`)."""
+        assert self._result is not None
+        return self._result.vcov_parameters(parm)

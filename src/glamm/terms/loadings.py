@@ -69,9 +69,10 @@ class LoadingSpec:
             Column whose levels index the rows of ``lambda_``.
         factor : str or sequence of str
             Latent variable name(s); they must not be data columns.
-        lambda_ : array-like or mapping
+        lambda_ : array-like, mapping or DataFrame
             ``(levels, factors)`` matrix with ``nan`` for free loadings, or a dict from level
-            to a row (a number, or a sequence with one entry per factor).
+            to a row (a number, or a sequence with one entry per factor), or a DataFrame
+            indexed by level (columns named as the factors, or in their order).
         factor_interactions : sequence or mapping, optional
             galamm's ``factor_interactions`` for a one-factor model: one formula per level of
             ``load_var`` (``"~1"``: the loading is ``lambda_[level]``; ``"~x"``: it is
@@ -84,7 +85,7 @@ class LoadingSpec:
             The loading matrix does not match the levels or factors, a factor name is a data
             column, or a factor has no fixed nonzero loading (its scale is not identified).
         """
-        factors = (factor,) if isinstance(factor, str) else tuple(factor)
+        factors = _factor_names(factor)
         if not factors:
             raise GlammError("factor must name at least one latent variable")
         if len(set(factors)) != len(factors):
@@ -136,6 +137,11 @@ class LoadingSpec:
         labels = [None if pd.isna(v) else _label(v) for v in np.asarray(values, dtype=object)]
         codes = np.array([-1 if lab is None else index.get(lab, -1) for lab in labels],
                          dtype=np.int64)
+        missing = [i for i, lab in enumerate(labels) if lab is None]
+        if missing:
+            raise DataError(f"load_var {self.load_var!r} is missing in {len(missing)} row(s) "
+                            f"(positions {missing[:5]}); every row needs its level for its "
+                            "loadings")
         if np.any(codes < 0):
             bad = sorted({str(lab) for lab, c in zip(labels, codes) if c < 0})
             raise DataError(f"load_var {self.load_var!r} has values {bad[:5]} that are not "
@@ -148,6 +154,15 @@ class LoadingSpec:
         pos = self.free
         out[pos[:, 0], pos[:, 1]] = free
         return out
+
+
+def _factor_names(factor: Any) -> tuple[str, ...]:
+    """``factor`` (a name or a sequence of names) as a tuple of strings."""
+    if isinstance(factor, str):
+        return (factor,)
+    if isinstance(factor, Sequence) and all(isinstance(f, str) for f in factor):
+        return tuple(factor)
+    raise GlammError(f"factor must be a name or a list of names (strings), got {factor!r}")
 
 
 def _interactions(given: Any, levels: tuple[str, ...], factors: tuple[str, ...],
@@ -206,11 +221,44 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+def _from_pandas(lambda_: pd.DataFrame | pd.Series, levels: tuple[str, ...],
+                 factors: tuple[str, ...], load_var: str) -> np.ndarray | dict[str, Any]:
+    """A loading matrix given as a DataFrame (or, for one factor, a Series): columns named as
+    the factors are put in the order of ``factor`` (other names are taken in order), rows are
+    matched to the levels of ``load_var`` by the index (a default ``RangeIndex`` is taken in
+    order). Returns the matrix, or a dict by level for :func:`_matrix` to check."""
+    frame = lambda_.to_frame() if isinstance(lambda_, pd.Series) else lambda_
+    if isinstance(lambda_, pd.Series) and len(factors) != 1:
+        raise GlammError(f"lambda_ as a Series has one column but there are {len(factors)} "
+                         f"factors ({', '.join(factors)}); give a DataFrame")
+    names = [str(c) for c in frame.columns]
+    named = [c for c in names if c in factors]
+    if isinstance(lambda_, pd.DataFrame) and named:
+        if sorted(named) != sorted(factors) or len(names) != len(factors):
+            raise GlammError(f"lambda_ has columns {names}; name them as the factors "
+                             f"({', '.join(factors)}) or leave them unnamed")
+        frame = frame.set_axis(names, axis=1)[list(factors)]
+    try:
+        values = frame.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise GlammError("lambda_ must hold numbers (nan for free loadings)") from None
+    if isinstance(frame.index, pd.RangeIndex):
+        return values
+    labels = [_label(v) for v in frame.index]
+    if sorted(labels) != sorted(levels) or len(set(labels)) != len(labels):
+        raise GlammError(f"lambda_'s index {labels} does not match the levels of {load_var!r} "
+                         f"({', '.join(levels)}); index it by level, or use a default "
+                         "RangeIndex to give the rows in this order")
+    return dict(zip(labels, values))
+
+
 def _matrix(lambda_: Any, levels: tuple[str, ...], factors: tuple[str, ...],
             load_var: str) -> np.ndarray:
     k = len(factors)
+    if isinstance(lambda_, (pd.DataFrame, pd.Series)):
+        lambda_ = _from_pandas(lambda_, levels, factors, load_var)
     if isinstance(lambda_, Mapping):
-        given = {str(key): value for key, value in lambda_.items()}
+        given = {_label(key): value for key, value in lambda_.items()}
         unknown = sorted(set(given) - set(levels))
         missing = [lev for lev in levels if lev not in given]
         if unknown or missing:
@@ -358,6 +406,7 @@ class LoadingMap:
         used.update(f for _, f in self.x_cols)
         self.base_X = None if X is None or not self.x_cols else np.array(X, dtype=float)
         unused = [f for j, f in enumerate(spec.factors) if j not in used]
+        _check_free_levels_observed(spec, self.item)
         if unused:
             raise GlammError(
                 f"factor(s) {unused} appear in no random-effects term; write them as the "
@@ -438,3 +487,70 @@ class LoadingMap:
                 z[:, c] = z[:, c] * rows[:, f]
             out[k] = z
         return out
+
+
+def zero_variance_loadings(spec: LoadingSpec, f: int, item: np.ndarray, groups: np.ndarray,
+                           score: np.ndarray, info: np.ndarray,
+                           z: np.ndarray | None = None) -> np.ndarray | None:
+    """Loadings along which a latent variance stuck at zero can grow.
+
+    At a zero variance the loadings have no effect, so an optimizer gets no signal about them
+    and may stop there although the likelihood rises for other loadings. For a term
+    ``(0 + f | group)`` with variance ``psi``, the log-likelihood changes by
+    ``psi / 2 * lambda' M lambda + O(psi^2)`` with ``M = sum_g u_g u_g' - diag(h)``:
+    ``u_g[j]`` sums the scores ``d log p / d eta`` of group ``g``'s rows of item ``j`` (times
+    the column's unloaded values ``z``) and ``h[j]`` the observed information of item ``j``'s
+    rows (times ``z^2``; exact for the Gaussian and the
+    Laplace approximation alike). A positive eigenvalue of ``M`` (over the items whose
+    loading is free or a nonzero number) means the variance can grow along its eigenvector.
+
+    Parameters
+    ----------
+    spec : LoadingSpec
+        The loading structure.
+    f : int
+        The factor (column of the loading matrix) the term carries.
+    item, groups : ndarray
+        Per row: the load_var row and the term's level code.
+    score, info : ndarray
+        Per row: ``d log p / d eta`` and ``-d2 log p / d eta2`` at the fit.
+    z : ndarray, optional
+        Per row: the term's column before the loadings (ones for a factor's own column).
+
+    Returns
+    -------
+    ndarray or None
+        The factor's column of the loading matrix along the top eigenvector, scaled to the
+        fixed nonzero loadings (least squares); ``None`` when no direction raises the
+        likelihood or the eigenvector misses the fixed loadings.
+    """
+    column = spec.matrix[:, f]
+    k = len(spec.levels)
+    z = np.ones_like(score) if z is None else z
+    U = np.zeros((int(groups.max()) + 1, k))
+    np.add.at(U, (groups, item), score * z)
+    M = U.T @ U - np.diag(np.bincount(item, weights=info * z**2, minlength=k))
+    allowed = np.flatnonzero(np.isnan(column) | (column != 0))
+    vals, vecs = np.linalg.eigh(M[np.ix_(allowed, allowed)])
+    if vals[-1] <= 1e-8 * max(float(np.max(np.abs(vals))), 1e-300):
+        return None
+    v = np.zeros(k)
+    v[allowed] = vecs[:, -1]
+    fixed = np.flatnonzero(np.isfinite(column) & (column != 0))
+    norm = float(v[fixed] @ v[fixed])
+    if norm < 1e-6:   # (the fixed loadings would need loadings beyond any sensible start)
+        return None
+    return v * float(v[fixed] @ column[fixed]) / norm
+
+
+def _check_free_levels_observed(spec: LoadingSpec, item: np.ndarray) -> None:
+    """Every free loading needs rows of its level among the rows used (the others may have
+    been dropped for missing values); else it is not identified."""
+    counts = np.bincount(item, minlength=len(spec.levels))
+    empty = [name for (level, _), name in zip(spec.free, spec.free_names())
+             if counts[level] == 0]
+    if empty:
+        raise DataError(
+            f"the free loading(s) {empty} have no observations: every row of their level of "
+            f"{spec.load_var!r} was dropped for missing values, so they are not identified "
+            "(fix them in lambda_ or drop the level)")
