@@ -116,6 +116,33 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
 Direction = tuple[list[tuple[int, np.ndarray]], "np.ndarray | None"]
 
 
+class TraceWeights:
+    """``T(k, c)_i = w_i sum_a V_ia G^-1[C_ia, C_i(k,c)]``, so that the trace
+    ``tr(G^-1 (Z Lambda)' W (Z dLambda))`` of a direction moving column ``c`` of term ``k``'s
+    nonzeros by ``Vd[:, c]`` is ``sum_c T(k, c) . Vd[:, c]``: half the derivative of
+    ``log det G`` at fixed weights. The same for every direction, so each column's is computed
+    once (on first use)."""
+
+    def __init__(self, design, V: np.ndarray, C: np.ndarray, w: np.ndarray, Ginv):
+        self.design, self.V, self.C, self.w, self.Ginv = design, V, C, w, Ginv
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, k: int, c: int) -> np.ndarray:
+        key = (k, c)
+        if key not in self._cache:
+            V, C = self.V, self.C
+            col = C[:, self.design.term_slices[k]][:, c]
+            acc = np.zeros(V.shape[0])
+            for a in range(V.shape[1]):
+                acc += V[:, a] * self.Ginv.entries(C[:, a], col)
+            self._cache[key] = self.w * acc
+        return self._cache[key]
+
+    def trace(self, parts: list[tuple[int, np.ndarray]]) -> float:
+        """``tr(G^-1 (Z Lambda)' W (Z dLambda))`` for the direction ``parts``."""
+        return float(sum(self(k, c) @ Vd[:, c] for k, Vd in parts for c in range(Vd.shape[1])))
+
+
 class _Tangent:
     """The derivative of the Laplace deviance along a direction of ``Z Lambda`` (a change
     of the nonzeros of one or more terms, ``Vd``), at the mode, by the envelope theorem plus
@@ -127,21 +154,7 @@ class _Tangent:
         self.w, self.w_obs, self.s = w, w_obs, s
         self.Ginv, self.Gobs_inv, self.dwh = Ginv, Gobs_inv, dwh
         self.u_terms = u_terms
-        self._trace_weights: dict[tuple[int, int], np.ndarray] = {}
-
-    def _trace_weight(self, k: int, c: int) -> np.ndarray:
-        """``T_i = w_i sum_a V_ia G^-1[C_ia, C_i(k,c)]``, so that the trace term
-        ``tr(G^-1 (Z Lambda)' W (Z dLambda))`` of a direction is ``sum_c T(k, c) . Vd[:, c]``
-        (the same for every direction: computed once per column)."""
-        key = (k, c)
-        if key not in self._trace_weights:
-            V, C = self.V, self.C
-            col = C[:, self.design.term_slices[k]][:, c]
-            acc = np.zeros(V.shape[0])
-            for a in range(V.shape[1]):
-                acc += V[:, a] * self.Ginv.entries(C[:, a], col)
-            self._trace_weights[key] = self.w * acc
-        return self._trace_weights[key]
+        self._trace_weight = TraceWeights(design, V, C, w, Ginv)
 
     def gradients(self, directions: list[Direction]) -> np.ndarray:
         """``d (-2 log L) / d param`` for each direction ``(parts, fixed)``: term ``k``'s
@@ -180,13 +193,16 @@ class _Tangent:
         return float(self.gradients([(parts, fixed)])[0])
 
 
-def loading_directions(model, lams: list[np.ndarray]) -> list[tuple[int, Direction]]:
+def loading_directions(model, lams: list[np.ndarray], beta: np.ndarray | None = None
+                       ) -> list[tuple[int, Direction]]:
     """The directions of the free loadings: loading ``r`` of factor ``f`` moves the loaded
     columns of factor ``f`` by ``d loading_i / d lambda_r`` (the rows of its item; times the
     covariate for an interaction loading), in every term that uses it, and, for a smooth on
     the latent scale, its fixed-effect columns (``(dX) beta``). Loadings that move nothing
-    are left out; returns ``(r, direction)`` pairs."""
+    are left out; returns ``(r, direction)`` pairs. ``beta``: the fixed effects of the
+    ``(dX) beta`` part (default the model's)."""
     loadings = model.loadings
+    beta = model.beta if beta is None else beta
     out: list[tuple[int, Direction]] = []
     for r in range(loadings.n_free):
         f, weight = loadings.derivative(r)
@@ -204,7 +220,7 @@ def loading_directions(model, lams: list[np.ndarray]) -> list[tuple[int, Directi
             fixed = np.zeros(model.n)
             for j, fc in loadings.x_cols:
                 if fc == f:
-                    fixed += loadings.base_X[:, j] * weight * model.beta[j]
+                    fixed += loadings.base_X[:, j] * weight * beta[j]
         if parts or fixed is not None:
             out.append((r, (parts, fixed)))
     return out

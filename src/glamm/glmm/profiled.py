@@ -15,7 +15,7 @@ import numpy as np
 
 from ..linalg.threads import single_threaded
 from ..optim.backends import minimize
-from ..optim.newton import newton_minimize
+from ..optim.newton import FiniteDifferences, newton_minimize
 from ..optim.optsummary import OptSummary
 from .fit import GlmmFitRecord, _warn
 from .model import GeneralizedLinearMixedModel
@@ -49,6 +49,101 @@ def profiled_loading_deviance(model: GeneralizedLinearMixedModel):
         return lmm.objective(part["theta"])
 
     return lmm, layout, deviance
+
+
+def profiled_loading_gradient(model: GeneralizedLinearMixedModel, lmm, layout):
+    """``g(x)``: the gradient of :func:`profiled_loading_deviance`'s deviance in
+    ``x = [theta, lambda]``, analytically, at the point the deviance was last evaluated at
+    (``g`` checks nothing: evaluate first).
+
+    The ML profiled deviance is ``log det G + n (1 + log(2 pi pwrss / n))`` (less the log
+    weights) with ``G = Lambda'Z'WZ Lambda + I``. A parameter moving ``Z Lambda`` by ``D`` (a
+    variance parameter through ``dLambda``, a loading through the loaded rows of ``Z``) and
+    ``X`` by ``dX`` (a loaded smooth's fixed columns) changes ``log det G`` by
+    ``2 tr(G^-1 Lambda'Z'W D)`` (the entries of ``G^-1`` on the pattern of one row, from
+    :mod:`glamm.linalg.selinv`) and, by the envelope theorem at the penalized least-squares
+    solution ``(u, beta)``, ``pwrss`` by ``-2 r'W (D u + dX beta)``."""
+    from ..linalg.selinv import re_inverse
+    from .gradient import TraceWeights, loading_directions
+
+    design = lmm.design
+    loadings = model.loadings
+    assert loadings is not None
+    w = lmm.frame.weights
+    yw = lmm.frame.y - lmm.frame.offset
+    n = lmm.n
+
+    def gradient(x: np.ndarray) -> np.ndarray:
+        part = layout.split(x)
+        theta = part["theta"]
+        lams = lmm.lambdas(theta)
+        V = design.rows(lams)
+        C = design.cols
+        u_parts, beta = lmm.factor.solve_u_beta()
+        u_terms = [uk.reshape(t.nlevels, t.p) for uk, t in zip(u_parts, lmm.reterms)]
+        X = loadings.X_values(part["lambda"]) if loadings.x_cols else lmm.frame.X
+        u = np.concatenate(u_parts) if u_parts else np.zeros(0)
+        r = yw - X @ beta - design.matvec(V, u)
+        wr = w * r
+        pwrss = lmm.factor.pwrss()
+        traces = TraceWeights(design, V, C, w, re_inverse(lmm.factor))
+
+        def along(parts: list, fixed: np.ndarray | None) -> float:
+            a = np.zeros(n) if fixed is None else fixed.copy()
+            for k, Vd in parts:
+                a += np.einsum("ic,ic->i", Vd, u_terms[k][design.terms[k].refs])
+            return 2.0 * traces.trace(parts) - 2.0 * n / pwrss * float(wr @ a)
+
+        g = np.zeros(x.size)
+        t_idx = layout.index("theta")
+        pos = 0
+        for k, (t, sl) in enumerate(zip(lmm.reterms, lmm.theta_slices)):
+            dlams = t.covariance.jacobian(theta[sl])
+            for r_ in range(sl.stop - sl.start):
+                g[t_idx[pos]] = along([(k, design.z[k] @ dlams[r_])], None)
+                pos += 1
+        l_idx = layout.index("lambda")
+        for r_, (parts, fixed) in loading_directions(model, lams, beta):
+            g[l_idx[r_]] = along(parts, fixed)
+        return g
+
+    return gradient
+
+
+class ProfiledDerivatives(FiniteDifferences):
+    """Derivatives of the profiled deviance for Newton: the analytic gradient
+    (:func:`profiled_loading_gradient`) and Hessians from its differences (forward to steer,
+    central for standard errors); its Hessian only steers, so BFGS carries it further before
+    it is recomputed."""
+
+    rehess_distance = 2.0
+
+    def __init__(self, deviance, gradient, record: OptSummary | None = None):
+        super().__init__(deviance, record)
+        self._gradient = gradient
+        self._at: np.ndarray | None = None
+
+    def value(self, x: np.ndarray) -> float:
+        val = super().value(x)
+        self._at = np.array(x, copy=True)
+        return val
+
+    def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
+        if self._at is None or not np.array_equal(self._at, x):
+            self.value(x)
+        return self._gradient(x)
+
+    def grad_hess(self, x: np.ndarray, central: bool = True):
+        from .derivatives import hessian_from_gradients
+
+        fx = self.value(x)
+        g = self.grad(x, fx)
+        H = hessian_from_gradients(self.grad, x, g, central)
+        self.value(x)
+        return g, H, fx
+
+    def steering_hessian(self, x: np.ndarray):
+        return self.grad_hess(x, central=False)
 
 
 def fit_gaussian_loadings(model: GeneralizedLinearMixedModel, start: np.ndarray | None = None,
@@ -96,7 +191,9 @@ def fit_gaussian_loadings(model: GeneralizedLinearMixedModel, start: np.ndarray 
                           log_index=layout.log_scale_index(), **loose)
         assert record.final is not None
         scale = np.maximum(np.abs(record.final) * 0.1, 0.01)
-        res = newton_minimize(deviance, record.final, layout.lower(), record, scale=scale)
+        derivs = ProfiledDerivatives(deviance, profiled_loading_gradient(model, lmm, layout))
+        res = newton_minimize(deviance, record.final, layout.lower(), record, scale=scale,
+                              derivs=derivs)
         if res.fx <= record.fmin:
             record.final, record.fmin = res.x, res.fx
         record.converged = bool(res.converged)

@@ -3,24 +3,29 @@ the pattern the Laplace gradient reads, without forming the dense ``q x q`` inve
 
 Partition the random effects into the first term (index set 1, ``q_1`` columns, whose diagonal
 block ``A = L[0][0]`` is block diagonal: one ``p_1 x p_1`` triangle per level) and the rest
-(``R``, ``q_R`` columns), so that ``L_Z = [[A, 0], [B, C]]``. With ``W = B A^{-1}``:
+(``R``, ``q_R`` columns), so that ``L_Z = [[A, 0], [B, C]]``. With ``W = B A^{-1}`` (sparse:
+``B`` holds the levels of the other terms each first-term level meets):
 
-    Sigma_RR = (C C')^{-1}                      (dense, q_R x q_R)
-    Sigma_R1 = -Sigma_RR W                      (dense, q_R x q_1)
+    Sigma_RR = (C C')^{-1}
+    Sigma_R1 = -Sigma_RR W
     Sigma_11 = A^{-T} A^{-1} + W' Sigma_RR W    (only its diagonal p_1 x p_1 blocks)
 
 Every entry the gradient gathers is one of these: a row of ``Z Lambda`` touches a single level
-of the first term, so pairs inside the first term's columns never cross levels. The cost is
-``O(q_R^2 q_1 + q_R^3)`` instead of ``O(q^3)``; for nested designs (``school/student``: the
-students first, a few schools after) that is a small multiple of ``q_1``.
+of the first term, so pairs inside the first term's columns never cross levels, and an entry
+``Sigma_R1[r, s]`` needs ``Sigma_RR`` only where ``r`` meets the levels of column ``s`` of
+``W``. ``Sigma_RR`` is itself the inverse of a blocked factor's trailing part: when its first
+diagonal block is block diagonal again (``hid`` after ``sid`` in ``(1 | sid) + (1 | hid) +
+(1 | mid)`` with students nested in both schools), the same partition applies recursively,
+else it is formed densely (``O(q_R^3)``). For nested designs the cost is then ``O(q)``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
-from .blocks import BlockDiag, to_dense
+from .blocks import BlockDiag, BlockSparse, to_dense
 
 
 class DenseInverse:
@@ -38,61 +43,144 @@ class DenseInverse:
         return self.Ginv @ rhs
 
 
+def _spd_inverse_from_factor(L: np.ndarray) -> np.ndarray:
+    """``(L L')^{-1}`` from a dense lower-triangular ``L`` (LAPACK potri), symmetric."""
+    if L.shape[0] == 0:
+        return np.zeros((0, 0))
+    inv, info = sla.lapack.dpotri(L, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("G is singular")
+    out = np.tril(inv)
+    out += np.tril(inv, -1).T
+    return out
+
+
 class SelectedInverse:
     """The blocks of ``G^{-1}`` described in the module docstring, from a factored
-    :class:`~glamm.linalg.factor.BlockedCholesky` whose first diagonal block is block diagonal.
+    :class:`~glamm.linalg.factor.BlockedCholesky` whose diagonal block ``start`` is block
+    diagonal (the inverse of the trailing part from term ``start`` on).
 
     Parameters
     ----------
     fac : BlockedCholesky
         The factor after :meth:`~glamm.linalg.factor.BlockedCholesky.update`; only its
         random-effects blocks are read (and not kept: later updates do not affect this object).
+    start : int
+        The first term of the trailing part (0: all of ``G``).
     """
 
-    def __init__(self, fac):
-        D = fac.L[0][0]
+    def __init__(self, fac, start: int = 0):
+        D = fac.L[start][start]
         assert isinstance(D, BlockDiag)
         K = fac.K
-        self.p1 = fac.ps[0]
-        self.q1 = fac.ms[0] * fac.ps[0]
-        sizes = [fac.ms[k] * fac.ps[k] for k in range(1, K)]
-        off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        qR = int(off[-1])
-        m1, p1 = fac.ms[0], self.p1
-        # A^{-1}, one lower triangle per level of the first term
-        if p1 == 1:
-            Ainv = (1.0 / D.data[:, 0, 0])[:, None, None]
+        self._fac, self._start = fac, start
+        m1, p1 = fac.ms[start], fac.ps[start]
+        self.p1, self.q1 = p1, m1 * p1
+        sizes = [fac.ms[k] * fac.ps[k] for k in range(start + 1, K)]
+        self._off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.qR = int(self._off[-1])
+        # A^{-1}, one triangle per level of the first term
+        self.A_inv = (1.0 / D.data[:, 0, 0])[:, None, None] if p1 == 1 \
+            else np.linalg.inv(D.data)
+        # W = B A^{-1} (sparse, q_R x q_1), kept by columns with their nonzeros padded to the
+        # longest column (ELL form): rows R_pad, values V_pad
+        parts = []
+        for i in range(start + 1, K):
+            Bi = fac.L[i][start]
+            parts.append(Bi.to_csr().copy() if isinstance(Bi, BlockSparse)
+                         else sp.csr_matrix(to_dense(Bi)))
+        B = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, self.q1))
+        A_inv = sp.bsr_matrix((self.A_inv, np.arange(m1), np.arange(m1 + 1)),
+                              shape=(self.q1, self.q1))
+        self.W = (B @ A_inv).tocsc()
+        self.W.eliminate_zeros()
+        counts = np.diff(self.W.indptr)
+        width = int(counts.max()) if counts.size else 0
+        slot = np.arange(self.W.nnz) - np.repeat(self.W.indptr[:-1], counts)
+        col = np.repeat(np.arange(self.q1), counts)
+        self._R_pad = np.zeros((self.q1, width), dtype=np.int64)
+        self._V_pad = np.zeros((self.q1, width))
+        self._R_pad[col, slot] = self.W.indices
+        self._V_pad[col, slot] = self.W.data
+        # Sigma_RR: recursively where the next diagonal block is block diagonal, else dense
+        self._C: np.ndarray | None = None
+        self._S_R1: np.ndarray | None = None
+        if self.qR and isinstance(fac.L[start + 1][start + 1], BlockDiag):
+            self.S_RR: SelectedInverse | DenseInverse = SelectedInverse(fac, start + 1)
+            self.S_11 = self._diagonal_blocks()
         else:
-            Ainv = np.linalg.inv(D.data)
-        # B (q_R x q_1) and C (q_R x q_R, lower) densely
-        B = np.zeros((qR, self.q1))
-        C = np.zeros((qR, qR))
-        for i in range(1, K):
-            rows = slice(off[i - 1], off[i])
-            B[rows] = to_dense(fac.L[i][0])
-            for j in range(1, i + 1):
-                block = to_dense(fac.L[i][j])
-                C[rows, off[j - 1]:off[j]] = np.tril(block) if i == j else block
-        self.A_inv = Ainv
-        self.C = C
-        self.W = np.einsum("rca,cab->rcb", B.reshape(qR, m1, p1), Ainv).reshape(qR, self.q1)
-        if qR:
-            inv, info = sla.lapack.dpotri(C, lower=1)
-            if info != 0:
-                raise np.linalg.LinAlgError("G is singular")
-            S_RR = np.tril(inv)
-            S_RR += np.tril(inv, -1).T
-        else:
-            S_RR = np.zeros((0, 0))
-        self.S_RR = S_RR
-        M = S_RR @ self.W
-        W3 = self.W.reshape(qR, m1, p1)
-        M3 = M.reshape(qR, m1, p1)
-        self.S_11 = (np.einsum("cba,cbd->cad", Ainv, Ainv)
-                     + np.einsum("rca,rcb->cab", W3, M3))
-        np.negative(M, out=M)   # Sigma_R1 = -Sigma_RR W, in place (q_R x q_1 can be large)
-        self.S_R1 = M
+            S_RR = _spd_inverse_from_factor(self.C) if self.qR else np.zeros((0, 0))
+            self.S_RR = DenseInverse(S_RR)
+            self.S_11 = self._diagonal_blocks_dense(S_RR)
 
+    def _diagonal_blocks_dense(self, S_RR: np.ndarray) -> np.ndarray:
+        """As :meth:`_diagonal_blocks` for a dense ``Sigma_RR``, through ``M = Sigma_RR W``
+        (``q_R x q_1``, ``q_R nnz(W)`` operations), which then gives ``Sigma_R1 = -M``."""
+        p1 = self.p1
+        S = np.einsum("cba,cbd->cad", self.A_inv, self.A_inv)
+        if not self.qR:
+            return S
+        M = np.ascontiguousarray((self.W.T @ S_RR).T)
+        Wc = self.W.tocoo()
+        c, a = Wc.col // p1, Wc.col % p1
+        flat = S.reshape(-1)
+        for b in range(p1):
+            flat += np.bincount((c * p1 + a) * p1 + b,
+                                weights=Wc.data * M[Wc.row, c * p1 + b], minlength=flat.size)
+        np.negative(M, out=M)   # Sigma_R1 = -Sigma_RR W, in place (q_R x q_1 can be large)
+        self._S_R1 = M
+        return S
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def C(self) -> np.ndarray:
+        """The trailing factor ``C`` (``q_R x q_R``, lower, dense; built on first use)."""
+        if self._C is None:
+            fac, start, off = self._fac, self._start, self._off
+            C = np.zeros((self.qR, self.qR))
+            for i in range(start + 1, fac.K):
+                rows = slice(off[i - start - 1], off[i - start])
+                for j in range(start + 1, i + 1):
+                    block = to_dense(fac.L[i][j])
+                    C[rows, off[j - start - 1]:off[j - start]] = np.tril(block) if i == j \
+                        else block
+            self._C = C
+        return self._C
+
+    def _diagonal_blocks(self) -> np.ndarray:
+        """``(m_1, p_1, p_1)``: the diagonal blocks of ``A^{-T} A^{-1} + W' Sigma_RR W``, the
+        latter from pairs of nonzeros of the same columns of ``W``."""
+        Ainv, p1 = self.A_inv, self.p1
+        S = np.einsum("cba,cbd->cad", Ainv, Ainv)
+        m1 = S.shape[0]
+        R3 = self._R_pad.reshape(m1, p1, -1)
+        V3 = self._V_pad.reshape(m1, p1, -1)
+        width = R3.shape[2]
+        for a in range(p1):
+            for b in range(p1):
+                for k in range(width):
+                    for k2 in range(width):
+                        v = V3[:, a, k] * V3[:, b, k2]
+                        use = v != 0.0
+                        if use.any():
+                            S[use, a, b] += v[use] * self.S_RR.entries(R3[use, a, k],
+                                                                       R3[use, b, k2])
+        return S
+
+    def _rest_first(self, r: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``Sigma_R1[r, s] = -sum_j Sigma_RR[r, j] W[j, s]`` over the nonzeros of column
+        ``s`` of ``W``."""
+        if self._S_R1 is not None:
+            return self._S_R1[r, s]
+        out = np.zeros(r.shape[0])
+        for k in range(self._R_pad.shape[1]):
+            v = self._V_pad[s, k]
+            use = v != 0.0
+            if use.any():
+                out[use] -= v[use] * self.S_RR.entries(r[use], self._R_pad[s[use], k])
+        return out
+
+    # ------------------------------------------------------------------ interface
     def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """``G^{-1}[i, j]`` elementwise, for index pairs on the gradient's pattern (two
         columns of the first term must belong to the same level)."""
@@ -107,13 +195,13 @@ class SelectedInverse:
             out[both] = self.S_11[a // p1, a % p1, b % p1]
         m = ~in_i & in_j
         if m.any():
-            out[m] = self.S_R1[i[m] - q1, j[m]]
+            out[m] = self._rest_first(i[m] - q1, j[m])
         m = in_i & ~in_j
         if m.any():
-            out[m] = self.S_R1[j[m] - q1, i[m]]
+            out[m] = self._rest_first(j[m] - q1, i[m])
         m = ~in_i & ~in_j
         if m.any():
-            out[m] = self.S_RR[i[m] - q1, j[m] - q1]
+            out[m] = self.S_RR.entries(i[m] - q1, j[m] - q1)
         return out
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
@@ -126,10 +214,11 @@ class SelectedInverse:
         Ainv = self.A_inv
         # forward: y1 = A^{-1} r1, yR = C^{-1} (rR - B y1), where B y1 = B A^{-1} r1 = W r1
         y1 = np.einsum("cab,cbk->cak", Ainv, r1.reshape(m1, p1, k))
-        if self.C.shape[0]:
-            yR = sla.solve_triangular(self.C, rR.reshape(-1, k) - self.W @ r1.reshape(q1, k),
+        if self.qR:
+            C = self.C
+            yR = sla.solve_triangular(C, rR.reshape(-1, k) - self.W @ r1.reshape(q1, k),
                                       lower=True, check_finite=False)
-            xR = sla.solve_triangular(self.C, yR, lower=True, trans="T", check_finite=False)
+            xR = sla.solve_triangular(C, yR, lower=True, trans="T", check_finite=False)
             # x1 = A^{-T} (y1 - B' xR) and B' xR = A' W' xR, so x1 = A^{-T} y1 - W' xR
             x1 = (np.einsum("cba,cbk->cak", Ainv, y1).reshape(q1, k) - self.W.T @ xR)
         else:
@@ -145,10 +234,4 @@ def re_inverse(fac) -> DenseInverse | SelectedInverse:
     term's pattern has fill), else the dense inverse."""
     if isinstance(fac.L[0][0], BlockDiag):
         return SelectedInverse(fac)
-    L = fac.dense_re_factor()
-    inv, info = sla.lapack.dpotri(L, lower=1, overwrite_c=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("G is singular")
-    out = np.tril(inv)
-    out += np.tril(inv, -1).T
-    return DenseInverse(out)
+    return DenseInverse(_spd_inverse_from_factor(fac.dense_re_factor()))
