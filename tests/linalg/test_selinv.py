@@ -8,11 +8,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from glamm.linalg import selinv
 from glamm.linalg.selinv import DenseInverse, SelectedInverse, re_inverse
 
 from .helpers import MODELS, dense_M, make_factor, random_lambdas
 
 NAMES = sorted(MODELS)
+
+
+@pytest.fixture(params=["dense", "recursive"])
+def rest(request, monkeypatch):
+    """Both ways of forming Sigma_RR: densely, and recursively wherever the next diagonal
+    block is block diagonal (forced by a zero threshold)."""
+    if request.param == "recursive":
+        monkeypatch.setattr(selinv, "DENSE_REST", 0)
+    return request.param
 
 
 def _setup(name: str, seed: int = 0):
@@ -35,7 +45,7 @@ def _row_columns(model) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_entries_on_the_gradient_pattern(name):
+def test_entries_on_the_gradient_pattern(name, rest):
     model, fac, inv = _setup(name)
     sel = re_inverse(fac)
     assert isinstance(sel, SelectedInverse)
@@ -47,7 +57,7 @@ def test_entries_on_the_gradient_pattern(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_solve(name):
+def test_solve(name, rest):
     model, fac, inv = _setup(name, seed=3)
     sel = re_inverse(fac)
     rng = np.random.default_rng(1)
@@ -56,6 +66,13 @@ def test_solve(name):
     np.testing.assert_allclose(sel.solve(r), inv @ r, rtol=1e-9, atol=1e-11)
     R = rng.normal(size=(q, 3))
     np.testing.assert_allclose(sel.solve(R), inv @ R, rtol=1e-9, atol=1e-11)
+
+
+def test_recursion_is_used_for_nested_terms(monkeypatch):
+    monkeypatch.setattr(selinv, "DENSE_REST", 0)
+    _, fac, _ = _setup("nested")
+    sel = re_inverse(fac)
+    assert isinstance(sel, SelectedInverse) and isinstance(sel.S_RR, SelectedInverse)
 
 
 def test_dense_inverse_interface():

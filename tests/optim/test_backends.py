@@ -298,3 +298,41 @@ def test_optsummary_as_dict():
 def test_optsummary_as_dict_before_a_run():
     d = OptSummary(optimizer="x", initial=np.ones(1), lower=np.array([-np.inf])).as_dict()
     assert d["final"] is None and d["lower"] == [None]
+
+
+# --------------------------------------------------------------------------- with a gradient
+def test_minimize_gradient_on_a_quadratic_with_an_active_bound():
+    from glamm.optim.backends import minimize_gradient
+
+    calls: list[np.ndarray] = []
+
+    def f(x):
+        calls.append(np.array(x, copy=True))
+        return quadratic(x)
+
+    def grad(x):
+        # called right after f at the same point (the profiled fits rely on it)
+        np.testing.assert_array_equal(x, calls[-1])
+        return H @ (np.asarray(x) - CENTER)
+
+    lower = np.array([-np.inf, 0.0, -np.inf])   # the second coordinate's optimum is -0.5
+    res = minimize_gradient(f, grad, np.array([0.0, 1.0, 0.0]), lower, ftol=1e-14)
+    assert res.converged and res.optimizer.startswith("scipy:L-BFGS-B")
+    # on the bound, the others at the constrained optimum: H_ff x_f = H_ff c_f - H_fb (0 - c_b)
+    free = [0, 2]
+    xf = CENTER[free] - np.linalg.solve(H[np.ix_(free, free)], H[free, 1] * (0.0 - CENTER[1]))
+    np.testing.assert_allclose(res.final[free], xf, atol=1e-6)
+    assert res.final[1] == 0.0
+    assert res.fmin == pytest.approx(quadratic(res.final), rel=1e-14)
+    assert res.feval == len(calls)
+
+
+def test_minimize_gradient_backs_off_non_finite_values():
+    from glamm.optim.backends import minimize_gradient
+
+    def f(x):
+        return np.inf if x[0] > 3.0 else quadratic(x)
+
+    res = minimize_gradient(f, lambda x: H @ (x - CENTER), np.array([2.9, 0.0, 0.0]),
+                            np.full(3, -np.inf), ftol=1e-14)
+    np.testing.assert_allclose(res.final, CENTER, atol=1e-6)

@@ -73,13 +73,8 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     Ginv = re_inverse(model.fac_u)
     canonical = model.observed_information or np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
     Gobs_inv = Ginv if canonical else DenseInverse(_spd_inverse(_crossprod(design, V, w_obs)))
-    P = V.shape[1]
-    # h_i = sum_ab V_ia V_ib Ginv[C_ia, C_ib]
-    h = np.zeros(model.n)
-    for a in range(P):
-        for b in range(P):
-            h += V[:, a] * V[:, b] * Ginv.entries(C[:, a], C[:, b])
-    dwh = dw * h
+    traces = TraceWeights(design, V, C, w, Ginv)
+    dwh = dw * traces.leverages()   # h_i = sum_ab V_ia V_ib Ginv[C_ia, C_ib]
 
     X = model.X
     grad_beta = -2.0 * (X.T @ s)
@@ -95,7 +90,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     u = model.u
     u_terms = [u[design.offsets[k]:design.offsets[k] + t.q].reshape(t.nlevels, t.p)
                for k, t in enumerate(model.reterms)]
-    tangent = _Tangent(design, V, C, w, w_obs, s, Ginv, Gobs_inv, dwh, u_terms)
+    tangent = _Tangent(design, V, C, w_obs, s, traces, Gobs_inv, dwh, u_terms)
 
     directions: list[Direction] = []
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
@@ -116,27 +111,65 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
 Direction = tuple[list[tuple[int, np.ndarray]], "np.ndarray | None"]
 
 
+#: TraceWeights gathers all entries ``G^-1[C_ia, C_ib]`` of every row in one call when there
+#: are at most this many (``n P^2``), else column by column
+MAX_ROW_PAIRS = 5_000_000
+
+
 class TraceWeights:
     """``T(k, c)_i = w_i sum_a V_ia G^-1[C_ia, C_i(k,c)]``, so that the trace
     ``tr(G^-1 (Z Lambda)' W (Z dLambda))`` of a direction moving column ``c`` of term ``k``'s
     nonzeros by ``Vd[:, c]`` is ``sum_c T(k, c) . Vd[:, c]``: half the derivative of
     ``log det G`` at fixed weights. The same for every direction, so each column's is computed
-    once (on first use)."""
+    once (on first use); the entries of ``G^-1`` on each row's pattern are gathered in one
+    call where affordable (:data:`MAX_ROW_PAIRS`)."""
 
     def __init__(self, design, V: np.ndarray, C: np.ndarray, w: np.ndarray, Ginv):
         self.design, self.V, self.C, self.w, self.Ginv = design, V, C, w, Ginv
         self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._E: np.ndarray | None = None
+
+    def row_entries(self) -> np.ndarray | None:
+        """``E[i, a, b] = G^-1[C_ia, C_ib]`` (``n x P x P``; computed once per distinct row
+        pattern, the upper triangle mirrored), or ``None`` if too large."""
+        n, P = self.C.shape
+        if self._E is None and n * P * P <= MAX_ROW_PAIRS:
+            patterns, index = self.design.col_patterns
+            a, b = np.triu_indices(P)
+            vals = self.Ginv.entries(patterns[:, a].reshape(-1), patterns[:, b].reshape(-1))
+            Eu = np.empty((patterns.shape[0], P, P))
+            Eu[:, a, b] = vals.reshape(patterns.shape[0], -1)
+            Eu[:, b, a] = Eu[:, a, b]
+            self._E = Eu[index]
+        return self._E
 
     def __call__(self, k: int, c: int) -> np.ndarray:
         key = (k, c)
         if key not in self._cache:
             V, C = self.V, self.C
-            col = C[:, self.design.term_slices[k]][:, c]
-            acc = np.zeros(V.shape[0])
-            for a in range(V.shape[1]):
-                acc += V[:, a] * self.Ginv.entries(C[:, a], col)
+            j = self.design.term_slices[k].start + c
+            E = self.row_entries()
+            if E is not None:
+                acc = np.einsum("ia,ia->i", V, E[:, :, j])
+            else:
+                acc = np.zeros(V.shape[0])
+                for a in range(V.shape[1]):
+                    acc += V[:, a] * self.Ginv.entries(C[:, a], C[:, j])
             self._cache[key] = self.w * acc
         return self._cache[key]
+
+    def leverages(self) -> np.ndarray:
+        """``h_i = sum_ab V_ia V_ib G^-1[C_ia, C_ib]``, the diagonal of
+        ``Z Lambda G^-1 Lambda'Z'``."""
+        V, C = self.V, self.C
+        E = self.row_entries()
+        if E is not None:
+            return np.einsum("ia,ib,iab->i", V, V, E)
+        h = np.zeros(V.shape[0])
+        for a in range(V.shape[1]):
+            for b in range(V.shape[1]):
+                h += V[:, a] * V[:, b] * self.Ginv.entries(C[:, a], C[:, b])
+        return h
 
     def trace(self, parts: list[tuple[int, np.ndarray]]) -> float:
         """``tr(G^-1 (Z Lambda)' W (Z dLambda))`` for the direction ``parts``."""
@@ -149,12 +182,12 @@ class _Tangent:
     the mode's own movement; shared by ``theta`` and the factor loadings. Directions are
     taken in batches (:meth:`gradients`): one solve with ``G`` for all of them."""
 
-    def __init__(self, design, V, C, w, w_obs, s, Ginv, Gobs_inv, dwh, u_terms):
+    def __init__(self, design, V, C, w_obs, s, traces: TraceWeights, Gobs_inv, dwh, u_terms):
         self.design, self.V, self.C = design, V, C
-        self.w, self.w_obs, self.s = w, w_obs, s
-        self.Ginv, self.Gobs_inv, self.dwh = Ginv, Gobs_inv, dwh
+        self.w_obs, self.s = w_obs, s
+        self.Gobs_inv, self.dwh = Gobs_inv, dwh
         self.u_terms = u_terms
-        self._trace_weight = TraceWeights(design, V, C, w, Ginv)
+        self._trace_weight = traces
 
     def gradients(self, directions: list[Direction]) -> np.ndarray:
         """``d (-2 log L) / d param`` for each direction ``(parts, fixed)``: term ``k``'s

@@ -13,10 +13,11 @@ block ``A = L[0][0]`` is block diagonal: one ``p_1 x p_1`` triangle per level) a
 Every entry the gradient gathers is one of these: a row of ``Z Lambda`` touches a single level
 of the first term, so pairs inside the first term's columns never cross levels, and an entry
 ``Sigma_R1[r, s]`` needs ``Sigma_RR`` only where ``r`` meets the levels of column ``s`` of
-``W``. ``Sigma_RR`` is itself the inverse of a blocked factor's trailing part: when its first
-diagonal block is block diagonal again (``hid`` after ``sid`` in ``(1 | sid) + (1 | hid) +
-(1 | mid)`` with students nested in both schools), the same partition applies recursively,
-else it is formed densely (``O(q_R^3)``). For nested designs the cost is then ``O(q)``.
+``W``. ``Sigma_RR`` is itself the inverse of a blocked factor's trailing part: when it is
+large (:data:`DENSE_REST`) and its first diagonal block is block diagonal again (``hid``
+after ``sid`` in ``(1 | sid) + (1 | hid) + (1 | mid)`` with students nested in both schools),
+the same partition applies recursively, else it is formed densely (``O(q_R^3)``). For nested
+designs the cost is then ``O(q)``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .blocks import BlockDiag, BlockSparse, to_dense
+
+#: up to this many random effects after the first term, ``Sigma_RR`` is formed densely (its
+#: cost ``q_R^3 / 3`` is then small, and the entries of ``Sigma_R1`` come from one sparse
+#: product); beyond, recursively where the next diagonal block is block diagonal
+DENSE_REST = 800
 
 
 class DenseInverse:
@@ -105,7 +111,7 @@ class SelectedInverse:
         # Sigma_RR: recursively where the next diagonal block is block diagonal, else dense
         self._C: np.ndarray | None = None
         self._S_R1: np.ndarray | None = None
-        if self.qR and isinstance(fac.L[start + 1][start + 1], BlockDiag):
+        if self.qR > DENSE_REST and isinstance(fac.L[start + 1][start + 1], BlockDiag):
             self.S_RR: SelectedInverse | DenseInverse = SelectedInverse(fac, start + 1)
             self.S_11 = self._diagonal_blocks()
         else:

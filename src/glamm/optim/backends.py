@@ -138,3 +138,39 @@ def _minimize_log(f, x0, lower, optimizer, keep_trace, idx, settings) -> OptSumm
     os_.trace = [(to_x(z), v) for z, v in os_.trace]
     os_.messages.append(f"parameters {list(map(int, idx))} optimized on the log scale")
     return os_
+
+
+def minimize_gradient(f: Callable[[np.ndarray], float],
+                      grad: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
+                      lower: np.ndarray, ftol: float = 1e-5, maxiter: int = 5000
+                      ) -> OptSummary:
+    """Minimize ``f`` with ``x >= lower`` by SciPy's L-BFGS-B on the analytic gradient
+    ``grad`` (called right after ``f`` at the same point, so it may read state ``f`` left).
+    Meant as a first stage: ``ftol`` is L-BFGS-B's relative reduction per iteration, and a
+    Newton polish is expected to follow. Non-finite values count as ``1e300`` with a zero
+    gradient (the line search then backs off). Returns the filled :class:`OptSummary` (its
+    optimum is the best point evaluated)."""
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    os_ = OptSummary(optimizer="scipy:L-BFGS-B (analytic gradient)", initial=x0.copy(),
+                     lower=lower.copy(), ftol_rel=ftol)
+    best = _BestPoint(np.inf, x0.copy())
+
+    def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        os_.feval += 1
+        val = float(f(x))
+        if not np.isfinite(val):
+            return 1e300, np.zeros_like(x)
+        if val < best.f:
+            best.f, best.x = val, np.array(x, copy=True)
+        return val, np.asarray(grad(x), dtype=float)
+
+    t0 = time.perf_counter()
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    res = so.minimize(value_and_gradient, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                      options={"maxiter": maxiter, "ftol": ftol, "gtol": 1e-8})
+    os_.returnvalue = str(res.message)
+    os_.converged = bool(res.success)
+    os_.elapsed = time.perf_counter() - t0
+    os_.final, os_.fmin = best.x, best.f
+    return os_

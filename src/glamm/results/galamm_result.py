@@ -88,14 +88,20 @@ class GalammResult(GlmerResult):
         if not profiled_gaussian(self.model.family):
             return None
         if "_profiled_cov" not in self.__dict__:
-            from ..glmm.profiled import profiled_loading_deviance
+            from ..glmm.profiled import (
+                ProfiledDerivatives,
+                profiled_loading_deviance,
+                profiled_loading_gradient,
+            )
             from ..linalg.threads import single_threaded
-            from ..optim.newton import gradient_hessian
 
-            _, layout, deviance = profiled_loading_deviance(self.model)
+            lmm, layout, deviance = profiled_loading_deviance(self.model)
             x = layout.assemble({"theta": self.theta, "lambda": self.loadings})
+            derivs = ProfiledDerivatives(
+                deviance, profiled_loading_gradient(self.model, lmm, layout))
             with single_threaded(1):
-                _, H = gradient_hessian(deviance, x)
+                # central differences of the analytic gradient
+                _, H, _ = derivs.grad_hess(x, central=True)
             self.__dict__["_profiled_cov"] = (layout, self._covariance_from_hessian(H, layout))
         return self.__dict__["_profiled_cov"]
 

@@ -90,6 +90,15 @@ class RandomDesign:
                   for t, off in zip(self.terms, self.offsets[:-1])]
         return np.hstack(blocks)
 
+    @cached_property
+    def col_patterns(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct rows of :attr:`cols` (``(u, P)``: the combinations of levels that
+        occur) and, per row, the index of its pattern: quantities that depend on a row only
+        through its columns (entries of ``G^-1`` on the row's pattern) are computed once per
+        pattern."""
+        patterns, index = np.unique(self.cols, axis=0, return_inverse=True)
+        return patterns, index.reshape(-1)
+
     # ------------------------------------------------------------------ Z Lambda
     def rows(self, lams: list[np.ndarray], z: list[np.ndarray] | None = None) -> np.ndarray:
         """Nonzeros of ``Z Lambda`` row by row, ``(n, P)``: ``z_k[i] lambda_k`` for each term
