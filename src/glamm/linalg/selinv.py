@@ -88,26 +88,9 @@ class SelectedInverse:
         # A^{-1}, one triangle per level of the first term
         self.A_inv = (1.0 / D.data[:, 0, 0])[:, None, None] if p1 == 1 \
             else np.linalg.inv(D.data)
-        # W = B A^{-1} (sparse, q_R x q_1), kept by columns with their nonzeros padded to the
-        # longest column (ELL form): rows R_pad, values V_pad
-        parts = []
-        for i in range(start + 1, K):
-            Bi = fac.L[i][start]
-            parts.append(Bi.to_csr().copy() if isinstance(Bi, BlockSparse)
-                         else sp.csr_matrix(to_dense(Bi)))
-        B = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, self.q1))
-        A_inv = sp.bsr_matrix((self.A_inv, np.arange(m1), np.arange(m1 + 1)),
-                              shape=(self.q1, self.q1))
-        self.W = (B @ A_inv).tocsc()
-        self.W.eliminate_zeros()
-        counts = np.diff(self.W.indptr)
-        width = int(counts.max()) if counts.size else 0
-        slot = np.arange(self.W.nnz) - np.repeat(self.W.indptr[:-1], counts)
-        col = np.repeat(np.arange(self.q1), counts)
-        self._R_pad = np.zeros((self.q1, width), dtype=np.int64)
-        self._V_pad = np.zeros((self.q1, width))
-        self._R_pad[col, slot] = self.W.indices
-        self._V_pad[col, slot] = self.W.data
+        # W = B A^{-1} (sparse, q_R x q_1)
+        self.W = self._rest_times_inverse() if self.qR else sp.csr_matrix((0, self.q1))
+        self._ell: tuple[np.ndarray, np.ndarray] | None = None
         # Sigma_RR: recursively where the next diagonal block is block diagonal, else dense
         self._C: np.ndarray | None = None
         self._S_R1: np.ndarray | None = None
@@ -138,6 +121,42 @@ class SelectedInverse:
         return S
 
     # ------------------------------------------------------------------ pieces
+    def _rest_times_inverse(self) -> sp.csr_matrix:
+        """``W = B A^{-1}``: the blocks below the first term's diagonal block, stacked, with
+        the columns of each first-term level multiplied by its triangle's inverse."""
+        fac, start = self._fac, self._start
+        parts = []
+        for i in range(start + 1, fac.K):
+            Bi = fac.L[i][start]
+            parts.append(Bi.to_csr().copy() if isinstance(Bi, BlockSparse)
+                         else sp.csr_matrix(to_dense(Bi)))
+        B = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+        m1, p1 = self.A_inv.shape[0], self.p1
+        if p1 == 1:   # a column scaling
+            B.data *= self.A_inv[:, 0, 0][B.indices]
+            return B
+        A_inv = sp.bsr_matrix((self.A_inv, np.arange(m1), np.arange(m1 + 1)),
+                              shape=(self.q1, self.q1))
+        return (B @ A_inv).tocsr()
+
+    @property
+    def ell(self) -> tuple[np.ndarray, np.ndarray]:
+        """``W`` by columns, each column's nonzeros padded to the longest column (ELL form):
+        their rows ``R_pad`` and values ``V_pad`` (``q_1 x width``; padding has value 0)."""
+        if self._ell is None:
+            W = self.W.tocsc()
+            W.eliminate_zeros()
+            counts = np.diff(W.indptr)
+            width = int(counts.max()) if counts.size else 0
+            slot = np.arange(W.nnz) - np.repeat(W.indptr[:-1], counts)
+            col = np.repeat(np.arange(self.q1), counts)
+            R_pad = np.zeros((self.q1, width), dtype=np.int64)
+            V_pad = np.zeros((self.q1, width))
+            R_pad[col, slot] = W.indices
+            V_pad[col, slot] = W.data
+            self._ell = (R_pad, V_pad)
+        return self._ell
+
     @property
     def C(self) -> np.ndarray:
         """The trailing factor ``C`` (``q_R x q_R``, lower, dense; built on first use)."""
@@ -159,8 +178,9 @@ class SelectedInverse:
         Ainv, p1 = self.A_inv, self.p1
         S = np.einsum("cba,cbd->cad", Ainv, Ainv)
         m1 = S.shape[0]
-        R3 = self._R_pad.reshape(m1, p1, -1)
-        V3 = self._V_pad.reshape(m1, p1, -1)
+        R_pad, V_pad = self.ell
+        R3 = R_pad.reshape(m1, p1, -1)
+        V3 = V_pad.reshape(m1, p1, -1)
         width = R3.shape[2]
         for a in range(p1):
             for b in range(p1):
@@ -178,12 +198,13 @@ class SelectedInverse:
         ``s`` of ``W``."""
         if self._S_R1 is not None:
             return self._S_R1[r, s]
+        R_pad, V_pad = self.ell
         out = np.zeros(r.shape[0])
-        for k in range(self._R_pad.shape[1]):
-            v = self._V_pad[s, k]
+        for k in range(R_pad.shape[1]):
+            v = V_pad[s, k]
             use = v != 0.0
             if use.any():
-                out[use] -= v[use] * self.S_RR.entries(r[use], self._R_pad[s[use], k])
+                out[use] -= v[use] * self.S_RR.entries(r[use], R_pad[s[use], k])
         return out
 
     # ------------------------------------------------------------------ interface
