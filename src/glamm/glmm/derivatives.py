@@ -34,18 +34,18 @@ def _other_indices(layout: ParameterLayout,
     return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
 
 
-class AnalyticDerivatives(FiniteDifferences):
-    """Analytic gradient of the Laplace deviance in ``[theta, beta]`` (glmm.gradient), central
-    differences for the dispersion or shape parameter, and the Hessian by central differences
-    of the gradient (``2n`` gradient evaluations instead of ``n^2`` function evaluations)."""
+class GradientDerivatives(FiniteDifferences):
+    """Derivatives from an exact gradient (:meth:`grad`, in subclasses) evaluated at the point
+    of the last :meth:`value` (which it may read state from; :meth:`_at_point` evaluates there
+    first when needed), Hessians from its differences (``2n`` gradients, central, for standard
+    errors; ``n``, forward, to steer Newton)."""
 
     #: Newton's Hessian here only steers (standard errors compute theirs at the optimum), so
     #: BFGS corrections carry it over longer distances before it is recomputed
     rehess_distance = 2.0
 
-    def __init__(self, f, model: GeneralizedLinearMixedModel, record: OptSummary | None = None):
+    def __init__(self, f, record: OptSummary | None = None):
         super().__init__(f, record)
-        self.model = model
         self._at: np.ndarray | None = None
 
     def value(self, x: np.ndarray) -> float:
@@ -53,13 +53,36 @@ class AnalyticDerivatives(FiniteDifferences):
         self._at = np.array(x, copy=True)
         return val
 
+    def _at_point(self, x: np.ndarray) -> None:
+        """Evaluate at ``x`` unless the last evaluation was there."""
+        if self._at is None or not np.array_equal(self._at, x):
+            self.value(x)
+
+    def grad_hess(self, x: np.ndarray, central: bool = True):
+        """Gradient, Hessian (differences of gradients: central, or forward with half the
+        cost when it only steers Newton steps) and value at ``x``."""
+        fx = self.value(x)
+        g = self.grad(x, fx)
+        H = hessian_from_gradients(self.grad, x, g, central)
+        self.value(x)
+        return g, H, fx
+
+
+class AnalyticDerivatives(GradientDerivatives):
+    """Analytic gradient of the Laplace deviance in ``[theta, beta]`` (glmm.gradient), central
+    differences for the dispersion or shape parameter, and the Hessian by central differences
+    of the gradient (``2n`` gradient evaluations instead of ``n^2`` function evaluations)."""
+
+    def __init__(self, f, model: GeneralizedLinearMixedModel, record: OptSummary | None = None):
+        super().__init__(f, record)
+        self.model = model
+
     def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
         from .gradient import laplace_gradient
 
         m = self.model
         layout = m.parameters
-        if self._at is None or not np.array_equal(self._at, x):
-            self.value(x)
+        self._at_point(x)
         theta, beta = layout.get(x, "theta"), layout.get(x, "beta")
         g = np.zeros(x.size)
         analytic = "lambda" in layout
@@ -105,16 +128,6 @@ class AnalyticDerivatives(FiniteDifferences):
             H[j, :] = col
         self.value(x)
         return g, H, fx
-
-    def grad_hess(self, x: np.ndarray, central: bool = True):
-        """Gradient, Hessian (differences of gradients: central, or forward with half the
-        cost when it only steers Newton steps) and value at ``x``."""
-        fx = self.value(x)
-        g = self.grad(x, fx)
-        H = hessian_from_gradients(self.grad, x, g, central)
-        self.value(x)
-        return g, H, fx
-
 
 class QuadratureDerivatives(FiniteDifferences):
     """Derivatives of the quadrature deviance ``-2 l`` in ``[theta, beta]``

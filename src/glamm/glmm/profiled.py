@@ -13,8 +13,9 @@ import numpy as np
 
 from ..linalg.threads import single_threaded
 from ..optim.backends import minimize, minimize_gradient
-from ..optim.newton import FiniteDifferences, newton_minimize
+from ..optim.newton import newton_minimize
 from ..optim.optsummary import OptSummary
+from .derivatives import GradientDerivatives
 from .fit import GlmmFitRecord, _warn
 from .model import GeneralizedLinearMixedModel
 
@@ -108,37 +109,17 @@ def profiled_loading_gradient(model: GeneralizedLinearMixedModel, lmm, layout):
     return gradient
 
 
-class ProfiledDerivatives(FiniteDifferences):
+class ProfiledDerivatives(GradientDerivatives):
     """Derivatives of the profiled deviance for Newton: the analytic gradient
-    (:func:`profiled_loading_gradient`) and Hessians from its differences (forward to steer,
-    central for standard errors); its Hessian only steers, so BFGS carries it further before
-    it is recomputed."""
-
-    rehess_distance = 2.0
+    (:func:`profiled_loading_gradient`) and Hessians from its differences."""
 
     def __init__(self, deviance, gradient, record: OptSummary | None = None):
         super().__init__(deviance, record)
         self._gradient = gradient
-        self._at: np.ndarray | None = None
-
-    def value(self, x: np.ndarray) -> float:
-        val = super().value(x)
-        self._at = np.array(x, copy=True)
-        return val
 
     def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
-        if self._at is None or not np.array_equal(self._at, x):
-            self.value(x)
+        self._at_point(x)
         return self._gradient(x)
-
-    def grad_hess(self, x: np.ndarray, central: bool = True):
-        from .derivatives import hessian_from_gradients
-
-        fx = self.value(x)
-        g = self.grad(x, fx)
-        H = hessian_from_gradients(self.grad, x, g, central)
-        self.value(x)
-        return g, H, fx
 
     def steering_hessian(self, x: np.ndarray):
         return self.grad_hess(x, central=False)
