@@ -204,3 +204,20 @@ class ReferenceSet:
             if "n_missing" in col:
                 assert int(df[col["name"]].isna().sum()) == col["n_missing"], col["name"]
         return df
+
+
+@pytest.fixture(scope="session")
+def cognition_fit():
+    """galamm's cognition model (domain 1, a smooth on the latent scale), fitted once for
+    the galamm test files: ``(result, data)``."""
+    import numpy as np
+
+    cog = glamm.datasets.load("cognition")
+    d = cog[cog["domain"].astype(str) == "1"].copy()
+    d["item"] = d["item"].cat.remove_unused_categories()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glamm.galamm("y ~ 0 + item + sl(x, factor='loading') + (0 + loading | id/timepoint)",
+                         d, load_var="item", factor="loading",
+                         lambda_=[[1], [np.nan], [np.nan]])
+    return m, d

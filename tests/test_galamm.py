@@ -393,16 +393,6 @@ def test_loading_table_columns(fits):
     assert list(fits["galamm_factor_gaussian"].factor_loadings.columns) == ["loading", "SE"]
 
 
-@pytest.fixture(scope="module")
-def cognition_fit():
-    cog = glamm.datasets.load("cognition")
-    d = cog[cog["domain"].astype(str) == "1"].copy()
-    d["item"] = d["item"].cat.remove_unused_categories()
-    m = _fit("y ~ 0 + item + sl(x, factor='loading') + (0 + loading | id/timepoint)", d,
-             load_var="item", factor="loading", lambda_=[[1], [nan], [nan]])
-    return m, d
-
-
 @pytest.mark.slow
 def test_smooth_on_the_latent_scale(cognition_fit):
     """galamm's sl(): the smooth's unpenalized and penalized columns carry the loadings."""

@@ -116,16 +116,6 @@ def test_smooth_results_of_a_binomial_latent_smooth():
     assert "Approximate significance of smooth terms" in str(m)
 
 
-@pytest.fixture(scope="module")
-def cognition_fit():
-    cog = glamm.datasets.load("cognition")
-    d = cog[cog["domain"].astype(str) == "1"].copy()
-    d["item"] = d["item"].cat.remove_unused_categories()
-    m = _fit("y ~ 0 + item + sl(x, factor='loading') + (0 + loading | id/timepoint)", d,
-             load_var="item", factor="loading", lambda_=[[1], [nan], [nan]])
-    return m, d
-
-
 @pytest.mark.slow
 def test_cognition_smooth_against_galamm(cognition_fit):
     """The cognition model's smooth: the curve (on the latent scale) as galamm's, and galamm's
