@@ -78,6 +78,13 @@ class AnalyticDerivatives(GradientDerivatives):
         self.model = model
 
     def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
+        return self._gradient(x)[0]
+
+    def _gradient(self, x: np.ndarray, schur: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The gradient at ``x`` and, with ``schur``, :func:`~glamm.glmm.gradient.
+        laplace_gradient`'s approximate ``beta`` block of the Hessian (halved) from the same
+        pass."""
         from .gradient import laplace_gradient
 
         m = self.model
@@ -86,7 +93,8 @@ class AnalyticDerivatives(GradientDerivatives):
         theta, beta = layout.get(x, "theta"), layout.get(x, "beta")
         g = np.zeros(x.size)
         analytic = "lambda" in layout
-        g_an = laplace_gradient(m, theta, beta, with_loadings=analytic)
+        out = laplace_gradient(m, theta, beta, schur=schur, with_loadings=analytic)
+        g_an, S = out if schur else (out, None)
         nt, p = theta.size, beta.size
         g[layout.slice("theta")] = g_an[:nt]
         g[layout.slice("beta")] = g_an[nt:nt + p]
@@ -104,17 +112,14 @@ class AnalyticDerivatives(GradientDerivatives):
                 e[j] = h
                 g[j] = (self.value(x + e) - self.value(x - e)) / (2 * h)
             self.value(x)
-        return g
+        return g, S
 
     def steering_hessian(self, x: np.ndarray):
         """See :func:`_steering_hessian`."""
-        from .gradient import laplace_gradient
-
-        m = self.model
-        layout = m.parameters
+        layout = self.model.parameters
         fx = self.value(x)
-        _, S = laplace_gradient(m, layout.get(x, "theta"), layout.get(x, "beta"), schur=True)
-        g = self.grad(x, fx)
+        g, S = self._gradient(x, schur=True)
+        assert S is not None
         n = x.size
         H = np.zeros((n, n))
         beta = layout.slice("beta")
