@@ -183,6 +183,10 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
             raise FormulaError(
                 f"smooth term {spec.text!r} is on the latent scale of factor {f!r} "
                 "(galamm's sl(..., factor=)), which only glamm.galamm(..., factor=...) defines")
+    if spec.kind == "t2":
+        from .t2 import construct_t2
+
+        return construct_t2(spec, data)
     x = covariates(spec, data)
     n_unique = len(np.unique(x, axis=0))
     # mgcv's default sizes: 10 for cr/cs/ps and a 1-D tp; M + 27 / M + 100 for 2-D / 3-D tp
