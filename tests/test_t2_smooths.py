@@ -36,6 +36,7 @@ GAUSSIAN = {
     "t2_reml": ("y ~ t2(x, z) + (1 | g)", True),
     "t2_k46_ml": ("y ~ t2(x, z, k = c(4, 6), bs = 'cr') + (1 | g)", False),
     "t2_k46_reml": ("y ~ t2(x, z, k = c(4, 6), bs = 'cr') + (1 | g)", True),
+    "t2_y2_ml": ("y2 ~ t2(x, z) + (1 | g)", False),
     "t2_tp_ml": ("y ~ t2(x, z, bs = c('tp', 'cr'), k = 6) + (1 | g)", False),
 }
 
@@ -46,7 +47,9 @@ def test_lmer_t2_matches_gamm4(sim, refs, case):
     reparametrization, the groups, the constraint and the scaling are mgcv's."""
     formula, reml = GAUSSIAN[case]
     ref = refs[case]
-    m = glamm.lmer(formula, sim, reml=reml)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # t2_y2_ml: the grouping variance is 0 (as gamm4's)
+        m = glamm.lmer(formula, sim, reml=reml)
     assert m.loglik == pytest.approx(ref["loglik"], rel=1e-6)
     assert m.loglik >= ref["loglik"] - 1e-8 * abs(ref["loglik"])
     np.testing.assert_allclose(m.fitted(), ref["fitted"], atol=1e-4)
@@ -55,6 +58,24 @@ def test_lmer_t2_matches_gamm4(sim, refs, case):
     assert smooth_terms == ["t2(x,z).rr", "t2(x,z).nr", "t2(x,z).rn"]
     # predictions from the data reproduce the fit
     np.testing.assert_allclose(m.predict(sim), m.fitted(), rtol=1e-9, atol=1e-9)
+
+
+def test_t2_smooth_table(sim, refs):
+    """One row per t2 term, its edf the sum over the penalized groups' (gamm4's); the curve
+    from smooth_estimates is the term's part of the fitted values."""
+    for case in ("t2_ml", "t2_reml", "t2_k46_ml"):
+        formula, reml = GAUSSIAN[case]
+        m = glamm.lmer(formula, sim, reml=reml)
+        table = m.smooth_table
+        assert list(table.index) == ["t2(x,z)"]
+        assert table.loc["t2(x,z)", "edf"] == pytest.approx(refs[case]["s_table"]["edf"],
+                                                            rel=1e-4)
+        assert 0 <= table.loc["t2(x,z)", "p-value"] <= 1
+        assert m.edf["t2(x,z)"] == pytest.approx(table.loc["t2(x,z)", "edf"])
+    est = m.smooth_estimates("t2(x,z)", x=sim[["x", "z"]])
+    rest = m.fixef["(Intercept)"] + m.ranef["g"]["(Intercept)"].reindex(sim["g"]).to_numpy()
+    np.testing.assert_allclose(est["estimate"] + rest, m.fitted(), rtol=1e-8, atol=1e-8)
+    assert np.all(est["se"] > 0)
 
 
 def test_t2_columns(sim):
@@ -172,6 +193,12 @@ def test_t2l_free_loadings():
     assert m.loglik >= m0.loglik - 1e-8 * abs(m0.loglik)
     assert m.loglik == pytest.approx(m0.loglik, rel=1e-7)
     np.testing.assert_allclose(m.predict(d), m.fitted("link"), rtol=1e-9, atol=1e-9)
+    # one smooth-table row for the loaded t2 term; its curve on the latent scale
+    assert list(m.smooth_table.index) == ["t2(x,w):f"]
+    assert list(m.galamm_smooth_table().index) == ["t2(x,w):f"]
+    grid = pd.DataFrame({"x": [0.25, 0.75], "w": [0.9, 0.9]})
+    est = m.smooth_estimates("t2(x,w):f", x=grid)["estimate"].to_numpy()
+    assert est[0] > 0 > est[1]   # sin(2 pi x) w, centred
 
 
 def test_t2l_gradient():

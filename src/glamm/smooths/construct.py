@@ -93,6 +93,15 @@ class Smooth:
         return [f"{self.label}Fx{i + 1}" for i in range(self.n_fixed)]
 
     @property
+    def term_label(self) -> str:
+        """The label of the whole term in smooth tables (a ``t2`` term's parts share it)."""
+        return self.label
+
+    def term_design(self, data: pd.DataFrame) -> np.ndarray:
+        """The whole term's columns at ``data``'s rows, in the order of its coefficients."""
+        return self.design(data)
+
+    @property
     def coef_names(self) -> list[str]:
         """mgcv's names of the constrained basis coefficients (``s(x).1``, ...)."""
         return [f"{self.label}.{i + 1}" for i in range(self.n_coef)]

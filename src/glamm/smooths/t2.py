@@ -182,6 +182,17 @@ class T2Part(Smooth):
         """The term's unpenalized columns, named after the term (``t2(x,z)Fx1``)."""
         return [f"{self.spec.label}Fx{i + 1}" for i in range(self.n_fixed)]
 
+    @property
+    def term_label(self) -> str:
+        """The term's label (``t2(x,z)``, ``t2(x,z):f`` on the latent scale of ``f``)."""
+        return self.spec.label
+
+    def term_design(self, data: pd.DataFrame) -> np.ndarray:
+        """All parts' columns (each part's random-effect columns, the fixed columns after the
+        first part's), the order of the term's coefficients in smooth tables."""
+        Xr, Xf = self.t2.groups(data)
+        return np.hstack([Xr[0], Xf] + Xr[1:])
+
     def design(self, data: pd.DataFrame) -> np.ndarray:
         """The part's columns at ``data``'s rows: its random-effect columns, then (first
         part) the term's fixed-effect columns."""

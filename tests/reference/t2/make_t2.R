@@ -14,6 +14,7 @@ fit <- function(form, reml, family = gaussian()) {
        loglik = as.numeric(logLik(m$mer)),
        fitted = as.numeric(fitted(m$mer)),
        edf = sum(m$gam$edf),
+       s_table = as.list(as.data.frame(summary(m$gam)$s.table)),
        sdcor = setNames(as.list(vc$sdcor), vc$grp))
 }
 refs <- list(
@@ -21,6 +22,7 @@ refs <- list(
   t2_reml = fit(y ~ t2(x, z), TRUE),
   t2_k46_ml = fit(y ~ t2(x, z, k = c(4, 6), bs = "cr"), FALSE),
   t2_k46_reml = fit(y ~ t2(x, z, k = c(4, 6), bs = "cr"), TRUE),
+  t2_y2_ml = fit(y2 ~ t2(x, z), FALSE),
   t2_tp_ml = fit(y ~ t2(x, z, bs = c("tp", "cr"), k = 6), FALSE),
   t2_binomial = fit(yb ~ t2(x, z), NA, binomial())
 )
