@@ -37,6 +37,7 @@ GAUSSIAN = {
     "t2_k46_ml": ("y ~ t2(x, z, k = c(4, 6), bs = 'cr') + (1 | g)", False),
     "t2_k46_reml": ("y ~ t2(x, z, k = c(4, 6), bs = 'cr') + (1 | g)", True),
     "t2_y2_ml": ("y2 ~ t2(x, z) + (1 | g)", False),
+    "t2_3d_ml": ("y2 ~ t2(x, z, w, k=4) + (1 | g)", False),
     "t2_tp_ml": ("y ~ t2(x, z, bs = c('tp', 'cr'), k = 6) + (1 | g)", False),
 }
 
@@ -55,7 +56,11 @@ def test_lmer_t2_matches_gamm4(sim, refs, case):
     np.testing.assert_allclose(m.fitted(), ref["fitted"], atol=1e-4)
     # one random-effect term per penalized group (3 for two margins with null spaces)
     smooth_terms = [t.group for t in m.model.reterms if t.is_smooth]
-    assert smooth_terms == ["t2(x,z).rr", "t2(x,z).nr", "t2(x,z).rn"]
+    if case == "t2_3d_ml":   # three margins: 7 penalized groups, mgcv's order
+        assert smooth_terms == [f"t2(x,z,w).{g}" for g in
+                                ("rrr", "nrr", "rnr", "nnr", "rrn", "nrn", "rnn")]
+    else:
+        assert smooth_terms == ["t2(x,z).rr", "t2(x,z).nr", "t2(x,z).rn"]
     # predictions from the data reproduce the fit
     np.testing.assert_allclose(m.predict(sim), m.fitted(), rtol=1e-9, atol=1e-9)
 

@@ -1,4 +1,5 @@
-"""Smooth terms in a formula: ``s(x)``, ``s(x, k=10, bs="cr")``, ``s(x, by=f)``, ``s(x, z)``.
+"""Smooth terms in a formula: ``s(x)``, ``s(x, k=10, bs="cr")``, ``s(x, by=f)``, ``s(x, z)``,
+and tensor products ``t2(x, z, k=c(4, 6), bs="cr")`` (glamm.smooths.t2).
 
 The terms are taken out of the fixed part before formulaic sees it; the arguments follow
 mgcv's ``s()`` (``k``, ``bs``, ``by``, ``fx``, ``m``) and are read with Python's own parser
@@ -28,17 +29,18 @@ class SmoothSpec:
     ----------
     terms : tuple[str, ...]
         covariate column names (one for a 1-D smooth).
-    k : int
-        basis dimension (-1: mgcv's default for the basis).
-    bs : str
-        basis type (``"tp"`` default, ``"ts"``, ``"cr"``, ``"cs"``, ``"ps"``).
+    k : int or tuple of int
+        basis dimension (-1: mgcv's default for the basis); for ``t2`` one per margin.
+    bs : str or tuple of str
+        basis type (``"tp"`` default, ``"ts"``, ``"cr"``, ``"cs"``, ``"ps"``); for ``t2`` one
+        per margin (default ``"cr"``).
     by : str or None
         name of a factor column (one smooth per level) or a numeric column (varying
         coefficient), or ``None``.
     fx : bool
         unpenalized (a fixed regression spline of ``k`` columns).
-    m : int or None
-        penalty order (``None``: the basis default).
+    m : int, tuple of int or None
+        penalty order (``None``: the basis default); for ``t2`` one per margin.
     text : str
         the term as written.
     factor : str, tuple of str or None

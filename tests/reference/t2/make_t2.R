@@ -23,6 +23,7 @@ refs <- list(
   t2_k46_ml = fit(y ~ t2(x, z, k = c(4, 6), bs = "cr"), FALSE),
   t2_k46_reml = fit(y ~ t2(x, z, k = c(4, 6), bs = "cr"), TRUE),
   t2_y2_ml = fit(y2 ~ t2(x, z), FALSE),
+  t2_3d_ml = fit(y2 ~ t2(x, z, w, k = 4), FALSE),
   t2_tp_ml = fit(y ~ t2(x, z, bs = c("tp", "cr"), k = 6), FALSE),
   t2_binomial = fit(yb ~ t2(x, z), NA, binomial())
 )
