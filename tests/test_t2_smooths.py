@@ -101,11 +101,10 @@ def test_glmer_t2_matches_gamm4(sim, refs):
 
 def test_t2_parsing():
     s = parse_smooth("t2(x, z, k=c(4, 6), bs='cr')")
-    assert (s.kind, s.k, s.bs, s.label) == ("t2", (4, 6), ("cr", "cr"), "t2(x,z)")
-    s = parse_smooth("t2(x, z)")
-    assert (s.k, s.bs) == ((5, 5), ("cr", "cr"))
-    s = parse_smooth("t2(x, z, k=[4, 5], bs=['tp', 'ps'], factor='f')")
-    assert (s.k, s.bs, s.factor, s.label) == ((4, 5), ("tp", "ps"), "f", "t2(x,z):f")
+    assert (s.kind, s.margins, s.label) == ("t2", ((4, "cr", None), (6, "cr", None)), "t2(x,z)")
+    assert parse_smooth("t2(x, z)").margins == ((5, "cr", None), (5, "cr", None))
+    s = parse_smooth("t2(x, z, k=[4, 5], bs=['tp', 'ps'], m=2, factor='f')")
+    assert (s.margins, s.factor, s.label) == (((4, "tp", 2), (5, "ps", 2)), "f", "t2(x,z):f")
     for bad, msg in [("t2(x)", "at least two"), ("t2(x, z, k=c(4, 5, 6))", "3 values for 2"),
                      ("t2(x, z, by=g)", "not available for t2"),
                      ("t2(x, z, full=TRUE)", "full=TRUE"),
@@ -224,3 +223,18 @@ def test_t2l_gradient():
                 [[1], [nan], [nan]], family="binomial")
     g, num, _ = _gradients(m, 0.03)
     np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)
+
+
+def test_t2_input_errors(sim):
+    from glamm.errors import DataError, GlammError
+
+    with pytest.raises(FormulaError, match=r"te\(\) tensor-product smooths"):
+        glamm.lmer("y ~ te(x, z) + (1 | g)", sim)
+    with pytest.raises(FormulaError, match="only glamm.galamm"):
+        glamm.lmer("y ~ t2(x, z, factor='f') + (1 | g)", sim)
+    few = sim.assign(x=np.round(sim["x"] * 3))   # 4 distinct values
+    with pytest.raises(DataError, match="needs k = 5 basis functions for x"):
+        glamm.lmer("y ~ t2(x, z) + (1 | g)", few)
+    d = _items_data(1, n_id=20)
+    with pytest.raises(GlammError, match="not among the factors"):
+        _galamm("y ~ 0 + item + t2l(x, w, factor='h') + (0 + f | id)", d, [[1], [nan], [nan]])

@@ -49,6 +49,11 @@ class SmoothSpec:
         ``s(x, factor=f)``; only :func:`glamm.galamm` has latent variables), else ``None``;
         with a factor ``by``, a tuple gives each level's smooth its own latent variable, in
         the order of the levels (galamm's ``sl(x, by = g, factor = c("f1", "f2"))``).
+    kind : str
+        ``"s"``, or ``"t2"`` for a tensor-product smooth (mgcv's ``t2()``).
+    margins : tuple of (int, str, int or None)
+        a ``t2`` term's margins: basis dimension, basis type and penalty order per
+        covariate (empty for ``s``, whose ``k``, ``bs`` and ``m`` a ``t2`` term does not use).
     """
 
     terms: tuple[str, ...]
@@ -59,9 +64,8 @@ class SmoothSpec:
     m: int | None = None
     text: str = ""
     factor: str | tuple[str, ...] | None = None
-    #: ``"s"``, or ``"t2"`` for a tensor-product smooth (mgcv's ``t2()``), whose ``k``, ``bs``
-    #: and ``m`` are then tuples with one entry per margin (covariate)
     kind: str = "s"
+    margins: tuple[tuple[int, str, int | None], ...] = ()
 
     @property
     def base_label(self) -> str:
@@ -190,20 +194,19 @@ def _parse_t2(text: str, terms: tuple[str, ...], opts: dict) -> SmoothSpec:
     d = len(terms)
     k = _per_margin(opts, "k", text, int, T2_DEFAULT_K, d)
     bs = _per_margin(opts, "bs", text, str, T2_DEFAULT_BS, d)
-    m = _per_margin(opts, "m", text, int, None, d) if "m" in opts else None
+    m = _per_margin(opts, "m", text, int, None, d)
     bad = [b for b in bs if b not in BASES or b == "re"]
     if bad:
         raise FormulaError(f"smooth term {text!r}: margin basis bs={bad[0]!r} is not "
                            f"available; use one of {', '.join(b for b in BASES if b != 're')}")
-    if any(kj == -1 for kj in k):
-        k = tuple(T2_DEFAULT_K if kj == -1 else kj for kj in k)
+    k = tuple(T2_DEFAULT_K if kj == -1 else kj for kj in k)
     if any(kj < 3 for kj in k):
         raise FormulaError(f"smooth term {text!r}: each margin needs k >= 3 (got {list(k)})")
     factor = _factor_literal(opts, text)
     if isinstance(factor, tuple):
         raise FormulaError(f"smooth term {text!r}: a t2 smooth is on one latent factor")
-    return SmoothSpec(terms=terms, k=k, bs=bs, m=m, text=text, factor=factor,  # type: ignore[arg-type]
-                      kind="t2")
+    return SmoothSpec(terms=terms, bs=T2_DEFAULT_BS, text=text, factor=factor, kind="t2",
+                      margins=tuple(zip(k, bs, m)))
 
 
 def _per_margin(opts: dict, name: str, text: str, kind: type, default, d: int) -> tuple:

@@ -177,6 +177,11 @@ class T2Part(Smooth):
     t2: T2Basis | None = field(repr=False, default=None)
     group: int = 0
 
+    def _groups(self, data: pd.DataFrame) -> tuple[list[np.ndarray], np.ndarray]:
+        if self.t2 is None:   # pragma: no cover - construct_t2 always sets it
+            raise AssertionError("a t2 part needs its T2Basis")
+        return self.t2.groups(data)
+
     @property
     def fixed_names(self) -> list[str]:
         """The term's unpenalized columns, named after the term (``t2(x,z)Fx1``)."""
@@ -190,13 +195,13 @@ class T2Part(Smooth):
     def term_design(self, data: pd.DataFrame) -> np.ndarray:
         """All parts' columns (each part's random-effect columns, the fixed columns after the
         first part's), the order of the term's coefficients in smooth tables."""
-        Xr, Xf = self.t2.groups(data)
+        Xr, Xf = self._groups(data)
         return np.hstack([Xr[0], Xf] + Xr[1:])
 
     def design(self, data: pd.DataFrame) -> np.ndarray:
         """The part's columns at ``data``'s rows: its random-effect columns, then (first
         part) the term's fixed-effect columns."""
-        Xr, Xf = self.t2.groups(data)
+        Xr, Xf = self._groups(data)
         return np.hstack([Xr[self.group], Xf]) if self.group == 0 else Xr[self.group]
 
 
@@ -204,12 +209,11 @@ def construct_t2(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
     """The parts of a ``t2(...)`` term on the model's rows (module docstring)."""
     x = covariates(spec, data)
     margins = []
-    for j, name in enumerate(spec.terms):
-        mspec = SmoothSpec(terms=(name,), k=spec.k[j], bs=spec.bs[j],
-                           m=None if spec.m is None else spec.m[j], text=spec.text)
+    for j, (name, (k, bs, m)) in enumerate(zip(spec.terms, spec.margins)):
+        mspec = SmoothSpec(terms=(name,), k=k, bs=bs, m=m, text=spec.text)
         n_unique = len(np.unique(x[:, j]))
-        if spec.k[j] > n_unique and spec.bs[j] != "ps":
-            raise DataError(f"smooth term {spec.text!r} needs k = {spec.k[j]} basis functions "
+        if k > n_unique and bs != "ps":
+            raise DataError(f"smooth term {spec.text!r} needs k = {k} basis functions "
                             f"for {name} but it has only {n_unique} distinct values; use a "
                             "smaller k")
         try:
@@ -217,7 +221,7 @@ def construct_t2(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
         except ValueError as exc:
             raise DataError(f"smooth term {spec.text!r}, margin {name}: {exc}") from None
         if len(basis.S) != 1:
-            raise DataError(f"smooth term {spec.text!r}: the margin bs={spec.bs[j]!r} has "
+            raise DataError(f"smooth term {spec.text!r}: the margin bs={bs!r} has "
                             f"{len(basis.S)} penalties; t2() needs one per margin")
         margins.append(basis)
     Xm, P = [], []
