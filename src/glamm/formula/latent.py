@@ -1,4 +1,5 @@
-"""Smooths on the latent scale in a formula: galamm's ``sl(x, factor = "f")``.
+"""Smooths on the latent scale in a formula: galamm's ``sl(x, factor = "f")`` and its
+tensor product ``t2l(x, z, factor = "f")`` (fitted as ``t2(x, z, factor = "f")``).
 
 glamm fits such a smooth as the smooth ``s(x, factor = "f")`` (any ``by`` kept: a numeric
 ``by`` multiplies it, a factor ``by`` gives one smooth per level), whose columns the factor

@@ -78,6 +78,9 @@ def nat_param(X: np.ndarray, S: np.ndarray, rank: int) -> tuple[np.ndarray, np.n
         um = um[:, ::-1]   # descending, as R's eigen; the largest goes last
         Xp[:, rank:] = (Xp[:, rank:] @ um)[:, ::-1]
         P[:, rank:] = (P[:, rank:] @ um)[:, ::-1]
+    # unit mean square per part; P's columns are scaled with X's (mgcv 1.8-41 scales P's rows,
+    # so its PredictMat at the data differs from the matrix it fits; predictions here
+    # reproduce the fit)
     for sl in (slice(0, rank), slice(rank, k)):
         if sl.stop > sl.start:
             scale = 1.0 / np.sqrt(np.mean(Xp[:, sl] ** 2))
