@@ -1,4 +1,5 @@
-"""Smooths on the latent scale in a formula: galamm's ``sl(x, factor = "f")``.
+"""Smooths on the latent scale in a formula: galamm's ``sl(x, factor = "f")`` and its
+tensor product ``t2l(x, z, factor = "f")`` (fitted as ``t2(x, z, factor = "f")``).
 
 glamm fits such a smooth as the smooth ``s(x, factor = "f")`` (any ``by`` kept: a numeric
 ``by`` multiplies it, a factor ``by`` gives one smooth per level), whose columns the factor
@@ -17,21 +18,17 @@ from ..errors import FormulaError
 def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
     """galamm's ``sl(x, factor = "f")``, a smooth on the latent scale of factor ``f``, as the
     smooth ``s(x, factor = "f")`` (whose columns the loadings rescale row by row, unpenalized
-    and penalized parts alike); other arguments, ``by`` among them, are kept.
+    and penalized parts alike), and its tensor product ``t2l(x, z, factor = "f")`` as
+    ``t2(x, z, factor = "f")``; other arguments, ``by`` among them, are kept.
 
     Raises
     ------
     FormulaError
-        ``sl()`` without ``factor``, with an unknown factor or a ``by`` naming a factor;
-        galamm's tensor-product ``t2l()``, which glamm does not have.
+        ``sl()`` or ``t2l()`` without ``factor``, with an unknown factor or a ``by`` naming a
+        factor.
     """
-    tensor = re.search(r"(?<![\w.])t2l?\(", formula)
-    if tensor:
-        raise FormulaError(
-            f"tensor-product smooths ({tensor.group(0)}...) are not available yet; s(x, z) or "
-            "sl(x, z, factor=...) fits a thin plate smooth of several covariates")
     out, pos = [], 0
-    for mt in re.finditer(r"(?<![\w.])sl\(", formula):
+    for mt in re.finditer(r"(?<![\w.])(sl|t2l)\(", formula):
         if mt.start() < pos:
             continue
         depth, end = 0, None
@@ -68,7 +65,8 @@ def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
         args = [ast.unparse(a) for a in call.args]
         args += [f"{k}={ast.unparse(v)}" for k, v in kwargs.items()]
         value = repr(names[0]) if len(names) == 1 else repr(tuple(names))
-        out.append(formula[pos:mt.start()] + f"s({', '.join(args + [f'factor={value}'])})")
+        head = "s" if mt.group(1) == "sl" else "t2"
+        out.append(formula[pos:mt.start()] + f"{head}({', '.join(args + [f'factor={value}'])})")
         pos = end + 1
     out.append(formula[pos:])
     return "".join(out)

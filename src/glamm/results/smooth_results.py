@@ -139,7 +139,8 @@ class SmoothResultsMixin:
 
     def _find_smooth(self, label: str):
         for sm in self.frame.smooths:
-            if sm.label == label or sm.spec.text.replace(" ", "") == label.replace(" ", ""):
+            if label in (sm.label, sm.term_label) or \
+                    sm.spec.text.replace(" ", "") == label.replace(" ", ""):
                 return sm
         raise GlammError(f"no smooth {label!r}; the model has {', '.join(self.smooth_labels)}")
 

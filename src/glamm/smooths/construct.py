@@ -93,6 +93,15 @@ class Smooth:
         return [f"{self.label}Fx{i + 1}" for i in range(self.n_fixed)]
 
     @property
+    def term_label(self) -> str:
+        """The label of the whole term in smooth tables (a ``t2`` term's parts share it)."""
+        return self.label
+
+    def term_design(self, data: pd.DataFrame) -> np.ndarray:
+        """The whole term's columns at ``data``'s rows, in the order of its coefficients."""
+        return self.design(data)
+
+    @property
     def coef_names(self) -> list[str]:
         """mgcv's names of the constrained basis coefficients (``s(x).1``, ...)."""
         return [f"{self.label}.{i + 1}" for i in range(self.n_coef)]
@@ -183,6 +192,10 @@ def construct(spec: SmoothSpec, data: pd.DataFrame) -> list[Smooth]:
             raise FormulaError(
                 f"smooth term {spec.text!r} is on the latent scale of factor {f!r} "
                 "(galamm's sl(..., factor=)), which only glamm.galamm(..., factor=...) defines")
+    if spec.kind == "t2":
+        from .t2 import construct_t2
+
+        return construct_t2(spec, data)
     x = covariates(spec, data)
     n_unique = len(np.unique(x, axis=0))
     # mgcv's default sizes: 10 for cr/cs/ps and a 1-D tp; M + 27 / M + 100 for 2-D / 3-D tp

@@ -198,8 +198,27 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
     Tinv = np.linalg.inv(Traw)
     XVX_all = Tinv.T @ M @ Tinv / scale
     sig2 = scale if sig2 is None else sig2
+    terms = _group_terms(smooths)
+    for label, parts in terms.items():   # a t2 term: its parts' coefficients together
+        if len(parts) > 1:
+            slices[label] = slice(slices[parts[0].label].start, slices[parts[-1].label].stop)
     rows = []
-    for sm in smooths:
+    for label, parts in terms.items():
+        if len(parts) > 1:
+            sl = slices[label]
+            e = sum(edf[p.label] for p in parts)
+            n_coef = sl.stop - sl.start
+            if sum(p.n_fixed for p in parts) == 0:
+                # mgcv tests a term without null space by reTest, not written for several
+                # penalties here: no test rather than a different one
+                rows.append((label, e, float("nan"), float("nan"), float("nan")))
+                continue
+            stat, pval, rank = test_smooth(coef[sl], XVX_all[sl, sl], Vp[sl, sl],
+                                           min(n_coef, e), rdf if scale_estimated else -1.0)
+            rows.append((label, e, rank,
+                         (stat / rank if rank > 0 else 0.0) if scale_estimated else stat, pval))
+            continue
+        sm = parts[0]
         sl = slices[sm.label]
         e = edf[sm.label]
         if sm.n_fixed == 0 and sm.rank > 0 and not np.isfinite(sp[sm.label]):
@@ -216,10 +235,20 @@ def smooth_fit(frame, reterms, fac, theta_of_term, scale: float, nobs: int,
                      (stat / rank if rank > 0 else 0.0) if scale_estimated else stat, pval))
     cols = ["edf", "Ref.df", "F" if scale_estimated else "Chi.sq", "p-value"]
     table = pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows], columns=cols)
+    edf_terms = {label: sum(edf[p.label] for p in parts) for label, parts in terms.items()}
     return SmoothFit(coef=pd.Series(coef, index=names), Vp=pd.DataFrame(Vp, index=names,
                                                                          columns=names),
-                     edf=pd.Series(edf), sp=pd.Series(sp), table=table, scale=scale,
+                     edf=pd.Series(edf_terms), sp=pd.Series(sp), table=table, scale=scale,
                      slices=slices, residual_df=rdf)
+
+
+def _group_terms(smooths) -> dict:
+    """The smooths by the term of the table they belong to (a ``t2`` term's parts, one per
+    penalty, form one term; every other smooth is its own), in order."""
+    terms: dict = {}
+    for sm in smooths:
+        terms.setdefault(getattr(sm, "term_label", sm.label), []).append(sm)
+    return terms
 
 
 def data_precision(fac, first: int, thetas: list[float]) -> np.ndarray:
@@ -408,8 +437,8 @@ def _sum_chisq_upper(q: float, lam: np.ndarray, df: np.ndarray) -> float:
 # --------------------------------------------------------------------------- curves
 def smooth_curve(sfit: SmoothFit, sm, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The smooth ``sm`` (centred, as mgcv) and its standard error at ``data``'s rows."""
-    B = sm.design(data)
-    sl = sfit.slices[sm.label]
+    B = sm.term_design(data)
+    sl = sfit.slices[sm.term_label]
     coef = sfit.coef.to_numpy()[sl]
     V = sfit.Vp.to_numpy()[sl, sl]
     fit = B @ coef

@@ -1,4 +1,5 @@
-"""Smooth terms in a formula: ``s(x)``, ``s(x, k=10, bs="cr")``, ``s(x, by=f)``, ``s(x, z)``.
+"""Smooth terms in a formula: ``s(x)``, ``s(x, k=10, bs="cr")``, ``s(x, by=f)``, ``s(x, z)``,
+and tensor products ``t2(x, z, k=c(4, 6), bs="cr")`` (glamm.smooths.t2).
 
 The terms are taken out of the fixed part before formulaic sees it; the arguments follow
 mgcv's ``s()`` (``k``, ``bs``, ``by``, ``fx``, ``m``) and are read with Python's own parser
@@ -28,17 +29,18 @@ class SmoothSpec:
     ----------
     terms : tuple[str, ...]
         covariate column names (one for a 1-D smooth).
-    k : int
-        basis dimension (-1: mgcv's default for the basis).
-    bs : str
-        basis type (``"tp"`` default, ``"ts"``, ``"cr"``, ``"cs"``, ``"ps"``).
+    k : int or tuple of int
+        basis dimension (-1: mgcv's default for the basis); for ``t2`` one per margin.
+    bs : str or tuple of str
+        basis type (``"tp"`` default, ``"ts"``, ``"cr"``, ``"cs"``, ``"ps"``); for ``t2`` one
+        per margin (default ``"cr"``).
     by : str or None
         name of a factor column (one smooth per level) or a numeric column (varying
         coefficient), or ``None``.
     fx : bool
         unpenalized (a fixed regression spline of ``k`` columns).
-    m : int or None
-        penalty order (``None``: the basis default).
+    m : int, tuple of int or None
+        penalty order (``None``: the basis default); for ``t2`` one per margin.
     text : str
         the term as written.
     factor : str, tuple of str or None
@@ -47,6 +49,11 @@ class SmoothSpec:
         ``s(x, factor=f)``; only :func:`glamm.galamm` has latent variables), else ``None``;
         with a factor ``by``, a tuple gives each level's smooth its own latent variable, in
         the order of the levels (galamm's ``sl(x, by = g, factor = c("f1", "f2"))``).
+    kind : str
+        ``"s"``, or ``"t2"`` for a tensor-product smooth (mgcv's ``t2()``).
+    margins : tuple of (int, str, int or None)
+        a ``t2`` term's margins: basis dimension, basis type and penalty order per
+        covariate (empty for ``s``, whose ``k``, ``bs`` and ``m`` a ``t2`` term does not use).
     """
 
     terms: tuple[str, ...]
@@ -57,12 +64,19 @@ class SmoothSpec:
     m: int | None = None
     text: str = ""
     factor: str | tuple[str, ...] | None = None
+    kind: str = "s"
+    margins: tuple[tuple[int, str, int | None], ...] = ()
+
+    @property
+    def base_label(self) -> str:
+        """``s(x,z)`` or ``t2(x,z)``."""
+        return f"{self.kind}({','.join(self.terms)})"
 
     @property
     def label(self) -> str:
-        """mgcv's label: ``s(x0)``, ``s(x,z)``; a ``by`` variable adds ``:by``, the factor of
-        a smooth on the latent scale ``:factor`` (galamm's ``s(x):z:loading``)."""
-        base = f"s({','.join(self.terms)})"
+        """mgcv's label: ``s(x0)``, ``s(x,z)``, ``t2(x,z)``; a ``by`` variable adds ``:by``,
+        the factor of a smooth on the latent scale ``:factor`` (galamm's ``s(x):z:loading``)."""
+        base = self.base_label
         return self.with_factor(base if self.by is None else f"{base}:{self.by}")
 
     def with_factor(self, label: str, factor: str | None = None) -> str:
@@ -74,9 +88,10 @@ class SmoothSpec:
 
 
 def is_smooth_term(term: str) -> bool:
-    """True if ``term`` (one ``+``-separated term of the fixed part) is ``s(...)``."""
+    """True if ``term`` (one ``+``-separated term of the fixed part) is ``s(...)`` or
+    ``t2(...)``."""
     t = term.strip()
-    return t.startswith("s(") and t.endswith(")")
+    return (t.startswith("s(") or t.startswith("t2(")) and t.endswith(")")
 
 
 _BACKTICK = re.compile(r"`([^`]+)`")
@@ -107,8 +122,9 @@ def parse_smooth(term: str) -> SmoothSpec:
         node = ast.parse(_BACKTICK.sub(placeholder, text), mode="eval").body
     except SyntaxError as exc:
         raise FormulaError(f"cannot parse smooth term {text!r}: {exc.msg}") from None
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "s"):
-        raise FormulaError(f"{text!r} is not a smooth term s(...)")
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ("s", "t2")):
+        raise FormulaError(f"{text!r} is not a smooth term s(...) or t2(...)")
     terms = []
     for a in node.args:
         name = _column_name(a, quoted)
@@ -123,6 +139,8 @@ def parse_smooth(term: str) -> SmoothSpec:
         if kw.arg is None:
             raise FormulaError(f"smooth term {text!r}: **arguments are not supported")
         opts[kw.arg] = kw.value
+    if node.func.id == "t2":
+        return _parse_t2(text, tuple(terms), opts)
     unknown = set(opts) - {"k", "bs", "by", "fx", "m", "factor"}
     if unknown:
         raise FormulaError(f"smooth term {text!r}: unknown argument(s) {sorted(unknown)}; "
@@ -153,6 +171,61 @@ def parse_smooth(term: str) -> SmoothSpec:
                            "on the latent scale of a factor")
     return SmoothSpec(terms=tuple(terms), k=k, bs=bs, by=by, fx=fx, m=m, text=text,
                       factor=factor)
+
+
+#: mgcv's t2() defaults: cubic regression margins of 5 basis functions
+T2_DEFAULT_BS, T2_DEFAULT_K = "cr", 5
+
+
+def _parse_t2(text: str, terms: tuple[str, ...], opts: dict) -> SmoothSpec:
+    """A ``t2(x, z, ...)`` term: ``k``, ``bs`` and ``m`` each a scalar (every margin) or one
+    per margin (a list, tuple or R's ``c(...)``); ``full = TRUE``, ``by`` and ``fx`` are not
+    available."""
+    unknown = set(opts) - {"k", "bs", "m", "factor", "full"}
+    if unknown:
+        raise FormulaError(f"smooth term {text!r}: argument(s) {sorted(unknown)} are not "
+                           "available for t2(); it takes k, bs, m (and factor= in galamm)")
+    if len(terms) < 2:
+        raise FormulaError(f"smooth term {text!r}: t2() needs at least two covariates")
+    if len(set(terms)) != len(terms):
+        raise FormulaError(f"smooth term {text!r} repeats a covariate")
+    if "full" in opts and _literal(opts, "full", text, bool, False):
+        raise FormulaError(f"smooth term {text!r}: t2(..., full=TRUE) is not available")
+    d = len(terms)
+    k = _per_margin(opts, "k", text, int, T2_DEFAULT_K, d)
+    bs = _per_margin(opts, "bs", text, str, T2_DEFAULT_BS, d)
+    m = _per_margin(opts, "m", text, int, None, d)
+    bad = [b for b in bs if b not in BASES or b == "re"]
+    if bad:
+        raise FormulaError(f"smooth term {text!r}: margin basis bs={bad[0]!r} is not "
+                           f"available; use one of {', '.join(b for b in BASES if b != 're')}")
+    k = tuple(T2_DEFAULT_K if kj == -1 else kj for kj in k)
+    if any(kj < 3 for kj in k):
+        raise FormulaError(f"smooth term {text!r}: each margin needs k >= 3 (got {list(k)})")
+    factor = _factor_literal(opts, text)
+    if isinstance(factor, tuple):
+        raise FormulaError(f"smooth term {text!r}: a t2 smooth is on one latent factor")
+    return SmoothSpec(terms=terms, bs=T2_DEFAULT_BS, text=text, factor=factor, kind="t2",
+                      margins=tuple(zip(k, bs, m)))
+
+
+def _per_margin(opts: dict, name: str, text: str, kind: type, default, d: int) -> tuple:
+    """A t2() argument given once for all margins or once per margin (a list, a tuple or
+    R's ``c(...)``), as a tuple of ``d`` values."""
+    node = opts.get(name)
+    items = None
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = node.elts
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "c" \
+            and not node.keywords:
+        items = node.args
+    if items is None:
+        return (_literal(opts, name, text, kind, default),) * d
+    values = tuple(_literal({name: a}, name, text, kind, default) for a in items)
+    if len(values) != d:
+        raise FormulaError(f"smooth term {text!r}: {name}= has {len(values)} values for {d} "
+                           "margins")
+    return values
 
 
 def _factor_literal(opts: dict, text: str) -> str | tuple[str, ...] | None:
@@ -221,9 +294,10 @@ def split_smooths(rhs: str) -> tuple[str, list[SmoothSpec]]:
             smooths.append(parse_smooth(pieces[0]))
             minus.extend(q for q in pieces[1:] if q)
             continue
-        if re.search(r"(?<![\w.])(te|t2)\(", t):
-            raise FormulaError(f"tensor-product smooths ({t!r}) are not available; s(x, z) fits "
-                               "a thin plate smooth of several covariates")
+        if re.search(r"(?<![\w.])te\(", t):
+            raise FormulaError(f"te() tensor-product smooths ({t!r}) are not available; t2(x, z) "
+                               "fits a tensor-product smooth in the mixed-model form, s(x, z) a "
+                               "thin plate smooth of several covariates")
         raise FormulaError(
             f"the smooth in {t!r} must be a term of its own, added with '+' (not inside an "
             "interaction, product or parentheses); for one smooth per level of a factor f use "
