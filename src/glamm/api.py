@@ -5,6 +5,7 @@ design): formula + data -> :class:`~glamm.formula.design.ModelFrame` -> objectiv
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -422,15 +423,20 @@ def galamm(
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     check_glmm_frame(frame, fam)
     frame.n_dropped_na += int(missing_item.sum())
-    x_cols = loaded_fixed_columns(frame, spec.factors)   # an sl() smooth's fixed part
-    loaded = {j for j, _ in x_cols}
-    # (a factor's column of ones is dropped as collinear next to an intercept: look there too)
-    unloaded = [name for j, name in enumerate(frame.xnames) if j not in loaded]
-    in_x = [f for f in spec.factors
-            if any(f in name.split(":") for name in unloaded + list(frame.dropped_columns))]
-    if in_x:
-        raise GlammError(f"factor(s) {in_x} appear in the fixed effects; loadings on fixed "
-                         "effects are not supported yet (use them in random-effects terms)")
+    # loaded columns of X: an sl() smooth's fixed part, and columns that multiply a covariate
+    # by a latent variable (galamm's x:f in the fixed effects: the effect of x on the latent
+    # scale, times each row's loading)
+    x_cols = loaded_fixed_columns(frame, spec.factors)
+    smooth_cols = {j for j, _ in x_cols}
+    x_cols += [(j, f) for j, name in enumerate(frame.xnames) if j not in smooth_cols
+               and (f := _fixed_column_factor(name, spec.factors)) is not None]
+    # (a factor's column of ones is dropped as collinear next to an intercept: refuse that)
+    dropped = [f for f in spec.factors
+               if any(f in name.split(":") for name in frame.dropped_columns)]
+    if dropped:
+        raise GlammError(f"factor(s) {dropped} appear in the fixed effects in a column dropped "
+                         "as collinear (a latent variable alone is a column of ones next to "
+                         "the intercept); write it with a covariate, x:f, or drop it")
     rows = frame.row_index.to_numpy()
     item = spec.item_codes(data[load_var].to_numpy()[rows])
     covariates = interaction_covariates(spec, data.iloc[rows], item)
@@ -460,6 +466,16 @@ def galamm(
         raise
     result.formula = user_formula   # as written (sl() rather than its rewriting)
     return _finish_glmm(result, notes)
+
+
+def _fixed_column_factor(name: str, factors: Sequence[str]) -> int | None:
+    """The latent variable whose loadings multiply the fixed-effect column ``name`` (the
+    factor's name is one of the column's ``:`` parts), or ``None``."""
+    hits = [k for k, f in enumerate(factors) if f in name.split(":")]
+    if len(hits) > 1:
+        raise GlammError(f"fixed-effect column {name!r} multiplies several latent factors; a "
+                         "column can carry one factor's loadings")
+    return hits[0] if hits else None
 
 
 def _leave_zero_latent_variance(result: Any, new_model: Any, fit: Any) -> Any:
