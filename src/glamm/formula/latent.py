@@ -13,6 +13,7 @@ import ast
 import re
 
 from ..errors import FormulaError
+from ..smooths.spec import sequence_items
 
 
 def rewrite_latent_smooths(formula: str, factors: tuple[str, ...]) -> str:
@@ -77,12 +78,8 @@ def _factor_names(node: ast.expr | None) -> tuple[str, ...] | None:
     strings (one per level of a factor ``by``); ``None`` if it is none of these."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return (node.value,)
-    items = None
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = node.elts
-    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "c":
-        items = node.args
+    items = sequence_items(node)
     if not items or not all(isinstance(a, ast.Constant) and isinstance(a.value, str)
                             for a in items):
         return None
-    return tuple(a.value for a in items)   # type: ignore[attr-defined]
+    return tuple(a.value for a in items)

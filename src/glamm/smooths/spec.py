@@ -209,16 +209,20 @@ def _parse_t2(text: str, terms: tuple[str, ...], opts: dict) -> SmoothSpec:
                       margins=tuple(zip(k, bs, m)))
 
 
+def sequence_items(node) -> list | None:
+    """The elements of a list, a tuple or R's ``c(...)`` in a formula, else ``None``."""
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return list(node.elts)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "c" \
+            and not node.keywords:
+        return list(node.args)
+    return None
+
+
 def _per_margin(opts: dict, name: str, text: str, kind: type, default, d: int) -> tuple:
     """A t2() argument given once for all margins or once per margin (a list, a tuple or
     R's ``c(...)``), as a tuple of ``d`` values."""
-    node = opts.get(name)
-    items = None
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = node.elts
-    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "c" \
-            and not node.keywords:
-        items = node.args
+    items = sequence_items(opts.get(name))
     if items is None:
         return (_literal(opts, name, text, kind, default),) * d
     values = tuple(_literal({name: a}, name, text, kind, default) for a in items)
@@ -234,12 +238,7 @@ def _factor_literal(opts: dict, text: str) -> str | tuple[str, ...] | None:
     if "factor" not in opts:
         return None
     node = opts["factor"]
-    items = None
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = node.elts
-    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "c" \
-            and not node.keywords:
-        items = node.args
+    items = sequence_items(node)
     if items is None:
         return _literal(opts, "factor", text, str, None)
     if not items or not all(isinstance(a, ast.Constant) and isinstance(a.value, str)
