@@ -98,10 +98,19 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         for r in range(sl.start, sl.stop):
             # nonzeros of Z dLambda (term k only)
             directions.append(([(k, design.z[k] @ dlams[r - sl.start])], None))
-    grad_theta = tangent.gradients(directions) if directions else np.zeros(model.n_theta)
-    parts = [grad_theta, grad_beta]
+    n_theta = len(directions)
+    parts = [np.zeros(model.n_theta), grad_beta]
+    pairs: list[tuple[int, Direction]] = []
     if with_loadings and model.loadings is not None:
-        parts.append(_loading_gradient(model, lams, tangent))
+        # the loadings' directions join theta's: one solve with G for all of them
+        pairs = loading_directions(model, lams)
+        directions += [d for _, d in pairs]
+        parts.append(np.zeros(model.loadings.n_free))
+    if directions:
+        values = tangent.gradients(directions)
+        parts[0] = values[:n_theta]
+        if pairs:
+            parts[2][[r for r, _ in pairs]] = values[n_theta:]
     g = np.concatenate(parts)
     return (g, S) if schur else g
 
@@ -256,16 +265,6 @@ def loading_directions(model, lams: list[np.ndarray], beta: np.ndarray | None = 
                     fixed += loadings.base_X[:, j] * weight * beta[j]
         if parts or fixed is not None:
             out.append((r, (parts, fixed)))
-    return out
-
-
-def _loading_gradient(model, lams: list[np.ndarray], tangent: _Tangent) -> np.ndarray:
-    """Derivatives in the free loadings (:func:`loading_directions`; 0 for a loading that
-    moves nothing)."""
-    out = np.zeros(model.loadings.n_free)
-    pairs = loading_directions(model, lams)
-    if pairs:
-        out[[r for r, _ in pairs]] = tangent.gradients([d for _, d in pairs])
     return out
 
 
