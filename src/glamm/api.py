@@ -5,16 +5,23 @@ design): formula + data -> :class:`~glamm.formula.design.ModelFrame` -> objectiv
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .arguments import resolve_keywords
+from .arguments import check_start_theta, resolve_keywords
 from .checks import check_glm_response, check_lmm_response, warn_scaling
 from .errors import DataError, GlammError, SingularFitWarning
 from .formula.design import ModelFrame, build_model_frame
+from .galamm_steps import (
+    check_start_block,
+    fixed_column_factor,
+    galamm_start,
+    leave_zero_latent_variance,
+    rows_kept,
+    start_parts,
+)
 from .linalg.threads import single_threaded
 from .lmm.fit import optimize_theta
 from .lmm.model import LinearMixedModel
@@ -267,30 +274,6 @@ def fit_glmm_model(model: Any, nagq: int, fast: bool = False, start: np.ndarray 
         fr, model.response.base_family, laplace=model.laplace_information), fit)
 
 
-def check_start_theta(start: Any, size: int, names: list[str],
-                      label: str = "start (theta)") -> np.ndarray | None:
-    """A user's starting ``theta`` as a float vector of ``size`` entries (lme4's order,
-    ``names``); ``None`` stays ``None``. ``label`` names the argument in messages.
-
-    Raises
-    ------
-    GlammError
-        Not numbers, or the wrong number of them.
-    """
-    if start is None:
-        return None
-    try:
-        theta = np.atleast_1d(np.asarray(start, dtype=float))
-    except (TypeError, ValueError):
-        raise GlammError(f"{label} must be numbers, got {start!r}") from None
-    if theta.ndim != 1 or theta.size != size:
-        raise GlammError(f"{label} needs {size} value(s), one per variance parameter "
-                         f"({', '.join(names)}), got {theta.size}")
-    if not np.all(np.isfinite(theta)):
-        raise GlammError(f"{label} has missing or infinite values")
-    return theta
-
-
 def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:
     """Identifiability checks for a GLMM (fewer levels are needed than for an LMM: a random
     intercept per observation is identifiable, e.g. for overdispersed counts); with the
@@ -397,13 +380,13 @@ def galamm(
         if factor_interactions is not None:
             raise GlammError("factor_interactions need load_var, factor and lambda_")
         # no latent variables: a GLMM by the Laplace approximation, as galamm fits it
-        parts = _start_parts(start)
+        parts = start_parts(start)
         if "lambda" in parts and np.size(parts["lambda"]) > 0:
             raise GlammError("start has loadings (lambda) but the model has no factor loadings")
         fitted = glmer(formula, data, family=family, link=link, weights=weights,
                        offset=offset, start=parts.get("theta"), optimizer=optimizer,
                        control=control, laplace=laplace)
-        _check_start_block(parts, "beta", list(fitted.frame.xnames))
+        check_start_block(parts, "beta", list(fitted.frame.xnames))
         return fitted
     if len(given) < 3:
         missing = [n for n in ("load_var", "factor", "lambda_") if n not in given]
@@ -416,7 +399,7 @@ def galamm(
     formula = rewrite_latent_smooths(formula, spec.factors)   # sl(x, factor=f): s(x, factor=f)
     missing_item = data[load_var].isna().to_numpy()
     if missing_item.any():   # rows without a load_var level have no loading: left out
-        weights, offset = (_rows_kept(arg, ~missing_item) for arg in (weights, offset))
+        weights, offset = (rows_kept(arg, ~missing_item) for arg in (weights, offset))
         data = data.loc[~missing_item].reset_index(drop=True)
     data = data.assign(**{f: 1.0 for f in spec.factors})
     fam = get_family(family, link)
@@ -429,7 +412,7 @@ def galamm(
     x_cols = loaded_fixed_columns(frame, spec.factors)
     smooth_cols = {j for j, _ in x_cols}
     x_cols += [(j, f) for j, name in enumerate(frame.xnames) if j not in smooth_cols
-               and (f := _fixed_column_factor(name, spec.factors)) is not None]
+               and (f := fixed_column_factor(name, spec.factors)) is not None]
     # (a factor's column of ones is dropped as collinear next to an intercept: refuse that)
     dropped = [f for f in spec.factors
                if any(f in name.split(":") for name in frame.dropped_columns)]
@@ -442,7 +425,7 @@ def galamm(
     covariates = interaction_covariates(spec, data.iloc[rows], item)
     loadings = LoadingMap(spec, frame.reterms, item, covariates, X=frame.X, x_cols=x_cols)
     model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
-    start = _galamm_start(start, model)
+    start = galamm_start(start, model)
     notes = _warned(diagnostics.separation_notes(frame, model))
 
     def fit(m: Any, theta0: np.ndarray | None) -> Any:
@@ -460,162 +443,9 @@ def galamm(
         return GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=again)
 
     try:
-        result = _leave_zero_latent_variance(fit(model, start), new_model, fit)
+        result = leave_zero_latent_variance(fit(model, start), new_model, fit)
     except GlammError as exc:
         diagnostics.raise_if_separated(frame, model, exc)
         raise
     result.formula = user_formula   # as written (sl() rather than its rewriting)
     return _finish_glmm(result, notes)
-
-
-def _fixed_column_factor(name: str, factors: Sequence[str]) -> int | None:
-    """The latent variable whose loadings multiply the fixed-effect column ``name`` (the
-    factor's name is one of the column's ``:`` parts), or ``None``."""
-    hits = [k for k, f in enumerate(factors) if f in name.split(":")]
-    if len(hits) > 1:
-        raise GlammError(f"fixed-effect column {name!r} multiplies several latent factors; a "
-                         "column can carry one factor's loadings")
-    return hits[0] if hits else None
-
-
-def _leave_zero_latent_variance(result: Any, new_model: Any, fit: Any) -> Any:
-    """Refit from better loadings a fit that ended where the loadings carry little signal.
-
-    At a latent variable's variance of zero the loadings have no effect, and as the variance
-    shrinks towards zero with free loadings growing (a ridge: the scale item's loading
-    becomes negligible) the optimizer can drift without reaching the maximum. For each term
-    ``(0 + f | group)`` that ended so (variance zero, or free loadings of ``f`` more than
-    :data:`RIDGE_RATIO` times its fixed ones),
-    :func:`~glamm.terms.loadings.zero_variance_loadings` gives the loadings along which the
-    variance grows from zero (the second-order score there); the model is refitted from them
-    (``fit(model, theta0)`` on ``new_model()``) and the better fit kept. Other fits are
-    returned as they are."""
-    from .terms.loadings import zero_variance_loadings
-
-    for k, cols in result.model.loadings.terms:
-        spec = result.model.loadings.spec
-        term, part = result.model.reterms[k], result.model.layout.slices[k]
-        f = cols[0][1]
-        if term.p != 1 or not term.is_grouped or not _stuck(result, part, f):
-            continue
-        at_zero = _at_zero_variance(result, part, new_model)
-        column = zero_variance_loadings(
-            spec, f, at_zero.loadings.item, term.refs,
-            at_zero.response.score(at_zero.eta, at_zero.mu),
-            at_zero.response.observed_weights(at_zero.eta, at_zero.mu),
-            z=at_zero.loadings.base_z[k][:, cols[0][0]])
-        if column is None:
-            continue
-        free = result.loadings.copy()
-        on_f = np.flatnonzero(spec.free[:, 1] == f)
-        free[on_f] = column[spec.free[on_f, 0]]
-        theta0 = result.theta.copy()
-        theta0[part] = 0.5 / max(float(np.max(np.abs(column))), 1.0)
-        candidate = new_model()
-        candidate.set_loadings(free)
-        with warnings.catch_warnings(record=True) as caught:   # said only if kept
-            warnings.simplefilter("always")
-            try:
-                refit = fit(candidate, theta0)
-            except (GlammError, ArithmeticError, np.linalg.LinAlgError):
-                continue
-        if refit.loglik > result.loglik + 1e-10 * abs(result.loglik):
-            result = refit
-            for w in caught:
-                warnings.warn(w.message, w.category, stacklevel=3)
-    return result
-
-
-#: free loadings this many times the factor's fixed ones mark a fit drifting along the ridge
-#: towards a zero variance (see :func:`_leave_zero_latent_variance`)
-RIDGE_RATIO = 10.0
-
-
-def _stuck(result: Any, part: slice, f: int) -> bool:
-    """Whether the term's variance (``theta[part]``, one entry) is zero, or factor ``f``'s
-    free loadings dwarf its fixed ones."""
-    if result.theta[part][0] <= 0.0:
-        return True
-    spec = result.model.loadings.spec
-    column = spec.full_matrix(result.loadings[:spec.n_free])[:, f]
-    fixed = spec.matrix[:, f]
-    scale = np.abs(fixed[np.isfinite(fixed) & (fixed != 0)])
-    free = np.abs(column[np.isnan(fixed)])
-    return bool(free.size and scale.size and free.max() > RIDGE_RATIO * scale.max())
-
-
-def _at_zero_variance(result: Any, part: slice, new_model: Any) -> Any:
-    """A fresh model at the fit's estimates with the term's variance (``theta[part]``) set
-    to zero (its state, ``eta`` and ``mu``, there); the fitted model is left alone."""
-    model = new_model()
-    model.set_loadings(result.loadings)
-    x = model.parameters.split(result._parameter_vector())
-    model.response.set_parameters(x["response"])
-    theta = result.theta.copy()
-    theta[part] = 0.0
-    model.objective(theta, result.fixef.to_numpy())
-    return model
-
-
-#: the blocks of galamm's ``start`` list glamm takes (galamm's "weights" belong to its
-#: heteroscedastic models)
-_START_BLOCKS = ("theta", "beta", "lambda")
-
-
-def _start_parts(start: Any) -> dict[str, Any]:
-    """galamm's ``start`` as a dict of blocks: an array (or list) is the starting ``theta``.
-
-    Raises
-    ------
-    GlammError
-        A key other than ``theta``, ``beta``, ``lambda``.
-    """
-    if start is None:
-        return {}
-    if not isinstance(start, dict):
-        return {"theta": start}
-    unknown = [k for k in start if k not in _START_BLOCKS]
-    if unknown:
-        raise GlammError(f"start has unknown entries {unknown}; galamm's start is a dict with "
-                         "any of 'theta', 'beta' and 'lambda'")
-    return dict(start)
-
-
-def _check_start_block(parts: dict[str, Any], block: str, names: list[str]) -> np.ndarray | None:
-    """The ``block`` entry of a start dict as a float vector of ``len(names)`` finite values
-    (``None`` when not given)."""
-    if block not in parts:
-        return None
-    try:
-        values = np.atleast_1d(np.asarray(parts[block], dtype=float))
-    except (TypeError, ValueError):
-        raise GlammError(f"start[{block!r}] must be numbers, got {parts[block]!r}") from None
-    if values.ndim != 1 or values.size != len(names):
-        raise GlammError(f"start[{block!r}] needs {len(names)} value(s) "
-                         f"({', '.join(names) or 'none in this model'}), got {values.size}")
-    if not np.all(np.isfinite(values)):
-        raise GlammError(f"start[{block!r}] has missing or infinite values")
-    return values
-
-
-def _galamm_start(start: Any, model: Any) -> np.ndarray | None:
-    """Check galamm's ``start`` against the built ``model``, put its loadings in place, and
-    return the starting ``theta`` (``None``: the covariance structures' own)."""
-    parts = _start_parts(start)
-    loadings = model.loadings
-    label = "start['theta']" if isinstance(start, dict) else "start (theta)"
-    theta = check_start_theta(parts.get("theta"), model.layout.initial().size,
-                              model.layout.names(), label)
-    _check_start_block(parts, "beta", list(model.frame.xnames))
-    free = _check_start_block(parts, "lambda", loadings.free_names())
-    if free is not None:
-        model.set_loadings(free)
-    return theta
-
-
-def _rows_kept(arg: Any, keep: np.ndarray) -> Any:
-    """``weights`` or ``offset`` given as values (not a column name) for every row of the data,
-    restricted to the rows ``keep``; anything else is returned as it is."""
-    if arg is None or isinstance(arg, str) or np.ndim(arg) != 1 or len(arg) != keep.size:
-        return arg
-    return np.asarray(arg)[keep]

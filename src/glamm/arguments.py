@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArgumentError
+from .errors import ArgumentError, GlammError
 
 #: lme4's spelling -> glamm's parameter name
 LME4_ALIASES: dict[str, str] = {"REML": "reml", "nAGQ": "nagq"}
@@ -129,3 +129,27 @@ def _unknown_message(name: str, key: str, params: list[str]) -> str:
     if close:
         return f"{text}; did you mean {close[0]!r}?"
     return f"{text}; it takes {', '.join(accepted)}"
+
+
+def check_start_theta(start: Any, size: int, names: list[str],
+                      label: str = "start (theta)") -> np.ndarray | None:
+    """A user's starting ``theta`` as a float vector of ``size`` entries (lme4's order,
+    ``names``); ``None`` stays ``None``. ``label`` names the argument in messages.
+
+    Raises
+    ------
+    GlammError
+        Not numbers, or the wrong number of them.
+    """
+    if start is None:
+        return None
+    try:
+        theta = np.atleast_1d(np.asarray(start, dtype=float))
+    except (TypeError, ValueError):
+        raise GlammError(f"{label} must be numbers, got {start!r}") from None
+    if theta.ndim != 1 or theta.size != size:
+        raise GlammError(f"{label} needs {size} value(s), one per variance parameter "
+                         f"({', '.join(names)}), got {theta.size}")
+    if not np.all(np.isfinite(theta)):
+        raise GlammError(f"{label} has missing or infinite values")
+    return theta
