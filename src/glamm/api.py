@@ -77,6 +77,7 @@ def lmer(
     start: np.ndarray | str | None = "auto",
     optimizer: str = "bobyqa",
     control: dict | None = None,
+    dispformula: str | None = None,
     **kwargs: Any,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
@@ -100,12 +101,23 @@ def lmer(
         defaults are tighter than lme4's: with lme4's own settings BOBYQA stops up to 4e-6
         short in deviance on some models (e.g. a 3x3 unstructured term), enough to move
         standard deviations by 1e-4 relative.
+    dispformula: heteroscedastic residuals: ``"~ (1 | g)"`` gives each level of ``g`` its
+        own residual variance (galamm's grouped form, nlme's ``varIdent``; the first level is
+        the reference), ``"~ x1 + x2"`` makes the log residual SD linear in covariates
+        (glmmTMB's ``dispformula``, whose Gaussian coefficients are on the log-variance scale,
+        twice these). The estimates are in ``result.variance_function``; ``sigma`` is the
+        reference level's (grouped) or the SD at covariates 0 (log-linear). ``start`` then
+        applies to nothing (``theta`` and the variance function are searched from lme4's
+        start).
 
     Returns
     -------
     :class:`~glamm.results.lmer_result.LmerResult`
     """
     (reml,) = resolve_keywords(lmer, kwargs, reml=reml)
+    if dispformula is not None:
+        return _heteroscedastic_lmer(formula, data, reml, weights, offset, optimizer, control,
+                                     dispformula)
     frame = build_model_frame(formula, data, weights=weights, offset=offset)
     check_lmm_frame(frame)
     warn_scaling(frame)
@@ -116,6 +128,48 @@ def lmer(
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
                       stacklevel=2)
+    return result
+
+
+def _heteroscedastic_lmer(formula: str, data: Any, reml: bool, weights: Any, offset: Any,
+                          optimizer: str, control: dict | None, dispformula: str) -> LmerResult:
+    """:func:`lmer` with ``dispformula`` (glamm.lmm.dispersion)."""
+    from .formula.data_input import as_pandas
+    from .lmm.dispersion import dispersion_design
+
+    frame = build_model_frame(formula, data, weights=weights, offset=offset)
+    check_lmm_frame(frame)
+    warn_scaling(frame)
+    rows = as_pandas(data).loc[frame.row_index]
+    disp = dispersion_design(dispformula, rows.reset_index(drop=True))
+    result = heteroscedastic_fit(frame, disp, reml, optimizer, control)
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
+                      stacklevel=3)
+    return result
+
+
+def heteroscedastic_fit(frame: ModelFrame, disp: Any, reml: bool, optimizer: str,
+                        control: dict | None) -> LmerResult:
+    """Fit the LMM of ``frame`` with the residual variance function ``disp``
+    (:func:`glamm.lmm.dispersion.fit_heteroscedastic`) and make the result count and report
+    it. The result's frame carries the fitted weights (prior weights times the variance
+    function); ``result.prior_weights`` keeps the user's. Not public API."""
+    from .lmm.dispersion import fit_heteroscedastic, variance_table
+
+    w0 = np.asarray(frame.weights, dtype=float).copy()
+    model = LinearMixedModel(frame, reml=reml)
+    optsum, delta = fit_heteroscedastic(model, disp, optimizer, **(control or {}))
+    with single_threaded(1):
+        result = LmerResult(model, optsum)
+    k = delta.size
+    result.npar += k
+    result.aic += 2.0 * k
+    result.bic += np.log(result.nobs) * k
+    result.df_resid -= k
+    result.variance_function = variance_table(disp, delta, float(result.sigma))
+    result.dispersion_design = disp
+    result.prior_weights = w0
     return result
 
 

@@ -92,6 +92,15 @@ def refit_ml(m: LmerResult) -> LmerResult:
     """
     if not m.reml:
         return m
+    if m.dispersion_design is not None:   # the variance function is refitted too
+        import dataclasses
+
+        from ..api import heteroscedastic_fit
+
+        assert m.prior_weights is not None   # set with the dispersion design
+        frame = dataclasses.replace(m.frame, weights=m.prior_weights)
+        return heteroscedastic_fit(frame, m.dispersion_design, False,
+                                   _OPTIMIZER_NAMES.get(m.optsum.optimizer, "bobyqa"), None)
     model = LinearMixedModel(m.frame, reml=False)
     optimizer = _OPTIMIZER_NAMES.get(m.optsum.optimizer, "bobyqa")
     settings = {k: getattr(m.optsum, k) for k in _SETTINGS if hasattr(m.optsum, k)}
@@ -102,7 +111,8 @@ def refit_ml(m: LmerResult) -> LmerResult:
 def _effective_weights(m) -> np.ndarray:
     """Prior weights times binomial trials (``cbind`` responses), the weights the likelihood
     uses; so ``cbind(s, f) ~ ...`` and ``s / (s + f) ~ ...`` with ``weights = s + f`` match."""
-    w = np.asarray(m.frame.weights, dtype=float)
+    prior = getattr(m, "prior_weights", None)   # a heteroscedastic lmer fit: the user's
+    w = np.asarray(m.frame.weights if prior is None else prior, dtype=float)
     trials = getattr(m.frame, "trials", None)
     return w if trials is None else w * np.asarray(trials, dtype=float)
 

@@ -202,10 +202,30 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         self._scratch.set_theta(self.theta if theta is None else theta)
         return self._scratch.factor, self.sigma**2, True, self.sigma**2
 
+    #: heteroscedastic residuals (``dispformula``): the estimated variance function
+    #: (:func:`glamm.lmm.dispersion.variance_table`) and the design, else ``None``
+    variance_function: pd.DataFrame | None = None
+    dispersion_design: Any = None
+    #: the user's prior weights of a heteroscedastic fit (its frame holds the fitted ones)
+    prior_weights: np.ndarray | None = None
+
     def _format(self) -> str:
+        from .formatting import _numeric_cells, _table
         from .summary import format_lmer
 
-        return format_lmer(self)
+        text = format_lmer(self)
+        if self.variance_function is None:
+            return text
+        design = self.dispersion_design
+        what = ("residual variance by level" if design.kind == "grouped"
+                else "log residual SD linear in covariates")
+        vf = self.variance_function
+        cols = [_numeric_cells(vf[c].to_numpy(), 5) for c in vf.columns]
+        rows = [[str(ix)] + [col[i] for col in cols] for i, ix in enumerate(vf.index)]
+        table = _table([str(vf.index.name or "")] + list(vf.columns), rows,
+                       ["l"] + ["r"] * len(cols), indent=" ")
+        return (text + f"\n\nVariance function ({what}; dispformula {design.text}):\n"
+                + "\n".join(table))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (for ``--json`` output)."""

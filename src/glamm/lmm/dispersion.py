@@ -1,0 +1,170 @@
+"""Heteroscedastic residuals in a linear mixed model (``dispformula``).
+
+The residual SD of row ``i`` is ``sigma * exp(s_i)`` with ``s = D delta``: ``D`` has one
+column per level but the first of a grouping column (galamm's ``~ (1 | g)``, nlme's
+``varIdent``) or the covariates of a log-linear form (``~ x1 + x2``, glmmTMB's
+``dispformula`` and nlme's ``varExp``-like log-SD). For fixed ``delta`` the model is an LMM
+with prior weights ``w_i = w0_i exp(-2 s_i)``, so ``beta`` and ``sigma`` stay profiled out
+(Bates et al. 2015, with the log weights in the deviance) and the fit searches
+``[theta, delta]``: each evaluation refills the cross-products with the new weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, FormulaError
+from ..formula.evaluate import model_matrix_checked
+from ..optim.backends import minimize
+from ..optim.optsummary import OptSummary
+from .model import LinearMixedModel
+
+
+@dataclass
+class DispersionDesign:
+    """``D`` (``n x k``) of the log residual-SD multipliers and how to report ``delta``.
+
+    Attributes
+    ----------
+    kind : str
+        ``"grouped"`` (``~ (1 | g)``) or ``"loglinear"`` (``~ x1 + x2``).
+    D : ndarray
+        The design of ``s = D delta`` on the model's rows.
+    names : list of str
+        One label per column of ``D``.
+    text : str
+        The dispformula as written.
+    group : str or None
+        The grouping column of the grouped form.
+    levels : list of str
+        Its levels, the reference (multiplier 1) first.
+    """
+
+    kind: str
+    D: np.ndarray
+    names: list[str]
+    text: str
+    group: str | None = None
+    levels: list[str] = field(default_factory=list)
+
+
+_GROUPED = re.compile(r"^\s*~?\s*\(\s*1\s*\|\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)\s*$")
+
+
+def dispersion_design(text: str, data: pd.DataFrame) -> DispersionDesign:
+    """Parse ``dispformula`` on the model's rows (``data``: the rows the model kept).
+
+    Raises
+    ------
+    FormulaError
+        An unknown column, or a form that is neither ``~ (1 | g)`` nor ``~ covariates``.
+    DataError
+        A grouping column with one level or a level with one row; missing covariates.
+    """
+    m = _GROUPED.match(text)
+    if m:
+        g = m.group(1)
+        if g not in data.columns:
+            raise FormulaError(f"dispformula {text!r}: unknown column {g!r}")
+        col = data[g]
+        if col.isna().any():
+            raise DataError(f"dispformula {text!r}: column {g!r} has missing values in the "
+                            "model's rows")
+        levels = list(col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype)
+                      else pd.unique(col.astype(str)))
+        values = col.astype(str).to_numpy()
+        levels = [str(lv) for lv in levels if (values == str(lv)).any()]
+        if len(levels) < 2:
+            raise DataError(f"dispformula {text!r}: column {g!r} has one level in the model's "
+                            "rows; a variance per level needs at least two")
+        counts = {lv: int((values == lv).sum()) for lv in levels}
+        single = [lv for lv, c in counts.items() if c < 2]
+        if single:
+            raise DataError(f"dispformula {text!r}: level(s) {single} of {g!r} have a single "
+                            "row, too few to estimate a residual variance")
+        D = np.column_stack([(values == lv).astype(float) for lv in levels[1:]])
+        return DispersionDesign("grouped", D, [f"{g}{lv}" for lv in levels[1:]], text, g,
+                                levels)
+    rhs = text.split("~", 1)[1] if "~" in text else text
+    if "|" in rhs:
+        raise FormulaError(f"dispformula {text!r}: the grouped form is ~ (1 | g) with one "
+                           "grouping column; otherwise write covariates, ~ x1 + x2")
+    mm = model_matrix_checked(rhs, data, "dispformula", shown=text)
+    X = np.asarray(mm, dtype=float)
+    names = list(mm.columns)
+    keep = [j for j, n in enumerate(names) if n != "Intercept"]
+    D = X[:, keep]
+    if D.shape[1] == 0:
+        raise FormulaError(f"dispformula {text!r} has no covariates (the intercept is sigma)")
+    if not np.all(np.isfinite(D)):
+        raise DataError(f"dispformula {text!r}: missing or infinite covariate values in the "
+                        "model's rows")
+    return DispersionDesign("loglinear", D, [names[j] for j in keep], text)
+
+
+def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimizer: str,
+                        **settings) -> tuple[OptSummary, np.ndarray]:
+    """Minimize the profiled deviance (or REML criterion) over ``[theta, delta]`` and leave
+    ``model`` at the optimum on a copy of its frame whose prior weights are the fitted
+    ``w0 exp(-2 D delta)``, so every result is that of the weighted LMM at the estimates
+    (the frame the model was built with keeps the user's weights).
+    Returns the record (its ``final`` holds ``theta``) and ``delta``."""
+    frame = model.frame
+    w0 = np.asarray(frame.weights, dtype=float).copy()
+    yw = frame.y - frame.offset
+    nt = model.n_theta
+    k = disp.D.shape[1]
+
+    def set_delta(delta: np.ndarray) -> np.ndarray:
+        w = w0 * np.exp(-2.0 * (disp.D @ delta))
+        model.cp.update(w, yw)
+        model.factor.refresh()
+        model.sum_log_w = float(np.log(w).sum())
+        return w
+
+    def objective(x: np.ndarray) -> float:
+        if not np.all(np.isfinite(x)) or np.max(np.abs(x[nt:]), initial=0.0) > 30:
+            return float("inf")
+        set_delta(x[nt:])
+        return model.objective(x[:nt])
+
+    lower = np.concatenate([model.theta_lower(), np.full(k, -np.inf)])
+    x0 = np.concatenate([model.theta_initial(), np.zeros(k)])
+    opt = {"ftol_rel": 1e-15, "ftol_abs": 0.0, "xtol_abs": 1e-10, **settings}
+    record = minimize(objective, x0, lower, optimizer=optimizer, **opt)
+    assert record.final is not None
+    x = record.final.copy()
+    theta, delta = x[:nt], x[nt:]
+    # a variance that ended near zero is tried on its bound (as optimize_theta does)
+    near = np.flatnonzero(np.isfinite(lower[:nt]) & (theta > lower[:nt])
+                          & (theta < lower[:nt] + 1e-4))
+    if near.size:
+        trial = x.copy()
+        trial[near] = lower[near]
+        if objective(trial) <= record.fmin:
+            x, record.fmin = trial, objective(trial)
+            theta, delta = x[:nt], x[nt:]
+    model.frame = dataclasses.replace(frame, weights=set_delta(delta))
+    model.objective(theta)
+    record.final = theta.copy()
+    return record, delta.copy()
+
+
+def variance_table(disp: DispersionDesign, delta: np.ndarray, sigma: float) -> pd.DataFrame:
+    """The estimated variance function: for the grouped form one row per level with galamm's
+    variance multiplier (``exp(2 delta)``, the reference level 1), nlme's SD ratio
+    (``exp(delta)``) and the residual SD; for the log-linear form the coefficients of the log
+    residual SD (nlme's scale; glmmTMB's Gaussian dispformula is on the log-variance scale,
+    twice these)."""
+    if disp.kind == "grouped":
+        d = np.concatenate([[0.0], delta])
+        return pd.DataFrame({"variance ratio": np.exp(2.0 * d), "SD ratio": np.exp(d),
+                             "residual SD": sigma * np.exp(d)},
+                            index=pd.Index(disp.levels, name=disp.group))
+    return pd.DataFrame({"log-SD coefficient": delta},
+                        index=pd.Index(disp.names, name="term"))
