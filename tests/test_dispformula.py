@@ -103,3 +103,15 @@ def test_bad_dispformula(hsced):
         glamm.lmer("y ~ x + (1 | id)", single, dispformula="~ (1 | g)")
     with pytest.raises(FormulaError, match="unknown column"):
         glamm.lmer("y ~ x + (1 | id)", hsced, dispformula="~ nothere")
+
+
+def test_galamm_dispformula_without_loadings(hsced):
+    """galamm's own call of the vignette: the lmer fit by ML; with loadings or another family
+    it says it is not available yet."""
+    h = glamm.galamm("y ~ x + (1 | id)", hsced, dispformula="~ (1 | item)")
+    ref = load_reference("galamm_hsced")
+    assert h.loglik == pytest.approx(ref["logLik"], rel=1e-9)
+    assert h.variance_function["variance ratio"].iloc[1] == pytest.approx(
+        ref["variance_function"]["2"], rel=1e-4)
+    with pytest.raises(glamm.errors.GlammError, match="not yet"):
+        glamm.galamm("y ~ x + (1 | id)", hsced, family="poisson", dispformula="~ (1 | item)")

@@ -354,6 +354,7 @@ def galamm(
     optimizer: str = "bobyqa",
     control: dict | None = None,
     laplace: str = "observed",
+    dispformula: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """Fit a generalized linear mixed model with factor loadings (R's ``galamm``).
@@ -397,6 +398,11 @@ def galamm(
         stage of the fit.
     weights, offset, optimizer, control, laplace
         As for :func:`glmer`.
+    dispformula : str, optional
+        Heteroscedastic residuals, galamm's ``~ (1 | g)`` (a variance per level of ``g``) or
+        ``~ x1 + x2`` (log residual SD linear in covariates). So far for Gaussian models
+        without loadings, fitted as :func:`lmer` with ``reml=False`` (its result, with
+        ``variance_function``).
     **kwargs
         lme4 spellings; ``REML`` is refused (REML is not defined for these models).
 
@@ -430,6 +436,16 @@ def galamm(
     resolve_keywords(galamm, kwargs)
     given = [name for name, v in (("load_var", load_var), ("factor", factor),
                                   ("lambda_", lambda_)) if v is not None]
+    if dispformula is not None:
+        fam = get_family(family, link)
+        if given or fam.name != "gaussian" or fam.link.name != "identity":
+            raise GlammError("dispformula is available for Gaussian identity-link models "
+                             "without factor loadings so far (fitted as lmer(..., reml=False, "
+                             "dispformula=...)); with loadings or other families it is not yet")
+        if start is not None:
+            raise GlammError("start is not used with dispformula yet; drop it")
+        return lmer(formula, data, reml=False, weights=weights, offset=offset,
+                    optimizer=optimizer, control=control, dispformula=dispformula)
     if not given:
         if factor_interactions is not None:
             raise GlammError("factor_interactions need load_var, factor and lambda_")
