@@ -40,6 +40,13 @@ def test_variance_per_item_matches_galamm_nlme_and_glmmtmb(hsced):
     tmb = load_reference("tmb_hsced_disp")["fixef"]["disp"]   # log variance ratio
     assert np.log(vf["variance ratio"].iloc[1]) == pytest.approx(tmb["factor(item)2"],
                                                                  rel=1e-4)
+    # its standard error: glmmTMB's on the log-variance scale is twice ours (log SD)
+    tmb_se = load_reference("tmb_hsced_disp")["fixef_se"]["disp"]["d~factor(item)2"]
+    assert 2 * vf["SE log SD ratio"].iloc[1] == pytest.approx(tmb_se, rel=1e-3)
+    np.testing.assert_allclose(m.stderr.to_numpy() if hasattr(m, "stderr") else
+                               np.sqrt(np.diag(m.vcov)),
+                               list(load_reference("tmb_hsced_disp")["fixef_se"]["cond"]
+                                    .values()), rtol=1e-3)
     # one more parameter than the homoscedastic model; the likelihood-ratio statistic of
     # galamm's vignette (47.28)
     m0 = _lmer("y ~ x + (1 | id)", hsced, reml=False)

@@ -155,7 +155,7 @@ def heteroscedastic_fit(frame: ModelFrame, disp: Any, reml: bool, optimizer: str
     (:func:`glamm.lmm.dispersion.fit_heteroscedastic`) and make the result count and report
     it. The result's frame carries the fitted weights (prior weights times the variance
     function); ``result.prior_weights`` keeps the user's. Not public API."""
-    from .lmm.dispersion import fit_heteroscedastic, variance_table
+    from .lmm.dispersion import delta_stderr, fit_heteroscedastic, variance_table
 
     w0 = np.asarray(frame.weights, dtype=float).copy()
     model = LinearMixedModel(frame, reml=reml)
@@ -167,7 +167,9 @@ def heteroscedastic_fit(frame: ModelFrame, disp: Any, reml: bool, optimizer: str
     result.aic += 2.0 * k
     result.bic += np.log(result.nobs) * k
     result.df_resid -= k
-    result.variance_function = variance_table(disp, delta, float(result.sigma))
+    with single_threaded(1):
+        se = delta_stderr(frame, disp, w0, reml, result.theta, delta)
+    result.variance_function = variance_table(disp, delta, float(result.sigma), se)
     result.dispersion_design = disp
     result.prior_weights = w0
     return result

@@ -107,18 +107,13 @@ def dispersion_design(text: str, data: pd.DataFrame) -> DispersionDesign:
     return DispersionDesign("loglinear", D, [names[j] for j in keep], text)
 
 
-def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimizer: str,
-                        **settings) -> tuple[OptSummary, np.ndarray]:
-    """Minimize the profiled deviance (or REML criterion) over ``[theta, delta]`` and leave
-    ``model`` at the optimum on a copy of its frame whose prior weights are the fitted
-    ``w0 exp(-2 D delta)``, so every result is that of the weighted LMM at the estimates
-    (the frame the model was built with keeps the user's weights).
-    Returns the record (its ``final`` holds ``theta``) and ``delta``."""
+def heteroscedastic_deviance(model: LinearMixedModel, disp: DispersionDesign, w0: np.ndarray):
+    """``(set_delta, f)``: ``set_delta(delta)`` puts the weights ``w0 exp(-2 D delta)`` into
+    ``model`` (cross-products refilled, log weights in the deviance) and returns them;
+    ``f(x)`` is the profiled deviance (or REML criterion) at ``x = [theta, delta]``."""
     frame = model.frame
-    w0 = np.asarray(frame.weights, dtype=float).copy()
     yw = frame.y - frame.offset
     nt = model.n_theta
-    k = disp.D.shape[1]
 
     def set_delta(delta: np.ndarray) -> np.ndarray:
         w = w0 * np.exp(-2.0 * (disp.D @ delta))
@@ -132,6 +127,52 @@ def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimiz
             return float("inf")
         set_delta(x[nt:])
         return model.objective(x[:nt])
+
+    return set_delta, objective
+
+
+def delta_stderr(frame, disp: DispersionDesign, w0: np.ndarray, reml: bool, theta: np.ndarray,
+                 delta: np.ndarray) -> np.ndarray:
+    """Standard errors of ``delta`` (the log residual-SD parameters): ``2 H^-1`` of the
+    profiled deviance (or REML criterion) in ``[theta, delta]`` by central differences, whose
+    ``delta`` block equals that of the full covariance at the optimum (``beta`` and ``sigma``
+    profiled out). ``NaN`` where the Hessian is not positive definite (a variance on its
+    bound makes it so in ``theta``; the ``delta`` block is then taken with ``theta`` held)."""
+    from ..optim.newton import gradient_hessian
+
+    model = LinearMixedModel(dataclasses.replace(frame, weights=w0), reml=reml)
+    _, f = heteroscedastic_deviance(model, disp, w0)
+    x = np.concatenate([theta, delta])
+    nt = theta.size
+    free = np.concatenate([theta > model.theta_lower() + 1e-8, np.ones(delta.size, bool)])
+    idx = np.flatnonzero(free)
+
+    def f_free(z: np.ndarray) -> float:
+        full = x.copy()
+        full[idx] = z
+        return f(full)
+
+    _, H = gradient_hessian(f_free, x[idx])
+    try:
+        cov = 2.0 * np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return np.full(delta.size, np.nan)
+    var = np.diag(cov)[np.flatnonzero(idx >= nt)]
+    return np.where(var > 0, np.sqrt(np.abs(var)), np.nan)
+
+
+def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimizer: str,
+                        **settings) -> tuple[OptSummary, np.ndarray]:
+    """Minimize the profiled deviance (or REML criterion) over ``[theta, delta]`` and leave
+    ``model`` at the optimum on a copy of its frame whose prior weights are the fitted
+    ``w0 exp(-2 D delta)``, so every result is that of the weighted LMM at the estimates
+    (the frame the model was built with keeps the user's weights).
+    Returns the record (its ``final`` holds ``theta``) and ``delta``."""
+    frame = model.frame
+    w0 = np.asarray(frame.weights, dtype=float).copy()
+    nt = model.n_theta
+    k = disp.D.shape[1]
+    set_delta, objective = heteroscedastic_deviance(model, disp, w0)
 
     lower = np.concatenate([model.theta_lower(), np.full(k, -np.inf)])
     x0 = np.concatenate([model.theta_initial(), np.zeros(k)])
@@ -155,16 +196,20 @@ def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimiz
     return record, delta.copy()
 
 
-def variance_table(disp: DispersionDesign, delta: np.ndarray, sigma: float) -> pd.DataFrame:
+def variance_table(disp: DispersionDesign, delta: np.ndarray, sigma: float,
+                   se: np.ndarray | None = None) -> pd.DataFrame:
     """The estimated variance function: for the grouped form one row per level with galamm's
     variance multiplier (``exp(2 delta)``, the reference level 1), nlme's SD ratio
     (``exp(delta)``) and the residual SD; for the log-linear form the coefficients of the log
     residual SD (nlme's scale; glmmTMB's Gaussian dispformula is on the log-variance scale,
-    twice these)."""
+    twice these). ``se``: standard errors of ``delta`` (:func:`delta_stderr`), on the log-SD
+    scale."""
+    se = np.full(delta.size, np.nan) if se is None else se
     if disp.kind == "grouped":
         d = np.concatenate([[0.0], delta])
         return pd.DataFrame({"variance ratio": np.exp(2.0 * d), "SD ratio": np.exp(d),
-                             "residual SD": sigma * np.exp(d)},
+                             "residual SD": sigma * np.exp(d),
+                             "SE log SD ratio": np.concatenate([[np.nan], se])},
                             index=pd.Index(disp.levels, name=disp.group))
-    return pd.DataFrame({"log-SD coefficient": delta},
+    return pd.DataFrame({"log-SD coefficient": delta, "SE": se},
                         index=pd.Index(disp.names, name="term"))
