@@ -221,3 +221,24 @@ def cognition_fit():
                          d, load_var="item", factor="loading",
                          lambda_=[[1], [np.nan], [np.nan]])
     return m, d
+
+
+@pytest.fixture(scope="session")
+def binary_latent_smooth_fit():
+    """A binomial model with a smooth on the latent scale (three items, loadings 1, 0.7, 1.3
+    in the simulation), fitted once for the galamm test files."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    n_id = 60
+    d = pd.DataFrame({"id": np.repeat(np.arange(n_id), 3).astype(str),
+                      "item": pd.Categorical(np.tile(["a", "b", "c"], n_id)),
+                      "x": np.repeat(rng.uniform(0, 1, n_id), 3)})
+    eta = np.sin(3 * d["x"]) * d["item"].map({"a": 1.0, "b": 0.7, "c": 1.3}).astype(float)
+    d["y"] = (rng.uniform(size=len(d)) < 1 / (1 + np.exp(-eta))).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return glamm.galamm("y ~ 0 + item + sl(x, k=5, factor='f') + (0 + f | id)", d,
+                            family="binomial", load_var="item", factor="f",
+                            lambda_=[[1], [np.nan], [np.nan]])

@@ -421,19 +421,11 @@ def test_latent_smooth_formula_errors(small):
                      load_var="item", factor="loading", lambda_=[[1], [nan], [nan]])
 
 
-def test_latent_smooth_gradient():
+def test_latent_smooth_gradient(binary_latent_smooth_fit):
     """The analytic gradient in the loadings includes their effect through the loaded
     fixed-effect columns of an sl() smooth (a binomial model, so the GLMM gradient is used)."""
 
-    rng = np.random.default_rng(4)
-    n_id = 60
-    d = pd.DataFrame({"id": np.repeat(np.arange(n_id), 3).astype(str),
-                      "item": pd.Categorical(np.tile(["a", "b", "c"], n_id)),
-                      "x": np.repeat(rng.uniform(0, 1, n_id), 3)})
-    eta = np.sin(3 * d["x"]) * d["item"].map({"a": 1.0, "b": 0.7, "c": 1.3}).astype(float)
-    d["y"] = (rng.uniform(size=len(d)) < 1 / (1 + np.exp(-eta))).astype(float)
-    m = _fit("y ~ 0 + item + sl(x, k=5, factor='f') + (0 + f | id)", d, family="binomial",
-             load_var="item", factor="f", lambda_=[[1], [nan], [nan]])
+    m = binary_latent_smooth_fit
     g, num, _ = _gradients(m, 0.03)
     np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5)
 

@@ -97,17 +97,9 @@ def test_smooth_table_uses_the_loaded_design(latent_fit):
         m.smooth_table.loc[sm.label, "F"], rel=0.05)
 
 
-def test_smooth_results_of_a_binomial_latent_smooth():
+def test_smooth_results_of_a_binomial_latent_smooth(binary_latent_smooth_fit):
     """A Laplace fit (binomial) gives its smooth table and curve as well; chi-squared tests."""
-    rng = np.random.default_rng(4)
-    n_id = 60
-    d = pd.DataFrame({"id": np.repeat(np.arange(n_id), 3).astype(str),
-                      "item": pd.Categorical(np.tile(["a", "b", "c"], n_id)),
-                      "x": np.repeat(rng.uniform(0, 1, n_id), 3)})
-    eta = np.sin(3 * d["x"]) * d["item"].map({"a": 1.0, "b": 0.7, "c": 1.3}).astype(float)
-    d["y"] = (rng.uniform(size=len(d)) < 1 / (1 + np.exp(-eta))).astype(float)
-    m = _fit("y ~ 0 + item + sl(x, k=5, factor='f') + (0 + f | id)", d, family="binomial",
-             load_var="item", factor="f", lambda_=[[1], [nan], [nan]])
+    m = binary_latent_smooth_fit
     table = m.smooth_table
     assert list(table.columns) == ["edf", "Ref.df", "Chi.sq", "p-value"]
     assert 1.0 <= table.iloc[0]["edf"] <= 4.0 and 0.0 <= table.iloc[0]["p-value"] <= 1.0
