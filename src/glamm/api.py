@@ -161,13 +161,7 @@ def heteroscedastic_fit(frame: ModelFrame, disp: Any, reml: bool, optimizer: str
     model = LinearMixedModel(frame, reml=reml)
     optsum, delta = fit_heteroscedastic(model, disp, optimizer, **(control or {}))
     with single_threaded(1):
-        result = LmerResult(model, optsum)
-    k = delta.size
-    result.npar += k
-    result.aic += 2.0 * k
-    result.bic += np.log(result.nobs) * k
-    result.df_resid -= k
-    with single_threaded(1):
+        result = LmerResult(model, optsum, n_dispersion=delta.size)
         se = delta_stderr(frame, disp, w0, reml, result.theta, delta)
     result.variance_function = variance_table(disp, delta, float(result.sigma), se)
     result.dispersion_design = disp

@@ -206,6 +206,7 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
     if "lambda" in extras:
         model.set_loadings(extras["lambda"])
     theta = best["theta"].copy()
+    state_at = None   # the theta the model's PIRLS state is at (None: unknown)
     if staged:
         model.objective_fast(theta)   # the modes at the search's optimum
         start = glm_loading_start(model)
@@ -216,16 +217,19 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
             extras["lambda"] = init.loadings.copy()
         model.set_loadings(extras["lambda"])
         os_fast.fmin = model.objective_fast(theta)
+        state_at = theta.copy()
     for i in model.parameters.block("theta").log_scale:
         # a smooth shrunk towards linear: try it exactly linear
         if theta[i] < 1e-2:
             trial = theta.copy()
             trial[i] = 0.0
             val = model.objective_fast(trial)
+            state_at = trial
             if val <= os_fast.fmin:
                 theta[i], os_fast.fmin = 0.0, val
                 os_fast.messages.append(f"theta[{i}] set to 0 (a linear smooth)")
-    model.objective_fast(theta)
+    if state_at is None or not np.array_equal(state_at, theta):
+        model.objective_fast(theta)
     os_fast.final = theta
     return os_fast, extras
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from ..linalg.selinv import DenseInverse, re_inverse
+from ..linalg.selinv import DenseInverse, re_inverse, spd_inverse_from_factor
 
 #: the analytic gradient needs ``G^-1`` densely in the rows of the random effects after the
 #: first term (``q_rest`` of them): at most this many ...
@@ -281,22 +281,9 @@ def _crossprod(design, V: np.ndarray, w: np.ndarray) -> np.ndarray:
                                 minlength=q * q)
     G[np.diag_indices(q)] += 1.0
     return G
-
-
 def _spd_inverse(G: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive-definite matrix by LAPACK's potrf + potri."""
     c, info = sla.lapack.dpotrf(G, lower=1, clean=0, overwrite_a=0)
     if info != 0:
         raise np.linalg.LinAlgError("G is not positive definite")
-    return _inverse_from_factor(c)
-
-
-def _inverse_from_factor(L: np.ndarray) -> np.ndarray:
-    """``(L L')^{-1}`` from the lower Cholesky factor ``L`` (LAPACK potri), symmetric."""
-    inv, info = sla.lapack.dpotri(L, lower=1, overwrite_c=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("G is singular")
-    # the lower triangle mirrored (the same numbers), kept in LAPACK's column-major order
-    out = np.tril(inv)
-    out += np.tril(inv, -1).T
-    return np.asfortranarray(out)
+    return spd_inverse_from_factor(c)

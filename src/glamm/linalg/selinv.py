@@ -49,8 +49,9 @@ class DenseInverse:
         return self.Ginv @ rhs
 
 
-def _spd_inverse_from_factor(L: np.ndarray) -> np.ndarray:
-    """``(L L')^{-1}`` from a dense lower-triangular ``L`` (LAPACK potri), symmetric."""
+def spd_inverse_from_factor(L: np.ndarray) -> np.ndarray:
+    """``(L L')^{-1}`` from a dense lower-triangular ``L`` (LAPACK potri; only its lower
+    triangle is read, so a potrf result with junk above the diagonal will do), symmetric."""
     if L.shape[0] == 0:
         return np.zeros((0, 0))
     inv, info = sla.lapack.dpotri(L, lower=1)
@@ -98,7 +99,7 @@ class SelectedInverse:
             self.S_RR: SelectedInverse | DenseInverse = SelectedInverse(fac, start + 1)
             self.S_11 = self._diagonal_blocks()
         else:
-            S_RR = _spd_inverse_from_factor(self.C) if self.qR else np.zeros((0, 0))
+            S_RR = spd_inverse_from_factor(self.C) if self.qR else np.zeros((0, 0))
             self.S_RR = DenseInverse(S_RR)
             self.S_11 = self._diagonal_blocks_dense(S_RR)
 
@@ -261,4 +262,4 @@ def re_inverse(fac) -> DenseInverse | SelectedInverse:
     term's pattern has fill), else the dense inverse."""
     if isinstance(fac.L[0][0], BlockDiag):
         return SelectedInverse(fac)
-    return DenseInverse(_spd_inverse_from_factor(fac.dense_re_factor()))
+    return DenseInverse(spd_inverse_from_factor(fac.dense_re_factor()))

@@ -187,8 +187,9 @@ def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimiz
     if near.size:
         trial = x.copy()
         trial[near] = lower[near]
-        if objective(trial) <= record.fmin:
-            x, record.fmin = trial, objective(trial)
+        value = objective(trial)
+        if value <= record.fmin:
+            x, record.fmin = trial, value
             theta, delta = x[:nt], x[nt:]
     model.frame = dataclasses.replace(frame, weights=set_delta(delta))
     model.objective(theta)

@@ -77,7 +77,9 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
 
     model: LinearMixedModel
 
-    def __init__(self, model: LinearMixedModel, optsum: OptSummary):
+    def __init__(self, model: LinearMixedModel, optsum: OptSummary, n_dispersion: int = 0):
+        # n_dispersion: parameters of a residual variance function (dispformula), counted
+        # in npar, AIC, BIC and the residual degrees of freedom
         self.model = model
         self.frame = model.frame
         self.optsum = optsum
@@ -96,7 +98,7 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         self.stderr = pd.Series(np.sqrt(np.diag(V)), index=xn, name="Std. Error")
         self._b = b
         self.nobs = model.n
-        self.npar = model.p + model.n_theta + 1
+        self.npar = model.p + model.n_theta + 1 + n_dispersion
         self.loglik = -0.5 * self._obj
         self.reml_criterion = self._obj if self.reml else None
         self.deviance = float(model.objective_from_factor(reml=False))
