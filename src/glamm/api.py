@@ -271,12 +271,15 @@ def _warned(notes: list[str], stacklevel: int = 3) -> list[str]:
 
 
 def glmm_model(frame: ModelFrame, family: Any, laplace: str = "observed",
-               penalized: bool | dict = False, fast: bool = False) -> Any:
+               penalized: bool | dict = False, fast: bool = False,
+               dispersion_design: Any = None) -> Any:
     """The GLMM objective for ``frame`` (stage 2 of :func:`glmer`), with the Student-t penalty
-    on the fixed effects when ``penalized``."""
+    on the fixed effects when ``penalized`` and a residual variance function
+    (:class:`~glamm.lmm.dispersion.DispersionDesign`) when given."""
     from .glmm.model import GeneralizedLinearMixedModel
 
-    model = GeneralizedLinearMixedModel(frame, family, laplace=laplace)
+    model = GeneralizedLinearMixedModel(frame, family, laplace=laplace,
+                                        dispersion_design=dispersion_design)
     if penalized:
         from .glmm.penalty import StudentTPenalty
 
@@ -321,7 +324,8 @@ def fit_glmm_model(model: Any, nagq: int, fast: bool = False, start: np.ndarray 
     if not needs_rescaling(model.frame, model):
         return fit(model)
     return fit_rescaled(model.frame, model, lambda fr: glmm_model(
-        fr, model.response.base_family, laplace=model.laplace_information), fit)
+        fr, model.response.base_family, laplace=model.laplace_information,
+        dispersion_design=model.response.dispersion_design), fit)
 
 
 def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:

@@ -86,7 +86,7 @@ class GeneralizedLinearMixedModel:
     """
 
     def __init__(self, frame: ModelFrame, family, laplace: str = "observed",
-                 loadings: LoadingMap | None = None):
+                 loadings: LoadingMap | None = None, dispersion_design=None):
         self.frame = frame
         #: factor loadings (glamm.terms.loadings), or None
         self.loadings = loadings
@@ -100,7 +100,7 @@ class GeneralizedLinearMixedModel:
         self.y = frame.y
         self.wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
         #: the response side: family, its free parameters and the per-row weights
-        self.response = ResponseModel(self.y, self.wt, family)
+        self.response = ResponseModel(self.y, self.wt, family, dispersion_design)
         self.X = frame.X
         self.offset = frame.offset
         self.n, self.p = self.X.shape
@@ -371,9 +371,9 @@ class GeneralizedLinearMixedModel:
                                   x_cols=self.loadings.x_cols)
             loadings.values = self.loadings.values.copy()
         new = type(self)(self.frame, self.response.base_family,
-                         laplace=self.laplace_information, loadings=loadings)
-        new.response.family = self.response.family
-        new.response.dispersion = self.response.dispersion
+                         laplace=self.laplace_information, loadings=loadings,
+                         dispersion_design=self.response.dispersion_design)
+        new.response.copy_state(self.response)
         new.penalty = self.penalty
         new.pirls_settings = self.pirls_settings
         new.separated = self.separated

@@ -104,7 +104,6 @@ def fit_rescaled(frame: ModelFrame, model, make_model: Callable, fit: Callable):
     if record.full is not None:
         record.full.final = T @ record.full.final
         record.full.initial = T @ record.full.initial
-    model.response.family = inner.response.family
-    model.response.dispersion = inner.response.dispersion
+    model.response.copy_state(inner.response)
     model.pirls(inner.theta, A @ inner.beta)
     return record

@@ -3,19 +3,25 @@ family and the family's free parameters, apart from the predictor (``X``, ``Z``,
 
 Everything that depends on the response distribution goes through :class:`ResponseModel`:
 the log-likelihood, the PIRLS (Fisher) weights, the observed-information weights of the
-Laplace log-determinant, the free response parameters (a log dispersion for the Gaussian,
-Gamma and inverse Gaussian families; a log shape for the negative binomial) with their names
-and starting values, and the scale ``sqrt(dispersion)`` that ``Lambda`` carries for families
-with a dispersion. One family and one scalar dispersion today; per-row families and grouped
-dispersions extend this class, not its callers.
+Laplace log-determinant, the free response parameters with their names and starting values,
+and the scale that ``Lambda`` carries. The free parameters are, in order: for each family (one,
+or the components of a :class:`~glamm.families.mixed.MixedFamily`) a log shape (negative
+binomial) or a log dispersion (Gaussian, Gamma, inverse Gaussian); then the coefficients
+``delta`` of a residual variance function (``dispformula``): row ``i``'s dispersion is its
+family's times ``exp(2 (D delta)_i)``, ``D`` from :class:`~glamm.lmm.dispersion.
+DispersionDesign` (so ``D delta`` is on the log-SD scale, as nlme reports it).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..families.mixed import MixedFamily
+
 #: a log dispersion or log shape beyond this overflows ``exp`` (a wild optimizer step)
 _LOG_PARAMETER_LIMIT = 700.0
+#: a log-SD multiplier beyond this is a runaway step, not an estimate
+_DELTA_LIMIT = 30.0
 
 
 class ResponseModel:
@@ -28,8 +34,11 @@ class ResponseModel:
     wt : ndarray
         Prior weights times binomial trials: the ``wt`` of :class:`glamm.families.Family`.
     family : Family
-        The family as given. A negative binomial's shape and a dispersion are free
-        parameters, set by :meth:`set_parameters`; ``family`` then holds the current shape.
+        The family as given (a :class:`~glamm.families.mixed.MixedFamily` for per-row
+        families). A negative binomial's shape and a dispersion are free parameters, set by
+        :meth:`set_parameters`; ``family`` then holds the current shapes.
+    dispersion_design : DispersionDesign, optional
+        A residual variance function (``dispformula``) over the model's rows.
 
     Attributes
     ----------
@@ -37,37 +46,60 @@ class ResponseModel:
         The family as given.
     family : Family
         The family at the current parameters (a negative binomial with its current shape).
-    dispersion : float
-        The current dispersion ``phi`` (1 for families without one).
+    dispersion : float or ndarray
+        The current dispersion ``phi``: a number for one family without a variance function
+        (1 for families without a dispersion), else one value per row.
     """
 
-    def __init__(self, y: np.ndarray, wt: np.ndarray, family) -> None:
+    def __init__(self, y: np.ndarray, wt: np.ndarray, family, dispersion_design=None) -> None:
         family.validate(y, wt)
         self.y = y
         self.wt = wt
         self.base_family = family
         self.family = family
-        self.dispersion = 1.0
+        self.mixed = isinstance(family, MixedFamily)
+        #: the component families (one unless the family is mixed) and their rows
+        self.components = list(family.families) if self.mixed else [family]
+        self.labels = list(family.labels) if self.mixed else [""]
+        self.component_rows = family.rows if self.mixed else [slice(None)]
+        self.dispersion_design = dispersion_design
+        self.n_delta = 0 if dispersion_design is None else dispersion_design.D.shape[1]
+        # per-component dispersion (1 for families without one), the variance function's
+        # coefficients, and the current parameter vector
+        self.phi = np.ones(len(self.components))
+        self.delta = np.zeros(self.n_delta)
+        self.per_row = self.mixed or self.n_delta > 0
+        self.dispersion: float | np.ndarray = np.ones(y.shape[0]) if self.per_row else 1.0
+        self._values = np.zeros(self.n_parameters)
+        if self.per_row:
+            self._update_dispersion()
 
     # ------------------------------------------------------------------ free parameters
+    def _kinds(self) -> list[str | None]:
+        """Per component: ``"shape"``, ``"dispersion"`` or ``None`` (no free parameter)."""
+        return ["shape" if f.has_shape else "dispersion" if f.has_dispersion else None
+                for f in self.components]
+
     @property
     def has_shape(self) -> bool:
-        """Whether the family has a shape parameter (the negative binomial)."""
-        return bool(self.base_family.has_shape)
+        """Whether a family has a shape parameter (the negative binomial)."""
+        return any(f.has_shape for f in self.components)
 
     @property
     def has_dispersion(self) -> bool:
-        """Whether the family has a free dispersion (Gaussian, Gamma, inverse Gaussian)."""
-        return bool(self.base_family.has_dispersion)
+        """Whether a family has a free dispersion (Gaussian, Gamma, inverse Gaussian)."""
+        return any(f.has_dispersion and not f.has_shape for f in self.components)
 
     @property
     def parameter_names(self) -> list[str]:
         """Names of the free response parameters, on the scale they are optimized on."""
-        if self.has_shape:
-            return ["log(shape)"]
-        if self.has_dispersion:
-            return ["log(dispersion)"]
-        return []
+        names = []
+        for kind, label in zip(self._kinds(), self.labels, strict=True):
+            if kind is not None:
+                names.append(f"log({kind})" + (f" [{label}]" if self.mixed else ""))
+        if self.dispersion_design is not None:
+            names += [f"log-SD:{n}" for n in self.dispersion_design.names]
+        return names
 
     @property
     def n_parameters(self) -> int:
@@ -75,53 +107,105 @@ class ResponseModel:
 
     def start(self, glm) -> np.ndarray:
         """Starting values of the free parameters from a GLM fit without random effects
-        (``glm``: a :class:`glamm.glmm.glm.GlmFit`): the negative binomial's shape by the method
-        of moments (clipped to [0.05, 1e4]; 100 without overdispersion), the GLM's Pearson
-        dispersion otherwise."""
-        if self.has_shape:
-            mu = glm.mu
-            excess = np.sum((self.y - mu) ** 2 - mu)
-            shape0 = float(np.clip(np.sum(mu**2) / excess, 0.05, 1e4)) if excess > 0 else 100.0
-            return np.array([np.log(shape0)])
-        if self.has_dispersion:
-            return np.array([np.log(glm.dispersion)])
-        return np.zeros(0)
+        (``glm``: a :class:`glamm.glmm.glm.GlmFit`): per family, the negative binomial's shape
+        by the method of moments (clipped to [0.05, 1e4]; 100 without overdispersion) and the
+        GLM's Pearson dispersion on the family's rows otherwise; a variance function starts
+        at 0 (no heteroscedasticity)."""
+        out = []
+        for fam, rows, kind in zip(self.components, self.component_rows, self._kinds(),
+                                   strict=True):
+            y, mu, wt = self.y[rows], glm.mu[rows], self.wt[rows]
+            if kind == "shape":
+                excess = np.sum((y - mu) ** 2 - mu)
+                shape0 = float(np.clip(np.sum(mu**2) / excess, 0.05, 1e4)) if excess > 0 \
+                    else 100.0
+                out.append(np.log(shape0))
+            elif kind == "dispersion":
+                if not self.mixed:
+                    out.append(np.log(glm.dispersion))
+                else:
+                    pearson = np.sum(wt * (y - mu) ** 2 / fam.variance(mu)) / max(y.size, 1)
+                    out.append(np.log(max(float(pearson), 1e-8)))
+        return np.concatenate([np.asarray(out, dtype=float), np.zeros(self.n_delta)])
 
-    @staticmethod
-    def parameters_ok(values: np.ndarray) -> bool:
+    def parameters_ok(self, values: np.ndarray) -> bool:
         """Whether ``values`` (log scale) have usable positive exponentials."""
-        return bool(np.all(np.abs(np.asarray(values, dtype=float)) < _LOG_PARAMETER_LIMIT))
+        values = np.asarray(values, dtype=float)
+        k = values.size - self.n_delta
+        return bool(np.all(np.abs(values[:k]) < _LOG_PARAMETER_LIMIT)
+                    and np.all(np.abs(values[k:]) < _DELTA_LIMIT))
 
     def set_parameters(self, values: np.ndarray) -> None:
         """Put the free parameters (log scale, :attr:`parameter_names` order) in place."""
-        if self.has_shape:
-            self.family = self.base_family.with_shape(float(np.exp(values[0])))
+        values = np.asarray(values, dtype=float)
+        self._values = values.copy()
+        i = 0
+        new_families = list(self.components)
+        changed = False
+        for k, kind in enumerate(self._kinds()):
+            if kind == "shape":
+                new_families[k] = self.components[k].with_shape(float(np.exp(values[i])))
+                changed = True
+                i += 1
+            elif kind == "dispersion":
+                self.phi[k] = float(np.exp(values[i]))
+                i += 1
+        if changed:
+            self.family = (self.base_family.with_families(new_families) if self.mixed
+                           else new_families[0])
+        self.delta = values[i:i + self.n_delta].copy()
+        if self.per_row:
+            self._update_dispersion()
         elif self.has_dispersion:
-            self.dispersion = float(np.exp(values[0]))
+            self.dispersion = float(self.phi[0])
+
+    def _update_dispersion(self) -> None:
+        if self.mixed:
+            disp = self.phi[self.base_family.index].copy()
+        else:
+            disp = np.full(self.y.shape[0], self.phi[0])
+        if self.n_delta:
+            assert self.dispersion_design is not None
+            disp *= np.exp(2.0 * (self.dispersion_design.D @ self.delta))
+        self.dispersion = disp
 
     def parameters(self) -> np.ndarray:
         """The current free parameters on the log scale."""
-        if self.has_shape:
-            return np.array([np.log(self.family.shape)])
-        if self.has_dispersion:
-            return np.array([np.log(self.dispersion)])
-        return np.zeros(0)
+        return self._values.copy()
+
+    def copy_state(self, other: "ResponseModel") -> None:
+        """Take the parameters of ``other`` (a response model on the same data)."""
+        self.set_parameters(other.parameters())
 
     @property
     def shape(self) -> float | None:
-        """The negative binomial's current shape (``None`` for other families)."""
-        return float(self.family.shape) if self.has_shape else None
+        """The negative binomial's current shape (``None`` without one; the first one's in
+        a mixed response)."""
+        for fam in self.current_components():
+            if fam.has_shape:
+                return float(fam.shape)
+        return None
+
+    def current_components(self) -> list:
+        """The component families at the current parameters."""
+        return list(self.family.families) if self.mixed else [self.family]
 
     @property
     def sigma(self) -> float:
-        """lme4's ``sigma()``: ``sqrt(dispersion)``, 1 for families without a dispersion."""
-        return float(np.sqrt(self.dispersion)) if self.has_dispersion else 1.0
+        """lme4's ``sigma()``: ``sqrt(dispersion)``, 1 for families without a dispersion (the
+        reference level's for a variance function; the first family's with one, in a mixed
+        response)."""
+        for fam, phi in zip(self.components, self.phi, strict=True):
+            if fam.has_dispersion and not fam.has_shape:
+                return float(np.sqrt(phi))
+        return 1.0
 
     @property
     def lambda_scale(self) -> float:
-        """The factor ``Lambda`` carries: ``sqrt(dispersion)`` for families with a dispersion
-        (``theta`` is then relative to the residual scale, as in lme4), else 1."""
-        return self.sigma
+        """The factor ``Lambda`` carries: ``sqrt(dispersion)`` for one family with a
+        dispersion (``theta`` is then relative to the residual scale, as in lme4), else 1 (a
+        mixed response has no common residual scale: ``theta`` is absolute there)."""
+        return 1.0 if self.mixed else self.sigma
 
     # ------------------------------------------------------------------ per-row quantities
     def loglik(self, mu: np.ndarray) -> float:

@@ -91,6 +91,9 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self.dispersion = float(model.dispersion)
         self.sigma = model.response.sigma
         self.shape = model.response.shape
+        # the response parameters at the estimates (log dispersions or shapes, a variance
+        # function's coefficients), in the model's order
+        self._response_parameters = model.response.parameters()
         xn = self.frame.xnames
         self.fixef = pd.Series(model.beta.copy(), index=xn, name="Estimate")
         self.nagq = record.nagq
@@ -180,14 +183,9 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
 
     def _parameter_vector(self) -> np.ndarray:
         """The estimates as the model's full parameter vector (its ``parameters`` layout)."""
-        if self.shape is not None:
-            response = np.array([np.log(self.shape)])
-        elif self.model.family.has_dispersion:
-            response = np.array([np.log(self.dispersion)])
-        else:
-            response = np.zeros(0)
         return self.model.parameters.assemble(
-            {"theta": self.theta, "beta": self.fixef.to_numpy(), "response": response,
+            {"theta": self.theta, "beta": self.fixef.to_numpy(),
+             "response": self._response_parameters,
              "lambda": self._loading_vector()})
 
     def _loading_vector(self) -> np.ndarray:
