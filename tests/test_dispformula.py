@@ -113,12 +113,12 @@ def test_bad_dispformula(hsced):
 
 
 def test_galamm_dispformula_without_loadings(hsced):
-    """galamm's own call of the vignette: the lmer fit by ML; with loadings or another family
-    it says it is not available yet."""
+    """galamm's own call of the vignette: the lmer fit by ML; a family without a dispersion
+    has no residual variance to model."""
     h = glamm.galamm("y ~ x + (1 | id)", hsced, dispformula="~ (1 | item)")
     ref = load_reference("galamm_hsced")
     assert h.loglik == pytest.approx(ref["logLik"], rel=1e-9)
     assert h.variance_function["variance ratio"].iloc[1] == pytest.approx(
         ref["variance_function"]["2"], rel=1e-4)
-    with pytest.raises(glamm.errors.GlammError, match="not yet"):
+    with pytest.raises(glamm.errors.GlammError, match="needs a family with a dispersion"):
         glamm.galamm("y ~ x + (1 | id)", hsced, family="poisson", dispformula="~ (1 | item)")

@@ -183,6 +183,10 @@ def glmer(
     control: dict | None = None,
     laplace: str = "observed",
     penalized: bool | dict = False,
+    family_index: Any = None,
+    family_by: Any = None,
+    trials: Any = None,
+    dispformula: str | None = None,
     **kwargs: Any,
 ) -> "GlmerResult":
     """Fit a generalized linear mixed model by the Laplace approximation.
@@ -219,21 +223,33 @@ def glmer(
         ``mean``, ``scale``, ``df`` changes it (a large ``df`` is close to a ridge penalty).
         The estimates maximize the log-likelihood plus the log prior; ``loglik`` stays the
         log-likelihood and ``penalized_loglik`` adds the prior.
+    family_index: per-row families (galamm's mixed response types): with ``family`` a list,
+        a column (or array) of 1-based positions in the list, one per row. Each family keeps
+        its own link (give it as ``("binomial", "probit")`` or a Family), dispersion and
+        normalizing constants; the log-likelihood is the sum over rows.
+    family_by: per-row families from a dict, ``family={"a": "gaussian", "b": "binomial"}``:
+        the column whose values are the dict's keys.
+    trials: in a mixed response, the binomial rows' numbers of trials (a column); their
+        response then counts successes.
+    dispformula: a residual variance function for families with a dispersion: galamm's
+        ``"~ (1 | g)"`` (one variance per level of ``g``, relative to the first),
+        ``"~ (0 + v | g)"`` (only for rows where ``v`` is nonzero, e.g. the Gaussian rows of a
+        mixed response) or ``"~ x1 + x2"`` (log residual SD linear in covariates). Row ``i``'s
+        dispersion is its family's times ``exp(2 (D delta)_i)``.
 
     Returns
     -------
     :class:`~glamm.results.glmer_result.GlmerResult`
     """
-    from .families import get_family
     from .glmm import diagnostics
     from .results.glmer_result import GlmerResult
 
     nagq, fast, penalized = resolve_keywords(glmer, kwargs, nagq=nagq, fast=fast,
                                              penalized=penalized)
-    fam = get_family(family, link)
-    frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
-    check_glmm_frame(frame, fam)
-    model = glmm_model(frame, fam, laplace=laplace, penalized=penalized, fast=fast)
+    frame, fam, disp = glmm_frame(formula, data, family, link, weights, offset, family_index,
+                                  family_by, trials, dispformula)
+    model = glmm_model(frame, fam, laplace=laplace, penalized=penalized, fast=fast,
+                       dispersion_design=disp)
     notes = _warned(diagnostics.separation_notes(frame, model))
     nagq = resolve_nagq(nagq, frame, fast)
     try:
@@ -245,6 +261,29 @@ def glmer(
     with single_threaded(1):
         result = GlmerResult(model, record, fam)
     return _finish_glmm(result, notes)
+
+
+def glmm_frame(formula: str, data: Any, family: Any, link: Any, weights: Any, offset: Any,
+               family_index: Any = None, family_by: Any = None, trials: Any = None,
+               dispformula: str | None = None) -> tuple[ModelFrame, Any, Any]:
+    """Stage 1 of :func:`glmer`: the frame, the family on its rows (per-row families:
+    :mod:`glamm.family_spec`) and the residual variance function (or ``None``), checked."""
+    from .family_spec import family_for_frame, family_spec
+    from .formula.data_input import as_pandas
+
+    data = as_pandas(data)
+    spec = family_spec(family, link, data, family_index, family_by, trials)
+    if spec.mixed:   # codes are by position
+        data = data.reset_index(drop=True)
+    frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
+    fam, frame = family_for_frame(spec, frame)
+    check_glmm_frame(frame, fam)
+    disp = None
+    if dispformula is not None:
+        from .lmm.dispersion import glmm_dispersion_design
+
+        disp = glmm_dispersion_design(dispformula, data.loc[frame.row_index], fam)
+    return frame, fam, disp
 
 
 def _finish_glmm(result: Any, notes: list[str]) -> Any:
@@ -355,6 +394,10 @@ def galamm(
     control: dict | None = None,
     laplace: str = "observed",
     dispformula: str | None = None,
+    family_index: Any = None,
+    family_by: Any = None,
+    trials: Any = None,
+    nagq: int = 1,
     **kwargs: Any,
 ) -> Any:
     """Fit a generalized linear mixed model with factor loadings (R's ``galamm``).
@@ -372,8 +415,10 @@ def galamm(
         lme4-style formula in which the factor names appear as random-effects columns.
     data : pandas.DataFrame
         The data (or a polars / Arrow table); it must not have columns named as the factors.
-    family : str or Family
-        Response family (default ``"gaussian"``), as for :func:`glmer`.
+    family : str, Family, list or dict
+        Response family (default ``"gaussian"``), as for :func:`glmer`; a list (with
+        ``family_index``) or a dict (with ``family_by``) for per-row families (galamm's mixed
+        response types), each with its own link, dispersion and constants.
     link : str, optional
         Link overriding the family's canonical one.
     load_var : str
@@ -399,10 +444,18 @@ def galamm(
     weights, offset, optimizer, control, laplace
         As for :func:`glmer`.
     dispformula : str, optional
-        Heteroscedastic residuals, galamm's ``~ (1 | g)`` (a variance per level of ``g``) or
-        ``~ x1 + x2`` (log residual SD linear in covariates). So far for Gaussian models
-        without loadings, fitted as :func:`lmer` with ``reml=False`` (its result, with
-        ``variance_function``).
+        Heteroscedastic residuals, galamm's ``~ (1 | g)`` (a variance per level of ``g``),
+        ``~ (0 + v | g)`` (only on rows where ``v`` is nonzero, e.g. the Gaussian rows of a
+        mixed response) or ``~ x1 + x2`` (log residual SD linear in covariates). A Gaussian
+        model without loadings is fitted as :func:`lmer` with ``reml=False`` (the profiled
+        deviance; its result, with ``variance_function``); otherwise the variance function's
+        coefficients join the response parameters of the Laplace fit.
+    family_index, family_by, trials
+        Per-row families, as for :func:`glmer`.
+    nagq : int
+        1 (default): the Laplace approximation, as galamm; more points: adaptive
+        Gauss-Hermite quadrature from the Laplace optimum (models with one grouping factor
+        and no smooths), as for :func:`glmer`.
     **kwargs
         lme4 spellings; ``REML`` is refused (REML is not defined for these models).
 
@@ -411,13 +464,14 @@ def galamm(
     GalammResult
         The fit, with :attr:`~glamm.results.galamm_result.GalammResult.factor_loadings`.
     """
-    from .families import get_family
+    from .family_spec import family_for_frame, family_spec
     from .formula.data_input import as_pandas
     from .formula.latent import rewrite_latent_smooths
     from .glmm import diagnostics
-    from .glmm.fit import fit_glmm
+    from .glmm.fit import fit_agq, fit_glmm
     from .glmm.model import GeneralizedLinearMixedModel
     from .glmm.profiled import fit_gaussian_loadings, profiled_gaussian
+    from .lmm.dispersion import glmm_dispersion_design
     from .results.galamm_result import GalammResult
     from .terms.loadings import (
         LoadingMap,
@@ -433,17 +487,18 @@ def galamm(
     if "REML" in kwargs:
         raise GlammError("REML is not defined for models with factor loadings (galamm fits "
                          "them by maximum likelihood); drop REML=")
-    resolve_keywords(galamm, kwargs)
+    (nagq,) = resolve_keywords(galamm, kwargs, nagq=nagq)
     given = [name for name, v in (("load_var", load_var), ("factor", factor),
                                   ("lambda_", lambda_)) if v is not None]
-    if dispformula is not None:
-        fam = get_family(family, link)
-        if given or fam.name != "gaussian" or fam.link.name != "identity":
-            raise GlammError("dispformula is available for Gaussian identity-link models "
-                             "without factor loadings so far (fitted as lmer(..., reml=False, "
-                             "dispformula=...)); with loadings or other families it is not yet")
+    data = as_pandas(data).reset_index(drop=True)
+    fspec = family_spec(family, link, data, family_index, family_by, trials)
+    one = fspec.families[0] if not fspec.mixed else None
+    if dispformula is not None and not given and one is not None \
+            and profiled_gaussian(one):
+        # a Gaussian LMM: the profiled deviance in [theta, delta]
         if start is not None:
-            raise GlammError("start is not used with dispformula yet; drop it")
+            raise GlammError("start is not used with dispformula for a Gaussian model without "
+                             "loadings (fitted as lmer); drop it")
         return lmer(formula, data, reml=False, weights=weights, offset=offset,
                     optimizer=optimizer, control=control, dispformula=dispformula)
     if not given:
@@ -455,14 +510,14 @@ def galamm(
             raise GlammError("start has loadings (lambda) but the model has no factor loadings")
         fitted = glmer(formula, data, family=family, link=link, weights=weights,
                        offset=offset, start=parts.get("theta"), optimizer=optimizer,
-                       control=control, laplace=laplace)
+                       control=control, laplace=laplace, nagq=nagq, family_index=family_index,
+                       family_by=family_by, trials=trials, dispformula=dispformula)
         check_start_block(parts, "beta", list(fitted.frame.xnames))
         return fitted
     if len(given) < 3:
         missing = [n for n in ("load_var", "factor", "lambda_") if n not in given]
         raise GlammError(f"factor loadings need load_var, factor and lambda_ together; "
                          f"{', '.join(missing)} missing")
-    data = as_pandas(data).reset_index(drop=True)
     assert load_var is not None and factor is not None   # all three given (checked above)
     spec = LoadingSpec.from_user(data, load_var, factor, lambda_, factor_interactions)
     user_formula = formula
@@ -471,10 +526,18 @@ def galamm(
     if missing_item.any():   # rows without a load_var level have no loading: left out
         weights, offset = (rows_kept(arg, ~missing_item) for arg in (weights, offset))
         data = data.loc[~missing_item].reset_index(drop=True)
+        if fspec.codes is not None:
+            fspec.codes = fspec.codes[~missing_item]
+        if fspec.trials is not None:
+            fspec.trials = fspec.trials[~missing_item]
     data = data.assign(**{f: 1.0 for f in spec.factors})
-    fam = get_family(family, link)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
+    fam, frame = family_for_frame(fspec, frame)
     check_glmm_frame(frame, fam)
+    nagq = resolve_nagq(nagq, frame, False)
+    disp = None
+    if dispformula is not None:
+        disp = glmm_dispersion_design(dispformula, data.loc[frame.row_index], fam)
     frame.n_dropped_na += int(missing_item.sum())
     # loaded columns of X: an sl() smooth's fixed part, and columns that multiply a covariate
     # by a latent variable (galamm's x:f in the fixed effects: the effect of x on the latent
@@ -494,12 +557,15 @@ def galamm(
     item = spec.item_codes(data[load_var].to_numpy()[rows])
     covariates = interaction_covariates(spec, data.iloc[rows], item)
     loadings = LoadingMap(spec, frame.reterms, item, covariates, X=frame.X, x_cols=x_cols)
-    model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings)
+    model = GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=loadings,
+                                        dispersion_design=disp)
     start = galamm_start(start, model)
     notes = _warned(diagnostics.separation_notes(frame, model))
 
     def fit(m: Any, theta0: np.ndarray | None) -> Any:
-        if profiled_gaussian(fam):
+        if nagq > 1:
+            record = fit_agq(m, nagq, optimizer=optimizer, **(control or {}))
+        elif profiled_gaussian(fam) and disp is None:
             # beta and sigma profiled out exactly: BOBYQA over theta and the loadings
             record = fit_gaussian_loadings(m, start=theta0, optimizer=optimizer,
                                            **(control or {}))
@@ -510,7 +576,8 @@ def galamm(
 
     def new_model() -> Any:
         again = LoadingMap(spec, frame.reterms, item, covariates, X=frame.X, x_cols=x_cols)
-        return GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=again)
+        return GeneralizedLinearMixedModel(frame, fam, laplace=laplace, loadings=again,
+                                           dispersion_design=disp)
 
     try:
         result = leave_zero_latent_variance(fit(model, start), new_model, fit)

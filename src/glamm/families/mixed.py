@@ -78,9 +78,9 @@ class MixedFamily(Family):
     def has_shape(self) -> bool:  # type: ignore[override]
         return any(f.has_shape for f in self.families)
 
-    @property
-    def can_separate(self) -> bool:  # type: ignore[override]
-        return any(f.can_separate for f in self.families)
+    #: separation checks look at all rows as binary outcomes; with other families' rows
+    #: sharing the coefficients they do not apply
+    can_separate = False
 
     @property
     def link_is_canonical(self) -> bool:

@@ -141,10 +141,18 @@ class AdaptiveQuadrature:
         #: the parameters and nodes of the last :meth:`loglik` (reused by the derivatives)
         self.last: tuple[np.ndarray, Nodes] | None = None
 
+    def dispersion2(self) -> float | np.ndarray:
+        """The model's dispersion shaped to broadcast against ``n x K`` node arrays (a
+        per-row dispersion becomes a column)."""
+        phi = self.model.dispersion
+        return phi[:, None] if np.ndim(phi) == 1 else phi
+
     def theta_jacobian(self, theta: np.ndarray) -> np.ndarray:
         """``d (Z Lambda) / d theta`` at the nonzeros, ``(n, q, n_theta)`` (cached; with
         covariances linear in ``theta`` it depends only on the model's ``lambda_scale``)."""
-        key: tuple = (self.model.lambda_scale,)
+        loadings = self.model.loadings
+        key: tuple = (self.model.lambda_scale,
+                      None if loadings is None else loadings.values.tobytes())
         if not all(t.covariance.jacobian_is_constant for t in self.model.reterms):
             key = key + (np.asarray(theta, dtype=float).tobytes(),)
         if self._jacobian is None or self._jacobian[0] != key:
@@ -211,7 +219,7 @@ class AdaptiveQuadrature:
         V = self.design.rows(model.lambdas(theta))
         eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V,
                                                                   nodes.U[self.cluster])
-        logp = model.family.loglik_eta(self.y2, eta, self.wt2, model.dispersion)   # n x K
+        logp = model.family.loglik_eta(self.y2, eta, self.wt2, self.dispersion2())   # n x K
         a = np.asarray(self.indicator @ logp) + nodes.const                        # m x K
         return float(np.sum(logsumexp_rows(a)))
 

@@ -51,7 +51,10 @@ _CHUNK_ELEMENTS = 2_000_000
 def _canonical_h(model, mu: np.ndarray, eta: np.ndarray, wt: np.ndarray) -> np.ndarray:
     """Second derivative of the log-density in ``eta`` at a canonical link, where the observed
     and Fisher information agree: ``-wt mu_eta^2 / (V(mu) phi)``."""
-    return -model.family.fisher_weights(eta, mu, wt, model.dispersion)[0]
+    phi = model.dispersion
+    if np.ndim(phi) == 1 and np.ndim(eta) == 2:   # per-row dispersion against node columns
+        phi = phi[:, None]
+    return -model.family.fisher_weights(eta, mu, wt, phi)[0]
 
 
 def theta_jacobian(quad, theta: np.ndarray) -> np.ndarray:
@@ -83,13 +86,13 @@ def derivatives(quad, nodes, theta: np.ndarray, beta: np.ndarray, exact: bool = 
     U = nodes.U
     Ug = U[g]                                                  # n x q x K
     eta = (model.X @ beta + model.offset)[:, None] + np.einsum("jq,jqk->jk", V, Ug)
-    logp = fam.loglik_eta(quad.y2, eta, quad.wt2, model.dispersion)
+    logp = fam.loglik_eta(quad.y2, eta, quad.wt2, quad.dispersion2())
     a = np.asarray(quad.indicator @ logp) + nodes.const
     lse = logsumexp_rows(a)
     value = float(np.sum(lse))
     post = np.exp(a - lse[:, None])                            # m x K
     mu = fam.link.inverse(eta)
-    s = fam.dloglik_deta(quad.y2, mu, eta, quad.wt2, model.dispersion)   # n x K
+    s = fam.dloglik_deta(quad.y2, mu, eta, quad.wt2, quad.dispersion2())   # n x K
     pg = post[g]
     ws = s * pg
     dV = quad.theta_jacobian(theta)                            # n x q x nt
@@ -103,7 +106,7 @@ def derivatives(quad, nodes, theta: np.ndarray, beta: np.ndarray, exact: bool = 
         if fam.link_is_canonical:
             h = _canonical_h(model, mu, eta, quad.wt2)
         else:
-            h = fam.d2loglik_deta2(quad.y2, mu, eta, quad.wt2, model.dispersion)
+            h = fam.d2loglik_deta2(quad.y2, mu, eta, quad.wt2, quad.dispersion2())
         H = _fixed_node_hessian(quad, Ug, dV, s, h, post)
     return value, grad, H
 

@@ -445,7 +445,8 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
         t0 = time.perf_counter()
         scale = np.maximum(np.abs(x0) * 0.1, 0.05)
         derivs = FiniteDifferences(f)
-        if layout.size_of("response") == 0:   # no dispersion or shape parameter
+        # (exact gradients cover theta and beta: not a dispersion, shape or loadings)
+        if layout.size_of("response") == 0 and model.loadings is None:
             # exact gradients (the nodes' movement included), steered by the analytic Hessian
             # at fixed nodes
             rec.optimizer = f"newton on AGQ({nagq}) (analytic gradient)"

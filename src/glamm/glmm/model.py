@@ -151,7 +151,7 @@ class GeneralizedLinearMixedModel:
         return self.response.family
 
     @property
-    def dispersion(self) -> float:
+    def dispersion(self) -> float | np.ndarray:
         """The current dispersion (1 for families without one)."""
         return self.response.dispersion
 

@@ -53,31 +53,50 @@ class DispersionDesign:
     levels: list[str] = field(default_factory=list)
 
 
-_GROUPED = re.compile(r"^\s*~?\s*\(\s*1\s*\|\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)\s*$")
+_NAME = r"([A-Za-z_][A-Za-z0-9_.]*)"
+_GROUPED = re.compile(r"^\s*~?\s*\(\s*(?:1|0\s*\+\s*" + _NAME + r")\s*\|\s*" + _NAME
+                      + r"\s*\)\s*$")
 
 
-def dispersion_design(text: str, data: pd.DataFrame) -> DispersionDesign:
+def dispersion_design(text: str, data: pd.DataFrame,
+                      active: np.ndarray | None = None) -> DispersionDesign:
     """Parse ``dispformula`` on the model's rows (``data``: the rows the model kept).
+
+    ``~ (1 | g)``: a log-SD multiplier per level of ``g`` but the first; ``~ (0 + v | g)``
+    (galamm's form for mixed responses): the same, only on rows where ``v`` is nonzero (the
+    others keep multiplier 1); ``~ x1 + x2``: log SD linear in the covariates. ``active``
+    (optional, one flag per row) marks the rows a multiplier can act on (those whose family
+    has a dispersion); the grouped form counts levels on them only.
 
     Raises
     ------
     FormulaError
-        An unknown column, or a form that is neither ``~ (1 | g)`` nor ``~ covariates``.
+        An unknown column, or a form that is none of these.
     DataError
         A grouping column with one level or a level with one row; missing covariates.
     """
     m = _GROUPED.match(text)
     if m:
-        g = m.group(1)
-        if g not in data.columns:
-            raise FormulaError(f"dispformula {text!r}: unknown column {g!r}")
+        v, g = m.group(1), m.group(2)
+        on = np.ones(len(data), dtype=bool) if active is None else np.asarray(active, bool)
+        for name in (v, g):
+            if name is not None and name not in data.columns:
+                raise FormulaError(f"dispformula {text!r}: unknown column {name!r}")
+        if v is not None:
+            vv = pd.to_numeric(data[v], errors="coerce").to_numpy(dtype=float)
+            if not np.all(np.isfinite(vv)):
+                raise DataError(f"dispformula {text!r}: column {v!r} must be numeric without "
+                                "missing values (nonzero marks the rows with a variance per "
+                                "level)")
+            on = on & (vv != 0)
         col = data[g]
-        if col.isna().any():
+        if col[on].isna().any():
             raise DataError(f"dispformula {text!r}: column {g!r} has missing values in the "
                             "model's rows")
         levels = list(col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype)
-                      else pd.unique(col.astype(str)))
-        values = col.astype(str).to_numpy()
+                      else pd.unique(col[on].astype(str)))
+        values = col.astype(str).to_numpy().astype(object)
+        values[~on] = None   # rows without a multiplier belong to no level
         levels = [str(lv) for lv in levels if (values == str(lv)).any()]
         if len(levels) < 2:
             raise DataError(f"dispformula {text!r}: column {g!r} has one level in the model's "
@@ -90,6 +109,9 @@ def dispersion_design(text: str, data: pd.DataFrame) -> DispersionDesign:
         D = np.column_stack([(values == lv).astype(float) for lv in levels[1:]])
         return DispersionDesign("grouped", D, [f"{g}{lv}" for lv in levels[1:]], text, g,
                                 levels)
+    if active is not None and not np.all(active):
+        raise FormulaError(f"dispformula {text!r}: in a mixed response the variance function "
+                           "is the grouped form, ~ (1 | g) or ~ (0 + v | g)")
     rhs = text.split("~", 1)[1] if "~" in text else text
     if "|" in rhs:
         raise FormulaError(f"dispformula {text!r}: the grouped form is ~ (1 | g) with one "
@@ -105,6 +127,28 @@ def dispersion_design(text: str, data: pd.DataFrame) -> DispersionDesign:
         raise DataError(f"dispformula {text!r}: missing or infinite covariate values in the "
                         "model's rows")
     return DispersionDesign("loglinear", D, [names[j] for j in keep], text)
+
+
+def glmm_dispersion_design(text: str, data: pd.DataFrame, family) -> DispersionDesign:
+    """:func:`dispersion_design` for a GLMM with ``family`` (per-row families too): the
+    variance function acts on the rows whose family has a dispersion.
+
+    Raises
+    ------
+    GlammError
+        No family of the model has a dispersion parameter.
+    """
+    from ..errors import GlammError
+
+    components = getattr(family, "families", [family])
+    with_disp = [f.has_dispersion and not f.has_shape for f in components]
+    if not any(with_disp):
+        raise GlammError(f"dispformula needs a family with a dispersion parameter (gaussian, "
+                         f"Gamma, inverse_gaussian); {family.name} has none")
+    active = None
+    if hasattr(family, "index"):
+        active = np.asarray(with_disp)[family.index]
+    return dispersion_design(text, data.reset_index(drop=True), active)
 
 
 def heteroscedastic_deviance(model: LinearMixedModel, disp: DispersionDesign, w0: np.ndarray):

@@ -180,10 +180,11 @@ class GalammResult(GlmerResult):
     def residuals(self, type: str = "pearson", scaled: bool = False) -> np.ndarray:
         """Residuals as galamm's: ``"pearson"`` (the default, ``(y - mu) / sqrt(V(mu) / w)``),
         ``"deviance"`` or ``"response"`` (``y - mu``), with ``mu`` including the random
-        effects. ``scaled=True`` divides them by the residual standard deviation
-        (``sqrt(dispersion)``; 1 for binomial and Poisson)."""
+        effects. ``scaled=True`` divides them by each row's residual standard deviation
+        (:attr:`sigma_rows`: ``sqrt(dispersion)`` of the row's family and variance-function
+        group; 1 for binomial and Poisson rows)."""
         r = super().residuals(type)
-        return r / np.sqrt(self.dispersion) if scaled else r
+        return r / self.sigma_rows if scaled else r
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re: bool = True,
                 allow_new_levels: bool = False, new_from_responses: bool = False) -> np.ndarray:

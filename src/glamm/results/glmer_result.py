@@ -84,12 +84,28 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self.fast = record.full is None
         self.formula = self.frame.parsed.formula
         fam = model.family
+        resp = model.response
         self.family = fam.name
         self.link = fam.link.name
+        #: per-row families: ``{label: "family(link)"}`` (``None`` for one family)
+        self.families = ({lab: f"{f.name}({f.link.name})" for lab, f in
+                          zip(resp.labels, resp.current_components(), strict=True)}
+                         if resp.mixed else None)
         self.theta = model.theta.copy()
         self.theta_names = model.layout.names()
-        self.dispersion = float(model.dispersion)
-        self.sigma = model.response.sigma
+        #: the dispersion (of the first family with one in a mixed response; of the reference
+        #: level with a variance function); 1 for families without one
+        self.dispersion = resp.sigma ** 2
+        #: each row's dispersion (the variance function and per-row families applied)
+        self.dispersion_rows = np.broadcast_to(
+            np.asarray(model.dispersion, dtype=float), (model.n,)).copy()
+        #: the residual SD of each row, ``sqrt(dispersion_rows)`` (1 on rows whose family has
+        #: no dispersion)
+        self.sigma_rows = np.sqrt(self.dispersion_rows)
+        #: per-row families: each family's dispersion (1 without one), by label
+        self.family_dispersions = (pd.Series(resp.phi.copy(), index=resp.labels,
+                                             name="dispersion") if resp.mixed else None)
+        self.sigma = resp.sigma
         self.shape = model.response.shape
         # the response parameters at the estimates (log dispersions or shapes, a variance
         # function's coefficients), in the model's order
@@ -121,9 +137,17 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         self._b = model.random_effects(self.theta, model.u)
         self._eta = model.eta.copy()
         self._mu = model.mu.copy()
-        resid_sd = np.sqrt(self.dispersion) if fam.has_dispersion else None
+        resid_sd = np.sqrt(self.dispersion) if resp.has_dispersion and not resp.mixed \
+            else None
         covs = [lam @ lam.T for lam in model.lambdas(self.theta)]
         self.varcorr = self._varcorr_rows(covs, resid_sd)
+        if resp.mixed:   # a residual row per family with a dispersion
+            extra = [(f"Residual [{lab}]", None, None, float(phi), float(np.sqrt(phi)))
+                     for lab, f, phi in zip(resp.labels, resp.components, resp.phi,
+                                            strict=True) if f.has_dispersion and not f.has_shape]
+            if extra:
+                self.varcorr = pd.concat([self.varcorr, pd.DataFrame(
+                    extra, columns=self.varcorr.columns)], ignore_index=True)
         self.ranef = self._ranef_tables(self._b)
         #: plain-language notes on the fit (separation, extreme fitted values), set by glmer
         self.notes: list[str] = []
@@ -168,7 +192,8 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if quad is not None:
             f = quadrature_objective(m, quad)
             derivs = FiniteDifferences(f)
-            if m.parameters.size_of("response") == 0:   # no dispersion or shape parameter
+            # (exact gradients cover theta and beta: not a dispersion, shape or loadings)
+            if m.parameters.size_of("response") == 0 and m.loadings is None:
                 # differences of exact gradients
                 derivs = QuadratureDerivatives(f, m, quad)
         else:
@@ -228,6 +253,30 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
             import warnings
 
             warnings.warn(note, UserWarning, stacklevel=4)
+
+    @property
+    def dispersion_design(self):
+        """The residual variance function's design (``dispformula``), else ``None``."""
+        return self.model.response.dispersion_design
+
+    @cached_property
+    def variance_function(self) -> pd.DataFrame | None:
+        """The estimated residual variance function (``dispformula``;
+        :func:`glamm.lmm.dispersion.variance_table`: galamm's variance ratio per level with
+        the reference level 1, nlme's SD ratio, the residual SD, or the log-SD coefficients of
+        the log-linear form), with standard errors on the log-SD scale; ``None`` without
+        one. The residual SD is the first family's with a dispersion."""
+        from ..lmm.dispersion import variance_table
+
+        resp = self.model.response
+        if resp.dispersion_design is None:
+            return None
+        block = self.model.parameters.slice("response")
+        delta_slice = slice(block.stop - resp.n_delta, block.stop)
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.diag(self.parameter_covariance())[delta_slice])
+        delta = self._response_parameters[-resp.n_delta:]
+        return variance_table(resp.dispersion_design, delta, float(self.sigma), se)
 
     @cached_property
     def vcov(self) -> pd.DataFrame:

@@ -212,22 +212,11 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
     prior_weights: np.ndarray | None = None
 
     def _format(self) -> str:
-        from .formatting import _numeric_cells, _table
-        from .summary import format_lmer
+        from .summary import format_lmer, variance_function_block
 
         text = format_lmer(self)
-        if self.variance_function is None:
-            return text
-        design = self.dispersion_design
-        what = ("residual variance by level" if design.kind == "grouped"
-                else "log residual SD linear in covariates")
-        vf = self.variance_function
-        cols = [_numeric_cells(vf[c].to_numpy(), 5) for c in vf.columns]
-        rows = [[str(ix)] + [col[i] for col in cols] for i, ix in enumerate(vf.index)]
-        table = _table([str(vf.index.name or "")] + list(vf.columns), rows,
-                       ["l"] + ["r"] * len(cols), indent=" ")
-        return (text + f"\n\nVariance function ({what}; dispformula {design.text}):\n"
-                + "\n".join(table))
+        block = variance_function_block(self)
+        return text + "\n\n" + "\n".join(block) if block else text
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (for ``--json`` output)."""

@@ -79,8 +79,29 @@ def _header(m: LmerResult) -> list[str]:
 
 
 def _family_line(m) -> str:
-    """lme4's `` Family: binomial  ( logit )``."""
+    """lme4's `` Family: binomial  ( logit )``; per-row families each with its label."""
+    families = getattr(m, "families", None)
+    if families:
+        return " Families: " + ", ".join(f"[{lab}] {fam}" for lab, fam in families.items())
     return f" Family: {m.family}  ( {m.link} )"
+
+
+def variance_function_block(m) -> list[str]:
+    """The table of a residual variance function (``dispformula``), headed by its form;
+    nothing for fits without one."""
+    from .formatting import _numeric_cells, _table
+
+    vf = getattr(m, "variance_function", None)
+    design = getattr(m, "dispersion_design", None)
+    if vf is None or design is None:
+        return []
+    what = ("residual variance by level" if design.kind == "grouped"
+            else "log residual SD linear in covariates")
+    cols = [_numeric_cells(vf[c].to_numpy(), 5) for c in vf.columns]
+    rows = [[str(ix)] + [col[i] for col in cols] for i, ix in enumerate(vf.index)]
+    table = _table([str(vf.index.name or "")] + list(vf.columns), rows,
+                   ["l"] + ["r"] * len(cols), indent=" ")
+    return [f"Variance function ({what}; dispformula {design.text}):", *table]
 
 
 def _shape_line(m) -> list[str]:
@@ -131,7 +152,9 @@ def _pearson_block(m) -> list[str]:
     """Scaled residuals of a GLM(M): Pearson residuals divided by ``sqrt(dispersion)``, as
     lme4's ``residuals(m, "pearson", scaled = TRUE)`` (the division changes nothing for
     families without a dispersion parameter, whose dispersion is 1)."""
-    scaled = np.asarray(m.residuals("pearson"), dtype=float) / math.sqrt(m.dispersion)
+    rows = getattr(m, "sigma_rows", None)
+    scale = rows if rows is not None else math.sqrt(m.dispersion)
+    scaled = np.asarray(m.residuals("pearson"), dtype=float) / scale
     return _quantile_block("Scaled residuals:", scaled)
 
 
@@ -374,6 +397,7 @@ def _glmm_summary(m: GlmerResult, title: str, before_random: list[str]) -> str:
         _pearson_block(m),
         before_random,
         _random_block(m) + [_nobs_line(m)],
+        variance_function_block(m),
         _fixed_block(m),
         _fixed_corr_block(m),
         _notes(m),
@@ -395,9 +419,12 @@ def format_galamm(m: GalammResult) -> str:
     str
         The summary as one string (no trailing newline).
     """
+    nagq = getattr(m, "nagq", 1)
+    how = (f"Adaptive Gauss-Hermite Quadrature, nAGQ = {nagq}" if nagq > 1
+           else "Laplace Approximation")
     return _glmm_summary(
-        m, "Generalized additive latent and mixed model fit by maximum likelihood (Laplace "
-        "Approximation)", _loadings_block(m))
+        m, f"Generalized additive latent and mixed model fit by maximum likelihood ({how})",
+        _loadings_block(m))
 
 
 def _loadings_block(m: GalammResult) -> list[str]:
