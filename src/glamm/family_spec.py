@@ -86,7 +86,7 @@ def family_spec(family: Any, link: Any, data: pd.DataFrame, family_index: Any = 
             raise DataError(f"family_by has {int(missing.sum())} missing value(s) (first at "
                             f"row {int(np.flatnonzero(missing)[0])}); every row needs a family")
         text = np.array([str(v) for v in values])
-        unknown = sorted(set(text) - set(labels))
+        unknown = sorted(str(v) for v in set(text) - set(labels))
         if unknown:
             raise DataError(f"family_by values {unknown} are not keys of the family dict "
                             f"({labels})")
