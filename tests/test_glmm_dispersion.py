@@ -96,3 +96,14 @@ def test_factor_model_with_item_variances():
     # each row's residual SD is its item's
     item_sd = dict(zip(vf.index, vf["residual SD"]))
     assert m.sigma_rows == pytest.approx(d["item"].map(item_sd).to_numpy(), rel=1e-12)
+
+
+def test_anova_against_the_homoscedastic_fit():
+    d = _data("gamma_disp")
+    het = glamm.glmer("y ~ x + (1 | id)", d, family="Gamma", link="log",
+                      dispformula="~ (1 | grp)")
+    hom = glamm.glmer("y ~ x + (1 | id)", d, family="Gamma", link="log")
+    table = glamm.anova(hom, het)
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (het.loglik - hom.loglik), rel=1e-12)
+    assert table["Df"].iloc[1] == 1
+    assert "dispformula ~ (1 | grp)" in str(table)

@@ -231,6 +231,12 @@ def test_mixed_response_results(mresp, mresp_fit):
     eta = m.predict(mresp, type="link")
     assert mu[gauss] == pytest.approx(eta[gauss])
     assert mu[~gauss] == pytest.approx(special.expit(eta[~gauss]))
+    # new data: each row's family from the family_index column
+    new = mresp.iloc[[0, 1, 2, 3, 3995, 3996]].copy()
+    got = m.predict(new, type="response")
+    assert got == pytest.approx(mu[[0, 1, 2, 3, 3995, 3996]])
+    with pytest.raises(DataError, match="need the column 'family_index'"):
+        m.predict(new.drop(columns="family_index"), type="response")
     assert m.sigma_rows[gauss] == pytest.approx(np.sqrt(m.family_dispersions.iloc[0]))
     assert np.all(m.sigma_rows[~gauss] == 1.0)
     r = m.residuals("pearson", scaled=True)

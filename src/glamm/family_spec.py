@@ -31,6 +31,9 @@ class FamilySpec:
     codes: np.ndarray | None = None
     #: the binomial rows' numbers of trials per data row (``trials=``), else None
     trials: np.ndarray | None = None
+    #: the column that chose the families (None: an array) and whether it holds labels
+    column: str | None = None
+    by_label: bool = False
 
     @property
     def mixed(self) -> bool:
@@ -133,7 +136,9 @@ def family_spec(family: Any, link: Any, data: pd.DataFrame, family_index: Any = 
     fams = [_one_family(f) for f in families]
     if len(fams) == 1:
         codes = None
-    spec = FamilySpec(fams, labels, codes)
+    chooser = family_by if isinstance(family, dict) else family_index
+    spec = FamilySpec(fams, labels, codes, column=chooser if isinstance(chooser, str) else None,
+                      by_label=isinstance(family, dict))
     if trials is not None:
         spec.trials = _trials(spec, data, trials)
     return spec
@@ -187,6 +192,7 @@ def family_for_frame(spec: FamilySpec, frame):
         prop = np.where(binomial & (n == 0), 0.0, prop)
         frame = dataclasses.replace(frame, y=prop, trials=n)
     family = MixedFamily(spec.families, codes, spec.labels)
+    family.column, family.by_label = spec.column, spec.by_label
     for k, fam in enumerate(spec.families):
         r = family.rows[k]
         sub = dataclasses.replace(

@@ -34,6 +34,8 @@ class MixedFamily(Family):
     labels : sequence of str, optional
         A label per family for names and printing (default ``"1"``, ``"2"``, ...: galamm's
         1-based family indices).
+    allow_empty : bool, optional
+        Accept families without rows (new data); default ``False``.
 
     Raises
     ------
@@ -45,7 +47,8 @@ class MixedFamily(Family):
     name = "mixed"
     r_name = "mixed"
 
-    def __init__(self, families: Sequence[Family], index, labels: Sequence[str] | None = None):
+    def __init__(self, families: Sequence[Family], index, labels: Sequence[str] | None = None,
+                 allow_empty: bool = False):
         families = list(families)
         if len(families) < 2:
             raise DataError("a mixed response needs at least two families")
@@ -64,7 +67,7 @@ class MixedFamily(Family):
         self.n = int(index.size)
         self.rows = [np.flatnonzero(self.index == k) for k in range(len(families))]
         empty = [self.labels[k] for k, r in enumerate(self.rows) if r.size == 0]
-        if empty:
+        if empty and not allow_empty:
             raise DataError(f"family {', '.join(empty)} has no rows in the model's data; "
                             "every family given needs at least one row")
         self.link: Link = RowwiseLink(self)
@@ -100,11 +103,50 @@ class MixedFamily(Family):
     def with_families(self, families: Sequence[Family]) -> MixedFamily:
         """The same rows with other component families (e.g. a negative binomial's new
         shape)."""
-        return MixedFamily(families, self.index, self.labels)
+        new = MixedFamily(families, self.index, self.labels, allow_empty=True)
+        new.column, new.by_label = self.column, self.by_label
+        return new
 
     def at_rows(self, index) -> MixedFamily:
         """The same families for other rows (``index``: 0-based codes), e.g. new data."""
-        return MixedFamily(self.families, index, self.labels)
+        new = MixedFamily(self.families, index, self.labels, allow_empty=True)
+        new.column, new.by_label = self.column, self.by_label
+        return new
+
+    #: the data column that chose each row's family (``None``: given as an array) and whether
+    #: it holds labels (``family_by``) rather than 1-based positions (``family_index``)
+    column: str | None = None
+    by_label: bool = False
+
+    def codes_in(self, data) -> np.ndarray:
+        """Each row's family (0-based) in another data frame, read from :attr:`column`.
+
+        Raises
+        ------
+        DataError
+            The family was given as an array, the column is missing, or a value names no
+            family.
+        """
+        if self.column is None:
+            raise DataError("the per-row families were given as an array; to predict on new "
+                            "data give family_index (or family_by) as a column name")
+        if self.column not in data.columns:
+            raise DataError(f"new data need the column {self.column!r} that chooses each "
+                            "row's family")
+        values = data[self.column].to_numpy()
+        if self.by_label:
+            text = [str(v) for v in values]
+            unknown = [v for v in text if v not in self.labels]
+            if unknown:
+                raise DataError(f"{self.column!r} values {sorted(set(unknown))} name no family "
+                                f"({self.labels})")
+            return np.array([self.labels.index(v) for v in text], dtype=np.intp)
+        num = np.asarray(values, dtype=float)
+        bad = ~np.isin(num, np.arange(1, len(self.families) + 1))
+        if bad.any():
+            raise DataError(f"{self.column!r} must hold 1..{len(self.families)} in new data; "
+                            f"row {int(np.flatnonzero(bad)[0])} does not")
+        return num.astype(np.intp) - 1
 
     def with_link(self, link) -> Family:
         raise DataError("a mixed response takes each family's link from the family "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,13 @@ _OPTIMIZER_NAMES = {
 _SETTINGS = ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step", "maxfeval")
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+
+
+def _described(m: Any) -> str:
+    """The model's formula, with its residual variance function if it has one."""
+    design = getattr(m, "dispersion_design", None)
+    text = str(m.formula)
+    return text if design is None else f"{text}, dispformula {design.text}"
 
 
 class AnovaTable(pd.DataFrame):
@@ -277,7 +285,7 @@ def anova(
         },
         index=index,
     )
-    df.attrs["formulas"] = {labels[i]: used[i].formula for i in order}
+    df.attrs["formulas"] = {labels[i]: _described(used[i]) for i in order}
     all_reml = all(isinstance(m, LmerResult) and m.reml for m in used)
     df.attrs["method"] = "REML" if not generalized and all_reml else "ML"
     df.attrs["refitted"] = refitted

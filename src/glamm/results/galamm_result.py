@@ -229,7 +229,7 @@ class GalammResult(GlmerResult):
                 refs = [np.zeros(n, dtype=np.int64) for _ in self.model.reterms]
                 zs = loadings.apply(self.loadings, zs, item, covariates)
                 eta = eta + design.eta_re(self._b, refs, zs, terms=smooth_terms)
-        return self.model.family.link.inverse(eta) if type == "response" else eta
+        return self._response_scale(eta, newdata) if type == "response" else eta
 
     def _loading_rows(self, newdata: pd.DataFrame):
         """The load_var rows and interaction covariates of ``newdata``, and ``newdata`` with

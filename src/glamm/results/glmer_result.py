@@ -383,7 +383,15 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
                 if new_from_responses and np.any(refs[0] < 0):
                     b, refs = self._with_new_clusters(newdata, refs)
                 eta = eta + self.model.design.eta_re(b, refs, zs)
-        return self.model.family.link.inverse(eta) if type == "response" else eta
+        return self._response_scale(eta, newdata) if type == "response" else eta
+
+    def _response_scale(self, eta: np.ndarray, newdata: pd.DataFrame | None) -> np.ndarray:
+        """``eta`` through the inverse link; with per-row families each row through its own
+        family's (in ``newdata``, chosen by the column that chose them in the fit)."""
+        family = self.model.family
+        if newdata is not None and hasattr(family, "codes_in"):
+            family = family.at_rows(family.codes_in(newdata))
+        return family.link.inverse(eta)
 
     def _with_new_clusters(self, newdata: pd.DataFrame, refs: list[np.ndarray]):
         """Random effects extended by the empirical Bayes modes of the new clusters."""
