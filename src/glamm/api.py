@@ -4,6 +4,7 @@ design): formula + data -> :class:`~glamm.formula.design.ModelFrame` -> objectiv
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -149,17 +150,45 @@ def _heteroscedastic_lmer(formula: str, data: Any, reml: bool, weights: Any, off
     return result
 
 
+def _lmm_fitted(model: LinearMixedModel) -> np.ndarray:
+    """Fitted values ``X beta + Z b + offset`` of an LMM at its current ``theta``."""
+    from .lmm.estimates import fixed_and_random
+
+    beta, b = fixed_and_random(model)
+    frame = model.frame
+    return frame.X @ beta + model.design.eta_re(b) + frame.offset
+
+
 def heteroscedastic_fit(frame: ModelFrame, disp: Any, reml: bool, optimizer: str,
                         control: dict | None) -> LmerResult:
     """Fit the LMM of ``frame`` with the residual variance function ``disp``
     (:func:`glamm.lmm.dispersion.fit_heteroscedastic`) and make the result count and report
     it. The result's frame carries the fitted weights (prior weights times the variance
     function); ``result.prior_weights`` keeps the user's. Not public API."""
-    from .lmm.dispersion import delta_stderr, fit_heteroscedastic, variance_table
+    from .lmm.dispersion import (
+        delta_stderr,
+        fit_heteroscedastic,
+        fit_power_of_fitted,
+        variance_table,
+    )
 
     w0 = np.asarray(frame.weights, dtype=float).copy()
-    model = LinearMixedModel(frame, reml=reml)
-    optsum, delta = fit_heteroscedastic(model, disp, optimizer, **(control or {}))
+    if disp.kind == "power_fitted":   # nlme's varPower(): a fixed point in the fitted values
+        model, optsum, delta, disp = fit_power_of_fitted(
+            frame, disp, reml, optimizer, _lmm_fitted, **(control or {}))
+    else:
+        model = LinearMixedModel(frame, reml=reml)
+        optsum, delta = fit_heteroscedastic(model, disp, optimizer, **(control or {}))
+    if disp.center:
+        # the power forms were fitted with log|v| centered; the result reports nlme's
+        # parametrization (sigma where |v| = 1): the same fit with the weights times
+        # exp(-2 center delta), so sigma^2 times exp(-2 center delta) and theta (relative to
+        # sigma) times exp(center delta)
+        theta = np.asarray(model.theta, dtype=float) * float(np.exp(disp.center * delta[0]))
+        disp = dataclasses.replace(disp, D=disp.D + disp.center, center=0.0)
+        model = LinearMixedModel(dataclasses.replace(
+            frame, weights=w0 * np.exp(-2.0 * (disp.D @ delta))), reml=reml)
+        model.objective(theta)
     with single_threaded(1):
         result = LmerResult(model, optsum, n_dispersion=delta.size)
         se = delta_stderr(frame, disp, w0, reml, result.theta, delta)

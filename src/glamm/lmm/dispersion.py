@@ -32,7 +32,9 @@ class DispersionDesign:
     Attributes
     ----------
     kind : str
-        ``"grouped"`` (``~ (1 | g)``) or ``"loglinear"`` (``~ x1 + x2``).
+        ``"grouped"`` (``~ (1 | g)``), ``"loglinear"`` (``~ x1 + x2``), ``"power"``
+        (``~ power(v)``: ``D = log|v|``) or ``"power_fitted"`` (``~ power(fitted)``: ``D``
+        the log absolute fitted values, refilled by the fit).
     D : ndarray
         The design of ``s = D delta`` on the model's rows.
     names : list of str
@@ -51,11 +53,41 @@ class DispersionDesign:
     text: str
     group: str | None = None
     levels: list[str] = field(default_factory=list)
+    #: the power forms: ``D = log|v| - center`` (``center`` the mean of ``log|v|``, which
+    #: keeps ``delta`` and ``sigma`` apart for the optimizer); ``sigma`` at ``|v| = 1``, nlme's,
+    #: is the fitted one times ``exp(-delta center)``
+    center: float = 0.0
 
 
 _NAME = r"([A-Za-z_][A-Za-z0-9_.]*)"
 _GROUPED = re.compile(r"^\s*~?\s*\(\s*(?:1|0\s*\+\s*" + _NAME + r")\s*\|\s*" + _NAME
                       + r"\s*\)\s*$")
+
+
+_POWER = re.compile(r"^\s*~?\s*power\s*\(\s*" + _NAME + r"\s*\)\s*$")
+
+
+def _power_design(text: str, name: str, data: pd.DataFrame,
+                  active: np.ndarray | None) -> DispersionDesign:
+    """nlme's ``varPower``: the residual SD proportional to ``|v|^delta``, ``v`` a covariate
+    (a log-linear form in ``log|v|``) or, for ``power(fitted)``, the fitted values (filled
+    in by the fit: :func:`fit_power_of_fitted`)."""
+    if name == "fitted":
+        return DispersionDesign("power_fitted", np.zeros((len(data), 1)), ["power(fitted)"],
+                                text)
+    if name not in data.columns:
+        raise FormulaError(f"dispformula {text!r}: unknown column {name!r}")
+    v = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
+    on = np.ones(v.size, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    bad = on & (~np.isfinite(v) | (v == 0))
+    if bad.any():
+        raise DataError(f"dispformula {text!r}: {name!r} must be numeric and nonzero (the SD "
+                        f"is proportional to |{name}|^power); row {int(np.flatnonzero(bad)[0])} "
+                        "is not")
+    logv = np.log(np.abs(np.where(on, v, 1.0)))
+    center = float(np.mean(logv[on]))
+    D = np.where(on, logv - center, 0.0)[:, None]
+    return DispersionDesign("power", D, [f"power({name})"], text, center=center)
 
 
 def dispersion_design(text: str, data: pd.DataFrame,
@@ -64,7 +96,9 @@ def dispersion_design(text: str, data: pd.DataFrame,
 
     ``~ (1 | g)``: a log-SD multiplier per level of ``g`` but the first; ``~ (0 + v | g)``
     (galamm's form for mixed responses): the same, only on rows where ``v`` is nonzero (the
-    others keep multiplier 1); ``~ x1 + x2``: log SD linear in the covariates. ``active``
+    others keep multiplier 1); ``~ x1 + x2``: log SD linear in the covariates;
+    ``~ power(v)``: SD proportional to ``|v|^delta`` (nlme's ``varPower(form = ~ v)``) and
+    ``~ power(fitted)`` to a power of the fitted values (nlme's ``varPower()``). ``active``
     (optional, one flag per row) marks the rows a multiplier can act on (those whose family
     has a dispersion); the grouped form counts levels on them only.
 
@@ -75,6 +109,9 @@ def dispersion_design(text: str, data: pd.DataFrame,
     DataError
         A grouping column with one level or a level with one row; missing covariates.
     """
+    p = _POWER.match(text)
+    if p:
+        return _power_design(text, p.group(1), data, active)
     m = _GROUPED.match(text)
     if m:
         v, g = m.group(1), m.group(2)
@@ -148,7 +185,12 @@ def glmm_dispersion_design(text: str, data: pd.DataFrame, family) -> DispersionD
     active = None
     if hasattr(family, "index"):
         active = np.asarray(with_disp)[family.index]
-    return dispersion_design(text, data.reset_index(drop=True), active)
+    design = dispersion_design(text, data.reset_index(drop=True), active)
+    if design.kind == "power_fitted":
+        raise GlammError("dispformula ~ power(fitted) (nlme's varPower()) is for Gaussian "
+                         "models without loadings (lmer); in a GLMM the family's variance "
+                         "function already ties the variance to the mean")
+    return design
 
 
 def heteroscedastic_deviance(model: LinearMixedModel, disp: DispersionDesign, w0: np.ndarray):
@@ -206,6 +248,7 @@ def delta_stderr(frame, disp: DispersionDesign, w0: np.ndarray, reml: bool, thet
 
 
 def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimizer: str,
+                        x0: np.ndarray | None = None,
                         **settings) -> tuple[OptSummary, np.ndarray]:
     """Minimize the profiled deviance (or REML criterion) over ``[theta, delta]`` and leave
     ``model`` at the optimum on a copy of its frame whose prior weights are the fitted
@@ -219,7 +262,8 @@ def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimiz
     set_delta, objective = heteroscedastic_deviance(model, disp, w0)
 
     lower = np.concatenate([model.theta_lower(), np.full(k, -np.inf)])
-    x0 = np.concatenate([model.theta_initial(), np.zeros(k)])
+    if x0 is None:
+        x0 = np.concatenate([model.theta_initial(), np.zeros(k)])
     opt = {"ftol_rel": 1e-15, "ftol_abs": 0.0, "xtol_abs": 1e-10, **settings}
     record = minimize(objective, x0, lower, optimizer=optimizer, **opt)
     assert record.final is not None
@@ -241,11 +285,49 @@ def fit_heteroscedastic(model: LinearMixedModel, disp: DispersionDesign, optimiz
     return record, delta.copy()
 
 
+def fit_power_of_fitted(frame, disp: DispersionDesign, reml: bool, optimizer: str,
+                        fitted_of, max_rounds: int = 100, **settings):
+    """nlme's ``varPower()`` (SD proportional to ``|fitted|^delta``, the fitted values with
+    the random effects): as nlme, the variance covariate is held at the current fitted values
+    while ``[theta, delta]`` are optimized, then refreshed, until the fitted values no longer
+    move (a fixed point; the log-likelihood is the weighted LMM's there). ``fitted_of(model)``
+    gives a fitted model's fitted values. Returns ``(model, record, delta, design)``."""
+    from ..errors import GlammError
+
+    model = LinearMixedModel(frame, reml=reml)
+    from .fit import optimize_theta
+
+    optimize_theta(model)
+    fitted = fitted_of(model)
+    prev = None
+    start = None
+    for _ in range(max_rounds):
+        if np.any(fitted == 0) or not np.all(np.isfinite(fitted)):
+            raise GlammError("dispformula ~ power(fitted): a fitted value is 0 or not finite; "
+                             "the SD cannot be a power of it")
+        logv = np.log(np.abs(fitted))
+        design = dataclasses.replace(disp, D=(logv - logv.mean())[:, None],
+                                     center=float(logv.mean()))
+        model = LinearMixedModel(frame, reml=reml)
+        record, delta = fit_heteroscedastic(model, design, optimizer, x0=start, **settings)
+        start = np.concatenate([record.final, delta])
+        new = fitted_of(model)
+        moved = np.max(np.abs(new - fitted)) / (1.0 + np.max(np.abs(fitted)))
+        fitted = new
+        if prev is not None and moved < 1e-9 and abs(delta[0] - prev) < 1e-8:
+            return model, record, delta, design
+        prev = delta[0]
+    raise GlammError(f"dispformula ~ power(fitted): the fitted values did not settle in "
+                     f"{max_rounds} rounds")
+
+
 def variance_table(disp: DispersionDesign, delta: np.ndarray, sigma: float,
                    se: np.ndarray | None = None) -> pd.DataFrame:
     """The estimated variance function: for the grouped form one row per level with galamm's
     variance multiplier (``exp(2 delta)``, the reference level 1), nlme's SD ratio
-    (``exp(delta)``) and the residual SD; for the log-linear form the coefficients of the log
+    (``exp(delta)``) and the residual SD; for the power forms the power (and nlme's
+    ``sigma``, the residual SD where ``|v| = 1``, when the fit's is elsewhere); for the
+    log-linear form the coefficients of the log
     residual SD (nlme's scale; glmmTMB's Gaussian dispformula is on the log-variance scale,
     twice these). ``se``: standard errors of ``delta`` (:func:`delta_stderr`), on the log-SD
     scale."""
@@ -256,5 +338,11 @@ def variance_table(disp: DispersionDesign, delta: np.ndarray, sigma: float,
                              "residual SD": sigma * np.exp(d),
                              "SE log SD ratio": np.concatenate([[np.nan], se])},
                             index=pd.Index(disp.levels, name=disp.group))
+    if disp.kind in ("power", "power_fitted"):
+        table = pd.DataFrame({"power": delta, "SE": se},
+                             index=pd.Index(disp.names, name="term"))
+        if disp.center:   # the fit's sigma is at the centre; nlme's is at |v| = 1
+            table["sigma at |v| = 1"] = sigma * np.exp(-delta * disp.center)
+        return table
     return pd.DataFrame({"log-SD coefficient": delta, "SE": se},
                         index=pd.Index(disp.names, name="term"))

@@ -204,6 +204,17 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         self._scratch.set_theta(self.theta if theta is None else theta)
         return self._scratch.factor, self.sigma**2, True, self.sigma**2
 
+    @property
+    def sigma_rows(self) -> np.ndarray:
+        """Each row's residual standard deviation, ``sigma / sqrt(w_i)`` (``w_i`` the prior
+        weight times the variance function of a ``dispformula`` fit)."""
+        return self.sigma / np.sqrt(np.asarray(self.frame.weights, dtype=float))
+
+    @property
+    def dispersion_rows(self) -> np.ndarray:
+        """Each row's residual variance, ``sigma_rows ** 2``."""
+        return self.sigma_rows ** 2
+
     #: heteroscedastic residuals (``dispformula``): the estimated variance function
     #: (:func:`glamm.lmm.dispersion.variance_table`) and the design, else ``None``
     variance_function: pd.DataFrame | None = None

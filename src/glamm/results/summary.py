@@ -95,8 +95,10 @@ def variance_function_block(m) -> list[str]:
     design = getattr(m, "dispersion_design", None)
     if vf is None or design is None:
         return []
-    what = ("residual variance by level" if design.kind == "grouped"
-            else "log residual SD linear in covariates")
+    what = {"grouped": "residual variance by level",
+            "power": "residual SD proportional to |v|^power",
+            "power_fitted": "residual SD proportional to |fitted|^power"}.get(
+        design.kind, "log residual SD linear in covariates")
     cols = [_numeric_cells(vf[c].to_numpy(), 5) for c in vf.columns]
     rows = [[str(ix)] + [col[i] for col in cols] for i, ix in enumerate(vf.index)]
     table = _table([str(vf.index.name or "")] + list(vf.columns), rows,

@@ -58,3 +58,22 @@ out3 <- list(call = "glmmTMB(y ~ 0 + item + x + rr(0 + item | id, d = 1), dispfo
   rr_loadings = L, loadings = L / L[1], latent_sd = abs(L[1]),
   notes = "disp: log residual variance, item i1 the intercept; glamm's log-SD ratios are half the item coefficients")
 write(toJSON(out3, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tmb_factor_items_disp.json")
+
+# nlme's varPower on Orthodont: SD proportional to |age|^power (ML and REML) and to
+# |fitted|^power (varPower(), nlme's fixed-point iteration in the fitted values).
+library(nlme)
+od <- read.csv("../data/Orthodont.csv")
+od$Subject <- factor(od$Subject); od$Sex <- factor(od$Sex, levels = c("Male", "Female"))
+vp <- function(m) list(logLik = as.numeric(logLik(m)), fixef = fixef(m),
+  power = as.numeric(coef(m$modelStruct$varStruct, unconstrained = FALSE)),
+  sigma = m$sigma, sd_subject = as.numeric(VarCorr(m)[1, "StdDev"]),
+  fixef_se = sqrt(diag(vcov(m))))
+vp_out <- list(
+  age = vp(lme(distance ~ age * Sex, random = ~ 1 | Subject, data = od, method = "ML",
+               weights = varPower(form = ~ age))),
+  fitted = vp(lme(distance ~ age * Sex, random = ~ 1 | Subject, data = od, method = "ML",
+                  weights = varPower())),
+  age_reml = vp(lme(distance ~ age * Sex, random = ~ 1 | Subject, data = od, method = "REML",
+                    weights = varPower(form = ~ age))),
+  notes = "nlme 3.1; sigma is the residual SD where |v| = 1")
+write(toJSON(vp_out, digits = NA, auto_unbox = TRUE, pretty = TRUE), "nlme_varpower.json")
