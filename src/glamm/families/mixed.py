@@ -71,6 +71,7 @@ class MixedFamily(Family):
             raise DataError(f"family {', '.join(empty)} has no rows in the model's data; "
                             "every family given needs at least one row")
         self.link: Link = RowwiseLink(self)
+        self._kept: list[tuple[np.ndarray, list]] = []
 
     # ------------------------------------------------------------------ description
     @property
@@ -105,6 +106,7 @@ class MixedFamily(Family):
         shape)."""
         new = MixedFamily(families, self.index, self.labels, allow_empty=True)
         new.column, new.by_label = self.column, self.by_label
+        new._kept = self._kept
         return new
 
     def at_rows(self, index) -> MixedFamily:
@@ -156,11 +158,21 @@ class MixedFamily(Family):
     def _split(self, x) -> list:
         if x is None or np.ndim(x) == 0:
             return [x] * len(self.families)
+        # the responses and weights are the same arrays call after call: their parts are
+        # kept (by identity) so each family's cached constants (log-factorials) stay valid
+        for arr, parts in self._kept:
+            if arr is x:
+                return parts
         x = np.asarray(x)
         if x.shape[0] != self.n:
             raise DataError(f"a mixed response's values must have one row per observation "
                             f"({self.n}), got {x.shape[0]}")
         return [x[r] for r in self.rows]
+
+    def keep_parts(self, *arrays) -> None:
+        """Split ``arrays`` (the responses, the prior weights and their column forms) once
+        and reuse the parts whenever the same array objects come back."""
+        self._kept = [(a, [np.asarray(a)[r] for r in self.rows]) for a in arrays]
 
     def _gather(self, parts: list) -> np.ndarray:
         parts = [np.asarray(p) for p in parts]

@@ -133,6 +133,8 @@ class AdaptiveQuadrature:
                              f"{self.nodes.shape[0]} quadrature points; use fewer points")
         self.y2 = model.y[:, None]
         self.wt2 = model.wt[:, None]
+        if hasattr(model.family, "keep_parts"):   # per-row families: split these once too
+            model.family.keep_parts(model.y, model.wt, self.y2, self.wt2)
         # position of cluster i's effects of term k in the model's u vector
         offs = self.design.offsets
         self.u_index = np.hstack([offs[k] + np.arange(self.m)[:, None] * t.p + np.arange(t.p)

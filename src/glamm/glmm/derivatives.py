@@ -93,16 +93,27 @@ class AnalyticDerivatives(GradientDerivatives):
         theta, beta = layout.get(x, "theta"), layout.get(x, "beta")
         g = np.zeros(x.size)
         analytic = "lambda" in layout
-        out = laplace_gradient(m, theta, beta, schur=schur, with_loadings=analytic)
+        # dispersions and variance functions: analytic; a negative binomial shape: below
+        response = layout.size_of("response") > 0 \
+            and m.response.log_dispersion_jacobian() is not None
+        out = laplace_gradient(m, theta, beta, schur=schur, with_loadings=analytic,
+                               with_response=response)
         g_an, S = out if schur else (out, None)
         nt, p = theta.size, beta.size
         g[layout.slice("theta")] = g_an[:nt]
         g[layout.slice("beta")] = g_an[nt:nt + p]
+        pos = nt + p
         if analytic:
-            g[layout.slice("lambda")] = g_an[nt + p:]
+            nl = layout.size_of("lambda")
+            g[layout.slice("lambda")] = g_an[pos:pos + nl]
+            pos += nl
+        if response:
+            g[layout.slice("response")] = g_an[pos:]
         if m.penalty is not None:
             g[layout.slice("beta")] += m.penalty.deviance_gradient(beta)
-        others = _other_indices(layout, analytic=("theta", "beta", "lambda"))
+        done = ("theta", "beta", "lambda", "response") if response else \
+            ("theta", "beta", "lambda")
+        others = _other_indices(layout, analytic=done)
         if others.size:
             # central differences in the response parameters and factor loadings (two PIRLS
             # runs each)

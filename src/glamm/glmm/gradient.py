@@ -45,7 +45,7 @@ def analytic_gradient_affordable(model) -> bool:
 
 
 def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = False,
-                     with_loadings: bool = False):
+                     with_loadings: bool = False, with_response: bool = False):
     """Gradient of the Laplace deviance in ``[theta, beta]`` at the model's current state,
     which must be the PIRLS mode for exactly these ``theta`` and ``beta``.
 
@@ -53,7 +53,9 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     the Hessian in ``beta`` of ``-2 log p(y|u*) + |u*|^2`` (all but the log-determinant's
     small curvature), a cheap approximation to the ``beta`` block of the Hessian. With
     ``with_loadings`` the gradient in the model's free factor loadings follows those in
-    ``[theta, beta]``."""
+    ``[theta, beta]``; with ``with_response`` that in the response parameters follows last
+    (dispersions and variance-function coefficients only: see
+    :func:`response_gradient`)."""
     eta, mu = model.eta, model.mu
     design = model.design
     C = design.cols
@@ -74,7 +76,8 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     canonical = model.observed_information or np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
     Gobs_inv = Ginv if canonical else DenseInverse(_spd_inverse(_crossprod(design, V, w_obs)))
     traces = TraceWeights(design, V, C, w, Ginv)
-    dwh = dw * traces.leverages()   # h_i = sum_ab V_ia V_ib Ginv[C_ia, C_ib]
+    h = traces.leverages()   # h_i = sum_ab V_ia V_ib Ginv[C_ia, C_ib]
+    dwh = dw * h
 
     X = model.X
     grad_beta = -2.0 * (X.T @ s)
@@ -106,13 +109,51 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         pairs = loading_directions(model, lams)
         directions += [d for _, d in pairs]
         parts.append(np.zeros(model.loadings.n_free))
+    # one family with a dispersion: Lambda carries sqrt(dispersion), so the log dispersion
+    # also moves Z Lambda (by half of it), a direction like theta's
+    scale_moves = with_response and model.response.lambda_scale_moves
+    if scale_moves:
+        directions.append(([(k, 0.5 * (design.z[k] @ lams[k]))
+                            for k in range(len(model.reterms))], None))
     if directions:
         values = tangent.gradients(directions)
         parts[0] = values[:n_theta]
         if pairs:
-            parts[2][[r for r, _ in pairs]] = values[n_theta:]
+            parts[2][[r for r, _ in pairs]] = values[n_theta:n_theta + len(pairs)]
+    if with_response:
+        g_resp = response_gradient(model, V, C, h, dwh, Gobs_inv)
+        if scale_moves:
+            g_resp[0] += values[-1]
+        parts.append(g_resp)
     g = np.concatenate(parts)
     return (g, S) if schur else g
+
+
+def response_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray, dwh: np.ndarray,
+                      Gobs_inv) -> np.ndarray:
+    """The gradient of the Laplace deviance in the response parameters when all of them
+    act through the rows' dispersions (``J = d log(phi) / d p``,
+    :meth:`~glamm.glmm.response.ResponseModel.log_dispersion_jacobian`): with the per-row
+    derivatives in ``log(phi_i)`` at fixed ``eta`` of the log-density (``l'``), the score
+    (``s'``) and the log-determinant's weights (``w'_phi``),
+
+        dD/dp_j = -2 l' . J_j + (w'_phi h) . J_j + (w'_eta h) . Z Lambda du_j,
+        (I + Lambda'Z'W_obs Z Lambda) du_j = Lambda'Z' (s' J_j)
+
+    (the envelope theorem for the first two terms of the deviance, the log-determinant moving
+    with the weights at fixed ``eta`` and through the mode's movement)."""
+    response = model.response
+    J = response.log_dispersion_jacobian()
+    assert J is not None, "shape parameters have no analytic gradient"
+    if J.shape[1] == 0:
+        return np.zeros(0)
+    design = model.design
+    dlp, ds, dw_phi = response.dispersion_derivatives(model.eta, model.mu,
+                                                      model.observed_information)
+    RHS = np.column_stack([design.t_matvec(V, J[:, j] * ds) for j in range(J.shape[1])])
+    DU = Gobs_inv.solve(RHS)
+    deta = np.einsum("ia,iaj->ij", V, DU[C])
+    return -2.0 * (dlp @ J) + (dw_phi * h) @ J + dwh @ deta
 
 
 #: a direction of the linear predictor: ``(term, change of its nonzeros)`` pairs and the change

@@ -60,6 +60,8 @@ class ResponseModel:
         self.mixed = isinstance(family, MixedFamily)
         #: the component families (one unless the family is mixed) and their rows
         self.components = list(family.families) if self.mixed else [family]
+        if self.mixed:
+            family.keep_parts(y, wt)
         self.labels = list(family.labels) if self.mixed else [""]
         self.component_rows = family.rows if self.mixed else [slice(None)]
         self.dispersion_design = dispersion_design
@@ -201,11 +203,57 @@ class ResponseModel:
         return 1.0
 
     @property
+    def lambda_scale_moves(self) -> bool:
+        """Whether :attr:`lambda_scale` follows the first free parameter (one family whose
+        log dispersion is that parameter)."""
+        return not self.mixed and self._kinds()[0] == "dispersion"
+
+    @property
     def lambda_scale(self) -> float:
         """The factor ``Lambda`` carries: ``sqrt(dispersion)`` for one family with a
         dispersion (``theta`` is then relative to the residual scale, as in lme4), else 1 (a
         mixed response has no common residual scale: ``theta`` is absolute there)."""
         return 1.0 if self.mixed else self.sigma
+
+    # ------------------------------------------------------------------ dispersion derivatives
+    def log_dispersion_jacobian(self) -> np.ndarray | None:
+        """``d log(phi_i) / d p_j`` for the free parameters ``p`` (``n x n_parameters``): 1 on
+        a family's rows for its log dispersion, ``2 D`` for the variance function's
+        coefficients; ``None`` when a parameter is a shape (no analytic derivative)."""
+        if self.has_shape:
+            return None
+        n = self.y.shape[0]
+        cols = []
+        for rows, kind in zip(self.component_rows, self._kinds(), strict=True):
+            if kind == "dispersion":
+                col = np.zeros(n)
+                col[rows] = 1.0
+                cols.append(col[:, None])
+        if self.dispersion_design is not None:
+            cols.append(2.0 * self.dispersion_design.D)
+        return np.hstack(cols) if cols else np.zeros((n, 0))
+
+    def dispersion_derivatives(self, eta: np.ndarray, mu: np.ndarray, observed: bool,
+                               eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row, the derivatives in ``log(phi_i)`` at fixed ``eta`` of the log-density, the
+        score ``d log p / d eta`` and the weights of the Laplace log-determinant (observed
+        information or Fisher weights), by central differences in each row's own dispersion
+        (no refit: every row depends on its own ``phi_i`` only)."""
+        fam, y, wt = self.family, self.y, self.wt
+        phi = np.broadcast_to(np.asarray(self.dispersion, dtype=float), y.shape)
+        up, down = phi * np.exp(eps), phi * np.exp(-eps)
+
+        def weights(d: np.ndarray) -> np.ndarray:
+            if observed:
+                return -fam.d2loglik_deta2(y, mu, eta, wt, d)
+            return fam.fisher_weights(eta, mu, wt, d)[0]
+
+        scale = 1.0 / (2.0 * eps)
+        dlp = (fam.loglik(y, mu, wt, up) - fam.loglik(y, mu, wt, down)) * scale
+        ds = (fam.dloglik_deta(y, mu, eta, wt, up) - fam.dloglik_deta(y, mu, eta, wt, down)) \
+            * scale
+        dw = (weights(up) - weights(down)) * scale
+        return dlp, ds, dw
 
     # ------------------------------------------------------------------ per-row quantities
     def loglik(self, mu: np.ndarray) -> float:
