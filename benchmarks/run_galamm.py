@@ -81,6 +81,19 @@ BATTERY = {
                               item=lambda d: d["item"].astype(str).astype("category")),
                           "y ~ x + (1 | id)", dict(dispformula="~ (1 | item)"),
                           "galamm_hsced"),
+    "hetero_dispformula": (lambda: _reference_data("sim_hetero"), "y ~ x + (1 | id)",
+                           dict(dispformula="~ (1 | item)"), "galamm_hetero"),
+    # mixed response types: a Gaussian and a binary item on one latent variable (galamm's
+    # printed log-likelihood is its own approximation, not the marginal likelihood: see
+    # tests/test_mixed_response.py)
+    "mresp": (lambda: _reference_data("mresp"), "y ~ x + (0 + level | id)",
+              dict(family=["gaussian", "binomial"], family_index="family_index",
+                   load_var="itemgroup", factor="level", lambda_=[[1], [nan]]),
+              "galamm_mresp"),
+    "mixed_response": (lambda: _reference_data("sim_mixed_response"), "y ~ x + (0 + level | id)",
+                       dict(family=["gaussian", "binomial"], family_index="family_index",
+                            load_var="itemgroup", factor="level", lambda_=[[1], [nan]]),
+                       "galamm_mixed_response"),
 }
 
 
