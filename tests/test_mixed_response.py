@@ -364,3 +364,19 @@ def test_bad_dispformula(mresp):
     with pytest.raises(GlammError, match="needs a family with a dispersion"):
         glamm.glmer(f, mresp[mresp["family_index"] == 2], family="binomial",
                     dispformula="~ (1 | itemgroup)")
+
+
+def test_mixed_response_with_a_smooth_and_links():
+    """A smooth in a mixed-response model: here its wiggly part is shrunk to zero, so the fit
+    is the model with x linear; families given by label with their own links."""
+    d = load_data("sim_mixed_response")
+    lin = glamm.galamm("y ~ x + (0 + level | id)", d, **MRESP_CALL)
+    sm = glamm.galamm("y ~ s(x) + (0 + level | id)", d, **MRESP_CALL)
+    assert sm.loglik == pytest.approx(lin.loglik, abs=1e-6)
+    assert "Chi.sq" in sm.smooth_table.columns   # no common scale: chi-squared tests
+    g = glamm.glmer("y ~ x + (1 | id)", d, family={"a": "gaussian", "b": ("binomial", "probit")},
+                    family_by="itemgroup")
+    assert g.families == {"a": "gaussian(identity)", "b": "binomial(probit)"}
+    probit = d["itemgroup"].to_numpy() == "b"
+    eta = g.fitted("link")
+    assert g.fitted()[probit] == pytest.approx(special.ndtr(eta[probit]))

@@ -303,9 +303,10 @@ class GalammResult(GlmerResult):
             thetas = [float(theta[s][0]) for s in m.layout.slices]
             self.__dict__["_unloaded_sfit"] = smooth_fit(
                 self.frame, m.reterms, m.fac_b, thetas, 1.0, self.nobs,
-                self.fixef.to_numpy(), self._b, bool(m.family.has_dispersion),
+                self.fixef.to_numpy(), self._b,
+                bool(m.family.has_dispersion) and not m.response.mixed,
                 lambda_scale=float(m.lambda_scale), unit_factor=unit_factor,
-                sig2=float(self.dispersion))
+                sig2=1.0 if m.response.mixed else float(self.dispersion))
         return self.__dict__["_unloaded_sfit"]
 
     def _new_re_design(self, newdata: pd.DataFrame, allow_new_levels: bool):

@@ -179,6 +179,10 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
             m.cp_b.update(w, zwork)
             m.fac_b.refresh()
         m.fac_b.update(m.lambdas(self.theta if theta is None else theta))
+        if m.response.mixed:
+            # per-row families: the factor holds each row's dispersion and theta is absolute,
+            # so there is no common scale to divide by (chi-squared tests)
+            return m.fac_b, 1.0, False, 1.0
         return m.fac_b, 1.0, bool(m.family.has_dispersion), float(self.dispersion)
 
     # ------------------------------------------------------------------ inference
