@@ -69,10 +69,12 @@ class MixedResultBase:
             rows.extend((label, *row) for row in t.covariance.summary_rows(S, t.summary_names))
         if residual_sd is not None:
             rows.append(("Residual", None, None, residual_sd**2, residual_sd))
-        table = pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
-        for col in ("var1", "var2"):  # missing names are always None (R's NA), never NaN
-            table[col] = table[col].astype(object).where(table[col].notna(), None)
-        return table
+        # missing names are always None (R's NA), never NaN: object columns built as such
+        names = {c: np.array([r[i] for r in rows], dtype=object)
+                 for i, c in enumerate(("group", "var1", "var2"))}
+        return pd.DataFrame({**names,
+                             "vcov": np.array([r[3] for r in rows], dtype=float),
+                             "sdcor": np.array([r[4] for r in rows], dtype=float)})
 
     def _ranef_tables(self, b: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
