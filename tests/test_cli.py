@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +188,29 @@ def test_galamm_command_bad_loading_matrix(capsys):
     code = cli.main(["galamm", "y ~ type + (0 + loading | id)", "--data", "latent_covariates",
                  "--load-var", "type", "--factor", "loading", "--lambda", "1;x;NA"])
     assert code == 2 and "numbers or NA" in capsys.readouterr().err
+
+
+REF_DATA = Path(__file__).parent / "reference" / "data"
+
+
+def test_dispformula_and_per_row_families(capsys):
+    """--dispformula on an LMM (the variance function in the JSON) and per-row families from
+    a labelled --family with --family-by (each with its link)."""
+    code, out, _ = run(capsys, "fit", "y ~ x + (1 | id)", "--data", str(REF_DATA / "hsced.csv"),
+                       "--ml", "--dispformula", "~ (1 | item)", "--json")
+    assert code == 0
+    fit = json.loads(out)
+    assert fit["dispformula"] == "~ (1 | item)"
+    assert fit["variance_function"]["2"]["variance ratio"] == pytest.approx(1.99478, rel=1e-4)
+    code, out, _ = run(capsys, "fit", "y ~ x + (1 | id)", "--data", str(REF_DATA / "mresp.csv"),
+                       "--family", "a=gaussian,b=binomial:probit", "--family-by", "itemgroup",
+                       "--json")
+    assert code == 0
+    fit = json.loads(out)
+    assert fit["families"] == {"a": "gaussian(identity)", "b": "binomial(probit)"}
+    code, out, err = run(capsys, "fit", "y ~ x + (1 | id)", "--data", str(REF_DATA / "mresp.csv"),
+                         "--family", "gaussian,binomial")
+    assert code == 2 and "needs family_index" in err
+    code, out, err = run(capsys, "fit", "y ~ x + (1 | id)", "--data", str(REF_DATA / "mresp.csv"),
+                         "--family", "a=gaussian,binomial", "--family-by", "itemgroup")
+    assert code == 2 and "label=family" in err

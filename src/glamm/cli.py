@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="column of prior weights")
     fit.add_argument("--offset", metavar="COL", default=None,
                      help="column added to the linear predictor with coefficient 1")
+    _response_options(fit)
 
     gal = sub.add_parser(
         "galamm",
@@ -196,10 +197,43 @@ def build_parser() -> argparse.ArgumentParser:
     gal.add_argument("--json", action="store_true", help="print the fit as JSON")
     gal.add_argument("--weights", metavar="COL", default=None, help="column of prior weights")
     gal.add_argument("--offset", metavar="COL", default=None, help="offset column")
+    _response_options(gal)
 
     sub.add_parser("datasets", help="list the bundled data sets",
                    description="List the names of the bundled data sets, one per line.")
     return parser
+
+
+def _response_options(p: argparse.ArgumentParser) -> None:
+    """The options for per-row families and residual variance functions."""
+    p.add_argument("--family-index", metavar="COL", default=None,
+                   help="per-row families: with --family a comma-separated list (e.g. "
+                   "'gaussian,binomial', a link as 'binomial:probit'), the column of 1-based "
+                   "positions in it")
+    p.add_argument("--family-by", metavar="COL", default=None,
+                   help="per-row families: with --family as 'a=gaussian,b=binomial', the "
+                   "column holding the labels")
+    p.add_argument("--trials", metavar="COL", default=None,
+                   help="per-row families: the binomial rows' numbers of trials")
+    p.add_argument("--dispformula", metavar="FORMULA", default=None,
+                   help="residual variance function: '~ (1 | g)', '~ x', '~ power(x)', ...")
+
+
+def _family_argument(text: str | None):
+    """``--family``: a name, ``name:link``, a list ``a,b`` or a dict ``l1=a,l2=b``."""
+    if text is None or "," not in text:
+        return text
+
+    def one(entry: str):
+        name, _, link = entry.strip().partition(":")
+        return (name, link) if link else name
+
+    entries = [e for e in text.split(",") if e.strip()]
+    if all("=" in e for e in entries):
+        return {lab.strip(): one(fam) for lab, _, fam in (e.partition("=") for e in entries)}
+    if any("=" in e for e in entries):
+        raise CliError("--family: give every entry as label=family, or none")
+    return [one(e) for e in entries]
 
 
 def _check_fit_options(args: argparse.Namespace) -> None:
@@ -223,7 +257,8 @@ def _fit(args: argparse.Namespace, data: pd.DataFrame):
 
     if args.family is None:
         reml = True if args.reml is None else args.reml
-        return lmer(args.formula, data, reml=reml, weights=args.weights, offset=args.offset)
+        return lmer(args.formula, data, reml=reml, weights=args.weights, offset=args.offset,
+                    dispformula=args.dispformula)
     if args.nagq == "auto":
         nagq: int | str = "auto"
     else:
@@ -231,8 +266,10 @@ def _fit(args: argparse.Namespace, data: pd.DataFrame):
             nagq = int(args.nagq)
         except ValueError:
             raise CliError(f"--nagq takes a whole number or 'auto', got {args.nagq!r}") from None
-    return glmer(args.formula, data, family=args.family, link=args.link, fast=args.fast,
-                 weights=args.weights, offset=args.offset, nagq=nagq)
+    return glmer(args.formula, data, family=_family_argument(args.family), link=args.link,
+                 fast=args.fast, weights=args.weights, offset=args.offset, nagq=nagq,
+                 family_index=args.family_index, family_by=args.family_by, trials=args.trials,
+                 dispformula=args.dispformula)
 
 
 def _loading_matrix(text: str) -> list[list[float]]:
@@ -262,9 +299,11 @@ def _fit_galamm(args: argparse.Namespace, data: pd.DataFrame):
     if args.factor_interactions is not None:
         interactions = [f.strip() for f in args.factor_interactions.split(";")]
     factor = args.factor[0] if len(args.factor) == 1 else list(args.factor)
-    return galamm(args.formula, data, family=args.family, link=args.link,
+    return galamm(args.formula, data, family=_family_argument(args.family), link=args.link,
                   load_var=args.load_var, factor=factor, lambda_=_loading_matrix(args.lambda_),
-                  factor_interactions=interactions, weights=args.weights, offset=args.offset)
+                  factor_interactions=interactions, weights=args.weights, offset=args.offset,
+                  family_index=args.family_index, family_by=args.family_by,
+                  trials=args.trials, dispformula=args.dispformula)
 
 
 def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -39,6 +39,16 @@ def mixed_fields(result) -> dict[str, Any]:
         "is_singular": result.is_singular,
         "optsum": result.optsum.as_dict(),
     }
+    vf = getattr(result, "variance_function", None)
+    if vf is not None:   # a dispformula fit: its table, one record per level or term
+        out["dispformula"] = result.dispersion_design.text
+        out["variance_function"] = {
+            str(ix): {c: (None if not np.isfinite(v) else float(v)) for c, v in row.items()}
+            for ix, row in vf.iterrows()}
+    if getattr(result, "families", None):   # per-row families
+        out["families"] = dict(result.families)
+        out["family_dispersions"] = {str(k): float(v)
+                                     for k, v in result.family_dispersions.items()}
     if getattr(result.frame, "smooths", None):
         table = result.smooth_table
         out["smooths"] = {
