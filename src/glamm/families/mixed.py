@@ -106,7 +106,7 @@ class MixedFamily(Family):
         shape)."""
         new = MixedFamily(families, self.index, self.labels, allow_empty=True)
         new.column, new.by_label = self.column, self.by_label
-        new._kept = self._kept
+        new._kept = self._kept   # shared: the same rows
         return new
 
     def at_rows(self, index) -> MixedFamily:
@@ -169,10 +169,17 @@ class MixedFamily(Family):
                             f"({self.n}), got {x.shape[0]}")
         return [x[r] for r in self.rows]
 
+    #: how many split arrays are kept (a model and its working copies each bring theirs)
+    KEEP = 12
+
     def keep_parts(self, *arrays) -> None:
         """Split ``arrays`` (the responses, the prior weights and their column forms) once
-        and reuse the parts whenever the same array objects come back."""
-        self._kept = [(a, [np.asarray(a)[r] for r in self.rows]) for a in arrays]
+        and reuse the parts whenever the same array objects come back (the most recent
+        :attr:`KEEP` arrays are kept)."""
+        new = [(a, [np.asarray(a)[r] for r in self.rows]) for a in arrays
+               if not any(a is kept for kept, _ in self._kept)]
+        self._kept[:0] = new
+        del self._kept[self.KEEP:]
 
     def _gather(self, parts: list) -> np.ndarray:
         parts = [np.asarray(p) for p in parts]
