@@ -12,12 +12,14 @@ y <- rgamma(n_id * per, shape = shape, rate = shape / mu)
 d <- data.frame(id = factor(id), grp = grp, x = x, y = y)
 write.csv(d, "gamma_disp.csv", row.names = FALSE)
 m <- glmmTMB(y ~ x + (1 | id), dispformula = ~ grp, family = Gamma(link = "log"), data = d)
-s <- summary(m)
-out <- list(call = "glmmTMB(y ~ x + (1 | id), dispformula = ~ grp, family = Gamma(link = 'log'))",
-  logLik = as.numeric(logLik(m)), fixef = fixef(m)$cond, disp = fixef(m)$disp,
-  fixef_se = sqrt(diag(vcov(m)$cond)), disp_se = sqrt(diag(vcov(m)$disp)),
-  sd_id = attr(VarCorr(m)$cond$id, "stddev"),
-  notes = "glmmTMB 1.1.5 Gamma dispformula models log(shape) = -log(phi) (phi = 1/shape): glamm delta = -disp/2 on the log-SD scale, its log(dispersion) = -disp intercept")
+tmb_record <- function(m, call, notes, ...) {
+  list(call = call, logLik = as.numeric(logLik(m)), fixef = fixef(m)$cond,
+       disp = fixef(m)$disp, fixef_se = sqrt(diag(vcov(m)$cond)),
+       disp_se = sqrt(diag(vcov(m)$disp)), ..., notes = notes)
+}
+out <- tmb_record(m, "glmmTMB(y ~ x + (1 | id), dispformula = ~ grp, family = Gamma(link = 'log'))",
+  "glmmTMB 1.1.5 Gamma dispformula models log(shape) = -log(phi) (phi = 1/shape): glamm delta = -disp/2 on the log-SD scale, its log(dispersion) = -disp intercept",
+  sd_id = attr(VarCorr(m)$cond$id, "stddev"))
 write(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tmb_gamma_disp.json")
 # log-linear Gaussian dispformula ~ x on the same id structure
 set.seed(5)
@@ -25,11 +27,9 @@ yg <- 1 + 0.5 * x + b[id] + rnorm(n_id * per, 0, exp(-0.3 + 0.9 * x))
 dg <- data.frame(id = factor(id), x = x, y = yg)
 write.csv(dg, "gauss_dispx.csv", row.names = FALSE)
 m2 <- glmmTMB(y ~ x + (1 | id), dispformula = ~ x, family = gaussian, data = dg)
-out2 <- list(call = "glmmTMB(y ~ x + (1 | id), dispformula = ~ x, family = gaussian)",
-  logLik = as.numeric(logLik(m2)), fixef = fixef(m2)$cond, disp = fixef(m2)$disp,
-  fixef_se = sqrt(diag(vcov(m2)$cond)), disp_se = sqrt(diag(vcov(m2)$disp)),
-  sd_id = attr(VarCorr(m2)$cond$id, "stddev"),
-  notes = "glmmTMB's Gaussian dispformula is on the log-variance scale: twice the log-SD coefficients")
+out2 <- tmb_record(m2, "glmmTMB(y ~ x + (1 | id), dispformula = ~ x, family = gaussian)",
+  "glmmTMB's Gaussian dispformula is on the log-variance scale: twice the log-SD coefficients",
+  sd_id = attr(VarCorr(m2)$cond$id, "stddev"))
 write(toJSON(out2, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tmb_gauss_dispx.json")
 
 # A one-factor model with item-specific residual variances (classical factor analysis as a
@@ -52,11 +52,9 @@ write.csv(fa[, c("id", "item", "x", "y")], "factor_items_disp.csv", row.names = 
 m3 <- glmmTMB(y ~ 0 + item + x + rr(0 + item | id, d = 1), dispformula = ~ item,
               family = gaussian, data = fa)
 L <- m3$obj$env$report(m3$fit$parfull)$fact_load[[1]][, 1]
-out3 <- list(call = "glmmTMB(y ~ 0 + item + x + rr(0 + item | id, d = 1), dispformula = ~ item, family = gaussian)",
-  logLik = as.numeric(logLik(m3)), fixef = fixef(m3)$cond, disp = fixef(m3)$disp,
-  fixef_se = sqrt(diag(vcov(m3)$cond)), disp_se = sqrt(diag(vcov(m3)$disp)),
-  rr_loadings = L, loadings = L / L[1], latent_sd = abs(L[1]),
-  notes = "disp: log residual variance, item i1 the intercept; glamm's log-SD ratios are half the item coefficients")
+out3 <- tmb_record(m3, "glmmTMB(y ~ 0 + item + x + rr(0 + item | id, d = 1), dispformula = ~ item, family = gaussian)",
+  "disp: log residual variance, item i1 the intercept; glamm's log-SD ratios are half the item coefficients",
+  rr_loadings = L, loadings = L / L[1], latent_sd = abs(L[1]))
 write(toJSON(out3, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tmb_factor_items_disp.json")
 
 # nlme's varPower on Orthodont: SD proportional to |age|^power (ML and REML) and to
