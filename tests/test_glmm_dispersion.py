@@ -161,3 +161,18 @@ def test_varpower_bad_input(orthodont):
     with pytest.raises(glamm.errors.GlammError, match="power.fitted. .nlme's varPower"):
         glamm.glmer("y ~ x + (1 | id)", _data("gamma_disp"), family="Gamma", link="log",
                     dispformula="~ power(fitted)")
+
+
+def test_grouped_levels_do_not_depend_on_row_order():
+    """A plain string column's levels are sorted (as R's factor()), so the reference level
+    and the table do not change when the rows are permuted."""
+    d = _data("gamma_disp")
+    perm = d.sample(frac=1.0, random_state=11).reset_index(drop=True)
+    assert perm["grp"].iloc[0] == "lo"   # the other level first in this order
+    a = glamm.glmer("y ~ x + (1 | id)", d, family="Gamma", link="log", dispformula="~ (1 | grp)")
+    b = glamm.glmer("y ~ x + (1 | id)", perm, family="Gamma", link="log",
+                    dispformula="~ (1 | grp)")
+    assert list(b.variance_function.index) == ["hi", "lo"]
+    assert b.loglik == pytest.approx(a.loglik, rel=1e-10)
+    assert b.variance_function["SD ratio"].to_numpy() == pytest.approx(
+        a.variance_function["SD ratio"].to_numpy(), rel=1e-5)

@@ -130,8 +130,14 @@ def dispersion_design(text: str, data: pd.DataFrame,
         if col[on].isna().any():
             raise DataError(f"dispformula {text!r}: column {g!r} has missing values in the "
                             "model's rows")
-        levels = list(col.cat.categories if isinstance(col.dtype, pd.CategoricalDtype)
-                      else pd.unique(col[on].astype(str)))
+        # levels as R's factor() makes them: a categorical's own order, else sorted (numbers
+        # as numbers)
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            levels = list(col.cat.categories)
+        else:
+            levels = sorted(pd.unique(col[on]).tolist(),
+                            key=lambda v: (0, float(v), "") if isinstance(v, (int, float))
+                            else (1, 0.0, str(v)))
         values = col.astype(str).to_numpy().astype(object)
         values[~on] = None   # rows without a multiplier belong to no level
         levels = [str(lv) for lv in levels if (values == str(lv)).any()]
