@@ -5,6 +5,7 @@ design): formula + data -> :class:`~glamm.formula.design.ModelFrame` -> objectiv
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,8 @@ def _grouped_terms(frame: ModelFrame, model: str) -> list:
                         f"fit a {model} without random effects instead")
     grouped = [t for t in frame.reterms if t.is_grouped]
     for t in grouped:
-        if t.nlevels < 2:
+        # a structured covariance (ar1, a spatial exp) is identified within one level
+        if t.nlevels < 2 and not t.covariance.structured:
             raise DataError(
                 f"grouping factor {t.group!r} has only {t.nlevels} level in the {frame.n} rows "
                 "used; a random effect needs at least 2 levels"
@@ -59,7 +61,7 @@ def check_lmm_frame(frame: ModelFrame) -> None:
                 "random effects are not identifiable from the residual (need fewer levels "
                 "than observations)"
             )
-        if t.q >= n and t.p > 1:
+        if t.q >= n and t.p > 1 and not t.covariance.structured:
             raise DataError(
                 f"term ({t.expr} | {t.group}) has {t.q} random effects for {n} observations; "
                 "the model is not identifiable"
@@ -79,6 +81,7 @@ def lmer(
     optimizer: str = "bobyqa",
     control: dict | None = None,
     dispformula: str | None = None,
+    covariances: dict | None = None,
     **kwargs: Any,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
@@ -109,17 +112,31 @@ def lmer(
         twice these). The estimates are in ``result.variance_function``; ``sigma`` is the
         reference level's (grouped) or the SD at covariates 0 (log-linear). ``start`` then
         applies to nothing (``theta`` and the variance function are searched from lme4's
-        start).
+        start). ``"~ 0"``: no residual, the random-effects structure carries all the variance
+        (glmmTMB's ``dispformula = ~0``, e.g. with ``us`` or ``ar1`` over the repeated
+        measures).
+    covariances: known matrices for ``propto(0 + f | g, K)`` terms, by name: arrays in the
+        order of the term's columns, or DataFrames labelled by the factor's levels.
+
+    Random-effects terms may carry a covariance structure as glmmTMB writes them:
+    ``us(e | g)`` (lme4's default), ``diag``, ``cs`` (one SD per effect, one correlation),
+    ``homcs`` (one SD), ``ar1``, ``toep``, ``rr(e | g, d=2)``, ``propto(0 + f | g, K)``, and
+    the distance-based ``ou``, ``exp``, ``gau`` and ``mat`` (``kappa=`` fixes the Matérn
+    smoothness) with ``coords(x, y)`` naming the columns that locate the effects.
 
     Returns
     -------
     :class:`~glamm.results.lmer_result.LmerResult`
     """
     (reml,) = resolve_keywords(lmer, kwargs, reml=reml)
+    if dispformula is not None and re.fullmatch(r"\s*~\s*0\s*", dispformula):
+        return _lmer_without_residual(formula, data, reml, weights, offset, optimizer,
+                                      control, covariances)
     if dispformula is not None:
         return _heteroscedastic_lmer(formula, data, reml, weights, offset, optimizer, control,
-                                     dispformula)
-    frame = build_model_frame(formula, data, weights=weights, offset=offset)
+                                     dispformula, covariances)
+    frame = build_model_frame(formula, data, weights=weights, offset=offset,
+                              covariances=covariances)
     check_lmm_frame(frame)
     warn_scaling(frame)
     model = LinearMixedModel(frame, reml=reml)
@@ -132,13 +149,52 @@ def lmer(
     return result
 
 
+#: the residual variance (relative to the random effects' scale) of the stand-in LMM that
+#: carries a model without a residual (its estimates come from the exact marginal fit)
+NO_RESIDUAL_FRACTION = 1e-8
+
+
+def _lmer_without_residual(formula: str, data: Any, reml: bool, weights: Any, offset: Any,
+                           optimizer: str, control: dict | None,
+                           covariances: dict | None) -> LmerResult:
+    """:func:`lmer` with ``dispformula="~ 0"``: the random-effects structure carries all the
+    variance (e.g. an unstructured or ar1 covariance of the repeated measures), fitted on the
+    exact marginal likelihood (:mod:`glamm.lmm.no_residual`)."""
+    from .lmm.no_residual import MarginalModel
+
+    frame = build_model_frame(formula, data, weights=weights, offset=offset,
+                              covariances=covariances)
+    _grouped_terms(frame, "linear model")
+    if frame.X.shape[1] >= frame.n:
+        raise DataError(f"{frame.X.shape[1]} fixed effects for {frame.n} observations")
+    check_lmm_response(frame)
+    warn_scaling(frame)
+    marginal = MarginalModel(frame, reml=reml)
+    optsum = optimize_theta(marginal, start=None, optimizer=optimizer, **(control or {}))
+    exact = marginal.fit_at(optsum.final)
+    # the same LMM with a negligible residual carries the layout, new-data predictions and
+    # the tables; every estimate comes from the exact fit
+    model = LinearMixedModel(dataclasses.replace(
+        frame, weights=np.asarray(frame.weights, dtype=float) / NO_RESIDUAL_FRACTION),
+        reml=reml)
+    model.objective(optsum.final)
+    with single_threaded(1):
+        result = LmerResult(model, optsum, exact=exact)
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
+                      stacklevel=3)
+    return result
+
+
 def _heteroscedastic_lmer(formula: str, data: Any, reml: bool, weights: Any, offset: Any,
-                          optimizer: str, control: dict | None, dispformula: str) -> LmerResult:
+                          optimizer: str, control: dict | None, dispformula: str,
+                          covariances: dict | None = None) -> LmerResult:
     """:func:`lmer` with ``dispformula`` (glamm.lmm.dispersion)."""
     from .formula.data_input import as_pandas
     from .lmm.dispersion import dispersion_design
 
-    frame = build_model_frame(formula, data, weights=weights, offset=offset)
+    frame = build_model_frame(formula, data, weights=weights, offset=offset,
+                              covariances=covariances)
     check_lmm_frame(frame)
     warn_scaling(frame)
     rows = as_pandas(data).loc[frame.row_index]

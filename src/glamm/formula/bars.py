@@ -14,6 +14,7 @@ The fixed part is handed to formulaic unchanged, so everything formulaic underst
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from formulaic import Formula
@@ -38,8 +39,16 @@ class RandomTermSpec:
     expr: str
     group: str
     factors: tuple[str, ...]
+    #: a covariance structure written around the term, glmmTMB's ``ar1(0 + f | g)``
+    #: (``""``: lme4's unstructured default), and its further arguments as written
+    #: (``("d=2",)``, ``("K",)``, ``("kappa=1.5",)``)
+    structure: str = ""
+    args: tuple[str, ...] = ()
 
     def __str__(self) -> str:
+        if self.structure:
+            extra = "".join(f", {a}" for a in self.args)
+            return f"{self.structure}({self.expr} | {self.group}{extra})"
         return f"({self.expr} | {self.group})"
 
 
@@ -168,6 +177,46 @@ def _expand_uncorrelated(expr: str) -> list[str]:
     return out
 
 
+#: covariance structures that may be written around a random-effects term (glmmTMB's names)
+STRUCTURE_NAMES = ("us", "diag", "cs", "homcs", "ar1", "toep", "ou", "exp", "gau", "mat", "rr",
+                   "propto")
+_CALL = re.compile(r"^\s*\(?\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\((.*)\)\s*\)?\s*$", re.S)
+
+
+def _structured_term(term: str) -> list[RandomTermSpec] | None:
+    """``name(expr | group[, args])`` as glmmTMB writes a structured term (also inside one
+    pair of parentheses), or ``None`` if ``term`` is not one (a call without a top-level bar,
+    such as ``exp(x)`` in the fixed effects, is not)."""
+    inner_term = _strip_outer_parens(term) or term
+    m = _CALL.match(inner_term)
+    if m is None:
+        return None
+    name, body = m.group(1), m.group(2)
+    if _strip_outer_parens(inner_term) is not None and not inner_term.startswith(name):
+        return None
+    try:
+        pieces = _split_top_level(body, ",")
+    except FormulaError:
+        return None
+    bar = _find_bar(pieces[0])
+    if bar is None:
+        return None
+    if name not in STRUCTURE_NAMES:
+        raise FormulaError(
+            f"unknown covariance structure {name!r} in {term!r}; the structures are "
+            + ", ".join(STRUCTURE_NAMES))
+    lhs, group, correlated = bar
+    if not correlated:
+        raise FormulaError(f"{term!r}: a structure describes correlated effects; write "
+                           f"{name}(e | g) with one '|' (or diag(e | g) for independent ones)")
+    lhs = lhs.strip()
+    if not lhs:
+        raise FormulaError(f"random-effects term {term!r} has nothing on the left of '|'")
+    args = tuple(a.strip() for a in pieces[1:] if a.strip())
+    return [RandomTermSpec(expr=lhs, group=gname, factors=factors, structure=name, args=args)
+            for gname, factors in _group_factors(group)]
+
+
 def parse_formula(formula: str) -> ParsedFormula:
     """Split ``formula`` into response, fixed right-hand side and random-effects terms.
 
@@ -203,6 +252,10 @@ def parse_formula(formula: str) -> ParsedFormula:
         term = raw.strip()
         if not term:
             raise FormulaError(f"empty term (a stray '+') in formula {formula!r}")
+        structured = _structured_term(term)
+        if structured is not None:
+            random.extend(structured)
+            continue
         inner = _strip_outer_parens(term)
         bar = _find_bar(inner) if inner is not None else None
         if bar is None:

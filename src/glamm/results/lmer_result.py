@@ -77,9 +77,13 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
 
     model: LinearMixedModel
 
-    def __init__(self, model: LinearMixedModel, optsum: OptSummary, n_dispersion: int = 0):
+    def __init__(self, model: LinearMixedModel, optsum: OptSummary, n_dispersion: int = 0,
+                 exact: Any = None):
         # n_dispersion: parameters of a residual variance function (dispformula), counted
-        # in npar, AIC, BIC and the residual degrees of freedom
+        # in npar, AIC, BIC and the residual degrees of freedom; exact: for a model without a
+        # residual (dispformula="~ 0"), its estimates from the exact marginal likelihood
+        # (glamm.lmm.no_residual.ExactFit), with ``model`` the same LMM with a negligible
+        # residual for everything else (layout, new data)
         self.model = model
         self.frame = model.frame
         self.optsum = optsum
@@ -88,20 +92,25 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         self.theta = np.asarray(model.theta, dtype=float).copy()
         self.theta_names = model.theta_names()
         f = model.factor
-        self._obj = float(model.objective_from_factor())
-        self.sigma = model.sigma()
-        beta, b = estimates.fixed_and_random(model)
+        self._obj = float(model.objective_from_factor() if exact is None else exact.objective)
+        #: the profiled scale of the random effects' covariance (``sigma^2 lambda lambda'``):
+        #: ``sigma``, except without a residual (dispformula="~ 0"), where ``sigma`` is 0
+        self.scale = model.sigma() if exact is None else exact.sigma
+        #: the residual SD (lme4's ``sigma()``; 0 for a model without a residual)
+        self.sigma = self.scale if exact is None else 0.0
+        beta, b = estimates.fixed_and_random(model) if exact is None else (exact.beta, exact.b)
         xn = self.frame.xnames
         self.fixef = pd.Series(beta, index=xn, name="Estimate")
-        V = estimates.vcov_beta(model, self.sigma)
+        V = estimates.vcov_beta(model, self.scale) if exact is None else exact.vcov
         self.vcov = pd.DataFrame(V, index=xn, columns=xn)
         self.stderr = pd.Series(np.sqrt(np.diag(V)), index=xn, name="Std. Error")
         self._b = b
         self.nobs = model.n
-        self.npar = model.p + model.n_theta + 1 + n_dispersion
+        self.npar = model.p + model.n_theta + n_dispersion + (1 if exact is None else 0)
         self.loglik = -0.5 * self._obj
         self.reml_criterion = self._obj if self.reml else None
-        self.deviance = float(model.objective_from_factor(reml=False))
+        self.deviance = float(model.objective_from_factor(reml=False) if exact is None
+                              else exact.deviance)
         self.aic = -2.0 * self.loglik + 2.0 * self.npar
         self.bic = -2.0 * self.loglik + np.log(self.nobs) * self.npar
         self.df_resid = self.nobs - self.npar
@@ -112,19 +121,20 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         eta_fixed = self.frame.X @ beta + self.frame.offset
         self._fitted = eta_fixed + model.design.eta_re(b)
         self._scratch: LinearMixedModel | None = None
-        self.varcorr = self._varcorr_rows(self.term_covariances(), self.sigma)
+        self.varcorr = self._varcorr_rows(self.term_covariances(),
+                                          self.sigma if exact is None else None)
         self.ranef = self._ranef_tables(b)
 
     # ------------------------------------------------------------------ tables
     def term_covariances(self) -> list[np.ndarray]:
         """``sigma^2 lambda lambda'`` of each random-effects term (lme4 order)."""
         lams = self.model.lambdas(self.theta)
-        return [self.sigma**2 * lam @ lam.T for lam in lams]
+        return [self.scale**2 * lam @ lam.T for lam in lams]
 
     @cached_property
     def ranef_condcov(self) -> list[np.ndarray]:
         """Per term (lme4 order), the ``(levels, p, p)`` conditional covariances."""
-        return estimates.conditional_covariances(self.model, self.sigma)
+        return estimates.conditional_covariances(self.model, self.scale)
 
     @cached_property
     def ranef_condvar(self) -> dict[str, pd.DataFrame]:
@@ -202,13 +212,13 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         if self._scratch is None:
             self._scratch, _ = working_copy(self.model)
         self._scratch.set_theta(self.theta if theta is None else theta)
-        return self._scratch.factor, self.sigma**2, True, self.sigma**2
+        return self._scratch.factor, self.scale**2, True, self.scale**2
 
     @property
     def sigma_rows(self) -> np.ndarray:
         """Each row's residual standard deviation, ``sigma / sqrt(w_i)`` (``w_i`` the prior
         weight times the variance function of a ``dispformula`` fit)."""
-        return self.sigma / np.sqrt(np.asarray(self.frame.weights, dtype=float))
+        return self.scale / np.sqrt(np.asarray(self.frame.weights, dtype=float))
 
     @property
     def dispersion_rows(self) -> np.ndarray:

@@ -146,7 +146,7 @@ def _quantile_block(title: str, values) -> list[str]:
 
 
 def _residual_block(m: LmerResult) -> list[str]:
-    scaled = np.asarray(m.residuals("pearson")) / m.sigma
+    scaled = np.asarray(m.residuals("pearson")) / m.scale
     return _quantile_block("Scaled residuals:", scaled)
 
 

@@ -74,6 +74,9 @@ class Covariance(ABC):
     #: ``lambda`` is linear in ``theta``, so :meth:`jacobian` does not depend on ``theta``
     #: (callers may cache it)
     jacobian_is_constant: bool = False
+    #: a structure with fewer parameters than an unstructured covariance (ar1, spatial, ...):
+    #: identified even with as many effects as observations, or within one level
+    structured: bool = False
 
     @property
     @abstractmethod
