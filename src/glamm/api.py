@@ -170,7 +170,9 @@ def _lmer_without_residual(formula: str, data: Any, reml: bool, weights: Any, of
     check_lmm_response(frame)
     warn_scaling(frame)
     marginal = MarginalModel(frame, reml=reml)
-    optsum = optimize_theta(marginal, start=None, optimizer=optimizer, **(control or {}))
+    optsum = optimize_theta(marginal, start=None,   # type: ignore[arg-type]
+                            optimizer=optimizer, **(control or {}))
+    assert optsum.final is not None   # set by every optimizer run
     exact = marginal.fit_at(optsum.final)
     # the same LMM with a negligible residual carries the layout, new-data predictions and
     # the tables; every estimate comes from the exact fit

@@ -58,7 +58,9 @@ def optimize_theta(
     Parameters
     ----------
     model : LinearMixedModel
-        The model to fit.
+        The model to fit (any object with its ``theta_lower``, ``theta_initial``,
+        ``layout``, ``objective`` and ``set_theta``, such as
+        :class:`glamm.lmm.no_residual.MarginalModel`, when ``start`` is not ``"warm"``).
     start : ndarray or str, optional
         ``None`` (lme4's start: 1 on the diagonal of each ``lambda``, 0 elsewhere),
         ``"warm"`` (:func:`warm_start`), ``"auto"`` (warm when the factor has a dense

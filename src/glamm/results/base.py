@@ -50,6 +50,40 @@ class MixedResultBase:
             singular = singular or t.covariance.is_singular(self.theta[s])
         return ngroups, singular
 
+    def _structure_scale(self) -> float:
+        """The factor that turns a term's relative ``lambda`` into the effects' scale
+        (``Sigma = scale^2 lambda lambda'``)."""
+        scale = getattr(self, "scale", None)
+        if scale is not None:          # an LMM: the profiled sigma
+            return float(scale)
+        return float(getattr(self.model, "lambda_scale", 1.0))
+
+    @property
+    def covariance_structures(self) -> dict[str, dict]:
+        """Each structured term's natural parameters, by its group label: ``{"structure":
+        "ar1", "sd": 46.1, "rho": 0.75}`` and so on (SDs on the data's scale, correlations,
+        ranges, loadings), as glmmTMB reports them; unstructured terms are left out (see
+        ``varcorr``)."""
+        out: dict[str, dict] = {}
+        scale = self._structure_scale()
+        for label, t, sl in zip(self._group_labels(), self.model.reterms,
+                                self.model.layout.slices):
+            cov = t.covariance
+            if getattr(cov, "structured", False) and hasattr(cov, "natural"):
+                out[label] = {"structure": cov.kind, **cov.natural(self.theta[sl], scale)}
+        return out
+
+    def structure_lines(self) -> list[str]:
+        """One line per structured term for the summary."""
+        scale = self._structure_scale()
+        lines = []
+        for label, t, sl in zip(self._group_labels(), self.model.reterms,
+                                self.model.layout.slices):
+            cov = t.covariance
+            if getattr(cov, "structured", False) and hasattr(cov, "describe"):
+                lines.append(f" {label}: {cov.describe(self.theta[sl], scale)}")
+        return lines
+
     def _group_labels(self) -> list[str]:
         """R-style names for the terms' groups: repeated groups get ``.1``, ``.2`` suffixes."""
         seen: dict[str, int] = {}

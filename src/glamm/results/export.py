@@ -39,6 +39,9 @@ def mixed_fields(result) -> dict[str, Any]:
         "is_singular": result.is_singular,
         "optsum": result.optsum.as_dict(),
     }
+    structures = getattr(result, "covariance_structures", None)
+    if structures:
+        out["covariance_structures"] = structures
     vf = getattr(result, "variance_function", None)
     if vf is not None:   # a dispformula fit: its table, one record per level or term
         out["dispformula"] = result.dispersion_design.text

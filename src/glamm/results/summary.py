@@ -194,7 +194,9 @@ def _random_block(m) -> list[str]:
         rows.append(row)
 
     header = ["Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if any_corr else [])
-    return ["Random effects:"] + _table(header, rows, ["l"] * len(header), indent=" ")
+    out = ["Random effects:"] + _table(header, rows, ["l"] * len(header), indent=" ")
+    structures = m.structure_lines() if hasattr(m, "structure_lines") else []
+    return out + (["Covariance structures:", *structures] if structures else [])
 
 
 def _nobs_line(m) -> str:

@@ -7,9 +7,9 @@ variance, ``Sigma / sigma^2 = lambda lambda'``, with ``lambda = D C``: ``D`` the
 relative standard deviations and ``C`` a square root (Cholesky factor) of the correlation
 matrix. Standard deviations are bounded below by 0; every other parameter is free, mapped to
 its natural range as glmmTMB does (a correlation ``rho = a / sqrt(1 + a^2)``, a range
-``exp(a)``), so the optimizers need only lower bounds. A parameter value whose correlation
-matrix is not positive definite (possible for ``toep`` and ``cs``) raises
-:class:`numpy.linalg.LinAlgError`, which the objectives turn into ``inf``.
+``exp(a)``), so the optimizers need only lower bounds, and every value is a valid
+(positive semi-definite) covariance: ``toep`` is parametrized by partial autocorrelations,
+``cs`` by glmmTMB's map into ``(-1 / (p - 1), 1)``.
 
 The natural parameters (correlations, ranges, loadings) are reported by
 :meth:`StructuredCovariance.natural` and printed by :meth:`StructuredCovariance.describe`;
@@ -40,9 +40,19 @@ def _rho(a: np.ndarray) -> np.ndarray:
 
 
 def _chol(R: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of a correlation matrix; ``LinAlgError`` if it is not positive
-    definite."""
-    return np.linalg.cholesky(R)
+    """A square root ``C`` of a correlation matrix (``C C' = R``): the lower Cholesky factor,
+    or, where that fails because ``R`` is positive semi-definite to rounding (a Gaussian
+    kernel over nearby sites), the symmetric root with the tiny negative eigenvalues set to 0.
+    Every structure here is positive semi-definite by construction, so this never changes
+    the model; the objectives depend on ``C C'`` only."""
+    try:
+        return np.linalg.cholesky(R)
+    except np.linalg.LinAlgError:
+        w, V = np.linalg.eigh(0.5 * (R + R.T))
+        if w.min() < -1e-8 * max(1.0, float(w.max())):
+            raise np.linalg.LinAlgError("the correlation matrix is not positive "
+                                        "semi-definite") from None
+        return V * np.sqrt(np.clip(w, 0.0, None))
 
 
 @dataclass(frozen=True)
@@ -243,10 +253,49 @@ class AR1(StructuredCovariance):
         return [(names[i], None, S[i, i], math.sqrt(S[i, i])) for i in range(k)]
 
 
+def lag_correlations(partial: np.ndarray) -> np.ndarray:
+    """The autocorrelations ``rho_1 .. rho_m`` of the partial autocorrelations
+    ``phi_11 .. phi_mm`` (each in ``(-1, 1)``), by the Durbin-Levinson recursion: every such
+    sequence gives a positive-definite Toeplitz correlation matrix, and every one arises."""
+    m = partial.size
+    rho = np.zeros(m)
+    phi = np.zeros(0)
+    for k in range(m):
+        pk = float(partial[k])
+        if k == 0:
+            rho[0] = pk
+            phi = np.array([pk])
+            continue
+        rho[k] = float(phi @ rho[k - 1::-1]) + pk * (1.0 - float(phi @ rho[:k]))
+        phi = np.concatenate([phi - pk * phi[::-1], [pk]])
+    return rho
+
+
+def partial_correlations(rho: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`lag_correlations` (Durbin-Levinson from the autocorrelations)."""
+    m = rho.size
+    out = np.zeros(m)
+    phi = np.zeros(0)
+    for k in range(m):
+        if k == 0:
+            pk = float(rho[0])
+            phi = np.array([pk])
+        else:
+            num = float(rho[k]) - float(phi @ rho[k - 1::-1])
+            den = 1.0 - float(phi @ rho[:k])
+            pk = num / den
+            phi = np.concatenate([phi - pk * phi[::-1], [pk]])
+        out[k] = pk
+    return out
+
+
 @dataclass(frozen=True)
 class Toeplitz(StructuredCovariance):
-    """glmmTMB's ``toep``: one SD per effect and a correlation per lag,
-    ``rho_k = a_k / sqrt(1 + a_k^2)`` (lag correlations directly, not partial ones)."""
+    """glmmTMB's ``toep``: one SD per effect and a correlation per lag. glamm's parameters
+    are the partial autocorrelations ``a_k / sqrt(1 + a_k^2)`` (Durbin-Levinson gives the lag
+    correlations), so every value is a positive-definite matrix and the optimizer never meets
+    an invalid one; the same model as glmmTMB's, which maps the lag correlations directly.
+    The summary reports the lag correlations."""
 
     kind: str = field(default="toep", init=False)
 
@@ -255,16 +304,16 @@ class Toeplitz(StructuredCovariance):
         return self.p - 1
 
     def shape_names(self) -> list[str]:
-        return [f"rho.lag{k}" for k in range(1, self.p)]
+        return [f"pacf.lag{k}" for k in range(1, self.p)]
 
     def correlation(self, shape: np.ndarray) -> np.ndarray:
-        r = np.concatenate([[1.0], _rho(shape)])
+        r = np.concatenate([[1.0], lag_correlations(_rho(shape))])
         lag = np.abs(np.arange(self.p)[:, None] - np.arange(self.p)[None, :])
         return r[lag]
 
     def natural(self, theta: np.ndarray, sigma: float = 1.0) -> dict[str, float | list]:
         out = super().natural(theta, sigma)
-        out["lag correlations"] = _rho(theta[self.n_sd:]).tolist()
+        out["lag correlations"] = lag_correlations(_rho(theta[self.n_sd:])).tolist()
         return out
 
 
@@ -411,7 +460,7 @@ class ReducedRank(StructuredCovariance):
 
     def describe(self, theta: np.ndarray, sigma: float = 1.0) -> str:
         return f"rr (d = {self.d}): " + "; ".join(
-            f"{k} " + " ".join(f"{v:.4g}" for v in vals)
+            f"{k} " + " ".join(f"{v:.4g}" for v in np.atleast_1d(vals))
             for k, vals in self.natural(theta, sigma).items())
 
 

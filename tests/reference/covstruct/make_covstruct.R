@@ -1,0 +1,73 @@
+# Further glmmTMB 1.1.5 references for tests/test_covstruct.py; run in this folder:
+#   Rscript make_covstruct.R
+# Each fit is written as <case>.json with the call, logLik, fixed effects and SEs, the
+# residual SD and the structure's natural parameters (glmmTMB's parametrizations: rho =
+# a / sqrt(1 + a^2) for ar1 and toep lags, ou corr = exp(-exp(a) d), exp corr = exp(-d / exp(a)),
+# gau exp(-d^2 / exp(2 a)), mat range exp(a) with kappa exp(b)).
+suppressPackageStartupMessages({library(glmmTMB); library(jsonlite); library(nlme)})
+data(Orthodont, package = "nlme")
+od <- as.data.frame(Orthodont); od$Subject <- factor(as.character(od$Subject))
+od$Sex <- factor(od$Sex, levels = c("Male", "Female")); od$fage <- factor(od$age)
+data(sleepstudy, package = "lme4"); sleepstudy$fDays <- factor(sleepstudy$Days)
+sp <- read.csv("sim_spatial.csv"); sp$group <- factor(sp$group); sp$pos <- numFactor(sp$x, sp$y)
+record <- function(m, call, extra = list()) {
+  c(list(call = call, logLik = as.numeric(logLik(m)), fixef = fixef(m)$cond,
+         fixef_se = sqrt(diag(vcov(m)$cond)), sigma = sigma(m),
+         theta = m$fit$par[names(m$fit$par) == "theta"],
+         converged = m$fit$convergence == 0, pdHess = m$sdr$pdHess), extra)
+}
+out <- list()
+fit_or_note <- function(name, expr) {
+  res <- tryCatch(expr, error = function(e) { message(name, ": ", conditionMessage(e)); NULL })
+  if (!is.null(res)) write(toJSON(res, digits = NA, auto_unbox = TRUE, pretty = TRUE), paste0(name, ".json"))
+}
+# toep with a residual fails in glmmTMB 1.1.5 here ("infinite or missing values"); without
+# one (dispformula = ~0, the structure carrying all the variance) it converges
+fit_or_note("tmb_orthodont_toep_nores", {
+m <- glmmTMB(distance ~ age * Sex + toep(fage + 0 | Subject), data = od, REML = FALSE,
+             dispformula = ~0)
+th <- m$fit$par[names(m$fit$par) == "theta"]
+record(m, "glmmTMB(distance ~ age * Sex + toep(fage + 0 | Subject), data = Orthodont, REML = FALSE, dispformula = ~0)",
+  list(sd = exp(th[1:4]), lag_corr = th[5:7] / sqrt(1 + th[5:7]^2)))
+})
+fit_or_note("tmb_sleepstudy_toep_nores", {
+m <- glmmTMB(Reaction ~ Days + toep(fDays + 0 | Subject), data = sleepstudy, REML = FALSE,
+             dispformula = ~0)
+th <- m$fit$par[names(m$fit$par) == "theta"]
+record(m, "glmmTMB(Reaction ~ Days + toep(factor(Days) + 0 | Subject), data = sleepstudy, REML = FALSE, dispformula = ~0)",
+  list(sd = exp(th[1:10]), lag_corr = th[11:19] / sqrt(1 + th[11:19]^2)))
+})
+sleepstudy$times <- numFactor(sleepstudy$Days)
+fit_or_note("tmb_sleepstudy_ou", {
+m <- glmmTMB(Reaction ~ Days + ou(times + 0 | Subject), data = sleepstudy, REML = FALSE)
+th <- m$fit$par[names(m$fit$par) == "theta"]
+record(m, "glmmTMB(Reaction ~ Days + ou(numFactor(Days) + 0 | Subject), data = sleepstudy, REML = FALSE)",
+  list(sd = exp(th[1]), range = exp(-th[2])))
+})
+fit_or_note("tmb_spatial_gau", {
+m <- glmmTMB(resp ~ z + gau(pos + 0 | group), data = sp, REML = FALSE)
+th <- m$fit$par[names(m$fit$par) == "theta"]
+record(m, "glmmTMB(resp ~ z + gau(numFactor(x, y) + 0 | group), data = sim_spatial, REML = FALSE)",
+  list(sd = exp(th[1]), range = exp(th[2])))
+})
+fit_or_note("tmb_spatial_mat15", {
+m <- glmmTMB(resp ~ z + mat(pos + 0 | group), data = sp, REML = FALSE,
+             start = list(theta = c(0, log(1), log(1.5))), map = list(theta = factor(c(1, 2, NA))))
+th <- m$fit$par[names(m$fit$par) == "theta"]
+record(m, "glmmTMB(resp ~ z + mat(numFactor(x, y) + 0 | group), data = sim_spatial, REML = FALSE, map: kappa fixed at 1.5)",
+  list(sd = exp(th[1]), range = exp(th[2]), kappa = 1.5))
+})
+# a GLMM with a structured term (Laplace): binary outcomes over 6 occasions, ar1 within id
+set.seed(12)
+n_id <- 80; occ <- 6
+b <- t(sapply(seq_len(n_id), function(i) { e <- numeric(occ); e[1] <- rnorm(1); for (k in 2:occ) e[k] <- 0.7 * e[k - 1] + sqrt(1 - 0.49) * rnorm(1); 1.2 * e }))
+gd <- expand.grid(occ = seq_len(occ), id = seq_len(n_id))
+gd$x <- rnorm(nrow(gd)); gd$focc <- factor(gd$occ); gd$id <- factor(gd$id)
+gd$y <- rbinom(nrow(gd), 1, plogis(-0.3 + 0.8 * gd$x + b[cbind(as.integer(gd$id), gd$occ)]))
+write.csv(gd[, c("id", "occ", "focc", "x", "y")], "binary_ar1.csv", row.names = FALSE)
+fit_or_note("tmb_binary_ar1", {
+m <- glmmTMB(y ~ x + ar1(focc + 0 | id), data = gd, family = binomial)
+th <- m$fit$par[names(m$fit$par) == "theta"]
+record(m, "glmmTMB(y ~ x + ar1(focc + 0 | id), data = binary_ar1, family = binomial)",
+  list(sd = exp(th[1]), rho = th[2] / sqrt(1 + th[2]^2)))
+})
