@@ -170,8 +170,12 @@ def _lmer_without_residual(formula: str, data: Any, reml: bool, weights: Any, of
     check_lmm_response(frame)
     warn_scaling(frame)
     marginal = MarginalModel(frame, reml=reml)
+    # a start from the data (MarginalModel.theta_initial) is near the optimum: small first
+    # steps keep BOBYQA off the singular boundary (a zero variance), where the deviance is
+    # infinite and its quadratic model breaks down
+    settings = {"initial_step": 0.1, **(control or {})}
     optsum = optimize_theta(marginal, start=None,   # type: ignore[arg-type]
-                            optimizer=optimizer, **(control or {}))
+                            optimizer=optimizer, **settings)
     assert optsum.final is not None   # set by every optimizer run
     exact = marginal.fit_at(optsum.final)
     # the same LMM with a negligible residual carries the layout, new-data predictions and

@@ -87,7 +87,32 @@ class MarginalModel:
         return self.layout.lower()
 
     def theta_initial(self) -> np.ndarray:
-        return self.layout.initial()
+        """lme4's start, or for an unstructured covariance of indicator columns (``us(0 + f
+        | g)``, the usual model without a residual) the Cholesky factor of the empirical
+        covariance of the least-squares residuals, which is close to the optimum."""
+        from ..terms.covariance import Unstructured
+
+        default = self.layout.initial()
+        z = self.z
+        if not isinstance(self.term.covariance, Unstructured) or not (
+                np.all((z == 0) | (z == 1)) and np.all(z.sum(axis=1) == 1)):
+            return default
+        beta = np.linalg.lstsq(self.X, self.y, rcond=None)[0] if self.p else np.zeros(0)
+        r = self.y - self.X @ beta
+        P = np.zeros((self.term.nlevels, z.shape[1]))
+        seen = np.zeros_like(P)
+        col = np.argmax(z, axis=1)
+        P[self.term.refs, col] = r
+        seen[self.term.refs, col] = 1.0
+        counts = seen.T @ seen
+        if np.any(counts < 2):
+            return default
+        S = (P.T @ P) / counts
+        try:
+            L = np.linalg.cholesky(S / np.mean(np.diag(S)))
+        except np.linalg.LinAlgError:
+            return default
+        return np.concatenate([L[j:, j] for j in range(L.shape[0])])
 
     def set_theta(self, theta: np.ndarray) -> None:
         self.theta = np.asarray(theta, dtype=float).copy()
@@ -106,9 +131,9 @@ class MarginalModel:
             except np.linalg.LinAlgError:
                 raise np.linalg.LinAlgError("a group's covariance is singular") from None
             logdet += 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
-            Xw = _solve_lower(L, self.X[rows])                  # G x size x p_fixed
-            yw = _solve_lower(L, self.y[rows][:, :, None])[:, :, 0]
-            out.append((levels, rows, L, Xw, yw))
+            Xy = np.concatenate([self.X[rows], self.y[rows][:, :, None]], axis=2)
+            W = _solve_lower(L, Xy)                             # whitened [X y]
+            out.append((levels, rows, L, W[:, :, :-1], W[:, :, -1]))
         return out, logdet
 
     def _gls(self, pieces) -> tuple[np.ndarray, np.ndarray, float, float]:
