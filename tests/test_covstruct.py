@@ -270,3 +270,17 @@ def test_propto_known_matrix(sleep):
     with pytest.raises(FormulaError, match="not in covariances"):
         glamm.lmer("Reaction ~ Days + propto(0 + fDays | Subject, K)", sleep)
     assert len(levels) == 10
+
+
+def test_structure_standard_errors(sleep, spatial):
+    """Wald SEs of the shape parameters by the delta method: glmmTMB's (full covariance) for
+    ar1's rho and the exponential range (tmb_structure_se.json)."""
+    r = ref("tmb_structure_se")
+    a = glamm.lmer("Reaction ~ Days + ar1(0 + fDays | Subject)", sleep, reml=False)
+    t = a.structure_table().set_index("parameter")
+    assert t.loc["rho", "estimate"] == pytest.approx(r["ar1_rho"]["estimate"], rel=1e-4)
+    assert t.loc["rho", "se"] == pytest.approx(r["ar1_rho"]["se"], rel=1e-3)
+    e = glamm.lmer("resp ~ z + exp(0 + coords(x, y) | group)", spatial, reml=False)
+    t = e.structure_table().set_index("parameter")
+    assert t.loc["range", "estimate"] == pytest.approx(r["exp_range"]["estimate"], rel=1e-4)
+    assert t.loc["range", "se"] == pytest.approx(r["exp_range"]["se"], rel=1e-3)

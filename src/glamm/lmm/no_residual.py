@@ -37,6 +37,8 @@ class ExactFit:
     objective: float
     deviance: float
     b: list[np.ndarray]
+    #: the model whose criterion this is (standard errors differentiate it)
+    marginal: object = None
 
 
 class MarginalModel:
@@ -194,7 +196,7 @@ class MarginalModel:
             Mr = _solve_upper(L, rw)[:, :, 0]                          # M^-1 r
             b[levels] = np.einsum("pq,giq,gi->gp", S, Zg, Mr)
         return ExactFit(beta=beta, vcov=vcov, sigma=float(np.sqrt(sigma2)), objective=value,
-                        deviance=deviance, b=[b])
+                        deviance=deviance, b=[b], marginal=self)
 
 
 def _solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -73,6 +73,45 @@ class MixedResultBase:
                 out[label] = {"structure": cov.kind, **cov.natural(self.theta[sl], scale)}
         return out
 
+    def _theta_covariance(self) -> np.ndarray:
+        """Covariance of ``theta``: the results override it (LMM: the profiled deviance's
+        Hessian; GLMM: the full one)."""
+        raise NotImplementedError
+
+    def structure_table(self) -> pd.DataFrame:
+        """The shape parameters of the structured terms (a correlation, lag correlations, a
+        range, a Matérn smoothness) with Wald standard errors by the delta method from the
+        covariance of ``theta`` (LMMs: twice the inverse Hessian of the profiled deviance,
+        whose ``theta`` block is the full one's; GLMMs: that of the Laplace deviance in all
+        parameters). Columns ``group``, ``structure``, ``parameter``, ``estimate``, ``se``."""
+        rows = []
+        cov_theta = None
+        for label, t, sl in zip(self._group_labels(), self.model.reterms,
+                                self.model.layout.slices):
+            cov = t.covariance
+            if not (getattr(cov, "structured", False) and hasattr(cov, "shape_natural")):
+                continue
+            th = self.theta[sl]
+            values = cov.shape_natural(th)
+            if not values:
+                continue
+            if cov_theta is None:
+                cov_theta = self._theta_covariance()
+            J = np.zeros((len(values), th.size))
+            for r in range(th.size):
+                h = 1e-6 * max(1.0, abs(th[r]))
+                up, down = th.copy(), th.copy()
+                up[r] += h
+                down[r] -= h
+                J[:, r] = (np.array(list(cov.shape_natural(up).values()))
+                           - np.array(list(cov.shape_natural(down).values()))) / (2 * h)
+            C = cov_theta[sl, sl]
+            with np.errstate(invalid="ignore"):
+                se = np.sqrt(np.diag(J @ C @ J.T))
+            rows += [(label, cov.kind, k, v, float(e))
+                     for (k, v), e in zip(values.items(), se)]
+        return pd.DataFrame(rows, columns=["group", "structure", "parameter", "estimate", "se"])
+
     def structure_lines(self) -> list[str]:
         """One line per structured term for the summary."""
         scale = self._structure_scale()

@@ -282,6 +282,11 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         delta = self._response_parameters[-resp.n_delta:]
         return variance_table(resp.dispersion_design, delta, float(self.sigma), se)
 
+    def _theta_covariance(self) -> np.ndarray:
+        """The ``theta`` block of :meth:`parameter_covariance`."""
+        sl = self.model.parameters.slice("theta")
+        return self.parameter_covariance()[sl, sl]
+
     @cached_property
     def vcov(self) -> pd.DataFrame:
         """Covariance of the fixed effects: the ``beta`` block of ``2 H^{-1}`` (``H`` the Hessian

@@ -85,6 +85,7 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         # (glamm.lmm.no_residual.ExactFit), with ``model`` the same LMM with a negligible
         # residual for everything else (layout, new data)
         self.model = model
+        self._exact = exact
         self.frame = model.frame
         self.optsum = optsum
         self.formula = self.frame.parsed.formula
@@ -213,6 +214,30 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
             self._scratch, _ = working_copy(self.model)
         self._scratch.set_theta(self.theta if theta is None else theta)
         return self._scratch.factor, self.scale**2, True, self.scale**2
+
+    def _theta_covariance(self) -> np.ndarray:
+        """``2 H^-1`` of the profiled deviance (or REML criterion) in ``theta`` by central
+        differences; ``NaN`` rows and columns for ``theta`` on its bound."""
+        from ..optim.newton import gradient_hessian
+
+        objective = (self.model.working_copy().objective if self._exact is None
+                     else self._exact.marginal.objective)
+        lower = self.model.theta_lower()
+        free = ~(np.isfinite(lower) & (self.theta <= lower + 1e-8))
+        idx = np.flatnonzero(free)
+        theta = self.theta
+
+        def f(z: np.ndarray) -> float:
+            x = theta.copy()
+            x[idx] = z
+            return objective(x)
+
+        out = np.full((theta.size, theta.size), np.nan)
+        if idx.size:
+            _, H = gradient_hessian(f, theta[idx])
+            with np.errstate(invalid="ignore"):
+                out[np.ix_(idx, idx)] = 2.0 * np.linalg.pinv(H)
+        return out
 
     @property
     def sigma_rows(self) -> np.ndarray:

@@ -94,6 +94,11 @@ class StructuredCovariance(Covariance):
         sd = self._sds(theta) * sigma
         return {"sd": float(sd[0]) if self.n_sd == 1 else sd.tolist()}
 
+    def shape_natural(self, theta: np.ndarray) -> dict[str, float]:
+        """The shape parameters on their natural scale (a correlation, a range), each a
+        scalar function of ``theta`` (for standard errors by the delta method)."""
+        return {}
+
     def describe(self, theta: np.ndarray, sigma: float = 1.0) -> str:
         """One line for the summary: the structure and its natural parameters."""
         parts = []
@@ -213,11 +218,11 @@ class CompoundSymmetry(StructuredCovariance):
         r = self._cs_rho(float(shape[0]))
         return (1.0 - r) * np.eye(self.p) + r
 
+    def shape_natural(self, theta: np.ndarray) -> dict[str, float]:
+        return {"rho": self._cs_rho(float(theta[self.n_sd]))} if self.p > 1 else {}
+
     def natural(self, theta: np.ndarray, sigma: float = 1.0) -> dict[str, float | list]:
-        out = super().natural(theta, sigma)
-        if self.p > 1:
-            out["rho"] = self._cs_rho(float(theta[self.n_sd]))
-        return out
+        return {**super().natural(theta, sigma), **self.shape_natural(theta)}
 
 
 @dataclass(frozen=True)
@@ -243,10 +248,11 @@ class AR1(StructuredCovariance):
         lag = np.abs(np.arange(self.p)[:, None] - np.arange(self.p)[None, :])
         return r ** lag
 
+    def shape_natural(self, theta: np.ndarray) -> dict[str, float]:
+        return {"rho": float(_rho(theta[1]))}
+
     def natural(self, theta: np.ndarray, sigma: float = 1.0) -> dict[str, float | list]:
-        out = super().natural(theta, sigma)
-        out["rho"] = float(_rho(theta[1]))
-        return out
+        return {**super().natural(theta, sigma), **self.shape_natural(theta)}
 
     def summary_rows(self, S: np.ndarray, names: tuple[str, ...]) -> list[SummaryRow]:
         k = len(names) if self.p <= MAX_LISTED else 1
@@ -310,6 +316,10 @@ class Toeplitz(StructuredCovariance):
         r = np.concatenate([[1.0], lag_correlations(_rho(shape))])
         lag = np.abs(np.arange(self.p)[:, None] - np.arange(self.p)[None, :])
         return r[lag]
+
+    def shape_natural(self, theta: np.ndarray) -> dict[str, float]:
+        r = lag_correlations(_rho(theta[self.n_sd:]))
+        return {f"rho.lag{k + 1}": float(v) for k, v in enumerate(r)}
 
     def natural(self, theta: np.ndarray, sigma: float = 1.0) -> dict[str, float | list]:
         out = super().natural(theta, sigma)
@@ -379,11 +389,16 @@ class Spatial(StructuredCovariance):
         kappa = self.kappa if self.kappa is not None else math.exp(float(shape[1]))
         return matern(d, phi, kappa)
 
+    def shape_natural(self, theta: np.ndarray) -> dict[str, float]:
+        out = {"range": math.exp(float(theta[1]))}
+        if self.function == "mat" and self.kappa is None:
+            out["kappa"] = math.exp(float(theta[2]))
+        return out
+
     def natural(self, theta: np.ndarray, sigma: float = 1.0) -> dict[str, float | list]:
-        out = super().natural(theta, sigma)
-        out["range"] = math.exp(float(theta[1]))
-        if self.function == "mat":
-            out["kappa"] = self.kappa if self.kappa is not None else math.exp(float(theta[2]))
+        out = {**super().natural(theta, sigma), **self.shape_natural(theta)}
+        if self.function == "mat" and self.kappa is not None:
+            out["kappa"] = self.kappa
         return out
 
     def summary_rows(self, S: np.ndarray, names: tuple[str, ...]) -> list[SummaryRow]:

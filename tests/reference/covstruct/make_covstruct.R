@@ -71,3 +71,18 @@ th <- m$fit$par[names(m$fit$par) == "theta"]
 record(m, "glmmTMB(y ~ x + ar1(focc + 0 | id), data = binary_ar1, family = binomial)",
   list(sd = exp(th[1]), rho = th[2] / sqrt(1 + th[2]^2)))
 })
+
+# Wald standard errors of the shape parameters (glmmTMB's full covariance, delta method to
+# the natural scale): ar1's rho on sleepstudy (the shared tmb_sleepstudy_ar1_start fit) and the
+# exponential range on sim_spatial (cov_spatial_exp_tmb)
+se <- list()
+m <- glmmTMB(Reaction ~ Days + ar1(fDays + 0 | Subject), data = sleepstudy,
+             start = list(theta = c(log(40), 2)))
+V <- vcov(m, full = TRUE); th <- m$fit$par[names(m$fit$par) == "theta"]
+i <- grep("theta", colnames(V))[2]
+se$ar1_rho <- list(estimate = th[2] / sqrt(1 + th[2]^2), se = sqrt(V[i, i]) * (1 + th[2]^2)^(-1.5))
+m <- glmmTMB(resp ~ z + exp(pos + 0 | group), data = sp)
+V <- vcov(m, full = TRUE); th <- m$fit$par[names(m$fit$par) == "theta"]
+j <- grep("theta", colnames(V))[2]
+se$exp_range <- list(estimate = exp(th[2]), se = exp(th[2]) * sqrt(V[j, j]))
+write(toJSON(se, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tmb_structure_se.json")
