@@ -284,3 +284,13 @@ def test_structure_standard_errors(sleep, spatial):
     t = e.structure_table().set_index("parameter")
     assert t.loc["range", "estimate"] == pytest.approx(r["exp_range"]["estimate"], rel=1e-4)
     assert t.loc["range", "se"] == pytest.approx(r["exp_range"]["se"], rel=1e-3)
+
+
+def test_implied_covariance_matrices(sleep):
+    """covariance_matrices(): the implied covariance, e.g. ar1's sd^2 rho^|i-j|."""
+    m = glamm.lmer("Reaction ~ Days + ar1(0 + fDays | Subject)", sleep, reml=False)
+    S = m.covariance_matrices()["Subject"]
+    st = m.covariance_structures["Subject"]
+    lag = np.abs(np.arange(10)[:, None] - np.arange(10)[None, :])
+    assert S.to_numpy() == pytest.approx(st["sd"] ** 2 * st["rho"] ** lag, rel=1e-10)
+    assert list(S.columns)[:2] == ["fDays0.0", "fDays1.0"] or len(S.columns) == 10

@@ -60,6 +60,10 @@ def extreme_fitted_notes(result: Any) -> list[str]:
     return [f"fitted probabilities numerically 0 or 1 for {k} observation(s)"] if k else []
 
 
+#: the accuracy check uses at most this many quadrature points per cluster
+MAX_CHECK_NODES = 200_000
+
+
 def quadrature_accuracy_notes(result: Any, extra_points: int = 6) -> list[str]:
     """After a quadrature fit: the log-likelihood at the estimates with ``extra_points`` more
     points per dimension; a difference above 1e-3 means the rule is not accurate there."""
@@ -68,7 +72,12 @@ def quadrature_accuracy_notes(result: Any, extra_points: int = 6) -> list[str]:
     from ..results.scratch import working_copy
     from .agq import AdaptiveQuadrature
 
+    q = sum(t.p for t in result.model.reterms)
     finer = min(result.nagq + extra_points, 100)
+    while finer > result.nagq and finer ** q > MAX_CHECK_NODES:
+        finer -= 1   # many random effects per cluster: as many more points as affordable
+    if finer <= result.nagq:
+        return []
     scratch, _ = working_copy(result.model)   # the fitted model keeps its state
     check = AdaptiveQuadrature(scratch, finer).loglik(result.theta, result.fixef.to_numpy())
     if not abs(check - result.loglik) > 1e-3:   # (NaN: no verdict)

@@ -73,6 +73,20 @@ class MixedResultBase:
                 out[label] = {"structure": cov.kind, **cov.natural(self.theta[sl], scale)}
         return out
 
+    def covariance_matrices(self) -> dict[str, pd.DataFrame]:
+        """Each grouped term's implied covariance of one level's effects (``Sigma``, on the
+        data's scale), labelled by the term's columns, by group label (glmmTMB's
+        ``VarCorr``)."""
+        scale = self._structure_scale()
+        out = {}
+        for label, t, sl in zip(self._group_labels(), self.model.reterms,
+                                self.model.layout.slices):
+            if not t.is_grouped:
+                continue
+            lam = t.covariance.lambda_(self.theta[sl]) * scale
+            out[label] = pd.DataFrame(lam @ lam.T, index=list(t.cnames), columns=list(t.cnames))
+        return out
+
     def _theta_covariance(self) -> np.ndarray:
         """Covariance of ``theta``: the results override it (LMM: the profiled deviance's
         Hessian; GLMM: the full one)."""
