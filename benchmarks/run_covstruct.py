@@ -13,16 +13,14 @@ median time in the reference file (glmmTMB 1.1.5, R 4.2, the same 2-core machine
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import statistics
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from bench_common import parse_args, print_header
 
 import glamm
 
@@ -72,17 +70,9 @@ BATTERY = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", nargs="*", help="models to run (default: all)")
-    args = ap.parse_args()
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}, "
-          f"numpy {np.__version__}")
-    header = (f"{'model':20s} {'fit s':>8s} {'logLik':>16s} {'ref logLik':>16s} "
-              f"{'glmmTMB s':>10s} {'ratio':>7s}")
-    print(header)
-    print("-" * len(header))
+    args = parse_args(__doc__)
+    print_header([("model", 20), ("fit s", 8), ("logLik", 16), ("ref logLik", 16),
+                  ("glmmTMB s", 10), ("ratio", 7)])
     for name, (load, formula, kw, path) in BATTERY.items():
         if args.only and name not in args.only:
             continue

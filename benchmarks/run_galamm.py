@@ -13,9 +13,7 @@ the same 2-core machine).
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import statistics
 import time
 import warnings
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_common import parse_args, print_header
 
 import glamm
 
@@ -104,17 +103,9 @@ def _standard_errors(m):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", nargs="*", help="models to run (default: all)")
-    args = ap.parse_args()
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}, "
-          f"numpy {np.__version__}")
-    header = (f"{'model':20s} {'fit s':>8s} {'fit+SE s':>9s} {'logLik':>16s} {'ref logLik':>16s} "
-              f"{'galamm s':>9s} {'ratio':>7s}")
-    print(header)
-    print("-" * len(header))
+    args = parse_args(__doc__)
+    print_header([("model", 20), ("fit s", 8), ("fit+SE s", 9), ("logLik", 16), ("ref logLik", 16),
+                  ("galamm s", 9), ("ratio", 7)])
     for name, (load, formula, kw, case) in BATTERY.items():
         if args.only and name not in args.only:
             continue
