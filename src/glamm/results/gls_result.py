@@ -1,0 +1,251 @@
+"""The result of :func:`glamm.gls`: generalized least squares with a residual correlation
+structure and/or variance function (R's ``nlme::gls``)."""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..corstruct.fit import GlsProblem, Profile, criterion
+from ..corstruct.spec import CorrelationSpec
+from ..formula.design import ModelFrame
+from ..lmm.dispersion import DispersionDesign, variance_table
+from ..optim.optsummary import OptSummary
+from .export import fit_dict
+from .formatting import _table, format_column, format_number
+
+
+class GlsResult:
+    """A linear model with correlated residuals fitted by :func:`glamm.gls`.
+
+    Attributes
+    ----------
+    formula : str
+        The formula as given.
+    method : str
+        ``"REML"`` or ``"ML"``; ``reml`` the flag.
+    frame : ModelFrame
+        Response, ``X`` and the rows used.
+    fixef : pandas.Series
+        Coefficients (glamm's / R's names); ``stderr`` their standard errors, ``vcov`` their
+        covariance ``r / (n - p) (X' V^-1 X)^-1`` (nlme's ``vcov``: ``r`` the whitened
+        residual sum of squares, so ``sigma^2`` for REML and ``sigma^2 n / (n - p)`` for
+        ML).
+    sigma : float
+        Residual SD (nlme's ``sigma``: for REML ``sqrt(r / (n - p))``, for ML ``sqrt(r / n)``;
+        with a variance function, the SD where the multiplier is 1).
+    loglik : float
+        Log-likelihood (the REML one for REML fits), as nlme's ``logLik``; ``deviance`` is
+        ``-2 loglik``, ``aic`` and ``bic`` nlme's (``bic`` with ``n - p`` observations for
+        REML).
+    nobs : int
+        Rows used; ``npar`` the number of parameters (coefficients, correlation and variance
+        parameters, ``sigma``); ``df_resid = nobs - p``.
+    correlation_structure : str or None
+        The ``correlation=`` string; ``correlation`` (a DataFrame, lazily) its parameters on
+        nlme's scale with approximate standard errors.
+    variance_function : pandas.DataFrame or None
+        The variance function's table (as for :func:`glamm.lmer`), ``dispersion_design`` its
+        design.
+    ngroups : int
+        Number of groups of the correlation structure.
+    optsum : OptSummary
+        The optimizer's record (parameters on the unconstrained scale).
+    """
+
+    def __init__(self, frame: ModelFrame, problem: GlsProblem, x: np.ndarray, pr: Profile,
+                 optsum: OptSummary, spec: CorrelationSpec | None,
+                 disp: DispersionDesign | None, optimizer: str):
+        self.frame = frame
+        self.problem = problem
+        self.parameters = np.asarray(x, dtype=float)
+        self.optsum = optsum
+        self.optimizer = optimizer
+        self.spec = spec
+        self.dispersion_design = disp
+        self.formula = frame.parsed.formula
+        self.reml = bool(problem.reml)
+        self.method = "REML" if self.reml else "ML"
+        self.correlation_structure = None if spec is None else spec.text
+        self.structure = problem.structure
+        self.ngroups = problem.layout.ngroups if spec is not None else None
+        xn = list(frame.xnames)
+        n, p = frame.X.shape
+        self.nobs = int(n)
+        self.df_resid = n - p
+        self.sigma = float(pr.sigma)
+        self.loglik = -0.5 * pr.criterion
+        self.deviance = pr.criterion
+        self.npar = p + problem.n_z + problem.n_delta + 1
+        self.aic = -2.0 * self.loglik + 2.0 * self.npar
+        self.bic = -2.0 * self.loglik + math.log(n - p if self.reml else n) * self.npar
+        self.fixef = pd.Series(pr.beta.copy(), index=xn, name="Estimate")
+        Rinv = np.linalg.inv(pr.RX) if p else np.zeros((0, 0))
+        # nlme scales by r / (n - p) for ML fits too
+        V = (Rinv @ Rinv.T) * (pr.rss / (n - p))
+        self.vcov = pd.DataFrame(V, index=xn, columns=xn)
+        self.stderr = pd.Series(np.sqrt(np.diag(V)), index=xn, name="Std. Error")
+        self.converged = bool(optsum.converged)
+        self.n_dropped_na = frame.n_dropped_na
+        self.dropped_columns = list(frame.dropped_columns)
+        z, delta = problem.split(self.parameters)
+        self.delta = delta.copy()
+        self._fitted = frame.X @ pr.beta + frame.offset
+        self.variance_function = None
+        if disp is not None:
+            self.variance_function = variance_table(disp, delta, self.sigma,
+                                                    self._stderr_x()[problem.n_z:])
+
+    # ------------------------------------------------------------------ parameters
+    @cached_property
+    def _cov_x(self) -> np.ndarray:
+        """Covariance of the unconstrained parameters ``[z, delta]``: twice the inverse
+        Hessian of the profiled criterion (central differences); NaN if not invertible."""
+        from ..linalg.threads import single_threaded
+        from ..optim.newton import gradient_hessian
+
+        x = self.parameters
+        if x.size == 0:
+            return np.zeros((0, 0))
+        with single_threaded(1):
+            _, H = gradient_hessian(criterion(self.problem), x)
+        try:
+            cov = 2.0 * np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            return np.full((x.size, x.size), np.nan)
+        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
+            return np.full((x.size, x.size), np.nan)
+        return cov
+
+    def _stderr_x(self) -> np.ndarray:
+        return np.sqrt(np.diag(self._cov_x))
+
+    @cached_property
+    def correlation(self) -> pd.DataFrame | None:
+        """The correlation structure's parameters on nlme's scale (``Phi``, ``Rho``,
+        ``range``, ``nugget``, ``cor(a,b)``) with approximate standard errors (the inverse
+        Hessian of the profiled criterion on the unconstrained scale, carried over by the
+        delta method); ``None`` without a structure."""
+        st = self.structure
+        if st is None:
+            return None
+        z = self.parameters[:st.n_par]
+        est = st.natural(z)
+        h = 1e-6 * np.maximum(np.abs(z), 1.0)
+        J = np.column_stack([(st.natural(z + e) - st.natural(z - e)) / (2 * hi)
+                             for e, hi in zip(np.diag(h), h)])
+        cov = J @ self._cov_x[:st.n_par, :st.n_par] @ J.T
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.diag(cov))
+        return pd.DataFrame({"estimate": est, "std_error": se},
+                            index=pd.Index(st.names, name=st.spec.nlme_class))
+
+    # ------------------------------------------------------------------ tables
+    def coef_table(self) -> pd.DataFrame:
+        """Coefficients with standard errors, ``t`` values and p-values on ``nobs - p``
+        degrees of freedom (nlme's ``summary.gls``)."""
+        t = self.fixef / self.stderr
+        p = 2.0 * stats.t.sf(np.abs(t), self.df_resid)
+        return pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.stderr,
+                             "t value": t, "Pr(>|t|)": p})
+
+    # ------------------------------------------------------------------ fitted values
+    def fitted(self) -> np.ndarray:
+        """Fitted values ``X beta`` (plus any offset)."""
+        return self._fitted.copy()
+
+    def residuals(self, type: str = "response") -> np.ndarray:
+        """Residuals as nlme's ``residuals.gls``: ``"response"`` (``y - X beta``, default),
+        ``"pearson"`` (divided by the residual SD of the row, ``sigma exp(D delta)``) or
+        ``"normalized"`` (the Pearson residuals of each group premultiplied by the inverse
+        Cholesky factor of its correlation block: independent with unit variance under
+        the model)."""
+        from ..corstruct.fit import whiten
+
+        r = self.frame.y - self._fitted
+        if type == "response":
+            return r
+        if type == "pearson":
+            return r / (self.sigma * self.problem.scales(self.delta))
+        if type == "normalized":
+            w = whiten(self.problem, self.parameters, r[:, None])
+            assert w is not None   # positive definite at the optimum
+            return w[0][:, 0] / self.sigma
+        raise ValueError(f"type must be 'response', 'pearson' or 'normalized', got {type!r}")
+
+    def predict(self, newdata: pd.DataFrame | None = None) -> np.ndarray:
+        """Predictions ``X beta`` (plus offset) for ``newdata`` (default: the fitted rows)."""
+        if newdata is None:
+            return self.fitted()
+        return self.frame.new_X(newdata) @ self.fixef.to_numpy() + \
+            self.frame.new_offset(newdata)
+
+    # ------------------------------------------------------------------ printing
+    def __repr__(self) -> str:
+        return format_gls(self)
+
+    __str__ = __repr__
+
+    def summary(self) -> str:
+        """The printed summary (nlme's ``summary.gls`` layout) as a string."""
+        return repr(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form of the fit (numbers as Python floats and lists)."""
+        out = fit_dict(self, sigma=self.sigma, npar=self.npar, converged=self.converged,
+                       correlation_structure=self.correlation_structure,
+                       ngroups=self.ngroups, optsum=self.optsum.as_dict())
+        cor = self.correlation
+        out["correlation"] = None if cor is None else {
+            str(k): {"estimate": float(r["estimate"]),
+                     "std_error": None if not np.isfinite(r["std_error"])
+                     else float(r["std_error"])} for k, r in cor.iterrows()}
+        vf = self.variance_function
+        if vf is not None:
+            out["dispformula"] = self.dispersion_design.text   # type: ignore[union-attr]
+            out["variance_function"] = {
+                str(ix): {c: (None if not np.isfinite(v) else float(v)) for c, v in row.items()}
+                for ix, row in vf.iterrows()}
+        return out
+
+
+def format_gls(m: GlsResult) -> str:
+    """nlme's ``summary.gls`` layout: the method, the model, AIC/BIC/logLik, the correlation
+    structure and its parameters, the variance function, the coefficients (``t`` tests on
+    ``n - p`` degrees of freedom), the residual standard error and degrees of freedom."""
+    from .summary import _coef_block, _join, _stderr_notes, variance_function_block
+
+    crit = format_column([m.aic, m.bic, m.loglik], 6)
+    names = ["AIC", "BIC", "logLik"]
+    widths = [max(len(a), len(b)) + 2 for a, b in zip(names, crit)]
+    head = [f"Generalized least squares fit by {'REML' if m.reml else 'maximum likelihood'}",
+            f"  Model: {m.formula}",
+            "".join(a.rjust(w) for a, w in zip(names, widths)),
+            "".join(b.rjust(w) for b, w in zip(crit, widths))]
+    if m.n_dropped_na:
+        head.append(f"  ({m.n_dropped_na} rows with missing values dropped)")
+    cor_block: list[str] = []
+    cor = m.correlation
+    if cor is not None and m.structure is not None:
+        cells = format_column(cor["estimate"].to_numpy(), 7)
+        ses = ["" if not np.isfinite(v) else format_number(v, 4)
+               for v in cor["std_error"].to_numpy()]
+        rows = [[str(nm), c, s] for nm, c, s in zip(cor.index, cells, ses)]
+        cor_block = [f"Correlation Structure: {m.structure.title}",
+                     f" Formula: {m.structure.formula()}"
+                     + (f"  ({m.ngroups} groups)" if m.structure.spec.groups else ""),
+                     " Parameter estimate(s):",
+                     *_table(["", "estimate", "approx. SE"], rows, ["l", "r", "r"],
+                             indent=" ")]
+    tail = [f"Residual standard error: {format_number(m.sigma, 7)}",
+            f"Degrees of freedom: {m.nobs} total; {m.df_resid} residual"]
+    notes = [] if m.converged else [f"Optimizer did not report convergence: "
+                                    f"{m.optsum.returnvalue}"]
+    notes += [f"Note: {note}" for note in _stderr_notes(m)]
+    return _join([head, cor_block, variance_function_block(m),
+                  _coef_block(m.coef_table(), "Coefficients:"), tail, notes])
