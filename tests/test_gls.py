@@ -350,3 +350,23 @@ def test_bad_columns_and_data():
         glamm.gls("Reaction ~ Days + (1 | Subject)", sleep, correlation="ar1(Days | Subject)")
     with pytest.raises(GlammError, match="power\\(fitted\\)"):
         glamm.gls("Reaction ~ Days", sleep, dispformula="~ power(fitted)")
+
+
+# --------------------------------------------------------------------------- anova
+def test_anova_between_gls_fits_and_with_lmer():
+    """Nested gls fits are compared by likelihood ratio (REML fits refitted by ML); a gls
+    with compound symmetry has the ML log-likelihood of the random-intercept LMM (its
+    correlation is positive on Orthodont)."""
+    d = extra_data("Orthodont")
+    m0 = glamm.gls("distance ~ age * Sex", d, reml=False)
+    m1 = _fit("Orthodont", "distance ~ age * Sex", "cs(1 | Subject)", True)
+    table = glamm.anova(m0, m1)
+    ml = m1.refit_ml()
+    assert not ml.reml and ml.loglik > m1.loglik - 50
+    assert table.attrs["refitted"] == ["m1"]
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (ml.loglik - m0.loglik), rel=1e-9)
+    assert int(table["Df"].iloc[1]) == 1
+    lmm = glamm.lmer("distance ~ age * Sex + (1 | Subject)", d, reml=False)
+    assert ml.loglik == pytest.approx(lmm.loglik, rel=1e-8)
+    both = glamm.anova(lmm, ml)
+    assert both["npar"].tolist() == [6, 6]

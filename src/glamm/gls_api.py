@@ -67,7 +67,8 @@ def _layout_and_structure(spec: CorrelationSpec | None, rows: pd.DataFrame):
     else:
         codes, labels = np.zeros(n, dtype=np.int64), ["1"]
     layout = group_layout(codes, labels)
-    cov = rows[list(spec.covariates)].to_numpy(dtype=float) if spec.covariates else None
+    cov = np.column_stack([rows[c].to_numpy(dtype=float) for c in spec.covariates]) \
+        if spec.covariates else None
     if cov is not None and not np.all(np.isfinite(cov)):
         raise DataError(f"correlation {spec.text!r}: the covariates have infinite values")
     return layout, make_structure(spec, layout, cov)
@@ -146,17 +147,20 @@ def gls(
         extra += list(spec.columns)
     if dispformula is not None:
         extra += _dispformula_columns(dispformula, data)
-    keep = ~data[extra].isna().any(axis=1).to_numpy() if extra else np.ones(len(data), bool)
+    keep = np.ones(len(data), dtype=bool)
+    for c in dict.fromkeys(extra):
+        keep &= data[c].notna().to_numpy()
     if not keep.any():
         raise DataError(f"no rows left after dropping rows with missing values in "
                         f"{', '.join(dict.fromkeys(extra))}")
-    base = data.loc[keep].reset_index(drop=True)
+    base = data.reset_index(drop=True) if keep.all() else data.loc[keep].reset_index(drop=True)
     frame = build_model_frame(formula, base)
     if frame.reterms or frame.smooths:
         raise FormulaError("gls() fits no random effects or smooth terms; use glamm.lmer for "
                            "those (the residual correlation structures of gls are given by "
                            "correlation=)")
-    rows = base.iloc[np.asarray(frame.row_index, dtype=np.int64)].reset_index(drop=True)
+    used = np.asarray(frame.row_index, dtype=np.int64)
+    rows = base if used.size == len(base) else base.iloc[used].reset_index(drop=True)
     layout, structure = _layout_and_structure(spec, rows)
     disp = _variance_design(dispformula, rows)
     problem = GlsProblem(frame.X, frame.y - frame.offset, layout, structure,
@@ -172,5 +176,5 @@ def gls(
             raise GlammError("gls(): the criterion is not finite at the optimum")
         frame = dataclasses.replace(
             frame, n_dropped_na=frame.n_dropped_na + int((~keep).sum()),
-            row_index=data.index[keep][np.asarray(frame.row_index, dtype=np.int64)])
+            row_index=data.index[keep][used])
         return GlsResult(frame, problem, x, pr, record, spec, disp, optimizer)

@@ -64,7 +64,9 @@ class CorrelationStructure(ABC):
             raise DataError(f"correlation {spec.text!r}: {where} has a single observation, so "
                             "there is no correlation to estimate; a group needs at least two "
                             "rows")
+        self._pairs: list[np.ndarray] | None = None
         self.setup(covariate)
+        self.shared = self._share()
 
     @abstractmethod
     def setup(self, covariate: np.ndarray | None) -> None:
@@ -89,7 +91,22 @@ class CorrelationStructure(ABC):
 
     @abstractmethod
     def block(self, z: np.ndarray, b: int) -> np.ndarray:
-        """The ``(k, m, m)`` correlation blocks of batch ``b`` at ``z``."""
+        """The ``(k, m, m)`` correlation blocks of batch ``b`` at ``z``, or ``(1, m, m)`` when
+        every group of the batch has the same block (``shared[b]``)."""
+
+    def _share(self) -> list[bool]:
+        """Keep one copy of the per-group arrays (``_pairs``: lags, distances, positions) of
+        a batch whose groups all have the same ones (balanced designs: every group observed
+        at the same times), so its block is computed and factored once."""
+        if self._pairs is None:
+            return [True] * len(self.layout.batches)
+        shared = []
+        for b, P in enumerate(self._pairs):
+            same = bool(np.all(P == P[:1]))
+            if same:
+                self._pairs[b] = np.ascontiguousarray(P[:1])
+            shared.append(same)
+        return shared
 
     def formula(self) -> str:
         """nlme's ``Formula: ~ ...`` of the structure."""
@@ -147,7 +164,7 @@ class AR1(CorrelationStructure):
                     f"{self.spec.covariates[0]!r} has non-integer values in group "
                     f"{self._group_of(rows, bad)!r}; for unequally spaced or continuous times "
                     f"use car1({self.spec.covariates[0]} | ...) (nlme's corCAR1)")
-        self._lag = [_lags(t) for t in times]
+        self._pairs = [_lags(t) for t in times]
 
     @property
     def names(self) -> list[str]:
@@ -160,7 +177,8 @@ class AR1(CorrelationStructure):
         return [np.zeros(1), np.array([np.arctanh(0.5)])]
 
     def block(self, z: np.ndarray, b: int) -> np.ndarray:
-        return np.power(np.tanh(z[0]), self._lag[b])
+        assert self._pairs is not None
+        return np.power(np.tanh(z[0]), self._pairs[b])
 
 
 class CAR1(CorrelationStructure):
@@ -172,7 +190,7 @@ class CAR1(CorrelationStructure):
         times = self._times(covariate)
         self._check_distinct(times, "car1 needs distinct times within a group (a correlation "
                                     "of 1 between two rows)")
-        self._lag = [_lags(t) for t in times]
+        self._pairs = [_lags(t) for t in times]
 
     @property
     def names(self) -> list[str]:
@@ -185,7 +203,8 @@ class CAR1(CorrelationStructure):
         return [np.array([np.log(0.2 / 0.8)]), np.zeros(1), np.array([np.log(0.8 / 0.2)])]
 
     def block(self, z: np.ndarray, b: int) -> np.ndarray:
-        return np.power(expit(z[0]), self._lag[b])
+        assert self._pairs is not None
+        return np.power(expit(z[0]), self._pairs[b])
 
 
 class CompoundSymmetry(CorrelationStructure):
@@ -211,9 +230,7 @@ class CompoundSymmetry(CorrelationStructure):
 
     def block(self, z: np.ndarray, b: int) -> np.ndarray:
         rho = self.natural(z)[0]
-        eye = self._eye[b]
-        k = self.layout.batches[b].shape[0]
-        return np.broadcast_to(rho + (1.0 - rho) * eye, (k, *eye.shape))
+        return (rho + (1.0 - rho) * self._eye[b])[None]
 
 
 class General(CorrelationStructure):
@@ -233,7 +250,7 @@ class General(CorrelationStructure):
             pos = [codes[rows] for rows in self.layout.batches]
             self._check_distinct([covariate[rows, 0] for rows in self.layout.batches],
                                  "symm needs distinct positions within a group")
-        self._pos = pos
+        self._pairs = list(pos)
         self.K = int(max(int(p.max()) for p in pos)) + 1
         if self.K < 2:
             raise DataError(f"correlation {self.spec.text!r}: symm needs at least two positions")
@@ -270,8 +287,9 @@ class General(CorrelationStructure):
         return [np.zeros(self.K * (self.K - 1) // 2)]
 
     def block(self, z: np.ndarray, b: int) -> np.ndarray:
+        assert self._pairs is not None
         R = self.matrix(z)
-        p = self._pos[b]
+        p = self._pairs[b]
         return R[p[:, :, None], p[:, None, :]]
 
 
@@ -317,16 +335,16 @@ class Spatial(CorrelationStructure):
         fn, label = self._KINDS[self.spec.name]
         self._fn = fn
         self.title = f"{label} spatial correlation"
-        self._dist = []
+        dist = []
         for rows in self.layout.batches:
             if covariate is None:
                 coords = np.broadcast_to(np.arange(1.0, rows.shape[1] + 1),
                                          rows.shape)[:, :, None]
             else:
                 coords = covariate[rows]
-            self._dist.append(_distances(coords, self.spec.metric))
-        off = np.concatenate([d[:, ~np.eye(d.shape[1], dtype=bool)].ravel()
-                              for d in self._dist])
+            dist.append(_distances(coords, self.spec.metric))
+        self._pairs = dist
+        off = np.concatenate([d[:, ~np.eye(d.shape[1], dtype=bool)].ravel() for d in dist])
         if np.any(off == 0) and not self.spec.nugget:
             raise DataError(f"correlation {self.spec.text!r}: two rows of a group have the same "
                             "coordinates (distance 0, correlation 1); add nugget=True or "
@@ -342,7 +360,7 @@ class Spatial(CorrelationStructure):
         lo = max(float(np.quantile(positive, 0.05)), 1.05 * self._offset)
         hi = max(2.0 * float(positive.max()), 1.1 * lo)
         self._grid = np.geomspace(lo, hi, 8)
-        self._eye = [np.eye(d.shape[1], dtype=bool) for d in self._dist]
+        self._eye = [np.eye(d.shape[1], dtype=bool) for d in dist]
 
     @property
     def names(self) -> list[str]:
@@ -362,8 +380,9 @@ class Spatial(CorrelationStructure):
         return out
 
     def block(self, z: np.ndarray, b: int) -> np.ndarray:
+        assert self._pairs is not None
         par = self.natural(z)
-        R = self._fn(self._dist[b] / par[0])
+        R = self._fn(self._pairs[b] / par[0])
         if self.spec.nugget:
             R = R * (1.0 - par[1])
         return np.where(self._eye[b], 1.0, R)

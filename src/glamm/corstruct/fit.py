@@ -121,7 +121,15 @@ def whiten(problem: GlsProblem, x: np.ndarray, M: np.ndarray) -> tuple[np.ndarra
             out[flat] = M[flat] / s[flat, None]
             logdet += 2.0 * float(np.log(sb).sum())
             continue
-        V = problem.structure.block(z, b) * (sb[:, :, None] * sb[:, None, :])
+        R = problem.structure.block(z, b)
+        if R.shape[0] == 1 and problem.D is None:   # one block for the whole batch
+            part = _whiten_shared(R[0], M[rows])
+            if part is None:
+                return None
+            out[rows.ravel()], ld = part
+            logdet += k * ld
+            continue
+        V = R * (sb[:, :, None] * sb[:, None, :])
         if m >= _LARGE_GROUP:
             for g in range(k):
                 try:
@@ -149,6 +157,23 @@ def whiten(problem: GlsProblem, x: np.ndarray, M: np.ndarray) -> tuple[np.ndarra
         out[rows.ravel()] = np.linalg.solve(L, M[rows]).reshape(k * m, -1)
         logdet += 2.0 * float(np.log(d).sum())
     return out, logdet
+
+
+def _whiten_shared(R: np.ndarray, MB: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """``L^-1`` applied to every group's ``(m, c)`` slice of ``MB`` (``(k, m, c)``) with one
+    factor ``R = L L'``: a single triangular solve with ``k c`` right-hand sides. Returns the
+    rows stacked group by group and ``log|R|``."""
+    k, m, c = MB.shape
+    try:
+        L = sla.cholesky(R, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    d = np.diagonal(L)
+    if not np.all(d > 0):
+        return None
+    rhs = MB.transpose(1, 0, 2).reshape(m, k * c)
+    W = sla.solve_triangular(L, rhs, lower=True, check_finite=False)
+    return W.reshape(m, k, c).transpose(1, 0, 2).reshape(k * m, c), 2.0 * float(np.log(d).sum())
 
 
 def profile(problem: GlsProblem, x: np.ndarray) -> Profile | None:
@@ -203,9 +228,9 @@ def starting_values(problem: GlsProblem) -> np.ndarray:
 
 def fit_gls(problem: GlsProblem, optimizer: str = "bobyqa",
             x0: np.ndarray | None = None, **settings) -> tuple[np.ndarray, OptSummary]:
-    """Minimize the profiled criterion over ``x = [z, delta]``, then restart the optimizer at
-    the optimum with a small step and keep the better point (the check of the optimum: a
-    second run that moves means the first stopped early).
+    """Minimize the profiled criterion over ``x = [z, delta]``, then check the optimum: the
+    criterion one small step away along each coordinate (both ways) must not be lower; if it
+    is, the optimizer restarts from the lower point and the better optimum is kept.
 
     Parameters
     ----------
@@ -221,8 +246,8 @@ def fit_gls(problem: GlsProblem, optimizer: str = "bobyqa",
     Returns
     -------
     tuple of (ndarray, OptSummary)
-        The optimum and the record of the first run (evaluations of both runs counted, the
-        restart noted in ``messages``).
+        The optimum and the optimizer's record (the check's evaluations counted, a restart
+        noted in ``messages``).
     """
     f = criterion(problem)
     if x0 is None:
@@ -232,14 +257,31 @@ def fit_gls(problem: GlsProblem, optimizer: str = "bobyqa",
            **settings}
     record = minimize(f, x0, lower, optimizer=optimizer, **opt)
     assert record.final is not None
-    if x0.size:
-        again = minimize(f, record.final, lower, optimizer=optimizer,
+    for _ in range(3):
+        assert record.final is not None   # set by every minimize run
+        lower_point = _lower_neighbour(f, record.final, record.fmin)
+        record.feval += 2 * x0.size
+        if lower_point is None:
+            break
+        again = minimize(f, lower_point, lower, optimizer=optimizer,
                          **{**opt, "initial_step": 0.05})
         record.feval += again.feval
-        if again.fmin < record.fmin - 1e-10 * max(1.0, abs(record.fmin)):
-            record.messages.append(f"a restart at the optimum lowered the criterion by "
-                                   f"{record.fmin - again.fmin:.3g}")
-        if again.fmin < record.fmin:
-            record.final, record.fmin = again.final, again.fmin
-            record.converged = again.converged
+        record.messages.append(f"restarted where a step from the optimum lowered the "
+                               f"criterion; it fell by {record.fmin - again.fmin:.3g}")
+        record.final, record.fmin = again.final, again.fmin
+        record.converged = again.converged
     return np.asarray(record.final, dtype=float), record
+
+
+def _lower_neighbour(f, x: np.ndarray, fx: float, step: float = 1e-3) -> np.ndarray | None:
+    """The lowest of ``x +- step e_i`` if it lies below ``f(x)`` by more than round-off,
+    else ``None``."""
+    best, best_f = None, fx - 1e-9 * max(1.0, abs(fx))
+    for i in range(x.size):
+        for sign in (1.0, -1.0):
+            y = x.copy()
+            y[i] += sign * step
+            v = f(y)
+            if v < best_f:
+                best, best_f = y, v
+    return best

@@ -145,6 +145,24 @@ class GlsResult:
         return pd.DataFrame({"estimate": est, "std_error": se},
                             index=pd.Index(st.names, name=st.spec.nlme_class))
 
+    def refit_ml(self) -> GlsResult:
+        """The same model fitted by maximum likelihood, started at this fit's parameters
+        (``self`` if it is an ML fit); :func:`glamm.anova` uses it as for LMMs."""
+        import dataclasses
+
+        from ..corstruct.fit import fit_gls, profile
+        from ..linalg.threads import single_threaded
+
+        if not self.reml:
+            return self
+        problem = dataclasses.replace(self.problem, reml=False)
+        with single_threaded(1):
+            x, record = fit_gls(problem, self.optimizer, x0=self.parameters.copy())
+            pr = profile(problem, x)
+            assert pr is not None   # the start was a finite point
+            return GlsResult(self.frame, problem, x, pr, record, self.spec,
+                             self.dispersion_design, self.optimizer)
+
     # ------------------------------------------------------------------ tables
     def coef_table(self) -> pd.DataFrame:
         """Coefficients with standard errors, ``t`` values and p-values on ``nobs - p``
