@@ -293,8 +293,17 @@ class General(CorrelationStructure):
         return R[p[:, :, None], p[:, None, :]]
 
 
+_CDIST = {"euclidean": "euclidean", "maximum": "chebyshev", "manhattan": "cityblock"}
+
+
 def _distances(coords: np.ndarray, metric: str) -> np.ndarray:
-    """``(k, m, m)`` distances of ``(k, m, d)`` coordinates."""
+    """``(k, m, m)`` distances of ``(k, m, d)`` coordinates (large groups one at a time by
+    SciPy, without the ``(k, m, m, d)`` differences)."""
+    k, m, d = coords.shape
+    if k * m * m * d > 4_000_000:
+        from scipy.spatial.distance import cdist
+
+        return np.stack([cdist(c, c, metric=_CDIST[metric]) for c in coords])
     diff = np.abs(coords[:, :, None, :] - coords[:, None, :, :])
     if metric == "maximum":
         return diff.max(axis=-1)
