@@ -370,3 +370,20 @@ def test_anova_between_gls_fits_and_with_lmer():
     assert ml.loglik == pytest.approx(lmm.loglik, rel=1e-8)
     both = glamm.anova(lmm, ml)
     assert both["npar"].tolist() == [6, 6]
+
+
+def test_ar1_without_covariate_uses_the_rows_order():
+    """``ar1(1 | g)``: positions within each group in data order (nlme's ~ 1 | g), the same
+    model as the covariate when the rows are sorted by it."""
+    d = extra_data("sleepstudy")
+    a = _fit("sleepstudy", "Reaction ~ Days", "ar1(Days | Subject)", False)
+    b = glamm.gls("Reaction ~ Days", d, correlation="ar1(1 | Subject)", reml=False)
+    assert b.loglik == pytest.approx(a.loglik, rel=1e-10)
+    assert "Formula: ~1 | Subject" in b.summary()
+
+
+def test_symm_summary_prints_the_matrix():
+    m = _fit("Orthodont", "distance ~ age * Sex", "symm(1 | Subject)", True)
+    text = m.summary()
+    assert "Correlation Structure: General" in text and " Correlation:" in text
+    assert "0.749" in text   # cor(2,4), as nlme prints it

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from .corstruct.correlation import make_structure
 from .corstruct.fit import GlsProblem, fit_gls, profile
 from .corstruct.groups import group_layout
 from .corstruct.spec import CorrelationSpec, parse_correlation
-from .errors import DataError, FormulaError, GlammError
+from .errors import ConvergenceWarning, DataError, FormulaError, GlammError
 from .formula.data_input import as_pandas
 from .formula.design import build_model_frame, grouping_factor
 from .linalg.threads import single_threaded
@@ -137,6 +138,11 @@ def gls(
     DataError
         A non-numeric time or coordinate column, repeated or non-integer times for ``ar1``,
         groups too small for a correlation, coincident locations without a nugget.
+
+    Warns
+    -----
+    ConvergenceWarning
+        The optimizer did not report convergence (the summary says so too).
     """
     (reml,) = resolve_keywords(gls, kwargs, reml=reml)
     data = as_pandas(data)
@@ -177,4 +183,9 @@ def gls(
         frame = dataclasses.replace(
             frame, n_dropped_na=frame.n_dropped_na + int((~keep).sum()),
             row_index=data.index[keep][used])
-        return GlsResult(frame, problem, x, pr, record, spec, disp, optimizer)
+        result = GlsResult(frame, problem, x, pr, record, spec, disp, optimizer)
+    if not record.converged:
+        warnings.warn(f"gls(): the optimizer stopped without converging "
+                      f"({record.returnvalue}); the estimates are where it stopped",
+                      ConvergenceWarning, stacklevel=2)
+    return result

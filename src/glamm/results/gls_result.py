@@ -50,8 +50,8 @@ class GlsResult:
         The ``correlation=`` string; ``correlation`` (a DataFrame, lazily) its parameters on
         nlme's scale with approximate standard errors.
     variance_function : pandas.DataFrame or None
-        The variance function's table (as for :func:`glamm.lmer`), ``dispersion_design`` its
-        design.
+        The variance function's table (as for :func:`glamm.lmer`; lazily), ``delta`` its log
+        SD parameters, ``dispersion_design`` its design.
     ngroups : int
         Number of groups of the correlation structure.
     optsum : OptSummary
@@ -96,10 +96,6 @@ class GlsResult:
         z, delta = problem.split(self.parameters)
         self.delta = delta.copy()
         self._fitted = frame.X @ pr.beta + frame.offset
-        self.variance_function = None
-        if disp is not None:
-            self.variance_function = variance_table(disp, delta, self.sigma,
-                                                    self._stderr_x()[problem.n_z:])
 
     # ------------------------------------------------------------------ parameters
     @cached_property
@@ -124,6 +120,16 @@ class GlsResult:
 
     def _stderr_x(self) -> np.ndarray:
         return np.sqrt(np.diag(self._cov_x))
+
+    @cached_property
+    def variance_function(self) -> pd.DataFrame | None:
+        """The variance function's table (as :func:`glamm.lmer`'s: per level the variance
+        and SD ratios and residual SD, or the coefficients), with standard errors of the log
+        SD parameters from the profiled Hessian; ``None`` without a ``dispformula``."""
+        if self.dispersion_design is None:
+            return None
+        return variance_table(self.dispersion_design, self.delta, self.sigma,
+                              self._stderr_x()[self.problem.n_z:])
 
     @cached_property
     def correlation(self) -> pd.DataFrame | None:
@@ -173,8 +179,11 @@ class GlsResult:
                              "t value": t, "Pr(>|t|)": p})
 
     # ------------------------------------------------------------------ fitted values
-    def fitted(self) -> np.ndarray:
-        """Fitted values ``X beta`` (plus any offset)."""
+    def fitted(self, type: str = "response") -> np.ndarray:
+        """Fitted values ``X beta`` (plus any offset); ``type`` ``"response"`` or ``"link"``
+        (the same: the identity link)."""
+        if type not in ("response", "link"):
+            raise ValueError(f"type must be 'response' or 'link', got {type!r}")
         return self._fitted.copy()
 
     def residuals(self, type: str = "response") -> np.ndarray:
@@ -196,8 +205,11 @@ class GlsResult:
             return w[0][:, 0] / self.sigma
         raise ValueError(f"type must be 'response', 'pearson' or 'normalized', got {type!r}")
 
-    def predict(self, newdata: pd.DataFrame | None = None) -> np.ndarray:
-        """Predictions ``X beta`` (plus offset) for ``newdata`` (default: the fitted rows)."""
+    def predict(self, newdata: pd.DataFrame | None = None, type: str = "link") -> np.ndarray:
+        """Predictions ``X beta`` (plus offset) for ``newdata`` (default: the fitted rows);
+        ``type`` ``"link"`` or ``"response"`` (the same)."""
+        if type not in ("response", "link"):
+            raise ValueError(f"type must be 'link' or 'response', got {type!r}")
         if newdata is None:
             return self.fitted()
         return self.frame.new_X(newdata) @ self.fixef.to_numpy() + \
@@ -251,8 +263,9 @@ def format_gls(m: GlsResult) -> str:
     cor = m.correlation
     if cor is not None and m.structure is not None:
         cells = format_column(cor["estimate"].to_numpy(), 7)
-        ses = ["" if not np.isfinite(v) else format_number(v, 4)
-               for v in cor["std_error"].to_numpy()]
+        se = cor["std_error"].to_numpy()
+        shown = iter(format_column(se[np.isfinite(se)], 4))
+        ses = [next(shown) if np.isfinite(v) else "" for v in se]
         rows = [[str(nm), c, s] for nm, c, s in zip(cor.index, cells, ses)]
         cor_block = [f"Correlation Structure: {m.structure.title}",
                      f" Formula: {m.structure.formula()}"
@@ -260,6 +273,8 @@ def format_gls(m: GlsResult) -> str:
                      " Parameter estimate(s):",
                      *_table(["", "estimate", "approx. SE"], rows, ["l", "r", "r"],
                              indent=" ")]
+        if hasattr(m.structure, "matrix"):   # symm: nlme's lower triangle too
+            cor_block += _symm_lines(m.structure.matrix(m.parameters[:m.structure.n_par]))
     tail = [f"Residual standard error: {format_number(m.sigma, 7)}",
             f"Degrees of freedom: {m.nobs} total; {m.df_resid} residual"]
     notes = [] if m.converged else [f"Optimizer did not report convergence: "
@@ -267,3 +282,13 @@ def format_gls(m: GlsResult) -> str:
     notes += [f"Note: {note}" for note in _stderr_notes(m)]
     return _join([head, cor_block, variance_function_block(m),
                   _coef_block(m.coef_table(), "Coefficients:"), tail, notes])
+
+
+def _symm_lines(R: np.ndarray) -> list[str]:
+    """The estimated general correlation matrix's lower triangle, as nlme prints it."""
+    K = R.shape[0]
+    header = [""] + [str(j + 1) for j in range(K - 1)]
+    rows = [[str(i + 1)] + [f"{R[i, j]:.3f}" for j in range(i)] + [""] * (K - 1 - i)
+            for i in range(1, K)]
+    return [" Correlation:", *_table(header, rows, ["l"] + ["r"] * (K - 1), indent=" ")]
+
