@@ -387,3 +387,19 @@ def test_symm_summary_prints_the_matrix():
     text = m.summary()
     assert "Correlation Structure: General" in text and " Correlation:" in text
     assert "0.749" in text   # cor(2,4), as nlme prints it
+
+
+def test_car1_phi_zero_limit_is_reached():
+    """With times 0.014 apart, car1's correlation stays large for any positive Phi, so the
+    maximum (nlme: Phi = 0, logLik -38.65621, that of independent rows) is only at the limit;
+    the fit tries it once the optimizer heads there. REML refits start inside again."""
+    irr = extra_data("long_irregular")
+    d = irr[irr["id"].astype(str).isin(["1", "2", "3"])]
+    m = glamm.gls("y ~ x", d, correlation="car1(time)", reml=False)
+    ols = glamm.gls("y ~ x", d, reml=False)
+    assert m.loglik == pytest.approx(-38.65621, abs=1e-5)
+    assert m.loglik == pytest.approx(ols.loglik, rel=1e-12)
+    assert m.correlation.loc["Phi", "estimate"] == 0.0
+    assert np.isnan(m.correlation.loc["Phi", "std_error"])
+    r = glamm.gls("y ~ x", d, correlation="car1(time)")
+    assert r.refit_ml().loglik == pytest.approx(m.loglik, rel=1e-9)

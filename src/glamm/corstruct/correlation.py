@@ -108,6 +108,13 @@ class CorrelationStructure(ABC):
             shared.append(same)
         return shared
 
+    def limits(self, z: np.ndarray) -> list[np.ndarray]:
+        """Limits of ``z`` worth trying after the optimizer moved far towards them (none by
+        default): where the correlation tends to independence or another valid structure
+        that no finite ``z`` reaches, such as ``car1``'s ``Phi = 0`` (with lags near 0 the
+        correlation stays large for any positive ``Phi``)."""
+        return []
+
     def formula(self) -> str:
         """nlme's ``Formula: ~ ...`` of the structure."""
         cov = " + ".join(self.spec.covariates) or "1"
@@ -139,6 +146,10 @@ class CorrelationStructure(ABC):
                 raise DataError(f"correlation {self.spec.text!r}: {self.spec.covariates[0]!r} "
                                 f"repeats a value within group {self._group_of(rows, dup)!r}; "
                                 f"{hint}")
+
+
+#: ``|z|`` beyond which a structure's limit is tried (``expit(-10)`` is 4.5e-5)
+_FAR = 10.0
 
 
 def _lags(t: np.ndarray) -> np.ndarray:
@@ -201,6 +212,9 @@ class CAR1(CorrelationStructure):
 
     def starts(self) -> list[np.ndarray]:
         return [np.array([np.log(0.2 / 0.8)]), np.zeros(1), np.array([np.log(0.8 / 0.2)])]
+
+    def limits(self, z: np.ndarray) -> list[np.ndarray]:
+        return [np.array([-np.inf])] if z[0] < -_FAR else []
 
     def block(self, z: np.ndarray, b: int) -> np.ndarray:
         assert self._pairs is not None
@@ -380,6 +394,17 @@ class Spatial(CorrelationStructure):
         if self.spec.nugget:
             out.append(expit(z[1]))
         return np.array(out)
+
+    def limits(self, z: np.ndarray) -> list[np.ndarray]:
+        out = []
+        if z[0] < -_FAR:   # range 0: independence
+            out.append(np.concatenate([[-np.inf], z[1:]]))
+        if self.spec.nugget:
+            if z[0] > _FAR:   # infinite range: compound symmetry
+                out.append(np.array([np.inf, z[1]]))
+            if abs(z[1]) > _FAR:   # nugget 0 or 1
+                out.append(np.array([z[0], np.copysign(np.inf, z[1])]))
+        return out
 
     def starts(self) -> list[np.ndarray]:
         out = []

@@ -179,7 +179,7 @@ def _whiten_shared(R: np.ndarray, MB: np.ndarray) -> tuple[np.ndarray, float] | 
 def profile(problem: GlsProblem, x: np.ndarray) -> Profile | None:
     """The profiled criterion and the estimates at ``x = [z, delta]`` (``None`` where the
     covariance is not positive definite or the criterion not finite)."""
-    if not np.all(np.isfinite(x)):
+    if np.any(np.isnan(x)):   # infinite z: a structure's limit (CorrelationStructure.limits)
         return None
     X, y = problem.X, problem.y
     n, p = X.shape
@@ -207,7 +207,8 @@ def criterion(problem: GlsProblem):
     """``f(x)``: the profiled criterion, ``inf`` where it is not defined."""
 
     def f(x: np.ndarray) -> float:
-        if np.max(np.abs(x), initial=0.0) > 50:
+        finite = x[np.isfinite(x)]
+        if np.max(np.abs(finite), initial=0.0) > 50:   # a wall for the optimizer
             return float("inf")
         pr = profile(problem, x)
         return float("inf") if pr is None else pr.criterion
@@ -252,6 +253,7 @@ def fit_gls(problem: GlsProblem, optimizer: str = "bobyqa",
     f = criterion(problem)
     if x0 is None:
         x0 = starting_values(problem)
+    x0 = np.clip(x0, -40.0, 40.0)   # a start at a structure's limit moves inside the wall
     lower = np.full(x0.size, -np.inf)
     opt = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.5,
            **settings}
@@ -270,7 +272,25 @@ def fit_gls(problem: GlsProblem, optimizer: str = "bobyqa",
                                f"criterion; it fell by {record.fmin - again.fmin:.3g}")
         record.final, record.fmin = again.final, again.fmin
         record.converged = again.converged
+    if problem.structure is not None:
+        _try_limits(f, record, problem.structure.limits(record.final[:problem.n_z]))
     return np.asarray(record.final, dtype=float), record
+
+
+def _try_limits(f, record: OptSummary, candidates: list[np.ndarray]) -> None:
+    """Keep a structure's limit (``z`` infinite: ``Phi`` or a range of 0, a nugget of 0 or
+    1) where the optimizer went towards it and the criterion there is no higher."""
+    assert record.final is not None
+    for z in candidates:
+        x = record.final.copy()
+        x[:z.size] = z
+        value = f(x)
+        record.feval += 1
+        if value <= record.fmin:
+            record.messages.append(f"correlation parameters at their limit {z.tolist()} "
+                                   f"(unconstrained scale); the criterion fell by "
+                                   f"{record.fmin - value:.3g}")
+            record.final, record.fmin = x, value
 
 
 def _lower_neighbour(f, x: np.ndarray, fx: float, step: float = 1e-3) -> np.ndarray | None:

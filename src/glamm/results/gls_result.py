@@ -106,17 +106,27 @@ class GlsResult:
         from ..optim.newton import gradient_hessian
 
         x = self.parameters
-        if x.size == 0:
-            return np.zeros((0, 0))
+        out = np.full((x.size, x.size), np.nan)
+        free = np.flatnonzero(np.isfinite(x))   # a parameter at its limit has no SE
+        if free.size == 0:
+            return out
+        f = criterion(self.problem)
+
+        def f_free(v: np.ndarray) -> float:
+            y = x.copy()
+            y[free] = v
+            return f(y)
+
         with single_threaded(1):
-            _, H = gradient_hessian(criterion(self.problem), x)
+            _, H = gradient_hessian(f_free, x[free])
         try:
             cov = 2.0 * np.linalg.inv(H)
         except np.linalg.LinAlgError:
-            return np.full((x.size, x.size), np.nan)
+            return out
         if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
-            return np.full((x.size, x.size), np.nan)
-        return cov
+            return out
+        out[np.ix_(free, free)] = cov
+        return out
 
     def _stderr_x(self) -> np.ndarray:
         return np.sqrt(np.diag(self._cov_x))
@@ -142,8 +152,9 @@ class GlsResult:
             return None
         z = self.parameters[:st.n_par]
         est = st.natural(z)
-        h = 1e-6 * np.maximum(np.abs(z), 1.0)
-        J = np.column_stack([(st.natural(z + e) - st.natural(z - e)) / (2 * hi)
+        zf = np.where(np.isfinite(z), z, 0.0)   # the Jacobian where z is finite
+        h = 1e-6 * np.maximum(np.abs(zf), 1.0)
+        J = np.column_stack([(st.natural(zf + e) - st.natural(zf - e)) / (2 * hi)
                              for e, hi in zip(np.diag(h), h)])
         cov = J @ self._cov_x[:st.n_par, :st.n_par] @ J.T
         with np.errstate(invalid="ignore"):
