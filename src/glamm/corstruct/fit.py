@@ -273,6 +273,7 @@ def fit_gls(problem: GlsProblem, optimizer: str = "bobyqa",
         record.final, record.fmin = again.final, again.fmin
         record.converged = again.converged
     if problem.structure is not None:
+        assert record.final is not None
         _try_limits(f, record, problem.structure.limits(record.final[:problem.n_z]))
     return np.asarray(record.final, dtype=float), record
 
