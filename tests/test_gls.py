@@ -403,3 +403,14 @@ def test_car1_phi_zero_limit_is_reached():
     assert np.isnan(m.correlation.loc["Phi", "std_error"])
     r = glamm.gls("y ~ x", d, correlation="car1(time)")
     assert r.refit_ml().loglik == pytest.approx(m.loglik, rel=1e-9)
+
+
+def test_ar1_times_need_whole_number_lags_not_integer_values():
+    """Times 0.5, 1.5, ... are consecutive (nlme's corAR1 takes them); 0, 0.5, ... are not."""
+    d = extra_data("sleepstudy")
+    a = _fit("sleepstudy", "Reaction ~ Days", "ar1(Days | Subject)", False)
+    shifted = d.assign(t=d["Days"] + 0.5)
+    b = glamm.gls("Reaction ~ Days", shifted, correlation="ar1(t | Subject)", reml=False)
+    assert b.loglik == pytest.approx(a.loglik, rel=1e-10)
+    with pytest.raises(DataError, match="non-integer lags in group '308'.*car1"):
+        glamm.gls("Reaction ~ Days", d.assign(t=d["Days"] / 2), correlation="ar1(t | Subject)")

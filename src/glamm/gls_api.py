@@ -105,7 +105,7 @@ def gls(
         The data (or any table :func:`glamm.formula.data_input.as_pandas` takes).
     correlation : str, optional
         The residual correlation structure, ``name(form[, nugget=True][, metric=...])``:
-        ``ar1(t | g)`` (nlme's ``corAR1``: ``phi^|t_i - t_j|`` for integer times; for
+        ``ar1(t | g)`` (nlme's ``corAR1``: ``phi^|t_i - t_j|`` for whole-number lags; for
         unequally spaced or continuous times use ``car1``), ``car1(t | g)``
         (``corCAR1``), ``cs(1 | g)`` (``corCompSymm``), ``symm(1 | g)`` or ``symm(t | g)``
         (``corSymm``, a free correlation per pair of positions) and the spatial

@@ -10,7 +10,7 @@ Definitions and natural parameters are nlme's (Pinheiro and Bates 2000, sec. 5.3
 ==========  ==============  ======================================  =================
 key         nlme            correlation of rows ``i != j``          parameters
 ==========  ==============  ======================================  =================
-``ar1``     ``corAR1``      ``phi^|t_i - t_j|`` (integer times)     ``Phi`` in (-1, 1)
+``ar1``     ``corAR1``      ``phi^|t_i - t_j|`` (integer lags)      ``Phi`` in (-1, 1)
 ``car1``    ``corCAR1``     ``phi^|t_i - t_j|`` (any times)         ``Phi`` in (0, 1)
 ``cs``      ``corCompSymm`` ``rho``                                 ``Rho``
 ``symm``    ``corSymm``     ``r[pos_i, pos_j]``, any correlation    ``cor(a,b)``
@@ -157,9 +157,9 @@ def _lags(t: np.ndarray) -> np.ndarray:
 
 
 class AR1(CorrelationStructure):
-    """nlme's ``corAR1``: ``phi^|t_i - t_j|`` for integer times (consecutive times within a
-    group make it the AR(1) of positions; gaps count as lags, as nlme's ``corARMA`` that
-    ``corAR1`` turns into for them)."""
+    """nlme's ``corAR1``: ``phi^|t_i - t_j|`` for times a whole number apart (consecutive
+    times within a group make it the AR(1) of positions; gaps count as lags, as nlme's
+    ``corARMA`` that ``corAR1`` turns into for them)."""
 
     title = "AR(1)"
 
@@ -167,12 +167,13 @@ class AR1(CorrelationStructure):
         times = self._times(covariate)
         self._check_distinct(times, "ar1 needs distinct times within a group")
         for rows, t in zip(self.layout.batches, times):
-            frac = np.abs(t - np.round(t)) > 1e-8 * np.maximum(1.0, np.abs(t))
+            gap = t - t[:, :1]   # the lags must be whole numbers (times need not be)
+            frac = np.abs(gap - np.round(gap)) > 1e-8 * np.maximum(1.0, np.abs(gap))
             if frac.any():
                 bad = frac.any(axis=1)
                 raise DataError(
-                    f"correlation {self.spec.text!r}: ar1 needs integer times, but "
-                    f"{self.spec.covariates[0]!r} has non-integer values in group "
+                    f"correlation {self.spec.text!r}: ar1 needs times a whole number apart, but "
+                    f"{self.spec.covariates[0]!r} has non-integer lags in group "
                     f"{self._group_of(rows, bad)!r}; for unequally spaced or continuous times "
                     f"use car1({self.spec.covariates[0]} | ...) (nlme's corCAR1)")
         self._pairs = [_lags(t) for t in times]
@@ -448,6 +449,6 @@ def make_structure(spec: CorrelationSpec, layout: GroupLayout,
     Raises
     ------
     DataError
-        Groups too small, repeated or non-integer times, coincident locations.
+        Groups too small, repeated times or (ar1) non-integer lags, coincident locations.
     """
     return _CLASSES[spec.name](spec, layout, covariate)
