@@ -273,7 +273,7 @@ def test_summary_and_to_dict():
     assert "Formula: ~Days | Subject" in text and "Phi" in text and "0.79166" in text
     assert "Degrees of freedom: 180 total; 178 residual" in text
     out = m.to_dict()
-    json.dumps(out)
+    json.dumps(out, allow_nan=False)
     assert out["correlation"]["Phi"]["estimate"] == pytest.approx(0.7916617, rel=1e-5)
     assert out["method"] == "ML" and out["nobs"] == 180
     v = _fit("long_irregular", "y ~ time + x", "car1(time | id)", True, "~ (1 | trt)")
@@ -401,6 +401,7 @@ def test_car1_phi_zero_limit_is_reached():
     assert m.loglik == pytest.approx(ols.loglik, rel=1e-12)
     assert m.correlation.loc["Phi", "estimate"] == 0.0
     assert np.isnan(m.correlation.loc["Phi", "std_error"])
+    json.dumps(m.to_dict(), allow_nan=False)
     r = glamm.gls("y ~ x", d, correlation="car1(time)")
     assert r.refit_ml().loglik == pytest.approx(m.loglik, rel=1e-9)
 

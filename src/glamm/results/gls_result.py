@@ -238,9 +238,12 @@ class GlsResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (numbers as Python floats and lists)."""
+        optsum = self.optsum.as_dict()
+        # a parameter at its limit is infinite on the unconstrained scale: null in JSON
+        optsum["final"] = [v if np.isfinite(v) else None for v in optsum["final"] or []]
         out = fit_dict(self, sigma=self.sigma, npar=self.npar, converged=self.converged,
                        correlation_structure=self.correlation_structure,
-                       ngroups=self.ngroups, optsum=self.optsum.as_dict())
+                       ngroups=self.ngroups, optsum=optsum)
         cor = self.correlation
         out["correlation"] = None if cor is None else {
             str(k): {"estimate": float(r["estimate"]),
