@@ -27,6 +27,7 @@ def _fits():
             "glmer_agq": glamm.glmer("y ~ sex * time + (1 | id)", binary, family="binomial",
                                      nagq=5),
             "glm": glamm.glm("y ~ sex * time", binary, family="binomial"),
+            "gls": glamm.gls("Reaction ~ Days", sleep, correlation="ar1(Days | Subject)"),
         }
 
 

@@ -1,10 +1,10 @@
 """glamm: mixed-effects models: LMMs, GLMMs (Laplace and adaptive quadrature) and smooth terms
 (GAMMs); factor loadings next.
 
-Public names: :func:`lmer`, :func:`glmer`, :func:`glm`, :func:`anova`, :func:`marginal_coefs`,
-:func:`plot_smooth`, :mod:`datasets`, the result types :class:`LmerResult`,
-:class:`GlmerResult` and :class:`GlmResult`, and the error and warning types of
-:mod:`glamm.errors`.
+Public names: :func:`lmer`, :func:`glmer`, :func:`glm`, :func:`gls`, :func:`anova`,
+:func:`marginal_coefs`, :func:`plot_smooth`, :mod:`datasets`, the result types
+:class:`LmerResult`, :class:`GlmerResult`, :class:`GlmResult` and :class:`GlsResult`, and
+the error and warning types of :mod:`glamm.errors`.
 
 The fitting functions and result types are imported on first use (module ``__getattr__``), so
 ``import glamm`` (and every ``glamm`` command) does not pay for SciPy, formulaic, nlopt or
@@ -30,11 +30,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
     from .api import galamm, glmer, lmer
     from .glm_api import GlmResult, glm
+    from .gls_api import gls
     from .inference.anova import anova
     from .inference.marginal import marginal_coefs
     from .plotting import plot_smooth
     from .results.galamm_result import GalammResult
     from .results.glmer_result import GlmerResult
+    from .results.gls_result import GlsResult
     from .results.lmer_result import LmerResult
 
 __version__ = "0.1.0"
@@ -50,6 +52,8 @@ _LAZY = {
     "LmerResult": "glamm.results.lmer_result",
     "GlmerResult": "glamm.results.glmer_result",
     "GlmResult": "glamm.glm_api",
+    "gls": "glamm.gls_api",
+    "GlsResult": "glamm.results.gls_result",
     "galamm": "glamm.api",
     "GalammResult": "glamm.results.galamm_result",
 }
@@ -58,6 +62,7 @@ __all__ = [
     "lmer",
     "glmer",
     "glm",
+    "gls",
     "galamm",
     "anova",
     "marginal_coefs",
@@ -66,6 +71,7 @@ __all__ = [
     "LmerResult",
     "GlmerResult",
     "GlmResult",
+    "GlsResult",
     "GalammResult",
     "GlammError",
     "FormulaError",

@@ -35,10 +35,13 @@ from ..glm_api import GlmResult
 from ..lmm.fit import optimize_theta
 from ..lmm.model import LinearMixedModel
 from ..results.glmer_result import GlmerResult
+from ..results.gls_result import GlsResult
 from ..results.lmer_result import LmerResult
 
 #: fitted results that are compared as generalized models (no REML, no refitting)
 GENERALIZED = (GlmerResult, GlmResult)
+#: Gaussian fits that may be REML fits (refitted by ML before a comparison)
+LINEAR = (LmerResult, GlsResult)
 
 REFIT_NOTE = "refitting model(s) with ML (instead of REML)"
 
@@ -81,7 +84,7 @@ class AnovaTable(pd.DataFrame):
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
-def refit_ml(m: LmerResult) -> LmerResult:
+def refit_ml(m: LmerResult | GlsResult) -> LmerResult | GlsResult:
     """Refit a model by maximum likelihood on the same model frame.
 
     The ML optimization starts from the fitted ``theta`` of ``m`` and uses the optimizer and
@@ -90,16 +93,19 @@ def refit_ml(m: LmerResult) -> LmerResult:
 
     Parameters
     ----------
-    m : LmerResult
-        A fitted :class:`~glamm.results.lmer_result.LmerResult`.
+    m : LmerResult or GlsResult
+        A fitted :class:`~glamm.results.lmer_result.LmerResult` (or a
+        :class:`~glamm.results.gls_result.GlsResult`: :meth:`GlsResult.refit_ml`).
 
     Returns
     -------
-    LmerResult
-        A new :class:`~glamm.results.lmer_result.LmerResult` with ``reml=False``.
+    LmerResult or GlsResult
+        A new result of the same type with ``reml=False``.
     """
     if not m.reml:
         return m
+    if isinstance(m, GlsResult):
+        return m.refit_ml()
     if m.dispersion_design is not None:   # the variance function is refitted too
         import dataclasses
 
@@ -147,16 +153,16 @@ def _check_comparable(models: Sequence, labels: Sequence[str]) -> None:
 
 def _check_types(models: Sequence) -> None:
     for i, m in enumerate(models):
-        if not isinstance(m, (LmerResult, *GENERALIZED)):
+        if not isinstance(m, (*LINEAR, *GENERALIZED)):
             raise ArgumentError(
                 f"argument {i + 1} of anova() is a {type(m).__name__}, not a fitted model from "
-                "glamm.lmer, glamm.glmer or glamm.glm"
+                "glamm.lmer, glamm.glmer, glamm.glm or glamm.gls"
             )
 
 
 def _is_generalized(models: Sequence, labels: Sequence[str]) -> bool:
     """``True`` for GLMMs and GLMs, ``False`` for LMMs; a mix of the two is an error."""
-    linear = [lab for lab, m in zip(labels, models) if isinstance(m, LmerResult)]
+    linear = [lab for lab, m in zip(labels, models) if isinstance(m, LINEAR)]
     general = [lab for lab, m in zip(labels, models) if isinstance(m, GENERALIZED)]
     other = [lab for lab, m in zip(labels, models)
              if isinstance(m, GENERALIZED) and m.family != "gaussian"]
@@ -171,7 +177,7 @@ def _is_generalized(models: Sequence, labels: Sequence[str]) -> bool:
 
 
 def anova(
-    *models: LmerResult | GlmerResult | GlmResult,
+    *models: LmerResult | GlmerResult | GlmResult | GlsResult,
     refit: bool = True,
     names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
@@ -179,9 +185,10 @@ def anova(
 
     Parameters
     ----------
-    *models : LmerResult, GlmerResult or GlmResult
+    *models : LmerResult, GlmerResult, GlmResult or GlsResult
         Two or more fitted models of the same data, usually nested: either all linear mixed
-        models (:class:`~glamm.results.lmer_result.LmerResult`), or all generalized ones:
+        models (:class:`~glamm.results.lmer_result.LmerResult`; generalized least squares
+        fits of :func:`glamm.gls` count as these), or all generalized ones:
         GLMMs (:class:`~glamm.results.glmer_result.GlmerResult`) and GLMs without random
         effects (:class:`~glamm.glm_api.GlmResult`, e.g. the null model of a test of the
         random effects). ``npar`` counts each model's own parameters (for a GLMM the
@@ -243,12 +250,12 @@ def anova(
     used = list(models)
     refitted: list[str] = []
     # generalized fits are ML fits; a Gaussian one may be compared with lmer fits (above)
-    methods = {m.reml for m in models if isinstance(m, LmerResult)} | (
+    methods = {m.reml for m in models if isinstance(m, LINEAR)} | (
         {False} if generalized else set())
     if refit and True in methods:
         used = []
         for lab, m in zip(labels, models):
-            if isinstance(m, LmerResult) and m.reml:
+            if isinstance(m, LINEAR) and m.reml:
                 refitted.append(lab)
                 used.append(refit_ml(m))
             else:
@@ -286,7 +293,7 @@ def anova(
         index=index,
     )
     df.attrs["formulas"] = {labels[i]: _described(used[i]) for i in order}
-    all_reml = all(isinstance(m, LmerResult) and m.reml for m in used)
+    all_reml = all(isinstance(m, LINEAR) and m.reml for m in used)
     df.attrs["method"] = "REML" if not generalized and all_reml else "ML"
     df.attrs["refitted"] = refitted
     if refitted:
