@@ -82,6 +82,7 @@ def lmer(
     control: dict | None = None,
     dispformula: str | None = None,
     covariances: dict | None = None,
+    correlation: str | None = None,
     **kwargs: Any,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
@@ -117,6 +118,10 @@ def lmer(
         measures).
     covariances: known matrices for ``propto(0 + f | g, K)`` terms, by name: arrays in the
         order of the term's columns, or DataFrames labelled by the factor's levels.
+    correlation: a residual correlation structure within the groups of the (one)
+        random-effects term, as for :func:`glamm.gls` (``"ar1(Days | Subject)"``,
+        ``"exp(x + y | g, nugget=True)"``, ...): nlme's ``lme`` with ``correlation``; the
+        result is a :class:`~glamm.results.gls_result.LmeResult`.
 
     Random-effects terms may carry a covariance structure as glmmTMB writes them:
     ``us(e | g)`` (lme4's default), ``diag``, ``cs`` (one SD per effect, one correlation),
@@ -129,6 +134,11 @@ def lmer(
     :class:`~glamm.results.lmer_result.LmerResult`
     """
     (reml,) = resolve_keywords(lmer, kwargs, reml=reml)
+    if correlation is not None:
+        from .gls_api import lme_correlated
+
+        return lme_correlated(formula, data, correlation, dispformula, reml, optimizer,
+                              covariances)
     if dispformula is not None and re.fullmatch(r"\s*~\s*0\s*", dispformula):
         return _lmer_without_residual(formula, data, reml, weights, offset, optimizer,
                                       control, covariances)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .arguments import resolve_keywords
 from .corstruct.correlation import make_structure
-from .corstruct.fit import GlsProblem, fit_gls, profile
+from .corstruct.fit import GlsProblem, fit_gls, profile, starting_values
 from .corstruct.groups import group_layout
 from .corstruct.spec import CorrelationSpec, parse_correlation
 from .errors import ConvergenceWarning, DataError, FormulaError, GlammError
@@ -188,4 +188,66 @@ def gls(
         warnings.warn(f"gls(): the optimizer stopped without converging "
                       f"({record.returnvalue}); the estimates are where it stopped",
                       ConvergenceWarning, stacklevel=2)
+    return result
+
+
+def lme_correlated(formula: str, data: Any, correlation: str, dispformula: str | None,
+                   reml: bool, optimizer: str, covariances: dict | None = None) -> Any:
+    """:func:`glamm.lmer` with ``correlation=``: nlme's ``lme`` with a residual correlation
+    structure. The marginal covariance of group ``g`` is ``sigma^2 (S R_g S + Z_g lambda
+    lambda' Z_g')``: one random-effects term whose grouping is the correlation's, each
+    group's block factored densely (:class:`~glamm.corstruct.fit.GlsProblem` with its
+    ``Z``); the search is over the correlation's, the variance function's and the random
+    effects' parameters, started from the fit without the correlation. Not public API (call
+    :func:`glamm.lmer`)."""
+    from .api import lmer
+    from .results.gls_result import LmeResult
+
+    data = as_pandas(data)
+    spec = parse_correlation(correlation)
+    _check_columns(spec, data)
+    extra = list(spec.columns) + (_dispformula_columns(dispformula, data)
+                                  if dispformula is not None else [])
+    keep = np.ones(len(data), dtype=bool)
+    for c in dict.fromkeys(extra):
+        keep &= data[c].notna().to_numpy()
+    base = data.loc[keep].reset_index(drop=True)
+    frame = build_model_frame(formula, base, covariances=covariances)
+    if len(frame.reterms) != 1 or frame.smooths:
+        raise FormulaError("lmer(correlation=) takes one random-effects term (nlme's lme with "
+                           "a correlation), whose grouping factor is the correlation's, and "
+                           "no smooths")
+    term = frame.reterms[0]
+    if not spec.groups or set(spec.groups) != set(term.factors):
+        raise FormulaError(f"correlation {spec.text!r}: its groups (after '|') must be the "
+                           f"random-effects term's grouping factor {term.group!r}, e.g. "
+                           f"ar1(t | {term.group})")
+    used = np.asarray(frame.row_index, dtype=np.int64)
+    rows = base.iloc[used].reset_index(drop=True)
+    layout = group_layout(term.refs, list(term.levels))
+    cov = np.column_stack([rows[c].to_numpy(dtype=float) for c in spec.covariates]) \
+        if spec.covariates else None
+    structure = make_structure(spec, layout, cov)
+    disp = _variance_design(dispformula, rows)
+    problem = GlsProblem(frame.X, frame.y - frame.offset, layout, structure,
+                         None if disp is None else disp.D, bool(reml), Z=term.z,
+                         re_covariance=term.covariance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = lmer(formula, base, reml=reml, covariances=covariances)
+    with single_threaded(1):
+        z0 = starting_values(dataclasses.replace(problem, Z=None, re_covariance=None))
+        x0 = np.concatenate([z0, start.theta])
+        x, record = fit_gls(problem, optimizer, x0=x0)
+        if disp is not None and disp.center:
+            disp = dataclasses.replace(disp, D=disp.D + disp.center, center=0.0)
+            problem = dataclasses.replace(problem, D=disp.D)
+        pr = profile(problem, x)
+        if pr is None:   # pragma: no cover - the optimum is a finite point of the criterion
+            raise GlammError("lmer(correlation=): the criterion is not finite at the optimum")
+        frame = dataclasses.replace(frame, n_dropped_na=frame.n_dropped_na + int((~keep).sum()))
+        result = LmeResult(frame, problem, x, pr, record, spec, disp, optimizer)
+    if not record.converged:
+        warnings.warn(f"lmer(correlation=): the optimizer stopped without converging "
+                      f"({record.returnvalue})", ConvergenceWarning, stacklevel=3)
     return result

@@ -17,6 +17,7 @@ the structure's unconstrained ``z`` and the variance function's ``delta``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -58,6 +59,11 @@ class GlsProblem:
     structure: CorrelationStructure | None
     D: np.ndarray | None
     reml: bool
+    #: random effects (nlme's ``lme`` with a correlation): the one term's ``z`` (``n x p``,
+    #: its levels the layout's groups) and covariance structure, whose ``theta`` follow
+    #: ``[z, delta]`` in the parameter vector; ``None`` for ``gls``
+    Z: np.ndarray | None = None
+    re_covariance: Any = None
 
     @property
     def n_z(self) -> int:
@@ -67,9 +73,26 @@ class GlsProblem:
     def n_delta(self) -> int:
         return 0 if self.D is None else self.D.shape[1]
 
+    @property
+    def n_theta(self) -> int:
+        return 0 if self.re_covariance is None else self.re_covariance.n_theta
+
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(z, delta)`` of the full parameter vector."""
-        return x[:self.n_z], x[self.n_z:]
+        return x[:self.n_z], x[self.n_z:self.n_z + self.n_delta]
+
+    def theta_of(self, x: np.ndarray) -> np.ndarray:
+        """The random effects' ``theta`` of the full parameter vector (empty for gls)."""
+        return x[self.n_z + self.n_delta:]
+
+    def random_part(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """``Z_g lambda lambda' Z_g'`` for the groups ``rows`` (``(k, m)``), or ``None``."""
+        if self.Z is None:
+            return None
+        lam = self.re_covariance.lambda_(self.theta_of(x))
+        Zb = self.Z[rows]                                   # k x m x p
+        W = Zb @ lam                                        # k x m x p
+        return W @ np.swapaxes(W, 1, 2)
 
     def scales(self, delta: np.ndarray) -> np.ndarray:
         """Each row's residual-SD multiplier ``exp(D delta)``."""
@@ -116,6 +139,24 @@ def whiten(problem: GlsProblem, x: np.ndarray, M: np.ndarray) -> tuple[np.ndarra
     for b, rows in enumerate(problem.layout.batches):
         k, m = rows.shape
         sb = s[rows]
+        if problem.Z is not None:   # random effects: V = S R S + Z lambda lambda' Z'
+            try:
+                extra = problem.random_part(x, rows)
+            except np.linalg.LinAlgError:
+                return None
+            R = problem.structure.block(z, b) if problem.structure is not None and m > 1 \
+                else np.broadcast_to(np.eye(m), (k, m, m))
+            V = R * (sb[:, :, None] * sb[:, None, :]) + extra
+            try:
+                L = np.linalg.cholesky(V)
+            except np.linalg.LinAlgError:
+                return None
+            d = np.diagonal(L, axis1=1, axis2=2)
+            if not np.all(d > 0):
+                return None
+            out[rows.ravel()] = np.linalg.solve(L, M[rows]).reshape(k * m, -1)
+            logdet += 2.0 * float(np.log(d).sum())
+            continue
         if m == 1 or problem.structure is None:
             flat = rows.ravel()
             out[flat] = M[flat] / s[flat, None]

@@ -283,7 +283,8 @@ def format_gls(m: GlsResult) -> str:
         rows = [[str(nm), c, s] for nm, c, s in zip(cor.index, cells, ses)]
         cor_block = [f"Correlation Structure: {m.structure.title}",
                      f" Formula: {m.structure.formula()}"
-                     + (f"  ({m.ngroups} groups)" if m.structure.spec.groups else ""),
+                     + (f"  ({m.problem.layout.ngroups} groups)"
+                        if m.structure.spec.groups else ""),
                      " Parameter estimate(s):",
                      *_table(["", "estimate", "approx. SE"], rows, ["l", "r", "r"],
                              indent=" ")]
@@ -306,3 +307,98 @@ def _symm_lines(R: np.ndarray) -> list[str]:
             for i in range(1, K)]
     return [" Correlation:", *_table(header, rows, ["l"] + ["r"] * (K - 1), indent=" ")]
 
+
+
+class LmeResult(GlsResult):
+    """A linear mixed model with a residual correlation structure (:func:`glamm.lmer` with
+    ``correlation=``; nlme's ``lme`` with ``correlation``): everything
+    :class:`GlsResult` has, and the random effects.
+
+    Attributes
+    ----------
+    theta : ndarray
+        The random-effects term's parameters (relative to ``sigma``, lme4's convention).
+    varcorr : pandas.DataFrame
+        The variance components (``group, var1, var2, vcov, sdcor``, lme4's
+        ``as.data.frame(VarCorr(m))``), the residual last.
+    ranef : dict of DataFrame
+        The conditional modes (BLUPs) of the random effects by group.
+    ngroups : dict
+        Levels of the grouping factor.
+    """
+
+    def __init__(self, frame: ModelFrame, problem: GlsProblem, x: np.ndarray, pr: Profile,
+                 optsum: OptSummary, spec: CorrelationSpec | None,
+                 disp: DispersionDesign | None, optimizer: str):
+        super().__init__(frame, problem, x, pr, optsum, spec, disp, optimizer)
+        term = frame.reterms[0]
+        self.term = term
+        self.theta = problem.theta_of(self.parameters).copy()
+        self.npar += problem.n_theta
+        self.aic = -2.0 * self.loglik + 2.0 * self.npar
+        n, p = frame.X.shape
+        self.bic = -2.0 * self.loglik + math.log(n - p if self.reml else n) * self.npar
+        lam = term.covariance.lambda_(self.theta)
+        S = self.sigma ** 2 * lam @ lam.T
+        rows = [(term.group, *r) for r in term.covariance.summary_rows(S, term.cnames)]
+        rows.append(("Residual", None, None, self.sigma ** 2, self.sigma))
+        self.varcorr = pd.DataFrame(
+            {"group": np.array([r[0] for r in rows], dtype=object),
+             "var1": np.array([r[1] for r in rows], dtype=object),
+             "var2": np.array([r[2] for r in rows], dtype=object),
+             "vcov": np.array([r[3] for r in rows], dtype=float),
+             "sdcor": np.array([r[4] for r in rows], dtype=float)})
+        self.ngroups = {term.group: term.nlevels}   # type: ignore[assignment]  # as lmer's
+        if not self.reml:
+            # lme's ML standard errors use the ML sigma (gls's the n - p one)
+            V = self.vcov.to_numpy() * (n - p) / n
+            self.vcov = pd.DataFrame(V, index=self.vcov.index, columns=self.vcov.columns)
+            self.stderr = pd.Series(np.sqrt(np.diag(V)), index=self.stderr.index,
+                                    name="Std. Error")
+        b = self._conditional_modes(pr.beta, lam)
+        self.ranef = {term.group: pd.DataFrame(b, index=pd.Index(term.levels, name=term.group),
+                                               columns=list(term.cnames))}
+        self._fitted = self._fitted + np.einsum("ip,ip->i", term.z, b[term.refs])
+
+    def _conditional_modes(self, beta: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """``b_g = lambda lambda' Z_g' V_g^-1 r_g`` (``V_g`` relative to ``sigma^2``)."""
+        problem, term = self.problem, self.term
+        z, delta = problem.split(self.parameters)
+        s = problem.scales(delta)
+        r = problem.y - problem.X @ beta
+        S = lam @ lam.T
+        b = np.zeros((term.nlevels, term.p))
+        assert problem.Z is not None   # an lme problem has its random effects' Z
+        for bi, rows in enumerate(problem.layout.batches):
+            k, m = rows.shape
+            sb = s[rows]
+            R = problem.structure.block(z, bi) if problem.structure is not None and m > 1 \
+                else np.broadcast_to(np.eye(m), (k, m, m))
+            Zb = problem.Z[rows]
+            V = R * (sb[:, :, None] * sb[:, None, :]) + Zb @ S @ np.swapaxes(Zb, 1, 2)
+            Vr = np.linalg.solve(V, r[rows][:, :, None])[:, :, 0]
+            levels = term.refs[rows[:, 0]]
+            b[levels] = np.einsum("pq,gmq,gm->gp", S, Zb, Vr)
+        return b
+
+    def structure_lines(self) -> list[str]:
+        """The random-effects structure's natural parameters (structured terms)."""
+        cov = self.term.covariance
+        if getattr(cov, "structured", False) and hasattr(cov, "describe"):
+            return [f" {self.term.group}: {cov.describe(self.theta, self.sigma)}"]
+        return []
+
+    def __repr__(self) -> str:
+        from .summary import _random_block
+
+        text = format_gls(self).replace("Generalized least squares fit by",
+                                        "Linear mixed model with correlated residuals fit by")
+        return text + "\n\n" + "\n".join(_random_block(self))
+
+    __str__ = __repr__
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["theta"] = self.theta.tolist()
+        out["varcorr"] = self.varcorr.replace({np.nan: None}).to_dict(orient="records")
+        return out

@@ -86,3 +86,22 @@ V <- vcov(m, full = TRUE); th <- m$fit$par[names(m$fit$par) == "theta"]
 j <- grep("theta", colnames(V))[2]
 se$exp_range <- list(estimate = exp(th[2]), se = exp(th[2]) * sqrt(V[j, j]))
 write(toJSON(se, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tmb_structure_se.json")
+
+# nlme's lme with a residual correlation structure (glamm's lmer(correlation=)):
+# written to nlme_lme_correlation.json
+data(sleepstudy, package = "lme4")
+m1 <- lme(Reaction ~ Days, random = ~ 1 | Subject, correlation = corAR1(form = ~ Days | Subject),
+          data = sleepstudy, method = "ML")
+m2 <- lme(Reaction ~ Days, random = ~ 1 | Subject, correlation = corAR1(form = ~ Days | Subject),
+          data = sleepstudy, method = "REML", control = lmeControl(maxIter = 200, msMaxIter = 200))
+od2 <- as.data.frame(Orthodont); od2$Subject <- factor(as.character(od2$Subject))
+od2$Sex <- factor(od2$Sex, levels = c("Male", "Female"))
+m3 <- lme(distance ~ age * Sex, random = ~ 1 | Subject,
+          correlation = corExp(form = ~ age | Subject, nugget = TRUE), data = od2, method = "ML")
+lme_record <- function(m) list(logLik = as.numeric(logLik(m)), fixef = fixef(m),
+  fixef_se = sqrt(diag(vcov(m))), sigma = m$sigma,
+  sd_re = as.numeric(VarCorr(m)[-nrow(VarCorr(m)), "StdDev"]),
+  cor = coef(m$modelStruct$corStruct, unconstrained = FALSE))
+write(toJSON(list(ar1_int_ml = lme_record(m1), ar1_int_reml = lme_record(m2),
+                  exp_nugget_ml = lme_record(m3)), digits = NA, auto_unbox = TRUE, pretty = TRUE),
+      "nlme_lme_correlation.json")
