@@ -214,3 +214,19 @@ def test_dispformula_and_per_row_families(capsys):
     code, out, err = run(capsys, "fit", "y ~ x + (1 | id)", "--data", str(REF_DATA / "mresp.csv"),
                          "--family", "a=gaussian,binomial", "--family-by", "itemgroup")
     assert code == 2 and "label=family" in err
+
+
+def test_gls_and_lme_correlation(capsys):
+    code, out, err = run(capsys, "gls", "Reaction ~ Days", "--data", "sleepstudy", "--ml",
+                         "--correlation", "ar1(Days | Subject)")
+    assert code == 0, err
+    assert out.startswith("Generalized least squares fit by maximum likelihood")
+    code, out, err = run(capsys, "fit", "Reaction ~ Days + (1 | Subject)", "--data",
+                         "sleepstudy", "--ml", "--correlation", "ar1(Days | Subject)",
+                         "--json")
+    assert code == 0, err
+    fit = json.loads(out)
+    assert fit["loglik"] == pytest.approx(-872.41504484, abs=1e-6)
+    code, out, err = run(capsys, "fit", "r ~ Days + (1 | Subject)", "--data", "sleepstudy",
+                         "--family", "poisson", "--correlation", "ar1(Days | Subject)")
+    assert code == 2 and "--correlation applies to linear mixed models" in err

@@ -122,6 +122,8 @@ class MixedResultBase:
             C = cov_theta[sl, sl]
             with np.errstate(invalid="ignore"):
                 se = np.sqrt(np.diag(J @ C @ J.T))
+            # a parameter held at a limit (a Matérn smoothness at its cap) has no SE
+            se = np.where(np.all(J == 0, axis=1), np.nan, se)
             rows += [(label, cov.kind, k, v, float(e))
                      for (k, v), e in zip(values.items(), se)]
         return pd.DataFrame(rows, columns=["group", "structure", "parameter", "estimate", "se"])

@@ -386,13 +386,20 @@ class Spatial(StructuredCovariance):
             return np.exp(-d / phi)
         if self.function == "gau":
             return np.exp(-(d / phi) ** 2)
-        kappa = self.kappa if self.kappa is not None else math.exp(float(shape[1]))
+        kappa = self.kappa if self.kappa is not None else self._free_kappa(float(shape[1]))
         return matern(d, phi, kappa)
+
+    @staticmethod
+    def _free_kappa(a: float) -> float:
+        """An estimated smoothness, ``exp(a)`` held at most :data:`MAX_KAPPA` (beyond it the
+        Matérn function is a Gaussian kernel to any practical precision, and Bessel
+        functions of such order overflow)."""
+        return min(math.exp(a), MAX_KAPPA)
 
     def shape_natural(self, theta: np.ndarray) -> dict[str, float]:
         out = {"range": math.exp(float(theta[1]))}
         if self.function == "mat" and self.kappa is None:
-            out["kappa"] = math.exp(float(theta[2]))
+            out["kappa"] = self._free_kappa(float(theta[2]))
         return out
 
     def natural(self, theta: np.ndarray, sigma: float = 1.0) -> dict[str, float | list]:
@@ -406,6 +413,10 @@ class Spatial(StructuredCovariance):
         return [(names[i], None, S[i, i], math.sqrt(S[i, i])) for i in range(k)]
 
 
+#: the largest Matérn smoothness estimated (see :meth:`Spatial._free_kappa`)
+MAX_KAPPA = 50.0
+
+
 def matern(d: np.ndarray, phi: float, kappa: float) -> np.ndarray:
     """The Matérn correlation ``2^(1-kappa) / Gamma(kappa) (d/phi)^kappa K_kappa(d/phi)``
     (1 at distance 0; glmmTMB's ``mat`` with range ``phi`` and smoothness ``kappa``)."""
@@ -413,8 +424,12 @@ def matern(d: np.ndarray, phi: float, kappa: float) -> np.ndarray:
     out = np.ones_like(u)
     pos = u > 0
     up = u[pos]
-    out[pos] = (2.0 ** (1.0 - kappa) / special.gamma(kappa)) * up ** kappa * special.kv(kappa,
-                                                                                      up)
+    # on the log scale: Gamma(kappa) and u^kappa overflow separately for large kappa
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        log_k = np.log(special.kve(kappa, up)) - up
+        val = np.exp((1.0 - kappa) * math.log(2.0) - special.gammaln(kappa)
+                     + kappa * np.log(up) + log_k)
+    out[pos] = np.where(np.isfinite(val), np.minimum(val, 1.0), 1.0)
     return out
 
 
