@@ -75,6 +75,26 @@ def _layout_and_structure(spec: CorrelationSpec | None, rows: pd.DataFrame):
     return layout, make_structure(spec, layout, cov)
 
 
+def _complete_rows(data: pd.DataFrame, spec: CorrelationSpec | None,
+                   dispformula: str | None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which rows have every column the correlation and variance function use, and those
+    rows (re-indexed); the structure's columns are checked first."""
+    extra: list[str] = []
+    if spec is not None:
+        _check_columns(spec, data)
+        extra += list(spec.columns)
+    if dispformula is not None:
+        extra += _dispformula_columns(dispformula, data)
+    keep = np.ones(len(data), dtype=bool)
+    for c in dict.fromkeys(extra):
+        keep &= data[c].notna().to_numpy()
+    if not keep.any():
+        raise DataError(f"no rows left after dropping rows with missing values in "
+                        f"{', '.join(dict.fromkeys(extra))}")
+    base = data.reset_index(drop=True) if keep.all() else data.loc[keep].reset_index(drop=True)
+    return keep, base
+
+
 def _variance_design(text: str | None, rows: pd.DataFrame) -> DispersionDesign | None:
     if text is None:
         return None
@@ -147,19 +167,7 @@ def gls(
     (reml,) = resolve_keywords(gls, kwargs, reml=reml)
     data = as_pandas(data)
     spec = parse_correlation(correlation) if correlation is not None else None
-    extra: list[str] = []
-    if spec is not None:
-        _check_columns(spec, data)
-        extra += list(spec.columns)
-    if dispformula is not None:
-        extra += _dispformula_columns(dispformula, data)
-    keep = np.ones(len(data), dtype=bool)
-    for c in dict.fromkeys(extra):
-        keep &= data[c].notna().to_numpy()
-    if not keep.any():
-        raise DataError(f"no rows left after dropping rows with missing values in "
-                        f"{', '.join(dict.fromkeys(extra))}")
-    base = data.reset_index(drop=True) if keep.all() else data.loc[keep].reset_index(drop=True)
+    keep, base = _complete_rows(data, spec, dispformula)
     frame = build_model_frame(formula, base)
     if frame.reterms or frame.smooths:
         raise FormulaError("gls() fits no random effects or smooth terms; use glamm.lmer for "
@@ -205,13 +213,7 @@ def lme_correlated(formula: str, data: Any, correlation: str, dispformula: str |
 
     data = as_pandas(data)
     spec = parse_correlation(correlation)
-    _check_columns(spec, data)
-    extra = list(spec.columns) + (_dispformula_columns(dispformula, data)
-                                  if dispformula is not None else [])
-    keep = np.ones(len(data), dtype=bool)
-    for c in dict.fromkeys(extra):
-        keep &= data[c].notna().to_numpy()
-    base = data.loc[keep].reset_index(drop=True)
+    keep, base = _complete_rows(data, spec, dispformula)
     frame = build_model_frame(formula, base, covariances=covariances)
     if len(frame.reterms) != 1 or frame.smooths:
         raise FormulaError("lmer(correlation=) takes one random-effects term (nlme's lme with "

@@ -146,16 +146,11 @@ def whiten(problem: GlsProblem, x: np.ndarray, M: np.ndarray) -> tuple[np.ndarra
                 return None
             R = problem.structure.block(z, b) if problem.structure is not None and m > 1 \
                 else np.broadcast_to(np.eye(m), (k, m, m))
-            V = R * (sb[:, :, None] * sb[:, None, :]) + extra
-            try:
-                L = np.linalg.cholesky(V)
-            except np.linalg.LinAlgError:
+            part = _whiten_batch(R * (sb[:, :, None] * sb[:, None, :]) + extra, M[rows])
+            if part is None:
                 return None
-            d = np.diagonal(L, axis1=1, axis2=2)
-            if not np.all(d > 0):
-                return None
-            out[rows.ravel()] = np.linalg.solve(L, M[rows]).reshape(k * m, -1)
-            logdet += 2.0 * float(np.log(d).sum())
+            out[rows.ravel()], ld = part
+            logdet += ld
             continue
         if m == 1 or problem.structure is None:
             flat = rows.ravel()
@@ -188,16 +183,27 @@ def whiten(problem: GlsProblem, x: np.ndarray, M: np.ndarray) -> tuple[np.ndarra
                                                     check_finite=False)
                 logdet += 2.0 * float(np.log(d).sum())
             continue
-        try:
-            L = np.linalg.cholesky(V)
-        except np.linalg.LinAlgError:
+        part = _whiten_batch(V, M[rows])
+        if part is None:
             return None
-        d = np.diagonal(L, axis1=1, axis2=2)
-        if not np.all(d > 0):
-            return None
-        out[rows.ravel()] = np.linalg.solve(L, M[rows]).reshape(k * m, -1)
-        logdet += 2.0 * float(np.log(d).sum())
+        out[rows.ravel()], ld = part
+        logdet += ld
     return out, logdet
+
+
+def _whiten_batch(V: np.ndarray, MB: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """``L_g^-1 MB_g`` for a batch of blocks ``V_g = L_g L_g'`` (``(k, m, m)``; ``MB`` is
+    ``(k, m, c)``), stacked row by row, and ``sum log|V_g|``; ``None`` if a block is not
+    positive definite."""
+    k, m = V.shape[:2]
+    try:
+        L = np.linalg.cholesky(V)
+    except np.linalg.LinAlgError:
+        return None
+    d = np.diagonal(L, axis1=1, axis2=2)
+    if not np.all(d > 0):
+        return None
+    return np.linalg.solve(L, MB).reshape(k * m, -1), 2.0 * float(np.log(d).sum())
 
 
 def _whiten_shared(R: np.ndarray, MB: np.ndarray) -> tuple[np.ndarray, float] | None:
