@@ -142,6 +142,38 @@ class Family(abc.ABC):
         """
         raise DataError(f"the {self.name} family has no shape parameter")
 
+    # ------------------------------------------------------- the family's own parameters
+    # Besides a dispersion (``has_dispersion``, handled by the response model because
+    # ``Lambda`` carries its square root), a family may have free parameters of its own: the
+    # negative binomial's size, a beta precision, a t's degrees of freedom, a Tweedie power.
+    # They are optimized on an unconstrained scale (usually the log) with the rest of the
+    # model; the response model asks for them through these four methods.
+
+    def extra_names(self) -> list[str]:
+        """Names of the family's own free parameters, on their optimization scale (default:
+        ``["log(shape)"]`` for a family with ``has_shape``, else none)."""
+        return ["log(shape)"] if self.has_shape else []
+
+    def extra_values(self) -> np.ndarray:
+        """The current values of :meth:`extra_names`."""
+        return np.array([math.log(self.shape)]) if self.has_shape else np.zeros(0)  # type: ignore[attr-defined]
+
+    def with_extra(self, values: np.ndarray) -> Family:
+        """A copy with the parameters ``values`` (scale of :meth:`extra_names`)."""
+        if self.has_shape:
+            return self.with_shape(math.exp(float(values[0])))
+        return self
+
+    def extra_start(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """Starting values of the parameters from the responses and a GLM's means (default
+        for a shape: the method of moments of the negative binomial, clipped to [0.05, 1e4];
+        100 without overdispersion)."""
+        if not self.has_shape:
+            return np.zeros(0)
+        excess = np.sum((y - mu) ** 2 - mu)
+        shape0 = float(np.clip(np.sum(mu**2) / excess, 0.05, 1e4)) if excess > 0 else 100.0
+        return np.array([math.log(shape0)])
+
     @property
     def link_name(self) -> str:
         """glamm's name of the current link."""

@@ -78,14 +78,15 @@ class ResponseModel:
 
     # ------------------------------------------------------------------ free parameters
     def _kinds(self) -> list[str | None]:
-        """Per component: ``"shape"``, ``"dispersion"`` or ``None`` (no free parameter)."""
-        return ["shape" if f.has_shape else "dispersion" if f.has_dispersion else None
+        """Per component: ``"dispersion"`` (a free dispersion) or ``None``; a family's own
+        parameters (:meth:`~glamm.families.Family.extra_names`) come after it."""
+        return ["dispersion" if f.has_dispersion and not f.has_shape else None
                 for f in self.components]
 
     @property
     def has_shape(self) -> bool:
-        """Whether a family has a shape parameter (the negative binomial)."""
-        return any(f.has_shape for f in self.components)
+        """Whether a family has parameters of its own (a negative binomial's size, ...)."""
+        return any(f.extra_names() for f in self.components)
 
     @property
     def has_dispersion(self) -> bool:
@@ -94,11 +95,14 @@ class ResponseModel:
 
     @property
     def parameter_names(self) -> list[str]:
-        """Names of the free response parameters, on the scale they are optimized on."""
+        """Names of the free response parameters, on the scale they are optimized on: per
+        family its log dispersion and its own parameters, then a variance function's."""
         names = []
-        for kind, label in zip(self._kinds(), self.labels, strict=True):
+        for fam, kind, label in zip(self.components, self._kinds(), self.labels, strict=True):
+            tag = f" [{label}]" if self.mixed else ""
             if kind is not None:
-                names.append(f"log({kind})" + (f" [{label}]" if self.mixed else ""))
+                names.append(f"log({kind}){tag}")
+            names += [f"{n}{tag}" for n in fam.extra_names()]
         if self.dispersion_design is not None:
             names += [f"log-SD:{n}" for n in self.dispersion_design.names]
         return names
@@ -113,21 +117,17 @@ class ResponseModel:
         by the method of moments (clipped to [0.05, 1e4]; 100 without overdispersion) and the
         GLM's Pearson dispersion on the family's rows otherwise; a variance function starts
         at 0 (no heteroscedasticity)."""
-        out = []
+        out: list[float] = []
         for fam, rows, kind in zip(self.components, self.component_rows, self._kinds(),
                                    strict=True):
             y, mu, wt = self.y[rows], glm.mu[rows], self.wt[rows]
-            if kind == "shape":
-                excess = np.sum((y - mu) ** 2 - mu)
-                shape0 = float(np.clip(np.sum(mu**2) / excess, 0.05, 1e4)) if excess > 0 \
-                    else 100.0
-                out.append(np.log(shape0))
-            elif kind == "dispersion":
+            if kind == "dispersion":
                 if not self.mixed:
-                    out.append(np.log(glm.dispersion))
+                    out.append(float(np.log(glm.dispersion)))
                 else:
                     pearson = np.sum(wt * (y - mu) ** 2 / fam.variance(mu)) / max(y.size, 1)
-                    out.append(np.log(max(float(pearson), 1e-8)))
+                    out.append(float(np.log(max(float(pearson), 1e-8))))
+            out += [float(v) for v in fam.extra_start(y, mu, wt)]
         return np.concatenate([np.asarray(out, dtype=float), np.zeros(self.n_delta)])
 
     def parameters_ok(self, values: np.ndarray) -> bool:
@@ -145,13 +145,14 @@ class ResponseModel:
         new_families = list(self.components)
         changed = False
         for k, kind in enumerate(self._kinds()):
-            if kind == "shape":
-                new_families[k] = self.components[k].with_shape(float(np.exp(values[i])))
-                changed = True
-                i += 1
-            elif kind == "dispersion":
+            if kind == "dispersion":
                 self.phi[k] = float(np.exp(values[i]))
                 i += 1
+            n_extra = len(self.components[k].extra_names())
+            if n_extra:
+                new_families[k] = self.components[k].with_extra(values[i:i + n_extra])
+                changed = True
+                i += n_extra
         if changed:
             self.family = (self.base_family.with_families(new_families) if self.mixed
                            else new_families[0])
@@ -185,7 +186,7 @@ class ResponseModel:
         a mixed response)."""
         for fam in self.current_components():
             if fam.has_shape:
-                return float(fam.shape)
+                return float(fam.shape)   # type: ignore[attr-defined]
         return None
 
     def current_components(self) -> list:
