@@ -288,6 +288,7 @@ def glmer(
     family_by: Any = None,
     trials: Any = None,
     dispformula: str | None = None,
+    ziformula: str | None = None,
     **kwargs: Any,
 ) -> "GlmerResult":
     """Fit a generalized linear mixed model by the Laplace approximation.
@@ -337,6 +338,12 @@ def glmer(
         ``"~ (0 + v | g)"`` (only for rows where ``v`` is nonzero, e.g. the Gaussian rows of a
         mixed response) or ``"~ x1 + x2"`` (log residual SD linear in covariates). Row ``i``'s
         dispersion is its family's times ``exp(2 (D delta)_i)``.
+    ziformula: zero inflation for a count family (``"poisson"``, ``"nbinom2"``), glmmTMB's
+        ``ziformula``: the probability of an extra zero is logistic in the covariates,
+        ``"~ mined"`` (``"~ 1"``: a constant; fixed effects only so far). With the hurdle
+        families ``"truncated_poisson"`` and ``"truncated_nbinom2"`` it is the model of
+        ``P(y = 0)``, the positive counts zero-truncated (without it: a zero-truncated
+        model).
 
     Returns
     -------
@@ -348,7 +355,7 @@ def glmer(
     nagq, fast, penalized = resolve_keywords(glmer, kwargs, nagq=nagq, fast=fast,
                                              penalized=penalized)
     frame, fam, disp = glmm_frame(formula, data, family, link, weights, offset, family_index,
-                                  family_by, trials, dispformula)
+                                  family_by, trials, dispformula, ziformula)
     model = glmm_model(frame, fam, laplace=laplace, penalized=penalized, fast=fast,
                        dispersion_design=disp)
     notes = _warned(diagnostics.separation_notes(frame, model))
@@ -364,20 +371,38 @@ def glmer(
     return _finish_glmm(result, notes)
 
 
+_HURDLES = {"truncated_poisson": "poisson", "truncated_nbinom2": "negative_binomial",
+            "hurdle_poisson": "poisson", "hurdle_negative_binomial": "negative_binomial"}
+_ZERO_INFLATED = {"zi_poisson": "poisson", "zi_negative_binomial": "negative_binomial",
+                  "zi_nbinom2": "negative_binomial"}
+
+
 def glmm_frame(formula: str, data: Any, family: Any, link: Any, weights: Any, offset: Any,
                family_index: Any = None, family_by: Any = None, trials: Any = None,
-               dispformula: str | None = None) -> tuple[ModelFrame, Any, Any]:
+               dispformula: str | None = None,
+               ziformula: str | None = None) -> tuple[ModelFrame, Any, Any]:
     """Stage 1 of :func:`glmer`: the frame, the family on its rows (per-row families:
-    :mod:`glamm.family_spec`) and the residual variance function (or ``None``), checked."""
+    :mod:`glamm.family_spec`; a zero-inflated or hurdle family with ``ziformula``) and the
+    residual variance function (or ``None``), checked."""
     from .family_spec import family_for_frame, family_spec
     from .formula.data_input import as_pandas
 
     data = as_pandas(data)
+    hurdle = False
+    if isinstance(family, str):
+        key = family.lower().replace(".", "_")
+        if key in _HURDLES:
+            hurdle, family = True, _HURDLES[key]
+        elif key in _ZERO_INFLATED:
+            family = _ZERO_INFLATED[key]
+            ziformula = "~ 1" if ziformula is None else ziformula
     spec = family_spec(family, link, data, family_index, family_by, trials)
     if spec.mixed:   # codes are by position
         data = data.reset_index(drop=True)
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     fam, frame = family_for_frame(spec, frame)
+    if ziformula is not None or hurdle:
+        fam = _zero_part(fam, ziformula, data.loc[frame.row_index], hurdle)
     check_glmm_frame(frame, fam)
     disp = None
     if dispformula is not None:
@@ -385,6 +410,39 @@ def glmm_frame(formula: str, data: Any, family: Any, link: Any, weights: Any, of
 
         disp = glmm_dispersion_design(dispformula, data.loc[frame.row_index], fam)
     return frame, fam, disp
+
+
+def _zero_part(fam: Any, ziformula: str | None, rows: pd.DataFrame, hurdle: bool) -> Any:
+    """The count family ``fam`` with the zero part of ``ziformula`` (fixed effects) on the
+    model's rows, as :class:`~glamm.families.zero_inflated.ZeroInflated`."""
+    from .families.zero_inflated import ZeroInflated
+    from .formula.evaluate import model_matrix_checked
+
+    if getattr(fam, "families", None) is not None:
+        raise GlammError("ziformula is not available with per-row families")
+    if fam.name not in ("poisson", "negative_binomial"):
+        raise GlammError(f"ziformula (zero inflation) is for count families with zeros "
+                         f"(poisson, nbinom2, truncated_poisson, truncated_nbinom2); the "
+                         f"{fam.name} family has no zero inflation")
+    text = "~ 0" if ziformula is None else ziformula
+    rhs = text.split("~", 1)[1] if "~" in text else text
+    if "|" in rhs:
+        raise GlammError(f"ziformula {text!r}: random effects in the zero part are not "
+                         "available yet; give fixed effects, e.g. '~ mined'")
+    if rhs.strip() in ("0", "-1", ""):
+        if not hurdle:
+            return fam   # no zero inflation
+        Z, names, spec = np.zeros((len(rows), 0)), [], None
+    else:
+        mm = model_matrix_checked(rhs, rows.reset_index(drop=True), "ziformula", shown=text)
+        from .formula.naming import lme4_names
+
+        Z, names = np.asarray(mm, dtype=float), list(lme4_names(list(mm.columns)))
+        spec = mm.model_spec
+        if not np.all(np.isfinite(Z)):
+            raise DataError(f"ziformula {text!r}: missing or infinite covariate values in "
+                            "the model's rows")
+    return ZeroInflated(fam, Z, names, hurdle=hurdle, zi_spec=spec)
 
 
 def _finish_glmm(result: Any, notes: list[str]) -> Any:

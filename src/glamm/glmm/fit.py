@@ -142,7 +142,9 @@ def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -
     """``beta`` and the response parameters from a GLM fit without random effects; ``theta``
     from ``start`` or the covariance structures' initial values (raised to their bounds)."""
     response = model.response
-    glm = fit_glm(model.X, model.y, model.wt, model.offset, response.base_family)
+    # (a family with a zero part starts from its count part's GLM)
+    glm = fit_glm(model.X, model.y, model.wt, model.offset,
+                  getattr(response.base_family, "start_family", response.base_family))
     extra0 = response.start(glm)
     response.set_parameters(extra0)
     model.beta = glm.beta.copy()

@@ -185,8 +185,9 @@ class ResponseModel:
         """The negative binomial's current shape (``None`` without one; the first one's in
         a mixed response)."""
         for fam in self.current_components():
-            if fam.has_shape:
-                return float(fam.shape)   # type: ignore[attr-defined]
+            shape = getattr(fam, "shape", None)   # a negative binomial's, or a zero part's
+            if shape is not None:
+                return float(shape)
         return None
 
     def current_components(self) -> list:
@@ -263,12 +264,37 @@ class ResponseModel:
 
     def fisher_weights(self, eta: np.ndarray, mu: np.ndarray,
                        mu_eta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """PIRLS (Fisher) weights ``wt mu_eta^2 / (V(mu) phi)`` and ``mu_eta`` at ``eta``."""
-        return self.family.fisher_weights(eta, mu, self.wt, self.dispersion, mu_eta=mu_eta)
+        """PIRLS (Fisher) weights ``wt mu_eta^2 / (V(mu) phi)`` and ``mu_eta`` at ``eta``; a
+        family with a second predictor (zero inflation) gives its own positive weights from
+        the responses (``pirls_weights``)."""
+        fam = self.family
+        if hasattr(fam, "pirls_weights"):
+            if mu_eta is None:
+                mu_eta = fam.link.mu_eta(eta)
+            return fam.pirls_weights(self.y, eta, mu, self.wt, self.dispersion), mu_eta
+        return fam.fisher_weights(eta, mu, self.wt, self.dispersion, mu_eta=mu_eta)
 
     def fisher_weights_deta(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        """``d w / d eta`` of the Fisher weights per row (analytic)."""
-        return self.family.fisher_weights_deta(eta, mu, self.wt, self.dispersion)
+        """``d w / d eta`` of the Fisher weights per row (analytic; by central differences
+        for the weights of a family's ``pirls_weights``)."""
+        fam = self.family
+        if hasattr(fam, "pirls_weights"):
+            h = 1e-4 * np.maximum(1.0, np.abs(eta))
+            up, down = eta + h, eta - h
+            return (fam.pirls_weights(self.y, up, fam.link.inverse(up), self.wt,
+                                      self.dispersion)
+                    - fam.pirls_weights(self.y, down, fam.link.inverse(down), self.wt,
+                                        self.dispersion)) / (2.0 * h)
+        return fam.fisher_weights_deta(eta, mu, self.wt, self.dispersion)
+
+    def working_residual(self, eta: np.ndarray, mu: np.ndarray, w: np.ndarray,
+                         mu_eta: np.ndarray) -> np.ndarray:
+        """PIRLS's working residual: ``(y - mu) / mu_eta`` for a GLM family, whose score is
+        ``w (y - mu) / mu_eta``; ``score / w`` for the others (``glm_working = False``)."""
+        if getattr(self.family, "glm_working", True):
+            return (self.y - mu) / mu_eta
+        s = self.score(eta, mu)
+        return np.divide(s, w, out=np.zeros_like(s), where=w > 0)
 
     def observed_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """Observed information ``-d2 log p / d eta2`` per row (equal to the Fisher weights

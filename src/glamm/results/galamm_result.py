@@ -281,7 +281,7 @@ class GalammResult(GlmerResult):
             theta = self.theta
             m.pirls(theta, self.fixef.to_numpy())
             w, mu_eta = m.response.fisher_weights(m.eta, m.mu)
-            zwork = m.eta - m.offset + (m.y - m.mu) / mu_eta
+            zwork = m.eta - m.offset + m.response.working_residual(m.eta, m.mu, w, mu_eta)
             for k, _ in loadings.terms:
                 if m.reterms[k].is_smooth:
                     m.design.set_z(k, loadings.base_z[k], refill=False)

@@ -175,7 +175,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if theta is None:
             m.pirls(self.theta, self.fixef.to_numpy())
             w, mu_eta = m.response.fisher_weights(m.eta, m.mu)
-            zwork = m.eta - m.offset + (m.y - m.mu) / mu_eta
+            zwork = m.eta - m.offset + m.response.working_residual(m.eta, m.mu, w, mu_eta)
             m.cp_b.update(w, zwork)
             m.fac_b.refresh()
         m.fac_b.update(m.lambdas(self.theta if theta is None else theta))
@@ -376,8 +376,13 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
             from ..inference.marginal import marginal_means
 
             return marginal_means(self, newdata=newdata)
-        if type not in ("link", "response"):
-            raise GlammError(f"type must be 'link', 'response' or 'marginal', got {type!r}")
+        zero_part = hasattr(self.model.family, "zero_probability")
+        allowed = ("link", "response") + (("conditional", "zprob") if zero_part else ())
+        if type not in allowed:
+            raise GlammError(f"type must be {', '.join(map(repr, allowed))} or 'marginal', "
+                             f"got {type!r}")
+        if zero_part and type == "zprob":
+            return self.model.family.zero_probability(newdata)
         beta = self.fixef.to_numpy()
         if newdata is None:
             eta = self._eta.copy() if re else \
@@ -392,15 +397,38 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
                 if new_from_responses and np.any(refs[0] < 0):
                     b, refs = self._with_new_clusters(newdata, refs)
                 eta = eta + self.model.design.eta_re(b, refs, zs)
+        if type == "conditional":   # the count part's mean
+            return self.model.family.link.inverse(eta)
         return self._response_scale(eta, newdata) if type == "response" else eta
 
     def _response_scale(self, eta: np.ndarray, newdata: pd.DataFrame | None) -> np.ndarray:
         """``eta`` through the inverse link; with per-row families each row through its own
-        family's (in ``newdata``, chosen by the column that chose them in the fit)."""
+        family's (in ``newdata``, chosen by the column that chose them in the fit); with a
+        zero part the response's mean (``E y``, the zero part included)."""
         family = self.model.family
         if newdata is not None and hasattr(family, "codes_in"):
             family = family.at_rows(family.codes_in(newdata))
+        if hasattr(family, "zero_probability"):
+            return family.mean(family.link.inverse(eta), newdata)
         return family.link.inverse(eta)
+
+    @cached_property
+    def zero_inflation(self) -> pd.DataFrame | None:
+        """The zero part's coefficients (logit scale; glmmTMB's ``fixef(m)$zi``) with
+        standard errors, ``z`` values and p-values; ``None`` without one."""
+        fam = self.model.family
+        if not hasattr(fam, "zero_probability") or not fam.zi_names:
+            return None
+        block = self.model.parameters.slice("response")
+        k = len(fam.zi_names)
+        sl = slice(block.stop - k, block.stop)
+        est = self._response_parameters[-k:]
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.diag(self.parameter_covariance())[sl])
+        z = est / se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
+                             "Pr(>|z|)": 2.0 * st.norm.sf(np.abs(z))},
+                            index=pd.Index(fam.zi_names))
 
     def _with_new_clusters(self, newdata: pd.DataFrame, refs: list[np.ndarray]):
         """Random effects extended by the empirical Bayes modes of the new clusters."""

@@ -353,6 +353,16 @@ def format_lmer(m: LmerResult) -> str:
     ])
 
 
+def zero_inflation_block(m) -> list[str]:
+    """The zero part's coefficient table (glmmTMB's "Zero-inflation model:"), if any."""
+    table = getattr(m, "zero_inflation", None)
+    if table is None:
+        return []
+    hurdle = getattr(m.model.family, "hurdle", False)
+    return _coef_block(table, "Zero part (P(y = 0), logit):" if hurdle
+                       else "Zero-inflation model (logit):")
+
+
 def format_glmer(m: GlmerResult) -> str:
     """lme4-style summary of a fitted generalized linear mixed model.
 
@@ -403,6 +413,7 @@ def _glmm_summary(m: GlmerResult, title: str, before_random: list[str]) -> str:
         _random_block(m) + [_nobs_line(m)],
         variance_function_block(m),
         _fixed_block(m),
+        zero_inflation_block(m),
         _fixed_corr_block(m),
         _notes(m),
     ])

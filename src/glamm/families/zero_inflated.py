@@ -1,0 +1,287 @@
+"""Zero-inflated and hurdle count models (glmmTMB's ``ziformula``), as a family with a second
+linear predictor.
+
+With ``pi_i = logistic(Z_i gamma)`` (``Z`` the design of ``ziformula``) and ``f`` the count
+family (Poisson or negative binomial, mean ``mu = exp(eta)``):
+
+- zero inflation: ``p(0) = pi + (1 - pi) f(0)``, ``p(y) = (1 - pi) f(y)`` for ``y > 0``;
+- hurdle (glmmTMB's ``truncated_*`` families): ``p(0) = pi``, ``p(y) = (1 - pi) f(y) / (1 -
+  f(0))`` for ``y > 0`` (a zero-truncated count part).
+
+:class:`ZeroInflated` is a :class:`~glamm.families.Family` bound to the model's rows (``Z`` has
+one row per observation). Its own parameters (:meth:`extra_names`) are the count family's
+(a negative binomial's size) and ``gamma``, estimated with the rest of the model; the
+linear predictor ``eta`` is the count part's, so PIRLS, the Laplace approximation and
+quadrature see one predictor. The log-density and its first two derivatives in ``eta`` are
+written from the count family's (with all constants); PIRLS works with the score and a
+positive weight (``glm_working = False``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy import special
+
+from ..errors import DataError
+from .base import Family
+from .links import Link
+
+#: the smallest PIRLS weight, relative to the count family's Fisher weight
+_MIN_WEIGHT = 0.25
+
+
+class ZeroInflated(Family):
+    """A count family with a zero-inflation or hurdle part.
+
+    Parameters
+    ----------
+    base : Family
+        The count family (Poisson or negative binomial, log link).
+    Z : ndarray
+        ``(n, k)`` design of the zero part (``k = 0``: no zero part, only for a hurdle,
+        which is then a zero-truncated model).
+    names : list of str
+        Names of ``Z``'s columns.
+    hurdle : bool
+        A hurdle (``truncated_*``) rather than zero inflation.
+    """
+
+    glm_working = False
+
+    def __init__(self, base: Family, Z: np.ndarray, names: list[str], hurdle: bool = False,
+                 zi_spec=None):
+        if base.name not in ("poisson", "negative_binomial"):
+            raise DataError(f"zero inflation and hurdles are for count families (poisson, "
+                            f"nbinom2); got {base.name}")
+        self.base = base
+        self.Z = np.asarray(Z, dtype=float)
+        self.zi_names = list(names)
+        self.hurdle = bool(hurdle)
+        self.gamma = np.zeros(self.Z.shape[1])
+        #: formulaic's spec of the zero part's columns (new data), or None
+        self.zi_spec = zi_spec
+        self.link: Link = base.link
+        self.name = ("truncated_" if hurdle else "zi_") + (
+            "nbinom2" if base.name == "negative_binomial" else base.name)
+
+    # ------------------------------------------------------------------ description
+    has_dispersion = False
+    can_separate = False
+
+    @property
+    def has_shape(self) -> bool:  # type: ignore[override]
+        return False
+
+    @property
+    def shape(self) -> float | None:
+        return getattr(self.base, "shape", None)
+
+    @property
+    def link_is_canonical(self) -> bool:
+        return False
+
+    @property
+    def start_family(self) -> Family:
+        """The family of the GLM that starts the fit (the count part alone)."""
+        return self.base
+
+    def _params(self) -> tuple:
+        return (type(self), self.base._params(), self.hurdle, self.gamma.tobytes())
+
+    def __repr__(self) -> str:
+        return f"ZeroInflated({self.base!r}, hurdle={self.hurdle})"
+
+    # ----------------------------------------------------------------- parameters
+    def extra_names(self) -> list[str]:
+        return self.base.extra_names() + [f"zi~{n}" for n in self.zi_names]
+
+    def extra_values(self) -> np.ndarray:
+        return np.concatenate([self.base.extra_values(), self.gamma])
+
+    def with_extra(self, values: np.ndarray) -> ZeroInflated:
+        nb = len(self.base.extra_names())
+        new = copy.copy(self)
+        new.base = self.base.with_extra(values[:nb]) if nb else self.base
+        new.gamma = np.asarray(values[nb:], dtype=float).copy()
+        return new
+
+    def extra_start(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """The count family's start, and ``gamma`` from a logistic regression of the zeros
+        (the hurdle's exact estimate without random effects in the zero part; for zero
+        inflation a start)."""
+        base = self.base.extra_start(y, mu, wt)
+        k = self.Z.shape[1]
+        if k == 0:
+            return base
+        zero = (np.asarray(y) == 0).astype(float)
+        if not self.hurdle:   # zeros beyond the count family's own
+            p0 = np.exp(self.base.loglik(np.zeros_like(mu), mu, wt, 1.0))
+            zero = np.clip((zero - p0) / np.maximum(1.0 - p0, 1e-3), 0.02, 0.98)
+        gamma = _logistic_fit(self.Z, zero)
+        return np.concatenate([base, gamma])
+
+    @property
+    def pi(self) -> np.ndarray:
+        """Each row's probability of the zero part (0 without one)."""
+        if self.Z.shape[1] == 0:
+            return np.zeros(self.Z.shape[0])
+        return special.expit(self.Z @ self.gamma)
+
+    def _pi_like(self, eta) -> np.ndarray:
+        pi = self.pi
+        return pi.reshape(pi.shape + (1,) * (np.ndim(eta) - 1))
+
+    # ------------------------------------------------------------------ densities
+    def _parts(self, y, mu, eta, wt, phi):
+        """``log f(y)``, ``log f(0)`` and their first two derivatives in ``eta``."""
+        b = self.base
+        zeros = np.zeros_like(np.asarray(y, dtype=float))
+        lf = b.loglik(y, mu, wt, phi)
+        g = b.loglik(zeros, mu, wt, phi)
+        d1 = b.dloglik_deta(y, mu, eta, wt, phi)
+        d2 = b.d2loglik_deta2(y, mu, eta, wt, phi)
+        g1 = b.dloglik_deta(zeros, mu, eta, wt, phi)
+        g2 = b.d2loglik_deta2(zeros, mu, eta, wt, phi)
+        return lf, g, d1, d2, g1, g2
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        y, wt = self._prep(y, wt)
+        mu = np.asarray(mu, dtype=float)
+        pi = self._pi_like(mu)
+        zero = y == 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            lf = self.base.loglik(y, mu, wt, dispersion)
+            g = self.base.loglik(np.zeros_like(y), mu, wt, dispersion)
+            if self.hurdle:
+                log_pos = np.log1p(-pi) + lf - _log1mexp(g)
+                out = np.where(zero, np.log(pi), log_pos)
+            else:
+                out = np.where(zero, np.logaddexp(np.log(pi), np.log1p(-pi) + g),
+                               np.log1p(-pi) + lf)
+        return np.where(self.base.mu_in_range(mu), out, -np.inf)
+
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        return self.loglik(y, self.link.inverse(eta), wt, dispersion)
+
+    def _derivatives(self, y, mu, eta, wt, dispersion):
+        y, wt = self._prep(y, wt)
+        pi = self._pi_like(eta)
+        zero = y == 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            lf, g, d1, d2, g1, g2 = self._parts(y, mu, eta, wt, dispersion)
+            if self.hurdle:
+                # positive counts: log f - log(1 - f(0)); with q = f(0) / (1 - f(0)),
+                # d log(1 - f(0)) = -q g' and d2 log(1 - f(0)) = -(q g'' + q (1 + q) g'^2)
+                q = np.exp(g - _log1mexp(g))
+                s = np.where(zero, 0.0, d1 + q * g1)
+                h = np.where(zero, 0.0, d2 + q * g2 + q * (1.0 + q) * g1 * g1)
+            else:
+                # zeros: log(pi + (1 - pi) f(0)); r = (1 - pi) f(0) / p(0)
+                r = np.exp(np.log1p(-pi) + g - np.logaddexp(np.log(pi), np.log1p(-pi) + g))
+                s = np.where(zero, r * g1, d1)
+                h = np.where(zero, r * g2 + r * (1.0 - r) * g1 * g1, d2)
+        return s, h
+
+    def dloglik_deta(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        return self._derivatives(y, mu, eta, wt, dispersion)[0]
+
+    def d2loglik_deta2(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        return self._derivatives(y, mu, eta, wt, dispersion)[1]
+
+    def fisher_weights(self, eta, mu, wt, dispersion=1.0,
+                       mu_eta=None) -> tuple[np.ndarray, np.ndarray]:
+        """PIRLS weights: the observed information, held at least :data:`_MIN_WEIGHT` times
+        the count family's Fisher weight (the zero-inflated log-density need not be concave
+        in ``eta``); PIRLS's working response is ``eta + score / w`` (``glm_working``)."""
+        raise NotImplementedError("ZeroInflated needs the responses: use pirls_weights")
+
+    def pirls_weights(self, y, eta, mu, wt, dispersion=1.0) -> np.ndarray:
+        """The PIRLS weights of :meth:`fisher_weights` (they need the responses)."""
+        h = self._derivatives(y, mu, eta, wt, dispersion)[1]
+        wb, _ = self.base.fisher_weights(eta, mu, self._prep(y, wt)[1], dispersion)
+        return np.maximum(-h, _MIN_WEIGHT * wb)
+
+    # ------------------------------------------------------------------ the rest
+    def variance(self, mu) -> np.ndarray:
+        """The response variance of the mixture (zero inflation) or of the hurdle model."""
+        mu = np.asarray(mu, dtype=float)
+        pi = self._pi_like(mu)
+        vb = self.base.variance(mu)
+        if self.hurdle:
+            p0 = np.exp(self.base.loglik(np.zeros_like(mu), mu, None, 1.0))
+            m1 = mu / (1.0 - p0)               # E(y | y > 0)
+            m2 = (vb + mu * mu) / (1.0 - p0)   # E(y^2 | y > 0)
+            mean = (1.0 - pi) * m1
+            return (1.0 - pi) * m2 - mean * mean
+        return (1.0 - pi) * (vb + pi * mu * mu)
+
+    def variance_deriv(self, mu) -> np.ndarray:   # pragma: no cover - not used for this family
+        raise NotImplementedError
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        """``2 (l_saturated - l)`` per row is not defined for mixtures: minus twice the
+        log-density (the deviance glmmTMB reports)."""
+        return -2.0 * self.loglik(y, mu)
+
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:   # pragma: no cover - loglik overrides
+        return self.loglik(y, mu, wt, phi)
+
+    def zero_probability(self, newdata=None) -> np.ndarray:
+        """``pi``: the probability of the zero part (an extra zero, or for a hurdle the
+        probability of 0), for the model's rows or ``newdata``."""
+        if newdata is None:
+            return self.pi.copy()
+        if self.Z.shape[1] == 0:
+            return np.zeros(len(newdata))
+        from ..formula.evaluate import formula_context
+
+        Z = np.asarray(self.zi_spec.get_model_matrix(newdata, na_action="ignore",
+                                                     context=formula_context()), dtype=float)
+        return special.expit(Z @ self.gamma)
+
+    def mean(self, mu, newdata=None) -> np.ndarray:
+        """``E(y)``: ``(1 - pi) mu`` (zero inflation) or ``(1 - pi) mu / (1 - f(0))``
+        (``pi`` of ``newdata`` when given)."""
+        mu = np.asarray(mu, dtype=float)
+        pi = self._pi_like(mu) if newdata is None else self.zero_probability(newdata)
+        if self.hurdle:
+            p0 = np.exp(self.base.loglik(np.zeros_like(mu), mu, None, 1.0))
+            return (1.0 - pi) * mu / (1.0 - p0)
+        return (1.0 - pi) * mu
+
+    def mu_in_range(self, mu) -> np.ndarray:
+        return self.base.mu_in_range(mu)
+
+    def _validate_support(self, y, wt) -> None:
+        self.base._validate_support(y, wt)
+        if self.hurdle and self.Z.shape[1] == 0 and np.any(y == 0):
+            raise DataError(f"{self.name} without a ziformula is a zero-truncated model, but "
+                            f"the response has {int(np.sum(y == 0))} zeros; give the zero "
+                            "part, e.g. ziformula='~ 1'")
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        return self.base.mustart(y, wt)
+
+
+def _log1mexp(g: np.ndarray) -> np.ndarray:
+    """``log(1 - exp(g))`` for ``g < 0``, accurately."""
+    g = np.asarray(g, dtype=float)
+    return np.where(g > -0.693, np.log(-np.expm1(g)), np.log1p(-np.exp(g)))
+
+
+def _logistic_fit(Z: np.ndarray, p: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """Coefficients of a logistic regression of (fractional) responses ``p`` on ``Z``
+    (Newton; a small ridge keeps separated designs finite)."""
+    k = Z.shape[1]
+    gamma = np.zeros(k)
+    for _ in range(iterations):
+        pr = special.expit(Z @ gamma)
+        w = pr * (1.0 - pr)
+        H = Z.T @ (w[:, None] * Z) + 1e-6 * np.eye(k)
+        step = np.linalg.solve(H, Z.T @ (p - pr) - 1e-6 * gamma)
+        gamma += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return gamma
