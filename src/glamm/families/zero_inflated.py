@@ -28,8 +28,9 @@ from ..errors import DataError
 from .base import Family
 from .links import Link
 
-#: the smallest PIRLS weight, relative to the count family's Fisher weight
-_MIN_WEIGHT = 0.25
+#: the smallest PIRLS weight, relative to the count family's Fisher weight (where the
+#: log-density is concave in eta PIRLS takes Newton steps, the observed information)
+_MIN_WEIGHT = 1e-3
 
 
 class ZeroInflated(Family):
@@ -103,6 +104,7 @@ class ZeroInflated(Family):
     def with_extra(self, values: np.ndarray) -> ZeroInflated:
         nb = len(self.base.extra_names())
         new = copy.copy(self)
+        new.__dict__.pop("_memo", None)
         new.base = self.base.with_extra(values[:nb]) if nb else self.base
         new.gamma = np.asarray(values[nb:], dtype=float).copy()
         return new
@@ -127,7 +129,15 @@ class ZeroInflated(Family):
         """Each row's probability of the zero part (0 without one)."""
         if self.Z.shape[1] == 0:
             return np.zeros(self.Z.shape[0])
-        return special.expit(self.Z @ self.gamma)
+        return special.expit(self.Z @ self.gamma + self.__dict__.get("_shift", 0.0))
+
+    def shifted(self, delta: float) -> ZeroInflated:
+        """A copy whose zero part's logit is ``delta`` higher on every row (the derivatives
+        of the per-row quantities in ``logit(pi)``: glmm.gradient)."""
+        new = copy.copy(self)
+        new.__dict__.pop("_memo", None)
+        new.__dict__["_shift"] = float(delta)
+        return new
 
     def _pi_like(self, eta) -> np.ndarray:
         pi = self.pi
@@ -166,6 +176,17 @@ class ZeroInflated(Family):
         return self.loglik(y, self.link.inverse(eta), wt, dispersion)
 
     def _derivatives(self, y, mu, eta, wt, dispersion):
+        # PIRLS asks for the score and the weights at the same eta: computed once
+        key = (id(y), id(mu), id(eta), id(wt), id(dispersion) if np.ndim(dispersion) else
+               float(dispersion))
+        memo = self.__dict__.get("_memo")
+        if memo is not None and memo[0] == key and memo[1] is eta and memo[2] is mu:
+            return memo[3]
+        out = self._derivatives_now(y, mu, eta, wt, dispersion)
+        self.__dict__["_memo"] = (key, eta, mu, out)
+        return out
+
+    def _derivatives_now(self, y, mu, eta, wt, dispersion):
         y, wt = self._prep(y, wt)
         pi = self._pi_like(eta)
         zero = y == 0
