@@ -121,3 +121,32 @@ def test_bad_input(sal):
     with pytest.raises(DataError, match="poisson family"):
         glamm.glmer("count ~ mined + (1 | site)", sal.assign(count=-sal["count"] - 1),
                     family="poisson", ziformula="~ mined")
+
+
+def test_quadrature_against_brute_force(sal):
+    """Adaptive quadrature (one grouping factor): the log-likelihood at glamm's estimates is
+    the brute-force 60-point Gauss-Hermite value, whose gradient vanishes there."""
+    m = glamm.glmer("count ~ mined + (1 | site)", sal, family="poisson", ziformula="~ mined",
+                    nagq=15)
+    y = sal["count"].to_numpy(float)
+    no = (sal["mined"] == "no").to_numpy(float)
+    g = pd.factorize(sal["site"])[0]
+    z, w = np.polynomial.hermite_e.hermegauss(60)
+    w = w / np.sqrt(2 * np.pi)
+
+    def ll(x):
+        b0, b1, sd, g0, g1 = x
+        pi = special.expit(g0 + g1 * no)
+        a = np.empty((g.max() + 1, z.size))
+        for k in range(z.size):
+            mu = np.exp(b0 + b1 * no + sd * z[k])
+            p = np.where(y == 0, pi + (1 - pi) * np.exp(-mu),
+                         (1 - pi) * stats.poisson.pmf(y, mu))
+            a[:, k] = np.bincount(g, np.log(p), minlength=g.max() + 1)
+        return float(np.sum(special.logsumexp(a + np.log(w), axis=1)))
+
+    x0 = np.array([*m.fixef.to_numpy(), m.theta[0], *m.zero_inflation["Estimate"]])
+    assert m.loglik == pytest.approx(ll(x0), rel=1e-8)
+    h = 1e-5
+    grad = [(ll(x0 + h * e) - ll(x0 - h * e)) / (2 * h) for e in np.eye(5)]
+    assert np.max(np.abs(grad)) < 2e-3
