@@ -38,8 +38,10 @@ def _no_valid_start(family) -> GlammError:
 
 
 def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, family,
-            maxiter: int = 100, tol: float = 1e-10) -> GlmFit:
-    """Fit ``g(E y) = X beta + offset`` by IRLS with step-halving (R's ``glm.fit`` scheme)."""
+            maxiter: int = 100, tol: float = 1e-10, dispersion: float = 1.0) -> GlmFit:
+    """Fit ``g(E y) = X beta + offset`` by IRLS with step-halving (R's ``glm.fit`` scheme);
+    ``dispersion`` matters only for families whose working residual depends on it (the
+    t's)."""
     link = family.link
     mu = family.mustart(y, wt)
     eta = link.link(mu)
@@ -49,8 +51,8 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
     it = 0
     for it in range(1, maxiter + 1):
         mu_eta = link.mu_eta(eta)
-        w, _ = family.fisher_weights(eta, mu, wt, mu_eta=mu_eta)
-        z = eta - offset + (y - mu) / mu_eta
+        w, _ = family.fisher_weights(eta, mu, wt, dispersion, mu_eta=mu_eta)
+        z = eta - offset + family.working_residual(y, mu, eta, wt, dispersion, w, mu_eta)
         if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(np.isfinite(z))):
             raise _no_valid_start(family)
         sw = np.sqrt(w)

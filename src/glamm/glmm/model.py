@@ -274,11 +274,11 @@ class GeneralizedLinearMixedModel:
         # information, e.g. inverse Gaussian with a log link), and full steps would circle the
         # mode at that distance forever; from then on each row's weight is the larger of the
         # two, a step no longer than Newton's that converges fast to an accurate mode
-        overshoot = False
+        overshoot = fam.newton_pirls
         for _ in range(settings.maxiter):
             iterations += 1
             w, mu_eta = self.response.fisher_weights(eta, mu)
-            zwork = eta - self.offset + (self.y - mu) / mu_eta
+            zwork = eta - self.offset + self.response.working_residual(eta, mu, w, mu_eta)
             if overshoot:
                 w, zwork = self._safeguarded_newton(eta, mu, w, zwork)
             if not fast:

@@ -105,7 +105,10 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         #: per-row families: each family's dispersion (1 without one), by label
         self.family_dispersions = (pd.Series(resp.phi.copy(), index=resp.labels,
                                              name="dispersion") if resp.mixed else None)
-        self.sigma = resp.sigma
+        #: glmmTMB's ``sigma()`` for its extra families (NB1's, the beta's and the
+        #: beta-binomial's ``phi``, the t's scale); lme4's otherwise
+        self.sigma = (fam.tmb_sigma(self.dispersion) if hasattr(fam, "tmb_sigma") and
+                      not resp.mixed else resp.sigma)
         self.shape = model.response.shape
         # the response parameters at the estimates (log dispersions or shapes, a variance
         # function's coefficients), in the model's order
@@ -175,7 +178,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if theta is None:
             m.pirls(self.theta, self.fixef.to_numpy())
             w, mu_eta = m.response.fisher_weights(m.eta, m.mu)
-            zwork = m.eta - m.offset + (m.y - m.mu) / mu_eta
+            zwork = m.eta - m.offset + m.response.working_residual(m.eta, m.mu, w, mu_eta)
             m.cp_b.update(w, zwork)
             m.fac_b.refresh()
         m.fac_b.update(m.lambdas(self.theta if theta is None else theta))
