@@ -37,6 +37,16 @@ def _no_valid_start(family) -> GlammError:
     )
 
 
+def _deviance(family, y: np.ndarray, mu: np.ndarray, wt: np.ndarray,
+              dispersion: float) -> float:
+    """IRLS's objective: the deviance, or ``-2`` log-likelihood at ``dispersion`` for the
+    families outside the exponential family (no saturated model needed)."""
+    if hasattr(family, "tmb_sigma"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(-2.0 * np.sum(family.loglik(y, mu, wt, dispersion)))
+    return float(np.sum(family.deviance_residuals(y, mu, wt)))
+
+
 def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, family,
             maxiter: int = 100, tol: float = 1e-10, dispersion: float = 1.0) -> GlmFit:
     """Fit ``g(E y) = X beta + offset`` by IRLS with step-halving (R's ``glm.fit`` scheme);
@@ -45,7 +55,7 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
     link = family.link
     mu = family.mustart(y, wt)
     eta = link.link(mu)
-    dev_old = float(np.sum(family.deviance_residuals(y, mu, wt)))
+    dev_old = _deviance(family, y, mu, wt, dispersion)
     beta = np.zeros(X.shape[1])
     converged = False
     it = 0
@@ -62,7 +72,7 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
             b = beta + step * (beta_new - beta) if it > 1 else beta_new
             eta_new = X @ b + offset
             mu_new = link.inverse(eta_new)
-            dev = float(np.sum(family.deviance_residuals(y, mu_new, wt)))
+            dev = _deviance(family, y, mu_new, wt, dispersion)
             if np.isfinite(dev) and (it == 1 or dev <= dev_old * (1 + 1e-12) + 1e-12):
                 break
             step /= 2.0
