@@ -75,7 +75,8 @@ class GlmResult:
         Rows dropped for missing values, aliased columns dropped.
     """
 
-    def __init__(self, frame: ModelFrame, family, fit: GlmFit, shape_estimated: bool = False):
+    def __init__(self, frame: ModelFrame, family, fit: GlmFit, shape_estimated: bool = False,
+                 ml_dispersion: float | None = None):
         self.frame = frame
         self._family = family
         self.formula = frame.parsed.formula
@@ -109,11 +110,66 @@ class GlmResult:
         w, _ = family.fisher_weights(self._eta, self._mu, self.wt,
                                      mu_eta=family.link.mu_eta(self._eta))
         X = frame.X
-        xtwx = X.T @ (X * w[:, None])
-        V = np.linalg.inv(xtwx) * self.dispersion if p else np.zeros((0, 0))
+        if ml_dispersion is not None:   # a family outside the exponential family, by ML
+            self._extra_ml(family, frame, ml_dispersion)
+            V = self._full_covariance(family, frame)[:p, :p]
+        else:
+            xtwx = X.T @ (X * w[:, None])
+            V = np.linalg.inv(xtwx) * self.dispersion if p else np.zeros((0, 0))
         self.vcov = pd.DataFrame(V, index=xn, columns=xn)
         with np.errstate(invalid="ignore"):   # not finite: glm() warns, the summary notes
             self.stderr = pd.Series(np.sqrt(np.diag(V)), index=xn, name="Std. Error")
+
+    def _extra_ml(self, family, frame: ModelFrame, dispersion: float) -> None:
+        """Likelihood, parameter count and ``sigma`` of a family outside the exponential
+        family fitted by maximum likelihood (its own parameters and dispersion estimated;
+        the standard errors of the coefficients are then conditional on them)."""
+        self.dispersion = float(dispersion) if family.has_dispersion else 1.0
+        self.sigma = float(family.tmb_sigma(self.dispersion))
+        #: the family's own parameters at the estimates (natural scale)
+        self.family_parameters = dict(zip(family.natural_names, family.values, strict=True))
+        self.loglik = float(np.sum(family.loglik(frame.y, self._mu, self.wt, self.dispersion)))
+        self.deviance = -2.0 * self.loglik
+        self.npar = frame.X.shape[1] + int(family.has_dispersion) + len(family.values)
+        self.aic = -2.0 * self.loglik + 2.0 * self.npar
+        self.bic = -2.0 * self.loglik + math.log(self.nobs) * self.npar
+
+    def _full_covariance(self, family, frame: ModelFrame) -> np.ndarray:
+        """The inverse of the observed information in ``[beta, log(dispersion), the family's
+        own parameters (log scale)]`` (central differences of the analytic score in ``beta``
+        and of the log-likelihood in the others): the coefficients' standard errors account
+        for the estimated family parameters, as glmmTMB's; fills
+        :attr:`family_parameter_se` (natural scale, delta method)."""
+        X, y, wt = frame.X, frame.y, self.wt
+        beta0 = self.fixef.to_numpy()
+        extra0 = list(np.log(family.values))
+        if family.has_dispersion:
+            extra0 = [math.log(self.dispersion)] + extra0
+        x0 = np.concatenate([beta0, extra0])
+        p = beta0.size
+
+        def loglik(x: np.ndarray) -> float:
+            eta = X @ x[:p] + frame.offset
+            disp = math.exp(x[p]) if family.has_dispersion else 1.0
+            f = family.with_extra(x[p + int(family.has_dispersion):])
+            return float(np.sum(f.loglik(y, f.link.inverse(eta), wt, disp)))
+
+        n = x0.size
+        H = np.empty((n, n))
+        steps = 1e-4 * np.maximum(np.abs(x0), 0.1)
+        for i in range(n):
+            for j in range(i, n):
+                ei, ej = np.eye(n)[i] * steps[i], np.eye(n)[j] * steps[j]
+                H[i, j] = H[j, i] = (loglik(x0 + ei + ej) - loglik(x0 + ei - ej)
+                                     - loglik(x0 - ei + ej) + loglik(x0 - ei - ej)) \
+                    / (4.0 * steps[i] * steps[j])
+        cov = np.linalg.inv(-H)
+        se_log = np.sqrt(np.abs(np.diag(cov)[p:]))
+        natural = np.exp(x0[p:])
+        names = (["dispersion"] if family.has_dispersion else []) + list(family.natural_names)
+        #: standard errors of the family parameters (natural scale; delta method)
+        self.family_parameter_se = dict(zip(names, natural * se_log, strict=True))
+        return cov
 
     # ------------------------------------------------------------------ tables
     def coef_table(self) -> pd.DataFrame:
@@ -210,12 +266,41 @@ def _full_loglik(family, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, dev: flo
     return float(np.sum(family.loglik(y, mu, wt, disp)))
 
 
-def _irls(frame: ModelFrame, wt: np.ndarray, family) -> GlmFit:
+def _irls(frame: ModelFrame, wt: np.ndarray, family, dispersion: float = 1.0) -> GlmFit:
     """:func:`fit_glm` with its start-of-GLMM wording of non-convergence kept quiet (the caller
     reports non-convergence itself)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return fit_glm(frame.X, frame.y, wt, frame.offset, family)
+        return fit_glm(frame.X, frame.y, wt, frame.offset, family, dispersion=dispersion)
+
+
+def _ml_family_parameters(frame: ModelFrame, wt: np.ndarray, fam):
+    """Maximum likelihood of a family's own parameters (and its dispersion) with the
+    coefficients profiled out by IRLS (which, with the family's working residual, solves the
+    score equations): returns the family at the estimates and the dispersion (1 without
+    one)."""
+    start_fit = _irls(frame, wt, fam)
+    x0 = list(fam.extra_start(frame.y, start_fit.mu, wt))
+    if fam.has_dispersion:
+        x0 = [math.log(max(start_fit.dispersion, 1e-12))] + x0
+
+    def split(x: np.ndarray):
+        if fam.has_dispersion:
+            return fam.with_extra(x[1:]), math.exp(x[0])
+        return fam.with_extra(x), 1.0
+
+    def negloglik(x: np.ndarray) -> float:
+        if np.any(np.abs(x) > 30):
+            return np.inf
+        f, disp = split(x)
+        fit = _irls(frame, wt, f, disp)
+        value = -float(np.sum(f.loglik(frame.y, fit.mu, wt, disp)))
+        return value if np.isfinite(value) else np.inf
+
+    best = optimize.minimize(negloglik, np.asarray(x0, dtype=float), method="Nelder-Mead",
+                             options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 4000})
+    f, disp = split(best.x)
+    return f, disp
 
 
 def glm(
@@ -298,13 +383,17 @@ def glm(
                                         options={"xatol": 1e-8})
         fam = fam.with_shape(math.exp(best.x))
 
-    fit = _irls(frame, wt, fam)
+    ml_dispersion = None
+    if hasattr(fam, "tmb_sigma"):   # outside the exponential family: ML over its parameters
+        fam, ml_dispersion = _ml_family_parameters(frame, wt, fam)
+    fit = _irls(frame, wt, fam, ml_dispersion or 1.0)
     if not fit.converged:
         warnings.warn(f"IRLS did not converge in {fit.iterations} iterations",
                       ConvergenceWarning, stacklevel=2)
     if fam.name == "binomial":
         _warn_extreme_fitted(frame, fit.mu, wt)
-    result = GlmResult(frame, fam, fit, shape_estimated=estimate_shape)
+    result = GlmResult(frame, fam, fit, shape_estimated=estimate_shape,
+                       ml_dispersion=ml_dispersion)
     warn_nonfinite_stderr(list(frame.xnames), result.stderr.to_numpy())
     return result
 

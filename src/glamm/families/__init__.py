@@ -10,13 +10,17 @@ Self-contained: depends on numpy, scipy and :class:`glamm.errors.DataError` only
 
 from .distributions import (
     FAMILIES,
+    Beta,
+    BetaBinomial,
     Binomial,
     Family,
     Gamma,
     Gaussian,
     InverseGaussian,
     NegativeBinomial,
+    NegativeBinomial1,
     Poisson,
+    StudentT,
     from_name,
     get_family,
 )
@@ -43,6 +47,10 @@ __all__ = [
     "Gamma",
     "InverseGaussian",
     "NegativeBinomial",
+    "NegativeBinomial1",
+    "Beta",
+    "BetaBinomial",
+    "StudentT",
     "FAMILIES",
     "from_name",
     "get_family",

@@ -101,6 +101,10 @@ class Family(abc.ABC):
     #: whether the data can be separated (coefficients without a finite estimate, as with a
     #: binary response): glmer then looks for the separating columns
     can_separate: bool = False
+    #: whether PIRLS takes Newton steps (weights ``max(Fisher, observed information)``) from
+    #: the first iteration: for families whose PIRLS weights only approximate the expected
+    #: information (scoring then converges slowly)
+    newton_pirls: bool = False
 
     def __init__(self, link: str | Link | type[Link] | None = None) -> None:
         self.link: Link = self._resolve_link(link)
@@ -383,6 +387,24 @@ class Family(abc.ABC):
         self, y: np.ndarray, wt: np.ndarray
     ) -> None:
         """Family-specific support checks; the default accepts every finite response."""
+
+    def working_residual(self, y, mu, eta, wt, dispersion, w, mu_eta) -> np.ndarray:
+        """The PIRLS working residual ``r`` (working response ``eta + r``) for the weights
+        ``w``: ``score / w``, which is ``(y - mu) / mu_eta`` for an exponential family with
+        its Fisher weights; families without a GLM variance function override it.
+
+        Parameters
+        ----------
+        y, mu, eta, wt : ndarray
+            responses, means, linear predictor and prior weights.
+        dispersion : float or ndarray
+            the dispersion.
+        w : ndarray
+            the PIRLS weights (from :meth:`fisher_weights`).
+        mu_eta : ndarray
+            ``d mu / d eta``.
+        """
+        return (y - mu) / mu_eta
 
     def mustart(self, y, wt=None) -> np.ndarray:
         """Starting means, as R's ``family()$initialize``.

@@ -37,6 +37,7 @@ from .base import (
     _non_integer,
     _ylogy,
 )
+from .extra import Beta, BetaBinomial, NegativeBinomial1, StudentT
 from .links import Link
 
 __all__ = [
@@ -47,6 +48,10 @@ __all__ = [
     "Gamma",
     "InverseGaussian",
     "NegativeBinomial",
+    "NegativeBinomial1",
+    "Beta",
+    "BetaBinomial",
+    "StudentT",
     "FAMILIES",
     "from_name",
     "get_family",
@@ -388,7 +393,8 @@ class NegativeBinomial(_CountFamily):
 
 #: glamm's family names -> classes
 FAMILIES: dict[str, type[Family]] = {
-    cls.name: cls for cls in (Binomial, Poisson, Gaussian, Gamma, InverseGaussian, NegativeBinomial)
+    cls.name: cls for cls in (Binomial, Poisson, Gaussian, Gamma, InverseGaussian, NegativeBinomial,
+                              NegativeBinomial1, Beta, BetaBinomial, StudentT)
 }
 
 _FAMILY_ALIASES: dict[str, str] = {
@@ -401,6 +407,18 @@ _FAMILY_ALIASES: dict[str, str] = {
     "nbinom": "negative_binomial",
     "negbin": "negative_binomial",
     "nb2": "negative_binomial",
+    # glmmTMB's and GLMMadaptive's spellings of the families outside the exponential family
+    "nbinom1": "nbinom1",
+    "nb1": "nbinom1",
+    "beta_family": "beta",
+    "beta_fam": "beta",
+    "betabinomial": "betabinomial",
+    "beta_binomial": "betabinomial",
+    "betabinom": "betabinomial",
+    "students_t": "t",
+    "student_t": "t",
+    "student": "t",
+    "t_family": "t",
 }
 
 
@@ -409,7 +427,8 @@ def _family_key(name: str) -> str:
     key = _FAMILY_ALIASES.get(key, key)
     if key not in FAMILIES:
         raise DataError(f"unknown family {name!r}; known families: " + ", ".join(FAMILIES)
-                        + ' (also "Gamma", "inverse.gaussian", "nbinom2", "negbin")')
+                        + ' (also "Gamma", "inverse.gaussian", "nbinom2", "negbin", "beta_family", '
+                        '"students.t")')
     return key
 
 

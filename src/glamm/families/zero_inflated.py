@@ -14,7 +14,7 @@ one row per observation). Its own parameters (:meth:`extra_names`) are the count
 linear predictor ``eta`` is the count part's, so PIRLS, the Laplace approximation and
 quadrature see one predictor. The log-density and its first two derivatives in ``eta`` are
 written from the count family's (with all constants); PIRLS works with the score and a
-positive weight (``glm_working = False``).
+positive weight (:meth:`working_residual`, :meth:`pirls_weights`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ class ZeroInflated(Family):
         A hurdle (``truncated_*``) rather than zero inflation.
     """
 
-    glm_working = False
 
     def __init__(self, base: Family, Z: np.ndarray, names: list[str], hurdle: bool = False,
                  zi_spec=None):
@@ -215,8 +214,14 @@ class ZeroInflated(Family):
                        mu_eta=None) -> tuple[np.ndarray, np.ndarray]:
         """PIRLS weights: the observed information, held at least :data:`_MIN_WEIGHT` times
         the count family's Fisher weight (the zero-inflated log-density need not be concave
-        in ``eta``); PIRLS's working response is ``eta + score / w`` (``glm_working``)."""
+        in ``eta``); PIRLS's working response is ``eta + score / w``."""
         raise NotImplementedError("ZeroInflated needs the responses: use pirls_weights")
+
+    def working_residual(self, y, mu, eta, wt, dispersion, w, mu_eta) -> np.ndarray:
+        """PIRLS's working residual ``score / w`` (the score is not ``w (y - mu) /
+        mu_eta`` here)."""
+        s = self.dloglik_deta(y, mu, eta, wt, dispersion)
+        return np.divide(s, w, out=np.zeros_like(s), where=w > 0)
 
     def pirls_weights(self, y, eta, mu, wt, dispersion=1.0) -> np.ndarray:
         """The PIRLS weights of :meth:`fisher_weights` (they need the responses)."""

@@ -85,7 +85,7 @@ class AnalyticDerivatives(GradientDerivatives):
         """The gradient at ``x`` and, with ``schur``, :func:`~glamm.glmm.gradient.
         laplace_gradient`'s approximate ``beta`` block of the Hessian (halved) from the same
         pass."""
-        from .gradient import laplace_gradient
+        from .gradient import laplace_gradient, own_parameters_have_gradient
 
         m = self.model
         layout = m.parameters
@@ -93,9 +93,9 @@ class AnalyticDerivatives(GradientDerivatives):
         theta, beta = layout.get(x, "theta"), layout.get(x, "beta")
         g = np.zeros(x.size)
         analytic = "lambda" in layout
-        # dispersions and variance functions: analytic; a negative binomial shape: below
-        response = layout.size_of("response") > 0 \
-            and m.response.log_dispersion_jacobian() is not None
+        # dispersions, variance functions and the own parameters of the families outside
+        # the exponential family: analytic; a negative binomial shape: below
+        response = layout.size_of("response") > 0 and own_parameters_have_gradient(m)
         fam = m.response.family
         n_zero = fam.Z.shape[1] if hasattr(fam, "shifted") else 0
         out = laplace_gradient(m, theta, beta, schur=schur, with_loadings=analytic,

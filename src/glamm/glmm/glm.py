@@ -37,20 +37,32 @@ def _no_valid_start(family) -> GlammError:
     )
 
 
+def _deviance(family, y: np.ndarray, mu: np.ndarray, wt: np.ndarray,
+              dispersion: float) -> float:
+    """IRLS's objective: the deviance, or ``-2`` log-likelihood at ``dispersion`` for the
+    families outside the exponential family (no saturated model needed)."""
+    if hasattr(family, "tmb_sigma"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(-2.0 * np.sum(family.loglik(y, mu, wt, dispersion)))
+    return float(np.sum(family.deviance_residuals(y, mu, wt)))
+
+
 def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, family,
-            maxiter: int = 100, tol: float = 1e-10) -> GlmFit:
-    """Fit ``g(E y) = X beta + offset`` by IRLS with step-halving (R's ``glm.fit`` scheme)."""
+            maxiter: int = 100, tol: float = 1e-10, dispersion: float = 1.0) -> GlmFit:
+    """Fit ``g(E y) = X beta + offset`` by IRLS with step-halving (R's ``glm.fit`` scheme);
+    ``dispersion`` matters only for families whose working residual depends on it (the
+    t's)."""
     link = family.link
     mu = family.mustart(y, wt)
     eta = link.link(mu)
-    dev_old = float(np.sum(family.deviance_residuals(y, mu, wt)))
+    dev_old = _deviance(family, y, mu, wt, dispersion)
     beta = np.zeros(X.shape[1])
     converged = False
     it = 0
     for it in range(1, maxiter + 1):
         mu_eta = link.mu_eta(eta)
-        w, _ = family.fisher_weights(eta, mu, wt, mu_eta=mu_eta)
-        z = eta - offset + (y - mu) / mu_eta
+        w, _ = family.fisher_weights(eta, mu, wt, dispersion, mu_eta=mu_eta)
+        z = eta - offset + family.working_residual(y, mu, eta, wt, dispersion, w, mu_eta)
         if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(np.isfinite(z))):
             raise _no_valid_start(family)
         sw = np.sqrt(w)
@@ -60,7 +72,7 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
             b = beta + step * (beta_new - beta) if it > 1 else beta_new
             eta_new = X @ b + offset
             mu_new = link.inverse(eta_new)
-            dev = float(np.sum(family.deviance_residuals(y, mu_new, wt)))
+            dev = _deviance(family, y, mu_new, wt, dispersion)
             if np.isfinite(dev) and (it == 1 or dev <= dev_old * (1 + 1e-12) + 1e-12):
                 break
             step /= 2.0

@@ -165,7 +165,8 @@ def response_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray, dwh: n
     with the weights at fixed ``eta`` and through the mode's movement)."""
     response = model.response
     J = response.log_dispersion_jacobian()
-    assert J is not None, "shape parameters have no analytic gradient"
+    if J is None:
+        return _own_parameter_gradient(model, V, C, h, dwh, Gobs_inv)
     if J.shape[1] == 0:
         return np.zeros(0)
     design = model.design
@@ -175,6 +176,53 @@ def response_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray, dwh: n
     DU = Gobs_inv.solve(RHS)
     deta = np.einsum("ia,iaj->ij", V, DU[C])
     return -2.0 * (dlp @ J) + (dw_phi * h) @ J + dwh @ deta
+
+
+def own_parameters_have_gradient(model) -> bool:
+    """Whether :func:`response_gradient` covers the response parameters: dispersions and
+    variance functions always; a family's own parameters (NB1's ``phi``, the t's ``df``)
+    for one family of those outside the exponential family without a variance function (a
+    negative binomial's shape stays with differences of the deviance)."""
+    response = model.response
+    if response.log_dispersion_jacobian() is not None:
+        return True
+    return (not response.mixed and response.dispersion_design is None
+            and hasattr(response.family, "tmb_sigma"))
+
+
+def _own_parameter_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray,
+                            dwh: np.ndarray, Gobs_inv, eps: float = 1e-5) -> np.ndarray:
+    """:func:`response_gradient` for one family with parameters of its own (after its log
+    dispersion, if it has one): the per-row derivatives at fixed ``eta`` of the log-density,
+    the score and the log-determinant's weights in each parameter, by central differences of
+    the family (no PIRLS: each row depends on the parameters directly), in the same
+    formula as the dispersion's."""
+    response, design = model.response, model.design
+    eta, mu, y, wt = model.eta, model.mu, response.y, response.wt
+    observed = model.observed_information
+    cols = []
+    if response.has_dispersion:
+        cols.append(response.dispersion_derivatives(eta, mu, observed))
+    fam, disp = response.family, response.dispersion
+    values = fam.extra_values()
+
+    def pieces(f) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w = (-f.d2loglik_deta2(y, mu, eta, wt, disp) if observed
+             else f.fisher_weights(eta, mu, wt, disp)[0])
+        return f.loglik(y, mu, wt, disp), f.dloglik_deta(y, mu, eta, wt, disp), w
+
+    for j in range(values.size):
+        step = np.zeros(values.size)
+        step[j] = eps
+        up, down = pieces(fam.with_extra(values + step)), pieces(fam.with_extra(values - step))
+        cols.append(tuple((a - b) / (2.0 * eps) for a, b in zip(up, down, strict=True)))
+    dlp = np.column_stack([c[0] for c in cols])
+    ds = np.column_stack([c[1] for c in cols])
+    dw = np.column_stack([c[2] for c in cols])
+    RHS = np.column_stack([design.t_matvec(V, ds[:, j]) for j in range(ds.shape[1])])
+    DU = Gobs_inv.solve(RHS)
+    deta = np.einsum("ia,iaj->ij", V, DU[C])
+    return -2.0 * dlp.sum(axis=0) + h @ dw + dwh @ deta
 
 
 #: a direction of the linear predictor: ``(term, change of its nonzeros)`` pairs and the change

@@ -274,7 +274,7 @@ class GeneralizedLinearMixedModel:
         # information, e.g. inverse Gaussian with a log link), and full steps would circle the
         # mode at that distance forever; from then on each row's weight is the larger of the
         # two, a step no longer than Newton's that converges fast to an accurate mode
-        overshoot = False
+        overshoot = fam.newton_pirls
         for _ in range(settings.maxiter):
             iterations += 1
             w, mu_eta = self.response.fisher_weights(eta, mu)

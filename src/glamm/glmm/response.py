@@ -298,6 +298,12 @@ class ResponseModel:
             return fam.pirls_weights(self.y, eta, mu, self.wt, self.dispersion), mu_eta
         return fam.fisher_weights(eta, mu, self.wt, self.dispersion, mu_eta=mu_eta)
 
+    def working_residual(self, eta: np.ndarray, mu: np.ndarray, w: np.ndarray,
+                         mu_eta: np.ndarray) -> np.ndarray:
+        """PIRLS's working residual for the weights ``w`` (``(y - mu) / mu_eta`` for the
+        exponential families, ``score / w`` otherwise)."""
+        return self.family.working_residual(self.y, mu, eta, self.wt, self.dispersion, w, mu_eta)
+
     def fisher_weights_deta(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """``d w / d eta`` of the Fisher weights per row (analytic; by central differences
         for the weights of a family's ``pirls_weights``)."""
@@ -311,14 +317,6 @@ class ResponseModel:
                                         self.dispersion)) / (2.0 * h)
         return fam.fisher_weights_deta(eta, mu, self.wt, self.dispersion)
 
-    def working_residual(self, eta: np.ndarray, mu: np.ndarray, w: np.ndarray,
-                         mu_eta: np.ndarray) -> np.ndarray:
-        """PIRLS's working residual: ``(y - mu) / mu_eta`` for a GLM family, whose score is
-        ``w (y - mu) / mu_eta``; ``score / w`` for the others (``glm_working = False``)."""
-        if getattr(self.family, "glm_working", True):
-            return (self.y - mu) / mu_eta
-        s = self.score(eta, mu)
-        return np.divide(s, w, out=np.zeros_like(s), where=w > 0)
 
     def observed_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """Observed information ``-d2 log p / d eta2`` per row (equal to the Fisher weights

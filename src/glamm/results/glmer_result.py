@@ -105,7 +105,11 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         #: per-row families: each family's dispersion (1 without one), by label
         self.family_dispersions = (pd.Series(resp.phi.copy(), index=resp.labels,
                                              name="dispersion") if resp.mixed else None)
-        self.sigma = resp.sigma
+        #: glmmTMB's ``sigma()`` for its extra families (NB1's, the beta's and the
+        #: beta-binomial's ``phi``, the t's scale); lme4's otherwise
+        #: whether the family is one of glmmTMB's outside the exponential family
+        self.extra_family = hasattr(fam, "tmb_sigma") and not resp.mixed
+        self.sigma = fam.tmb_sigma(self.dispersion) if self.extra_family else resp.sigma
         self.shape = model.response.shape
         # the response parameters at the estimates (log dispersions or shapes, a variance
         # function's coefficients), in the model's order
@@ -281,6 +285,35 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
             se = np.sqrt(np.diag(self.parameter_covariance())[delta_slice])
         delta = self._response_parameters[-resp.n_delta:]
         return variance_table(resp.dispersion_design, delta, float(self.sigma), se)
+
+    @cached_property
+    def family_parameters(self) -> pd.DataFrame | None:
+        """The family's own parameters and its dispersion (one family, no variance function):
+        one row per parameter with its ``estimate`` on the natural scale (NB1's, the beta's
+        and the beta-binomial's ``phi``, the t's ``sigma`` and ``df``; a dispersion also as
+        ``sigma = sqrt(dispersion)``), its standard error by the delta method from the
+        Hessian of the deviance in all parameters, the optimization-scale ``parameter`` and
+        whether the row is glmmTMB's ``sigma()``; ``None`` without such parameters."""
+        resp = self.model.response
+        if resp.mixed or resp.dispersion_design is not None or resp.n_parameters == 0:
+            return None
+        block = self.model.parameters.slice("response")
+        with np.errstate(invalid="ignore"):
+            se_log = np.sqrt(np.diag(self.parameter_covariance())[block])
+        rows = []
+        for name, value, se in zip(resp.parameter_names, self._response_parameters, se_log,
+                                   strict=True):
+            inner = name[4:-1] if name.startswith("log(") else name
+            if inner == "dispersion":   # sigma = exp(p / 2)
+                sig = float(np.exp(0.5 * value))
+                rows.append(("sigma", sig, 0.5 * sig * se, name, True))
+                rows.append(("dispersion", sig * sig, sig * sig * se, name, False))
+            else:
+                est = float(np.exp(value))
+                tmb = self.extra_family and inner == "phi"
+                rows.append((inner, est, est * se, name, tmb))
+        return pd.DataFrame(rows, columns=["name", "estimate", "std_error", "parameter",
+                                           "tmb_sigma"]).set_index("name")
 
     def _theta_covariance(self) -> np.ndarray:
         """The ``theta`` block of :meth:`parameter_covariance`."""
@@ -468,8 +501,15 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form of the fit (for ``--json`` output)."""
-        return fit_dict(self, family=self.family, link=self.link, dispersion=self.dispersion,
-                        shape=self.shape, notes=list(self.notes), **mixed_fields(self))
+        out = fit_dict(self, family=self.family, link=self.link, dispersion=self.dispersion,
+                       shape=self.shape, notes=list(self.notes), **mixed_fields(self))
+        if self.extra_family:
+            fp = self.family_parameters
+            out["sigma"] = float(self.sigma)
+            out["family_parameters"] = {} if fp is None else {
+                k: {"estimate": float(r["estimate"]), "std_error": float(r["std_error"])}
+                for k, r in fp.iterrows()}
+        return out
 
 
 def _unidentified(H: np.ndarray, rtol: float = 1e-9) -> np.ndarray:

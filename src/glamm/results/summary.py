@@ -115,6 +115,18 @@ def _shape_line(m) -> list[str]:
             "Var(y) = mu + mu^2 / theta)"]
 
 
+def _family_parameter_lines(m) -> list[str]:
+    """glmmTMB's lines for the families outside the exponential family: the value of its
+    ``sigma()`` and the t's degrees of freedom."""
+    if not getattr(m, "extra_family", False):
+        return []
+    out = [f"Dispersion parameter for {m.family} family (): {format_number(m.sigma, 4)}"]
+    df = getattr(m.model.family, "df", None) if m.family == "t" else None
+    if df is not None:
+        out.append(f"Degrees of freedom of the t: {format_number(df, 4)}")
+    return out
+
+
 def _criteria_block(m) -> list[str]:
     """The ``AIC BIC logLik deviance df.resid`` pair of lines (``deviance`` = -2 logLik)."""
     names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
@@ -402,6 +414,7 @@ def _glmm_summary(m: GlmerResult, title: str, before_random: list[str]) -> str:
         f"{title} ['{type(m).__name__}']",
         _family_line(m),
         *_shape_line(m),
+        *_family_parameter_lines(m),
         f"Formula: {m.formula}",
         *_data_notes(m),
     ]

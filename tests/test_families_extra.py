@@ -1,0 +1,306 @@
+"""Families outside the exponential family (glmmTMB's nbinom1, beta, betabinomial, t):
+densities against R and SciPy, derivatives against differences, glmer fits against glmmTMB
+1.1.5 (tests/reference/families_extra, made by make_families_extra.R), adaptive quadrature
+against a brute-force integral, glm without random effects, and bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+
+import glamm
+from glamm.errors import DataError
+from glamm.families import Beta, BetaBinomial, NegativeBinomial1, StudentT, get_family
+
+REF = Path(__file__).parent / "reference" / "families_extra"
+
+
+def _json(name: str) -> dict:
+    return json.loads((REF / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def sal() -> pd.DataFrame:
+    d = pd.read_csv(REF / "Salamanders.csv")
+    d["mined"] = pd.Categorical(d["mined"], categories=["yes", "no"])
+    d["site"] = d["site"].astype(str)
+    return d
+
+
+@pytest.fixture(scope="module")
+def sim() -> pd.DataFrame:
+    d = pd.read_csv(REF / "sim_families.csv")
+    d["g"] = pd.Categorical(d["g"].astype(str), categories=[str(i) for i in range(1, 31)])
+    return d
+
+
+@pytest.fixture(scope="module")
+def cbpp() -> pd.DataFrame:
+    d = pd.read_csv(REF / "cbpp.csv")
+    d["herd"] = pd.Categorical(d["herd"].astype(str), [str(i) for i in range(1, 16)])
+    d["period"] = pd.Categorical(d["period"].astype(str), ["1", "2", "3", "4"])
+    return d
+
+
+# ------------------------------------------------------------------------------- densities
+def test_densities_match_r():
+    d = _json("densities.json")
+    i = d["inputs"]
+    y, mu = np.array(i["y_cnt"]), np.array(i["mu_cnt"])
+    np.testing.assert_allclose(NegativeBinomial1(phi=i["phi1"]).loglik(y, mu), d["nbinom1"],
+                               rtol=1e-10)
+    y01, mu01 = np.array(i["y01"]), np.array(i["mu01"])
+    np.testing.assert_allclose(Beta(phi=i["phib"]).loglik(y01, mu01), d["beta"], rtol=1e-10)
+    k, n = np.array(i["k"], float), np.array(i["n"], float)
+    np.testing.assert_allclose(BetaBinomial(phi=i["phib"]).loglik(k / n, mu01, n),
+                               d["betabinomial"], rtol=1e-10)
+    yt, mut = np.array(i["yt"]), np.array(i["mut"])
+    np.testing.assert_allclose(StudentT(df=i["df"]).loglik(yt, mut, dispersion=i["sig"] ** 2),
+                               d["t"], rtol=1e-10)
+
+
+def test_densities_match_scipy():
+    rng = np.random.default_rng(3)
+    mu = rng.uniform(0.3, 12, 50)
+    y = rng.poisson(mu * 1.5).astype(float)
+    phi = 1.7
+    k = mu / phi
+    np.testing.assert_allclose(NegativeBinomial1(phi=phi).loglik(y, mu),
+                               stats.nbinom.logpmf(y, k, 1 / (1 + phi)), rtol=1e-9)
+    m01 = rng.uniform(0.05, 0.95, 50)
+    y01 = rng.uniform(0.01, 0.99, 50)
+    np.testing.assert_allclose(Beta(phi=4.2).loglik(y01, m01),
+                               stats.beta.logpdf(y01, m01 * 4.2, (1 - m01) * 4.2), rtol=1e-9)
+    n = rng.integers(1, 30, 50).astype(float)
+    s = np.floor(rng.uniform(0, 1, 50) * (n + 1))
+    np.testing.assert_allclose(
+        BetaBinomial(phi=3.3).loglik(s / n, m01, n),
+        stats.betabinom.logpmf(s, n, m01 * 3.3, (1 - m01) * 3.3), rtol=1e-9)
+    yt = rng.normal(0, 3, 50)
+    np.testing.assert_allclose(StudentT(df=2.6).loglik(yt, m01, dispersion=2.25),
+                               stats.t.logpdf(yt, 2.6, loc=m01, scale=1.5), rtol=1e-9)
+
+
+CASES = [(NegativeBinomial1(phi=2.0), "log"), (NegativeBinomial1(phi=0.5), "sqrt"),
+         (Beta(phi=6.0), "logit"), (Beta(phi=3.0), "probit"), (Beta(phi=3.0), "cloglog"),
+         (BetaBinomial(phi=4.0), "logit"), (StudentT(df=3.5), "identity"),
+         (StudentT(df=8.0), "log")]
+
+
+def _data(fam, rng):
+    if isinstance(fam, NegativeBinomial1):
+        return rng.poisson(4.0, 30).astype(float), np.ones(30), rng.uniform(0.5, 2.0, 30)
+    if isinstance(fam, Beta):
+        return rng.uniform(0.02, 0.98, 30), np.ones(30), rng.uniform(-1.0, 0.5, 30)
+    if isinstance(fam, BetaBinomial):
+        n = rng.integers(1, 12, 30).astype(float)
+        return np.floor(rng.uniform(0, 1, 30) * (n + 1)) / n, n, rng.uniform(-1.5, 1.5, 30)
+    return rng.normal(2.0, 2.0, 30) + 3.0, np.ones(30), rng.uniform(0.8, 1.8, 30)
+
+
+@pytest.mark.parametrize("fam,link", CASES, ids=[f"{f.name}-{lk}" for f, lk in CASES])
+def test_eta_derivatives_match_differences(fam, link):
+    fam = fam.with_link(link)
+    y, wt, eta = _data(fam, np.random.default_rng(7))
+    disp = 1.3 if fam.has_dispersion else 1.0
+    mu = fam.link.inverse(eta)
+    h = 1e-5
+
+    def ll(e):
+        return fam.loglik(y, fam.link.inverse(e), wt, disp)
+
+    def score(e):
+        return fam.dloglik_deta(y, fam.link.inverse(e), e, wt, disp)
+
+    num = (ll(eta + h) - ll(eta - h)) / (2 * h)
+    np.testing.assert_allclose(fam.dloglik_deta(y, mu, eta, wt, disp), num, rtol=1e-6,
+                               atol=1e-7)
+    num2 = (score(eta + h) - score(eta - h)) / (2 * h)
+    np.testing.assert_allclose(fam.d2loglik_deta2(y, mu, eta, wt, disp), num2, rtol=1e-5,
+                               atol=1e-6)
+    # the loglik in eta and quadrature's 2-D shapes agree with the plain one
+    np.testing.assert_allclose(fam.loglik_eta(y[:, None], eta[:, None] + np.zeros((1, 3)),
+                                              wt[:, None], disp)[:, 1], ll(eta), rtol=1e-12)
+    w, mu_eta = fam.fisher_weights(eta, mu, wt, disp)
+    assert np.all(w > 0)
+    # PIRLS's working residual carries the score
+    np.testing.assert_allclose(w * fam.working_residual(y, mu, eta, wt, disp, w, mu_eta),
+                               fam.dloglik_deta(y, mu, eta, wt, disp), rtol=1e-12, atol=1e-14)
+
+
+def test_beta_and_t_weights_are_expected_information():
+    """The beta's Fisher weight is its (y-free) information; the t's integrates to the
+    expected information (checked by quadrature over the t density)."""
+    fam = StudentT(df=4.0)
+    z = np.linspace(-200, 200, 400001)
+    dens = stats.t.pdf(z, 4.0)
+    info = np.trapezoid(dens * (fam.dloglik_dmu(z, 0.0)) ** 2, z)
+    np.testing.assert_allclose(fam.fisher_weights(np.zeros(1), np.zeros(1), np.ones(1))[0],
+                               info, rtol=1e-4)
+
+
+def test_names_aliases_and_equality():
+    assert get_family("nbinom1").name == "nbinom1"
+    for alias in ("beta", "beta_family", "beta.fam"):
+        assert get_family(alias) == Beta()
+    for alias in ("t", "students.t", "student_t", "t_family"):
+        assert get_family(alias).name == "t"
+    assert get_family("betabinomial").link.name == "logit"
+    assert Beta(phi=2.0) != Beta(phi=3.0)
+    assert NegativeBinomial1(phi=2.0) == NegativeBinomial1(phi=2.0)
+    b = Beta().with_extra(np.log([5.0]))
+    assert b.phi == pytest.approx(5.0) and b.extra_names() == ["log(phi)"]
+    assert StudentT().extra_names() == ["log(df)"] and StudentT().has_dispersion
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_bad_input_names_rows(sal, sim):
+    d = sim.copy()
+    d.loc[[3, 7], "y_beta"] = [0.0, 1.0]
+    with pytest.raises(DataError, match=r"rows 3, 7.*\(y \* \(n - 1\) \+ 0.5\) / n"):
+        glamm.glmer("y_beta ~ x + (1 | g)", d, family="beta")
+    s = sal.copy()
+    s["count"] = s["count"].astype(float)
+    s.loc[5, "count"] = -1
+    with pytest.raises(DataError, match="negative counts in rows 5"):
+        glamm.glmer("count ~ mined + (1 | site)", s, family="nbinom1")
+    s.loc[5, "count"] = 1.5
+    with pytest.raises(DataError, match="non-integer counts in rows 5"):
+        glamm.glmer("count ~ mined + (1 | site)", s, family="nbinom1")
+    with pytest.raises(DataError, match="phi must be positive"):
+        NegativeBinomial1(phi=-1.0)
+    with pytest.raises(DataError, match="non-finite"):
+        StudentT().validate(np.array([1.0, np.nan]))
+
+
+def test_betabinomial_bad_trials():
+    with pytest.raises(DataError, match="non-integer numbers of successes in rows 1"):
+        BetaBinomial().validate(np.array([0.5, 0.3]), np.array([2.0, 3.0]))
+
+
+# ---------------------------------------------------------------------- glmmTMB references
+FITS = [("fam_salamanders_nb1.json", "count ~ mined + (1 | site)", "sal", {"family": "nbinom1"}),
+        ("fam_sim_beta.json", "y_beta ~ x + (1 | g)", "sim", {"family": "beta"}),
+        ("fam_sim_t.json", "y_t ~ x + (1 | g)", "sim", {"family": "t"}),
+        ("fam_sim_gamma_log.json", "y_gamma ~ x + (1 | g)", "sim",
+         {"family": "Gamma", "link": "log"})]
+
+
+@pytest.mark.parametrize("ref,formula,data,kw", FITS, ids=[f[0][:-5] for f in FITS])
+def test_matches_glmmtmb(ref, formula, data, kw, request):
+    r = _json(ref)
+    m = glamm.glmer(formula, request.getfixturevalue(data), **kw)
+    ll = r["logLik"]
+    assert m.loglik >= ll - 1e-6 * abs(ll)
+    assert m.loglik == pytest.approx(ll, rel=1e-6)
+    np.testing.assert_allclose(m.fixef.to_numpy(), list(r["fixef"]["cond"].values()),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m.stderr.to_numpy(), list(r["fixef_se"]["cond"].values()),
+                               rtol=1e-3)
+    assert m.sigma == pytest.approx(r["sigma"], rel=1e-4)
+    sd = m.varcorr.loc[m.varcorr["group"] != "Residual", "sdcor"].to_numpy()
+    np.testing.assert_allclose(sd, r["varcorr"]["cond"][0]["sd"], rtol=1e-4)
+    if kw["family"] == "t":
+        assert m.model.family.df == pytest.approx(np.exp(r["fit_par"]["psi"]), rel=1e-3)
+        fp = m.family_parameters
+        assert fp.loc["df", "estimate"] == pytest.approx(np.exp(r["fit_par"]["psi"]), rel=1e-3)
+        assert fp.loc["sigma", "estimate"] == pytest.approx(r["sigma"], rel=1e-4)
+    if kw["family"] in ("nbinom1", "beta"):
+        fp = m.family_parameters
+        assert fp.loc["phi", "estimate"] == pytest.approx(r["sigma"], rel=1e-4)
+        assert fp.loc["phi", "std_error"] > 0 and bool(fp.loc["phi", "tmb_sigma"])
+        assert f"Dispersion parameter for {kw['family']} family ()" in m.summary()
+        assert m.to_dict()["family_parameters"]["phi"]["estimate"] == pytest.approx(
+            r["sigma"], rel=1e-4)
+
+
+def test_betabinomial_matches_glmmtmb(cbpp):
+    r = _json("tmb_cbpp_betabinomial.json")
+    with pytest.warns(glamm.errors.SingularFitWarning):
+        m = glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                        family="betabinomial")
+    assert m.loglik >= r["logLik"] - 1e-6 * abs(r["logLik"])
+    assert m.loglik == pytest.approx(r["logLik"], rel=1e-6)
+    np.testing.assert_allclose(m.fixef.to_numpy(), r["fixef"], rtol=1e-4)
+    np.testing.assert_allclose(m.stderr.to_numpy(), r["fixef_se"], rtol=1e-3)
+    assert m.sigma == pytest.approx(r["sigma"], rel=1e-4)
+    assert m.family_parameters.loc["phi", "std_error"] == pytest.approx(
+        r["sigma"] * r["betad_se"], rel=1e-3)
+
+
+GLMS = [("nbinom1", "count ~ mined", "sal"), ("beta", "y_beta ~ x", "sim"),
+        ("t", "y_t ~ x", "sim")]
+
+
+@pytest.mark.parametrize("family,formula,data", GLMS, ids=[g[0] for g in GLMS])
+def test_glm_matches_glmmtmb(family, formula, data, request):
+    r = _json("tmb_glm_families.json")[family]
+    m = glamm.glm(formula, request.getfixturevalue(data), family=family)
+    assert m.loglik >= r["logLik"] - 1e-6 * abs(r["logLik"])
+    np.testing.assert_allclose(m.fixef.to_numpy(), r["fixef"], rtol=1e-4)
+    np.testing.assert_allclose(m.stderr.to_numpy(), r["fixef_se"], rtol=1e-3)
+    assert m.sigma == pytest.approx(r["sigma"], rel=1e-4)
+    if family == "t":
+        assert m.family_parameters["df"] == pytest.approx(np.exp(r["psi"]), rel=1e-3)
+
+
+# ------------------------------------------------------------------------------ quadrature
+def _brute_force(fam_logpdf, y, eta0, cluster, sd_b, extra=None):
+    """The marginal log-likelihood by a fine trapezoid rule over each cluster's random
+    intercept (+-10 prior SDs, 4001 points), densities from SciPy."""
+    z = np.linspace(-10, 10, 4001)
+    b = sd_b * z
+    m = cluster.max() + 1
+    a = np.zeros((m, z.size))
+    for k in range(z.size):
+        a[:, k] = np.bincount(cluster, fam_logpdf(y, eta0 + b[k]), minlength=m)
+    logw = stats.norm.logpdf(z) + np.log(z[1] - z[0])
+    return float(np.sum(special.logsumexp(a + logw, axis=1)))
+
+
+def _scipy_logpdf(m, data):
+    fam = m.model.family
+    if fam.name == "nbinom1":
+        phi = fam.phi
+        return lambda y, e: stats.nbinom.logpmf(y, np.exp(e) / phi, 1 / (1 + phi))
+    if fam.name == "beta":
+        phi = fam.phi
+        return lambda y, e: stats.beta.logpdf(y, special.expit(e) * phi,
+                                              (1 - special.expit(e)) * phi)
+    if fam.name == "t":
+        df, s = fam.df, m.sigma
+        return lambda y, e: stats.t.logpdf(y, df, loc=e, scale=s)
+    phi = fam.phi
+    n = data["size"].to_numpy(float)
+    return lambda y, e: stats.betabinom.logpmf(y, n, special.expit(e) * phi,
+                                               (1 - special.expit(e)) * phi)
+
+
+QUAD = [("count ~ mined + (1 | site)", "sal", "nbinom1", "count"),
+        ("y_beta ~ x + (1 | g)", "sim", "beta", "y_beta"),
+        ("y_t ~ x + (1 | g)", "sim", "t", "y_t"),
+        ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "cbpp", "betabinomial",
+         "incidence")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("formula,data,family,ycol", QUAD, ids=[q[2] for q in QUAD])
+def test_quadrature_matches_brute_force(formula, data, family, ycol, request):
+    d = request.getfixturevalue(data)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glamm.glmer(formula, d, family=family, nagq=9)
+    y = d[ycol].to_numpy(float)
+    eta0 = m.predict(type="link", re=False)
+    cluster = m.model.reterms[0].refs
+    sd_b = float(m.varcorr["sdcor"].iloc[0])
+    if sd_b < 1e-6:
+        pytest.skip("singular fit: no random effect to integrate")
+    exact = _brute_force(_scipy_logpdf(m, d), y, eta0, cluster, sd_b)
+    assert m.loglik == pytest.approx(exact, rel=1e-7)
+    assert np.all(np.isfinite(m.stderr))
+    assert "nAGQ = 9" in m.summary()
