@@ -420,6 +420,24 @@ class Family(abc.ABC):
         d = self.link.mu_eta(eta)
         return wt * d * d / self.variance(mu), (y - mu) / d
 
+    def working_residual(self, y, mu, eta, wt, w, mu_eta) -> np.ndarray:
+        """The working residual of (P)IRLS, ``z - eta`` for the working response ``z``:
+        ``(y - mu) / mu_eta``, so that ``w (z - eta)`` is the score in ``eta`` for a GLM
+        family; families without a mean-variance form (ordinal) return score / ``w``.
+
+        Parameters
+        ----------
+        y, mu, eta : ndarray
+            responses, means and linear predictor.
+        wt : ndarray
+            prior weights.
+        w : ndarray
+            the (P)IRLS weights in use.
+        mu_eta : ndarray
+            ``d mu / d eta``.
+        """
+        return (y - mu) / mu_eta
+
     def fisher_weights(self, eta, mu, wt, dispersion=1.0,
                        mu_eta=None) -> tuple[np.ndarray, np.ndarray]:
         """Fisher (expected-information) weights of the linear predictor and ``d mu / d eta``.

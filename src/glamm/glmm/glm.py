@@ -50,7 +50,7 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
     for it in range(1, maxiter + 1):
         mu_eta = link.mu_eta(eta)
         w, _ = family.fisher_weights(eta, mu, wt, mu_eta=mu_eta)
-        z = eta - offset + (y - mu) / mu_eta
+        z = eta - offset + family.working_residual(y, mu, eta, wt, w, mu_eta)
         if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(np.isfinite(z))):
             raise _no_valid_start(family)
         sw = np.sqrt(w)

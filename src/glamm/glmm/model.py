@@ -278,7 +278,7 @@ class GeneralizedLinearMixedModel:
         for _ in range(settings.maxiter):
             iterations += 1
             w, mu_eta = self.response.fisher_weights(eta, mu)
-            zwork = eta - self.offset + (self.y - mu) / mu_eta
+            zwork = eta - self.offset + self.response.working_residual(eta, mu, w, mu_eta)
             if overshoot:
                 w, zwork = self._safeguarded_newton(eta, mu, w, zwork)
             if not fast:
@@ -341,7 +341,8 @@ class GeneralizedLinearMixedModel:
             w = self.response.observed_weights(eta, mu)
         else:
             w, _ = self.response.fisher_weights(eta, mu)
-        zwork = eta - self.offset + (self.y - mu) / self.family.link.mu_eta(eta)
+        zwork = eta - self.offset + self.response.working_residual(
+            eta, mu, w, self.family.link.mu_eta(eta))
         if not fast:
             zwork = zwork - self.X @ b_fix
         cp.update(w, zwork)

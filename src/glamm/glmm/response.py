@@ -266,6 +266,12 @@ class ResponseModel:
         """PIRLS (Fisher) weights ``wt mu_eta^2 / (V(mu) phi)`` and ``mu_eta`` at ``eta``."""
         return self.family.fisher_weights(eta, mu, self.wt, self.dispersion, mu_eta=mu_eta)
 
+    def working_residual(self, eta: np.ndarray, mu: np.ndarray, w: np.ndarray,
+                         mu_eta: np.ndarray) -> np.ndarray:
+        """PIRLS's working residual at weights ``w`` (``(y - mu) / mu_eta`` for GLM families;
+        see :meth:`~glamm.families.Family.working_residual`)."""
+        return self.family.working_residual(self.y, mu, eta, self.wt, w, mu_eta)
+
     def fisher_weights_deta(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """``d w / d eta`` of the Fisher weights per row (analytic)."""
         return self.family.fisher_weights_deta(eta, mu, self.wt, self.dispersion)

@@ -1,0 +1,222 @@
+"""glamm.clmm: cumulative link mixed models against ordinal 2022.11 (wine, logit, Laplace and
+nAGQ = 10) and, for the probit and cloglog links, against an independent brute-force
+marginal likelihood (per-judge Gauss-Hermite integration with many points)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special
+
+import glamm
+from glamm.errors import DataError, FormulaError
+from glamm.families.ordinal import Ordinal, cdf
+
+REF = Path("/work/shared/reference")
+HERE = Path(__file__).resolve().parent
+WINE_CSV = REF / "data" / "wine.csv"
+REF_JSON = REF / "ref" / "fam_wine_clmm.json"
+FORMULA = "rating ~ temp + contact + (1 | judge)"
+
+pytestmark = pytest.mark.skipif(not WINE_CSV.exists(), reason="reference data not available")
+
+
+def _wine() -> pd.DataFrame:
+    d = pd.read_csv(WINE_CSV)
+    d["rating"] = pd.Categorical(d["rating"].astype(str), categories=list("12345"),
+                                 ordered=True)
+    for col in ("temp", "contact", "judge", "bottle"):
+        d[col] = pd.Categorical(d[col].astype(str))
+    return d
+
+
+@pytest.fixture(scope="module")
+def wine():
+    return _wine()
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return json.loads(REF_JSON.read_text())
+
+
+@pytest.fixture(scope="module")
+def fit(wine):
+    return glamm.clmm(FORMULA, wine)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-8))
+
+
+# --------------------------------------------------------------------- ordinal references
+def test_laplace_matches_ordinal(fit, ref):
+    assert fit.loglik >= ref["logLik"] - 1e-6 * abs(ref["logLik"])
+    assert abs(fit.loglik - ref["logLik"]) < 1e-6 * abs(ref["logLik"])
+    assert list(fit.thresholds.index) == ["1|2", "2|3", "3|4", "4|5"]
+    assert _rel(fit.thresholds, list(ref["thresholds"].values())) < 1e-4
+    assert list(fit.fixef.index) == ["tempwarm", "contactyes"]
+    assert _rel(fit.fixef, list(ref["beta"].values())) < 1e-4
+    assert _rel(fit.varcorr["sdcor"].iloc[0], ref["ST"]["judge"]) < 1e-4
+    se = ref["se"]
+    assert _rel(fit.stderr, [se["tempwarm"], se["contactyes"]]) < 1e-3
+    assert _rel(fit.threshold_stderr, [se[k] for k in fit.thresholds.index]) < 1e-3
+    modes = fit.ranef["judge"]["(Intercept)"].to_numpy()
+    assert np.max(np.abs(modes - ref["ranef"]["judge"]["modes"])) < 1e-4
+
+
+def test_quadrature_matches_ordinal(wine, ref):
+    c = ref["crosscheck"]["clmm_agq10"]
+    m = glamm.clmm(FORMULA, wine, nagq=10)
+    assert abs(m.loglik - c["logLik"]) < 1e-6 * abs(c["logLik"])
+    coefs = c["coefficients"]
+    assert _rel(m.thresholds, [coefs[k] for k in m.thresholds.index]) < 1e-4
+    assert _rel(m.fixef, [coefs[k] for k in m.fixef.index]) < 1e-4
+    assert _rel(m.varcorr["sdcor"].iloc[0], c["judge_sd"]) < 1e-4
+    assert "quadrature" in str(m)
+
+
+# ------------------------------------------------------------------ the family itself
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_family_derivatives(link):
+    fam = Ordinal(link, list("abcd"), thresholds=[-1.0, 0.3, 2.0])
+    y = np.array([1.0, 2.0, 3.0, 4.0, 2.0, 4.0, 1.0])
+    eta = np.array([-0.5, 0.2, 1.7, 3.0, -2.0, -1.0, 4.0])
+    wt = np.array([1.0, 2.0, 1.0, 0.5, 1.0, 1.0, 3.0])
+    h = 1e-5
+
+    def ll(e):
+        return fam.loglik(y, e, wt)
+
+    s = fam.dloglik_deta(y, eta, eta, wt)
+    assert np.allclose(s, (ll(eta + h) - ll(eta - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+    d2 = fam.d2loglik_deta2(y, eta, eta, wt)
+    num = (fam.dloglik_deta(y, eta + h, eta + h, wt)
+           - fam.dloglik_deta(y, eta - h, eta - h, wt)) / (2 * h)
+    assert np.allclose(d2, num, rtol=1e-6, atol=1e-8)
+    assert np.all(d2 < 0)                      # log-concave: PIRLS weights positive
+    # the probabilities add to one; F is ordinal's (cloglog: 1 - exp(-exp(x)))
+    P = fam.probabilities(eta)
+    assert np.allclose(P.sum(axis=1), 1.0)
+    assert np.allclose(P[:, 0], cdf(link, -1.0 - eta))
+    if link == "cloglog":
+        assert np.allclose(P[:, 0], 1 - np.exp(-np.exp(-1.0 - eta)))
+    # Fisher weights = expected squared score over the categories
+    info = np.zeros(eta.size)
+    for k in range(1, 5):
+        sk = fam.dloglik_deta(np.full(eta.size, float(k)), eta, eta)
+        info += P[:, k - 1] * sk**2
+    assert np.allclose(fam.fisher_weights(eta, eta, wt)[0], wt * info, rtol=1e-10)
+    # thresholds <-> unconstrained parameters
+    assert np.allclose(fam.with_extra(fam.extra_values()).thresholds, fam.thresholds)
+
+
+# ---------------------------------------------------------------- brute-force likelihood
+def _brute_loglik(wine, link, thresholds, beta, sd, points=80):
+    """Marginal log-likelihood of the one-judge model by Gauss-Hermite with many points."""
+    z, w = np.polynomial.hermite_e.hermegauss(points)
+    w = w / np.sqrt(2 * np.pi)
+    eta_fixed = beta[0] * (wine["temp"] == "warm").to_numpy() \
+        + beta[1] * (wine["contact"] == "yes").to_numpy()
+    y = wine["rating"].cat.codes.to_numpy()
+    ext = np.concatenate([[-np.inf], thresholds, [np.inf]])
+    eta = eta_fixed[:, None] + sd * z[None, :]
+    p = cdf(link, ext[y + 1][:, None] - eta) - cdf(link, ext[y][:, None] - eta)
+    judge = wine["judge"].cat.codes.to_numpy()
+    logp = np.zeros((judge.max() + 1, points))
+    np.add.at(logp, judge, np.log(np.maximum(p, 1e-300)))   # (far nodes underflow)
+    return float(np.sum(special.logsumexp(logp + np.log(w)[None, :], axis=1)))
+
+
+@pytest.mark.parametrize("link", ["probit", "cloglog"])
+def test_quadrature_fit_maximizes_brute_force_likelihood(wine, link):
+    m = glamm.clmm(FORMULA, wine, link=link, nagq=15)
+    th, beta = m.thresholds.to_numpy(), m.fixef.to_numpy()
+    sd = float(m.varcorr["sdcor"].iloc[0])
+    x0 = np.concatenate([th, beta, [sd]])
+
+    def f(x):
+        return _brute_loglik(wine, link, x[:4], x[4:6], x[6])
+
+    assert abs(f(x0) - m.loglik) < 1e-7 * abs(m.loglik)
+    h = 1e-5
+    grad = np.array([(f(x0 + h * e) - f(x0 - h * e)) / (2 * h) for e in np.eye(x0.size)])
+    assert np.max(np.abs(grad)) < 1e-3
+    # the Laplace fit is close to the quadrature one
+    lap = glamm.clmm(FORMULA, wine, link=link)
+    assert abs(lap.loglik - m.loglik) < 0.1
+    assert lap.link == link
+
+
+def test_laplace_two_grouping_factors_and_slope(wine, fit):
+    two = glamm.clmm("rating ~ temp + contact + (1 | judge) + (1 | bottle)", wine)
+    assert two.loglik >= fit.loglik - 1e-6    # nested: the bottle variance may be 0
+    assert set(two.ngroups) == {"judge", "bottle"}
+    with pytest.raises(glamm.GlammError, match="single grouping factor"):
+        glamm.clmm("rating ~ temp + contact + (1 | judge) + (1 | bottle)", wine, nagq=5)
+    slope = glamm.clmm("rating ~ temp + contact + (1 + contact | judge)", wine)
+    assert slope.loglik >= fit.loglik - 1e-6
+    assert np.all(np.isfinite(slope.stderr))
+
+
+# ------------------------------------------------------------------------ predictions
+def test_predict_probabilities(fit, wine):
+    P = fit.predict()
+    assert list(P.columns) == list("12345")
+    assert np.allclose(P.sum(axis=1), 1.0)
+    # the fitted probability of the observed category
+    y = wine["rating"].cat.codes.to_numpy()
+    assert np.allclose(P.to_numpy()[np.arange(len(wine)), y], fit.fitted())
+    new = wine.iloc[:4]
+    pop = fit.predict(new, re=False)
+    eta = fit.fixef["tempwarm"] * (new["temp"] == "warm") \
+        + fit.fixef["contactyes"] * (new["contact"] == "yes")
+    want = np.diff(np.column_stack([np.zeros(4),
+                                    special.expit(fit.thresholds.to_numpy()[None, :]
+                                                  - eta.to_numpy()[:, None]),
+                                    np.ones(4)]), axis=1)
+    assert np.allclose(pop.to_numpy(), want)
+    cls = fit.predict(new, type="class")
+    assert list(cls.astype(str)) == list(P.iloc[:4].idxmax(axis=1))
+
+
+def test_summary_and_dict(fit):
+    text = str(fit)
+    for part in ("Cumulative Link Mixed Model fitted with the Laplace approximation",
+                 "Random effects:", "Coefficients:", "Threshold coefficients:", "1|2"):
+        assert part in text
+    d = fit.to_dict()
+    assert set(d["thresholds"]) == {"1|2", "2|3", "3|4", "4|5"}
+    assert d["family"] == "ordinal" and d["link"] == "logit"
+    json.dumps(d)
+
+
+# ------------------------------------------------------------------------- bad input
+def test_response_must_be_ordered(wine):
+    d = wine.assign(rating=wine["rating"].cat.as_unordered())
+    with pytest.raises(DataError, match="not ordered"):
+        glamm.clmm(FORMULA, d)
+    d = wine.assign(rating=wine["rating"].astype(int))
+    with pytest.raises(DataError, match="ordered categorical"):
+        glamm.clmm(FORMULA, d)
+    d = wine.assign(rating=pd.Categorical(["3"] * len(wine), categories=list("12345"),
+                                          ordered=True))
+    with pytest.raises(DataError, match="1 observed level"):
+        glamm.clmm(FORMULA, d)
+    with pytest.raises(FormulaError, match="intercept"):
+        glamm.clmm("rating ~ 0 + temp + contact + (1 | judge)", wine)
+    with pytest.raises(DataError, match="link"):
+        glamm.clmm(FORMULA, wine, link="cauchit")
+    with pytest.raises(FormulaError):
+        glamm.clmm("rating ~ temp + (1 | nosuch)", wine)
+
+
+def test_empty_levels_dropped_as_ordinal(wine, fit):
+    d = wine.assign(rating=wine["rating"].cat.add_categories(["6"]))
+    with pytest.warns(UserWarning, match="without observations"):
+        m = glamm.clmm(FORMULA, d)
+    assert list(m.thresholds.index) == list(fit.thresholds.index)
+    assert abs(m.loglik - fit.loglik) < 1e-8
