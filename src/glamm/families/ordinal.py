@@ -29,20 +29,20 @@ from .links import get_link
 CUMULATIVE_LINKS = ("logit", "probit", "cloglog")
 
 
-def _finite(x: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``value`` where ``x`` is finite, 0 at ``+-inf`` (densities vanish in the tails)."""
-    return np.where(np.isfinite(x), value, 0.0)
+#: where the densities are 0 to double precision: arguments are clipped to these bounds, so
+#: that the tails (and the infinite thresholds theta_0, theta_K) need no special cases
+_PROBIT_CAP = 40.0
+_CLOGLOG_CAP = (-745.0, 700.0)
 
 
 def cdf(link: str, x: np.ndarray) -> np.ndarray:
-    """``F(x)`` of the cumulative link (unclipped: ordinal's ``plogis``, ``pnorm``,
-    ``pgumbel(lower = FALSE)`` complement)."""
+    """``F(x)`` of the cumulative link (unclipped: ordinal's ``plogis``, ``pnorm`` and
+    ``1 - exp(-exp(x))``)."""
     if link == "logit":
         return special.expit(x)
     if link == "probit":
         return special.ndtr(x)
-    with np.errstate(over="ignore"):
-        return -np.expm1(-np.exp(x))
+    return -np.expm1(-np.exp(np.minimum(x, _CLOGLOG_CAP[1])))
 
 
 def sf(link: str, x: np.ndarray) -> np.ndarray:
@@ -51,30 +51,33 @@ def sf(link: str, x: np.ndarray) -> np.ndarray:
         return special.expit(-x)
     if link == "probit":
         return special.ndtr(-x)
-    with np.errstate(over="ignore"):
-        return np.exp(-np.exp(x))
+    return np.exp(-np.exp(np.minimum(x, _CLOGLOG_CAP[1])))
 
 
 def pdf(link: str, x: np.ndarray) -> np.ndarray:
     """``f(x) = F'(x)`` (0 at ``+-inf``)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if link == "logit":
-            e = np.exp(-np.abs(x))
-            return _finite(x, e / (1.0 + e) ** 2)
-        if link == "probit":
-            return _finite(x, np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi))
-        return _finite(x, np.exp(x - np.exp(x)))
+    if link == "logit":
+        e = np.exp(-np.abs(x))
+        return e / (1.0 + e) ** 2
+    if link == "probit":
+        x = np.clip(x, -_PROBIT_CAP, _PROBIT_CAP)
+        return np.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    x = np.clip(x, *_CLOGLOG_CAP)
+    return np.exp(x - np.exp(x))
 
 
 def dpdf(link: str, x: np.ndarray) -> np.ndarray:
     """``f'(x)`` (0 at ``+-inf``)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        f = pdf(link, x)
-        if link == "logit":
-            return _finite(x, -f * np.tanh(0.5 * x))   # f (1 - 2F)
-        if link == "probit":
-            return _finite(x, -x * f)
-        return _finite(x, f * (1.0 - np.exp(x)))
+    if link == "logit":
+        return -pdf(link, x) * np.tanh(0.5 * x)   # f (1 - 2F)
+    if link == "probit":
+        x = np.clip(x, -_PROBIT_CAP, _PROBIT_CAP)
+        return -x * pdf(link, x)
+    x = np.clip(x, *_CLOGLOG_CAP)
+    return pdf(link, x) * (1.0 - np.exp(x))
+
+
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
 class Ordinal(Family):
@@ -102,6 +105,7 @@ class Ordinal(Family):
     r_name = "cumulative"
     canonical_link = "identity"
     valid_links = ("identity",)
+    analytic_extra_gradient = True
 
     def __init__(self, link: str = "logit", levels=("1", "2"), thresholds=None) -> None:
         name = get_link(link).name if not isinstance(link, str) or link not in CUMULATIVE_LINKS \
@@ -187,18 +191,26 @@ class Ordinal(Family):
         return threshold_parameters(theta)
 
     # ------------------------------------------------------------------ the distribution
+    @property
+    def thresholds(self) -> np.ndarray:
+        """``theta_1, ..., theta_{K-1}``."""
+        return self._ext[1:-1]
+
+    @thresholds.setter
+    def thresholds(self, theta: np.ndarray) -> None:
+        self._ext = np.concatenate([[-np.inf], np.asarray(theta, dtype=float), [np.inf]])
+
     def _bounds(self, y: np.ndarray, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``a = theta_y - eta`` and ``b = theta_{y-1} - eta``."""
-        ext = np.concatenate([[-np.inf], self.thresholds, [np.inf]])
-        k = np.round(_arr(y)).astype(int)
+        ext = self._ext
+        k = _codes(y)
         return ext[k] - eta, ext[k - 1] - eta
 
     def _prob(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``F(a) - F(b)`` for ``a > b``, from the upper tails where both are positive."""
         link = self.cumulative
         upper = b > 0
-        with np.errstate(invalid="ignore"):
-            return np.where(upper, sf(link, b) - sf(link, a), cdf(link, a) - cdf(link, b))
+        return np.where(upper, sf(link, b) - sf(link, a), cdf(link, a) - cdf(link, b))
 
     def _derivatives(self, y, eta):
         """``p``, ``dp/deta`` and ``d2p/deta2`` per row."""
@@ -210,7 +222,7 @@ class Ordinal(Family):
     def probabilities(self, eta) -> np.ndarray:
         """Category probabilities ``P(y = k | eta)``, ``(n, K)``."""
         eta = _arr(eta).reshape(-1, 1)
-        ext = np.concatenate([[-np.inf], self.thresholds, [np.inf]])
+        ext = self._ext
         return self._prob(ext[None, 1:] - eta, ext[None, :-1] - eta)
 
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
@@ -259,7 +271,7 @@ class Ordinal(Family):
         eta))^2 / p_k`` over the categories (``mu_eta`` is 1: ``mu = eta``)."""
         eta = _arr(eta)
         e = eta.reshape(-1, 1)
-        ext = np.concatenate([[-np.inf], self.thresholds, [np.inf]])
+        ext = self._ext
         a, b = ext[None, 1:] - e, ext[None, :-1] - e
         link = self.cumulative
         dp = pdf(link, a) - pdf(link, b)
@@ -282,6 +294,22 @@ class Ordinal(Family):
         s = self.dloglik_deta(y, mu, eta, wt)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(w > 0, s / w, 0.0)
+
+
+_CODES: list = []
+
+
+def _codes(y) -> np.ndarray:
+    """Integer category codes of ``y`` (kept for the last few arrays: PIRLS and quadrature
+    pass the same response array hundreds of times)."""
+    for arr, codes in _CODES:
+        if arr is y:
+            return codes
+    codes = np.round(_arr(y)).astype(int)
+    if isinstance(y, np.ndarray):
+        _CODES.insert(0, (y, codes))
+        del _CODES[4:]
+    return codes
 
 
 def threshold_parameters(theta: np.ndarray) -> np.ndarray:

@@ -95,7 +95,7 @@ class AnalyticDerivatives(GradientDerivatives):
         analytic = "lambda" in layout
         # dispersions and variance functions: analytic; a negative binomial shape: below
         response = layout.size_of("response") > 0 \
-            and m.response.log_dispersion_jacobian() is not None
+            and (m.response.log_dispersion_jacobian() is not None or m.response.extra_gradient)
         out = laplace_gradient(m, theta, beta, schur=schur, with_loadings=analytic,
                                with_response=response)
         g_an, S = out if schur else (out, None)

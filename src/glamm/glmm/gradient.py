@@ -144,6 +144,8 @@ def response_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray, dwh: n
     with the weights at fixed ``eta`` and through the mode's movement)."""
     response = model.response
     J = response.log_dispersion_jacobian()
+    if J is None and response.extra_gradient:
+        return _extra_parameter_gradient(model, V, C, h, dwh, Gobs_inv)
     assert J is not None, "shape parameters have no analytic gradient"
     if J.shape[1] == 0:
         return np.zeros(0)
@@ -154,6 +156,20 @@ def response_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray, dwh: n
     DU = Gobs_inv.solve(RHS)
     deta = np.einsum("ia,iaj->ij", V, DU[C])
     return -2.0 * (dlp @ J) + (dw_phi * h) @ J + dwh @ deta
+
+
+def _extra_parameter_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray,
+                              dwh: np.ndarray, Gobs_inv) -> np.ndarray:
+    """:func:`response_gradient` for a family's own parameters (ordinal thresholds), from
+    their per-row derivatives at fixed ``eta`` (:meth:`~glamm.glmm.response.ResponseModel.
+    extra_derivatives`) in place of the dispersion's."""
+    design = model.design
+    dlp, ds, dw = model.response.extra_derivatives(model.eta, model.mu,
+                                                   model.observed_information)
+    RHS = np.column_stack([design.t_matvec(V, ds[:, j]) for j in range(ds.shape[1])])
+    DU = Gobs_inv.solve(RHS)
+    deta = np.einsum("ia,iaj->ij", V, DU[C])
+    return -2.0 * dlp.sum(axis=0) + h @ dw + dwh @ deta
 
 
 #: a direction of the linear predictor: ``(term, change of its nonzeros)`` pairs and the change

@@ -256,6 +256,40 @@ class ResponseModel:
         dw = (weights(up) - weights(down)) * scale
         return dlp, ds, dw
 
+    @property
+    def extra_gradient(self) -> bool:
+        """Whether the free parameters are one family's own and it allows their per-row
+        derivatives (:meth:`extra_derivatives`) in the analytic Laplace gradient."""
+        return (not self.mixed and self.n_delta == 0 and self._kinds()[0] is None
+                and self.n_parameters > 0
+                and bool(getattr(self.family, "analytic_extra_gradient", False)))
+
+    def extra_derivatives(self, eta: np.ndarray, mu: np.ndarray, observed: bool,
+                          eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row, the derivatives in each of the family's own parameters at fixed ``eta``
+        of the log-density, the score and the log-determinant's weights (``n x m`` each), by
+        central differences (every row's values are explicit functions of the parameters:
+        no refit)."""
+        fam, y, wt = self.family, self.y, self.wt
+        values = self.parameters()
+        n, m = y.shape[0], values.size
+        dlp, ds, dw = np.empty((n, m)), np.empty((n, m)), np.empty((n, m))
+        for j in range(m):
+            step = eps * max(1.0, abs(float(values[j])))
+            shifted = []
+            for sign in (1.0, -1.0):
+                v = values.copy()
+                v[j] += sign * step
+                f = fam.with_extra(v)
+                w = (-f.d2loglik_deta2(y, mu, eta, wt) if observed
+                     else f.fisher_weights(eta, mu, wt)[0])
+                shifted.append((f.loglik(y, mu, wt), f.dloglik_deta(y, mu, eta, wt), w))
+            (l1, s1, w1), (l0, s0, w0) = shifted
+            dlp[:, j] = (l1 - l0) / (2.0 * step)
+            ds[:, j] = (s1 - s0) / (2.0 * step)
+            dw[:, j] = (w1 - w0) / (2.0 * step)
+        return dlp, ds, dw
+
     # ------------------------------------------------------------------ per-row quantities
     def loglik(self, mu: np.ndarray) -> float:
         """The log-likelihood ``sum_i log p(y_i | mu_i)`` with all normalizing constants."""
