@@ -217,3 +217,20 @@ def test_empty_levels_dropped_as_ordinal(wine, fit):
         m = glamm.clmm(FORMULA, d)
     assert list(m.thresholds.index) == list(fit.thresholds.index)
     assert abs(m.loglik - fit.loglik) < 1e-8
+
+
+def test_case_weights_are_repeated_rows(wine):
+    dup = pd.concat([wine, wine.iloc[:10]], ignore_index=True)
+    w = np.ones(len(wine))
+    w[:10] = 2.0
+    a = glamm.clmm(FORMULA, dup)
+    b = glamm.clmm(FORMULA, wine.assign(w=w), weights="w")
+    assert abs(a.loglik - b.loglik) < 1e-8
+    assert np.allclose(a.thresholds, b.thresholds, rtol=1e-6)
+
+
+def test_conditional_variances_and_new_data(fit, ref, wine):
+    cv = fit.ranef_condvar["judge"].iloc[:, 0].to_numpy()
+    assert _rel(cv, ref["ranef"]["judge"]["cond_var"]) < 1e-3
+    nd = wine[["temp", "contact", "judge"]].iloc[:3]      # no response column needed
+    assert np.allclose(fit.predict(nd).to_numpy(), fit.predict().to_numpy()[:3])

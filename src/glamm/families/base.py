@@ -105,6 +105,9 @@ class Family(abc.ABC):
     #: at fixed ``eta`` (:meth:`~glamm.glmm.response.ResponseModel.extra_derivatives`)
     #: rather than by refitting the modes
     analytic_extra_gradient: bool = False
+    #: whether PIRLS may iterate with the observed information (Newton steps) instead of the
+    #: Fisher weights: for families whose log-density is concave in ``eta`` for every ``y``
+    newton_pirls: bool = False
 
     def __init__(self, link: str | Link | type[Link] | None = None) -> None:
         self.link: Link = self._resolve_link(link)

@@ -106,6 +106,7 @@ class Ordinal(Family):
     canonical_link = "identity"
     valid_links = ("identity",)
     analytic_extra_gradient = True
+    newton_pirls = True   # F has a log-concave density: log p is concave in eta
 
     def __init__(self, link: str = "logit", levels=("1", "2"), thresholds=None) -> None:
         name = get_link(link).name if not isinstance(link, str) or link not in CUMULATIVE_LINKS \
@@ -199,6 +200,7 @@ class Ordinal(Family):
     @thresholds.setter
     def thresholds(self, theta: np.ndarray) -> None:
         self._ext = np.concatenate([[-np.inf], np.asarray(theta, dtype=float), [np.inf]])
+        self._last = None
 
     def _bounds(self, y: np.ndarray, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``a = theta_y - eta`` and ``b = theta_{y-1} - eta``."""
@@ -213,11 +215,19 @@ class Ordinal(Family):
         return np.where(upper, sf(link, b) - sf(link, a), cdf(link, a) - cdf(link, b))
 
     def _derivatives(self, y, eta):
-        """``p``, ``dp/deta`` and ``d2p/deta2`` per row."""
-        a, b = self._bounds(y, _arr(eta))
+        """``p``, ``dp/deta`` and ``d2p/deta2`` per row (the last answer is kept: PIRLS asks
+        for the score and the curvature at the same ``eta``)."""
+        eta = _arr(eta)
+        last = self._last
+        if last is not None and last[0] is y and last[1].shape == eta.shape \
+                and np.array_equal(last[1], eta):
+            return last[2]
+        a, b = self._bounds(y, eta)
         link = self.cumulative
         p = self._prob(a, b)
-        return p, -(pdf(link, a) - pdf(link, b)), dpdf(link, a) - dpdf(link, b)
+        out = (p, -(pdf(link, a) - pdf(link, b)), dpdf(link, a) - dpdf(link, b))
+        self._last = (y, eta.copy(), out)
+        return out
 
     def probabilities(self, eta) -> np.ndarray:
         """Category probabilities ``P(y = k | eta)``, ``(n, K)``."""

@@ -277,7 +277,7 @@ class GeneralizedLinearMixedModel:
         overshoot = False
         for _ in range(settings.maxiter):
             iterations += 1
-            w, mu_eta = self.response.fisher_weights(eta, mu)
+            w, mu_eta = self.response.pirls_weights(eta, mu)
             zwork = eta - self.offset + self.response.working_residual(eta, mu, w, mu_eta)
             if overshoot:
                 w, zwork = self._safeguarded_newton(eta, mu, w, zwork)

@@ -306,6 +306,13 @@ class ResponseModel:
         see :meth:`~glamm.families.Family.working_residual`)."""
         return self.family.working_residual(self.y, mu, eta, self.wt, w, mu_eta)
 
+    def pirls_weights(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The weights PIRLS iterates with and ``mu_eta``: the Fisher weights (scoring), or
+        the observed information (Newton) for a family with ``newton_pirls``."""
+        if getattr(self.family, "newton_pirls", False):
+            return self.observed_weights(eta, mu), self.family.link.mu_eta(eta)
+        return self.fisher_weights(eta, mu)
+
     def fisher_weights_deta(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """``d w / d eta`` of the Fisher weights per row (analytic)."""
         return self.family.fisher_weights_deta(eta, mu, self.wt, self.dispersion)
