@@ -53,6 +53,7 @@ def _rel(a, b):
 def test_laplace_matches_ordinal(fit, ref):
     assert fit.loglik >= ref["logLik"] - 1e-6 * abs(ref["logLik"])
     assert abs(fit.loglik - ref["logLik"]) < 1e-6 * abs(ref["logLik"])
+    assert fit.npar == ref["logLik_df"] and abs(fit.aic - ref["AIC"]) < 1e-4
     assert list(fit.thresholds.index) == ["1|2", "2|3", "3|4", "4|5"]
     assert _rel(fit.thresholds, list(ref["thresholds"].values())) < 1e-4
     assert list(fit.fixef.index) == ["tempwarm", "contactyes"]
@@ -234,3 +235,78 @@ def test_conditional_variances_and_new_data(fit, ref, wine):
     assert _rel(cv, ref["ranef"]["judge"]["cond_var"]) < 1e-3
     nd = wine[["temp", "contact", "judge"]].iloc[:3]      # no response column needed
     assert np.allclose(fit.predict(nd).to_numpy(), fit.predict().to_numpy()[:3])
+
+
+def test_levels_observed_only_in_unused_rows_are_dropped(wine, fit):
+    """As ordinal: the levels are those with positive weight among the rows the model uses."""
+    d = wine.assign(rating=wine["rating"].cat.add_categories(["0"]).cat.reorder_categories(
+        ["0", "1", "2", "3", "4", "5"], ordered=True))
+    extra = d.iloc[:2].copy()
+    extra["rating"] = pd.Categorical(["0", "0"], categories=d["rating"].cat.categories,
+                                     ordered=True)
+    extra.loc[extra.index[0], "temp"] = np.nan        # dropped: missing covariate
+    d = pd.concat([d, extra], ignore_index=True)
+    w = np.ones(len(d))
+    w[-1] = 0.0                                       # zero weight
+    with pytest.warns(UserWarning, match="without observations dropped.*: 0"):
+        m = glamm.clmm(FORMULA, d.assign(w=w), weights="w")
+    assert list(m.thresholds.index) == list(fit.thresholds.index)
+    assert abs(m.loglik - fit.loglik) < 1e-8
+
+
+def _dense_laplace(fam, X, beta, Z, sds, y):
+    """The Laplace approximation written out densely: the mode of ``log p(y | b) -
+    |u|^2 / 2`` (``b = diag(sds) u``) by Newton, then ``- log det(I + L Z' W Z L) / 2`` with
+    the observed information ``W``."""
+    L = np.diag(sds)
+    ZL = Z @ L
+    u = np.zeros(Z.shape[1])
+    for _ in range(50):
+        eta = X @ beta + ZL @ u
+        g = ZL.T @ fam.dloglik_deta(y, eta, eta) - u
+        H = np.eye(u.size) + ZL.T @ (-fam.d2loglik_deta2(y, eta, eta)[:, None] * ZL)
+        step = np.linalg.solve(H, g)
+        u += step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    eta = X @ beta + ZL @ u
+    H = np.eye(u.size) + ZL.T @ (-fam.d2loglik_deta2(y, eta, eta)[:, None] * ZL)
+    return float(np.sum(fam.loglik(y, eta)) - u @ u / 2 - np.linalg.slogdet(H)[1] / 2)
+
+
+def _crossed_data(seed=1, n=240):
+    """Ordinal data with two crossed grouping factors, both with clear variance."""
+    rng = np.random.default_rng(seed)
+    g1, g2 = rng.integers(0, 12, n), rng.integers(0, 10, n)
+    x = rng.normal(size=n)
+    latent = 0.8 * x + rng.normal(0, 1.0, 12)[g1] + rng.normal(0, 0.7, 10)[g2] \
+        + rng.logistic(size=n)
+    y = np.digitize(latent, [-1.5, 0.0, 1.5]) + 1
+    return pd.DataFrame({"y": pd.Categorical(y.astype(str), categories=list("1234"),
+                                             ordered=True),
+                         "x": x, "g1": [f"a{i}" for i in g1], "g2": [f"b{i}" for i in g2]})
+
+
+@pytest.mark.parametrize("link", ["logit", "cloglog"])
+def test_crossed_laplace_against_dense_computation(link):
+    d = _crossed_data()
+    m = glamm.clmm("y ~ x + (1 | g1) + (1 | g2)", d, link=link)
+    sd = m.varcorr.set_index("group")["sdcor"]
+    assert sd["g1"] > 0.3 and sd["g2"] > 0.1
+    X = d[["x"]].to_numpy(float)
+    Z1 = pd.get_dummies(d["g1"]).to_numpy(float)
+    Z2 = pd.get_dummies(d["g2"]).to_numpy(float)
+    Z = np.hstack([Z1, Z2])
+    y = d["y"].cat.codes.to_numpy() + 1.0
+
+    def f(x):
+        fam = Ordinal(link, m.levels, thresholds=x[:3])
+        s = np.concatenate([np.full(Z1.shape[1], x[4]), np.full(Z2.shape[1], x[5])])
+        return _dense_laplace(fam, X, x[3:4], Z, s, y)
+
+    x0 = np.concatenate([m.thresholds, m.fixef, [sd["g1"], sd["g2"]]])
+    assert abs(f(x0) - m.loglik) < 1e-8 * abs(m.loglik)
+    # the estimates maximize it: zero gradient in the thresholds, beta and the SDs
+    h = 1e-5
+    grad = np.array([(f(x0 + h * e) - f(x0 - h * e)) / (2 * h) for e in np.eye(x0.size)])
+    assert np.max(np.abs(grad)) < 1e-3

@@ -84,11 +84,14 @@ def clmm(
                         f"got {link!r}")
     data = as_pandas(data)
     parsed = parse_formula(formula)
-    coded, levels, notes = ordinal_response(data, parsed.response)
+    coded, levels = ordinal_response(data, parsed.response)
     from .formula.design import build_model_frame
 
     frame = without_intercept(build_model_frame(formula, coded, weights=weights,
                                                 offset=offset))
+    frame, levels, notes = observed_levels(frame, levels, parsed.response)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
     check_glmm_frame(frame)
     family = Ordinal(link, levels)
     model = glmm_model(frame, family, laplace=laplace)
@@ -99,11 +102,9 @@ def clmm(
     return result
 
 
-def ordinal_response(data: pd.DataFrame, response: str
-                     ) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """``data`` with the response column replaced by its category codes ``1..K`` (missing
-    values stay missing), the observed levels in order and notes on levels left out.
-    As ordinal, levels without observations are dropped."""
+def ordinal_response(data: pd.DataFrame, response: str) -> tuple[pd.DataFrame, list[str]]:
+    """``data`` with the response column replaced by its category codes ``1..K`` over all
+    its levels (missing values stay missing), and the levels in order."""
     if response not in data.columns:
         raise FormulaError(f"clmm: the response {response!r} must be a column of the data "
                            "(an ordered categorical)")
@@ -118,23 +119,34 @@ def ordinal_response(data: pd.DataFrame, response: str
             f"clmm: the response {response!r} is a categorical but not ordered; make it "
             f"ordered, e.g. data[{response!r}].cat.as_ordered() (levels in the order "
             f"{list(map(str, col.cat.categories))})")
-    present = col.dropna()
-    used = [c for c in col.cat.categories if (present == c).any()]
-    unused = [str(c) for c in col.cat.categories if c not in used]
-    if len(used) < 2:
-        only = f" ({used[0]!r})" if used else ""
-        raise DataError(f"clmm: the response {response!r} has {len(used)} observed level"
-                        f"{'' if len(used) == 1 else 's'}{only}; an ordinal model needs at "
-                        "least two")
-    codes = col.cat.remove_unused_categories().cat.codes.to_numpy().astype(float) + 1.0
+    codes = col.cat.codes.to_numpy().astype(float) + 1.0
     codes[codes <= 0] = np.nan
     coded = data.copy()
     coded[response] = codes
-    notes = [f"levels without observations dropped from the response: {', '.join(unused)}"] \
-        if unused else []
-    for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=3)
-    return coded, [str(c) for c in used], notes
+    return coded, [str(c) for c in col.cat.categories]
+
+
+def observed_levels(frame: ModelFrame, levels: list[str], response: str
+                    ) -> tuple[ModelFrame, list[str], list[str]]:
+    """As ordinal: the response's levels are those observed with positive weight in the
+    rows the model uses; the frame's codes are renumbered ``1..K`` over them. Returns the
+    frame, the levels and a note on the levels left out (if any)."""
+    y = frame.y
+    used = np.unique(y[frame.weights > 0]).astype(int)
+    names = [levels[k - 1] for k in used]
+    if len(used) < 2:
+        only = f" ({names[0]!r})" if names else ""
+        raise DataError(f"clmm: the response {response!r} has {len(used)} observed level"
+                        f"{'' if len(used) == 1 else 's'}{only}; an ordinal model needs at "
+                        "least two")
+    notes = []
+    if len(used) < len(levels):
+        unused = [lev for lev in levels if lev not in names]
+        notes.append("levels without observations dropped from the response: "
+                     + ", ".join(unused))
+        codes = np.clip(np.searchsorted(used, y) + 1.0, 1.0, float(len(used)))
+        frame = dataclasses.replace(frame, y=codes)
+    return frame, names, notes
 
 
 def without_intercept(frame: ModelFrame) -> ModelFrame:
