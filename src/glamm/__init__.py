@@ -29,11 +29,13 @@ from .errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
     from .api import galamm, glmer, lmer
+    from .clmm_api import clmm
     from .glm_api import GlmResult, glm
     from .gls_api import gls
     from .inference.anova import anova
     from .inference.marginal import marginal_coefs
     from .plotting import plot_smooth
+    from .results.clmm_result import ClmmResult
     from .results.galamm_result import GalammResult
     from .results.glmer_result import GlmerResult
     from .results.gls_result import GlsResult
@@ -56,6 +58,8 @@ _LAZY = {
     "GlsResult": "glamm.results.gls_result",
     "galamm": "glamm.api",
     "GalammResult": "glamm.results.galamm_result",
+    "clmm": "glamm.clmm_api",
+    "ClmmResult": "glamm.results.clmm_result",
 }
 
 __all__ = [
@@ -73,6 +77,8 @@ __all__ = [
     "GlmResult",
     "GlsResult",
     "GalammResult",
+    "clmm",
+    "ClmmResult",
     "GlammError",
     "FormulaError",
     "DataError",

@@ -101,9 +101,13 @@ class Family(abc.ABC):
     #: whether the data can be separated (coefficients without a finite estimate, as with a
     #: binary response): glmer then looks for the separating columns
     can_separate: bool = False
+    #: whether the Laplace gradient may differentiate the family's own parameters row by row
+    #: at fixed ``eta`` (:meth:`~glamm.glmm.response.ResponseModel.extra_derivatives`)
+    #: rather than by refitting the modes
+    analytic_extra_gradient: bool = False
     #: whether PIRLS takes Newton steps (weights ``max(Fisher, observed information)``) from
     #: the first iteration: for families whose PIRLS weights only approximate the expected
-    #: information (scoring then converges slowly)
+    #: information (scoring then converges slowly), or whose log-density is concave in ``eta``
     newton_pirls: bool = False
 
     def __init__(self, link: str | Link | type[Link] | None = None) -> None:

@@ -187,7 +187,8 @@ def own_parameters_have_gradient(model) -> bool:
     if response.log_dispersion_jacobian() is not None:
         return True
     return (not response.mixed and response.dispersion_design is None
-            and hasattr(response.family, "tmb_sigma"))
+            and (hasattr(response.family, "tmb_sigma")
+                 or bool(getattr(response.family, "analytic_extra_gradient", False))))
 
 
 def _own_parameter_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray,
