@@ -109,6 +109,9 @@ class Family(abc.ABC):
     #: the first iteration: for families whose PIRLS weights only approximate the expected
     #: information (scoring then converges slowly), or whose log-density is concave in ``eta``
     newton_pirls: bool = False
+    #: whether the log-density is concave in ``eta`` for every ``y`` (ordinal models): PIRLS
+    #: then takes plain Newton steps, the observed information as its weights
+    concave_loglik: bool = False
 
     def __init__(self, link: str | Link | type[Link] | None = None) -> None:
         self.link: Link = self._resolve_link(link)

@@ -107,7 +107,8 @@ class Ordinal(Family):
     canonical_link = "identity"
     valid_links = ("identity",)
     analytic_extra_gradient = True
-    newton_pirls = True   # F has a log-concave density: log p is concave in eta
+    newton_pirls = True
+    concave_loglik = True   # F has a log-concave density: log p is concave in eta
 
     def __init__(self, link: str = "logit", levels=("1", "2"), thresholds=None) -> None:
         name = get_link(link).name if not isinstance(link, str) or link not in CUMULATIVE_LINKS \

@@ -274,10 +274,16 @@ class GeneralizedLinearMixedModel:
         # information, e.g. inverse Gaussian with a log link), and full steps would circle the
         # mode at that distance forever; from then on each row's weight is the larger of the
         # two, a step no longer than Newton's that converges fast to an accurate mode
-        overshoot = fam.newton_pirls
+        # a log-density concave in eta for every y (ordinal): plain Newton steps, the
+        # observed information as the weights
+        concave = bool(getattr(fam, "concave_loglik", False))
+        overshoot = fam.newton_pirls and not concave
         for _ in range(settings.maxiter):
             iterations += 1
-            w, mu_eta = self.response.fisher_weights(eta, mu)
+            if concave:
+                w, mu_eta = self.response.observed_weights(eta, mu), link.mu_eta(eta)
+            else:
+                w, mu_eta = self.response.fisher_weights(eta, mu)
             zwork = eta - self.offset + self.response.working_residual(eta, mu, w, mu_eta)
             if overshoot:
                 w, zwork = self._safeguarded_newton(eta, mu, w, zwork)
