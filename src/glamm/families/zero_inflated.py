@@ -69,6 +69,9 @@ class ZeroInflated(Family):
     # ------------------------------------------------------------------ description
     has_dispersion = False
     can_separate = False
+    #: the Laplace gradient differentiates the own parameters (a negative binomial's size
+    #: and the zero part's coefficients) row by row at fixed eta (glmm.gradient)
+    analytic_extra_gradient = True
 
     @property
     def has_shape(self) -> bool:  # type: ignore[override]
@@ -128,15 +131,7 @@ class ZeroInflated(Family):
         """Each row's probability of the zero part (0 without one)."""
         if self.Z.shape[1] == 0:
             return np.zeros(self.Z.shape[0])
-        return special.expit(self.Z @ self.gamma + self.__dict__.get("_shift", 0.0))
-
-    def shifted(self, delta: float) -> ZeroInflated:
-        """A copy whose zero part's logit is ``delta`` higher on every row (the derivatives
-        of the per-row quantities in ``logit(pi)``: glmm.gradient)."""
-        new = copy.copy(self)
-        new.__dict__.pop("_memo", None)
-        new.__dict__["_shift"] = float(delta)
-        return new
+        return special.expit(self.Z @ self.gamma)
 
     def _pi_like(self, eta) -> np.ndarray:
         pi = self.pi

@@ -96,10 +96,8 @@ class AnalyticDerivatives(GradientDerivatives):
         # dispersions, variance functions and the own parameters of the families outside
         # the exponential family: analytic; a negative binomial shape: below
         response = layout.size_of("response") > 0 and own_parameters_have_gradient(m)
-        fam = m.response.family
-        n_zero = fam.Z.shape[1] if hasattr(fam, "shifted") else 0
         out = laplace_gradient(m, theta, beta, schur=schur, with_loadings=analytic,
-                               with_response=response, with_zero_part=n_zero > 0)
+                               with_response=response)
         g_an, S = out if schur else (out, None)
         nt, p = theta.size, beta.size
         g[layout.slice("theta")] = g_an[:nt]
@@ -111,16 +109,11 @@ class AnalyticDerivatives(GradientDerivatives):
             pos += nl
         if response:
             g[layout.slice("response")] = g_an[pos:]
-        zero_idx = np.zeros(0, dtype=int)
-        if n_zero and not response:   # the zero part's coefficients: last in the block
-            zero_idx = layout.index("response")[-n_zero:]
-            g[zero_idx] = g_an[pos:pos + n_zero]
         if m.penalty is not None:
             g[layout.slice("beta")] += m.penalty.deviance_gradient(beta)
         done = ("theta", "beta", "lambda", "response") if response else \
             ("theta", "beta", "lambda")
         others = _other_indices(layout, analytic=done)
-        others = np.setdiff1d(others, zero_idx)
         if others.size:
             # central differences in the response parameters and factor loadings (two PIRLS
             # runs each)

@@ -45,8 +45,7 @@ def analytic_gradient_affordable(model) -> bool:
 
 
 def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = False,
-                     with_loadings: bool = False, with_response: bool = False,
-                     with_zero_part: bool = False):
+                     with_loadings: bool = False, with_response: bool = False):
     """Gradient of the Laplace deviance in ``[theta, beta]`` at the model's current state,
     which must be the PIRLS mode for exactly these ``theta`` and ``beta``.
 
@@ -126,28 +125,8 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         if scale_moves:
             g_resp[0] += values[-1]
         parts.append(g_resp)
-    if with_zero_part:   # a zero part's coefficients, through each row's logit(pi)
-        zp = model.response.zero_part_derivatives(eta, mu, model.observed_information)
-        if zp is not None:
-            parts.append(row_parameter_gradient(model, V, C, h, dwh, Gobs_inv, *zp))
     g = np.concatenate(parts)
     return (g, S) if schur else g
-
-
-def row_parameter_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray,
-                           dwh: np.ndarray, Gobs_inv, J: np.ndarray, dlp: np.ndarray,
-                           ds: np.ndarray, dw: np.ndarray) -> np.ndarray:
-    """The Laplace deviance's gradient in parameters acting through a per-row scalar
-    ``psi_i`` (``J = d psi / d p``), from the per-row derivatives in ``psi`` at fixed
-    ``eta`` of the log-density (``dlp``), the score (``ds``) and the log-determinant's
-    weights (``dw``): the formula of :func:`response_gradient`."""
-    design = model.design
-    if J.shape[1] == 0:
-        return np.zeros(0)
-    RHS = np.column_stack([design.t_matvec(V, J[:, j] * ds) for j in range(J.shape[1])])
-    DU = Gobs_inv.solve(RHS)
-    deta = np.einsum("ia,iaj->ij", V, DU[C])
-    return -2.0 * (dlp @ J) + (dw * h) @ J + dwh @ deta
 
 
 def response_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray, dwh: np.ndarray,

@@ -257,30 +257,6 @@ class ResponseModel:
         dw = (weights(up) - weights(down)) * scale
         return dlp, ds, dw
 
-    def zero_part_derivatives(self, eta: np.ndarray, mu: np.ndarray, observed: bool,
-                              eps: float = 1e-5):
-        """For a zero part (the last parameters: ``gamma``, acting through each row's
-        ``logit(pi) = Z gamma``): ``Z`` and, per row, the derivatives in ``logit(pi)`` at
-        fixed ``eta`` of the log-density, the score and the log-determinant's weights (central
-        differences, no refit); ``None`` without a zero part."""
-        fam = self.family
-        if not hasattr(fam, "shifted") or fam.Z.shape[1] == 0:
-            return None
-        y, wt, phi = self.y, self.wt, self.dispersion
-        up, down = fam.shifted(eps), fam.shifted(-eps)
-
-        def weights(f) -> np.ndarray:
-            if observed:
-                return -f.d2loglik_deta2(y, mu, eta, wt, phi)
-            return f.pirls_weights(y, eta, mu, wt, phi)
-
-        scale = 1.0 / (2.0 * eps)
-        dlp = (up.loglik(y, mu, wt, phi) - down.loglik(y, mu, wt, phi)) * scale
-        ds = (up.dloglik_deta(y, mu, eta, wt, phi) - down.dloglik_deta(y, mu, eta, wt, phi)) \
-            * scale
-        dw = (weights(up) - weights(down)) * scale
-        return fam.Z, dlp, ds, dw
-
     # ------------------------------------------------------------------ per-row quantities
     def loglik(self, mu: np.ndarray) -> float:
         """The log-likelihood ``sum_i log p(y_i | mu_i)`` with all normalizing constants."""
