@@ -142,7 +142,7 @@ class GlmResult:
         :attr:`family_parameter_se` (natural scale, delta method)."""
         X, y, wt = frame.X, frame.y, self.wt
         beta0 = self.fixef.to_numpy()
-        extra0 = list(np.log(family.values))
+        extra0 = list(family.extra_values())
         if family.has_dispersion:
             extra0 = [math.log(self.dispersion)] + extra0
         x0 = np.concatenate([beta0, extra0])
@@ -164,11 +164,14 @@ class GlmResult:
                                      - loglik(x0 - ei + ej) + loglik(x0 - ei - ej)) \
                     / (4.0 * steps[i] * steps[j])
         cov = np.linalg.inv(-H)
-        se_log = np.sqrt(np.abs(np.diag(cov)[p:]))
-        natural = np.exp(x0[p:])
+        se_opt = np.sqrt(np.abs(np.diag(cov)[p:]))
+        # d natural / d optimization scale: exp for logs, (p - 1)(2 - p) for the Tweedie power
+        slope = [self.dispersion] if family.has_dispersion else []
+        slope += [(v - 1.0) * (2.0 - v) if n == "logit(power - 1)" else v
+                  for n, v in zip(family.extra_names(), family.values, strict=True)]
         names = (["dispersion"] if family.has_dispersion else []) + list(family.natural_names)
         #: standard errors of the family parameters (natural scale; delta method)
-        self.family_parameter_se = dict(zip(names, natural * se_log, strict=True))
+        self.family_parameter_se = dict(zip(names, np.asarray(slope) * se_opt, strict=True))
         return cov
 
     # ------------------------------------------------------------------ tables

@@ -121,9 +121,11 @@ def _family_parameter_lines(m) -> list[str]:
     if not getattr(m, "extra_family", False):
         return []
     out = [f"Dispersion parameter for {m.family} family (): {format_number(m.sigma, 4)}"]
-    df = getattr(m.model.family, "df", None) if m.family == "t" else None
-    if df is not None:
-        out.append(f"Degrees of freedom of the t: {format_number(df, 4)}")
+    fam = m.model.family
+    if m.family == "t":
+        out.append(f"Degrees of freedom of the t: {format_number(fam.df, 4)}")
+    if m.family == "tweedie":
+        out.append(f"Tweedie power: {format_number(fam.power, 4)}")
     return out
 
 
