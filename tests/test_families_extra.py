@@ -22,7 +22,7 @@ from glamm.families import (
     Tweedie,
     get_family,
 )
-from glamm.families.extra import tweedie_log_series
+from glamm.families.extra import trigamma, tweedie_log_series
 
 REF = Path(__file__).parent / "reference" / "families_extra"
 
@@ -130,6 +130,14 @@ def test_tweedie_series_matches_compound_poisson(p, phi, mu):
                                rtol=1e-13)
     with pytest.raises(DataError, match=r"power must be in \(1, 2\)"):
         Tweedie(power=2.5)
+
+
+def test_trigamma_matches_scipy():
+    x = np.concatenate([np.geomspace(1e-8, 1e8, 2001), np.linspace(0.01, 30, 300)])
+    np.testing.assert_allclose(trigamma(x), special.polygamma(1, x), rtol=1e-13)
+    assert trigamma(np.zeros(0)).shape == (0,)
+    np.testing.assert_allclose(trigamma(np.full((2, 3), 4.5)), special.polygamma(1, 4.5),
+                               rtol=1e-13)
 
 
 CASES = [(NegativeBinomial1(phi=2.0), "log"), (NegativeBinomial1(phi=0.5), "sqrt"),
