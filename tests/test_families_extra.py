@@ -333,6 +333,10 @@ def test_glm_matches_glmmtmb(family, formula, data, request):
         assert m.family_parameters["df"] == pytest.approx(np.exp(r["psi"]), rel=1e-3)
     if family == "tweedie":
         assert m.family_parameters["power"] == pytest.approx(r["power"], rel=1e-4)
+        assert m.family_parameters["dispersion"] == pytest.approx(r["sigma"], rel=1e-4)
+    assert set(m.to_dict()["family_parameters"]) == set(m.family_parameters)
+    assert "estimated by maximum likelihood" in m.summary()
+    assert "z value" in m.summary()
 
 
 # ------------------------------------------------------------------------------ quadrature

@@ -125,9 +125,13 @@ class GlmResult:
         family fitted by maximum likelihood (its own parameters and dispersion estimated;
         the standard errors of the coefficients are then conditional on them)."""
         self.dispersion = float(dispersion) if family.has_dispersion else 1.0
+        #: the family is one of glmmTMB's outside the exponential family
+        self.extra_family = True
         self.sigma = float(family.tmb_sigma(self.dispersion))
-        #: the family's own parameters at the estimates (natural scale)
-        self.family_parameters = dict(zip(family.natural_names, family.values, strict=True))
+        #: the dispersion and the family's own parameters at the estimates (natural scale)
+        self.family_parameters = ({"dispersion": self.dispersion} if family.has_dispersion
+                                  else {})
+        self.family_parameters.update(zip(family.natural_names, family.values, strict=True))
         self.loglik = float(np.sum(family.loglik(frame.y, self._mu, self.wt, self.dispersion)))
         self.deviance = -2.0 * self.loglik
         self.npar = frame.X.shape[1] + int(family.has_dispersion) + len(family.values)
@@ -180,7 +184,7 @@ class GlmResult:
         ``summary.glm``: ``z value`` / ``Pr(>|z|)`` (normal) for families without a
         dispersion parameter, ``t value`` / ``Pr(>|t|)`` (t on ``df_resid``) otherwise."""
         stat = self.fixef / self.stderr
-        if self.estimated_dispersion:
+        if self.estimated_dispersion and not getattr(self, "extra_family", False):
             p = 2.0 * stats.t.sf(np.abs(stat), self.df_resid)
             names = ("t value", "Pr(>|t|)")
         else:
@@ -254,6 +258,11 @@ class GlmResult:
                        shape=self.shape, residual_deviance=self.residual_deviance,
                        npar=self.npar, converged=self.converged)
         out["method"] = "ML (IRLS)"
+        if getattr(self, "extra_family", False):
+            out["sigma"] = float(self.sigma)
+            out["family_parameters"] = {k: {"estimate": float(v),
+                                            "std_error": float(self.family_parameter_se[k])}
+                                        for k, v in self.family_parameters.items()}
         return out
 
 
