@@ -13,7 +13,16 @@ from scipy import special, stats
 
 import glamm
 from glamm.errors import DataError
-from glamm.families import Beta, BetaBinomial, NegativeBinomial1, StudentT, get_family
+from glamm.families import (
+    Beta,
+    BetaBinomial,
+    GeneralizedPoisson,
+    NegativeBinomial1,
+    StudentT,
+    Tweedie,
+    get_family,
+)
+from glamm.families.extra import trigamma, tweedie_log_series
 
 REF = Path(__file__).parent / "reference" / "families_extra"
 
@@ -84,14 +93,66 @@ def test_densities_match_scipy():
                                stats.t.logpdf(yt, 2.6, loc=m01, scale=1.5), rtol=1e-9)
 
 
+def test_genpois_density_matches_r_and_sums_to_one():
+    d = _json("tmb_salamanders_genpois.json")["density"]
+    np.testing.assert_allclose(GeneralizedPoisson(phi=d["phi"]).loglik(
+        np.array(d["y"], float), np.array(d["mu"])), d["logp"], rtol=1e-10)
+    y = np.arange(0, 400, dtype=float)
+    for phi in (0.7, 1.0, 3.5):
+        p = np.exp(GeneralizedPoisson(phi=phi).loglik(y, np.full(y.size, 4.0)))
+        assert p.sum() == pytest.approx(1.0, abs=1e-10)
+        assert (y * p).sum() == pytest.approx(4.0, rel=1e-9)
+        assert ((y - 4.0) ** 2 * p).sum() == pytest.approx(4.0 * phi, rel=1e-8)
+    np.testing.assert_allclose(GeneralizedPoisson(phi=1.0).loglik(y[:30], np.full(30, 2.5)),
+                               stats.poisson.logpmf(y[:30], 2.5), rtol=1e-10)
+
+
+def _tweedie_by_sum(y, mu, phi, p, terms=600):
+    """The compound Poisson-gamma density by its defining sum (SciPy's Poisson and gamma)."""
+    lam = mu ** (2 - p) / (phi * (2 - p))
+    alpha, tau = (2 - p) / (p - 1), phi * (p - 1) * mu ** (p - 1)
+    j = np.arange(1, terms)[:, None]
+    logs = stats.poisson.logpmf(j, lam) + stats.gamma.logpdf(y, j * alpha, scale=tau)
+    return special.logsumexp(logs, axis=0)
+
+
+@pytest.mark.parametrize("p,phi,mu", [(1.4, 1.3, 2.0), (1.1, 0.5, 3.0), (1.9, 2.0, 0.7),
+                                      (1.5, 0.05, 10.0), (1.05, 3.0, 40.0)])
+def test_tweedie_series_matches_compound_poisson(p, phi, mu):
+    y = np.array([1e-3, 0.3, 1.0, 2.5, 7.0, 20.0, 60.0])
+    np.testing.assert_allclose(Tweedie(power=p).loglik(y, np.full(y.size, mu), dispersion=phi),
+                               _tweedie_by_sum(y, mu, phi, p), rtol=1e-10)
+    p0 = Tweedie(power=p).loglik(np.zeros(1), np.full(1, mu), dispersion=phi)
+    assert p0[0] == pytest.approx(-mu ** (2 - p) / (phi * (2 - p)), rel=1e-12)
+    # vectorized in blocks: the same values for one row at a time and for an n x 1 column
+    single = [float(tweedie_log_series(np.array([v]), phi, p)[0]) for v in y]
+    np.testing.assert_allclose(tweedie_log_series(y[:, None], phi, p)[:, 0], single,
+                               rtol=1e-13)
+    with pytest.raises(DataError, match=r"power must be in \(1, 2\)"):
+        Tweedie(power=2.5)
+
+
+def test_trigamma_matches_scipy():
+    x = np.concatenate([np.geomspace(1e-8, 1e8, 2001), np.linspace(0.01, 30, 300)])
+    np.testing.assert_allclose(trigamma(x), special.polygamma(1, x), rtol=1e-13)
+    assert trigamma(np.zeros(0)).shape == (0,)
+    np.testing.assert_allclose(trigamma(np.full((2, 3), 4.5)), special.polygamma(1, 4.5),
+                               rtol=1e-13)
+
+
 CASES = [(NegativeBinomial1(phi=2.0), "log"), (NegativeBinomial1(phi=0.5), "sqrt"),
          (Beta(phi=6.0), "logit"), (Beta(phi=3.0), "probit"), (Beta(phi=3.0), "cloglog"),
          (BetaBinomial(phi=4.0), "logit"), (StudentT(df=3.5), "identity"),
-         (StudentT(df=8.0), "log")]
+         (StudentT(df=8.0), "log"), (GeneralizedPoisson(phi=2.5), "log"),
+         (GeneralizedPoisson(phi=1.4), "sqrt"), (Tweedie(power=1.3), "log"),
+         (Tweedie(power=1.7), "sqrt")]
 
 
 def _data(fam, rng):
-    if isinstance(fam, NegativeBinomial1):
+    if isinstance(fam, Tweedie):
+        y = np.where(rng.uniform(size=30) < 0.3, 0.0, rng.gamma(2.0, 1.5, 30))
+        return y, np.ones(30), rng.uniform(0.5, 2.0, 30)
+    if isinstance(fam, NegativeBinomial1 | GeneralizedPoisson):
         return rng.poisson(4.0, 30).astype(float), np.ones(30), rng.uniform(0.5, 2.0, 30)
     if isinstance(fam, Beta):
         return rng.uniform(0.02, 0.98, 30), np.ones(30), rng.uniform(-1.0, 0.5, 30)
@@ -217,6 +278,30 @@ def test_matches_glmmtmb(ref, formula, data, kw, request):
             r["sigma"], rel=1e-4)
 
 
+@pytest.mark.parametrize("ref,formula,data,family,natural",
+                         [("tmb_salamanders_genpois.json", "count ~ mined + (1 | site)", "sal",
+                           "genpois", "phi"),
+                          ("tmb_sim_tweedie.json", "y_tweedie ~ x + (1 | g)", "sim", "tweedie",
+                           "dispersion")], ids=["genpois", "tweedie"])
+def test_genpois_and_tweedie_match_glmmtmb(ref, formula, data, family, natural, request):
+    r = _json(ref)
+    m = glamm.glmer(formula, request.getfixturevalue(data), family=family)
+    assert m.loglik >= r["logLik"] - 1e-6 * abs(r["logLik"])
+    assert m.loglik == pytest.approx(r["logLik"], rel=1e-6)
+    np.testing.assert_allclose(m.fixef.to_numpy(), r["fixef"], rtol=1e-4)
+    np.testing.assert_allclose(m.stderr.to_numpy(), r["fixef_se"], rtol=1e-3)
+    assert m.sigma == pytest.approx(r["sigma"], rel=1e-4)
+    fp = m.family_parameters
+    assert fp.loc[natural, "estimate"] == pytest.approx(r["sigma"], rel=1e-4)
+    assert bool(fp.loc[natural, "tmb_sigma"]) and fp["std_error"].gt(0).all()
+    if family == "tweedie":
+        assert m.model.family.power == pytest.approx(r["power"], rel=1e-4)
+        assert fp.loc["power", "estimate"] == pytest.approx(r["power"], rel=1e-4)
+        assert "Tweedie power: 1.464" in m.summary()
+    sd = m.varcorr.loc[m.varcorr["group"] != "Residual", "sdcor"].to_numpy()
+    np.testing.assert_allclose(sd, [r.get("sd_site", r.get("sd_g"))], rtol=1e-4)
+
+
 def test_betabinomial_matches_glmmtmb(cbpp):
     r = _json("tmb_cbpp_betabinomial.json")
     with pytest.warns(glamm.errors.SingularFitWarning):
@@ -232,7 +317,8 @@ def test_betabinomial_matches_glmmtmb(cbpp):
 
 
 GLMS = [("nbinom1", "count ~ mined", "sal"), ("beta", "y_beta ~ x", "sim"),
-        ("t", "y_t ~ x", "sim")]
+        ("t", "y_t ~ x", "sim"), ("genpois", "count ~ mined", "sal"),
+        ("tweedie", "y_tweedie ~ x", "sim")]
 
 
 @pytest.mark.parametrize("family,formula,data", GLMS, ids=[g[0] for g in GLMS])
@@ -245,13 +331,19 @@ def test_glm_matches_glmmtmb(family, formula, data, request):
     assert m.sigma == pytest.approx(r["sigma"], rel=1e-4)
     if family == "t":
         assert m.family_parameters["df"] == pytest.approx(np.exp(r["psi"]), rel=1e-3)
+    if family == "tweedie":
+        assert m.family_parameters["power"] == pytest.approx(r["power"], rel=1e-4)
+        assert m.family_parameters["dispersion"] == pytest.approx(r["sigma"], rel=1e-4)
+    assert set(m.to_dict()["family_parameters"]) == set(m.family_parameters)
+    assert "estimated by maximum likelihood" in m.summary()
+    assert "z value" in m.summary()
 
 
 # ------------------------------------------------------------------------------ quadrature
-def _brute_force(fam_logpdf, y, eta0, cluster, sd_b, extra=None):
+def _brute_force(fam_logpdf, y, eta0, cluster, sd_b, points=4001):
     """The marginal log-likelihood by a fine trapezoid rule over each cluster's random
-    intercept (+-10 prior SDs, 4001 points), densities from SciPy."""
-    z = np.linspace(-10, 10, 4001)
+    intercept (+-10 prior SDs, ``points`` points), densities from SciPy."""
+    z = np.linspace(-10, 10, points)
     b = sd_b * z
     m = cluster.max() + 1
     a = np.zeros((m, z.size))
@@ -273,6 +365,24 @@ def _scipy_logpdf(m, data):
     if fam.name == "t":
         df, s = fam.df, m.sigma
         return lambda y, e: stats.t.logpdf(y, df, loc=e, scale=s)
+    if fam.name == "genpois":
+        s = np.sqrt(fam.phi)
+
+        def genpois(y, e):
+            theta, lam = np.exp(e) / s, 1 - 1 / s
+            return (np.log(theta) + (y - 1) * np.log(theta + lam * y) - theta - lam * y
+                    - special.gammaln(y + 1))
+        return genpois
+    if fam.name == "tweedie":
+        p, phi = fam.power, m.sigma
+
+        def tweedie(y, e):
+            mu = np.exp(e)
+            out = -mu ** (2 - p) / (phi * (2 - p))
+            pos = y > 0
+            out[pos] = _tweedie_by_sum(y[pos], mu[pos], phi, p, terms=80)
+            return out
+        return tweedie
     phi = fam.phi
     n = data["size"].to_numpy(float)
     return lambda y, e: stats.betabinom.logpmf(y, n, special.expit(e) * phi,
@@ -283,7 +393,9 @@ QUAD = [("count ~ mined + (1 | site)", "sal", "nbinom1", "count"),
         ("y_beta ~ x + (1 | g)", "sim", "beta", "y_beta"),
         ("y_t ~ x + (1 | g)", "sim", "t", "y_t"),
         ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "cbpp", "betabinomial",
-         "incidence")]
+         "incidence"),
+        ("count ~ mined + (1 | site)", "sal", "genpois", "count"),
+        ("y_tweedie ~ x + (1 | g)", "sim", "tweedie", "y_tweedie")]
 
 
 @pytest.mark.slow
@@ -300,7 +412,8 @@ def test_quadrature_matches_brute_force(formula, data, family, ycol, request):
     sd_b = float(m.varcorr["sdcor"].iloc[0])
     if sd_b < 1e-6:
         pytest.skip("singular fit: no random effect to integrate")
-    exact = _brute_force(_scipy_logpdf(m, d), y, eta0, cluster, sd_b)
+    exact = _brute_force(_scipy_logpdf(m, d), y, eta0, cluster, sd_b,
+                         points=401 if family == "tweedie" else 4001)
     assert m.loglik == pytest.approx(exact, rel=1e-7)
     assert np.all(np.isfinite(m.stderr))
     assert "nAGQ = 9" in m.summary()

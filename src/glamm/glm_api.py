@@ -125,9 +125,13 @@ class GlmResult:
         family fitted by maximum likelihood (its own parameters and dispersion estimated;
         the standard errors of the coefficients are then conditional on them)."""
         self.dispersion = float(dispersion) if family.has_dispersion else 1.0
+        #: the family is one of glmmTMB's outside the exponential family
+        self.extra_family = True
         self.sigma = float(family.tmb_sigma(self.dispersion))
-        #: the family's own parameters at the estimates (natural scale)
-        self.family_parameters = dict(zip(family.natural_names, family.values, strict=True))
+        #: the dispersion and the family's own parameters at the estimates (natural scale)
+        self.family_parameters = ({"dispersion": self.dispersion} if family.has_dispersion
+                                  else {})
+        self.family_parameters.update(zip(family.natural_names, family.values, strict=True))
         self.loglik = float(np.sum(family.loglik(frame.y, self._mu, self.wt, self.dispersion)))
         self.deviance = -2.0 * self.loglik
         self.npar = frame.X.shape[1] + int(family.has_dispersion) + len(family.values)
@@ -142,7 +146,7 @@ class GlmResult:
         :attr:`family_parameter_se` (natural scale, delta method)."""
         X, y, wt = frame.X, frame.y, self.wt
         beta0 = self.fixef.to_numpy()
-        extra0 = list(np.log(family.values))
+        extra0 = list(family.extra_values())
         if family.has_dispersion:
             extra0 = [math.log(self.dispersion)] + extra0
         x0 = np.concatenate([beta0, extra0])
@@ -164,11 +168,14 @@ class GlmResult:
                                      - loglik(x0 - ei + ej) + loglik(x0 - ei - ej)) \
                     / (4.0 * steps[i] * steps[j])
         cov = np.linalg.inv(-H)
-        se_log = np.sqrt(np.abs(np.diag(cov)[p:]))
-        natural = np.exp(x0[p:])
+        se_opt = np.sqrt(np.abs(np.diag(cov)[p:]))
+        # d natural / d optimization scale: exp for logs, (p - 1)(2 - p) for the Tweedie power
+        slope = [self.dispersion] if family.has_dispersion else []
+        slope += [(v - 1.0) * (2.0 - v) if n == "logit(power - 1)" else v
+                  for n, v in zip(family.extra_names(), family.values, strict=True)]
         names = (["dispersion"] if family.has_dispersion else []) + list(family.natural_names)
         #: standard errors of the family parameters (natural scale; delta method)
-        self.family_parameter_se = dict(zip(names, natural * se_log, strict=True))
+        self.family_parameter_se = dict(zip(names, np.asarray(slope) * se_opt, strict=True))
         return cov
 
     # ------------------------------------------------------------------ tables
@@ -177,7 +184,7 @@ class GlmResult:
         ``summary.glm``: ``z value`` / ``Pr(>|z|)`` (normal) for families without a
         dispersion parameter, ``t value`` / ``Pr(>|t|)`` (t on ``df_resid``) otherwise."""
         stat = self.fixef / self.stderr
-        if self.estimated_dispersion:
+        if self.estimated_dispersion and not getattr(self, "extra_family", False):
             p = 2.0 * stats.t.sf(np.abs(stat), self.df_resid)
             names = ("t value", "Pr(>|t|)")
         else:
@@ -251,6 +258,11 @@ class GlmResult:
                        shape=self.shape, residual_deviance=self.residual_deviance,
                        npar=self.npar, converged=self.converged)
         out["method"] = "ML (IRLS)"
+        if getattr(self, "extra_family", False):
+            out["sigma"] = float(self.sigma)
+            out["family_parameters"] = {k: {"estimate": float(v),
+                                            "std_error": float(self.family_parameter_se[k])}
+                                        for k, v in self.family_parameters.items()}
         return out
 
 

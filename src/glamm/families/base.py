@@ -102,7 +102,7 @@ class Family(abc.ABC):
     #: binary response): glmer then looks for the separating columns
     can_separate: bool = False
     #: whether the Laplace gradient may differentiate the family's own parameters row by row
-    #: at fixed ``eta`` (:meth:`~glamm.glmm.response.ResponseModel.extra_derivatives`)
+    #: at fixed ``eta`` (:func:`glamm.glmm.gradient._own_parameter_gradient`)
     #: rather than by refitting the modes
     analytic_extra_gradient: bool = False
     #: whether PIRLS takes Newton steps (weights ``max(Fisher, observed information)``) from

@@ -37,7 +37,14 @@ from .base import (
     _non_integer,
     _ylogy,
 )
-from .extra import Beta, BetaBinomial, NegativeBinomial1, StudentT
+from .extra import (
+    Beta,
+    BetaBinomial,
+    GeneralizedPoisson,
+    NegativeBinomial1,
+    StudentT,
+    Tweedie,
+)
 from .links import Link
 
 __all__ = [
@@ -52,6 +59,8 @@ __all__ = [
     "Beta",
     "BetaBinomial",
     "StudentT",
+    "GeneralizedPoisson",
+    "Tweedie",
     "FAMILIES",
     "from_name",
     "get_family",
@@ -394,7 +403,8 @@ class NegativeBinomial(_CountFamily):
 #: glamm's family names -> classes
 FAMILIES: dict[str, type[Family]] = {
     cls.name: cls for cls in (Binomial, Poisson, Gaussian, Gamma, InverseGaussian, NegativeBinomial,
-                              NegativeBinomial1, Beta, BetaBinomial, StudentT)
+                              NegativeBinomial1, Beta, BetaBinomial, StudentT,
+                              GeneralizedPoisson, Tweedie)
 }
 
 _FAMILY_ALIASES: dict[str, str] = {
@@ -419,6 +429,8 @@ _FAMILY_ALIASES: dict[str, str] = {
     "student_t": "t",
     "student": "t",
     "t_family": "t",
+    "generalized_poisson": "genpois",
+    "gen_poisson": "genpois",
 }
 
 

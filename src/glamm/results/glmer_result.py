@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.stats as st
+from scipy import special
 
 from ..errors import GlammError
 from ..formula.evaluate import row_labels
@@ -304,10 +305,14 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         for name, value, se in zip(resp.parameter_names, self._response_parameters, se_log,
                                    strict=True):
             inner = name[4:-1] if name.startswith("log(") else name
+            phi_is_sigma = getattr(self.model.family, "tmb_sigma_is_dispersion", False)
             if inner == "dispersion":   # sigma = exp(p / 2)
                 sig = float(np.exp(0.5 * value))
-                rows.append(("sigma", sig, 0.5 * sig * se, name, True))
-                rows.append(("dispersion", sig * sig, sig * sig * se, name, False))
+                rows.append(("sigma", sig, 0.5 * sig * se, name, not phi_is_sigma))
+                rows.append(("dispersion", sig * sig, sig * sig * se, name, phi_is_sigma))
+            elif name == "logit(power - 1)":   # the Tweedie power, 1 + expit(p)
+                est = 1.0 + float(special.expit(value))
+                rows.append(("power", est, (est - 1.0) * (2.0 - est) * se, name, False))
             else:
                 est = float(np.exp(value))
                 tmb = self.extra_family and inner == "phi"

@@ -121,9 +121,11 @@ def _family_parameter_lines(m) -> list[str]:
     if not getattr(m, "extra_family", False):
         return []
     out = [f"Dispersion parameter for {m.family} family (): {format_number(m.sigma, 4)}"]
-    df = getattr(m.model.family, "df", None) if m.family == "t" else None
-    if df is not None:
-        out.append(f"Degrees of freedom of the t: {format_number(df, 4)}")
+    fam = m.model.family if hasattr(m, "model") else m._family
+    if m.family == "t":
+        out.append(f"Degrees of freedom of the t: {format_number(fam.df, 4)}")
+    if m.family == "tweedie":
+        out.append(f"Tweedie power: {format_number(fam.power, 4)}")
     return out
 
 
@@ -502,10 +504,15 @@ def format_glm(m: GlmResult) -> str:
         f"Generalized linear model fit by maximum likelihood ['{type(m).__name__}']",
         _family_line(m),
         *_shape_line(m),
+        *_family_parameter_lines(m),
         f"Formula: {m.formula}",
         *_data_notes(m),
     ]
-    if m.estimated_dispersion:
+    if getattr(m, "extra_family", False):   # glmmTMB's families: all parameters by ML
+        disp = "(" + "; ".join(f"{k} = {format_number(v, 5)}" for k, v in
+                               m.family_parameters.items()) + ", estimated by maximum " \
+            "likelihood; standard errors from the full observed information)"
+    elif m.estimated_dispersion:
         disp = f"(Dispersion parameter for {m.family} family estimated as " \
                f"{format_number(m.dispersion, 5)} from the Pearson residuals)"
     else:

@@ -1,0 +1,96 @@
+"""Time glamm's response families outside the exponential family (issue 13: nbinom1, beta,
+betabinomial, t, genpois, tweedie; Gamma with a log link for comparison) on the glmmTMB
+reference models and compare with glmmTMB's recorded times.
+
+Usage (from the repository root, after ``make test`` made ``.venv``)::
+
+    .venv/bin/python benchmarks/run_families.py [--repeat N] [--only NAME ...]
+
+Each model is fitted once untimed (warm-up), then ``--repeat`` times; the table shows the
+median wall time of the fit with its standard errors (``stderr``, as glmmTMB's recorded
+time includes ``sdreport``), the log-likelihoods and the ratio against glmmTMB's median time
+in the reference file (glmmTMB 1.1.5, R 4.2, the same 2-core machine; the shared oracle's
+files record ``timing.median_elapsed_s``, make_families_extra.R the mean of 3 refits).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from bench_common import parse_args, print_header
+
+import glamm
+
+ROOT = Path(__file__).resolve().parents[1]
+FAM = ROOT / "tests" / "reference" / "families_extra"
+
+
+def _salamanders() -> pd.DataFrame:
+    d = pd.read_csv(FAM / "Salamanders.csv")
+    return d.assign(mined=pd.Categorical(d["mined"], ["yes", "no"]), site=d["site"].astype(str))
+
+
+def _sim() -> pd.DataFrame:
+    d = pd.read_csv(FAM / "sim_families.csv")
+    return d.assign(g=pd.Categorical(d["g"].astype(str), [str(i) for i in range(1, 31)]))
+
+
+def _cbpp() -> pd.DataFrame:
+    d = pd.read_csv(FAM / "cbpp.csv")
+    return d.assign(herd=pd.Categorical(d["herd"].astype(str), [str(i) for i in range(1, 16)]),
+                    period=pd.Categorical(d["period"].astype(str), ["1", "2", "3", "4"]))
+
+
+# name -> (data, formula, keyword arguments, reference file)
+BATTERY = {
+    "salamanders_nbinom1": (_salamanders, "count ~ mined + (1 | site)", {"family": "nbinom1"},
+                            "fam_salamanders_nb1.json"),
+    "sim_beta": (_sim, "y_beta ~ x + (1 | g)", {"family": "beta"}, "fam_sim_beta.json"),
+    "sim_t": (_sim, "y_t ~ x + (1 | g)", {"family": "t"}, "fam_sim_t.json"),
+    "sim_gamma_log": (_sim, "y_gamma ~ x + (1 | g)", {"family": "Gamma", "link": "log"},
+                      "fam_sim_gamma_log.json"),
+    "cbpp_betabinomial": (_cbpp, "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                          {"family": "betabinomial"}, "tmb_cbpp_betabinomial.json"),
+    "salamanders_genpois": (_salamanders, "count ~ mined + (1 | site)", {"family": "genpois"},
+                            "tmb_salamanders_genpois.json"),
+    "sim_tweedie": (_sim, "y_tweedie ~ x + (1 | g)", {"family": "tweedie"},
+                    "tmb_sim_tweedie.json"),
+}
+
+
+def _fit(formula: str, data: pd.DataFrame, kw: dict):
+    m = glamm.glmer(formula, data, **kw)
+    _ = m.stderr   # the standard errors, as glmmTMB's time includes them
+    return m
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    print_header([("model", 20), ("fit s", 8), ("logLik", 16), ("ref logLik", 16),
+                  ("glmmTMB s", 10), ("ratio", 7)])
+    for name, (load, formula, kw, file) in BATTERY.items():
+        if args.only and name not in args.only:
+            continue
+        data = load()
+        ref = json.loads((FAM / file).read_text())
+        times = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _fit(formula, data, kw)   # warm-up
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                m = _fit(formula, data, kw)
+                times.append(time.perf_counter() - t0)
+        base = ref["timing"]["median_elapsed_s"]
+        t = statistics.median(times)
+        print(f"{name:20s} {t:8.3f} {m.loglik:16.6f} {ref['logLik']:16.6f} {base:10.3f} "
+              f"{base / t:6.1f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
