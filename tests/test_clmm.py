@@ -310,3 +310,29 @@ def test_crossed_laplace_against_dense_computation(link):
     h = 1e-5
     grad = np.array([(f(x0 + h * e) - f(x0 - h * e)) / (2 * h) for e in np.eye(x0.size)])
     assert np.max(np.abs(grad)) < 1e-3
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_threshold_derivatives_against_differences(link):
+    """The family's per-row derivatives in its parameters (used by the Laplace gradient)
+    against central differences of the log-density, score and observed information."""
+    fam = Ordinal(link, list("abcd"), thresholds=[-1.0, 0.3, 2.0])
+    y = np.array([1.0, 2.0, 3.0, 4.0, 2.0, 4.0, 1.0, 3.0])
+    eta = np.array([-0.5, 0.2, 1.7, 3.0, -2.0, -1.0, 4.0, 0.0])
+    wt = np.array([1.0, 2.0, 1.0, 0.5, 1.0, 1.0, 3.0, 1.0])
+    dlp, ds, dw = fam.extra_derivatives(y, eta, wt, observed=True)
+    p0 = fam.extra_values()
+    h = 1e-6
+    for j in range(p0.size):
+        e = np.zeros(p0.size)
+        e[j] = h
+        up, down = fam.with_extra(p0 + e), fam.with_extra(p0 - e)
+        assert np.allclose(dlp[:, j], (up.loglik(y, eta, wt) - down.loglik(y, eta, wt))
+                           / (2 * h), atol=1e-7)
+        assert np.allclose(ds[:, j], (up.dloglik_deta(y, eta, eta, wt)
+                                      - down.dloglik_deta(y, eta, eta, wt)) / (2 * h),
+                           atol=1e-7)
+        assert np.allclose(dw[:, j], (down.d2loglik_deta2(y, eta, eta, wt)
+                                      - up.d2loglik_deta2(y, eta, eta, wt)) / (2 * h),
+                           atol=1e-7)
+    assert fam.extra_derivatives(y, eta, wt, observed=False) is None
