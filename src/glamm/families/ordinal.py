@@ -3,7 +3,8 @@
 The response is a category ``y in {1, ..., K}``; with thresholds ``theta_1 < ... < theta_{K-1}``
 (``theta_0 = -inf``, ``theta_K = inf``) and a linear predictor ``eta`` without an intercept,
 
-    P(y <= k | eta) = F(theta_k - eta),   log p(y | eta) = log(F(theta_y - eta) - F(theta_{y-1} - eta))
+    P(y <= k | eta) = F(theta_k - eta),
+    log p(y | eta) = log(F(theta_y - eta) - F(theta_{y-1} - eta))
 
 with ``F`` the logistic, normal or Gumbel-min (``cloglog``: ``1 - exp(-exp(x))``) distribution
 function, as ordinal defines them. The family sees ``eta`` directly (its "link" is the identity,
