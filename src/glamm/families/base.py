@@ -184,8 +184,8 @@ class Family(abc.ABC):
     def extra_derivatives(self, y, eta, wt, observed: bool):
         """Per row, the derivatives of the log-density, the score in ``eta`` and the weights
         (observed information if ``observed``, else Fisher's) in the parameters of
-        :meth:`extra_names` at fixed ``eta``, ``n x m`` each; ``None`` (default): the
-        response model takes central differences."""
+        :meth:`extra_names` at fixed ``eta``, ``n x m`` each, for the analytic Laplace
+        gradient; ``None`` (default): it takes central differences of the family."""
         return None
 
     @property

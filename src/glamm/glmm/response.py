@@ -271,9 +271,6 @@ class ResponseModel:
         central differences (every row's values are explicit functions of the parameters:
         no refit)."""
         fam, y, wt = self.family, self.y, self.wt
-        own = fam.extra_derivatives(y, eta, wt, observed)
-        if own is not None:
-            return own
         values = self.parameters()
         n, m = y.shape[0], values.size
         dlp, ds, dw = np.empty((n, m)), np.empty((n, m)), np.empty((n, m))
