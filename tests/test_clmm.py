@@ -256,9 +256,9 @@ def test_levels_observed_only_in_unused_rows_are_dropped(wine, fit):
 
 def _dense_laplace(fam, X, beta, Z, sds, y):
     """The Laplace approximation written out densely: the mode of ``log p(y | b) -
-    |u|^2 / 2`` (``b = diag(sds) u``) by Newton, then ``- log det(I + L Z' W Z L) / 2`` with
-    the observed information ``W``."""
-    L = np.diag(sds)
+    |u|^2 / 2`` (``b = L u``, ``L = diag(sds)`` or the matrix ``sds``) by Newton, then
+    ``- log det(I + L Z' W Z L) / 2`` with the observed information ``W``."""
+    L = np.diag(sds) if np.ndim(sds) == 1 else sds
     ZL = Z @ L
     u = np.zeros(Z.shape[1])
     for _ in range(50):
@@ -310,3 +310,55 @@ def test_crossed_laplace_against_dense_computation(link):
     h = 1e-5
     grad = np.array([(f(x0 + h * e) - f(x0 - h * e)) / (2 * h) for e in np.eye(x0.size)])
     assert np.max(np.abs(grad)) < 1e-3
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_threshold_derivatives_against_differences(link):
+    """The family's per-row derivatives in its parameters (used by the Laplace gradient)
+    against central differences of the log-density, score and observed information."""
+    fam = Ordinal(link, list("abcd"), thresholds=[-1.0, 0.3, 2.0])
+    y = np.array([1.0, 2.0, 3.0, 4.0, 2.0, 4.0, 1.0, 3.0])
+    eta = np.array([-0.5, 0.2, 1.7, 3.0, -2.0, -1.0, 4.0, 0.0])
+    wt = np.array([1.0, 2.0, 1.0, 0.5, 1.0, 1.0, 3.0, 1.0])
+    dlp, ds, dw = fam.extra_derivatives(y, eta, wt, observed=True)
+    p0 = fam.extra_values()
+    h = 1e-6
+    for j in range(p0.size):
+        e = np.zeros(p0.size)
+        e[j] = h
+        up, down = fam.with_extra(p0 + e), fam.with_extra(p0 - e)
+        assert np.allclose(dlp[:, j], (up.loglik(y, eta, wt) - down.loglik(y, eta, wt))
+                           / (2 * h), atol=1e-7)
+        assert np.allclose(ds[:, j], (up.dloglik_deta(y, eta, eta, wt)
+                                      - down.dloglik_deta(y, eta, eta, wt)) / (2 * h),
+                           atol=1e-7)
+        assert np.allclose(dw[:, j], (down.d2loglik_deta2(y, eta, eta, wt)
+                                      - up.d2loglik_deta2(y, eta, eta, wt)) / (2 * h),
+                           atol=1e-7)
+    assert fam.extra_derivatives(y, eta, wt, observed=False) is None
+
+
+def test_random_slope_laplace_against_dense_computation():
+    rng = np.random.default_rng(7)
+    n, m = 300, 15
+    g, x = rng.integers(0, m, n), rng.normal(size=n)
+    b0, b1 = rng.normal(0, 1.0, m), rng.normal(0, 0.6, m)
+    latent = (0.5 + b1[g]) * x + b0[g] + rng.logistic(size=n)
+    y = np.digitize(latent, [-1.0, 0.5, 2.0]) + 1
+    d = pd.DataFrame({"y": pd.Categorical(y.astype(str), categories=list("1234"),
+                                          ordered=True), "x": x, "g": [f"g{i:02d}" for i in g]})
+    fit = glamm.clmm("y ~ x + (1 + x | g)", d)
+    vc = fit.varcorr
+    s1, s2 = vc["sdcor"].iloc[0], vc["sdcor"].iloc[1]
+    rho = vc["sdcor"].iloc[2]
+    assert s2 > 0.2 and abs(rho) < 0.99
+    Lg = np.linalg.cholesky(np.array([[s1 * s1, rho * s1 * s2], [rho * s1 * s2, s2 * s2]]))
+    levels = sorted(set(d["g"]))
+    Z = np.zeros((n, 2 * len(levels)))
+    idx = np.array([levels.index(v) for v in d["g"]])
+    Z[np.arange(n), 2 * idx] = 1.0
+    Z[np.arange(n), 2 * idx + 1] = x
+    fam = Ordinal("logit", fit.levels, thresholds=fit.thresholds.to_numpy())
+    ll = _dense_laplace(fam, x[:, None], fit.fixef.to_numpy(), Z,
+                        np.kron(np.eye(len(levels)), Lg), y.astype(float))
+    assert abs(ll - fit.loglik) < 1e-8 * abs(ll)

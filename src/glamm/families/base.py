@@ -185,6 +185,13 @@ class Family(abc.ABC):
         shape0 = float(np.clip(np.sum(mu**2) / excess, 0.05, 1e4)) if excess > 0 else 100.0
         return np.array([math.log(shape0)])
 
+    def extra_derivatives(self, y, eta, wt, observed: bool):
+        """Per row, the derivatives of the log-density, the score in ``eta`` and the weights
+        (observed information if ``observed``, else Fisher's) in the parameters of
+        :meth:`extra_names` at fixed ``eta``, ``n x m`` each, for the analytic Laplace
+        gradient; ``None`` (default): it takes central differences of the family."""
+        return None
+
     @property
     def link_name(self) -> str:
         """glamm's name of the current link."""

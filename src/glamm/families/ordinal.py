@@ -34,6 +34,9 @@ CUMULATIVE_LINKS = ("logit", "probit", "cloglog")
 #: that the tails (and the infinite thresholds theta_0, theta_K) need no special cases
 _PROBIT_CAP = 40.0
 _CLOGLOG_CAP = (-745.0, 700.0)
+#: the Gumbel density and its derivatives are 0 beyond 40 (``exp(40 - exp(40))``), and
+#: ``exp(x)^2`` stays finite below it
+_CLOGLOG_DENSITY_CAP = (-745.0, 40.0)
 
 
 def cdf(link: str, x: np.ndarray) -> np.ndarray:
@@ -63,7 +66,7 @@ def pdf(link: str, x: np.ndarray) -> np.ndarray:
     if link == "probit":
         x = np.clip(x, -_PROBIT_CAP, _PROBIT_CAP)
         return np.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    x = np.clip(x, *_CLOGLOG_CAP)
+    x = np.clip(x, *_CLOGLOG_DENSITY_CAP)
     return np.exp(x - np.exp(x))
 
 
@@ -74,8 +77,22 @@ def dpdf(link: str, x: np.ndarray) -> np.ndarray:
     if link == "probit":
         x = np.clip(x, -_PROBIT_CAP, _PROBIT_CAP)
         return -x * pdf(link, x)
-    x = np.clip(x, *_CLOGLOG_CAP)
+    x = np.clip(x, *_CLOGLOG_DENSITY_CAP)
     return pdf(link, x) * (1.0 - np.exp(x))
+
+
+def d2pdf(link: str, x: np.ndarray) -> np.ndarray:
+    """``f''(x)`` (0 at ``+-inf``)."""
+    if link == "logit":
+        f = pdf(link, x)
+        t = np.tanh(0.5 * x)   # 2F - 1
+        return f * t * t - 2.0 * f * f
+    if link == "probit":
+        x = np.clip(x, -_PROBIT_CAP, _PROBIT_CAP)
+        return (x * x - 1.0) * pdf(link, x)
+    x = np.clip(x, *_CLOGLOG_DENSITY_CAP)
+    e = np.exp(x)
+    return pdf(link, x) * ((1.0 - e) ** 2 - e)
 
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
@@ -192,6 +209,52 @@ class Ordinal(Family):
         # empty categories: keep the thresholds increasing
         theta = np.maximum.accumulate(theta) + 1e-3 * np.arange(theta.size)
         return threshold_parameters(theta)
+
+    def extra_derivatives(self, y, eta, wt, observed: bool):
+        """Per row, the derivatives in the unconstrained threshold parameters at fixed
+        ``eta`` of the log-density, the score and the observed information (``n x (K-1)``
+        each; each row depends on ``theta_y`` and ``theta_{y-1}`` only); ``None`` for the
+        expected information (the response model then takes differences)."""
+        if not observed:
+            return None
+        y, wt = self._prep(y, wt)
+        link = self.cumulative
+        a, b = self._bounds(y, _arr(eta))
+        p = self._prob(a, b)
+        fa, fb = pdf(link, a), pdf(link, b)
+        ga, gb = dpdf(link, a), dpdf(link, b)
+        ha, hb = d2pdf(link, a), d2pdf(link, b)
+        d1, d2 = fa - fb, ga - gb
+        s = -d1 / p
+        # derivatives in theta_y (through a) and theta_{y-1} (through b)
+        ds_a = -ga / p + d1 * fa / p**2
+        ds_b = gb / p - d1 * fb / p**2
+        parts = {
+            "l": (fa / p, -fb / p),
+            "s": (ds_a, ds_b),
+            "w": (2.0 * s * ds_a - ha / p + d2 * fa / p**2,
+                  2.0 * s * ds_b + hb / p - d2 * fb / p**2),
+        }
+        k = _codes(y)
+        m = self.n_levels - 1
+        rows = np.arange(k.size)
+        J = self._threshold_jacobian()
+        out = []
+        for key in ("l", "s", "w"):
+            upper, lower = parts[key]
+            M = np.zeros((k.size, m + 2))
+            M[rows, k] += upper
+            M[rows, k - 1] += lower
+            out.append((wt[:, None] * M[:, 1:-1]) @ J)
+        dlp, ds, dw = out
+        return dlp, ds, dw
+
+    def _threshold_jacobian(self) -> np.ndarray:
+        """``d theta / d p`` for the unconstrained parameters ``p``."""
+        inc = np.diff(self.thresholds)
+        J = np.tril(np.ones((inc.size + 1, inc.size + 1)))
+        J[:, 1:] *= inc[None, :]
+        return J
 
     # ------------------------------------------------------------------ the distribution
     @property

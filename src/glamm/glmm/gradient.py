@@ -191,14 +191,19 @@ def _own_parameter_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray,
              else f.fisher_weights(eta, mu, wt, disp)[0])
         return f.loglik(y, mu, wt, disp), f.dloglik_deta(y, mu, eta, wt, disp), w
 
-    for j in range(values.size):
-        step = np.zeros(values.size)
-        step[j] = eps
-        up, down = pieces(fam.with_extra(values + step)), pieces(fam.with_extra(values - step))
-        cols.append(tuple((a - b) / (2.0 * eps) for a, b in zip(up, down, strict=True)))
-    dlp = np.column_stack([c[0] for c in cols])
-    ds = np.column_stack([c[1] for c in cols])
-    dw = np.column_stack([c[2] for c in cols])
+    closed = None if cols else fam.extra_derivatives(y, eta, wt, observed)
+    if closed is not None:   # the family's own closed forms (ordinal thresholds)
+        dlp, ds, dw = closed
+    else:
+        for j in range(values.size):
+            step = np.zeros(values.size)
+            step[j] = eps
+            up = pieces(fam.with_extra(values + step))
+            down = pieces(fam.with_extra(values - step))
+            cols.append(tuple((a - b) / (2.0 * eps) for a, b in zip(up, down, strict=True)))
+        dlp = np.column_stack([c[0] for c in cols])
+        ds = np.column_stack([c[1] for c in cols])
+        dw = np.column_stack([c[2] for c in cols])
     RHS = np.column_stack([design.t_matvec(V, ds[:, j]) for j in range(ds.shape[1])])
     DU = Gobs_inv.solve(RHS)
     deta = np.einsum("ia,iaj->ij", V, DU[C])
