@@ -230,3 +230,16 @@ def test_gls_and_lme_correlation(capsys):
     code, out, err = run(capsys, "fit", "r ~ Days + (1 | Subject)", "--data", "sleepstudy",
                          "--family", "poisson", "--correlation", "ar1(Days | Subject)")
     assert code == 2 and "--correlation applies to linear mixed models" in err
+
+
+def test_ziformula_option(capsys, tmp_path):
+    sal = Path(__file__).parent / "reference" / "zero_inflation" / "Salamanders.csv"
+    code, out, err = run(capsys, "fit", "count ~ mined + (1 | site)", "--data", str(sal),
+                         "--family", "poisson", "--ziformula", "~ mined", "--json")
+    assert code == 0, err
+    fit = json.loads(out)
+    # (the CSV has no level order: "no" sorts first, so the column is minedyes)
+    assert fit["loglik"] < 0 and set(fit["zero_inflation"]) == {"(Intercept)", "minedyes"}
+    code, out, err = run(capsys, "fit", "count ~ mined + (1 | site)", "--data", str(sal),
+                         "--ziformula", "~ mined")
+    assert code == 2 and "--ziformula needs a count --family" in err

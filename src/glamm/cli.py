@@ -233,6 +233,9 @@ def _response_options(p: argparse.ArgumentParser) -> None:
                    help="per-row families: the binomial rows' numbers of trials")
     p.add_argument("--dispformula", metavar="FORMULA", default=None,
                    help="residual variance function: '~ (1 | g)', '~ x', '~ power(x)', ...")
+    p.add_argument("--ziformula", metavar="FORMULA", default=None,
+                   help="zero inflation (or the zero part of a truncated_* hurdle family) of a "
+                   "count GLMM, e.g. '~ mined'")
     p.add_argument("--correlation", metavar="STRUCTURE", default=None,
                    help="residual correlation within the random-effects term's groups, as "
                    "nlme's lme: e.g. 'ar1(Days | Subject)' (LMMs only)")
@@ -274,6 +277,9 @@ def _check_fit_options(args: argparse.Namespace) -> None:
 def _fit(args: argparse.Namespace, data: pd.DataFrame):
     from .api import glmer, lmer
 
+    if args.family is None and args.ziformula is not None:
+        raise CliError("--ziformula needs a count --family (poisson, nbinom2, "
+                       "truncated_poisson, ...)")
     if args.family is None:
         reml = True if args.reml is None else args.reml
         return lmer(args.formula, data, reml=reml, weights=args.weights, offset=args.offset,
@@ -290,7 +296,7 @@ def _fit(args: argparse.Namespace, data: pd.DataFrame):
     return glmer(args.formula, data, family=_family_argument(args.family), link=args.link,
                  fast=args.fast, weights=args.weights, offset=args.offset, nagq=nagq,
                  family_index=args.family_index, family_by=args.family_by, trials=args.trials,
-                 dispformula=args.dispformula)
+                 dispformula=args.dispformula, ziformula=args.ziformula)
 
 
 def _loading_matrix(text: str) -> list[list[float]]:
@@ -315,6 +321,10 @@ def _loading_matrix(text: str) -> list[list[float]]:
 
 def _fit_galamm(args: argparse.Namespace, data: pd.DataFrame):
     from .api import galamm
+
+    for opt, value in (("--ziformula", args.ziformula), ("--correlation", args.correlation)):
+        if value is not None:
+            raise CliError(f"{opt} is not available for galamm fits")
 
     interactions = None
     if args.factor_interactions is not None:

@@ -39,6 +39,12 @@ def mixed_fields(result) -> dict[str, Any]:
         "is_singular": result.is_singular,
         "optsum": result.optsum.as_dict(),
     }
+    zi = getattr(result, "zero_inflation", None)
+    if zi is not None:   # the zero part's coefficients (logit scale)
+        out["zero_inflation"] = {
+            str(k): {"estimate": float(r["Estimate"]),
+                     "se": None if not np.isfinite(r["Std. Error"]) else float(r["Std. Error"])}
+            for k, r in zi.iterrows()}
     structures = getattr(result, "covariance_structures", None)
     if structures:
         out["covariance_structures"] = structures
