@@ -243,3 +243,11 @@ def test_ziformula_option(capsys, tmp_path):
     code, out, err = run(capsys, "fit", "count ~ mined + (1 | site)", "--data", str(sal),
                          "--ziformula", "~ mined")
     assert code == 2 and "--ziformula needs a count --family" in err
+
+
+def test_clmm_command(capsys):
+    wine = Path(__file__).parent / "reference" / "clmm_extra" / "wine.csv"
+    code, out, err = run(capsys, "clmm", "rating ~ temp + contact + (1 | judge)", "--data",
+                         str(wine), "--json")
+    assert code == 0, err
+    assert json.loads(out)["loglik"] == pytest.approx(-81.5654, abs=1e-3)
