@@ -28,6 +28,7 @@ import glamm
 
 ROOT = Path(__file__).resolve().parents[1]
 FAM = ROOT / "tests" / "reference" / "families_extra"
+ZI = ROOT / "tests" / "reference" / "zero_inflation"
 
 
 def _salamanders() -> pd.DataFrame:
@@ -60,6 +61,16 @@ BATTERY = {
                             "tmb_salamanders_genpois.json"),
     "sim_tweedie": (_sim, "y_tweedie ~ x + (1 | g)", {"family": "tweedie"},
                     "tmb_sim_tweedie.json"),
+    # zero inflation and hurdles (glmer ziformula)
+    "salamanders_zip": (_salamanders, "count ~ spp + mined + (1 | site)",
+                        {"family": "poisson", "ziformula": "~ mined"},
+                        ZI / "fam_salamanders_zip_mined.json"),
+    "salamanders_zinb2": (_salamanders, "count ~ spp + mined + (1 | site)",
+                          {"family": "nbinom2", "ziformula": "~ mined"},
+                          ZI / "fam_salamanders_zinb2_mined.json"),
+    "salamanders_hurdle": (_salamanders, "count ~ spp + mined + (1 | site)",
+                           {"family": "truncated_poisson", "ziformula": "~ mined"},
+                           ZI / "fam_salamanders_hurdle_poisson.json"),
 }
 
 
