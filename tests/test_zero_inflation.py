@@ -118,6 +118,9 @@ def test_bad_input(sal):
                     ziformula="~ mined + (1 | site)")
     with pytest.raises(DataError, match="zero-truncated model"):
         glamm.glmer("count ~ mined + (1 | site)", sal, family="truncated_poisson")
+    with pytest.raises(GlammError, match="prior weights are not available"):
+        glamm.glmer("count ~ mined + (1 | site)", sal.assign(w=2.0), family="poisson",
+                    ziformula="~ mined", weights="w")
     with pytest.raises(DataError, match="poisson family"):
         glamm.glmer("count ~ mined + (1 | site)", sal.assign(count=-sal["count"] - 1),
                     family="poisson", ziformula="~ mined")

@@ -402,6 +402,9 @@ def glmm_frame(formula: str, data: Any, family: Any, link: Any, weights: Any, of
     frame = build_model_frame(formula, data, weights=weights, offset=offset, glm_response=True)
     fam, frame = family_for_frame(spec, frame)
     if ziformula is not None or hurdle:
+        if not np.allclose(frame.weights, 1.0) or frame.trials is not None:
+            raise GlammError("prior weights are not available with zero inflation or hurdles "
+                             "yet (each row's mixture weighs 1)")
         fam = _zero_part(fam, ziformula, data.loc[frame.row_index], hurdle)
     check_glmm_frame(frame, fam)
     disp = None
