@@ -176,7 +176,10 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
     else:
         # (with loadings held for the GLM start, theta only needs to be roughly right: the
         # loadings move it anyway, and Newton finishes)
-        opt_settings = {"ftol_rel": 1e-4, "ftol_abs": 0.0, "xtol_abs": 1e-2} if staged \
+        # (families outside the exponential family have analytic gradients in their own
+        # parameters: Newton finishes them from a rough start, as the loadings)
+        rough = staged or hasattr(model.response.family, "tmb_sigma")
+        opt_settings = {"ftol_rel": 1e-4, "ftol_abs": 0.0, "xtol_abs": 1e-2} if rough \
             else {"ftol_rel": 1e-6, "ftol_abs": 0.0, "xtol_abs": 1e-3}
         pirls = LOOSE_PIRLS
 
