@@ -78,6 +78,10 @@ def minimize(
         os_.final, os_.fmin, os_.converged, os_.returnvalue = x0, wrapped(x0), True, "NO_PARAMETERS"
     elif name in _NLOPT_ALGS:
         n = x0.size
+        if name == "bobyqa" and np.any(np.isfinite(lower) & (x0 - lower < os_.initial_step)):
+            # BOBYQA moves a start that lies closer to a bound than its first step away from
+            # it, and may never come back: the start itself stays a candidate optimum
+            wrapped(x0)
         opt = nlopt.opt(_NLOPT_ALGS[name], n)
         opt.set_min_objective(lambda x, grad: wrapped(x))
         opt.set_lower_bounds(lower)
