@@ -336,3 +336,18 @@ def test_minimize_gradient_backs_off_non_finite_values():
     res = minimize_gradient(f, lambda x: H @ (x - CENTER), np.array([2.9, 0.0, 0.0]),
                             np.full(3, -np.inf), ftol=1e-14)
     np.testing.assert_allclose(res.final, CENTER, atol=1e-6)
+
+
+def test_bobyqa_start_near_a_bound_stays_a_candidate():
+    """BOBYQA shifts a start lying closer to a bound than its first step; the start is
+    evaluated first, so the result is never worse than it."""
+    import numpy as np
+
+    from glamm.optim.backends import minimize
+
+    x0 = np.array([0.2, 1.0])
+    rec = minimize(lambda x: float((x[0] - 0.2) ** 2 + (x[1] - 1.0) ** 2), x0,
+                   np.array([0.0, -np.inf]), optimizer="bobyqa", keep_trace=True,
+                   initial_step=0.75)
+    assert np.array_equal(rec.trace[0][0], x0)
+    assert rec.fmin <= 1e-12
