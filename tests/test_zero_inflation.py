@@ -36,6 +36,7 @@ CASES = [
     ("fam_salamanders_zinb2_mined", "nbinom2", "count ~ spp + mined + (1 | site)"),
     ("fam_salamanders_hurdle_poisson", "truncated_poisson", "count ~ spp + mined + (1 | site)"),
     ("tmb_salamanders_zinb2", "nbinom2", "count ~ mined + (1 | site)"),
+    ("tmb_salamanders_hurdle_nb2", "truncated_nbinom2", "count ~ spp + mined + (1 | site)"),
 ]
 
 
@@ -56,7 +57,7 @@ def test_against_glmmtmb(sal, case, family, formula):
     assert m.stderr.to_numpy() == pytest.approx(list(r["fixef_se"]["cond"].values()), rel=1e-3)
     assert zi["Std. Error"].to_numpy() == pytest.approx(list(r["fixef_se"]["zi"].values()),
                                                         rel=1e-3)
-    if family == "nbinom2":
+    if family in ("nbinom2", "truncated_nbinom2"):
         assert m.shape == pytest.approx(r["sigma"], rel=1e-4)   # glmmTMB's sigma: NB2 size
     text = m.summary()
     assert "minedno" in text and ("Zero-inflation model" in text or "Zero part" in text)
