@@ -34,6 +34,17 @@ BUNDLED = [
     "KYPSsim",
     "latent_covariates",
     "cognition",
+    "Orthodont",
+    "Machines",
+    "Salamanders",
+    "wine",
+    "epilep",
+    "mresp",
+    "hsced",
+    "sim_hetero",
+    "sim_mixed_response",
+    "sim_families",
+    "sim_spatial",
 ]
 
 # (nrow, ncol) as published by the source packages, independent of the catalogue.
@@ -53,6 +64,17 @@ KNOWN_SHAPES = {
     "KYPSsim": (11494, 5),
     "latent_covariates": (600, 5),
     "cognition": (14400, 8),
+    "Orthodont": (108, 4),
+    "Machines": (54, 3),
+    "Salamanders": (644, 9),
+    "wine": (72, 6),
+    "epilep": (236, 7),
+    "mresp": (4000, 5),
+    "hsced": (1200, 5),
+    "sim_hetero": (1200, 4),
+    "sim_mixed_response": (1200, 5),
+    "sim_families": (600, 6),
+    "sim_spatial": (100, 6),
 }
 
 

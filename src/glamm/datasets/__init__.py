@@ -31,6 +31,15 @@ IRTsim, KYPSsim             PLmixed 0.1.7 (the galamm vignettes' factor models);
                             in R), as galamm uses them
 latent_covariates           galamm 0.4.0; ``type`` (character in R) as a factor
 cognition                   galamm 0.4.0 (14,400 rows)
+Orthodont, Machines         nlme 3.1-162 (grouped data exported as plain frames)
+Salamanders                 glmmTMB 1.1.5 (``mined``: ``yes`` is the reference)
+wine                        ordinal 2022.11-16 (``rating`` an ordered factor)
+epilep, mresp, hsced        galamm 0.4.0 (seizure counts; mixed Gaussian and
+                            binary responses; residual SD by item)
+sim_hetero,                 simulated for the reference fits (item-specific
+sim_mixed_response,         residual SDs; Gaussian and binary rows sharing a
+sim_families, sim_spatial   latent variable; beta, Gamma, Tweedie and t
+                            responses; an exponential random field)
 ==========================  =====================================================
 
 ``describe(name)["source"]`` gives the exact provenance string.
