@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ from .results.lmer_result import LmerResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results.glmer_result import GlmerResult
+    from .results.zi_random_result import ZiRandomResult
 
 
 def _grouped_terms(frame: ModelFrame, model: str) -> list:
@@ -290,7 +291,7 @@ def glmer(
     dispformula: str | None = None,
     ziformula: str | None = None,
     **kwargs: Any,
-) -> "GlmerResult":
+) -> "GlmerResult | ZiRandomResult":
     """Fit a generalized linear mixed model by the Laplace approximation.
 
     Parameters
@@ -340,10 +341,13 @@ def glmer(
         dispersion is its family's times ``exp(2 (D delta)_i)``.
     ziformula: zero inflation for a count family (``"poisson"``, ``"nbinom2"``), glmmTMB's
         ``ziformula``: the probability of an extra zero is logistic in the covariates,
-        ``"~ mined"`` (``"~ 1"``: a constant; fixed effects only so far). With the hurdle
+        ``"~ mined"`` (``"~ 1"``: a constant). With the hurdle
         families ``"truncated_poisson"`` and ``"truncated_nbinom2"`` it is the model of
         ``P(y = 0)``, the positive counts zero-truncated (without it: a zero-truncated
-        model).
+        model). It may have random effects on the count part's grouping factor,
+        ``"~ mined + (1 | site)"``; the result is then a
+        :class:`~glamm.results.zi_random_result.ZiRandomResult` (both parts' effects
+        integrated jointly per level, Laplace or ``nagq`` points per dimension).
 
     Returns
     -------
@@ -354,6 +358,22 @@ def glmer(
 
     nagq, fast, penalized = resolve_keywords(glmer, kwargs, nagq=nagq, fast=fast,
                                              penalized=penalized)
+    from .zi_random_api import glmer_zi_random, has_zero_part_random_effects
+
+    if has_zero_part_random_effects(ziformula):
+        unsupported = {"fast": fast, "penalized": penalized, "dispformula": dispformula,
+                       "family_index": family_index, "family_by": family_by,
+                       "trials": trials}
+        given = [k for k, v in unsupported.items() if v not in (None, False)]
+        if given or laplace != "observed" or optimizer != "bobyqa":
+            raise GlammError("random effects in ziformula do not combine with "
+                             + ", ".join(given + (["laplace"] if laplace != "observed"
+                                                  else [])
+                                         + (["optimizer"] if optimizer != "bobyqa"
+                                            else [])) + " yet")
+        assert ziformula is not None
+        return glmer_zi_random(formula, data, family, link, 1 if nagq == "auto" else int(nagq),
+                               weights, offset, ziformula, start, control)
     frame, fam, disp = glmm_frame(formula, data, family, link, weights, offset, family_index,
                                   family_by, trials, dispformula, ziformula)
     model = glmm_model(frame, fam, laplace=laplace, penalized=penalized, fast=fast,
@@ -670,10 +690,11 @@ def galamm(
         parts = start_parts(start)
         if "lambda" in parts and np.size(parts["lambda"]) > 0:
             raise GlammError("start has loadings (lambda) but the model has no factor loadings")
-        fitted = glmer(formula, data, family=family, link=link, weights=weights,
-                       offset=offset, start=parts.get("theta"), optimizer=optimizer,
-                       control=control, laplace=laplace, nagq=nagq, family_index=family_index,
-                       family_by=family_by, trials=trials, dispformula=dispformula)
+        fitted = cast("GlmerResult", glmer(
+            formula, data, family=family, link=link, weights=weights, offset=offset,
+            start=parts.get("theta"), optimizer=optimizer, control=control, laplace=laplace,
+            nagq=nagq, family_index=family_index, family_by=family_by, trials=trials,
+            dispformula=dispformula))   # (no ziformula: a GlmerResult)
         check_start_block(parts, "beta", list(fitted.frame.xnames))
         return fitted
     if len(given) < 3:

@@ -199,6 +199,54 @@ class ZeroInflated(Family):
                 h = np.where(zero, r * g2 + r * (1.0 - r) * g1 * g1, d2)
         return s, h
 
+    def joint_derivatives(self, y: np.ndarray, eta: np.ndarray, zeta: np.ndarray,
+                          wt: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """The log-density as a function of both linear predictors, the count part's ``eta``
+        and the zero part's log-odds ``zeta`` (for random effects in the zero part, where
+        ``zeta`` is not ``Z gamma`` alone): per row ``(l, l_eta, l_zeta, l_eta_eta,
+        l_eta_zeta, l_zeta_zeta)``. ``eta`` and ``zeta`` broadcast against ``y``;
+        ``wt`` (unit prior weights, optional) is there for its identity: passing the same
+        ``y`` and ``wt`` arrays on every call lets the count family keep its log-factorials.
+
+        With ``pi = logistic(zeta)``, ``g = log f(0)`` and for a zero under zero inflation
+        ``ll = logaddexp(zeta, g) - log(1 + exp(zeta))``; ``r`` below is the count part's share
+        of that zero's probability."""
+        y = np.asarray(y, dtype=float)
+        eta, zeta = np.broadcast_arrays(np.asarray(eta, dtype=float),
+                                        np.asarray(zeta, dtype=float))
+        if y.shape == eta.shape:
+            yb = y
+        else:
+            yb = np.broadcast_to(y.reshape(y.shape + (1,) * (eta.ndim - y.ndim)), eta.shape)
+        mu = self.link.inverse(eta)
+        if wt is None or np.shape(wt) != eta.shape:
+            wt = np.ones(eta.shape)
+        zero = yb == 0
+        pi = special.expit(zeta)
+        log_pi, log_1m_pi = -np.logaddexp(0.0, -zeta), -np.logaddexp(0.0, zeta)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            lf, g, d1, d2, g1, g2 = self._parts(yb, mu, eta, wt, 1.0)
+            logit_var = -pi * (1.0 - pi)
+            if self.hurdle:
+                q = np.exp(g - _log1mexp(g))
+                ll = np.where(zero, log_pi, log_1m_pi + lf - _log1mexp(g))
+                l_e = np.where(zero, 0.0, d1 + q * g1)
+                l_ee = np.where(zero, 0.0, d2 + q * g2 + q * (1.0 + q) * g1 * g1)
+                l_z = np.where(zero, 1.0 - pi, -pi)
+                l_ez = np.zeros(eta.shape)
+                l_zz = logit_var
+            else:
+                a = np.logaddexp(zeta, g)
+                r = np.exp(g - a)
+                ll = np.where(zero, a + log_1m_pi, log_1m_pi + lf)
+                l_e = np.where(zero, r * g1, d1)
+                l_ee = np.where(zero, r * g2 + r * (1.0 - r) * g1 * g1, d2)
+                l_z = np.where(zero, (1.0 - r) - pi, -pi)
+                l_ez = np.where(zero, -r * (1.0 - r) * g1, 0.0)
+                l_zz = np.where(zero, r * (1.0 - r), 0.0) + logit_var
+        ll = np.where(self.base.mu_in_range(mu), ll, -np.inf)
+        return ll, l_e, l_z, l_ee, l_ez, l_zz
+
     def dloglik_deta(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
         return self._derivatives(y, mu, eta, wt, dispersion)[0]
 

@@ -1,0 +1,170 @@
+"""Zero-inflated and hurdle GLMMs with random effects in the zero part (glmmTMB's
+``ziformula = ~ x + (1 | g)``), reached through :func:`glamm.glmer`.
+
+Both parts' random effects must be on one grouping factor (as ``(1 | site)`` in both); each
+level's effects are integrated jointly (:mod:`glamm.glmm.two_part`): by the Laplace
+approximation, as glmmTMB, or by adaptive Gauss-Hermite quadrature with ``nagq`` points per
+dimension, as GLMMadaptive's zero-inflated models. The parameters (covariance parameters,
+both parts' coefficients, the count family's own) are estimated by BOBYQA from a GLM start,
+then by Newton steps on central differences, whose Hessian gives the standard errors
+(glmmTMB's: the full Hessian of the marginal likelihood, not conditional on ``theta``).
+
+Not public API beyond what :func:`glamm.glmer` documents.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, GlammError
+
+if TYPE_CHECKING:
+    from .results.zi_random_result import ZiRandomResult
+
+#: relative step of the central-difference Hessian (see fit_two_part)
+_HESSIAN_STEP = 1e-3
+
+
+def has_zero_part_random_effects(ziformula: str | None) -> bool:
+    """Whether ``ziformula`` has a random-effects term (a bar)."""
+    return ziformula is not None and "|" in ziformula
+
+
+def glmer_zi_random(formula: str, data: Any, family: Any, link: Any, nagq: int,
+                    weights: Any, offset: Any, ziformula: str, start: np.ndarray | None,
+                    control: dict | None) -> "ZiRandomResult":
+    """Fit the model (see :func:`glamm.glmer`'s ``ziformula``)."""
+    from .api import glmm_frame
+    from .families.zero_inflated import ZeroInflated
+    from .formula.data_input import as_pandas
+    from .formula.design import build_model_frame
+    from .formula.naming import lme4_names
+    from .glmm.two_part import PartTerm, TwoPartModel
+    from .results.zi_random_result import ZiRandomResult
+
+    data = as_pandas(data)
+    # the count part and the family, with a placeholder zero part that is replaced below
+    frame, fam, _ = glmm_frame(formula, data, family, link, weights, offset,
+                               ziformula="~ 1")
+    if not isinstance(fam, ZeroInflated):   # pragma: no cover - glmm_frame made one
+        raise GlammError("ziformula needs a count family")
+    rows = data.loc[frame.row_index].reset_index(drop=True)
+    rhs = ziformula.split("~", 1)[1] if "~" in ziformula else ziformula
+    probe = "_glamm_zi_response_"
+    rows[probe] = 0.0
+    zframe = build_model_frame(f"{probe} ~ {rhs}", rows)
+    if len(zframe.y) != len(frame.y):
+        raise DataError(f"ziformula {ziformula!r}: {len(frame.y) - len(zframe.y)} of the "
+                        "model's rows have missing values in the zero part's columns; "
+                        "remove them from the data first")
+    family2 = ZeroInflated(fam.base, zframe.X, list(lme4_names(list(zframe.xnames))),
+                           hurdle=fam.hurdle, zi_spec=zframe.xspec)
+    family2._validate_support(frame.y, None)
+    group, levels, group_name = _shared_grouping(frame.reterms, zframe.reterms, ziformula)
+    terms = ([PartTerm(t.z, t.covariance, "cond", tuple(t.cnames)) for t in frame.reterms]
+             + [PartTerm(t.z, t.covariance, "zi", tuple(t.cnames)) for t in zframe.reterms])
+    model = TwoPartModel(family2, frame.y, frame.X, frame.offset, group, len(levels), terms)
+    nagq = int(nagq)
+    if nagq < 1:
+        raise GlammError(f"nagq must be a positive integer; got {nagq}")
+    model.check_quadrature_size(nagq)
+    fit = fit_two_part(model, nagq, start, control or {})
+    return ZiRandomResult(model, fit, frame=frame, zframe=zframe, group_name=group_name,
+                          levels=levels, formula=formula, ziformula=ziformula, nagq=nagq)
+
+
+def _shared_grouping(cond_terms: list, zi_terms: list, ziformula: str
+                     ) -> tuple[np.ndarray, tuple[str, ...], str]:
+    """The one grouping factor of both parts: each row's level, the levels and the name."""
+    terms = list(cond_terms) + list(zi_terms)
+    bad = [t.group for t in terms if not t.is_grouped]
+    if bad:
+        raise GlammError(f"ziformula {ziformula!r}: smooths are not available with random "
+                         "effects in the zero part")
+    groups = sorted({t.group for t in terms})
+    if len(groups) != 1:
+        raise GlammError(f"ziformula {ziformula!r}: with random effects in the zero part, "
+                         "both parts' random effects must share one grouping factor (as "
+                         f"(1 | site) in both); got {', '.join(groups)}")
+    first = terms[0]
+    levels = tuple(first.levels)
+    for t in terms[1:]:
+        if tuple(t.levels) != levels:
+            raise GlammError(f"ziformula {ziformula!r}: the grouping factor "
+                             f"{first.group!r} has different levels in the two parts")
+    return np.asarray(first.refs, dtype=np.intp), levels, first.group
+
+
+def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> dict:
+    """Estimate the parameters: a GLM start, BOBYQA, then Newton on central differences
+    (which also gives the Hessian for the standard errors). Returns a dict with ``x``,
+    ``deviance``, ``hessian``, ``records`` (the optimizers' summaries), ``converged``,
+    ``messages``."""
+    from .glmm.glm import fit_glm
+    from .optim.backends import minimize
+    from .optim.newton import FiniteDifferences, gradient, gradient_hessian, newton_minimize
+    from .optim.optsummary import OptSummary
+
+    fam = model.family
+    glm = fit_glm(model.X, model.y, np.ones(model.n), model.offset, fam.base)
+    mu0 = np.exp(model.X @ glm.beta + model.offset)
+    own_gamma = fam.extra_start(model.y, mu0, np.ones(model.n))
+    theta0 = model.initial_theta() if start is None else np.asarray(start, dtype=float)
+    x0 = np.concatenate([np.maximum(theta0, model.lower()[:theta0.size]), glm.beta,
+                         own_gamma[model.n_own:], own_gamma[:model.n_own]])
+
+    def f(x: np.ndarray) -> float:
+        return model.deviance(x, nagq)
+
+    lower = model.lower()
+    settings = {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-6, **control}
+    os_bobyqa = minimize(f, x0, lower, optimizer="bobyqa", **settings)
+    assert os_bobyqa.final is not None
+    if not np.isfinite(os_bobyqa.fmin):
+        raise GlammError("the zero-inflated model's likelihood could not be evaluated at any "
+                         "value tried; check the response and the covariates' scales")
+    # Newton from there, steered by a central-difference Hessian; its steps are 1e-3 of the
+    # parameters' scale because the deviance is only accurate to about 1e-13 relative
+    # (smaller steps give Hessians with errors of several per cent)
+    x_b = os_bobyqa.final.copy()
+    grad, hess = gradient_hessian(f, x_b, rel_step=_HESSIAN_STEP)
+    record = OptSummary(optimizer="newton (finite-difference derivatives)",
+                        initial=x_b.copy(), lower=lower.copy(), ftol_rel=1e-15)
+    scale = np.maximum(np.abs(x_b), 0.1)
+    res = newton_minimize(f, x_b, lower, record, scale, derivs=FiniteDifferences(f),
+                          hessian=hess)
+    x = res.x if res.fx <= os_bobyqa.fmin else x_b
+    dev = min(res.fx, os_bobyqa.fmin)
+    record.final, record.fmin, record.converged = x.copy(), dev, bool(res.converged)
+    if np.any(np.abs(x - x_b) > 1e-3 * scale):   # the Hessian for the standard errors
+        grad, hess = gradient_hessian(f, x, rel_step=_HESSIAN_STEP)
+    else:
+        grad = gradient(f, x)
+    model.deviance(x, nagq)   # leave the modes at the answer
+    messages = []
+    at_bound = np.isfinite(lower) & (x <= lower + 1e-10)
+    inward = at_bound & (grad < -1e-4 * max(1.0, abs(dev)))
+    if np.any(inward):
+        messages.append("a covariance parameter stopped on its bound while the deviance "
+                        "decreases inward")
+    free = ~at_bound
+    gnorm = float(np.max(np.abs(grad[free]))) if free.any() else 0.0
+    converged = bool(res.converged) or gnorm < 1e-3
+    if not converged:
+        messages.append(f"Newton did not converge (largest gradient {gnorm:.2g})")
+    return {"x": x, "deviance": dev, "hessian": hess, "gradient": grad,
+            "records": [os_bobyqa, record], "converged": converged and not np.any(inward),
+            "messages": messages}
+
+
+def coefficient_table(est: np.ndarray, se: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Wald table (Estimate, Std. Error, z value, Pr(>|z|))."""
+    from scipy import stats
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = est / se
+    return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
+                         "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(z))}, index=names)
