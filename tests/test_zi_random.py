@@ -163,6 +163,9 @@ def test_fit_against_glmmtmb(sal, case, family):
     expected = (1 - pi) * mu if family == "poisson" else (1 - pi) * mu / (1 - np.exp(-mu))
     np.testing.assert_allclose(m.fitted("response"), expected, rtol=1e-12)
     assert m.ranef("zi").shape == (23, 1)
+    d = json.loads(json.dumps(m.to_dict()))
+    assert d["zero_part"]["minedno"]["estimate"] == pytest.approx(m.fixef_zi["minedno"])
+    assert d["loglik"] == m.loglik
 
 
 @pytest.mark.slow

@@ -194,6 +194,30 @@ class ZiRandomResult:
             return (1.0 - pi) * mu / (1.0 - p0)
         return (1.0 - pi) * mu
 
+    # ------------------------------------------------------------------ export
+    def to_dict(self) -> dict:
+        """The fit as plain data (JSON-ready): formulas, counts, both parts' coefficients
+        with SEs, the random effects, the criteria and the optimizers' records."""
+        def coefs(est: pd.Series, se: pd.Series) -> dict:
+            return {str(k): {"estimate": float(est[k]),
+                             "se": float(se[k]) if np.isfinite(se[k]) else None}
+                    for k in est.index}
+
+        return {
+            "formula": self.formula, "ziformula": self.ziformula,
+            "family": self.family_name, "nagq": self.nagq, "nobs": self.nobs,
+            "ngroups": {self.group_name: self.ngroups},
+            "fixef": coefs(self.fixef, self.stderr),
+            "zero_part": coefs(self.fixef_zi, self.stderr_zi),
+            "varcorr": self.varcorr.replace({np.nan: None}).to_dict(orient="records"),
+            "family_parameters": dict(self.family_parameters),
+            "loglik": self.loglik, "deviance": self.deviance, "aic": self.aic,
+            "bic": self.bic, "df": self.df, "is_singular": self.is_singular,
+            "converged": self.converged, "messages": list(self.messages),
+            "optimizers": [{"optimizer": r.optimizer, "feval": r.feval,
+                            "fmin": r.fmin} for r in self.records],
+        }
+
     # ------------------------------------------------------------------ printing
     def summary(self) -> str:
         from .zi_random_summary import format_summary
