@@ -32,17 +32,19 @@ def sal():
     return d
 
 
-def _model(sal, hurdle):
-    """The two-part model of ``COND`` / ``ZI`` built by hand (not through glmer)."""
+def _model(sal, hurdle, base="poisson", slope=False):
+    """The two-part model of ``COND`` / ``ZI`` built by hand (not through glmer); with
+    ``slope`` the zero part's term is ``(1 + cover | site)``."""
     X = np.column_stack([np.ones(len(sal))]
                         + [(sal["spp"] == s).to_numpy(float)
                            for s in sal["spp"].cat.categories[1:]]
                         + [(sal["mined"] == "no").to_numpy(float)])
     Xz = np.column_stack([np.ones(len(sal)), (sal["mined"] == "no").to_numpy(float)])
-    fam = ZeroInflated(get_family("poisson"), Xz, ["(Intercept)", "minedno"], hurdle=hurdle)
+    fam = ZeroInflated(get_family(base), Xz, ["(Intercept)", "minedno"], hurdle=hurdle)
     one = np.ones((len(sal), 1))
+    zz = np.column_stack([one, sal["cover"].to_numpy(float)]) if slope else one
     terms = [PartTerm(one, Unstructured(1), "cond", ("(Intercept)",)),
-             PartTerm(one, Unstructured(1), "zi", ("(Intercept)",))]
+             PartTerm(zz, Unstructured(zz.shape[1]), "zi", ("(Intercept)", "cover")[:zz.shape[1]])]
     codes = sal["site"].cat.codes.to_numpy()
     return TwoPartModel(fam, sal["count"].to_numpy(float), X, np.zeros(len(sal)), codes,
                         sal["site"].cat.categories.size, terms)
@@ -129,6 +131,22 @@ def test_quadrature_against_brute_force(sal):
     # Laplace is the one-point rule, and the rule converges
     assert m.deviance(x, nagq=1) == pytest.approx(2 * REF["zip"]["objective"], rel=1e-10)
     assert m.deviance(x, nagq=15) == pytest.approx(m.deviance(x, nagq=21), abs=1e-5)
+
+
+@pytest.mark.parametrize("hurdle,base,slope", [(False, "poisson", False),
+                                               (True, "poisson", False),
+                                               (False, "nbinom2", False),
+                                               (False, "poisson", True)])
+def test_analytic_gradient_against_differences(sal, hurdle, base, slope):
+    from glamm.optim.newton import gradient
+
+    m = _model(sal, hurdle, base, slope)
+    r = REF["zip"]
+    theta = [r["sd_cond"], r["sd_zi"]] + ([0.1, 0.2] if slope else [])
+    x = np.concatenate([theta, r["fixef_cond"], r["fixef_zi"],
+                        [0.3] if base == "nbinom2" else []]) + 0.01
+    fd = gradient(lambda z: m.deviance(z), x, rel_step=1e-5)
+    np.testing.assert_allclose(m.gradient(x), fd, atol=2e-6 * np.max(np.abs(fd)))
 
 
 def test_objective_invariant_to_row_order(sal):

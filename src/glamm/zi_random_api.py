@@ -99,13 +99,15 @@ def _shared_grouping(cond_terms: list, zi_terms: list, ziformula: str
 
 
 def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> dict:
-    """Estimate the parameters: a GLM start, BOBYQA, then Newton on central differences
-    (which also gives the Hessian for the standard errors). Returns a dict with ``x``,
-    ``deviance``, ``hessian``, ``records`` (the optimizers' summaries), ``converged``,
+    """Estimate the parameters from a GLM start: by the Laplace approximation, L-BFGS-B on
+    the analytic gradient then Newton with the Hessian from central differences of that
+    gradient; with quadrature, BOBYQA then Newton on central differences of the deviance.
+    The last Hessian gives the standard errors. Returns a dict with ``x``, ``deviance``,
+    ``hessian``, ``gradient``, ``records`` (the optimizers' summaries), ``converged`` and
     ``messages``."""
     from .glmm.glm import fit_glm
-    from .optim.backends import minimize
-    from .optim.newton import FiniteDifferences, gradient, gradient_hessian, newton_minimize
+    from .optim.backends import minimize, minimize_gradient
+    from .optim.newton import FiniteDifferences, newton_minimize
     from .optim.optsummary import OptSummary
 
     fam = model.family
@@ -113,36 +115,38 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     mu0 = np.exp(model.X @ glm.beta + model.offset)
     own_gamma = fam.extra_start(model.y, mu0, np.ones(model.n))
     theta0 = model.initial_theta() if start is None else np.asarray(start, dtype=float)
-    x0 = np.concatenate([np.maximum(theta0, model.lower()[:theta0.size]), glm.beta,
+    lower = model.lower()
+    x0 = np.concatenate([np.maximum(theta0, lower[:theta0.size]), glm.beta,
                          own_gamma[model.n_own:], own_gamma[:model.n_own]])
 
     def f(x: np.ndarray) -> float:
         return model.deviance(x, nagq)
 
-    lower = model.lower()
-    settings = {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-6, **control}
-    os_bobyqa = minimize(f, x0, lower, optimizer="bobyqa", **settings)
-    assert os_bobyqa.final is not None
-    if not np.isfinite(os_bobyqa.fmin):
+    derivs: Any
+    if nagq == 1:
+        first = minimize_gradient(f, model.gradient, x0, lower, ftol=1e-10)
+        derivs = _GradientDerivatives(f, model.gradient)
+    else:
+        settings = {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-6, **control}
+        first = minimize(f, x0, lower, optimizer="bobyqa", **settings)
+        derivs = FiniteDifferences(f)
+    assert first.final is not None
+    if not np.isfinite(first.fmin):
         raise GlammError("the zero-inflated model's likelihood could not be evaluated at any "
                          "value tried; check the response and the covariates' scales")
-    # Newton from there, steered by a central-difference Hessian; its steps are 1e-3 of the
-    # parameters' scale because the deviance is only accurate to about 1e-13 relative
-    # (smaller steps give Hessians with errors of several per cent)
-    x_b = os_bobyqa.final.copy()
-    grad, hess = gradient_hessian(f, x_b, rel_step=_HESSIAN_STEP)
-    record = OptSummary(optimizer="newton (finite-difference derivatives)",
-                        initial=x_b.copy(), lower=lower.copy(), ftol_rel=1e-15)
+    x_b = first.final.copy()
+    grad, hess, _ = derivs.grad_hess(x_b)
+    record = OptSummary(optimizer="newton", initial=x_b.copy(), lower=lower.copy(),
+                        ftol_rel=1e-15)
     scale = np.maximum(np.abs(x_b), 0.1)
-    res = newton_minimize(f, x_b, lower, record, scale, derivs=FiniteDifferences(f),
-                          hessian=hess)
-    x = res.x if res.fx <= os_bobyqa.fmin else x_b
-    dev = min(res.fx, os_bobyqa.fmin)
+    res = newton_minimize(f, x_b, lower, record, scale, derivs=derivs, hessian=hess)
+    x = res.x if res.fx <= first.fmin else x_b
+    dev = min(res.fx, first.fmin)
     record.final, record.fmin, record.converged = x.copy(), dev, bool(res.converged)
     if np.any(np.abs(x - x_b) > 1e-3 * scale):   # the Hessian for the standard errors
-        grad, hess = gradient_hessian(f, x, rel_step=_HESSIAN_STEP)
+        grad, hess, _ = derivs.grad_hess(x)
     else:
-        grad = gradient(f, x)
+        grad = derivs.grad(x)
     model.deviance(x, nagq)   # leave the modes at the answer
     messages = []
     at_bound = np.isfinite(lower) & (x <= lower + 1e-10)
@@ -156,8 +160,38 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     if not converged:
         messages.append(f"Newton did not converge (largest gradient {gnorm:.2g})")
     return {"x": x, "deviance": dev, "hessian": hess, "gradient": grad,
-            "records": [os_bobyqa, record], "converged": converged and not np.any(inward),
+            "records": [first, record], "converged": converged and not np.any(inward),
             "messages": messages}
+
+
+class _GradientDerivatives:
+    """Newton's derivatives from an analytic gradient: the Hessian by central differences
+    of the gradient (steps ``1e-4 max(|x|, 0.1)``), symmetrized."""
+
+    def __init__(self, f, grad):
+        self.f, self.g, self.record = f, grad, None
+
+    def value(self, x: np.ndarray) -> float:
+        if self.record is not None:
+            self.record.feval += 1
+        return float(self.f(x))
+
+    def grad(self, x: np.ndarray, fx: float | None = None) -> np.ndarray:
+        if fx is None:
+            self.value(x)
+        return np.asarray(self.g(x), dtype=float)
+
+    def grad_hess(self, x: np.ndarray):
+        x = np.asarray(x, dtype=float)
+        fx = self.value(x)
+        g0 = self.grad(x, fx)
+        h = 1e-4 * np.maximum(np.abs(x), 0.1)
+        H = np.zeros((x.size, x.size))
+        for i in range(x.size):
+            e = np.zeros(x.size)
+            e[i] = h[i]
+            H[:, i] = (self.grad(x + e) - self.grad(x - e)) / (2.0 * h[i])
+        return g0, 0.5 * (H + H.T), fx
 
 
 def coefficient_table(est: np.ndarray, se: np.ndarray, names: list[str]) -> pd.DataFrame:

@@ -65,6 +65,24 @@ def _ascent_step(negH: np.ndarray, grad: np.ndarray, eye: np.ndarray) -> np.ndar
     return np.linalg.solve(L.transpose(0, 2, 1), y)[..., 0]
 
 
+def _third_derivatives(family, y, eta, zeta, ones) -> np.ndarray:
+    """Per row the third derivatives of the log-density in ``(eta, zeta)`` as an
+    ``(n, 2, 2, 2)`` array, by central differences of the second derivatives."""
+    n = eta.size
+    out = np.zeros((n, 2, 2, 2))
+    for axis in (0, 1):
+        h = 1e-5 * np.maximum(1.0, np.abs(eta if axis == 0 else zeta))
+        e_p, z_p = (eta + h, zeta) if axis == 0 else (eta, zeta + h)
+        e_m, z_m = (eta - h, zeta) if axis == 0 else (eta, zeta - h)
+        plus = family.joint_derivatives(y, e_p, z_p, ones)
+        minus = family.joint_derivatives(y, e_m, z_m, ones)
+        d_ee, d_ez, d_zz = ((plus[k] - minus[k]) / (2.0 * h) for k in (3, 4, 5))
+        out[:, 0, 0, axis] = d_ee
+        out[:, 0, 1, axis] = out[:, 1, 0, axis] = d_ez
+        out[:, 1, 1, axis] = d_zz
+    return out
+
+
 class TwoPartModel:
     """The objective ``-2 log L`` of a two-part count model with random effects on one
     grouping factor, as a function of the parameter vector ``[theta, beta, gamma, own]``
@@ -105,6 +123,7 @@ class TwoPartModel:
         self.S = sparse.csr_matrix((np.ones(n), (self.group, np.arange(n))),
                                    shape=(self.n_groups, n))
         self.u = np.zeros((self.n_groups, self.q))   # the modes at the last evaluation
+        self._modes_at: np.ndarray | None = None      # ... and its parameters (Laplace)
         self._ones = np.ones(n)
         self.modes_ok = True
 
@@ -229,8 +248,104 @@ class TwoPartModel:
         if not np.isfinite(total):
             return math.inf
         self.u = u
+        self._modes_at = np.array(x, dtype=float, copy=True)
         self.modes_ok = True
         return float(-2.0 * total)
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        """The gradient of the Laplace ``-2 log L`` (``nagq = 1``) at ``x``.
+
+        Per level ``F = h(u_hat) - log det M / 2`` with ``M = I - sum_i D_i' W_i D_i``
+        (``D_i`` the row's ``2 x q`` design ``[a_i; c_i]``, ``W_i`` the Hessian of its
+        log-density in ``(eta, zeta)``). For a parameter ``phi``, with ``d rho_i`` the total
+        change of the row's predictors (the mode moves by ``M^-1 d grad_u h``):
+        ``dF = dh/dphi + sum_i [tr(W_i D_i M^-1 dD_i') + tr(dW_i P_i) / 2]``, ``P_i = D_i M^-1
+        D_i'``; ``dW_i`` takes the log-density's third derivatives (central differences of
+        the second ones, per row) and, for the count family's own parameters, their
+        differences at fixed predictors."""
+        thetas, beta, gamma, own = self.split(x)
+        family = self.family.with_extra(np.concatenate([own, gamma]))
+        base_eta = self.X @ beta + self.offset
+        base_zeta = self.Xz @ gamma
+        A, C = self._designs(thetas)
+        with np.errstate(all="ignore"):
+            if self._modes_at is not None and np.array_equal(self._modes_at, x):
+                u = self.u   # (the optimizers ask for the gradient where they just evaluated)
+                negH = self._grad_hess(u, family, base_eta, base_zeta, A, C)[2]
+            else:
+                u, _, negH = self.modes(thetas, family, base_eta, base_zeta, A, C)
+            Minv = np.linalg.inv(negH)
+            eta, zeta = self._at(u, base_eta, base_zeta, A, C)
+            ones = self._ones
+            _, l_e, l_z, l_ee, l_ez, l_zz = family.joint_derivatives(self.y, eta, zeta, ones)
+            third = _third_derivatives(family, self.y, eta, zeta, ones)
+        s = np.column_stack([l_e, l_z])                          # (n, 2)
+        W = np.stack([np.column_stack([l_ee, l_ez]), np.column_stack([l_ez, l_zz])], axis=1)
+        D = np.stack([A, C], axis=1)                              # (n, 2, q)
+        Mi = Minv[self.group]                                     # (n, q, q)
+        DM = np.einsum("iaq,iqr->iar", D, Mi)                     # D_i M^-1
+        P = np.einsum("iar,ibr->iab", DM, D)                      # (n, 2, 2)
+        out = []
+        for d_rho0, dD, own_parts in self._directions(thetas, family, u, eta, zeta, ones):
+            # the mode's movement
+            dg = np.einsum("iaq,ia->iq", D, np.einsum("iab,ib->ia", W, d_rho0))
+            if dD is not None:
+                dg += np.einsum("iaq,ia->iq", dD, s)
+            if own_parts is not None:
+                dg += np.einsum("iaq,ia->iq", D, own_parts[1])
+            du = np.einsum("gqr,gr->gq", Minv, self.S @ dg)
+            d_rho = d_rho0 + np.einsum("iaq,iq->ia", D, du[self.group])
+            dW = np.einsum("iabc,ic->iab", third, d_rho)
+            row = np.einsum("ia,ia->i", s, d_rho0)
+            if own_parts is not None:
+                row = row + own_parts[0]
+                dW = dW + own_parts[2]
+            row = row + 0.5 * np.einsum("iab,iba->i", dW, P)
+            if dD is not None:
+                row = row + np.einsum("iab,ibr,iar->i", W, DM, dD)
+            out.append(float(np.sum(row)))
+        self.u, self._modes_at = u, np.array(x, dtype=float, copy=True)
+        return -2.0 * np.asarray(out)
+
+    def _directions(self, thetas, family, u_hat, eta, zeta, ones):
+        """Per parameter, in order: the change of each row's ``(eta, zeta)`` at fixed ``u``
+        (``(n, 2)``), of ``D`` (``(n, 2, q)`` or None) and, for the family's own parameters,
+        of the row's log-density, score and Hessian (or None)."""
+        n, q = self.n, self.q
+        u = u_hat[self.group]
+        k = 0
+        for term, theta in zip(self.terms, thetas, strict=True):
+            row = 0 if term.part == "cond" else 1
+            for dlam in term.covariance.jacobian(theta):
+                dD = np.zeros((n, 2, q))
+                dD[:, row, k:k + term.p] = term.z @ dlam
+                d_rho0 = np.einsum("iaq,iq->ia", dD, u)
+                yield d_rho0, dD, None
+            k += term.p
+        for j in range(self.p_cond):
+            d = np.zeros((n, 2))
+            d[:, 0] = self.X[:, j]
+            yield d, None, None
+        for j in range(self.p_zi):
+            d = np.zeros((n, 2))
+            d[:, 1] = self.Xz[:, j]
+            yield d, None, None
+        if self.n_own:
+            own = family.base.extra_values()
+            gamma = family.gamma
+            for j in range(self.n_own):
+                h = 1e-5 * max(1.0, abs(own[j]))
+                parts = []
+                for sign in (1.0, -1.0):
+                    o = own.copy()
+                    o[j] += sign * h
+                    f = self.family.with_extra(np.concatenate([o, gamma]))
+                    parts.append(f.joint_derivatives(self.y, eta, zeta, ones))
+                diff = [(a - b) / (2.0 * h) for a, b in zip(parts[0], parts[1], strict=True)]
+                dW = np.stack([np.column_stack([diff[3], diff[4]]),
+                               np.column_stack([diff[4], diff[5]])], axis=1)
+                yield np.zeros((n, 2)), None, (diff[0], np.column_stack([diff[1], diff[2]]),
+                                               dW)
 
     def _quadrature(self, u, L, logdet, nagq, family, base_eta, base_zeta, A, C):
         """Per level ``log int exp(h(u)) du / (2 pi)^(q/2)`` on the product Gauss-Hermite
