@@ -175,3 +175,12 @@ def test_compois_rejects_non_counts(bad, what, sim):
         glamm.glmer("y_under ~ x + (1 | g)", d, family="compois")
     with pytest.raises(DataError, match=what):
         glamm.glm("y_under ~ x", d, family="compois")
+
+
+def test_compois_tiny_nu_is_geometric():
+    """nu -> 0 (the degenerate fits glmmTMB also reaches): the geometric distribution, with
+    a window sized by lambda rather than sqrt(1 / nu)."""
+    y = np.array([0.0, 1.0, 4.0, 30.0])
+    mu = np.full(y.size, 3.6)
+    got = ConwayMaxwellPoisson(phi=1e9).loglik(y, mu)
+    np.testing.assert_allclose(got, stats.geom.logpmf(y + 1, 1 / (1 + mu)), rtol=1e-7)

@@ -802,9 +802,13 @@ def cmp_moments(loglambda, nu) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     out = [np.full(loglambda.size, np.nan) for _ in range(4)]
     logmode = np.minimum(loglambda / nu, 30.0)
     mode = np.floor(np.exp(logmode))
-    # the spread, about sqrt(mode / nu) for a large mode: only a first guess, the window is
-    # widened until the ends are negligible (e.g. nearly geometric terms for a small nu)
+    # the spread, about sqrt(mode / nu) for a large mode; when lambda < 1 the terms fall at
+    # least as fast as lambda^j (at most 1 / (1 - lambda), however small nu is). Only a
+    # first guess: the window is widened until its ends are negligible
     spread = np.sqrt((mode + 1.0) / nu)
+    with np.errstate(divide="ignore", over="ignore"):
+        geometric = 1.0 / -np.expm1(np.minimum(loglambda, 0.0))
+    spread = np.where(loglambda < 0.0, np.minimum(spread, geometric), spread)
     half = 16.0 * np.ceil(np.clip(9.0 * spread + 6.0, 16.0, _CMP_MAX_HALF) / 16.0)
     todo = np.flatnonzero(np.isfinite(loglambda) & (nu > 0))
     while todo.size:
