@@ -182,9 +182,11 @@ def _family(name: str, link: str | None = None) -> Family:
         else get_family(name, link=link)
 
 
-#: the exponential families (those outside it are tested in test_families_extra.py)
+#: the exponential families (those outside it are tested in test_families_extra.py
+#: and test_compois.py)
 GLM_FAMILIES = [n for n in FAMILIES
-                if n not in ("nbinom1", "beta", "betabinomial", "t", "genpois", "tweedie")]
+                if n not in ("nbinom1", "beta", "betabinomial", "t", "genpois", "tweedie",
+                             "compois")]
 COMBOS = [(name, link) for name, cls in FAMILIES.items() for link in cls.valid_links
           if name in GLM_FAMILIES]
 

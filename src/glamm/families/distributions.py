@@ -40,6 +40,7 @@ from .base import (
 from .extra import (
     Beta,
     BetaBinomial,
+    ConwayMaxwellPoisson,
     GeneralizedPoisson,
     NegativeBinomial1,
     StudentT,
@@ -60,6 +61,7 @@ __all__ = [
     "BetaBinomial",
     "StudentT",
     "GeneralizedPoisson",
+    "ConwayMaxwellPoisson",
     "Tweedie",
     "FAMILIES",
     "from_name",
@@ -404,7 +406,7 @@ class NegativeBinomial(_CountFamily):
 FAMILIES: dict[str, type[Family]] = {
     cls.name: cls for cls in (Binomial, Poisson, Gaussian, Gamma, InverseGaussian, NegativeBinomial,
                               NegativeBinomial1, Beta, BetaBinomial, StudentT,
-                              GeneralizedPoisson, Tweedie)
+                              GeneralizedPoisson, Tweedie, ConwayMaxwellPoisson)
 }
 
 _FAMILY_ALIASES: dict[str, str] = {
@@ -431,6 +433,9 @@ _FAMILY_ALIASES: dict[str, str] = {
     "t_family": "t",
     "generalized_poisson": "genpois",
     "gen_poisson": "genpois",
+    "conway_maxwell_poisson": "compois",
+    "cmp": "compois",
+    "com_poisson": "compois",
 }
 
 
