@@ -242,3 +242,18 @@ def binary_latent_smooth_fit():
         return glamm.galamm("y ~ 0 + item + sl(x, k=5, factor='f') + (0 + f | id)", d,
                             family="binomial", load_var="item", factor="f",
                             lambda_=[[1], [np.nan], [np.nan]])
+
+
+@pytest.fixture(scope="module")
+def sal():
+    """Salamanders as the zero-inflation references read it (tests/reference/zero_inflation:
+    the CSV with its column types; mined levels yes, no)."""
+    import pandas as pd
+
+    folder = Path(__file__).parent / "reference" / "zero_inflation"
+    d = pd.read_csv(folder / "Salamanders.csv")
+    for c in json.loads((folder / "Salamanders.json").read_text())["columns"]:
+        if c.get("levels"):
+            d[c["name"]] = pd.Categorical(d[c["name"]].astype(str),
+                                          [str(v) for v in c["levels"]])
+    return d

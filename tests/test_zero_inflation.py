@@ -21,16 +21,6 @@ def ref(name):
     return json.loads((D / f"{name}.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def sal():
-    d = pd.read_csv(D / "Salamanders.csv")
-    for c in json.loads((D / "Salamanders.json").read_text())["columns"]:
-        if c.get("levels"):
-            d[c["name"]] = pd.Categorical(d[c["name"]].astype(str),
-                                          [str(v) for v in c["levels"]])
-    return d
-
-
 CASES = [
     ("fam_salamanders_zip_mined", "poisson", "count ~ spp + mined + (1 | site)"),
     ("fam_salamanders_zinb2_mined", "nbinom2", "count ~ spp + mined + (1 | site)"),

@@ -22,16 +22,6 @@ COND = "count ~ spp + mined + (1 | site)"
 ZI = "~ mined + (1 | site)"
 
 
-@pytest.fixture(scope="module")
-def sal():
-    d = pd.read_csv(D / "Salamanders.csv")
-    for c in json.loads((D / "Salamanders.json").read_text())["columns"]:
-        if c.get("levels"):
-            d[c["name"]] = pd.Categorical(d[c["name"]].astype(str),
-                                          [str(v) for v in c["levels"]])
-    return d
-
-
 def _model(sal, hurdle, base="poisson", slope=False):
     """The two-part model of ``COND`` / ``ZI`` built by hand (not through glmer); with
     ``slope`` the zero part's term is ``(1 + cover | site)``."""

@@ -187,8 +187,31 @@ class _ExtraFamily(Family):
         return w, self.working_residual(y, mu, eta, wt, 1.0, w, mu_eta)
 
 
+class _CountFamily(_ExtraFamily):
+    """The shared parts of the count families with a parameter of their own (NB1, genpois,
+    compois): positive means, non-negative whole responses, and a start from the mean
+    squared Pearson residual."""
+
+    def mu_in_range(self, mu) -> np.ndarray:
+        mu = _arr(mu)
+        return np.isfinite(mu) & (mu > 0)
+
+    def _validate_support(self, y, wt) -> None:
+        _check_counts(self, y)
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        y = _arr(y)
+        return y + (y == 0) / 6.0
+
+    @staticmethod
+    def _pearson_ratio(y, mu) -> float:
+        """Mean squared Pearson residual of a Poisson fit (1 when no mean is positive)."""
+        ok = mu > 0
+        return float(np.mean(((y - mu) ** 2 / mu)[ok])) if np.any(ok) else 1.0
+
+
 # ----------------------------------------------------------------------------------- NB1
-class NegativeBinomial1(_ExtraFamily):
+class NegativeBinomial1(_CountFamily):
     """NB1 counts (glmmTMB's ``nbinom1``): negative binomial with size ``mu / phi``, so
     ``Var(y) = mu (1 + phi)``; glmmTMB's ``sigma()`` is ``phi``.
 
@@ -229,20 +252,8 @@ class NegativeBinomial1(_ExtraFamily):
         k = _arr(mu) / ph
         return wt / ph**2 * (trigamma(y + k) - trigamma(k))
 
-    def mu_in_range(self, mu) -> np.ndarray:
-        mu = _arr(mu)
-        return np.isfinite(mu) & (mu > 0)
-
-    def _validate_support(self, y, wt) -> None:
-        _check_counts(self, y)
-
-    def mustart(self, y, wt=None) -> np.ndarray:
-        y = _arr(y)
-        return y + (y == 0) / 6.0
-
     def extra_start(self, y, mu, wt) -> np.ndarray:
-        ok = mu > 0
-        excess = float(np.mean(((y - mu) ** 2 / mu)[ok]) - 1.0) if np.any(ok) else 0.0
+        excess = self._pearson_ratio(y, mu) - 1.0
         return np.array([math.log(min(max(excess, 0.05), 1e4))])
 
 
@@ -494,7 +505,7 @@ class StudentT(_ExtraFamily):
 
 
 # ---------------------------------------------------------------------- generalized Poisson
-class GeneralizedPoisson(_ExtraFamily):
+class GeneralizedPoisson(_CountFamily):
     """Generalized Poisson counts (glmmTMB's ``genpois``; Consul's distribution with
     ``theta = mu / sqrt(phi)`` and ``lambda = 1 - 1 / sqrt(phi)``):
     ``log p(y) = log(theta) + (y - 1) log(theta + lambda y) - theta - lambda y - log(y!)``,
@@ -541,21 +552,8 @@ class GeneralizedPoisson(_ExtraFamily):
         theta, lam, s = self._theta_lambda(mu)
         return -wt / s**2 * (1.0 / theta**2 + (y - 1.0) / (theta + lam * y) ** 2)
 
-    def mu_in_range(self, mu) -> np.ndarray:
-        mu = _arr(mu)
-        return np.isfinite(mu) & (mu > 0)
-
-    def _validate_support(self, y, wt) -> None:
-        _check_counts(self, y)
-
-    def mustart(self, y, wt=None) -> np.ndarray:
-        y = _arr(y)
-        return y + (y == 0) / 6.0
-
     def extra_start(self, y, mu, wt) -> np.ndarray:
-        ok = mu > 0
-        ratio = float(np.mean(((y - mu) ** 2 / mu)[ok])) if np.any(ok) else 1.0
-        return np.array([math.log(min(max(ratio, 1.0), 1e4))])
+        return np.array([math.log(min(max(self._pearson_ratio(y, mu), 1.0), 1e4))])
 
 
 # -------------------------------------------------------------------------------- Tweedie
@@ -888,7 +886,7 @@ def _cmp_at_mean(mu: np.ndarray, nu: float):
     return res
 
 
-class ConwayMaxwellPoisson(_ExtraFamily):
+class ConwayMaxwellPoisson(_CountFamily):
     """Conway-Maxwell-Poisson counts parametrized by the mean (glmmTMB's ``compois``):
     ``P(y) = lambda^y / (y!)^nu / Z(lambda, nu)`` with ``lambda`` solved so that
     ``E[y] = mu``, and ``nu = 1 / phi`` (``phi > 1``: overdispersion, ``phi < 1``:
@@ -945,18 +943,5 @@ class ConwayMaxwellPoisson(_ExtraFamily):
         _, _, var, k3 = self._moments(mu)
         return -wt * (1.0 / var + (y - _arr(mu)) * k3 / var**3)
 
-    def mu_in_range(self, mu) -> np.ndarray:
-        mu = _arr(mu)
-        return np.isfinite(mu) & (mu > 0)
-
-    def _validate_support(self, y, wt) -> None:
-        _check_counts(self, y)
-
-    def mustart(self, y, wt=None) -> np.ndarray:
-        y = _arr(y)
-        return y + (y == 0) / 6.0
-
     def extra_start(self, y, mu, wt) -> np.ndarray:
-        ok = mu > 0
-        ratio = float(np.mean(((y - mu) ** 2 / mu)[ok])) if np.any(ok) else 1.0
-        return np.array([math.log(min(max(ratio, 0.05), 20.0))])
+        return np.array([math.log(min(max(self._pearson_ratio(y, mu), 0.05), 20.0))])
