@@ -125,7 +125,7 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     derivs: Any
     if nagq == 1:
         first = minimize_gradient(f, model.gradient, x0, lower, ftol=1e-10)
-        derivs = _GradientDerivatives(f, model.gradient)
+        derivs = _GradientDerivatives(f, model.gradient, model)
     else:
         settings = {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-6, **control}
         first = minimize(f, x0, lower, optimizer="bobyqa", **settings)
@@ -168,8 +168,8 @@ class _GradientDerivatives:
     """Newton's derivatives from an analytic gradient: the Hessian by central differences
     of the gradient (steps ``1e-4 max(|x|, 0.1)``), symmetrized."""
 
-    def __init__(self, f, grad):
-        self.f, self.g, self.record = f, grad, None
+    def __init__(self, f, grad, model=None):
+        self.f, self.g, self.record, self.model = f, grad, None, model
 
     def value(self, x: np.ndarray) -> float:
         if self.record is not None:
@@ -187,11 +187,19 @@ class _GradientDerivatives:
         g0 = self.grad(x, fx)
         h = 1e-4 * np.maximum(np.abs(x), 0.1)
         H = np.zeros((x.size, x.size))
-        for i in range(x.size):
-            e = np.zeros(x.size)
-            e[i] = h[i]
-            # (the gradient finds its own modes: no deviance is needed at these points)
-            H[:, i] = (np.asarray(self.g(x + e)) - np.asarray(self.g(x - e))) / (2.0 * h[i])
+        if self.model is not None:
+            # the difference points' modes are searched from the centre's (a function of
+            # x alone, so the Hessian does not depend on the optimizer's path)
+            self.model.mode_start = self.model.u.copy()
+        try:
+            for i in range(x.size):
+                e = np.zeros(x.size)
+                e[i] = h[i]
+                # (the gradient finds its own modes: no deviance is needed at these points)
+                H[:, i] = (np.asarray(self.g(x + e)) - np.asarray(self.g(x - e))) / (2 * h[i])
+        finally:
+            if self.model is not None:
+                self.model.mode_start = None
         return g0, 0.5 * (H + H.T), fx
 
 

@@ -124,6 +124,9 @@ class TwoPartModel:
                                    shape=(self.n_groups, n))
         self.u = np.zeros((self.n_groups, self.q))   # the modes at the last evaluation
         self._modes_at: np.ndarray | None = None      # ... and its parameters (Laplace)
+        #: where the mode searches start (None: at 0); set only for the difference points
+        #: around one parameter value, whose modes are then the start (see fit_two_part)
+        self.mode_start: np.ndarray | None = None
         self._ones = np.ones(n)
         self.modes_ok = True
 
@@ -192,7 +195,8 @@ class TwoPartModel:
         # (always from u = 0, not from the last modes: a level's posterior can have two
         # modes (zeros from the zero part or from a small count mean), and a warm start
         # would make the objective depend on the path the optimizer took)
-        u = np.zeros((self.n_groups, self.q))
+        u = np.zeros((self.n_groups, self.q)) if self.mode_start is None \
+            else self.mode_start.copy()
         h, grad, negH = self._grad_hess(u, family, base_eta, base_zeta, A, C)
         eye = np.eye(self.q)[None]
         for _ in range(_MAX_NEWTON):
