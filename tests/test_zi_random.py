@@ -194,3 +194,15 @@ def test_errors(sal):
         glamm.glmer(COND, d, family="nbinom2", ziformula=ZI, dispformula="~ mined")
     with pytest.raises(GlammError, match="count families"):
         glamm.glmer("cover ~ mined + (1 | site)", d, family="gaussian", ziformula=ZI)
+
+
+@pytest.mark.slow
+def test_quadrature_fit_improves_on_the_laplace_answer(sal):
+    lap = glamm.glmer(COND, sal, family="truncated_poisson", ziformula=ZI)
+    agq = glamm.glmer(COND, sal, family="truncated_poisson", ziformula=ZI, nagq=7)
+    assert agq.converged and agq.nagq == 7
+    # the quadrature fit maximizes the quadrature likelihood: at least its value at the
+    # Laplace estimates, and stationary
+    assert agq.loglik >= -0.5 * lap.model.deviance(lap.x, 7) - 1e-9
+    assert np.max(np.abs(agq.gradient)) < 1e-3
+    assert "nagq = 7" in agq.summary()

@@ -127,7 +127,14 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
         first = minimize_gradient(f, model.gradient, x0, lower, ftol=1e-10)
         derivs = _GradientDerivatives(f, model.gradient, model)
     else:
-        settings = {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-6, **control}
+        # quadrature: from the Laplace fit (the answers differ by little), by BOBYQA with
+        # small first steps
+        laplace = minimize_gradient(lambda z: model.deviance(z, 1), model.gradient, x0,
+                                    lower, ftol=1e-10)
+        if laplace.final is not None and np.isfinite(laplace.fmin):
+            x0 = laplace.final
+        settings = {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-6,
+                    "initial_step": 0.05, **control}
         first = minimize(f, x0, lower, optimizer="bobyqa", **settings)
         derivs = FiniteDifferences(f)
     assert first.final is not None
