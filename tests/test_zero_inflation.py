@@ -144,3 +144,41 @@ def test_quadrature_against_brute_force(sal):
     h = 1e-5
     grad = [(ll(x0 + h * e) - ll(x0 - h * e)) / (2 * h) for e in np.eye(5)]
     assert np.max(np.abs(grad)) < 2e-3
+
+
+# ------------------------------------------------ zero parts on NB1 and genpois (Owls)
+OWLS_CASES = {
+    "zinb1": ("NCalls ~ FoodTreatment * SexParent + offset(logBS) + (1 | Nest)",
+              {"family": "nbinom1", "ziformula": "~1"}),
+    "hnb1": ("NCalls ~ FoodTreatment + offset(logBS) + (1 | Nest)",
+             {"family": "truncated_nbinom1", "ziformula": "~ FoodTreatment"}),
+    "hgp": ("NCalls ~ FoodTreatment + offset(logBS) + (1 | Nest)",
+            {"family": "truncated_genpois", "ziformula": "~ FoodTreatment"}),
+    "zigp": ("NCalls ~ FoodTreatment + offset(logBS) + (1 | Nest)",
+             {"family": "genpois", "ziformula": "~ FoodTreatment"}),
+}
+
+
+@pytest.fixture(scope="module")
+def owls():
+    d = pd.read_csv(D / "Owls.csv")
+    return d.assign(Nest=pd.Categorical(d["Nest"]),
+                    FoodTreatment=pd.Categorical(d["FoodTreatment"], ["Deprived", "Satiated"]),
+                    SexParent=pd.Categorical(d["SexParent"], ["Female", "Male"]))
+
+
+@pytest.mark.parametrize("case", sorted(OWLS_CASES))
+def test_zero_parts_on_nbinom1_and_genpois_match_glmmtmb(owls, case):
+    r = ref("tmb_owls_zi")[case]
+    formula, kw = OWLS_CASES[case]
+    m = glamm.glmer(formula, owls, **kw)
+    assert m.loglik >= r["logLik"] - 1e-6 * abs(r["logLik"])
+    assert m.loglik == pytest.approx(r["logLik"], rel=1e-9)
+    np.testing.assert_allclose(m.fixef.to_numpy(), r["fixef"], rtol=1e-4)
+    np.testing.assert_allclose(m.zero_inflation["Estimate"].to_numpy(), r["zi"], rtol=1e-4)
+    np.testing.assert_allclose(m.stderr.to_numpy(), r["se"], rtol=1e-3)
+    np.testing.assert_allclose(m.zero_inflation["Std. Error"].to_numpy(), r["se_zi"],
+                               rtol=1e-3)
+    # glmmTMB's sigma(): the count family's phi
+    assert m.sigma == pytest.approx(r["sigma"], rel=1e-4)
+    assert "zi~(Intercept)" not in m.family_parameters.index

@@ -339,10 +339,12 @@ def glmer(
         ``"~ (0 + v | g)"`` (only for rows where ``v`` is nonzero, e.g. the Gaussian rows of a
         mixed response) or ``"~ x1 + x2"`` (log residual SD linear in covariates). Row ``i``'s
         dispersion is its family's times ``exp(2 (D delta)_i)``.
-    ziformula: zero inflation for a count family (``"poisson"``, ``"nbinom2"``), glmmTMB's
+    ziformula: zero inflation for a count family (``"poisson"``, ``"nbinom2"``, ``"nbinom1"``,
+        ``"genpois"``, ``"compois"``), glmmTMB's
         ``ziformula``: the probability of an extra zero is logistic in the covariates,
         ``"~ mined"`` (``"~ 1"``: a constant). With the hurdle
-        families ``"truncated_poisson"`` and ``"truncated_nbinom2"`` it is the model of
+        families (``"truncated_poisson"``, ``"truncated_nbinom2"``, ``"truncated_nbinom1"``,
+        ``"truncated_genpois"``, ``"truncated_compois"``) it is the model of
         ``P(y = 0)``, the positive counts zero-truncated (without it: a zero-truncated
         model). It may have random effects on the count part's grouping factor,
         ``"~ mined + (1 | site)"``; the result is then a
@@ -392,9 +394,12 @@ def glmer(
 
 
 _HURDLES = {"truncated_poisson": "poisson", "truncated_nbinom2": "negative_binomial",
+            "truncated_nbinom1": "nbinom1", "truncated_genpois": "genpois",
+            "truncated_compois": "compois",
             "hurdle_poisson": "poisson", "hurdle_negative_binomial": "negative_binomial"}
 _ZERO_INFLATED = {"zi_poisson": "poisson", "zi_negative_binomial": "negative_binomial",
-                  "zi_nbinom2": "negative_binomial"}
+                  "zi_nbinom2": "negative_binomial", "zi_nbinom1": "nbinom1",
+                  "zi_genpois": "genpois", "zi_compois": "compois"}
 
 
 def glmm_frame(formula: str, data: Any, family: Any, link: Any, weights: Any, offset: Any,
@@ -443,10 +448,12 @@ def _zero_part(fam: Any, ziformula: str | None, rows: pd.DataFrame, hurdle: bool
 
     if getattr(fam, "families", None) is not None:
         raise GlammError("ziformula is not available with per-row families")
-    if fam.name not in ("poisson", "negative_binomial"):
+    from .families.zero_inflated import COUNT_FAMILIES
+
+    if fam.name not in COUNT_FAMILIES:
         raise GlammError(f"ziformula (zero inflation) is for count families with zeros "
-                         f"(poisson, nbinom2, truncated_poisson, truncated_nbinom2); the "
-                         f"{fam.name} family has no zero inflation")
+                         f"(poisson, nbinom2, nbinom1, genpois, compois and their "
+                         f"truncated_ forms); the {fam.name} family has no zero inflation")
     text = "~ 0" if ziformula is None else ziformula
     rhs = text.split("~", 1)[1] if "~" in text else text
     if "|" in rhs:

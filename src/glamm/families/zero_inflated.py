@@ -28,6 +28,15 @@ from ..errors import DataError
 from .base import Family
 from .links import Link
 
+#: the count families a zero part can be added to (glmmTMB's names: nbinom2 is
+#: ``negative_binomial`` here)
+COUNT_FAMILIES = ("poisson", "negative_binomial", "nbinom1", "genpois", "compois")
+
+
+def _shown(name: str) -> str:
+    return "nbinom2" if name == "negative_binomial" else name
+
+
 #: the smallest PIRLS weight, relative to the count family's Fisher weight (where the
 #: log-density is concave in eta PIRLS takes Newton steps, the observed information)
 _MIN_WEIGHT = 1e-3
@@ -52,9 +61,10 @@ class ZeroInflated(Family):
 
     def __init__(self, base: Family, Z: np.ndarray, names: list[str], hurdle: bool = False,
                  zi_spec=None):
-        if base.name not in ("poisson", "negative_binomial"):
-            raise DataError(f"zero inflation and hurdles are for count families (poisson, "
-                            f"nbinom2); got {base.name}")
+        if base.name not in COUNT_FAMILIES:
+            raise DataError("zero inflation and hurdles are for count families ("
+                            + ", ".join(_shown(n) for n in COUNT_FAMILIES)
+                            + f"); got {base.name}")
         self.base = base
         self.Z = np.asarray(Z, dtype=float)
         self.zi_names = list(names)
@@ -63,8 +73,7 @@ class ZeroInflated(Family):
         #: formulaic's spec of the zero part's columns (new data), or None
         self.zi_spec = zi_spec
         self.link: Link = base.link
-        self.name = ("truncated_" if hurdle else "zi_") + (
-            "nbinom2" if base.name == "negative_binomial" else base.name)
+        self.name = ("truncated_" if hurdle else "zi_") + _shown(base.name)
 
     # ------------------------------------------------------------------ description
     has_dispersion = False

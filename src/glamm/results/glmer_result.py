@@ -109,8 +109,11 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         #: glmmTMB's ``sigma()`` for its extra families (NB1's, the beta's and the
         #: beta-binomial's ``phi``, the t's scale); lme4's otherwise
         #: whether the family is one of glmmTMB's outside the exponential family
-        self.extra_family = hasattr(fam, "tmb_sigma") and not resp.mixed
-        self.sigma = fam.tmb_sigma(self.dispersion) if self.extra_family else resp.sigma
+        # (a zero-inflated or hurdle family reports its count part's, as glmmTMB)
+        tmb_family: Any = fam if hasattr(fam, "tmb_sigma") else getattr(fam, "base", None)
+        self.extra_family = hasattr(tmb_family, "tmb_sigma") and not resp.mixed
+        self.sigma = tmb_family.tmb_sigma(self.dispersion) if self.extra_family \
+            else resp.sigma
         self.shape = model.response.shape
         # the response parameters at the estimates (log dispersions or shapes, a variance
         # function's coefficients), in the model's order
@@ -304,6 +307,8 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         rows = []
         for name, value, se in zip(resp.parameter_names, self._response_parameters, se_log,
                                    strict=True):
+            if name.startswith("zi~"):   # the zero part's coefficients: zero_inflation
+                continue
             inner = name[4:-1] if name.startswith("log(") else name
             phi_is_sigma = getattr(self.model.family, "tmb_sigma_is_dispersion", False)
             if inner == "dispersion":   # sigma = exp(p / 2)
