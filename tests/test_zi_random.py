@@ -206,3 +206,21 @@ def test_quadrature_fit_improves_on_the_laplace_answer(sal):
     assert agq.loglik >= -0.5 * lap.model.deviance(lap.x, 7) - 1e-9
     assert np.max(np.abs(agq.gradient)) < 1e-3
     assert "nagq = 7" in agq.summary()
+
+
+def test_predict_new_data(sal):
+    m = glamm.glmer(COND, sal, family="poisson", ziformula=ZI)
+    # the fitted rows as new data reproduce the fitted values
+    for type in ("response", "conditional", "zprob"):
+        np.testing.assert_allclose(m.predict(sal, type=type), m.fitted(type), rtol=1e-12)
+    # population level: no random effects
+    pop = m.predict(sal, type="zprob", re=False)
+    gamma = m.fixef_zi.to_numpy()
+    expected = 1 / (1 + np.exp(-(gamma[0] + gamma[1] * (sal["mined"] == "no"))))
+    np.testing.assert_allclose(pop, expected, rtol=1e-12)
+    # an unseen site: zero random effects when allowed, an error otherwise
+    new = sal.iloc[:3].assign(site=pd.Categorical(["nowhere"] * 3))
+    with pytest.raises(glamm.errors.DataError):
+        m.predict(new)
+    np.testing.assert_allclose(m.predict(new, allow_new_levels=True),
+                               m.predict(sal.iloc[:3], re=False), rtol=1e-12)

@@ -64,8 +64,8 @@ def glmer_zi_random(formula: str, data: Any, family: Any, link: Any, nagq: int,
                            hurdle=fam.hurdle, zi_spec=zframe.xspec)
     family2._validate_support(frame.y, None)
     group, levels, group_name = _shared_grouping(frame.reterms, zframe.reterms, ziformula)
-    terms = ([PartTerm(t.z, t.covariance, "cond", tuple(t.cnames)) for t in frame.reterms]
-             + [PartTerm(t.z, t.covariance, "zi", tuple(t.cnames)) for t in zframe.reterms])
+    terms = ([PartTerm(t.z, t.covariance, "cond", tuple(t.cnames), t) for t in frame.reterms]
+             + [PartTerm(t.z, t.covariance, "zi", tuple(t.cnames), t) for t in zframe.reterms])
     model = TwoPartModel(family2, frame.y, frame.X, frame.offset, group, len(levels), terms)
     nagq = int(nagq)
     if nagq < 1:

@@ -46,6 +46,8 @@ class PartTerm:
     covariance: Any
     part: str
     names: tuple[str, ...]
+    #: the formula's term it came from (rebuilds ``z`` and the level codes for new data)
+    reterm: Any = None
 
     @property
     def p(self) -> int:

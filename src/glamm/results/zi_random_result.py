@@ -66,7 +66,7 @@ class ZiRandomResult:
         self.df = int(self.x.size)
         self.aic = self.deviance + 2.0 * self.df
         self.bic = self.deviance + math.log(self.nobs) * self.df
-        self._frame = frame
+        self._frame, self._zframe = frame, zframe
         self.notes: list[str] = []
 
     # ------------------------------------------------------------------ inference
@@ -171,23 +171,70 @@ class ZiRandomResult:
 
     # ------------------------------------------------------------------ predictions
     def fitted(self, type: str = "response") -> np.ndarray:
-        """Per row at the conditional modes: ``"conditional"`` the count part's mean,
-        ``"zprob"`` the zero part's probability, ``"response"`` the mean of ``y``."""
-        from scipy import special
-
-        thetas, beta, gamma, own = self.model.split(self.x)
+        """Per row of the fit, at the conditional modes: ``"conditional"`` the count part's
+        mean, ``"zprob"`` the zero part's probability, ``"response"`` the mean of ``y``."""
+        thetas, beta, gamma, _ = self.model.split(self.x)
         A, C = self.model._designs(thetas)
         eta, zeta = self.model._at(self.model.u, self.model.X @ beta + self.model.offset,
                                    self.model.Xz @ gamma, A, C)
-        mu = np.exp(eta)
+        return self._by_type(eta, zeta, type)
+
+    def predict(self, newdata: pd.DataFrame | None = None, type: str = "response",
+                re: bool = True, allow_new_levels: bool = False) -> np.ndarray:
+        """Predictions for ``newdata`` (default: the fitted rows).
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            rows with the columns of both formulas.
+        type : str, optional
+            ``"response"`` (default; the mean of ``y``), ``"conditional"`` (the count
+            part's mean) or ``"zprob"`` (the zero part's probability), as glmmTMB's.
+        re : bool, optional
+            include both parts' random effects (their conditional modes).
+        allow_new_levels : bool, optional
+            unseen levels of the grouping factor get random effects of zero instead of an
+            error.
+        """
+        if newdata is None and re:
+            return self.fitted(type)
+        _, beta, gamma, _ = self.model.split(self.x)
+        if newdata is None:
+            eta = self.model.X @ beta + self.model.offset
+            zeta = self.model.Xz @ gamma
+            return self._by_type(eta, zeta, type)
+        self._frame.check_new_levels(newdata)
+        eta = self._frame.new_X(newdata) @ beta + self._frame.new_offset(newdata)
+        zeta = self._zframe.new_X(newdata) @ gamma
+        if re:
+            from ..terms.design import _codes_for
+
+            u, k = self.model.u, 0
+            for term, Lam in zip(self.model.terms, self._lambdas(), strict=True):
+                codes = _codes_for(newdata, term.reterm, allow_new_levels)
+                b = u[:, k:k + term.p] @ Lam.T                     # (levels, p)
+                rows = np.where(codes[:, None] >= 0, b[np.maximum(codes, 0)], 0.0)
+                contribution = np.sum(term.reterm.new_z(newdata) * rows, axis=1)
+                if term.part == "cond":
+                    eta = eta + contribution
+                else:
+                    zeta = zeta + contribution
+                k += term.p
+        return self._by_type(eta, zeta, type)
+
+    def _by_type(self, eta: np.ndarray, zeta: np.ndarray, type: str) -> np.ndarray:
+        from scipy import special
+
+        if type not in ("response", "conditional", "zprob"):
+            raise ValueError(f"type must be 'response', 'conditional' or 'zprob'; got {type!r}")
+        mu = self.model.family.link.inverse(eta)
         pi = special.expit(zeta)
         if type == "conditional":
             return mu
         if type == "zprob":
             return pi
-        if type != "response":
-            raise ValueError(f"type must be 'response', 'conditional' or 'zprob'; got {type!r}")
         if self.model.family.hurdle:
+            own = self.model.split(self.x)[3]
             base = self.model.family.base.with_extra(own) if self.model.n_own \
                 else self.model.family.base
             p0 = np.exp(base.loglik(np.zeros_like(mu), mu, None, 1.0))
