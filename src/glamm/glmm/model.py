@@ -239,6 +239,16 @@ class GeneralizedLinearMixedModel:
         base = eta - self.offset
         return w, base + (zwork - base) * ratio
 
+    def _newton_where_concave(self, eta: np.ndarray, mu: np.ndarray, w_fisher: np.ndarray,
+                              zwork: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Newton's weights (the observed information) on rows where it is positive, Fisher's
+        elsewhere, with the working response that keeps the score."""
+        obs = self.response.observed_weights(eta, mu)
+        w = np.where(obs > 0, obs, w_fisher)
+        ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w > 0)
+        base = eta - self.offset
+        return w, base + (zwork - base) * ratio
+
     def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None,
               settings: PirlsSettings | None = None) -> float:
         """Conditional modes at ``theta`` (``beta`` fixed; ``None``: ``beta`` updated too, the
@@ -277,7 +287,8 @@ class GeneralizedLinearMixedModel:
         # a log-density concave in eta for every y (ordinal): plain Newton steps, the
         # observed information as the weights
         concave = bool(getattr(fam, "concave_loglik", False))
-        overshoot = fam.newton_pirls and not concave
+        newton = fam.newton_pirls and not concave
+        overshoot = False
         for _ in range(settings.maxiter):
             iterations += 1
             if concave:
@@ -287,6 +298,8 @@ class GeneralizedLinearMixedModel:
             zwork = eta - self.offset + self.response.working_residual(eta, mu, w, mu_eta)
             if overshoot:
                 w, zwork = self._safeguarded_newton(eta, mu, w, zwork)
+            elif newton:
+                w, zwork = self._newton_where_concave(eta, mu, w, zwork)
             if not fast:
                 zwork = zwork - self.X @ b_fix
             cp.update(w, zwork)
