@@ -105,8 +105,9 @@ class Family(abc.ABC):
     #: at fixed ``eta`` (:func:`glamm.glmm.gradient._own_parameter_gradient`)
     #: rather than by refitting the modes
     analytic_extra_gradient: bool = False
-    #: whether PIRLS takes Newton steps (weights ``max(Fisher, observed information)``) from
-    #: the first iteration: for families whose PIRLS weights only approximate the expected
+    #: whether PIRLS takes Newton steps from the first iteration (the observed information
+    #: where it is positive, Fisher's weight elsewhere; ``max(Fisher, observed)`` once a step
+    #: overshoots): for families whose PIRLS weights only approximate the expected
     #: information (scoring then converges slowly), or whose log-density is concave in ``eta``
     newton_pirls: bool = False
     #: whether the log-density is concave in ``eta`` for every ``y`` (ordinal models): PIRLS

@@ -287,6 +287,8 @@ class GeneralizedLinearMixedModel:
         # a log-density concave in eta for every y (ordinal): plain Newton steps, the
         # observed information as the weights
         concave = bool(getattr(fam, "concave_loglik", False))
+        # the families outside the exponential family (newton_pirls): Newton's weights where
+        # the observed information is positive, Fisher's elsewhere, until a step overshoots
         newton = fam.newton_pirls and not concave
         overshoot = False
         for _ in range(settings.maxiter):
