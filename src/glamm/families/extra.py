@@ -591,18 +591,21 @@ def tweedie_log_series(y: np.ndarray, phi: float, power: float) -> np.ndarray:
             - math.log(2.0 - p))   # log W_j = j logz - lgamma(j + 1) - lgamma(alpha j)
     jmax = np.maximum(1.0, y ** (2.0 - p) / (phi * (2.0 - p)))
 
-    def logw(j: np.ndarray) -> np.ndarray:
-        return j * logz[..., None] - special.gammaln(j + 1.0) - special.gammaln(alpha * j)
-
     # the terms fall off like a Gaussian in j around jmax with variance ~ jmax / (1 + alpha)
     # ... (Stirling): a window of +-(c sqrt(jmax) + 10) terms covers the 40-log-unit drop
     half = np.ceil(np.sqrt(2.0 * _SERIES_DROP * jmax * (1.0 + 1.0 / alpha)) + 10.0)
     lo = np.maximum(1.0, np.floor(jmax) - half)
     width = int(np.max(np.floor(jmax) + half - lo)) + 1
+    # lgamma(j + 1) and lgamma(alpha j) once for every j any row uses, then looked up
+    j0 = int(np.min(lo))
+    k = np.arange(j0, int(np.max(lo)) + width, dtype=float)
+    lg = special.gammaln(k + 1.0) + special.gammaln(alpha * k)
+    offset = (lo - j0).astype(np.intp)[..., None] + np.arange(width)
     j = lo[..., None] + np.arange(width, dtype=float)
-    terms = logw(j)
+    terms = j * logz[..., None] - lg[offset]
     terms = np.where(j <= (np.floor(jmax) + half)[..., None], terms, -np.inf)
-    return special.logsumexp(terms, axis=-1)
+    top = np.max(terms, axis=-1)
+    return top + np.log(np.sum(np.exp(terms - top[..., None]), axis=-1))
 
 
 class Tweedie(_ExtraFamily):
