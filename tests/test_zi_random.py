@@ -224,3 +224,13 @@ def test_predict_new_data(sal):
         m.predict(new)
     np.testing.assert_allclose(m.predict(new, allow_new_levels=True),
                                m.predict(sal.iloc[:3], re=False), rtol=1e-12)
+
+
+def test_nbinom1_count_part_reports_its_phi(sal):
+    # (the result used to read a negative binomial's shape, which NB1 does not have)
+    m = glamm.glmer("count ~ mined + (1 | site)", sal, family="nbinom1",
+                    ziformula="~ 1 + (1 | site)")
+    assert set(m.family_parameters) == {"phi"}
+    own = m.model.split(m.x)[3]
+    assert m.family_parameters["phi"] == pytest.approx(np.exp(own[0]))
+    assert "phi" in m.summary()

@@ -112,7 +112,7 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
 
     fam = model.family
     glm = fit_glm(model.X, model.y, np.ones(model.n), model.offset, fam.base)
-    mu0 = np.exp(model.X @ glm.beta + model.offset)
+    mu0 = fam.base.link.inverse(model.X @ glm.beta + model.offset)
     own_gamma = fam.extra_start(model.y, mu0, np.ones(model.n))
     theta0 = model.initial_theta() if start is None else np.asarray(start, dtype=float)
     lower = model.lower()

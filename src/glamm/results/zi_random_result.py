@@ -31,7 +31,7 @@ class ZiRandomResult:
         standard deviation, and the correlations with the earlier effects of its term.
     family_parameters : dict
         The count family's own parameters on their natural scale (the negative binomial's
-        ``size``, glmmTMB's ``sigma()``).
+        ``shape``; NB1's, genpois's and compois's ``phi``, glmmTMB's ``sigma()``).
     converged : bool
         Whether the optimizer ended at a stationary point not on a bound with the deviance
         decreasing inward; ``messages`` says why not.
@@ -61,8 +61,11 @@ class ZiRandomResult:
         self.zinames = list(model.family.zi_names)
         self.fixef = pd.Series(beta, index=self.xnames, name="Estimate")
         self.fixef_zi = pd.Series(gamma, index=self.zinames, name="Estimate")
-        base = model.family.base.with_extra(own) if model.n_own else model.family.base
-        self.family_parameters = {"size": float(base.shape)} if model.n_own else {}
+        # the count family's own parameters on their natural scale (a negative binomial's
+        # shape, NB1's or genpois's phi, compois's phi = 1 / nu)
+        self.family_parameters = {
+            (name[4:-1] if name.startswith("log(") else name): float(np.exp(value))
+            for name, value in zip(model.family.base.extra_names(), own, strict=True)}
         self.df = int(self.x.size)
         self.aic = self.deviance + 2.0 * self.df
         self.bic = self.deviance + math.log(self.nobs) * self.df
