@@ -15,7 +15,7 @@ from scipy import special, stats
 import glamm
 from glamm.errors import DataError
 from glamm.families import ConwayMaxwellPoisson, get_family
-from glamm.families.extra import cmp_loglambda, cmp_moments
+from glamm.families.compois import cmp_loglambda, cmp_moments
 
 REF = Path(__file__).parent / "reference" / "families_extra"
 

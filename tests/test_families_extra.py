@@ -22,7 +22,8 @@ from glamm.families import (
     Tweedie,
     get_family,
 )
-from glamm.families.extra import trigamma, tweedie_log_series
+from glamm.families.extra import trigamma
+from glamm.families.tweedie import tweedie_log_series
 
 REF = Path(__file__).parent / "reference" / "families_extra"
 

@@ -37,16 +37,10 @@ from .base import (
     _non_integer,
     _ylogy,
 )
-from .extra import (
-    Beta,
-    BetaBinomial,
-    ConwayMaxwellPoisson,
-    GeneralizedPoisson,
-    NegativeBinomial1,
-    StudentT,
-    Tweedie,
-)
+from .compois import ConwayMaxwellPoisson
+from .extra import Beta, BetaBinomial, GeneralizedPoisson, NegativeBinomial1, StudentT
 from .links import Link
+from .tweedie import Tweedie
 
 __all__ = [
     "Family",

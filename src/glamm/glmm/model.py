@@ -229,22 +229,16 @@ class GeneralizedLinearMixedModel:
             return (weights(eta + step) - weights(eta - step)) / (2.0 * step)
 
     # ------------------------------------------------------------------ PIRLS
-    def _safeguarded_newton(self, eta: np.ndarray, mu: np.ndarray, w_fisher: np.ndarray,
-                            zwork: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """PIRLS weights ``max(Fisher, observed)`` per row and the working response that keeps
+    def _newton_weights(self, eta: np.ndarray, mu: np.ndarray, w_fisher: np.ndarray,
+                        zwork: np.ndarray, safeguarded: bool) -> tuple[np.ndarray, np.ndarray]:
+        """PIRLS weights from the observed information and the working response that keeps
         the score: ``z = eta + (z_fisher - eta) w_fisher / w`` (``zwork`` is the Fisher one,
-        ``eta`` minus the offset plus ``(y - mu) / mu_eta``)."""
-        w = np.maximum(w_fisher, self.response.observed_weights(eta, mu))
-        ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w > 0)
-        base = eta - self.offset
-        return w, base + (zwork - base) * ratio
-
-    def _newton_where_concave(self, eta: np.ndarray, mu: np.ndarray, w_fisher: np.ndarray,
-                              zwork: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Newton's weights (the observed information) on rows where it is positive, Fisher's
-        elsewhere, with the working response that keeps the score."""
-        obs = self.response.observed_weights(eta, mu)
-        w = np.where(obs > 0, obs, w_fisher)
+        ``eta`` minus the offset plus ``(y - mu) / mu_eta``). ``safeguarded``: per row
+        ``max(Fisher, observed)`` (after an overshooting step); else Newton's weight where the
+        observed information is positive and Fisher's elsewhere."""
+        observed = self.response.observed_weights(eta, mu)
+        w = (np.maximum(w_fisher, observed) if safeguarded
+             else np.where(observed > 0, observed, w_fisher))
         ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w > 0)
         base = eta - self.offset
         return w, base + (zwork - base) * ratio
@@ -298,10 +292,8 @@ class GeneralizedLinearMixedModel:
             else:
                 w, mu_eta = self.response.fisher_weights(eta, mu)
             zwork = eta - self.offset + self.response.working_residual(eta, mu, w, mu_eta)
-            if overshoot:
-                w, zwork = self._safeguarded_newton(eta, mu, w, zwork)
-            elif newton:
-                w, zwork = self._newton_where_concave(eta, mu, w, zwork)
+            if overshoot or newton:
+                w, zwork = self._newton_weights(eta, mu, w, zwork, safeguarded=overshoot)
             if not fast:
                 zwork = zwork - self.X @ b_fix
             cp.update(w, zwork)

@@ -21,6 +21,7 @@ Public here: :class:`TwoPartModel`; the fit and its result are in :mod:`glamm.zi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -85,6 +86,19 @@ def _third_derivatives(family, y, eta, zeta, ones) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _product_rule(nagq: int, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``nagq^q`` Gauss-Hermite product nodes and their log weights (built once per
+    size: every evaluation of a quadrature fit uses the same)."""
+    x1, w1 = np.polynomial.hermite.hermgauss(nagq)
+    nodes = np.array(list(itertools.product(x1, repeat=q)))
+    logw = np.array([np.sum(np.log(w1[list(ix)]))
+                     for ix in itertools.product(range(nagq), repeat=q)])
+    nodes.flags.writeable = False
+    logw.flags.writeable = False
+    return nodes, logw
+
+
 class TwoPartModel:
     """The objective ``-2 log L`` of a two-part count model with random effects on one
     grouping factor, as a function of the parameter vector ``[theta, beta, gamma, own]``
@@ -130,7 +144,6 @@ class TwoPartModel:
         #: around one parameter value, whose modes are then the start (see fit_two_part)
         self.mode_start: np.ndarray | None = None
         self._ones = np.ones(n)
-        self.modes_ok = True
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -243,7 +256,6 @@ class TwoPartModel:
             try:
                 L = np.linalg.cholesky(negH)
             except np.linalg.LinAlgError:
-                self.modes_ok = False
                 return math.inf
             logdet = 2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
             if nagq == 1:
@@ -255,7 +267,6 @@ class TwoPartModel:
             return math.inf
         self.u = u
         self._modes_at = np.array(x, dtype=float, copy=True)
-        self.modes_ok = True
         return float(-2.0 * total)
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
@@ -356,11 +367,8 @@ class TwoPartModel:
     def _quadrature(self, u, L, logdet, nagq, family, base_eta, base_zeta, A, C):
         """Per level ``log int exp(h(u)) du / (2 pi)^(q/2)`` on the product Gauss-Hermite
         grid ``u = u_hat + sqrt(2) L^-T x``."""
-        x1, w1 = np.polynomial.hermite.hermgauss(nagq)
         q = self.q
-        nodes = np.array(list(itertools.product(x1, repeat=q)))           # (K, q)
-        logw = np.array([np.sum(np.log(w1[list(ix)]))
-                         for ix in itertools.product(range(nagq), repeat=q)])
+        nodes, logw = _product_rule(nagq, q)                              # (K, q), (K,)
         # L L' = -H, so the covariance of the Gaussian fitted at the mode is L^-T L^-1
         Linv_t = np.linalg.inv(L).transpose(0, 2, 1)                      # (G, q, q)
         shift = math.sqrt(2.0) * np.einsum("gab,kb->gka", Linv_t, nodes)  # (G, K, q)

@@ -1,21 +1,12 @@
 """The printed summary of a :class:`~glamm.results.zi_random_result.ZiRandomResult`, laid out
 as glmmTMB's: the model, the criteria, the random effects of each part, then each part's
-coefficient table."""
+coefficient table (R's printCoefmat layout, as glmer's summary)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-
-def _table(df: pd.DataFrame) -> str:
-    out = df.copy()
-    for col in out.columns:
-        if col == "Pr(>|z|)":
-            out[col] = [f"{p:.3g}" if np.isfinite(p) else "NA" for p in out[col]]
-        else:
-            out[col] = [f"{v:.6g}" if np.isfinite(v) else "NA" for v in out[col]]
-    return out.to_string()
+from .summary import _coef_block
 
 
 def _random_effects(res, part: str) -> str:
@@ -54,9 +45,9 @@ def format_summary(res) -> str:
     ]
     for name, value in res.family_parameters.items():
         lines.append(f"Count family's {name}: {value:.6g}")
-    lines += ["", "Conditional model:", _table(res.coef_table("cond")), "",
-              "Zero part:" if not res.model.family.hurdle else "Zero (hurdle) part:",
-              _table(res.coef_table("zi"))]
+    lines += [""] + _coef_block(res.coef_table("cond"), "Conditional model:") + [""]
+    lines += _coef_block(res.coef_table("zi"), "Zero (hurdle) part:"
+                         if res.model.family.hurdle else "Zero part:")
     if res.is_singular:
         lines += ["", "boundary (singular) fit: a variance or correlation is on its bound"]
     if not res.converged:

@@ -1,0 +1,177 @@
+"""glmmTMB's Tweedie family (compound Poisson-gamma, ``1 < power < 2``) and Dunn & Smyth's
+series for its normalizing constant. A family with a parameter of its own (the power), as
+those of :mod:`glamm.families.extra`."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+from scipy import special
+
+from ..errors import DataError
+from .base import Family, _arr
+from .extra import _ExtraFamily, _rows
+from .links import Link
+
+#: Dunn & Smyth's series is summed over ``j`` within this many log units of its largest term
+_SERIES_DROP = 40.0
+#: rows per block of the vectorized series
+_SERIES_CHUNK = 20_000
+#: the last few Tweedie constants ``(y, phi, power, value)``: a fit evaluates the
+#: log-likelihood many times at the same dispersion and power (PIRLS, quadrature's columns);
+#: the responses are compared by identity, so a new array is never mistaken for an old one
+_TWEEDIE_CACHE: list = []
+
+
+def tweedie_log_series(y: np.ndarray, phi: float, power: float) -> np.ndarray:
+    """``log(sum_j W_j)`` of Dunn & Smyth's (2005) series for the Tweedie density with
+    ``1 < power < 2`` at ``y > 0``, where (``alpha = (2 - p) / (p - 1)``)
+    ``log W_j = j (alpha log(y) - alpha log(p - 1) - (1 + alpha) log(phi) - log(2 - p))
+    - lgamma(j + 1) - lgamma(alpha j)``, so that
+    ``log f(y) = log(sum_j W_j) - log(y) + (y theta - kappa(theta)) / phi`` (the mean part
+    in :meth:`Tweedie._loglik`). The terms are summed in log space around the largest one
+    (``j_max = y^(2 - p) / (phi (2 - p))``) over a common window of ``j`` wide enough for
+    every row (vectorized; terms more than :data:`_SERIES_DROP` below the largest are left
+    out, a relative error below 1e-17 per term)."""
+    y = np.asarray(y, dtype=float)
+    if y.size > _SERIES_CHUNK:   # bounded memory: rows x window at a time
+        flat = y.reshape(-1)
+        parts = [tweedie_log_series(flat[i:i + _SERIES_CHUNK], phi, power)
+                 for i in range(0, flat.size, _SERIES_CHUNK)]
+        return np.concatenate(parts).reshape(y.shape)
+    if y.size == 0:
+        return np.zeros(y.shape)
+    p = power
+    alpha = (2.0 - p) / (p - 1.0)
+    logz = (alpha * np.log(y) - alpha * math.log(p - 1.0) - (1.0 + alpha) * math.log(phi)
+            - math.log(2.0 - p))   # log W_j = j logz - lgamma(j + 1) - lgamma(alpha j)
+    jmax = np.maximum(1.0, y ** (2.0 - p) / (phi * (2.0 - p)))
+
+    # the terms fall off like a Gaussian in j around jmax with variance ~ jmax / (1 + alpha)
+    # ... (Stirling): a window of +-(c sqrt(jmax) + 10) terms covers the 40-log-unit drop
+    half = np.ceil(np.sqrt(2.0 * _SERIES_DROP * jmax * (1.0 + 1.0 / alpha)) + 10.0)
+    lo = np.maximum(1.0, np.floor(jmax) - half)
+    width = int(np.max(np.floor(jmax) + half - lo)) + 1
+    # lgamma(j + 1) and lgamma(alpha j) once for every j any row uses, then looked up
+    j0 = int(np.min(lo))
+    k = np.arange(j0, int(np.max(lo)) + width, dtype=float)
+    lg = special.gammaln(k + 1.0) + special.gammaln(alpha * k)
+    offset = (lo - j0).astype(np.intp)[..., None] + np.arange(width)
+    j = lo[..., None] + np.arange(width, dtype=float)
+    terms = j * logz[..., None] - lg[offset]
+    terms = np.where(j <= (np.floor(jmax) + half)[..., None], terms, -np.inf)
+    top = np.max(terms, axis=-1)
+    return top + np.log(np.sum(np.exp(terms - top[..., None]), axis=-1))
+
+
+class Tweedie(_ExtraFamily):
+    """Tweedie responses with ``1 < power < 2`` (glmmTMB's ``tweedie``): compound
+    Poisson–gamma, exact zeros and positive continuous values, ``Var(y) = phi mu^power``;
+    glmmTMB's ``sigma()`` is ``phi``. An exponential dispersion model: its score and
+    information in ``mu`` are the GLM ones with ``V(mu) = mu^power`` and dispersion ``phi``
+    (carried by ``Lambda`` as a Gamma's); only the normalizing constant needs Dunn and Smyth's
+    series (:func:`tweedie_log_series`). The power is optimized as ``logit(power - 1)`` (as
+    glmmTMB's ``psi``).
+
+    Parameters
+    ----------
+    link : str or Link or type[Link], optional
+        ``"log"`` (default), ``"identity"`` or ``"sqrt"``.
+    power : float, optional
+        the power, in (1, 2) (default 1.5).
+    """
+
+    name = "tweedie"
+    r_name = "tweedie"
+    canonical_link = "log"
+    valid_links = ("log", "identity", "sqrt")
+    has_dispersion = True
+    natural_names = ("power",)
+    newton_pirls = False
+    #: glmmTMB's ``sigma()`` is the dispersion itself (not its square root)
+    tmb_sigma_is_dispersion = True
+
+    # the GLM pieces (V(mu) = mu^power, exact expected information)
+    fisher_weights = Family.fisher_weights
+    fisher_weights_deta = Family.fisher_weights_deta
+    working_residual = Family.working_residual
+    dloglik_dmu = Family.dloglik_dmu
+    d2loglik_dmu2 = Family.d2loglik_dmu2
+
+    def __init__(self, link: str | Link | type[Link] | None = None, power: float = 1.5) -> None:
+        super().__init__(link, power=power)
+        if not 1.0 < self.values[0] < 2.0:
+            raise DataError(f"tweedie family: power must be in (1, 2), got {power!r}")
+
+    def extra_names(self) -> list[str]:
+        return ["logit(power - 1)"]
+
+    def extra_values(self) -> np.ndarray:
+        return np.array([special.logit(self.values[0] - 1.0)])
+
+    def with_extra(self, values: np.ndarray) -> Family:
+        new = copy.copy(self)
+        new.values = (1.0 + float(special.expit(float(np.asarray(values)[0]))),)
+        return new
+
+    def extra_start(self, y, mu, wt) -> np.ndarray:
+        return np.array([0.0])   # power 1.5
+
+    def tmb_sigma(self, dispersion: float = 1.0) -> float:
+        return float(dispersion)
+
+    def variance(self, mu) -> np.ndarray:
+        return _arr(mu) ** self.values[0]
+
+    def variance_deriv(self, mu) -> np.ndarray:
+        p = self.values[0]
+        return p * _arr(mu) ** (p - 1.0)
+
+    def unit_deviance(self, y, mu) -> np.ndarray:
+        y, mu = _arr(y), _arr(mu)
+        p = self.values[0]
+        return 2.0 * (np.maximum(y, 0.0) ** (2.0 - p) / ((1.0 - p) * (2.0 - p))
+                      - y * mu ** (1.0 - p) / (1.0 - p) + mu ** (2.0 - p) / (2.0 - p))
+
+    def _constant(self, y: np.ndarray, wt: np.ndarray, phi) -> np.ndarray:
+        """``log(series) - log(y)`` for ``y > 0``, 0 at ``y == 0`` (cached per data,
+        dispersion and power: it does not depend on ``mu``)."""
+        p = self.values[0]
+        if np.ndim(phi) == 0:
+            for ey, ephi, ep, value in _TWEEDIE_CACHE:
+                if ey is y and ephi == float(phi) and ep == p:
+                    return value
+            out = np.zeros(y.shape)
+            pos = y > 0
+            out[pos] = tweedie_log_series(y[pos], float(phi), p) - np.log(y[pos])
+            _TWEEDIE_CACHE.insert(0, (y, float(phi), p, out))
+            del _TWEEDIE_CACHE[8:]
+            return out
+        phi_b = np.broadcast_to(phi, y.shape)
+        out = np.zeros(y.shape)
+        for value in np.unique(phi_b):   # per-row dispersions: one series per value
+            rows = (phi_b == value) & (y > 0)
+            out[rows] = tweedie_log_series(y[rows], float(value), p) - np.log(y[rows])
+        return out
+
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        p = self.values[0]
+        # y theta - kappa(theta) with theta = mu^(1-p) / (1-p), kappa = mu^(2-p) / (2-p)
+        mean_part = (y * mu ** (1.0 - p) / (1.0 - p) - mu ** (2.0 - p) / (2.0 - p)) / phi
+        return wt * (mean_part + self._constant(y, wt, phi))
+
+    def mu_in_range(self, mu) -> np.ndarray:
+        mu = _arr(mu)
+        return np.isfinite(mu) & (mu > 0)
+
+    def _validate_support(self, y, wt) -> None:
+        bad = y < 0
+        if np.any(bad):
+            raise DataError(f"tweedie family: the response must not be negative; rows "
+                            f"{_rows(np.flatnonzero(bad))} (0-based)")
+
+    def mustart(self, y, wt=None) -> np.ndarray:
+        y = _arr(y)
+        return y + 0.1 * (y == 0) + 0.1 * np.mean(y) * (y == 0)
