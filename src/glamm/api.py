@@ -457,8 +457,9 @@ def _zero_part(fam: Any, ziformula: str | None, rows: pd.DataFrame, hurdle: bool
     text = "~ 0" if ziformula is None else ziformula
     rhs = text.split("~", 1)[1] if "~" in text else text
     if "|" in rhs:
-        raise GlammError(f"ziformula {text!r}: random effects in the zero part are not "
-                         "available yet; give fixed effects, e.g. '~ mined'")
+        # (glmer sends such models to zi_random_api before building this family)
+        raise GlammError(f"ziformula {text!r}: random effects in the zero part are fitted by "
+                         "glamm.glmer only")
     if rhs.strip() in ("0", "-1", ""):
         if not hurdle:
             return fam   # no zero inflation
