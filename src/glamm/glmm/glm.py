@@ -62,9 +62,13 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
     for it in range(1, maxiter + 1):
         mu_eta = link.mu_eta(eta)
         w, _ = family.fisher_weights(eta, mu, wt, dispersion, mu_eta=mu_eta)
+        resid = family.working_residual(y, mu, eta, wt, dispersion, w, mu_eta)
         if family.newton_pirls:   # Newton steps where the observed information is larger
-            w = np.maximum(w, -family.d2loglik_deta2(y, mu, eta, wt, dispersion))
-        z = eta - offset + family.working_residual(y, mu, eta, wt, dispersion, w, mu_eta)
+            w_newton = np.maximum(w, -family.d2loglik_deta2(y, mu, eta, wt, dispersion))
+            # the same score: w_newton * resid_newton = w * resid
+            resid = resid * np.divide(w, w_newton, out=np.ones_like(w), where=w_newton > 0)
+            w = w_newton
+        z = eta - offset + resid
         if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(np.isfinite(z))):
             raise _no_valid_start(family)
         sw = np.sqrt(w)

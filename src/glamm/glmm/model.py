@@ -230,18 +230,34 @@ class GeneralizedLinearMixedModel:
 
     # ------------------------------------------------------------------ PIRLS
     def _newton_weights(self, eta: np.ndarray, mu: np.ndarray, w_fisher: np.ndarray,
-                        zwork: np.ndarray, safeguarded: bool) -> tuple[np.ndarray, np.ndarray]:
+                        zwork: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """PIRLS weights from the observed information and the working response that keeps
         the score: ``z = eta + (z_fisher - eta) w_fisher / w`` (``zwork`` is the Fisher one,
-        ``eta`` minus the offset plus ``(y - mu) / mu_eta``). ``safeguarded``: per row
-        ``max(Fisher, observed)`` (after an overshooting step); else Newton's weight where the
-        observed information is positive and Fisher's elsewhere."""
+        ``eta`` minus the offset plus ``(y - mu) / mu_eta``). ``kind``: ``"newton"`` the
+        observed information itself, negative rows included (Fisher's where it is exactly
+        0); ``"positive"`` the observed information where positive, Fisher's elsewhere;
+        ``"safeguarded"`` per row the larger of the two (after an overshooting step)."""
         observed = self.response.observed_weights(eta, mu)
-        w = (np.maximum(w_fisher, observed) if safeguarded
-             else np.where(observed > 0, observed, w_fisher))
-        ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w > 0)
+        if kind == "newton":
+            w = np.where(observed != 0.0, observed, w_fisher)
+        elif kind == "positive":
+            w = np.where(observed > 0, observed, w_fisher)
+        else:
+            w = np.maximum(w_fisher, observed)
+        ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w != 0.0)
         base = eta - self.offset
         return w, base + (zwork - base) * ratio
+
+    def _factor_step(self, cp, fac, lams, w: np.ndarray, zwork: np.ndarray,
+                     b_fix: np.ndarray | None, solve_only: bool = False) -> None:
+        """Refill the cross-products with weights ``w`` and working response ``zwork``
+        (minus ``X b_fix`` when ``beta`` is held) and factor; ``LinAlgError`` if the
+        penalized system is not positive definite."""
+        if b_fix is not None:
+            zwork = zwork - self.X @ b_fix
+        cp.update(w, zwork)
+        fac.refresh()
+        fac.update(lams, solve_only=solve_only)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None,
               settings: PirlsSettings | None = None) -> float:
@@ -281,9 +297,12 @@ class GeneralizedLinearMixedModel:
         # a log-density concave in eta for every y (ordinal): plain Newton steps, the
         # observed information as the weights
         concave = bool(getattr(fam, "concave_loglik", False))
-        # the families outside the exponential family (newton_pirls): Newton's weights where
-        # the observed information is positive, Fisher's elsewhere, until a step overshoots
-        newton = fam.newton_pirls and not concave
+        # the families outside the exponential family (newton_pirls): Newton's steps (the
+        # observed information as the weights, negative rows included: quadratic
+        # convergence where Fisher's scoring is linear), the observed information only where
+        # positive when the full Newton system is not positive definite (far from the mode),
+        # the safeguarded weights once a step overshoots
+        newton = (fam.newton_pirls or not fam.link_is_canonical) and not concave
         overshoot = False
         for _ in range(settings.maxiter):
             iterations += 1
@@ -292,16 +311,22 @@ class GeneralizedLinearMixedModel:
             else:
                 w, mu_eta = self.response.fisher_weights(eta, mu)
             zwork = eta - self.offset + self.response.working_residual(eta, mu, w, mu_eta)
-            if overshoot or newton:
-                w, zwork = self._newton_weights(eta, mu, w, zwork, safeguarded=overshoot)
-            if not fast:
-                zwork = zwork - self.X @ b_fix
-            cp.update(w, zwork)
-            fac.refresh()
+            kind = "safeguarded" if overshoot else ("newton" if newton else "")
+            w_step, z_step = (self._newton_weights(eta, mu, w, zwork, kind) if kind
+                              else (w, zwork))
+            held = None if fast else b_fix
             try:
-                fac.update(lams)
+                self._factor_step(cp, fac, lams, w_step, z_step, held,
+                                  solve_only=kind == "newton")
             except np.linalg.LinAlgError as exc:   # degenerate weights (extreme parameters)
-                raise PirlsError("the penalized least-squares problem is singular") from exc
+                if kind != "newton":
+                    raise PirlsError("the penalized least-squares problem is singular") from exc
+                try:
+                    self._factor_step(cp, fac, lams,
+                                      *self._newton_weights(eta, mu, w, zwork, "positive"), held)
+                except np.linalg.LinAlgError as exc2:
+                    raise PirlsError("the penalized least-squares problem is singular") \
+                        from exc2
             u_new_parts, beta_new = fac.solve_u_beta()
             u_new = np.concatenate(u_new_parts) if u_new_parts else np.zeros(0)
             step = 1.0

@@ -146,11 +146,12 @@ class BlockedCholesky:
             fixed_ops.append(_FillFixed(L[K][j], A[K][j], j, ps[j]))
             fixed_ops[-1].iso = self.iso[j]
         fixed_ops.append(_Copy(L[K][K], A[K][K]))
+        self._xy_chol = _Chol(L[K][K])
         for j in range(K + 1):
             for k in range(j):
                 (fixed_ops if j == K else ops).append(
                     self._update_op(L[j][j], L[j][k], L[j][k], j, j, k, lower_only=True))
-            (fixed_ops if j == K else ops).append(_Chol(L[j][j]))
+            (fixed_ops if j == K else ops).append(_Chol(L[j][j]) if j < K else self._xy_chol)
             for i in range(j + 1, K + 1):
                 target = fixed_ops if i == K else ops
                 for k in range(j):
@@ -194,12 +195,20 @@ class BlockedCholesky:
             if hasattr(op, "refresh"):
                 op.refresh()
 
-    def update(self, lambdas: list[np.ndarray], re_only: bool = False) -> None:
+    def update(self, lambdas: list[np.ndarray], re_only: bool = False,
+               solve_only: bool = False) -> None:
         """Refill and factor ``L`` for the per-term factors ``lambdas`` (each ``p_k x p_k``).
         With ``re_only`` only the random-effects blocks (enough for ``logdet_re``; the
-        ``[X y]`` row is left as it was), e.g. for weights that make ``X'WX`` indefinite."""
-        for op in (self.re_ops if re_only else self.ops):
-            op.run(lambdas)
+        ``[X y]`` row is left as it was), e.g. for weights that make ``X'WX`` indefinite.
+        With ``solve_only`` the factor is only used by :meth:`solve_u_beta`: a last pivot
+        (the penalized residual sum of squares) that is not positive is allowed, and
+        :meth:`pwrss` is then NaN (PIRLS with Newton's weights, some of them negative)."""
+        self._xy_chol.indefinite_last = solve_only
+        try:
+            for op in (self.re_ops if re_only else self.ops):
+                op.run(lambdas)
+        finally:
+            self._xy_chol.indefinite_last = False
 
     # ------------------------------------------------------------------ results of a factor
     def diag_block_diagonal(self, k: int) -> np.ndarray:

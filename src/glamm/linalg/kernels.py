@@ -290,15 +290,32 @@ class _DenseUpdate:
 
 
 class _Chol:
-    """Cholesky factor of a diagonal block, in place."""
+    """Cholesky factor of a diagonal block, in place.
+
+    ``indefinite_last`` (set by :meth:`BlockedCholesky.update` for the ``[X y]`` block only)
+    tolerates a last pivot that is not positive: the rows before it are factored as usual,
+    the last row by a triangular solve, and its diagonal becomes NaN. The last pivot of
+    ``[X y]`` is the penalized residual sum of squares, which a Newton step with some
+    negative weights (observed information of a non-log-concave density) can make negative
+    although the system for ``u`` and ``beta`` is positive definite."""
 
     def __init__(self, D):
         self.D = D
+        self.indefinite_last = False
 
     def run(self, lams):
         D = self.D
+        if self.indefinite_last:
+            saved = D.copy()
+            try:
+                _dense_cholesky(D)
+            except np.linalg.LinAlgError:
+                _cholesky_but_last(D, saved)
+            return
         if isinstance(D, BlockDiag):
             if D.p == 1:
+                if not D.data.min() > 0.0:   # (NaN fails too)
+                    raise np.linalg.LinAlgError("block not positive definite")
                 np.sqrt(D.data, out=D.data)
             else:
                 D.data[...] = np.linalg.cholesky(D.data)
@@ -307,6 +324,19 @@ class _Chol:
                 _dense_cholesky(D)
         else:
             _dense_cholesky(D)
+
+
+def _cholesky_but_last(D: np.ndarray, saved: np.ndarray) -> None:
+    """Into ``D``: the Cholesky factor of ``saved`` (symmetric, lower triangle read) with
+    its last pivot allowed to be non-positive (NaN on the diagonal there); raises
+    ``LinAlgError`` if the leading block is not positive definite."""
+    n = saved.shape[0]
+    lead = np.linalg.cholesky(np.tril(saved[:-1, :-1]) + np.tril(saved[:-1, :-1], -1).T)
+    row = sla.solve_triangular(lead, saved[-1, :-1], lower=True, check_finite=False)
+    rest = float(saved[-1, -1] - row @ row)
+    D[:n - 1, :n - 1] = lead
+    D[-1, :-1] = row
+    D[-1, -1] = np.sqrt(rest) if rest > 0 else np.nan
 
 
 def _dense_cholesky(D: np.ndarray) -> None:
