@@ -100,6 +100,34 @@ def test_log_density_and_derivatives(base, hurdle):
                                                            abs=1e-7)
 
 
+@pytest.mark.parametrize("hurdle", [False, True])
+@pytest.mark.parametrize("base", [get_family("poisson"),
+                                  get_family("negative_binomial").with_shape(1.7)])
+def test_extra_derivatives_against_differences(base, hurdle):
+    # the closed forms in the zero part's coefficients (and the differences in a negative
+    # binomial's size) against central differences of the family's own functions
+    y = np.array([0, 0, 1, 2, 5, 9, 0, 3], dtype=float)
+    eta = np.array([-0.3, 0.8, 0.1, 1.2, 1.5, 2.0, 2.5, -1.0])
+    Z = np.column_stack([np.ones(8), np.linspace(-1, 1, 8)])
+    fam = ZeroInflated(base, Z, ["(Intercept)", "x"], hurdle=hurdle)
+    fam = fam.with_extra(np.concatenate([base.extra_values(), [-0.4, 0.9]]))
+    mu = np.exp(eta)
+    dlp, ds, dw = fam.extra_derivatives(y, eta, None, observed=True)
+    values = fam.extra_values()
+    assert dlp.shape == ds.shape == dw.shape == (8, values.size)
+    h = 1e-6
+    for j in range(values.size):
+        step = np.zeros(values.size)
+        step[j] = h
+        up, down = fam.with_extra(values + step), fam.with_extra(values - step)
+        for got, fn in ((dlp, lambda f: f.loglik(y, mu)),
+                        (ds, lambda f: f.dloglik_deta(y, mu, eta)),
+                        (dw, lambda f: -f.d2loglik_deta2(y, mu, eta))):
+            assert got[:, j] == pytest.approx((fn(up) - fn(down)) / (2 * h), rel=1e-6,
+                                              abs=1e-8)
+    assert fam.extra_derivatives(y, eta, None, observed=False) is None
+
+
 def test_bad_input(sal):
     with pytest.raises(GlammError, match="for count families"):
         glamm.glmer("count ~ mined + (1 | site)", sal.assign(count=sal["count"] + 0.5),

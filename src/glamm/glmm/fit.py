@@ -178,9 +178,11 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
         # loadings move it anyway, and Newton finishes)
         # (families outside the exponential family have analytic gradients in their own
         # parameters: Newton finishes them from a rough start, as the loadings)
-        # (ordinal thresholds too: their gradient is analytic through the same per-row path)
+        # (ordinal thresholds and zero parts too: their gradients are analytic through the
+        # same per-row path)
         family = model.response.family
-        rough = staged or hasattr(family, "tmb_sigma") or bool(family.concave_loglik)
+        rough = (staged or hasattr(family, "tmb_sigma") or bool(family.concave_loglik)
+                 or bool(family.analytic_extra_gradient))
         opt_settings = {"ftol_rel": 1e-4, "ftol_abs": 0.0, "xtol_abs": 1e-2} if rough \
             else {"ftol_rel": 1e-6, "ftol_abs": 0.0, "xtol_abs": 1e-3}
         pirls = LOOSE_PIRLS
