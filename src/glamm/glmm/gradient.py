@@ -61,15 +61,18 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     C = design.cols
     lams = model.lambdas(theta)
     V = design.rows(lams)                                # n x P nonzeros of Z Lambda
-    w, _ = model.response.fisher_weights(eta, mu, mu_eta=model.family.link.mu_eta(eta))
-    dw = model.response.fisher_weights_deta(eta, mu)
     s = model.response.score(eta, mu)
-    w_obs = model.response.observed_weights(eta, mu)
+    w_obs = model.mode_weights if model.observed_information else None
+    if w_obs is None:
+        w_obs = model.response.observed_weights(eta, mu)
     if model.observed_information:
         # the log-determinant holds the observed information: its weights and their
         # derivative in eta (central differences per observation; no closed form needed)
         w = w_obs
         dw = model.weight_derivative(eta, observed=True)
+    else:
+        w, _ = model.response.fisher_weights(eta, mu, mu_eta=model.family.link.mu_eta(eta))
+        dw = model.response.fisher_weights_deta(eta, mu)
     # G = L_Z L_Z' is the factor PIRLS left at the mode (same theta and the weights of the
     # log-determinant: Fisher, or observed with model.observed_information)
     Ginv = re_inverse(model.fac_u)

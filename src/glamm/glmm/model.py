@@ -141,6 +141,8 @@ class GeneralizedLinearMixedModel:
         self.theta: np.ndarray | None = None
         self.ldL2 = 0.0
         self.pirls_iterations = 0
+        #: (eta, weights of the log-determinant) at the last mode
+        self._mode_weights: tuple[np.ndarray, np.ndarray] | None = None
         if loadings is not None:
             self.set_loadings(loadings.values, force=True)
 
@@ -393,6 +395,7 @@ class GeneralizedLinearMixedModel:
             raise PirlsError("the observed information is not positive definite at the "
                              "mode") from exc
         self.ldL2 = fac.logdet_re()
+        self._mode_weights = (eta, w)
         self.u, self.beta, self.eta, self.mu = u, b_fix, eta, mu
         self.theta = np.asarray(theta, dtype=float).copy()
         self.pirls_iterations = iterations
@@ -421,6 +424,14 @@ class GeneralizedLinearMixedModel:
             setattr(new, name, None if value is None else value.copy())
         new.ldL2, new.pirls_iterations = self.ldL2, self.pirls_iterations
         return new
+
+    @property
+    def mode_weights(self) -> np.ndarray | None:
+        """The weights of the log-determinant (observed information or Fisher's) at the
+        current mode, as PIRLS left them (``None`` before a PIRLS run)."""
+        if self._mode_weights is None or self._mode_weights[0] is not self.eta:
+            return None
+        return self._mode_weights[1]
 
     # ------------------------------------------------------------------ objective
     def laplace(self) -> float:
