@@ -235,6 +235,11 @@ class Family(abc.ABC):
     def _phi(self, dispersion) -> np.ndarray | float:
         if not self.has_dispersion:
             return 1.0
+        if type(dispersion) is float:   # the common case, without array checks
+            if not (0.0 < dispersion < math.inf):
+                raise DataError(f"{self.name} family: the dispersion must be positive and "
+                                f"finite, got {dispersion!r}")
+            return dispersion
         phi = _arr(dispersion)
         if not np.all(np.isfinite(phi) & (phi > 0)):
             raise DataError(f"{self.name} family: the dispersion must be positive and finite, "
