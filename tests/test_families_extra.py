@@ -133,6 +133,30 @@ def test_tweedie_series_matches_compound_poisson(p, phi, mu):
         Tweedie(power=2.5)
 
 
+@pytest.mark.parametrize("p,phi", [(1.4, 1.3), (1.1, 0.5), (1.9, 2.0), (1.5, 0.05)])
+def test_tweedie_parameter_derivatives_against_differences(p, phi):
+    # the series' derivatives in log(phi) and the power, and the log-density's in log(phi)
+    # and logit(power - 1), against central differences of the log-density itself
+    y = np.array([0.0, 1e-3, 0.3, 1.0, 2.5, 7.0, 0.0, 20.0, 60.0])
+    mu = np.array([0.5, 0.2, 0.4, 1.3, 2.0, 5.0, 1.0, 12.0, 50.0])
+    wt = np.array([1.0, 1.0, 2.0, 1.0, 0.0, 1.0, 1.0, 0.5, 1.0])
+    fam = Tweedie(power=p)
+    d_logphi, d_extra = fam.loglik_parameter_derivatives(y, mu, wt, phi)
+    h = 1e-3
+
+    def fourth_order(f):   # error O(h^4) ~ 1e-12, without the round-off of a tiny step
+        return (8.0 * (f(h) - f(-h)) - (f(2 * h) - f(-2 * h))) / (12.0 * h)
+
+    np.testing.assert_allclose(
+        d_logphi, fourth_order(lambda e: fam.loglik(y, mu, wt, phi * np.exp(e))),
+        rtol=1e-8, atol=1e-9)
+    v = fam.extra_values()
+    np.testing.assert_allclose(
+        d_extra[:, 0], fourth_order(lambda e: fam.with_extra(v + e).loglik(y, mu, wt, phi)),
+        rtol=1e-8, atol=1e-9)
+    assert fam.loglik_parameter_derivatives(y, mu, wt, np.full(y.size, phi)) is None
+
+
 def test_trigamma_matches_scipy():
     x = np.concatenate([np.geomspace(1e-8, 1e8, 2001), np.linspace(0.01, 30, 300)])
     np.testing.assert_allclose(trigamma(x), special.polygamma(1, x), rtol=1e-13)

@@ -186,6 +186,14 @@ class Family(abc.ABC):
         shape0 = float(np.clip(np.sum(mu**2) / excess, 0.05, 1e4)) if excess > 0 else 100.0
         return np.array([math.log(shape0)])
 
+    def loglik_parameter_derivatives(self, y, mu, wt, dispersion):
+        """Per row, at fixed ``mu``, the derivative of :meth:`loglik` in ``log(dispersion)``
+        (``None`` without a dispersion) and those in the parameters of :meth:`extra_names`
+        (``n x m``), for families whose log-density is costly to difference (a series);
+        ``None`` (default): the Laplace gradient takes central differences of :meth:`loglik`.
+        """
+        return None
+
     def extra_derivatives(self, y, eta, wt, observed: bool):
         """Per row, the derivatives of the log-density, the score in ``eta`` and the weights
         (observed information if ``observed``, else Fisher's) in the parameters of

@@ -189,10 +189,16 @@ def _own_parameter_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray,
     fam, disp = response.family, response.dispersion
     values = fam.extra_values()
 
-    def pieces(f) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # the log-density's own derivatives where the family has them (a series it would
+    # otherwise evaluate twice per parameter)
+    own = fam.loglik_parameter_derivatives(y, mu, wt, disp)
+    dl_own = None if own is None else own[1]
+
+    def pieces(f) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         w = (-f.d2loglik_deta2(y, mu, eta, wt, disp) if observed
              else f.fisher_weights(eta, mu, wt, disp)[0])
-        return f.loglik(y, mu, wt, disp), f.dloglik_deta(y, mu, eta, wt, disp), w
+        lp = None if dl_own is not None else f.loglik(y, mu, wt, disp)
+        return lp, f.dloglik_deta(y, mu, eta, wt, disp), w
 
     closed = None if cols else fam.extra_derivatives(y, eta, wt, observed)
     if closed is not None:   # the family's own closed forms (ordinal thresholds)
@@ -203,7 +209,13 @@ def _own_parameter_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray,
             step[j] = eps
             up = pieces(fam.with_extra(values + step))
             down = pieces(fam.with_extra(values - step))
-            cols.append(tuple((a - b) / (2.0 * eps) for a, b in zip(up, down, strict=True)))
+            if dl_own is not None:
+                dlp_j = dl_own[:, j]
+            else:
+                assert up[0] is not None and down[0] is not None
+                dlp_j = (up[0] - down[0]) / (2.0 * eps)
+            cols.append((dlp_j, (up[1] - down[1]) / (2.0 * eps),
+                         (up[2] - down[2]) / (2.0 * eps)))
         dlp = np.column_stack([c[0] for c in cols])
         ds = np.column_stack([c[1] for c in cols])
         dw = np.column_stack([c[2] for c in cols])

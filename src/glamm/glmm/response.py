@@ -251,7 +251,11 @@ class ResponseModel:
             return fam.fisher_weights(eta, mu, wt, d)[0]
 
         scale = 1.0 / (2.0 * eps)
-        dlp = (fam.loglik(y, mu, wt, up) - fam.loglik(y, mu, wt, down)) * scale
+        closed = fam.loglik_parameter_derivatives(y, mu, wt, self.dispersion)
+        if closed is not None and closed[0] is not None:
+            dlp = closed[0]
+        else:
+            dlp = (fam.loglik(y, mu, wt, up) - fam.loglik(y, mu, wt, down)) * scale
         ds = (fam.dloglik_deta(y, mu, eta, wt, up) - fam.dloglik_deta(y, mu, eta, wt, down)) \
             * scale
         dw = (weights(up) - weights(down)) * scale
