@@ -147,10 +147,20 @@ class ZeroInflated(Family):
         return pi.reshape(pi.shape + (1,) * (np.ndim(eta) - 1))
 
     # ------------------------------------------------------------------ densities
+    def _zeros(self, y: np.ndarray) -> np.ndarray:
+        """Zeros of ``y``'s shape, the same array for the same ``y`` (the count family keeps
+        its log-factorials per response array, by identity: a new array per call would
+        recompute them and push the true responses' out of its small cache)."""
+        held = self.__dict__.get("_zeros_of")
+        if held is None or held[0] is not y:
+            held = (y, np.zeros(np.shape(y)))
+            self.__dict__["_zeros_of"] = held
+        return held[1]
+
     def _parts(self, y, mu, eta, wt, phi):
         """``log f(y)``, ``log f(0)`` and their first two derivatives in ``eta``."""
         b = self.base
-        zeros = np.zeros_like(np.asarray(y, dtype=float))
+        zeros = self._zeros(y)
         lf = b.loglik(y, mu, wt, phi)
         g = b.loglik(zeros, mu, wt, phi)
         d1 = b.dloglik_deta(y, mu, eta, wt, phi)
@@ -166,7 +176,7 @@ class ZeroInflated(Family):
         zero = y == 0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             lf = self.base.loglik(y, mu, wt, dispersion)
-            g = self.base.loglik(np.zeros_like(y), mu, wt, dispersion)
+            g = self.base.loglik(self._zeros(y), mu, wt, dispersion)
             if self.hurdle:
                 log_pos = np.log1p(-pi) + lf - _log1mexp(g)
                 out = np.where(zero, np.log(pi), log_pos)
