@@ -572,6 +572,24 @@ class Family(abc.ABC):
         """
         return self.dloglik_dmu(y, mu, wt, dispersion) * self.link.mu_eta_at(eta, _arr(mu))
 
+    def eta_derivatives(self, y, mu, eta, wt=None, dispersion=1.0
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`loglik`, :meth:`dloglik_deta` and :meth:`d2loglik_deta2` in one call (a
+        family may share their work: the zero-inflated family asks for all three at the
+        responses and at zero in every PIRLS iteration).
+
+        Parameters
+        ----------
+        y, mu, eta : array_like
+            responses, means and linear predictor.
+        wt : array_like, optional
+            prior weights (default ``None``: all 1).
+        dispersion : float, optional
+            scale (default 1.0; ignored by families without one).
+        """
+        return (self.loglik(y, mu, wt, dispersion), self.dloglik_deta(y, mu, eta, wt, dispersion),
+                self.d2loglik_deta2(y, mu, eta, wt, dispersion))
+
     def d2loglik_deta2(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
         """Observed second derivative of the per-observation log-likelihood in ``eta``:
         ``l''(mu) mu_eta^2 + l'(mu) d2mu_deta2``. At the canonical link it equals

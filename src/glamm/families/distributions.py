@@ -171,6 +171,18 @@ class Poisson(_CountFamily):
         return wt * (special.xlogy(y, mu) - mu - _cached(("poisson",), y, wt,
                                                          lambda: special.gammaln(y + 1.0)))
 
+    def eta_derivatives(self, y, mu, eta, wt=None, dispersion=1.0):
+        """At the log link: ``wt (y log mu - mu - log y!)``, ``wt (y - mu)`` and ``-wt mu``."""
+        if self.link.name != "log":
+            return super().eta_derivatives(y, mu, eta, wt, dispersion)
+        y, wt = self._prep(y, wt)
+        mu = _arr(mu)
+        lgam = _cached(("poisson",), y, wt, lambda: special.gammaln(y + 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = wt * (special.xlogy(y, mu) - mu - lgam)
+        ll = np.where(np.isfinite(mu), ll, -np.inf)
+        return np.where(wt == 0, 0.0, ll), wt * (y - mu), -wt * mu
+
     def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
         if self.link.name != "log":
             return super().loglik_eta(y, eta, wt, dispersion)
@@ -364,6 +376,7 @@ class NegativeBinomial(_CountFamily):
         """
         new = copy.copy(self)
         new.shape = self._check_shape(shape)
+        new.__dict__["_constants"] = []   # its own cache (the copy shared the list)
         return new
 
     def _params(self) -> tuple:
@@ -384,11 +397,43 @@ class NegativeBinomial(_CountFamily):
         th = self.shape
         return 2.0 * (_ylogy(y, mu) - (y + th) * np.log((y + th) / (mu + th)))
 
+    def _constant(self, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """``lgamma(y + shape) - lgamma(shape) - lgamma(y + 1)``, kept for the last few
+        responses and shapes (compared by identity and value: PIRLS evaluates the density many
+        times at one shape)."""
+        th = self.shape
+        held = self.__dict__.setdefault("_constants", [])
+        for ey, ew, eth, value in held:
+            if ey is y and ew is wt and eth == th:
+                return value
+        value = special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
+        # (a zero-inflated model asks for the responses' and for zeros' in turn)
+        held.insert(0, (y, wt, th, value))
+        del held[4:]
+        return value
+
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
         # dnbinom(y, size = shape, mu = mu, log = TRUE) * wt
         th = self.shape
-        return wt * (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
-                     - th * np.log1p(mu / th) + special.xlogy(y, mu / (mu + th)))
+        return wt * (self._constant(y, wt) - th * np.log1p(mu / th)
+                     + special.xlogy(y, mu / (mu + th)))
+
+    def eta_derivatives(self, y, mu, eta, wt=None, dispersion=1.0):
+        """At the log link: the log-density, ``wt shape (y - mu) / (shape + mu)`` and
+        ``-wt mu shape (shape + y) / (shape + mu)^2``."""
+        if self.link.name != "log":
+            return super().eta_derivatives(y, mu, eta, wt, dispersion)
+        y, wt = self._prep(y, wt)
+        mu = _arr(mu)
+        th = self.shape
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = wt * (self._constant(y, wt) - th * np.log1p(mu / th)
+                       + special.xlogy(y, mu / (mu + th)))
+            d = th / (th + mu)
+            d1 = wt * (y - mu) * d
+            d2 = -wt * mu * (th + y) * d / (th + mu)
+        ll = np.where(np.isfinite(mu) & (mu > 0), ll, -np.inf)
+        return np.where(wt == 0, 0.0, ll), d1, d2
 
     def mustart(self, y, wt=None) -> np.ndarray:
         # MASS::negative.binomial()$initialize

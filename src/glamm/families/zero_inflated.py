@@ -160,13 +160,8 @@ class ZeroInflated(Family):
     def _parts(self, y, mu, eta, wt, phi):
         """``log f(y)``, ``log f(0)`` and their first two derivatives in ``eta``."""
         b = self.base
-        zeros = self._zeros(y)
-        lf = b.loglik(y, mu, wt, phi)
-        g = b.loglik(zeros, mu, wt, phi)
-        d1 = b.dloglik_deta(y, mu, eta, wt, phi)
-        d2 = b.d2loglik_deta2(y, mu, eta, wt, phi)
-        g1 = b.dloglik_deta(zeros, mu, eta, wt, phi)
-        g2 = b.d2loglik_deta2(zeros, mu, eta, wt, phi)
+        lf, d1, d2 = b.eta_derivatives(y, mu, eta, wt, phi)
+        g, g1, g2 = b.eta_derivatives(self._zeros(y), mu, eta, wt, phi)
         return lf, g, d1, d2, g1, g2
 
     def loglik(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
