@@ -236,3 +236,17 @@ def test_format_anova_prints_note_and_formulas():
     row = _line(text, "m1 ").split()
     assert row[0] == "m1" and row[-1] == "***" and row[-2] == "7.070e-10"
     assert re.search(r"^m0\s+4\s", text, flags=re.M)
+
+
+def test_wald_table_labels_and_degenerate_errors():
+    from glamm.results.wald import wald_table
+
+    est = pd.Series([1.0, -2.0, 0.5], index=["a", "b", "c"])
+    t = wald_table(est, [0.5, 0.0, np.nan])
+    assert list(t.index) == ["a", "b", "c"]
+    assert t["z value"].tolist()[:2] == [2.0, -np.inf]
+    assert t.loc["a", "Pr(>|z|)"] == pytest.approx(0.04550026389635842, rel=1e-12)
+    assert t.loc["b", "Pr(>|z|)"] == 0.0 and np.isnan(t.loc["c", "Pr(>|z|)"])
+    # given labels replace the estimates' own (they are not aligned on them)
+    t2 = wald_table(est, [1.0, 1.0, 1.0], index=["x", "y", "z"])
+    assert list(t2.index) == ["x", "y", "z"] and t2["Estimate"].tolist() == [1.0, -2.0, 0.5]

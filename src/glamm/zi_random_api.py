@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .errors import DataError, GlammError
 
@@ -208,13 +207,3 @@ class _GradientDerivatives:
             if self.model is not None:
                 self.model.mode_start = None
         return g0, 0.5 * (H + H.T), fx
-
-
-def coefficient_table(est: np.ndarray, se: np.ndarray, names: list[str]) -> pd.DataFrame:
-    """Wald table (Estimate, Std. Error, z value, Pr(>|z|))."""
-    from scipy import stats
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = est / se
-    return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
-                         "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(z))}, index=names)

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats as st
 
 from ..errors import GlammError
 from .glmer_result import GlmerResult
+from .wald import wald_table
 
 
 class ClmmResult(GlmerResult):
@@ -159,10 +159,7 @@ def format_clmm(r: ClmmResult) -> str:
     lines += [_table(shown.set_index("Groups")),
               "Number of groups:  " + "  ".join(f"{g} {n}" for g, n in r.ngroups.items()), ""]
     if len(r.fixef):
-        z = r.fixef / r.stderr
-        coefs = pd.DataFrame({"Estimate": r.fixef, "Std. Error": r.stderr, "z value": z,
-                              "Pr(>|z|)": 2.0 * st.norm.sf(np.abs(z))})
-        lines += ["Coefficients:", _table(coefs), ""]
+        lines += ["Coefficients:", _table(wald_table(r.fixef, r.stderr)), ""]
     lines += ["Threshold coefficients:", _table(r.threshold_table())]
     if r.notes:
         lines += ["", *[f"Note: {n}" for n in r.notes]]

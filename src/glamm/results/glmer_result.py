@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats as st
 from scipy import special
 
 from ..errors import GlammError
@@ -21,6 +20,7 @@ from .base import MixedResultBase
 from .export import fit_dict, mixed_fields
 from .scratch import working_copy
 from .smooth_results import SmoothResultsMixin
+from .wald import wald_table
 
 
 class GlmerResult(SmoothResultsMixin, MixedResultBase):
@@ -350,9 +350,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
 
     def coef_table(self) -> pd.DataFrame:
         """Fixed effects with standard errors, z values and two-sided normal p-values."""
-        z = self.fixef / self.stderr
-        return pd.DataFrame({"Estimate": self.fixef, "Std. Error": self.stderr, "z value": z,
-                             "Pr(>|z|)": 2.0 * st.norm.sf(np.abs(z))})
+        return wald_table(self.fixef, self.stderr)
 
     @cached_property
     def ranef_condcov(self) -> list[np.ndarray]:
@@ -468,10 +466,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         est = self._response_parameters[-k:]
         with np.errstate(invalid="ignore"):
             se = np.sqrt(np.diag(self.parameter_covariance())[sl])
-        z = est / se
-        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
-                             "Pr(>|z|)": 2.0 * st.norm.sf(np.abs(z))},
-                            index=pd.Index(fam.zi_names))
+        return wald_table(est, se, pd.Index(fam.zi_names))
 
     def _with_new_clusters(self, newdata: pd.DataFrame, refs: list[np.ndarray]):
         """Random effects extended by the empirical Bayes modes of the new clusters."""

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import GlammError
+from .wald import wald_table
 
 if TYPE_CHECKING:
     from ..formula.design import ModelFrame
@@ -112,7 +113,6 @@ class SmoothResultsMixin:
         """The parametric coefficients with standard errors from :attr:`Vp` (conditional on
         the smoothing parameters, as gamm4's ``summary(m$gam)``), and ``t`` values (LMMs) or
         ``z`` values with normal p-values (GLMMs)."""
-        from scipy import stats
 
         fit = self._smooth_fit
         k = self.frame.n_parametric
@@ -120,9 +120,7 @@ class SmoothResultsMixin:
         se = pd.Series(np.sqrt(np.diag(fit.Vp.to_numpy())[:k]), index=est.index)
         if self._coef_stat == "t":
             return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se})
-        z = est / se
-        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
-                             "Pr(>|z|)": 2 * stats.norm.sf(np.abs(z))})
+        return wald_table(est, se)
 
     def _smooth_re(self, newdata: pd.DataFrame | None) -> np.ndarray | float:
         """The smooths' penalized parts of the linear predictor (kept in population-level

@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from ..zi_random_api import coefficient_table
+from .wald import wald_table
 
 
 class ZiRandomResult:
@@ -125,11 +125,9 @@ class ZiRandomResult:
     def coef_table(self, part: str = "cond") -> pd.DataFrame:
         """Wald table of one part's coefficients (``"cond"`` or ``"zi"``)."""
         if part == "cond":
-            return coefficient_table(self.fixef.to_numpy(), self.stderr.to_numpy(),
-                                     self.xnames)
+            return wald_table(self.fixef, self.stderr, self.xnames)
         if part == "zi":
-            return coefficient_table(self.fixef_zi.to_numpy(), self.stderr_zi.to_numpy(),
-                                     self.zinames)
+            return wald_table(self.fixef_zi, self.stderr_zi, self.zinames)
         raise ValueError(f"part must be 'cond' or 'zi'; got {part!r}")
 
     # ------------------------------------------------------------------ random effects
