@@ -28,12 +28,14 @@ from .errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
-    from .api import galamm, glmer, lmer
     from .clmm_api import clmm
+    from .galamm_api import galamm
     from .glm_api import GlmResult, glm
+    from .glmer_api import glmer
     from .gls_api import gls
     from .inference.anova import anova
     from .inference.marginal import marginal_coefs
+    from .lmer_api import lmer
     from .plotting import plot_smooth
     from .results.clmm_result import ClmmResult
     from .results.galamm_result import GalammResult
@@ -45,8 +47,8 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
-    "lmer": "glamm.api",
-    "glmer": "glamm.api",
+    "lmer": "glamm.lmer_api",
+    "glmer": "glamm.glmer_api",
     "glm": "glamm.glm_api",
     "anova": "glamm.inference.anova",
     "marginal_coefs": "glamm.inference.marginal",
@@ -56,7 +58,7 @@ _LAZY = {
     "GlmResult": "glamm.glm_api",
     "gls": "glamm.gls_api",
     "GlsResult": "glamm.results.gls_result",
-    "galamm": "glamm.api",
+    "galamm": "glamm.galamm_api",
     "GalammResult": "glamm.results.galamm_result",
     "clmm": "glamm.clmm_api",
     "ClmmResult": "glamm.results.clmm_result",

@@ -12,6 +12,7 @@ scales"), naming the columns.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
@@ -233,3 +234,52 @@ def warn_nonfinite_stderr(names: list[str], stderr: np.ndarray, stacklevel: int 
     note = nonfinite_stderr_note(names, stderr)
     if note is not None:
         warnings.warn(note, UserWarning, stacklevel=stacklevel)
+
+
+def grouped_terms(frame: ModelFrame, model: str) -> list:
+    """The checks every mixed model shares: some random-effects term, and at least 2 levels
+    per grouping factor. Returns the grouped terms (a smooth's penalized part has one 'level'
+    by design and is left out)."""
+    if not frame.reterms:
+        raise DataError("the formula has no random-effects terms such as (1 | group); "
+                        f"fit a {model} without random effects instead")
+    grouped = [t for t in frame.reterms if t.is_grouped]
+    for t in grouped:
+        # a structured covariance (ar1, a spatial exp) is identified within one level
+        if t.nlevels < 2 and not t.covariance.structured:
+            raise DataError(
+                f"grouping factor {t.group!r} has only {t.nlevels} level in the {frame.n} rows "
+                "used; a random effect needs at least 2 levels"
+            )
+    return grouped
+
+
+def check_lmm_frame(frame: ModelFrame) -> None:
+    """lme4's identifiability checks for a Gaussian model (errors name the term and counts)."""
+    n = frame.n
+    for t in grouped_terms(frame, "linear model"):
+        if t.nlevels >= n:
+            raise DataError(
+                f"grouping factor {t.group!r} has {t.nlevels} levels for {n} observations; the "
+                "random effects are not identifiable from the residual (need fewer levels "
+                "than observations)"
+            )
+        if t.q >= n and t.p > 1 and not t.covariance.structured:
+            raise DataError(
+                f"term ({t.expr} | {t.group}) has {t.q} random effects for {n} observations; "
+                "the model is not identifiable"
+            )
+    if frame.X.shape[1] >= n:
+        raise DataError(f"{frame.X.shape[1]} fixed effects for {n} observations")
+    check_lmm_response(frame)
+
+
+def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:
+    """Identifiability checks for a GLMM (fewer levels are needed than for an LMM: a random
+    intercept per observation is identifiable, e.g. for overdispersed counts); with the
+    ``family``, also a response without a finite estimate (:func:`check_glm_response`) and
+    predictors on very different scales (a warning)."""
+    grouped_terms(frame, "generalized linear model")
+    if family is not None:
+        check_glm_response(frame, family)
+        warn_scaling(frame, stacklevel=4)

@@ -290,7 +290,8 @@ def _check_fit_options(args: argparse.Namespace) -> None:
 
 
 def _fit(args: argparse.Namespace, data: pd.DataFrame):
-    from .api import glmer, lmer
+    from .glmer_api import glmer
+    from .lmer_api import lmer
 
     if args.family is None and args.ziformula is not None:
         raise CliError("--ziformula needs a count --family (poisson, nbinom2, "
@@ -335,7 +336,7 @@ def _loading_matrix(text: str) -> list[list[float]]:
 
 
 def _fit_galamm(args: argparse.Namespace, data: pd.DataFrame):
-    from .api import galamm
+    from .galamm_api import galamm
 
     for opt, value in (("--ziformula", args.ziformula), ("--correlation", args.correlation)):
         if value is not None:

@@ -74,9 +74,10 @@ def clmm(
     FormulaError
         the response is not a column, or the formula has no intercept.
     """
-    from .api import check_glmm_frame, fit_glmm_model, glmm_model, resolve_nagq
+    from .checks import check_glmm_frame
     from .formula.bars import parse_formula
     from .formula.data_input import as_pandas
+    from .glmer_api import fit_glmm_model, glmm_model, resolve_nagq
     from .results.clmm_result import ClmmResult
 
     if link not in CUMULATIVE_LINKS:

@@ -13,7 +13,7 @@ residual SD 25.59.
 from __future__ import annotations
 
 from . import datasets
-from .api import lmer
+from .lmer_api import lmer
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 

@@ -208,7 +208,7 @@ def lme_correlated(formula: str, data: Any, correlation: str, dispformula: str |
     ``Z``); the search is over the correlation's, the variance function's and the random
     effects' parameters, started from the fit without the correlation. Not public API (call
     :func:`glamm.lmer`)."""
-    from .api import lmer
+    from .lmer_api import lmer
     from .results.gls_result import LmeResult
 
     data = as_pandas(data)

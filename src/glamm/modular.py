@@ -21,9 +21,9 @@ These names are public API: their signatures change only with notice. Everything
 ``glamm.*`` submodules is internal.
 """
 
-from .api import fit_glmm_model, glmm_model, resolve_nagq
 from .families import get_family
 from .formula.design import ModelFrame, build_model_frame
+from .glmer_api import fit_glmm_model, glmm_model, resolve_nagq
 from .glmm.fit import GlmmFitRecord, fit_agq, fit_glmm
 from .glmm.model import GeneralizedLinearMixedModel
 from .lmm.fit import optimize_theta

@@ -36,11 +36,11 @@ def glmer_zi_random(formula: str, data: Any, family: Any, link: Any, nagq: int,
                     weights: Any, offset: Any, ziformula: str, start: np.ndarray | None,
                     control: dict | None) -> "ZiRandomResult":
     """Fit the model (see :func:`glamm.glmer`'s ``ziformula``)."""
-    from .api import glmm_frame
     from .families.zero_inflated import ZeroInflated
     from .formula.data_input import as_pandas
     from .formula.design import build_model_frame
     from .formula.naming import lme4_names
+    from .glmer_api import glmm_frame
     from .glmm.two_part import PartTerm, TwoPartModel
     from .results.zi_random_result import ZiRandomResult
 

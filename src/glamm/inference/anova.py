@@ -109,7 +109,7 @@ def refit_ml(m: LmerResult | GlsResult) -> LmerResult | GlsResult:
     if m.dispersion_design is not None:   # the variance function is refitted too
         import dataclasses
 
-        from ..api import heteroscedastic_fit
+        from ..lmer_api import heteroscedastic_fit
 
         assert m.prior_weights is not None   # set with the dispersion design
         frame = dataclasses.replace(m.frame, weights=m.prior_weights)
