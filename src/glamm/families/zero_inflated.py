@@ -116,6 +116,7 @@ class ZeroInflated(Family):
         nb = len(self.base.extra_names())
         new = copy.copy(self)
         new.__dict__.pop("_memo", None)
+        new.__dict__.pop("_pi_of", None)
         new.base = self.base.with_extra(values[:nb]) if nb else self.base
         new.gamma = np.asarray(values[nb:], dtype=float).copy()
         return new
@@ -137,10 +138,16 @@ class ZeroInflated(Family):
 
     @property
     def pi(self) -> np.ndarray:
-        """Each row's probability of the zero part (0 without one)."""
-        if self.Z.shape[1] == 0:
-            return np.zeros(self.Z.shape[0])
-        return special.expit(self.Z @ self.gamma)
+        """Each row's probability of the zero part (0 without one; kept for the current
+        coefficients)."""
+        held = self.__dict__.get("_pi_of")
+        key = self.gamma.tobytes()
+        if held is not None and held[0] == key:
+            return held[1]
+        pi = (np.zeros(self.Z.shape[0]) if self.Z.shape[1] == 0
+              else special.expit(self.Z @ self.gamma))
+        self.__dict__["_pi_of"] = (key, pi)
+        return pi
 
     def _pi_like(self, eta) -> np.ndarray:
         pi = self.pi
@@ -165,6 +172,10 @@ class ZeroInflated(Family):
         return lf, g, d1, d2, g1, g2
 
     def loglik(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        if np.ndim(mu) == 1 and np.shape(y) == np.shape(mu):
+            # one value per row (PIRLS, the Laplace value): with the derivatives PIRLS asks
+            # for next at the same means
+            return self._evaluate(y, mu, None, wt, dispersion)[0]
         y, wt = self._prep(y, wt)
         mu = np.asarray(mu, dtype=float)
         pi = self._pi_like(mu)
@@ -184,34 +195,48 @@ class ZeroInflated(Family):
         return self.loglik(y, self.link.inverse(eta), wt, dispersion)
 
     def _derivatives(self, y, mu, eta, wt, dispersion):
-        # PIRLS asks for the score and the weights at the same eta: computed once
-        key = (id(y), id(mu), id(eta), id(wt), id(dispersion) if np.ndim(dispersion) else
+        return self._evaluate(y, mu, eta, wt, dispersion)[1:]
+
+    def _evaluate(self, y, mu, eta, wt, dispersion):
+        """Per row the log-density, its score and its second derivative in ``eta``, kept for
+        the last means (PIRLS asks for the value at a step's means and then for the score and
+        the weights there; the link is fixed, so the means identify ``eta``)."""
+        key = (id(y), id(mu), id(wt), id(dispersion) if np.ndim(dispersion) else
                float(dispersion))
         memo = self.__dict__.get("_memo")
-        if memo is not None and memo[0] == key and memo[1] is eta and memo[2] is mu:
+        if memo is not None and memo[0] == key and memo[1] is mu and memo[2] is y:
             return memo[3]
-        out = self._derivatives_now(y, mu, eta, wt, dispersion)
-        self.__dict__["_memo"] = (key, eta, mu, out)
+        out = self._evaluate_now(y, mu, eta, wt, dispersion)
+        self.__dict__["_memo"] = (key, mu, y, out)
         return out
 
-    def _derivatives_now(self, y, mu, eta, wt, dispersion):
+    def _evaluate_now(self, y, mu, eta, wt, dispersion):
         y, wt = self._prep(y, wt)
-        pi = self._pi_like(eta)
+        mu = np.asarray(mu, dtype=float)
+        if eta is None:
+            eta = self.link.link(mu)
+        pi = self._pi_like(mu)
         zero = y == 0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             lf, g, d1, d2, g1, g2 = self._parts(y, mu, eta, wt, dispersion)
+            log_1m_pi = np.log1p(-pi)
             if self.hurdle:
                 # positive counts: log f - log(1 - f(0)); with q = f(0) / (1 - f(0)),
                 # d log(1 - f(0)) = -q g' and d2 log(1 - f(0)) = -(q g'' + q (1 + q) g'^2)
-                q = np.exp(g - _log1mexp(g))
+                log_pos0 = _log1mexp(g)
+                ll = np.where(zero, np.log(pi), log_1m_pi + lf - log_pos0)
+                q = np.exp(g - log_pos0)
                 s = np.where(zero, 0.0, d1 + q * g1)
                 h = np.where(zero, 0.0, d2 + q * g2 + q * (1.0 + q) * g1 * g1)
             else:
                 # zeros: log(pi + (1 - pi) f(0)); r = (1 - pi) f(0) / p(0)
-                r = np.exp(np.log1p(-pi) + g - np.logaddexp(np.log(pi), np.log1p(-pi) + g))
+                a = np.logaddexp(np.log(pi), log_1m_pi + g)
+                ll = np.where(zero, a, log_1m_pi + lf)
+                r = np.exp(log_1m_pi + g - a)
                 s = np.where(zero, r * g1, d1)
                 h = np.where(zero, r * g2 + r * (1.0 - r) * g1 * g1, d2)
-        return s, h
+        ll = np.where(self.base.mu_in_range(mu), ll, -np.inf)
+        return ll, s, h
 
     def joint_derivatives(self, y: np.ndarray, eta: np.ndarray, zeta: np.ndarray,
                           wt: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
