@@ -11,18 +11,26 @@ median wall time of the fit with its standard errors (``stderr``, as glmmTMB's r
 time includes ``sdreport``), the log-likelihoods and the ratio against glmmTMB's median time
 in the reference file (glmmTMB 1.1.5, R 4.2, the same 2-core machine; the shared oracle's
 files record ``timing.median_elapsed_s``, make_families_extra.R the mean of 3 refits).
+
+``--with-r`` also times glmmTMB in this session (``Rscript`` with glmmTMB; never needed by
+the tests) on the same data, after one untimed fit, as the median of up to 3 fits (one fit,
+no warm-up, for a model whose recorded time is above 5 s), and takes the ratio against it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
-from bench_common import parse_args, print_header
+from bench_common import print_header
 
 import glamm
 
@@ -91,6 +99,53 @@ BATTERY = {
 }
 
 
+#: glamm's family names -> glmmTMB's family objects
+TMB_FAMILY = {"nbinom1": "nbinom1()", "beta": "beta_family()", "t": "t_family()",
+              "Gamma": 'Gamma(link = "log")', "betabinomial": "betabinomial()",
+              "genpois": "genpois()", "tweedie": "tweedie()", "compois": "compois()",
+              "poisson": "poisson()", "nbinom2": "nbinom2()",
+              "truncated_poisson": "truncated_poisson()"}
+
+R_TEMPLATE = """
+suppressMessages(library(glmmTMB))
+d <- read.csv("{csv}", stringsAsFactors = TRUE)
+{factors}
+fit <- function() glmmTMB({formula}, data = d, family = {family}{zi})
+{warm}
+times <- numeric({repeat})
+for (i in seq_len({repeat})) {{ gc(); times[i] <- system.time(fit())[["elapsed"]] }}
+cat(median(times), "\\n")
+"""
+
+
+def time_glmmtmb(data: pd.DataFrame, formula: str, kw: dict, recorded: float,
+                 repeat: int) -> float | None:
+    """glmmTMB's median time for the same model and data in this session (``None`` without
+    ``Rscript``, or when the R run fails)."""
+    if shutil.which("Rscript") is None:
+        return None
+    def levels(col: pd.Series) -> str:
+        return ", ".join(json.dumps(str(v)) for v in col.cat.categories)
+
+    factors = "\n".join(f"d${c} <- factor(d${c}, levels = c({levels(col)}))"
+                         for c, col in data.items()
+                         if isinstance(col.dtype, pd.CategoricalDtype))
+    zi = f", ziformula = {kw['ziformula']}" if "ziformula" in kw else ""
+    slow = recorded > 5.0
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "d.csv"
+        data.to_csv(csv, index=False)
+        script = Path(tmp) / "fit.R"
+        script.write_text(R_TEMPLATE.format(
+            csv=csv, factors=factors, formula=formula, family=TMB_FAMILY[kw["family"]], zi=zi,
+            warm="" if slow else "invisible(fit())", repeat=1 if slow else repeat))
+        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"  (glmmTMB run failed: {out.stderr.strip()[-200:]})")
+        return None
+    return float(out.stdout.split()[-1])
+
+
 def _fit(formula: str, data: pd.DataFrame, kw: dict):
     m = glamm.glmer(formula, data, **kw)
     _ = m.stderr   # the standard errors, as glmmTMB's time includes them
@@ -98,7 +153,12 @@ def _fit(formula: str, data: pd.DataFrame, kw: dict):
 
 
 def main() -> None:
-    args = parse_args(__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", nargs="*", help="models to run (default: all)")
+    ap.add_argument("--with-r", action="store_true", help="time glmmTMB in this session")
+    args = ap.parse_args()
     print_header([("model", 20), ("fit s", 8), ("logLik", 16), ("ref logLik", 16),
                   ("glmmTMB s", 10), ("ratio", 7)])
     for name, (load, formula, kw, file) in BATTERY.items():
@@ -120,9 +180,13 @@ def main() -> None:
                 m = _fit(formula, data, kw)
                 times.append(time.perf_counter() - t0)
         base = ref["timing"]["median_elapsed_s"]
+        if args.with_r:
+            base = time_glmmtmb(data, formula, kw, base, max(1, min(args.repeat, 3))) or base
         t = statistics.median(times)
         print(f"{name:20s} {t:8.3f} {m.loglik:16.6f} {ref['logLik']:16.6f} {base:10.3f} "
               f"{base / t:6.1f}x", flush=True)
+    print("glmmTMB times: " + ("measured in this session" if args.with_r
+                               else "recorded in the reference files"))
 
 
 if __name__ == "__main__":
