@@ -8,19 +8,26 @@ Each model is fitted once untimed (warm-up), then ``--repeat`` times; the table 
 median wall time of the whole ``glamm.clmm`` call (formula and data frame to fitted result,
 standard errors not computed: ordinal computes its Hessian with the fit, so a second column
 adds the first ``stderr``), the log-likelihoods and ordinal's median time in the reference file
-(ordinal 2022.11.16, R 4.2.2, the same 2-core machine) over glamm's.
+(ordinal 2022.11.16, R 4.2.2, the same 2-core machine) over glamm's. ``--with-r`` times
+ordinal's ``clmm`` in this session instead (``Rscript`` with ordinal, e.g. Debian's
+``r-cran-ordinal``; never needed by the tests): one untimed fit, then the median of
+``--repeat`` fits.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
-from bench_common import parse_args, print_header
+from bench_common import print_header
 
 import glamm
 
@@ -46,8 +53,45 @@ BATTERY = {
 }
 
 
+R_TEMPLATE = """
+suppressMessages(library(ordinal))
+d <- read.csv("{csv}")
+d$rating <- factor(d$rating, levels = 1:5, ordered = TRUE)
+d$temp <- factor(d$temp, levels = c("cold", "warm"))
+d$contact <- factor(d$contact, levels = c("no", "yes"))
+d$judge <- factor(d$judge)
+fit <- function() clmm({formula}, data = d{agq})
+invisible(fit())
+times <- numeric({repeat})
+for (i in seq_len({repeat})) {{ gc(); times[i] <- system.time(fit())[["elapsed"]] }}
+cat(median(times), "\\n")
+"""
+
+
+def time_ordinal(formula: str, kw: dict, repeat: int) -> float | None:
+    """ordinal's median ``clmm`` time on the wine data in this session (``None`` without
+    ``Rscript`` or ordinal)."""
+    if shutil.which("Rscript") is None:
+        return None
+    agq = f", nAGQ = {kw['nagq']}" if "nagq" in kw else ""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "fit.R"
+        script.write_text(R_TEMPLATE.format(csv=CLMM / "wine.csv", formula=formula, agq=agq,
+                                            repeat=repeat))
+        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"  (ordinal run failed: {out.stderr.strip()[-200:]})")
+        return None
+    return float(out.stdout.split()[-1])
+
+
 def main() -> None:
-    args = parse_args(__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", nargs="*", help="models to run (default: all)")
+    ap.add_argument("--with-r", action="store_true", help="time ordinal in this session")
+    args = ap.parse_args()
     print_header([("model", 14), ("fit s", 8), ("+SE s", 8), ("logLik", 14),
                   ("ref logLik", 14), ("ordinal s", 10), ("ratio", 7)])
     for name, (load, formula, kw, ll_ref, base) in BATTERY.items():
@@ -66,9 +110,13 @@ def main() -> None:
                 with_se.append(time.perf_counter() - t0)
         t = statistics.median(times)
         ts = statistics.median(with_se)
+        if args.with_r:
+            base = time_ordinal(formula, kw, args.repeat) or base
         ratio = f"{base / ts:6.2f}x" if base else "     -"
         base_s = f"{base:10.3f}" if base else f"{'-':>10s}"
         print(f"{name:14s} {t:8.3f} {ts:8.3f} {m.loglik:14.6f} {ll_ref:14.6f} {base_s} {ratio}")
+    print("ordinal times: " + ("measured in this session" if args.with_r
+                               else "recorded in the reference file"))
 
 
 if __name__ == "__main__":
