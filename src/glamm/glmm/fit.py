@@ -454,13 +454,20 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
         t0 = time.perf_counter()
         scale = np.maximum(np.abs(x0) * 0.1, 0.05)
         derivs = FiniteDifferences(f)
+        steer = None
         # (exact gradients cover theta and beta: not a dispersion, shape or loadings)
         if layout.size_of("response") == 0 and model.loadings is None:
             # exact gradients (the nodes' movement included), steered by the analytic Hessian
             # at fixed nodes
             rec.optimizer = f"newton on AGQ({nagq}) (analytic gradient)"
             derivs = QuadratureDerivatives(f, model, quad)
-        ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs)
+        else:
+            # finite differences: Newton is steered by the Laplace fit's Hessian (from its
+            # analytic gradients, a few PIRLS runs) instead of a difference Hessian of the
+            # quadrature deviance (1 + 2n + n(n - 1) evaluations); BFGS corrects it
+            steer = _laplace_hessian(model, x0)
+        ok, x, fx, H, x_h = newton_minimize(f, x0, lo, rec, scale=scale, derivs=derivs,
+                                            hessian=steer)
         ok, x, fx, _, _ = _rescue_and_boundary(
             f, (ok, x, fx, H, x_h), lo, layout.lower_of("theta"), rec, scale, derivs, optimizer,
             {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-9, "initial_step": 0.1,
@@ -475,6 +482,18 @@ def fit_agq(model: GeneralizedLinearMixedModel, nagq: int, optimizer: str = "bob
     return GlmmFitRecord(fast=laplace.fast, full=rec, names=laplace.names, hessian=None,
                          nagq=nagq, quadrature=quad,
                          laplace_loglik=-0.5 * laplace.full.fmin, base_family=laplace.base_family)
+
+
+def _laplace_hessian(model: GeneralizedLinearMixedModel, x: np.ndarray) -> np.ndarray | None:
+    """The Laplace deviance's Hessian at ``x`` from forward differences of its analytic
+    gradient (``None`` where the gradient is not analytic or not finite: Newton then takes
+    its own difference Hessian)."""
+    f = full_objective(model)
+    derivs = choose_derivatives(f, model)
+    if not isinstance(derivs, AnalyticDerivatives):
+        return None
+    _, H, _ = derivs.grad_hess(x, central=False)
+    return H if np.all(np.isfinite(H)) else None
 
 
 def _fast_stderr(model: GeneralizedLinearMixedModel) -> np.ndarray:
