@@ -5,17 +5,39 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 
-def parse_args(doc: str | None) -> argparse.Namespace:
-    """``--repeat N`` (default 5) and ``--only NAME ...`` (default: every model)."""
+def parse_args(doc: str | None, with_r: str | None = None) -> argparse.Namespace:
+    """``--repeat N`` (default 5) and ``--only NAME ...`` (default: every model); with
+    ``with_r`` (its help text) also the flag ``--with-r``."""
     ap = argparse.ArgumentParser(description=doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", nargs="*", help="models to run (default: all)")
+    if with_r:
+        ap.add_argument("--with-r", action="store_true", help=with_r)
     return ap.parse_args()
+
+
+def r_seconds(script: str, what: str) -> float | None:
+    """Run an R script that prints a time in seconds last; ``None`` (and a note naming
+    ``what``) without ``Rscript`` or when the script fails."""
+    if shutil.which("Rscript") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fit.R"
+        path.write_text(script)
+        out = subprocess.run(["Rscript", str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"  ({what} run failed: {out.stderr.strip()[-200:]})")
+        return None
+    return float(out.stdout.split()[-1])
 
 
 def print_header(columns: list[tuple[str, int]]) -> None:

@@ -16,18 +16,14 @@ ordinal's ``clmm`` in this session instead (``Rscript`` with ordinal, e.g. Debia
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
-from bench_common import print_header
+from bench_common import parse_args, print_header, r_seconds
 
 import glamm
 
@@ -71,27 +67,13 @@ cat(median(times), "\\n")
 def time_ordinal(formula: str, kw: dict, repeat: int) -> float | None:
     """ordinal's median ``clmm`` time on the wine data in this session (``None`` without
     ``Rscript`` or ordinal)."""
-    if shutil.which("Rscript") is None:
-        return None
     agq = f", nAGQ = {kw['nagq']}" if "nagq" in kw else ""
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "fit.R"
-        script.write_text(R_TEMPLATE.format(csv=CLMM / "wine.csv", formula=formula, agq=agq,
-                                            repeat=repeat))
-        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(f"  (ordinal run failed: {out.stderr.strip()[-200:]})")
-        return None
-    return float(out.stdout.split()[-1])
+    return r_seconds(R_TEMPLATE.format(csv=CLMM / "wine.csv", formula=formula, agq=agq,
+                                       repeat=repeat), "ordinal")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", nargs="*", help="models to run (default: all)")
-    ap.add_argument("--with-r", action="store_true", help="time ordinal in this session")
-    args = ap.parse_args()
+    args = parse_args(__doc__, with_r="time ordinal in this session")
     print_header([("model", 14), ("fit s", 8), ("+SE s", 8), ("logLik", 14),
                   ("ref logLik", 14), ("ordinal s", 10), ("ratio", 7)])
     for name, (load, formula, kw, ll_ref, base) in BATTERY.items():

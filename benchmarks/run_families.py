@@ -19,18 +19,15 @@ no warm-up, for a model whose recorded time is above 5 s), and takes the ratio a
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
-from bench_common import print_header
+from bench_common import parse_args, print_header, r_seconds
 
 import glamm
 
@@ -122,8 +119,7 @@ def time_glmmtmb(data: pd.DataFrame, formula: str, kw: dict, recorded: float,
                  repeat: int) -> float | None:
     """glmmTMB's median time for the same model and data in this session (``None`` without
     ``Rscript``, or when the R run fails)."""
-    if shutil.which("Rscript") is None:
-        return None
+
     def levels(col: pd.Series) -> str:
         return ", ".join(json.dumps(str(v)) for v in col.cat.categories)
 
@@ -135,15 +131,9 @@ def time_glmmtmb(data: pd.DataFrame, formula: str, kw: dict, recorded: float,
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "d.csv"
         data.to_csv(csv, index=False)
-        script = Path(tmp) / "fit.R"
-        script.write_text(R_TEMPLATE.format(
+        return r_seconds(R_TEMPLATE.format(
             csv=csv, factors=factors, formula=formula, family=TMB_FAMILY[kw["family"]], zi=zi,
-            warm="" if slow else "invisible(fit())", repeat=1 if slow else repeat))
-        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(f"  (glmmTMB run failed: {out.stderr.strip()[-200:]})")
-        return None
-    return float(out.stdout.split()[-1])
+            warm="" if slow else "invisible(fit())", repeat=1 if slow else repeat), "glmmTMB")
 
 
 def _fit(formula: str, data: pd.DataFrame, kw: dict):
@@ -153,12 +143,7 @@ def _fit(formula: str, data: pd.DataFrame, kw: dict):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", nargs="*", help="models to run (default: all)")
-    ap.add_argument("--with-r", action="store_true", help="time glmmTMB in this session")
-    args = ap.parse_args()
+    args = parse_args(__doc__, with_r="time glmmTMB in this session")
     print_header([("model", 20), ("fit s", 8), ("logLik", 16), ("ref logLik", 16),
                   ("glmmTMB s", 10), ("ratio", 7)])
     for name, (load, formula, kw, file) in BATTERY.items():
