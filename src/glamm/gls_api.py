@@ -32,7 +32,8 @@ from .corstruct.groups import group_layout
 from .corstruct.spec import CorrelationSpec, parse_correlation
 from .errors import ConvergenceWarning, DataError, FormulaError, GlammError
 from .formula.data_input import as_pandas
-from .formula.design import build_model_frame, grouping_factor
+from .formula.design import build_model_frame
+from .formula.random_terms import grouping_factor
 from .linalg.threads import single_threaded
 from .lmm.dispersion import DispersionDesign, dispersion_design
 from .results.gls_result import GlsResult
