@@ -4,6 +4,7 @@ densities against R and SciPy, derivatives against differences, glmer fits again
 against a brute-force integral, glm without random effects, and bad input."""
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,51 @@ def test_tweedie_series_matches_compound_poisson(p, phi, mu):
                                rtol=1e-13)
     with pytest.raises(DataError, match=r"power must be in \(1, 2\)"):
         Tweedie(power=2.5)
+
+
+def test_tweedie_series_memory_is_bounded(monkeypatch):
+    from glamm.families import tweedie as tw
+
+    y = np.array([1e-3, 0.3, 1.0, 2.5, 7.0, 20.0, 60.0])
+    # near the gamma limit the window would need ~1e6 terms per row: NaN, at once
+    assert np.all(np.isnan(tweedie_log_series(y, 0.4, 1.99999)))
+    # rows in blocks of bounded size give the same values as all rows at once
+    rng = np.random.default_rng(0)
+    many = rng.gamma(1.0, 3.0, 300)
+    whole = tweedie_log_series(many, 0.7, 1.6)
+    monkeypatch.setattr(tw, "_SERIES_BUDGET", 500)
+    blocked = tweedie_log_series(many, 0.7, 1.6)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-14)
+    vals, d_phi, d_p = tw.tweedie_log_series_derivatives(many, 0.7, 1.6)
+    np.testing.assert_allclose(vals, whole, rtol=1e-14)
+    assert np.all(np.isfinite(d_phi)) and np.all(np.isfinite(d_p))
+
+
+def test_tweedie_without_zeros_warns_once():
+    fam = Tweedie()
+    y = np.array([0.5, 1.2, 3.0])
+    with pytest.warns(UserWarning, match="no zeros"):
+        fam.validate(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fam.validate(y)                            # the same responses: not again
+        Tweedie().validate(np.array([0.0, 1.0]))   # zeros: no warning
+
+
+@pytest.mark.slow
+def test_tweedie_fit_without_zeros_stops_near_the_gamma_limit():
+    # no zeros: the power's estimate runs to 2; the fit must stop (bounded series) close to
+    # the gamma model's log-likelihood (glmmTMB reports false convergence on such data)
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(8), 8)
+    x = rng.normal(size=g.size)
+    y = rng.gamma(3.0, np.exp(0.3 + 0.4 * x + rng.normal(0, 0.5, 8)[g]) / 3.0)
+    d = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    with pytest.warns(UserWarning, match="no zeros"):
+        m = glamm.glmer("y ~ x + (1 | g)", d, family="tweedie")
+    gamma = glamm.glmer("y ~ x + (1 | g)", d, family="Gamma", link="log")
+    assert m.family_parameters.loc["power", "estimate"] > 1.99
+    assert m.loglik == pytest.approx(gamma.loglik, abs=0.01)
 
 
 @pytest.mark.parametrize("p,phi", [(1.4, 1.3), (1.1, 0.5), (1.9, 2.0), (1.5, 0.05)])

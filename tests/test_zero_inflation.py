@@ -210,3 +210,23 @@ def test_zero_parts_on_nbinom1_and_genpois_match_glmmtmb(owls, case):
     # glmmTMB's sigma(): the count family's phi
     assert m.sigma == pytest.approx(r["sigma"], rel=1e-4)
     assert "zi~(Intercept)" not in m.family_parameters.index
+
+
+def test_hurdle_nb1_leaves_a_local_optimum_on_the_bound():
+    # the deviance in the random-intercept variance has a local optimum at zero (the KKT test
+    # supports it) and the global one inside, 0.2 log-likelihood units higher: the fit must
+    # report glmmTMB's interior optimum, not the boundary
+    fam_dir = Path(__file__).parent / "reference" / "families_extra"
+    r = json.loads((fam_dir / "tmb_hurdle_nb1.json").read_text())
+    d = pd.read_csv(fam_dir / "sim_hurdle_nb1.csv").assign(g=lambda t: t["g"].astype(str))
+    m = glamm.glmer("y ~ x + (1 | g)", d, family="truncated_nbinom1", ziformula="~ z")
+    assert m.loglik >= r["logLik"] - 1e-6 * abs(r["logLik"])
+    assert m.loglik > r["logLik_no_random_effect"] + 0.1
+    assert not m.is_singular
+    assert m.fixef.to_numpy() == pytest.approx(r["cond"], rel=1e-4)
+    assert m.zero_inflation["Estimate"].to_numpy() == pytest.approx(r["zi"], rel=1e-4)
+    assert m.stderr.to_numpy() == pytest.approx(r["cond_se"], rel=1e-3)
+    assert m.sigma == pytest.approx(r["sigma"], rel=1e-4)
+    sd = m.varcorr.loc[m.varcorr["group"] == "g", "sdcor"].to_numpy()
+    assert sd == pytest.approx([r["sd_g"]], rel=1e-4)
+    assert any("local optimum" in msg for msg in m.record.full.messages)

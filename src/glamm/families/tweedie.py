@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import numpy as np
 from scipy import special
@@ -17,8 +18,12 @@ from .links import Link
 
 #: Dunn & Smyth's series is summed over ``j`` within this many log units of its largest term
 _SERIES_DROP = 40.0
-#: rows per block of the vectorized series
-_SERIES_CHUNK = 20_000
+#: at most this many terms (rows x window) are held at once: the rows are summed in blocks
+_SERIES_BUDGET = 2_000_000
+#: a row whose window needs more terms than this gets NaN (its log-density is then not
+#: finite and the optimizers step back): as the power tends to 2 (data without zeros: the
+#: gamma limit) the window grows like 1 / (2 - p) and would exhaust memory and time
+_SERIES_MAX_TERMS = 20_000
 #: the last few Tweedie constants ``(y, phi, power, value)``: a fit evaluates the
 #: log-likelihood many times at the same dispersion and power (PIRLS, quadrature's columns);
 #: the responses are compared by identity, so a new array is never mistaken for an old one
@@ -50,14 +55,11 @@ def tweedie_log_series_derivatives(y: np.ndarray, phi: float, power: float
 
 def _series(y: np.ndarray, phi: float, power: float, derivatives: bool):
     y = np.asarray(y, dtype=float)
-    if y.size > _SERIES_CHUNK:   # bounded memory: rows x window at a time
-        flat = y.reshape(-1)
-        parts = [_series(flat[i:i + _SERIES_CHUNK], phi, power, derivatives)
-                 for i in range(0, flat.size, _SERIES_CHUNK)]
-        return tuple(np.concatenate([p[k] for p in parts]).reshape(y.shape)
-                     for k in range(len(parts[0])))
+    shape = y.shape
+    y = y.reshape(-1)
+    n_out = 3 if derivatives else 1
     if y.size == 0:
-        return (np.zeros(y.shape),) * (3 if derivatives else 1)
+        return tuple(np.zeros(shape) for _ in range(n_out))
     p = power
     alpha = (2.0 - p) / (p - 1.0)
     logz = (alpha * np.log(y) - alpha * math.log(p - 1.0) - (1.0 + alpha) * math.log(phi)
@@ -68,6 +70,29 @@ def _series(y: np.ndarray, phi: float, power: float, derivatives: bool):
     # ... (Stirling): a window of +-(c sqrt(jmax) + 10) terms covers the 40-log-unit drop
     half = np.ceil(np.sqrt(2.0 * _SERIES_DROP * jmax * (1.0 + 1.0 / alpha)) + 10.0)
     lo = np.maximum(1.0, np.floor(jmax) - half)
+    row_width = np.floor(jmax) + half - lo + 1.0
+    usable = row_width <= _SERIES_MAX_TERMS
+    width = int(np.max(row_width, where=usable, initial=0.0))
+    block = max(1, _SERIES_BUDGET // max(width, 1))
+    if not usable.all() or y.size > block:
+        # rows beyond the window limit get NaN; the rest in blocks of bounded memory
+        out = tuple(np.full(y.size, np.nan) for _ in range(n_out))
+        rows = np.flatnonzero(usable)
+        order = rows[np.argsort(row_width[rows], kind="stable")]   # similar windows together
+        for start in range(0, order.size, block):
+            idx = order[start:start + block]
+            for o, part in zip(out, _series_block(y[idx], logz[idx], jmax[idx], half[idx],
+                                                  lo[idx], alpha, p, phi, derivatives),
+                               strict=True):
+                o[idx] = part
+        return tuple(o.reshape(shape) for o in out)
+    return tuple(o.reshape(shape) for o in _series_block(y, logz, jmax, half, lo, alpha, p,
+                                                         phi, derivatives))
+
+
+def _series_block(y, logz, jmax, half, lo, alpha: float, p: float, phi: float,
+                  derivatives: bool):
+    """:func:`_series` for rows whose common window fits in memory (1-d arrays)."""
     width = int(np.max(np.floor(jmax) + half - lo)) + 1
     # lgamma(j + 1) and lgamma(alpha j) once for every j any row uses, then looked up
     j0 = int(np.min(lo))
@@ -222,6 +247,13 @@ class Tweedie(_ExtraFamily):
         if np.any(bad):
             raise DataError(f"tweedie family: the response must not be negative; rows "
                             f"{_rows(np.flatnonzero(bad))} (0-based)")
+        if y.size and not np.any((y == 0) & (wt > 0)) \
+                and self.__dict__.get("_warned_for") is not y:
+            self.__dict__["_warned_for"] = y   # once per response (not again for copies)
+            warnings.warn(
+                "tweedie family: the response has no zeros, so the power's estimate tends to "
+                "2 (the gamma limit); its series is not evaluated beyond a power of about "
+                "1.999, where the fit then stops: consider family='Gamma'", stacklevel=7)
 
     def mustart(self, y, wt=None) -> np.ndarray:
         y = _arr(y)
