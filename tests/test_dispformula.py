@@ -122,3 +122,10 @@ def test_galamm_dispformula_without_loadings(hsced):
         ref["variance_function"]["2"], rel=1e-4)
     with pytest.raises(glamm.errors.GlammError, match="needs a family with a dispersion"):
         glamm.galamm("y ~ x + (1 | id)", hsced, family="poisson", dispformula="~ (1 | item)")
+
+
+def test_dispformula_on_a_family_without_a_dispersion_names_what_works(sal):
+    with pytest.raises(glamm.errors.GlammError, match=r"nbinom1 has none.*not supported yet"):
+        glamm.glmer("count ~ mined + (1 | site)", sal, family="nbinom1", dispformula="~ mined")
+    with pytest.raises(glamm.errors.GlammError, match=r"t, tweedie"):
+        glamm.glmer("count ~ mined + (1 | site)", sal, family="poisson", dispformula="~ mined")

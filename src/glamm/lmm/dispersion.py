@@ -186,8 +186,11 @@ def glmm_dispersion_design(text: str, data: pd.DataFrame, family) -> DispersionD
     components = getattr(family, "families", [family])
     with_disp = [f.has_dispersion and not f.has_shape for f in components]
     if not any(with_disp):
-        raise GlammError(f"dispformula needs a family with a dispersion parameter (gaussian, "
-                         f"Gamma, inverse_gaussian); {family.name} has none")
+        raise GlammError(
+            f"dispformula needs a family with a dispersion parameter (gaussian, Gamma, "
+            f"inverse_gaussian, t, tweedie); {family.name} has none (a variance function "
+            f"on a family's own parameter, such as nbinom1's phi or beta's precision, as "
+            f"glmmTMB's dispformula does, is not supported yet)")
     active = None
     if hasattr(family, "index"):
         active = np.asarray(with_disp)[family.index]
