@@ -234,3 +234,21 @@ def test_nbinom1_count_part_reports_its_phi(sal):
     own = m.model.split(m.x)[3]
     assert m.family_parameters["phi"] == pytest.approx(np.exp(own[0]))
     assert "phi" in m.summary()
+
+
+def test_zero_part_variance_leaves_a_stationary_point_at_zero():
+    # the deviance in the zero part's random-intercept SD is flat at zero (a stationary
+    # point the first optimizer stopped on) and lower inside: the fit is refitted from the
+    # SD's starting value and reports glmmTMB's interior optimum
+    r = json.loads((D / "tmb_hurdle_zero_re.json").read_text())
+    d = pd.read_csv(D / "sim_hurdle_zero_re.csv").assign(g=lambda t: t["g"].astype(str))
+    m = glamm.glmer("y ~ x + (1 | g)", d, family="truncated_nbinom2",
+                    ziformula="~ z + (1 | g)")
+    assert m.loglik >= r["logLik"] - 1e-6 * abs(r["logLik"])
+    assert m.loglik > r["logLik_no_zero_part_re"] + 0.02
+    assert m.fixef.to_numpy() == pytest.approx(r["cond"], rel=1e-4)
+    assert m.fixef_zi.to_numpy() == pytest.approx(r["zi"], rel=1e-4)
+    assert m.stderr_zi.to_numpy() == pytest.approx(r["zi_se"], rel=1e-3)
+    assert m.varcorr["std_dev"].to_numpy() == pytest.approx([r["sd_cond"], r["sd_zi"]],
+                                                            rel=1e-4)
+    assert any("local optimum" in msg for msg in m.messages)

@@ -14,6 +14,7 @@ Not public API beyond what :func:`glamm.glmer` documents.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -101,9 +102,10 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     """Estimate the parameters from a GLM start: by the Laplace approximation, L-BFGS-B on
     the analytic gradient then Newton with the Hessian from central differences of that
     gradient; with quadrature, BOBYQA then Newton on central differences of the deviance.
-    The last Hessian gives the standard errors. Returns a dict with ``x``, ``deviance``,
-    ``hessian``, ``gradient``, ``records`` (the optimizers' summaries), ``converged`` and
-    ``messages``."""
+    A variance that ends on its bound is refitted once from its starting value (the lower
+    deviance is kept). The last Hessian gives the standard errors. Returns a dict with
+    ``x``, ``deviance``, ``hessian``, ``gradient``, ``records`` (the optimizers' summaries),
+    ``converged`` and ``messages``."""
     from .glmm.glm import fit_glm
     from .optim.backends import minimize, minimize_gradient
     from .optim.newton import FiniteDifferences, newton_minimize
@@ -121,40 +123,62 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     def f(x: np.ndarray) -> float:
         return model.deviance(x, nagq)
 
-    derivs: Any
-    if nagq == 1:
-        first = minimize_gradient(f, model.gradient, x0, lower, ftol=1e-10)
-        derivs = _GradientDerivatives(f, model.gradient, model)
-    else:
-        # quadrature: from the Laplace fit (the answers differ by little), by BOBYQA with
-        # small first steps
-        laplace = minimize_gradient(lambda z: model.deviance(z, 1), model.gradient, x0,
-                                    lower, ftol=1e-10)
-        if laplace.final is not None and np.isfinite(laplace.fmin):
-            x0 = laplace.final
-        settings = {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-6,
-                    "initial_step": 0.05, **control}
-        first = minimize(f, x0, lower, optimizer="bobyqa", **settings)
-        derivs = FiniteDifferences(f)
-    assert first.final is not None
-    if not np.isfinite(first.fmin):
+    derivs: Any = (_GradientDerivatives(f, model.gradient, model) if nagq == 1
+                   else FiniteDifferences(f))
+
+    def optimize_from(x_start: np.ndarray):
+        """The first optimizer from ``x_start``, then Newton; returns the two summaries,
+        the point, its deviance, the Newton result, the first optimizer's point and the
+        Hessian there (``None`` for all but the first summary where nothing was finite)."""
+        if nagq == 1:
+            first = minimize_gradient(f, model.gradient, x_start, lower, ftol=1e-10)
+        else:
+            # quadrature: from the Laplace fit (the answers differ by little), by BOBYQA with
+            # small first steps
+            laplace = minimize_gradient(lambda z: model.deviance(z, 1), model.gradient,
+                                        x_start, lower, ftol=1e-10)
+            if laplace.final is not None and np.isfinite(laplace.fmin):
+                x_start = laplace.final
+            settings = {"ftol_rel": 1e-8, "ftol_abs": 0.0, "xtol_abs": 1e-6,
+                        "initial_step": 0.05, **control}
+            first = minimize(f, x_start, lower, optimizer="bobyqa", **settings)
+        assert first.final is not None
+        if not np.isfinite(first.fmin):
+            return first, None, None, math.inf, None, None, None
+        x_b = first.final.copy()
+        _, hess_b, _ = derivs.grad_hess(x_b)
+        record = OptSummary(optimizer="newton", initial=x_b.copy(), lower=lower.copy(),
+                            ftol_rel=1e-15)
+        scale = np.maximum(np.abs(x_b), 0.1)
+        res = newton_minimize(f, x_b, lower, record, scale, derivs=derivs, hessian=hess_b)
+        x = res.x if res.fx <= first.fmin else x_b
+        dev = min(res.fx, first.fmin)
+        record.final, record.fmin, record.converged = x.copy(), dev, bool(res.converged)
+        return first, record, x, dev, res, x_b, hess_b
+
+    first, record, x, dev, res, x_b, hess = optimize_from(x0)
+    if x is None:
         raise GlammError("the zero-inflated model's likelihood could not be evaluated at any "
                          "value tried; check the response and the covariates' scales")
-    x_b = first.final.copy()
-    grad, hess, _ = derivs.grad_hess(x_b)
-    record = OptSummary(optimizer="newton", initial=x_b.copy(), lower=lower.copy(),
-                        ftol_rel=1e-15)
-    scale = np.maximum(np.abs(x_b), 0.1)
-    res = newton_minimize(f, x_b, lower, record, scale, derivs=derivs, hessian=hess)
-    x = res.x if res.fx <= first.fmin else x_b
-    dev = min(res.fx, first.fmin)
-    record.final, record.fmin, record.converged = x.copy(), dev, bool(res.converged)
-    if np.any(np.abs(x - x_b) > 1e-3 * scale):   # the Hessian for the standard errors
-        grad, hess, _ = derivs.grad_hess(x)
+    messages = []
+    # a variance on its bound can be a local optimum (the deviance is flat in a standard
+    # deviation at zero): refit from its starting value and keep the lower deviance
+    n_theta = theta0.size
+    on = np.flatnonzero(np.isfinite(lower[:n_theta]) & (x[:n_theta] <= lower[:n_theta] + 1e-10))
+    if on.size:
+        trial = x.copy()
+        trial[on] = np.maximum(model.initial_theta()[on], lower[on] + 0.1)
+        alt = optimize_from(trial)
+        if alt[2] is not None and alt[3] < dev - 1e-10 * (1.0 + abs(dev)):
+            messages.append(f"theta{list(map(int, on))} on the bound was a local optimum: "
+                            f"refitting from the starting values found a lower deviance "
+                            f"({dev:.8g} -> {alt[3]:.8g})")
+            first, record, x, dev, res, x_b, hess = alt
+    if np.any(np.abs(x - x_b) > 1e-3 * np.maximum(np.abs(x_b), 0.1)):
+        grad, hess, _ = derivs.grad_hess(x)   # the Hessian for the standard errors
     else:
         grad = derivs.grad(x)
     model.deviance(x, nagq)   # leave the modes at the answer
-    messages = []
     at_bound = np.isfinite(lower) & (x <= lower + 1e-10)
     inward = at_bound & (grad < -1e-4 * max(1.0, abs(dev)))
     if np.any(inward):

@@ -32,6 +32,10 @@ from scipy import sparse
 
 from ..errors import GlammError
 
+#: the count family's own parameters are on the log scale: beyond this their exponential
+#: over- or underflows (a wild step of the first optimizer), and the deviance is infinite
+_LOG_OWN_LIMIT = 700.0
+
 #: Newton iterations per mode search, and the gradient size at which a mode is accepted
 _MAX_NEWTON = 60
 _GRAD_TOL = 1e-9
@@ -244,6 +248,8 @@ class TwoPartModel:
         """``-2 log L`` at ``x`` (Laplace for ``nagq = 1``, else adaptive quadrature with
         ``nagq`` points per dimension); ``inf`` where it is not defined."""
         thetas, beta, gamma, own = self.split(x)
+        if np.any(np.abs(own) > _LOG_OWN_LIMIT):   # exp() of it over- or underflows
+            return math.inf
         try:
             family = self.family.with_extra(np.concatenate([own, gamma]))
         except (OverflowError, ValueError):   # a size beyond floating point
