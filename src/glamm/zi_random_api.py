@@ -126,10 +126,12 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     derivs: Any = (_GradientDerivatives(f, model.gradient, model) if nagq == 1
                    else FiniteDifferences(f))
 
-    def optimize_from(x_start: np.ndarray):
+    def optimize_from(x_start: np.ndarray, beat: float = math.inf):
         """The first optimizer from ``x_start``, then Newton; returns the two summaries,
         the point, its deviance, the Newton result, the first optimizer's point and the
-        Hessian there (``None`` for all but the first summary where nothing was finite)."""
+        Hessian there (``None`` for all but the first summary where nothing was finite, or
+        where the first optimizer ended above ``beat``: a refit that cannot win stops
+        there)."""
         if nagq == 1:
             first = minimize_gradient(f, model.gradient, x_start, lower, ftol=1e-10)
         else:
@@ -143,7 +145,7 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
                         "initial_step": 0.05, **control}
             first = minimize(f, x_start, lower, optimizer="bobyqa", **settings)
         assert first.final is not None
-        if not np.isfinite(first.fmin):
+        if not np.isfinite(first.fmin) or first.fmin > beat:
             return first, None, None, math.inf, None, None, None
         x_b = first.final.copy()
         _, hess_b, _ = derivs.grad_hess(x_b)
@@ -168,8 +170,11 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     if on.size:
         trial = x.copy()
         trial[on] = np.maximum(model.initial_theta()[on], lower[on] + 0.1)
-        alt = optimize_from(trial)
-        if alt[2] is not None and alt[3] < dev - 1e-10 * (1.0 + abs(dev)):
+        alt = optimize_from(trial, beat=dev + 1e-6 * (1.0 + abs(dev)))
+        # (only a converged refit counts: far from the bound the Laplace approximation of a
+        # zero part with a large random-effect variance can fall below the true deviance,
+        # where Newton then fails)
+        if alt[2] is not None and alt[4].converged and alt[3] < dev - 1e-10 * (1.0 + abs(dev)):
             messages.append(f"theta{list(map(int, on))} on the bound was a local optimum: "
                             f"refitting from the starting values found a lower deviance "
                             f"({dev:.8g} -> {alt[3]:.8g})")
