@@ -200,8 +200,8 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
 
 
 class _GradientDerivatives:
-    """Newton's derivatives from an analytic gradient: the Hessian by central differences
-    of the gradient (steps ``1e-4 max(|x|, 0.1)``), symmetrized."""
+    """Newton's derivatives from an analytic gradient: the Hessian by forward differences
+    of the gradient (steps ``1e-5 max(|x|, 0.1)``), symmetrized."""
 
     def __init__(self, f, grad, model=None):
         self.f, self.g, self.record, self.model = f, grad, None, model
@@ -220,7 +220,7 @@ class _GradientDerivatives:
         x = np.asarray(x, dtype=float)
         fx = self.value(x)
         g0 = self.grad(x, fx)
-        h = 1e-4 * np.maximum(np.abs(x), 0.1)
+        h = 1e-5 * np.maximum(np.abs(x), 0.1)
         H = np.zeros((x.size, x.size))
         if self.model is not None:
             # the difference points' modes are searched from the centre's (a function of
@@ -230,8 +230,9 @@ class _GradientDerivatives:
             for i in range(x.size):
                 e = np.zeros(x.size)
                 e[i] = h[i]
-                # (the gradient finds its own modes: no deviance is needed at these points)
-                H[:, i] = (np.asarray(self.g(x + e)) - np.asarray(self.g(x - e))) / (2 * h[i])
+                # (the gradient finds its own modes: no deviance is needed at these points;
+                # forward differences: the gradient is exact to the modes' tolerance)
+                H[:, i] = (np.asarray(self.g(x + e)) - g0) / h[i]
         finally:
             if self.model is not None:
                 self.model.mode_start = None
