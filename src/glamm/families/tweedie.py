@@ -139,7 +139,6 @@ class Tweedie(_ExtraFamily):
     valid_links = ("log", "identity", "sqrt")
     has_dispersion = True
     natural_names = ("power",)
-    newton_pirls = True
     #: glmmTMB's ``sigma()`` is the dispersion itself (not its square root)
     tmb_sigma_is_dispersion = True
 

@@ -33,6 +33,11 @@ from .links import Link
 COUNT_FAMILIES = ("poisson", "negative_binomial", "nbinom1", "genpois", "compois")
 
 
+#: evaluations kept per family object (:meth:`ZeroInflated._evaluate`): the mode's must
+#: survive the gradient's evaluations at eta +- a step
+_MEMO_SIZE = 4
+
+
 def _shown(name: str) -> str:
     return "nbinom2" if name == "negative_binomial" else name
 
@@ -115,7 +120,7 @@ class ZeroInflated(Family):
     def with_extra(self, values: np.ndarray) -> ZeroInflated:
         nb = len(self.base.extra_names())
         new = copy.copy(self)
-        new.__dict__.pop("_memo", None)
+        new.__dict__["_memo"] = []
         new.__dict__.pop("_pi_of", None)
         new.base = self.base.with_extra(values[:nb]) if nb else self.base
         new.gamma = np.asarray(values[nb:], dtype=float).copy()
@@ -164,7 +169,8 @@ class ZeroInflated(Family):
             self.__dict__["_zeros_of"] = held
         return held[1]
 
-    def _parts(self, y, mu, eta, wt, phi):
+    def _parts(self, y, mu, eta, wt, phi) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray, np.ndarray, np.ndarray]:
         """``log f(y)``, ``log f(0)`` and their first two derivatives in ``eta``."""
         b = self.base
         lf, d1, d2 = b.eta_derivatives(y, mu, eta, wt, phi)
@@ -179,35 +185,70 @@ class ZeroInflated(Family):
         y, wt = self._prep(y, wt)
         mu = np.asarray(mu, dtype=float)
         pi = self._pi_like(mu)
-        zero = y == 0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             lf = self.base.loglik(y, mu, wt, dispersion)
             g = self.base.loglik(self._zeros(y), mu, wt, dispersion)
-            if self.hurdle:
-                log_pos = np.log1p(-pi) + lf - _log1mexp(g)
-                out = np.where(zero, np.log(pi), log_pos)
-            else:
-                out = np.where(zero, np.logaddexp(np.log(pi), np.log1p(-pi) + g),
-                               np.log1p(-pi) + lf)
+            out = self._mixture(y == 0, pi, np.log(pi), np.log1p(-pi), lf, g)["l"]
         return np.where(self.base.mu_in_range(mu), out, -np.inf)
+
+    def _mixture(self, zero, pi, log_pi, log_1m_pi, lf, g, d1=None, d2=None, g1=None,
+                 g2=None, zeta_terms: bool = False) -> dict[str, np.ndarray]:
+        """The zero part combined with the count part's ``log f(y)`` (``lf``), ``log f(0)``
+        (``g``) and their ``eta``-derivatives (``d1``, ``d2``, ``g1``, ``g2``; omitted: the
+        log-density ``l`` alone): ``l``, ``l_e``, ``l_ee`` and, with ``zeta_terms``, the
+        derivatives in the zero part's log-odds ``zeta``: ``l_z``, ``l_ez``, ``l_zz`` and
+        ``l_eez`` (``d l_ee / d zeta``). Under zero inflation a zero has probability
+        ``pi + (1 - pi) f(0)`` and ``r = (1 - pi) f(0) / p(0)`` is the count part's share of
+        it (``dr / dzeta = -r (1 - r)``); a hurdle's positive count is
+        ``log(1 - pi) + log f - log(1 - f(0))`` with ``q = f(0) / (1 - f(0))``,
+        ``d log(1 - f(0)) = -q g'`` and ``d2 log(1 - f(0)) = -(q g'' + q (1 + q) g'^2)``."""
+        out: dict[str, np.ndarray] = {}
+        if self.hurdle:
+            log_pos0 = _log1mexp(g)
+            out["l"] = np.where(zero, log_pi, log_1m_pi + lf - log_pos0)
+            if d1 is not None:
+                q = np.exp(g - log_pos0)
+                out["l_e"] = np.where(zero, 0.0, d1 + q * g1)
+                out["l_ee"] = np.where(zero, 0.0, d2 + q * g2 + q * (1.0 + q) * g1 * g1)
+            if zeta_terms:
+                out["l_z"] = np.where(zero, 1.0 - pi, -pi)
+                out["l_ez"] = out["l_eez"] = np.zeros(np.shape(out["l"]))
+                out["l_zz"] = -pi * (1.0 - pi)
+            return out
+        a = np.logaddexp(log_pi, log_1m_pi + g)
+        out["l"] = np.where(zero, a, log_1m_pi + lf)
+        if d1 is not None:
+            r = np.exp(log_1m_pi + g - a)
+            rr = r * (1.0 - r)
+            out["l_e"] = np.where(zero, r * g1, d1)
+            out["l_ee"] = np.where(zero, r * g2 + rr * g1 * g1, d2)
+            if zeta_terms:
+                out["l_z"] = np.where(zero, (1.0 - r) - pi, -pi)
+                out["l_ez"] = np.where(zero, -rr * g1, 0.0)
+                out["l_zz"] = np.where(zero, rr, 0.0) - pi * (1.0 - pi)
+                out["l_eez"] = np.where(zero, -rr * (g2 + (1.0 - 2.0 * r) * g1 * g1), 0.0)
+        return out
 
     def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
         return self.loglik(y, self.link.inverse(eta), wt, dispersion)
 
     def _derivatives(self, y, mu, eta, wt, dispersion):
-        return self._evaluate(y, mu, eta, wt, dispersion)[1:]
+        return self._evaluate(y, mu, eta, wt, dispersion)[1:3]
 
     def _evaluate(self, y, mu, eta, wt, dispersion):
-        """Per row the log-density, its score and its second derivative in ``eta``, kept for
-        the last means (PIRLS asks for the value at a step's means and then for the score and
-        the weights there; the link is fixed, so the means identify ``eta``)."""
-        key = (id(y), id(mu), id(wt), id(dispersion) if np.ndim(dispersion) else
-               float(dispersion))
-        memo = self.__dict__.get("_memo")
-        if memo is not None and memo[0] == key and memo[1] is mu and memo[2] is y:
-            return memo[3]
+        """Per row the log-density, its score and its second derivative in ``eta`` (then the
+        count part's pieces, :meth:`_parts`, and ``eta``), kept for the last few means
+        (PIRLS asks for the value at a step's means and then for the score and the weights
+        there; the gradient for the pieces at the mode; the link is fixed, so the means
+        identify ``eta``)."""
+        disp = id(dispersion) if np.ndim(dispersion) else float(dispersion)
+        held = self.__dict__.setdefault("_memo", [])
+        for e_y, e_mu, e_wt, e_disp, out in held:
+            if e_y is y and e_mu is mu and e_wt is wt and e_disp == disp:
+                return out
         out = self._evaluate_now(y, mu, eta, wt, dispersion)
-        self.__dict__["_memo"] = (key, mu, y, out)
+        held.insert(0, (y, mu, wt, disp, out))
+        del held[_MEMO_SIZE:]
         return out
 
     def _evaluate_now(self, y, mu, eta, wt, dispersion):
@@ -216,27 +257,11 @@ class ZeroInflated(Family):
         if eta is None:
             eta = self.link.link(mu)
         pi = self._pi_like(mu)
-        zero = y == 0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            lf, g, d1, d2, g1, g2 = self._parts(y, mu, eta, wt, dispersion)
-            log_1m_pi = np.log1p(-pi)
-            if self.hurdle:
-                # positive counts: log f - log(1 - f(0)); with q = f(0) / (1 - f(0)),
-                # d log(1 - f(0)) = -q g' and d2 log(1 - f(0)) = -(q g'' + q (1 + q) g'^2)
-                log_pos0 = _log1mexp(g)
-                ll = np.where(zero, np.log(pi), log_1m_pi + lf - log_pos0)
-                q = np.exp(g - log_pos0)
-                s = np.where(zero, 0.0, d1 + q * g1)
-                h = np.where(zero, 0.0, d2 + q * g2 + q * (1.0 + q) * g1 * g1)
-            else:
-                # zeros: log(pi + (1 - pi) f(0)); r = (1 - pi) f(0) / p(0)
-                a = np.logaddexp(np.log(pi), log_1m_pi + g)
-                ll = np.where(zero, a, log_1m_pi + lf)
-                r = np.exp(log_1m_pi + g - a)
-                s = np.where(zero, r * g1, d1)
-                h = np.where(zero, r * g2 + r * (1.0 - r) * g1 * g1, d2)
-        ll = np.where(self.base.mu_in_range(mu), ll, -np.inf)
-        return ll, s, h
+            parts = self._parts(y, mu, eta, wt, dispersion)
+            out = self._mixture(y == 0, pi, np.log(pi), np.log1p(-pi), *parts)
+        ll = np.where(self.base.mu_in_range(mu), out["l"], -np.inf)
+        return ll, out["l_e"], out["l_ee"], parts, eta
 
     def joint_derivatives(self, y: np.ndarray, eta: np.ndarray, zeta: np.ndarray,
                           wt: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
@@ -260,30 +285,13 @@ class ZeroInflated(Family):
         mu = self.link.inverse(eta)
         if wt is None or np.shape(wt) != eta.shape:
             wt = np.ones(eta.shape)
-        zero = yb == 0
         pi = special.expit(zeta)
         log_pi, log_1m_pi = -np.logaddexp(0.0, -zeta), -np.logaddexp(0.0, zeta)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            lf, g, d1, d2, g1, g2 = self._parts(yb, mu, eta, wt, 1.0)
-            logit_var = -pi * (1.0 - pi)
-            if self.hurdle:
-                q = np.exp(g - _log1mexp(g))
-                ll = np.where(zero, log_pi, log_1m_pi + lf - _log1mexp(g))
-                l_e = np.where(zero, 0.0, d1 + q * g1)
-                l_ee = np.where(zero, 0.0, d2 + q * g2 + q * (1.0 + q) * g1 * g1)
-                l_z = np.where(zero, 1.0 - pi, -pi)
-                l_ez = np.zeros(eta.shape)
-                l_zz = logit_var
-            else:
-                a = np.logaddexp(zeta, g)
-                r = np.exp(g - a)
-                ll = np.where(zero, a + log_1m_pi, log_1m_pi + lf)
-                l_e = np.where(zero, r * g1, d1)
-                l_ee = np.where(zero, r * g2 + r * (1.0 - r) * g1 * g1, d2)
-                l_z = np.where(zero, (1.0 - r) - pi, -pi)
-                l_ez = np.where(zero, -r * (1.0 - r) * g1, 0.0)
-                l_zz = np.where(zero, r * (1.0 - r), 0.0) + logit_var
-        ll = np.where(self.base.mu_in_range(mu), ll, -np.inf)
+            parts = self._parts(yb, mu, eta, wt, 1.0)
+            out = self._mixture(yb == 0, pi, log_pi, log_1m_pi, *parts, zeta_terms=True)
+        ll = np.where(self.base.mu_in_range(mu), out["l"], -np.inf)
+        l_e, l_z, l_ee, l_ez, l_zz = (out[k] for k in ("l_e", "l_z", "l_ee", "l_ez", "l_zz"))
         return ll, l_e, l_z, l_ee, l_ez, l_zz
 
     def extra_derivatives(self, y, eta, wt, observed: bool):
@@ -315,23 +323,19 @@ class ZeroInflated(Family):
         k = self.Z.shape[1]
         n = y.shape[0]
         if k:
+            # (the count part's pieces at the mode, as PIRLS left them)
+            parts: tuple[np.ndarray, ...] | None = next(
+                (out[3] for e_y, _, e_wt, _, out in self.__dict__.get("_memo", [])
+                 if e_y is y and e_wt is wt and out[4] is eta), None)
             pi = self.pi
-            zero = y == 0
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                _, g, _, _, g1, g2 = self._parts(y, mu, eta, wt, 1.0)
-                if self.hurdle:
-                    l_z = np.where(zero, 1.0 - pi, -pi)
-                    s_z = np.zeros(n)
-                    w_z = np.zeros(n)
-                else:
-                    a = np.logaddexp(self.Z @ self.gamma, g)
-                    r = np.exp(g - a)
-                    rr = r * (1.0 - r)
-                    l_z = np.where(zero, (1.0 - r) - pi, -pi)
-                    s_z = np.where(zero, -rr * g1, 0.0)
-                    w_z = np.where(zero, rr * (g2 + (1.0 - 2.0 * r) * g1 * g1), 0.0)
-            cols.append((l_z[:, None] * self.Z, s_z[:, None] * self.Z,
-                         w_z[:, None] * self.Z))
+                if parts is None:
+                    parts = self._parts(y, mu, eta, wt, 1.0)
+                lf, g, d1, d2, g1, g2 = parts
+                z = self._mixture(y == 0, pi, np.log(pi), np.log1p(-pi), lf, g, d1, d2, g1,
+                                  g2, zeta_terms=True)
+            cols.append((z["l_z"][:, None] * self.Z, z["l_ez"][:, None] * self.Z,
+                         -z["l_eez"][:, None] * self.Z))
         if not cols:
             return np.zeros((n, 0)), np.zeros((n, 0)), np.zeros((n, 0))
         dlp, ds, dw = (np.column_stack([c[i] for c in cols]) for i in range(3))

@@ -183,16 +183,17 @@ def _own_parameter_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray,
     response, design = model.response, model.design
     eta, mu, y, wt = model.eta, model.mu, response.y, response.wt
     observed = model.observed_information
-    cols = []
-    if response.has_dispersion:
-        cols.append(response.dispersion_derivatives(eta, mu, observed))
     fam, disp = response.family, response.dispersion
     values = fam.extra_values()
-
     # the log-density's own derivatives where the family has them (a series it would
-    # otherwise evaluate twice per parameter)
+    # otherwise evaluate twice per parameter), computed once for the dispersion's and the
+    # own parameters' columns
     own = fam.loglik_parameter_derivatives(y, mu, wt, disp)
     dl_own = None if own is None else own[1]
+    cols = []
+    if response.has_dispersion:
+        cols.append(response.dispersion_derivatives(
+            eta, mu, observed, dlp=None if own is None else own[0]))
 
     def pieces(f) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         w = (-f.d2loglik_deta2(y, mu, eta, wt, disp) if observed

@@ -236,11 +236,14 @@ class ResponseModel:
         return np.hstack(cols) if cols else np.zeros((n, 0))
 
     def dispersion_derivatives(self, eta: np.ndarray, mu: np.ndarray, observed: bool,
-                               eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                               eps: float = 1e-5, dlp: np.ndarray | None = None
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row, the derivatives in ``log(phi_i)`` at fixed ``eta`` of the log-density, the
         score ``d log p / d eta`` and the weights of the Laplace log-determinant (observed
         information or Fisher weights), by central differences in each row's own dispersion
-        (no refit: every row depends on its own ``phi_i`` only)."""
+        (no refit: every row depends on its own ``phi_i`` only). The log-density's comes
+        from the family where it has it (``Family.loglik_parameter_derivatives``; ``dlp``:
+        already computed by the caller)."""
         fam, y, wt = self.family, self.y, self.wt
         phi = np.broadcast_to(np.asarray(self.dispersion, dtype=float), y.shape)
         up, down = phi * np.exp(eps), phi * np.exp(-eps)
@@ -251,10 +254,10 @@ class ResponseModel:
             return fam.fisher_weights(eta, mu, wt, d)[0]
 
         scale = 1.0 / (2.0 * eps)
-        closed = fam.loglik_parameter_derivatives(y, mu, wt, self.dispersion)
-        if closed is not None and closed[0] is not None:
-            dlp = closed[0]
-        else:
+        if dlp is None:
+            closed = fam.loglik_parameter_derivatives(y, mu, wt, self.dispersion)
+            dlp = None if closed is None else closed[0]
+        if dlp is None:
             dlp = (fam.loglik(y, mu, wt, up) - fam.loglik(y, mu, wt, down)) * scale
         ds = (fam.dloglik_deta(y, mu, eta, wt, up) - fam.dloglik_deta(y, mu, eta, wt, down)) \
             * scale
