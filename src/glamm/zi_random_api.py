@@ -108,6 +108,7 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     ``converged`` and ``messages``."""
     from .glmm.glm import fit_glm
     from .optim.backends import minimize, minimize_gradient
+    from .optim.kkt import interior_restart_point
     from .optim.newton import FiniteDifferences, newton_minimize
     from .optim.optsummary import OptSummary
 
@@ -165,11 +166,8 @@ def fit_two_part(model, nagq: int, start: np.ndarray | None, control: dict) -> d
     messages = []
     # a variance on its bound can be a local optimum (the deviance is flat in a standard
     # deviation at zero): refit from its starting value and keep the lower deviance
-    n_theta = theta0.size
-    on = np.flatnonzero(np.isfinite(lower[:n_theta]) & (x[:n_theta] <= lower[:n_theta] + 1e-10))
+    on, trial = interior_restart_point(x, lower, theta0.size, model.initial_theta(), 0.1)
     if on.size:
-        trial = x.copy()
-        trial[on] = np.maximum(model.initial_theta()[on], lower[on] + 0.1)
         alt = optimize_from(trial, beat=dev + 1e-6 * (1.0 + abs(dev)))
         # (only a converged refit counts: far from the bound the Laplace approximation of a
         # zero part with a large random-effect variance can fall below the true deviance,

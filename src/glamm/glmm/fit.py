@@ -324,14 +324,10 @@ def _interior_restart(f, result, lo: np.ndarray, theta_lower: np.ndarray, record
     parameters where they are) and keep the result if it is lower (beyond
     ``KKT_MIN_GAIN``); otherwise the model's state is left as it was."""
     ok, x, fx, H, x_h = result
-    on = np.flatnonzero(np.isfinite(theta_lower) & np.isfinite(lo)
-                        & (x <= lo + 1e-10) & np.isfinite(fx))
-    on = on[on < theta_lower.size]   # (theta comes first in the layout)
-    if not on.size:
+    on, trial = kkt.interior_restart_point(x, lo, theta_lower.size, model.layout.initial(),
+                                           scale)
+    if not on.size or not np.isfinite(fx):
         return result
-    start = model.layout.initial()
-    trial = x.copy()
-    trial[on] = np.maximum(start[on], lo[on] + scale[on])
     restore = _keep_state(model, derivs)
     if not np.isfinite(derivs.value(trial)):
         restore()

@@ -66,3 +66,19 @@ def unsupported_bounds(x: np.ndarray, grad: np.ndarray, lower: np.ndarray, tol: 
         with np.errstate(invalid="ignore"):
             out |= (np.abs(g) <= tol) & (c < -tol)
     return idx[out]
+
+
+def interior_restart_point(x: np.ndarray, lower: np.ndarray, n_theta: int, start: np.ndarray,
+                           step: np.ndarray | float, tol: float = 1e-10
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Where to refit from when variance parameters (the first ``n_theta``, theta first in
+    the layout) end on their lower bound: a bound the KKT test supports can still be a local
+    optimum, the deviance rising from zero and falling again further in. Returns the indices
+    on the bound (within ``tol``) and ``x`` with them at their starting values ``start``, at
+    least ``step`` inside (an empty index array: nothing to refit)."""
+    x, lower = np.asarray(x, dtype=float), np.asarray(lower, dtype=float)
+    on = np.flatnonzero(np.isfinite(lower[:n_theta]) & (x[:n_theta] <= lower[:n_theta] + tol))
+    trial = x.copy()
+    trial[on] = np.maximum(np.asarray(start, dtype=float)[on],
+                           lower[on] + np.broadcast_to(step, x.shape)[on])
+    return on, trial
