@@ -6,9 +6,14 @@ from __future__ import annotations
 import argparse
 import platform
 import shutil
+import statistics
 import subprocess
 import tempfile
+import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,3 +54,18 @@ def print_header(columns: list[tuple[str, int]]) -> None:
     header = f"{first:{w0}s}" + "".join(f" {t:>{w}s}" for t, w in rest)
     print(header)
     print("-" * len(header))
+
+
+def timed(call: Callable[..., Any], repeat: int, *args: Any, **kwargs: Any
+          ) -> tuple[float, Any]:
+    """``call(*args, **kwargs)`` once untimed (warm-up), then ``repeat`` times, warnings
+    silenced: the median wall time in seconds and the last result."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = call(*args, **kwargs)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            result = call(*args, **kwargs)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times), result

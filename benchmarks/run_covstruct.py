@@ -14,13 +14,10 @@ median time in the reference file (glmmTMB 1.1.5, R 4.2, the same 2-core machine
 from __future__ import annotations
 
 import json
-import statistics
-import time
-import warnings
 from pathlib import Path
 
 import pandas as pd
-from bench_common import parse_args, print_header
+from bench_common import parse_args, print_header, timed
 
 import glamm
 
@@ -78,16 +75,8 @@ def main() -> None:
             continue
         data = load()
         ref = json.loads(path.read_text())
-        times = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            glamm.lmer(formula, data, **kw)   # warm-up
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                m = glamm.lmer(formula, data, **kw)
-                times.append(time.perf_counter() - t0)
+        t, m = timed(glamm.lmer, args.repeat, formula, data, **kw)
         base = ref["timing"]["median_elapsed_s"]
-        t = statistics.median(times)
         print(f"{name:20s} {t:8.3f} {m.loglik:16.6f} {ref['logLik']:16.6f} {base:10.3f} "
               f"{base / t:6.1f}x")
 

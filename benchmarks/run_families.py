@@ -20,14 +20,11 @@ no warm-up, for a model whose recorded time is above 5 s), and takes the ratio a
 from __future__ import annotations
 
 import json
-import statistics
 import tempfile
-import time
-import warnings
 from pathlib import Path
 
 import pandas as pd
-from bench_common import parse_args, print_header, r_seconds
+from bench_common import parse_args, print_header, r_seconds, timed
 
 import glamm
 
@@ -156,18 +153,10 @@ def main() -> None:
                 ref = ref[key]
         else:
             ref = json.loads((FAM / file).read_text())
-        times = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _fit(formula, data, kw)   # warm-up
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                m = _fit(formula, data, kw)
-                times.append(time.perf_counter() - t0)
+        t, m = timed(_fit, args.repeat, formula, data, kw)
         base = ref["timing"]["median_elapsed_s"]
         if args.with_r:
             base = time_glmmtmb(data, formula, kw, base, max(1, min(args.repeat, 3))) or base
-        t = statistics.median(times)
         print(f"{name:20s} {t:8.3f} {m.loglik:16.6f} {ref['logLik']:16.6f} {base:10.3f} "
               f"{base / t:6.1f}x", flush=True)
     print("glmmTMB times: " + ("measured in this session" if args.with_r

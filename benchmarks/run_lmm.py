@@ -18,14 +18,12 @@ import argparse
 import json
 import platform
 import shutil
-import statistics
 import subprocess
 import tempfile
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_common import timed
 
 import glamm
 
@@ -96,15 +94,7 @@ def _fit(formula: str, df, how):
 
 def time_glamm(dataset: str, formula: str, how, repeat: int) -> tuple[float, object]:
     df = glamm.datasets.load(dataset)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = _fit(formula, df, how)
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            m = _fit(formula, df, how)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times), m
+    return timed(_fit, repeat, formula, df, how)
 
 
 def time_lme4(dataset: str, formula: str, how, repeat: int) -> float | None:
