@@ -1,6 +1,6 @@
-"""The :class:`Family` interface shared by all response distributions, and the numeric helpers
-they use (integer checks, cached log-factorial constants). The distributions themselves are in
-:mod:`glamm.families.distributions`."""
+"""The :class:`Family` interface shared by all response distributions (the numeric helpers
+they use are in :mod:`glamm.families.numeric`; the distributions themselves in
+:mod:`glamm.families.distributions`)."""
 
 from __future__ import annotations
 
@@ -9,61 +9,10 @@ import copy
 import math
 
 import numpy as np
-from scipy import special
 
 from ..errors import DataError
 from .links import Link, get_link
-
-INTEGER_RTOL = 1e-8
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _arr(x) -> np.ndarray:
-    return np.asarray(x, dtype=float)
-
-
-def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """``y * log(y / mu)`` with the value 0 where ``y == 0`` (R's ``y_log_y``)."""
-    y, mu = _arr(y), _arr(mu)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return special.xlogy(y, y / mu)
-
-
-_CACHE: dict = {}
-
-
-def _cached(tag: tuple, y: np.ndarray, wt: np.ndarray, compute):
-    """Constants of the log-density that depend on the data only (log-factorials), kept for
-    the last few ``(y, wt)`` arrays seen: GLMM fits evaluate the log-likelihood for the same
-    data hundreds of times (as vectors in PIRLS, as columns in quadrature). The cache holds the
-    arrays themselves and compares identity, so a new array is never mistaken for an old one."""
-    entries = _CACHE.setdefault(tag, [])
-    for ey, ew, value in entries:
-        if ey is y and ew is wt:
-            return value
-    value = compute()
-    entries.insert(0, (y, wt, value))
-    del entries[4:]
-    return value
-
-
-def _binomial_constants(y: np.ndarray, wt: np.ndarray):
-    def compute():
-        n = np.round(wt)
-        k = np.round(wt * y)
-        return n, k, (special.gammaln(n + 1.0) - special.gammaln(k + 1.0)
-                      - special.gammaln(n - k + 1.0))
-
-    return _cached(("binomial",), y, wt, compute)
-
-
-def _non_integer(x: np.ndarray) -> np.ndarray:
-    return np.abs(x - np.round(x)) > INTEGER_RTOL * np.maximum(1.0, np.abs(x))
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+from .numeric import _arr, _plural
 
 
 class Family(abc.ABC):

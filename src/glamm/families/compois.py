@@ -9,8 +9,8 @@ import math
 import numpy as np
 from scipy import special
 
-from .base import _arr, _cached
 from .extra import _CountFamily
+from .numeric import _arr, _cached
 
 #: the CMP series is summed until its terms at both ends are this many log units below the
 #: largest (relative 1e-17)

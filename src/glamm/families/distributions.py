@@ -28,18 +28,11 @@ import numpy as np
 from scipy import special
 
 from ..errors import DataError
-from .base import (
-    _LOG_2PI,
-    Family,
-    _arr,
-    _binomial_constants,
-    _cached,
-    _non_integer,
-    _ylogy,
-)
+from .base import Family
 from .compois import ConwayMaxwellPoisson
 from .extra import Beta, BetaBinomial, GeneralizedPoisson, NegativeBinomial1, StudentT
 from .links import Link
+from .numeric import _LOG_2PI, _arr, _binomial_constants, _cached, _non_integer, _ylogy
 from .tweedie import Tweedie
 
 __all__ = [

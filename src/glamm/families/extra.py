@@ -30,8 +30,9 @@ import numpy as np
 from scipy import special
 
 from ..errors import DataError
-from .base import Family, _arr, _binomial_constants, _cached, _non_integer
+from .base import Family
 from .links import Link
+from .numeric import _arr, _binomial_constants, _cached, _non_integer
 
 _LOG_PI = math.log(math.pi)
 

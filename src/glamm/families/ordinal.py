@@ -23,8 +23,9 @@ import numpy as np
 from scipy import special
 
 from ..errors import DataError
-from .base import Family, _arr
+from .base import Family
 from .links import get_link
+from .numeric import _arr
 
 #: the cumulative links: distribution function, its upper tail, density and its derivative
 CUMULATIVE_LINKS = ("logit", "probit", "cloglog")

@@ -12,9 +12,10 @@ import numpy as np
 from scipy import special
 
 from ..errors import DataError
-from .base import Family, _arr
+from .base import Family
 from .extra import _ExtraFamily, _rows
 from .links import Link
+from .numeric import _arr
 
 #: Dunn & Smyth's series is summed over ``j`` within this many log units of its largest term
 _SERIES_DROP = 40.0
