@@ -488,3 +488,13 @@ def test_quadrature_matches_brute_force(formula, data, family, ycol, request):
     assert m.loglik == pytest.approx(exact, rel=1e-7)
     assert np.all(np.isfinite(m.stderr))
     assert "nAGQ = 9" in m.summary()
+
+
+def test_with_values_replaces_named_parameters_only():
+    fam = get_family("nbinom1")
+    two = fam.with_values(phi=2.5)
+    assert two.values == (2.5,) and fam.values != two.values
+    assert two.variance(np.array([2.0]))[0] == pytest.approx(2.0 * 3.5)
+    assert get_family("t").with_values().values == get_family("t").values
+    with pytest.raises(DataError, match="phi must be positive"):
+        fam.with_values(phi=-1.0)

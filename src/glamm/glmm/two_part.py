@@ -150,10 +150,6 @@ class TwoPartModel:
         self._ones = np.ones(n)
 
     # ------------------------------------------------------------------ parameters
-    @property
-    def n_params(self) -> int:
-        return sum(self.n_theta) + self.p_cond + self.p_zi + self.n_own
-
     def split(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray,
                                             np.ndarray]:
         """``x`` as (the terms' theta, beta, gamma, own)."""

@@ -277,24 +277,6 @@ def lag_correlations(partial: np.ndarray) -> np.ndarray:
     return rho
 
 
-def partial_correlations(rho: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`lag_correlations` (Durbin-Levinson from the autocorrelations)."""
-    m = rho.size
-    out = np.zeros(m)
-    phi = np.zeros(0)
-    for k in range(m):
-        if k == 0:
-            pk = float(rho[0])
-            phi = np.array([pk])
-        else:
-            num = float(rho[k]) - float(phi @ rho[k - 1::-1])
-            den = 1.0 - float(phi @ rho[:k])
-            pk = num / den
-            phi = np.concatenate([phi - pk * phi[::-1], [pk]])
-        out[k] = pk
-    return out
-
-
 @dataclass(frozen=True)
 class Toeplitz(StructuredCovariance):
     """glmmTMB's ``toep``: one SD per effect and a correlation per lag. glamm's parameters
