@@ -11,6 +11,10 @@ from scipy import special
 
 INTEGER_RTOL = 1e-8
 
+#: a family parameter on the log scale (log dispersion, log shape, log phi) beyond this
+#: overflows or underflows ``exp``: a wild optimizer step, where the objective is infinite
+LOG_PARAMETER_LIMIT = 700.0
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..families.mixed import MixedFamily
+from ..families.numeric import LOG_PARAMETER_LIMIT
 
-#: a log dispersion or log shape beyond this overflows ``exp`` (a wild optimizer step)
-_LOG_PARAMETER_LIMIT = 700.0
 #: a log-SD multiplier beyond this is a runaway step, not an estimate
 _DELTA_LIMIT = 30.0
 
@@ -134,7 +133,7 @@ class ResponseModel:
         """Whether ``values`` (log scale) have usable positive exponentials."""
         values = np.asarray(values, dtype=float)
         k = values.size - self.n_delta
-        return bool(np.all(np.abs(values[:k]) < _LOG_PARAMETER_LIMIT)
+        return bool(np.all(np.abs(values[:k]) < LOG_PARAMETER_LIMIT)
                     and np.all(np.abs(values[k:]) < _DELTA_LIMIT))
 
     def set_parameters(self, values: np.ndarray) -> None:

@@ -31,10 +31,7 @@ import numpy as np
 from scipy import sparse
 
 from ..errors import GlammError
-
-#: the count family's own parameters are on the log scale: beyond this their exponential
-#: over- or underflows (a wild step of the first optimizer), and the deviance is infinite
-_LOG_OWN_LIMIT = 700.0
+from ..families.numeric import LOG_PARAMETER_LIMIT
 
 #: Newton iterations per mode search, and the gradient size at which a mode is accepted
 _MAX_NEWTON = 60
@@ -244,7 +241,7 @@ class TwoPartModel:
         """``-2 log L`` at ``x`` (Laplace for ``nagq = 1``, else adaptive quadrature with
         ``nagq`` points per dimension); ``inf`` where it is not defined."""
         thetas, beta, gamma, own = self.split(x)
-        if np.any(np.abs(own) > _LOG_OWN_LIMIT):   # exp() of it over- or underflows
+        if np.any(np.abs(own) > LOG_PARAMETER_LIMIT):   # (the count family's, log scale)
             return math.inf
         try:
             family = self.family.with_extra(np.concatenate([own, gamma]))
