@@ -28,6 +28,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import DataError
+from . import compiled
 from .base import Family
 from .compois import ConwayMaxwellPoisson
 from .extra import Beta, BetaBinomial, GeneralizedPoisson, NegativeBinomial1, StudentT
@@ -170,6 +171,9 @@ class Poisson(_CountFamily):
             return super().eta_derivatives(y, mu, eta, wt, dispersion)
         y, wt = self._prep(y, wt)
         mu = _arr(mu)
+        compiled = _count_kernel(self, y, mu, wt)
+        if compiled is not None:
+            return compiled
         lgam = _cached(("poisson",), y, wt, lambda: special.gammaln(y + 1.0))
         with np.errstate(divide="ignore", invalid="ignore"):
             ll = wt * (special.xlogy(y, mu) - mu - lgam)
@@ -418,6 +422,9 @@ class NegativeBinomial(_CountFamily):
             return super().eta_derivatives(y, mu, eta, wt, dispersion)
         y, wt = self._prep(y, wt)
         mu = _arr(mu)
+        compiled = _count_kernel(self, y, mu, wt)
+        if compiled is not None:
+            return compiled
         th = self.shape
         with np.errstate(divide="ignore", invalid="ignore"):
             ll = wt * (self._constant(y, wt) - th * np.log1p(mu / th)
@@ -432,6 +439,37 @@ class NegativeBinomial(_CountFamily):
         # MASS::negative.binomial()$initialize
         y = _arr(y)
         return y + (y == 0) / 6.0
+
+
+def count_kernel_args(family: Family, y: np.ndarray,
+                      wt: np.ndarray) -> tuple[np.ndarray, float, bool] | None:
+    """The arguments of the compiled count kernels (:mod:`glamm.families._kernels`) for a
+    Poisson or negative binomial family at the log link: the rows' data constants of the
+    log-density, the size (``inf`` for Poisson) and whether it is Poisson; ``None`` for any
+    other family or link. Not public API."""
+    if family.link.name != "log":
+        return None
+    if type(family) is Poisson:
+        return _cached(("poisson-const",), y, wt, lambda: -special.gammaln(y + 1.0)), \
+            math.inf, True
+    if type(family) is NegativeBinomial:
+        return family._constant(y, wt), family.shape, False
+    return None
+
+
+def _count_kernel(family: Family, y: np.ndarray, mu: np.ndarray, wt: np.ndarray):
+    """``eta_derivatives`` of a Poisson or negative binomial family by the compiled kernel, or
+    ``None`` where there is none (no numba, rows that are not one-dimensional floats)."""
+    k = compiled.kernels()
+    if k is None or not compiled.rows_ok(y, mu, wt):
+        return None
+    args = count_kernel_args(family, y, wt)
+    if args is None:
+        return None
+    const, shape, poisson = args
+    out = np.empty((3, y.shape[0]))
+    k.count_log_link(y, mu, wt, const, shape, poisson, out)
+    return out[0], out[1], out[2]
 
 
 #: glamm's family names -> classes

@@ -25,7 +25,9 @@ import numpy as np
 from scipy import special
 
 from ..errors import DataError
+from . import compiled
 from .base import Family
+from .distributions import count_kernel_args
 from .links import Link
 
 #: the count families a zero part can be added to (glmmTMB's names: nbinom2 is
@@ -256,12 +258,42 @@ class ZeroInflated(Family):
         mu = np.asarray(mu, dtype=float)
         if eta is None:
             eta = self.link.link(mu)
+        fused = self._evaluate_compiled(y, mu, wt)
+        if fused is not None:
+            return (*fused, eta)
         pi = self._pi_like(mu)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             parts = self._parts(y, mu, eta, wt, dispersion)
             out = self._mixture(y == 0, pi, np.log(pi), np.log1p(-pi), *parts)
         ll = np.where(self.base.mu_in_range(mu), out["l"], -np.inf)
         return ll, out["l_e"], out["l_ee"], parts, eta
+
+    def _log_pi(self) -> tuple[np.ndarray, np.ndarray]:
+        """``log(pi)`` and ``log(1 - pi)`` per row (kept with :attr:`pi`)."""
+        held = self.__dict__.get("_log_pi_of")
+        pi = self.pi
+        if held is not None and held[0] is pi:
+            return held[1]
+        with np.errstate(divide="ignore"):
+            logs = (np.log(pi), np.log1p(-pi))
+        self.__dict__["_log_pi_of"] = (pi, logs)
+        return logs
+
+    def _evaluate_compiled(self, y, mu, wt):
+        """:meth:`_evaluate_now`'s values by the compiled kernel
+        (:func:`glamm.families._kernels.two_part`) for a Poisson or negative binomial count
+        part at the log link; ``None`` where there is none."""
+        k = compiled.kernels()
+        if k is None or not compiled.rows_ok(y, mu, wt):
+            return None
+        args = count_kernel_args(self.base, y, wt)
+        if args is None:
+            return None
+        const, shape, poisson = args
+        log_pi, log_1m_pi = self._log_pi()
+        out = np.empty((9, y.shape[0]))
+        k.two_part(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, self.hurdle, out)
+        return out[0], out[1], out[2], tuple(out[3:9])
 
     def joint_derivatives(self, y: np.ndarray, eta: np.ndarray, zeta: np.ndarray,
                           wt: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
