@@ -120,3 +120,33 @@ def test_fit_is_the_same_without_kernels(kernels_off):
     # relative, which carry the modes' rounding: about 1e-4 relative, within the 1e-3 the
     # reference tests ask; both are that close to glmmTMB's)
     np.testing.assert_allclose(fast.stderr.to_numpy(), slow.stderr.to_numpy(), rtol=1e-3)
+
+
+@pytest.mark.parametrize("hurdle", [False, True])
+def test_log_size_column_against_differences(hurdle):
+    """The closed-form derivatives in a negative binomial count part's log(size) against
+    central differences of the NumPy mixture (what runs without the kernels)."""
+    base = get_family("negative_binomial").with_shape(1.7)
+    y, eta, wt = _rows(seed=2)
+    keep = np.abs(eta) < 20   # (the edge rows have no finite derivative)
+    y, eta, wt = y[keep], eta[keep], wt[keep]
+    n = y.size
+    rng = np.random.default_rng(8)
+    Z = np.column_stack([np.ones(n), rng.normal(size=n)])
+    fam = ZeroInflated(base, Z, ["(Intercept)", "x"], hurdle=hurdle)
+    fam = fam.with_extra(np.array([np.log(1.7), -0.3, 0.8]))
+    compiled.use_kernels(True)
+    try:
+        dlp, ds, dw = fam.extra_derivatives(y, eta, wt, observed=True)
+    finally:
+        compiled.use_kernels(None)
+    compiled.use_kernels(False)
+    try:
+        ref = fam.extra_derivatives(y, eta, wt, observed=True)
+    finally:
+        compiled.use_kernels(None)
+    for a, b in zip((dlp, ds, dw), ref):
+        assert a.shape == b.shape == (n, 3)
+        # the size's column: central differences are accurate to about 1e-9 here
+        np.testing.assert_allclose(a[:, 0], b[:, 0], rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(a[:, 1:], b[:, 1:], rtol=1e-12, atol=1e-14)

@@ -155,3 +155,66 @@ def two_part(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, hurdle, out):
         out[6, i] = d2
         out[7, i] = g1
         out[8, i] = g2
+
+
+@numba.njit(cache=True, error_model="numpy")
+def two_part_log_shape(y, mu, wt, const, psi_diff, shape, log_pi, log_1m_pi, hurdle, out):
+    """The derivatives in ``log(size)`` of a negative binomial count part, at fixed ``eta``
+    and ``zeta``, of the zero-inflated or hurdle mixture's log-density, its ``eta``-score and
+    minus its second ``eta``-derivative (``out`` rows 0-2; :meth:`ZeroInflated.
+    extra_derivatives`' column for the size). ``psi_diff`` is ``digamma(y + size) -
+    digamma(size)`` per row. With ``s = size + mu`` the count part's pieces move by
+    ``d log f / d size = psi_diff + log(size / s) + 1 - (size + y) / s``, ``d d1 = (y - mu) mu
+    / s^2``, ``d d2 = -mu (2 size mu + y mu - y size) / s^3`` (at ``y = 0``: ``log(size / s) +
+    mu / s``, ``-mu^2 / s^2``, ``-2 mu^2 size / s^3``), and the mixture's as its formulas'
+    derivatives through ``g = log f(0)`` (:func:`two_part`)."""
+    th = shape
+    log_shape = math.log(th)
+    for i in range(y.shape[0]):
+        yi, mi, wi = y[i], mu[i], wt[i]
+        lf, d1, d2, g, g1, g2 = _count_pair(yi, mi, wi, const[i], th, log_shape, False)
+        s = th + mi
+        a = log_shape - math.log(s)
+        s2 = s * s
+        s3 = s2 * s
+        # derivatives in log(size): size times those in size, and the prior weight
+        c = wi * th
+        dg = c * (a + mi / s)
+        dg1 = -c * mi * mi / s2
+        dg2 = -2.0 * c * mi * mi * th / s3
+        lp, l1p = log_pi[i], log_1m_pi[i]
+        if yi == 0.0:
+            if hurdle:
+                dl, dle, dlee = 0.0, 0.0, 0.0
+            else:
+                b = l1p + g
+                if lp == _NEG_INF:
+                    r = 1.0
+                elif lp > b:
+                    e = math.exp(b - lp)
+                    r = e / (1.0 + e)
+                else:
+                    r = 1.0 / (1.0 + math.exp(lp - b))
+                rr = r * (1.0 - r)
+                dr = rr * dg
+                dl = r * dg
+                dle = dr * g1 + r * dg1
+                dlee = (dr * g2 + r * dg2 + (1.0 - 2.0 * r) * dr * g1 * g1
+                        + 2.0 * rr * g1 * dg1)
+        else:
+            dlf = c * (psi_diff[i] + a + 1.0 - (th + yi) / s)
+            dd1 = c * (yi - mi) * mi / s2
+            dd2 = -c * mi * (2.0 * th * mi + yi * mi - yi * th) / s3
+            if hurdle:
+                log_pos0 = _log1mexp(g)
+                q = math.exp(g - log_pos0)
+                dq = q * (1.0 + q) * dg
+                dl = dlf + q * dg
+                dle = dd1 + dq * g1 + q * dg1
+                dlee = (dd2 + dq * g2 + q * dg2 + dq * (1.0 + 2.0 * q) * g1 * g1
+                        + 2.0 * q * (1.0 + q) * g1 * dg1)
+            else:
+                dl, dle, dlee = dlf, dd1, dd2
+        out[0, i] = dl
+        out[1, i] = dle
+        out[2, i] = -dlee

@@ -333,8 +333,9 @@ class ZeroInflated(Family):
         derivatives in its log-odds ``zeta`` times the row of ``Z`` (for a zero under zero
         inflation ``d w / d zeta = r (1 - r) (g'' + (1 - 2 r) g'^2)``, with ``r`` the count
         part's share of the zero's probability and ``g = log f(0)``; the other rows' score
-        and weight do not depend on ``zeta``); the count family's own parameters (a negative
-        binomial's size) by central differences. ``None`` for the expected information."""
+        and weight do not depend on ``zeta``); a negative binomial's log(size) in closed form
+        with the compiled kernels (:meth:`_log_shape_compiled`), else, as the count family's
+        other parameters, by central differences. ``None`` for the expected information."""
         if not observed:
             return None
         y, wt = self._prep(y, wt)
@@ -344,6 +345,10 @@ class ZeroInflated(Family):
         values = self.extra_values()
         nb = len(self.base.extra_names())
         eps = 1e-5
+        shape_cols = self._log_shape_compiled(y, mu, wt) if nb else None
+        if shape_cols is not None:   # a negative binomial's log(size), in closed form
+            cols.append(shape_cols)
+            nb = 0
         for j in range(nb):   # the count family's own parameters
             step = np.zeros(values.size)
             step[j] = eps
@@ -372,6 +377,24 @@ class ZeroInflated(Family):
             return np.zeros((n, 0)), np.zeros((n, 0)), np.zeros((n, 0))
         dlp, ds, dw = (np.column_stack([c[i] for c in cols]) for i in range(3))
         return dlp, ds, dw
+
+    def _log_shape_compiled(self, y, mu, wt):
+        """:meth:`extra_derivatives`' column for a negative binomial count part's log(size)
+        by the compiled closed form (:func:`glamm.families._kernels.two_part_log_shape`);
+        ``None`` without it (the caller then takes central differences)."""
+        k = compiled.kernels()
+        if k is None or not compiled.rows_ok(y, mu, wt):
+            return None
+        args = count_kernel_args(self.base, y, wt)
+        if args is None or args[2]:   # (Poisson has no size)
+            return None
+        const, shape, _ = args
+        psi_diff = special.digamma(y + shape) - special.digamma(shape)
+        log_pi, log_1m_pi = self._log_pi()
+        out = np.empty((3, y.shape[0]))
+        k.two_part_log_shape(y, mu, wt, const, psi_diff, shape, log_pi, log_1m_pi,
+                             self.hurdle, out)
+        return out[0], out[1], out[2]
 
     def dloglik_deta(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
         return self._derivatives(y, mu, eta, wt, dispersion)[0]
