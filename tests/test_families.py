@@ -604,3 +604,27 @@ def test_dispersion_must_be_positive():
     with pytest.raises(DataError, match="dispersion"):
         Gaussian().loglik([1.0], [1.0], None, 0.0)
     Poisson().loglik([1.0], [1.0], None, 0.0)  # ignored where there is no dispersion
+
+
+def test_negative_binomial_size_derivatives_against_differences():
+    """The closed-form derivatives in log(size) at fixed eta (the Laplace gradient's column
+    for the size) against central differences of the family, with prior weights; none for
+    the expected information or another link."""
+    from glamm.families import get_family
+
+    fam = get_family("negative_binomial").with_shape(2.3)
+    y = np.array([0, 0, 1, 2, 5, 9, 0, 3, 14], dtype=float)
+    eta = np.array([-0.3, 0.8, 0.1, 1.2, 1.5, 2.0, 2.5, -1.0, 3.1])
+    wt = np.array([1.0, 2.0, 1.0, 0.5, 1.0, 1.0, 3.0, 1.0, 0.0])
+    mu = np.exp(eta)
+    dlp, ds, dw = fam.extra_derivatives(y, eta, wt, observed=True)
+    assert dlp.shape == ds.shape == dw.shape == (9, 1)
+    v, h = fam.extra_values(), 1e-6
+    up, down = fam.with_extra(v + h), fam.with_extra(v - h)
+    for got, fn in ((dlp, lambda f: f.loglik(y, mu, wt)),
+                    (ds, lambda f: f.dloglik_deta(y, mu, eta, wt)),
+                    (dw, lambda f: -f.d2loglik_deta2(y, mu, eta, wt))):
+        assert got[:, 0] == pytest.approx((fn(up) - fn(down)) / (2 * h), rel=1e-6, abs=1e-8)
+    assert fam.extra_derivatives(y, eta, wt, observed=False) is None
+    sqrt = get_family("negative_binomial", link="sqrt").with_shape(2.3)
+    assert sqrt.extra_derivatives(y, np.sqrt(mu), wt, observed=True) is None

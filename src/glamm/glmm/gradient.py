@@ -19,7 +19,9 @@ gather entries of ``G^-1`` at those columns (no ``n x q`` dense product), which
 :mod:`glamm.linalg.selinv` provides from the blocked factor: the first term's diagonal blocks
 and, densely, the rows of the other terms (``q_rest x q``), so the analytic gradient is used
 while those stay moderate (:func:`analytic_gradient_affordable`); beyond that glamm uses
-finite differences. Dispersion and shape parameters are differentiated numerically.
+finite differences. Dispersions and the families' own parameters act on each row at fixed
+``eta`` (:func:`response_gradient`): their per-row derivatives come from the family (closed
+forms, or central differences of the family without PIRLS).
 """
 
 from __future__ import annotations
@@ -162,9 +164,10 @@ def response_gradient(model, V: np.ndarray, C: np.ndarray, h: np.ndarray, dwh: n
 
 def own_parameters_have_gradient(model) -> bool:
     """Whether :func:`response_gradient` covers the response parameters: dispersions and
-    variance functions always; a family's own parameters (NB1's ``phi``, the t's ``df``)
-    for one family of those outside the exponential family without a variance function (a
-    negative binomial's shape stays with differences of the deviance)."""
+    variance functions always; a family's own parameters (NB1's ``phi``, the t's ``df``, a
+    negative binomial's size, a zero part's coefficients) for one family that differentiates
+    them row by row (``analytic_extra_gradient``) without a variance function. Otherwise
+    the gradient takes differences of the deviance (two PIRLS runs per parameter)."""
     response = model.response
     if response.log_dispersion_jacobian() is not None:
         return True
