@@ -359,7 +359,12 @@ class ZeroInflated(Family):
                               for a, b in zip(pair[0], pair[1], strict=True)))
         k = self.Z.shape[1]
         n = y.shape[0]
-        if k:
+        zeta = self._zeta_compiled(y, mu, wt) if k else None
+        if zeta is not None:
+            l_z, l_ez, l_eez = zeta
+            cols.append((l_z[:, None] * self.Z, l_ez[:, None] * self.Z,
+                         -l_eez[:, None] * self.Z))
+        elif k:
             # (the count part's pieces at the mode, as PIRLS left them)
             parts: tuple[np.ndarray, ...] | None = next(
                 (out[3] for e_y, _, e_wt, _, out in self.__dict__.get("_memo", [])
@@ -377,6 +382,22 @@ class ZeroInflated(Family):
             return np.zeros((n, 0)), np.zeros((n, 0)), np.zeros((n, 0))
         dlp, ds, dw = (np.column_stack([c[i] for c in cols]) for i in range(3))
         return dlp, ds, dw
+
+    def _zeta_compiled(self, y, mu, wt):
+        """The rows ``l_z``, ``l_ez``, ``l_eez`` of :meth:`_mixture`'s ``zeta`` terms by the
+        compiled kernel (:func:`glamm.families._kernels.two_part_zeta`); ``None`` without
+        it."""
+        k = compiled.kernels()
+        if k is None or not compiled.rows_ok(y, mu, wt):
+            return None
+        args = count_kernel_args(self.base, y, wt)
+        if args is None:
+            return None
+        const, shape, poisson = args
+        log_pi, log_1m_pi = self._log_pi()
+        out = np.empty((3, y.shape[0]))
+        k.two_part_zeta(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, self.hurdle, out)
+        return out[0], out[1], out[2]
 
     def _log_shape_compiled(self, y, mu, wt):
         """:meth:`extra_derivatives`' column for a negative binomial count part's log(size)
