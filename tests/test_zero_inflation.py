@@ -215,11 +215,16 @@ def test_zero_parts_on_nbinom1_and_genpois_match_glmmtmb(owls, case):
 def test_hurdle_nb1_leaves_a_local_optimum_on_the_bound():
     # the deviance in the random-intercept variance has a local optimum at zero (the KKT test
     # supports it) and the global one inside, 0.2 log-likelihood units higher: the fit must
-    # report glmmTMB's interior optimum, not the boundary
+    # report glmmTMB's interior optimum, not the boundary. From the default start (the
+    # hurdle's GLM) the stages go straight to the interior; started at theta = 0 they reach
+    # the boundary first, and the interior restart must leave it
     fam_dir = Path(__file__).parent / "reference" / "families_extra"
     r = json.loads((fam_dir / "tmb_hurdle_nb1.json").read_text())
     d = pd.read_csv(fam_dir / "sim_hurdle_nb1.csv").assign(g=lambda t: t["g"].astype(str))
-    m = glamm.glmer("y ~ x + (1 | g)", d, family="truncated_nbinom1", ziformula="~ z")
+    direct = glamm.glmer("y ~ x + (1 | g)", d, family="truncated_nbinom1", ziformula="~ z")
+    assert direct.loglik == pytest.approx(r["logLik"], rel=1e-9)
+    m = glamm.glmer("y ~ x + (1 | g)", d, family="truncated_nbinom1", ziformula="~ z",
+                    start=np.array([0.0]))
     assert m.loglik >= r["logLik"] - 1e-6 * abs(r["logLik"])
     assert m.loglik > r["logLik_no_random_effect"] + 0.1
     assert not m.is_singular
@@ -230,3 +235,60 @@ def test_hurdle_nb1_leaves_a_local_optimum_on_the_bound():
     sd = m.varcorr.loc[m.varcorr["group"] == "g", "sdcor"].to_numpy()
     assert sd == pytest.approx([r["sd_g"]], rel=1e-4)
     assert any("local optimum" in msg for msg in m.record.full.messages)
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("hurdle", [False, True])
+def test_extra_hessian_zero_part_block_against_differences(hurdle, kernels):
+    from glamm.families import compiled
+
+    base = get_family("negative_binomial").with_shape(1.7)
+    y = np.array([0, 0, 1, 2, 5, 9, 0, 3, 0, 0], dtype=float)
+    eta = np.array([-0.3, 0.8, 0.1, 1.2, 1.5, 2.0, 2.5, -1.0, 0.4, 1.1])
+    Z = np.column_stack([np.ones(10), np.linspace(-1, 1, 10)])
+    fam = ZeroInflated(base, Z, ["(Intercept)", "x"], hurdle=hurdle)
+    values = np.concatenate([base.extra_values(), [-0.4, 0.9]])
+    fam = fam.with_extra(values)
+    compiled.use_kernels(kernels)
+    try:
+        H = fam.extra_hessian(y, eta, None)
+        assert np.isnan(H[0]).all() and np.isnan(H[:, 0]).all()   # the size: not given
+        h = 1e-6
+        for j in (1, 2):
+            step = np.zeros(3)
+            step[j] = h
+            up = fam.with_extra(values + step).extra_derivatives(y, eta, None, True)[0]
+            down = fam.with_extra(values - step).extra_derivatives(y, eta, None, True)[0]
+            col = (up.sum(axis=0) - down.sum(axis=0)) / (2 * h)
+            assert H[1:, j] == pytest.approx(col[1:], rel=1e-6, abs=1e-8)
+    finally:
+        compiled.use_kernels(None)
+
+
+@pytest.mark.parametrize("family,hurdle", [("poisson", False), ("negative_binomial", False),
+                                           ("negative_binomial", True)])
+def test_glm_start_with_zero_part_is_the_glm_optimum(sal, family, hurdle):
+    """The GLMM's start (glmm.glm.fit_glm_own_parameters): the two-part GLM's maximum
+    likelihood, checked against a quasi-Newton maximization of the same likelihood."""
+    from scipy import optimize
+
+    from glamm.glmm.glm import fit_glm_own_parameters
+
+    base = get_family(family)
+    if family == "negative_binomial":
+        base = base.with_shape(1.0)
+    X = np.column_stack([np.ones(len(sal)), (sal["mined"] == "no").to_numpy(float)])
+    y = sal["count"].to_numpy(float)
+    wt, off = np.ones(y.size), np.zeros(y.size)
+    fam = ZeroInflated(base, X, ["(Intercept)", "minedno"], hurdle=hurdle)
+    extra0 = np.concatenate([base.extra_values(), [0.0, 0.0]])
+    beta, extra = fit_glm_own_parameters(fam, X, y, wt, off, np.zeros(2), extra0, tol=1e-14)
+
+    def nll(z):
+        f = fam.with_extra(z[2:])
+        return -np.sum(f.loglik(y, np.exp(X @ z[:2]), wt))
+
+    ref = optimize.minimize(nll, np.concatenate([beta, extra]) + 0.05, method="BFGS",
+                            options={"gtol": 1e-9})
+    assert nll(np.concatenate([beta, extra])) <= ref.fun + 1e-9
+    np.testing.assert_allclose(np.concatenate([beta, extra]), ref.x, atol=2e-4)

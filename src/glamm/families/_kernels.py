@@ -224,16 +224,18 @@ def two_part_log_shape(y, mu, wt, const, psi_diff, shape, log_pi, log_1m_pi, hur
 def two_part_zeta(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, hurdle, out):
     """The derivatives in the zero part's log-odds ``zeta`` at fixed ``eta`` (``out`` rows
     ``l_z``, ``l_ez``, ``l_eez``: of the log-density, the ``eta``-score and the second
-    ``eta``-derivative), as ``ZeroInflated._mixture(..., zeta_terms=True)``: a positive count
-    has ``l_z = -pi`` and no others; a zero ``1 - pi`` (hurdle) or ``(1 - r) - pi``, ``-r (1 -
-    r) g'`` and ``-r (1 - r) (g'' + (1 - 2 r) g'^2)`` (zero inflation, ``r`` the count part's
-    share of the zero's probability)."""
+    ``eta``-derivative; ``l_zz``, the second derivative in ``zeta``), as
+    ``ZeroInflated._mixture(..., zeta_terms=True)``: a positive count has ``l_z = -pi``,
+    ``l_zz = -pi (1 - pi)`` and no others; a zero ``1 - pi`` (hurdle) or ``(1 - r) - pi``,
+    ``-r (1 - r) g'``, ``-r (1 - r) (g'' + (1 - 2 r) g'^2)`` and ``r (1 - r) - pi (1 - pi)``
+    (zero inflation, ``r`` the count part's share of the zero's probability)."""
     log_shape = math.log(shape) if not poisson else 0.0
     for i in range(y.shape[0]):
         yi, mi = y[i], mu[i]
         lp, l1p = log_pi[i], log_1m_pi[i]
         pi = math.exp(lp)
         lz, lez, leez = -pi, 0.0, 0.0
+        lzz = -pi * (1.0 - pi)
         if yi == 0.0:
             if hurdle:
                 lz = 1.0 - pi
@@ -250,8 +252,10 @@ def two_part_zeta(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, hurdle, o
                     r = 1.0 / (1.0 + math.exp(lp - b))
                 rr = r * (1.0 - r)
                 lz = (1.0 - r) - pi
+                lzz += rr
                 lez = -rr * g1
                 leez = -rr * (g2 + (1.0 - 2.0 * r) * g1 * g1)
         out[0, i] = lz
         out[1, i] = lez
         out[2, i] = leez
+        out[3, i] = lzz

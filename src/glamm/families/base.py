@@ -54,6 +54,10 @@ class Family(abc.ABC):
     #: at fixed ``eta`` (:func:`glamm.glmm.gradient._own_parameter_gradient`)
     #: rather than by refitting the modes
     analytic_extra_gradient: bool = False
+    #: whether the GLMM fit's start refines the GLM (fixed effects only) jointly with the
+    #: family's own parameters (:func:`glamm.glmm.glm.fit_glm_own_parameters`; needs
+    #: :meth:`extra_derivatives`)
+    refine_glm_start: bool = False
     #: whether PIRLS takes Newton steps from the first iteration (the observed information
     #: where it is positive, Fisher's weight elsewhere; ``max(Fisher, observed)`` once a step
     #: overshoots): for families whose PIRLS weights only approximate the expected

@@ -88,6 +88,9 @@ class ZeroInflated(Family):
     #: the Laplace gradient differentiates the own parameters (a negative binomial's size
     #: and the zero part's coefficients) row by row at fixed eta (glmm.gradient)
     analytic_extra_gradient = True
+    #: the GLMM fit starts from this family's GLM fitted jointly in the fixed effects, the
+    #: zero part and the count family's own parameters (glmm.glm.fit_glm_own_parameters)
+    refine_glm_start = True
 
     @property
     def has_shape(self) -> bool:  # type: ignore[override]
@@ -124,7 +127,13 @@ class ZeroInflated(Family):
         new = copy.copy(self)
         new.__dict__["_memo"] = []
         new.__dict__.pop("_pi_of", None)
-        new.base = self.base.with_extra(values[:nb]) if nb else self.base
+        own = np.array(values[:nb], dtype=float)
+        held = self.__dict__.get("_base_values")
+        if nb and not (held is not None and np.array_equal(held, own)):
+            # (a new count family only for new own parameters: it rebuilds its cached
+            # constants, and the zero part's coefficients change far more often)
+            new.base = self.base.with_extra(own)
+        new.__dict__["_base_values"] = own
         new.gamma = np.asarray(values[nb:], dtype=float).copy()
         return new
 
@@ -361,7 +370,7 @@ class ZeroInflated(Family):
         n = y.shape[0]
         zeta = self._zeta_compiled(y, mu, wt) if k else None
         if zeta is not None:
-            l_z, l_ez, l_eez = zeta
+            l_z, l_ez, l_eez, _ = zeta
             cols.append((l_z[:, None] * self.Z, l_ez[:, None] * self.Z,
                          -l_eez[:, None] * self.Z))
         elif k:
@@ -384,9 +393,9 @@ class ZeroInflated(Family):
         return dlp, ds, dw
 
     def _zeta_compiled(self, y, mu, wt):
-        """The rows ``l_z``, ``l_ez``, ``l_eez`` of :meth:`_mixture`'s ``zeta`` terms by the
-        compiled kernel (:func:`glamm.families._kernels.two_part_zeta`); ``None`` without
-        it."""
+        """The rows ``l_z``, ``l_ez``, ``l_eez``, ``l_zz`` of :meth:`_mixture`'s ``zeta``
+        terms by the compiled kernel (:func:`glamm.families._kernels.two_part_zeta`); ``None``
+        without it."""
         k = compiled.kernels()
         if k is None or not compiled.rows_ok(y, mu, wt):
             return None
@@ -395,9 +404,9 @@ class ZeroInflated(Family):
             return None
         const, shape, poisson = args
         log_pi, log_1m_pi = self._log_pi()
-        out = np.empty((3, y.shape[0]))
+        out = np.empty((4, y.shape[0]))
         k.two_part_zeta(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, self.hurdle, out)
-        return out[0], out[1], out[2]
+        return out[0], out[1], out[2], out[3]
 
     def _log_shape_compiled(self, y, mu, wt):
         """:meth:`extra_derivatives`' column for a negative binomial count part's log(size)
@@ -416,6 +425,29 @@ class ZeroInflated(Family):
         k.two_part_log_shape(y, mu, wt, const, psi_diff, shape, log_pi, log_1m_pi,
                              self.hurdle, out)
         return out[0], out[1], out[2]
+
+    def extra_hessian(self, y, eta, wt) -> np.ndarray:
+        """The Hessian of the summed log-density in :meth:`extra_values` at fixed ``eta``,
+        where known in closed form: the zero part's coefficients' block ``Z' diag(l_zz) Z``;
+        the count family's own parameters' rows and columns are NaN (the caller takes
+        differences there)."""
+        y, wt = self._prep(y, wt)
+        eta = np.asarray(eta, dtype=float)
+        mu = self.link.inverse(eta)
+        nb, k = len(self.base.extra_names()), self.Z.shape[1]
+        H = np.full((nb + k, nb + k), np.nan)
+        if k:
+            zeta = self._zeta_compiled(y, mu, wt)
+            if zeta is not None:
+                l_zz = zeta[3]
+            else:
+                pi = self.pi
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    parts = self._parts(y, mu, eta, wt, 1.0)
+                    l_zz = self._mixture(y == 0, pi, np.log(pi), np.log1p(-pi), *parts,
+                                         zeta_terms=True)["l_zz"]
+            H[nb:, nb:] = self.Z.T @ (l_zz[:, None] * self.Z)
+        return H
 
     def dloglik_deta(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
         return self._derivatives(y, mu, eta, wt, dispersion)[0]

@@ -19,7 +19,7 @@ from ..optim.backends import minimize
 from ..optim.newton import FiniteDifferences, newton_minimize
 from ..optim.optsummary import OptSummary
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
-from .glm import fit_glm
+from .glm import fit_glm, fit_glm_own_parameters
 from .loading_start import glm_loading_start, rescaled_theta
 from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings
 
@@ -146,12 +146,22 @@ def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -
     glm = fit_glm(model.X, model.y, model.wt, model.offset,
                   getattr(response.base_family, "start_family", response.base_family))
     extra0 = response.start(glm)
+    beta0 = glm.beta.copy()
+    family = response.family
+    if getattr(family, "refine_glm_start", False) and not response.mixed \
+            and extra0.size == family.extra_values().size:
+        # the zero part and the count part's own parameters from a GLM of the whole model
+        # (its rough zero-part guess can leave the Laplace fit's stages far to go)
+        better = fit_glm_own_parameters(family, model.X, model.y, model.wt, model.offset,
+                                        beta0, extra0)
+        if better is not None:
+            beta0, extra0 = better
     response.set_parameters(extra0)
-    model.beta = glm.beta.copy()
+    model.beta = beta0.copy()
     theta_block = model.parameters.block("theta")
     theta0 = model.layout.initial() if start is None else np.asarray(start, dtype=float)
     loadings = model.loadings.values.copy() if model.loadings is not None else np.zeros(0)
-    return StartValues(theta=np.maximum(theta0, theta_block.lower), beta=glm.beta.copy(),
+    return StartValues(theta=np.maximum(theta0, theta_block.lower), beta=beta0.copy(),
                        response=extra0, loadings=loadings)
 
 

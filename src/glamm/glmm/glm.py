@@ -102,3 +102,109 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
     loglik = float(np.sum(family.loglik(y, mu, wt, disp)))
     return GlmFit(beta=beta, eta=eta, mu=mu, deviance=dev_old, loglik=loglik,
                   dispersion=disp, converged=converged, iterations=it)
+
+
+def fit_glm_own_parameters(family, X: np.ndarray, y: np.ndarray, wt: np.ndarray,
+                           offset: np.ndarray, beta: np.ndarray, extra: np.ndarray,
+                           maxiter: int = 25, tol: float = 1e-4
+                           ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Maximize a GLM's log-likelihood (no random effects) jointly in ``beta`` and the
+    family's own parameters (``extra``, the scale of :meth:`~glamm.families.Family.
+    extra_names`), by Newton steps with step halving from the given values. For the
+    zero-inflated and hurdle families, whose zero part the GLMM fit would otherwise start
+    from a rough guess (:meth:`~glamm.families.zero_inflated.ZeroInflated.extra_start`).
+
+    The family must give the per-row derivatives in its own parameters at fixed ``eta``
+    (:meth:`~glamm.families.Family.extra_derivatives` with the observed information). The
+    Hessian's ``beta`` block is ``X' diag(l_ee) X``, its ``beta``-by-own block ``X' ds`` (the
+    score's derivatives), and the own parameters' block forward differences of their
+    gradient. It stops when a step gains less than ``tol`` relative in the log-likelihood
+    (a start needs no more). Returns ``(beta, extra)``, or ``None`` when no step improves on
+    the start or the derivatives are not available."""
+    link = family.link
+    beta = np.asarray(beta, dtype=float).copy()
+    extra = np.asarray(extra, dtype=float).copy()
+    p, m = beta.size, extra.size
+
+    def state(b: np.ndarray, e: np.ndarray):
+        try:
+            fam = family.with_extra(e)
+            eta = X @ b + offset
+            with np.errstate(all="ignore"):
+                mu = link.inverse(eta)
+                ll = float(np.sum(fam.loglik(y, mu, wt)))
+        except (OverflowError, ValueError, ZeroDivisionError):   # (parameters out of range)
+            return None
+        return (fam, eta, mu, ll) if np.isfinite(ll) else None
+
+    def own_gradient(fam, eta):
+        try:
+            with np.errstate(all="ignore"):
+                return fam.extra_derivatives(y, eta, wt, observed=True)
+        except (OverflowError, ValueError, ZeroDivisionError):
+            return None
+
+    cur = state(beta, extra)
+    if cur is None:
+        return None
+    moved = False
+    for _ in range(maxiter):
+        fam, eta, mu, ll = cur
+        with np.errstate(all="ignore"):
+            s = fam.dloglik_deta(y, mu, eta, wt)
+            l_ee = fam.d2loglik_deta2(y, mu, eta, wt)
+        own = own_gradient(fam, eta)
+        if own is None:
+            break
+        dlp, ds, _ = own
+        g = np.concatenate([X.T @ s, dlp.sum(axis=0)])
+        H = np.empty((p + m, p + m))
+        H[:p, :p] = X.T @ (l_ee[:, None] * X)
+        H[:p, p:] = X.T @ ds
+        H[p:, :p] = H[:p, p:].T
+        # the own parameters' block: the family's closed forms where it has them (NaN
+        # elsewhere), forward differences of the own gradient for the other columns
+        hess = getattr(fam, "extra_hessian", None)
+        H[p:, p:] = hess(y, eta, wt) if hess is not None else np.nan
+        for j in range(m):
+            if not np.isnan(H[p:, p + j]).any():
+                continue
+            h = 1e-6 * max(1.0, abs(extra[j]))
+            e = extra.copy()
+            e[j] += h
+            try:
+                fam_h = family.with_extra(e)
+            except (OverflowError, ValueError):
+                break
+            own_h = own_gradient(fam_h, eta)
+            if own_h is None:
+                break
+            col = (own_h[0].sum(axis=0) - dlp.sum(axis=0)) / h
+            H[p:, p + j] = col
+            H[p + j, p:] = col
+        if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
+            break
+        # an ascent step: -H shifted to positive definite where it is not
+        negH = -H
+        ev = np.linalg.eigvalsh(negH)
+        shift = max(0.0, 1e-8 * max(abs(ev[-1]), 1.0) - ev[0])
+        try:
+            step = np.linalg.solve(negH + shift * np.eye(p + m), g)
+        except np.linalg.LinAlgError:
+            break
+        # (a step beyond a few units is shortened first: the likelihood can be flat in a
+        # zero part's coefficients, and far out the family's parameters overflow)
+        t, improved = min(1.0, 5.0 / max(float(np.max(np.abs(step))), 1e-300)), None
+        for _ in range(20):
+            trial = state(beta + t * step[:p], extra + t * step[p:])
+            if trial is not None and trial[3] >= ll:
+                improved = trial
+                break
+            t /= 2.0
+        if improved is None:
+            break
+        beta, extra = beta + t * step[:p], extra + t * step[p:]
+        cur, moved = improved, True
+        if improved[3] - ll < tol * (abs(ll) + 1.0) and float(g @ step) < tol * (abs(ll) + 1.0):
+            break
+    return (beta, extra) if moved else None

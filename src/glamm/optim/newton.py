@@ -80,7 +80,7 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
         if step is None:
             return NewtonResult(False, x, fx, H, x_h)
         decrement = float(-gf @ step)
-        if decrement < 1e-11 * (abs(fx) + 1.0):
+        if decrement < 1e-13 * (abs(fx) + 1.0):
             return NewtonResult(True, x, fx, H, x_h)
         # a step far beyond the parameters' scale (a nearly singular Hessian) is shortened
         # before the line search: the objective can overflow out there
