@@ -58,6 +58,9 @@ class Family(abc.ABC):
     #: family's own parameters (:func:`glamm.glmm.glm.fit_glm_own_parameters`; needs
     #: :meth:`extra_derivatives`)
     refine_glm_start: bool = False
+    #: whether the GLMM fit's first search (glmm.fit.fast_stage) holds the family's own
+    #: parameters at their start (good enough there; Newton then moves everything)
+    hold_start_in_search: bool = False
     #: whether PIRLS takes Newton steps from the first iteration (the observed information
     #: where it is positive, Fisher's weight elsewhere; ``max(Fisher, observed)`` once a step
     #: overshoots): for families whose PIRLS weights only approximate the expected

@@ -88,9 +88,23 @@ class ZeroInflated(Family):
     #: the Laplace gradient differentiates the own parameters (a negative binomial's size
     #: and the zero part's coefficients) row by row at fixed eta (glmm.gradient)
     analytic_extra_gradient = True
-    #: the GLMM fit starts from this family's GLM fitted jointly in the fixed effects, the
-    #: zero part and the count family's own parameters (glmm.glm.fit_glm_own_parameters)
-    refine_glm_start = True
+    @property
+    def refine_glm_start(self) -> bool:  # type: ignore[override]
+        """Under zero inflation the GLMM fit starts from the GLM fitted jointly in the fixed
+        effects, the zero part and the count family's own parameters
+        (glmm.glm.fit_glm_own_parameters). Not for a hurdle: its zero part's start is
+        already its estimate (:meth:`extra_start`), and without the random effects a
+        zero-truncated negative binomial can prefer a size near zero, where the GLMM's
+        stages cannot start."""
+        return not self.hurdle
+
+    @property
+    def hold_start_in_search(self) -> bool:  # type: ignore[override]
+        """The GLMM fit's first search holds the own parameters where they start when that
+        start is a fit: zero inflation (:attr:`refine_glm_start`) and a hurdle whose count
+        family has no parameters of its own (the zero part's start is exact). A hurdle's
+        negative binomial size starts at a rough guess that the search must move."""
+        return not self.hurdle or not self.base.extra_names()
 
     @property
     def has_shape(self) -> bool:  # type: ignore[override]

@@ -168,18 +168,25 @@ def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -
 def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer: str,
                final: bool, settings: dict) -> tuple[OptSummary, dict[str, np.ndarray]]:
     """BOBYQA over ``theta`` and the response parameters with ``beta`` updated inside PIRLS
-    (the objective of lme4's ``nAGQ = 0``). When ``final`` the result is the answer (tight
-    tolerances, the user's ``settings``); otherwise only the start of :func:`full_stage`,
-    needed to about 1e-4, so the optimizer and PIRLS run with loose tolerances. A smooth whose
-    scale ended near zero is then tried exactly linear. Leaves the model at the optimum.
+    (the objective of lme4's ``nAGQ = 0``; a family with ``hold_start_in_search`` holds
+    its response parameters at the start's unless this stage is the answer). When ``final``
+    the result is the answer (tight tolerances, the user's ``settings``); otherwise only
+    the start of :func:`full_stage`, needed to about 1e-4, so the optimizer and PIRLS run
+    with loose tolerances. A smooth whose scale ended near zero is then tried exactly
+    linear. Leaves the model at the optimum.
     Returns the record (its ``final`` holds ``theta``) and the other blocks it moved (the
     response parameters, and the free loadings of a model with loadings)."""
     # a model with factor loadings: the search holds them at their start values and a GLM
     # then estimates them (glmm/loading_start.py), unless this stage is the answer
     staged = not final and model.loadings is not None and not model.loadings.x_cols \
         and model.loadings.n_free > 0
-    layout = model.parameters.subset(["theta", "response"] if staged
-                                      else ["theta", "lambda", "response"])
+    blocks = ["theta", "response"] if staged else ["theta", "lambda", "response"]
+    if not final and model.response.family.hold_start_in_search:
+        # (a zero part started at its GLM estimate: the search holds it there and moves
+        # theta, Newton then moves everything; in the search its coefficients would mostly
+        # be far-off trial points)
+        blocks.remove("response")
+    layout = model.parameters.subset(blocks)
     if final:
         opt_settings = {"ftol_rel": 1e-12, "ftol_abs": 0.0, "xtol_abs": 1e-8, **settings}
         pirls = PirlsSettings()
@@ -202,6 +209,7 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
         # the residual scale, a dispersion fixed at the GLM's (which absorbs the random
         # effects' variance) would leave theta far from its optimum
         part = layout.split(z)
+        part.setdefault("response", init.response)
         if not _put_parameters(model, part):
             return float("inf")
         return model.objective_fast(part["theta"], pirls)
@@ -221,6 +229,7 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
     assert os_fast.final is not None   # set by every minimize run
     best = layout.split(os_fast.final)
     extras = {name: best[name].copy() for name in best if name != "theta"}
+    extras.setdefault("response", np.asarray(init.response, dtype=float).copy())
     model.response.set_parameters(extras["response"])
     if "lambda" in extras:
         model.set_loadings(extras["lambda"])
