@@ -127,6 +127,11 @@ class Ordinal(Family):
     analytic_extra_gradient = True
     newton_pirls = True
     concave_loglik = True   # F has a log-concave density: log p is concave in eta
+    #: the GLMM fit starts from the cumulative link model without random effects, the
+    #: thresholds fitted with the fixed effects (as ordinal's clmm starts from clm), and its
+    #: first search holds them there and moves theta
+    refine_glm_start = True
+    hold_start_in_search = True
 
     def __init__(self, link: str = "logit", levels=("1", "2"), thresholds=None) -> None:
         name = get_link(link).name if not isinstance(link, str) or link not in CUMULATIVE_LINKS \
