@@ -150,3 +150,24 @@ def test_log_size_column_against_differences(hurdle):
         # the size's column: central differences are accurate to about 1e-9 here
         np.testing.assert_allclose(a[:, 0], b[:, 0], rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(a[:, 1:], b[:, 1:], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("hurdle", [False, True])
+@pytest.mark.parametrize("name,shape", [("poisson", None), ("negative_binomial", 0.9)])
+def test_joint_derivatives(name, shape, hurdle):
+    """Both predictors' derivatives (random effects in the zero part)."""
+    base = get_family(name) if shape is None else get_family(name).with_shape(shape)
+    y, eta, wt = _rows(seed=4)
+    wt = np.ones(y.size)   # (the two-part model passes unit weights)
+    zeta = np.random.default_rng(9).normal(-0.5, 2.0, y.size)
+    zeta[3], zeta[4] = 40.0, -40.0
+    fam = ZeroInflated(base, np.ones((y.size, 1)), ["(Intercept)"], hurdle=hurdle)
+
+    def run():
+        with np.errstate(all="ignore"):
+            return fam.joint_derivatives(y, eta, zeta, wt)
+
+    fast, slow = _both(run)
+    assert len(fast) == len(slow) == 6
+    for a, b in zip(fast, slow):
+        _same(a, b)

@@ -259,3 +259,63 @@ def two_part_zeta(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, hurdle, o
         out[1, i] = lez
         out[2, i] = leez
         out[3, i] = lzz
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _log_expit(z: float) -> float:
+    """``log(1 / (1 + exp(-z)))`` without overflow."""
+    if z >= 0.0:
+        return -math.log1p(math.exp(-z))
+    return z - math.log1p(math.exp(z))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def two_part_joint(y, mu, wt, const, shape, poisson, zeta, hurdle, out):
+    """The mixture's log-density as a function of both predictors, the count part's ``eta``
+    (``mu = exp(eta)``) and the zero part's log-odds ``zeta`` per row (random effects in
+    the zero part): ``out`` rows ``l, l_e, l_z, l_ee, l_ez, l_zz``, as
+    ``ZeroInflated.joint_derivatives`` (:func:`two_part` and :func:`two_part_zeta` with
+    ``pi = logistic(zeta)``)."""
+    log_shape = math.log(shape) if not poisson else 0.0
+    for i in range(y.shape[0]):
+        yi, mi, zi = y[i], mu[i], zeta[i]
+        lf, d1, d2, g, g1, g2 = _count_pair(yi, mi, wt[i], const[i], shape, log_shape,
+                                            poisson)
+        lp, l1p = _log_expit(zi), _log_expit(-zi)
+        pi = math.exp(lp)
+        ppi = pi * (1.0 - pi)
+        lz, lez, lzz = -pi, 0.0, -ppi
+        if hurdle:
+            if yi == 0.0:
+                lv, le, lee = lp, 0.0, 0.0
+                lz = 1.0 - pi
+            else:
+                log_pos0 = _log1mexp(g)
+                q = math.exp(g - log_pos0)
+                lv = l1p + lf - log_pos0
+                le = d1 + q * g1
+                lee = d2 + q * g2 + q * (1.0 + q) * g1 * g1
+        elif yi == 0.0:
+            b = l1p + g
+            if lp > b:
+                e = math.exp(b - lp)
+                lv, r = lp + math.log1p(e), e / (1.0 + e)
+            else:
+                e = math.exp(lp - b)
+                lv, r = b + math.log1p(e), 1.0 / (1.0 + e)
+            rr = r * (1.0 - r)
+            le = r * g1
+            lee = r * g2 + rr * g1 * g1
+            lz = (1.0 - r) - pi
+            lez = -rr * g1
+            lzz = rr - ppi
+        else:
+            lv, le, lee = l1p + lf, d1, d2
+        if not (mi >= 0.0 and mi < math.inf):
+            lv = _NEG_INF
+        out[0, i] = lv
+        out[1, i] = le
+        out[2, i] = lz
+        out[3, i] = lee
+        out[4, i] = lez
+        out[5, i] = lzz

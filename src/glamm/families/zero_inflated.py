@@ -340,6 +340,14 @@ class ZeroInflated(Family):
         mu = self.link.inverse(eta)
         if wt is None or np.shape(wt) != eta.shape:
             wt = np.ones(eta.shape)
+        k = compiled.kernels()
+        if k is not None and compiled.rows_ok(yb, mu, wt, zeta):
+            args = count_kernel_args(self.base, yb, wt)
+            if args is not None:   # (one pass: joint rows by the compiled kernel)
+                out6 = np.empty((6, yb.shape[0]))
+                k.two_part_joint(yb, mu, wt, args[0], args[1], args[2], zeta, self.hurdle,
+                                 out6)
+                return tuple(out6)
         pi = special.expit(zeta)
         log_pi, log_1m_pi = -np.logaddexp(0.0, -zeta), -np.logaddexp(0.0, zeta)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
