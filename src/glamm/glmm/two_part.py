@@ -187,17 +187,30 @@ class TwoPartModel:
         ur = u[self.group]
         return base_eta + np.einsum("ij,ij->i", A, ur), base_zeta + np.einsum("ij,ij->i", C, ur)
 
+    def _outer_products(self, A, C) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row ``a a'``, ``a c' + c a'`` and ``c c'`` flattened to ``(n, q^2)``, kept for
+        the designs of the current parameters (every Newton step of the mode search uses
+        them)."""
+        held = self.__dict__.get("_outer_of")
+        if held is not None and held[0] is A and held[1] is C:
+            return held[2]
+        n, q = self.n, self.q
+        AA = np.einsum("iq,ir->iqr", A, A).reshape(n, q * q)
+        AC = np.einsum("iq,ir->iqr", A, C)
+        ACs = (AC + AC.transpose(0, 2, 1)).reshape(n, q * q)
+        CC = np.einsum("iq,ir->iqr", C, C).reshape(n, q * q)
+        self.__dict__["_outer_of"] = (A, C, (AA, ACs, CC))
+        return AA, ACs, CC
+
     def _grad_hess(self, u, family, base_eta, base_zeta, A, C):
         eta, zeta = self._at(u, base_eta, base_zeta, A, C)
         ll, l_e, l_z, l_ee, l_ez, l_zz = family.joint_derivatives(self.y, eta, zeta,
                                                                   self._ones)
         grad = self.S @ (l_e[:, None] * A + l_z[:, None] * C) - u
         q = self.q
-        outer = (l_ee[:, None, None] * A[:, :, None] * A[:, None, :]
-                 + l_ez[:, None, None] * (A[:, :, None] * C[:, None, :]
-                                          + C[:, :, None] * A[:, None, :])
-                 + l_zz[:, None, None] * C[:, :, None] * C[:, None, :])
-        neg_hess = np.eye(q)[None] - (self.S @ outer.reshape(self.n, q * q)).reshape(-1, q, q)
+        AA, ACs, CC = self._outer_products(A, C)
+        outer = l_ee[:, None] * AA + l_ez[:, None] * ACs + l_zz[:, None] * CC
+        neg_hess = np.eye(q)[None] - (self.S @ outer).reshape(-1, q, q)
         h = self.S @ ll - 0.5 * np.einsum("ij,ij->i", u, u)
         return h, grad, neg_hess
 
@@ -301,6 +314,18 @@ class TwoPartModel:
         Mi = Minv[self.group]                                     # (n, q, q)
         DM = np.einsum("iaq,iqr->iar", D, Mi)                     # D_i M^-1
         P = np.einsum("iar,ibr->iab", DM, D)                      # (n, 2, 2)
+        # the fixed effects of both parts, all at once: each moves one predictor by a
+        # column of its design, at fixed D and without own-parameter terms
+        R0 = np.zeros((self.n, 2, self.p_cond + self.p_zi))
+        R0[:, 0, :self.p_cond] = self.X
+        R0[:, 1, self.p_cond:] = self.Xz
+        dg = np.einsum("iaq,iam->iqm", D, np.einsum("iab,ibm->iam", W, R0))
+        Sdg = (self.S @ dg.reshape(self.n, -1)).reshape(self.n_groups, self.q, -1)
+        du = np.einsum("gqr,grm->gqm", Minv, Sdg)
+        d_rho = R0 + np.einsum("iaq,iqm->iam", D, du[self.group])
+        dW = np.einsum("iabc,icm->iabm", third, d_rho)
+        fixed = (np.einsum("ia,iam->m", s, R0)
+                 + 0.5 * np.einsum("iabm,iba->m", dW, P))
         out = []
         for d_rho0, dD, own_parts in self._directions(thetas, family, u, eta, zeta, ones):
             # the mode's movement
@@ -321,12 +346,15 @@ class TwoPartModel:
                 row = row + np.einsum("iab,ibr,iar->i", W, DM, dD)
             out.append(float(np.sum(row)))
         self.u, self._modes_at = u, np.array(x, dtype=float, copy=True)
-        return -2.0 * np.asarray(out)
+        nt = sum(self.n_theta)
+        grad = np.concatenate([out[:nt], fixed, out[nt:]])
+        return -2.0 * grad
 
     def _directions(self, thetas, family, u_hat, eta, zeta, ones):
-        """Per parameter, in order: the change of each row's ``(eta, zeta)`` at fixed ``u``
-        (``(n, 2)``), of ``D`` (``(n, 2, q)`` or None) and, for the family's own parameters,
-        of the row's log-density, score and Hessian (or None)."""
+        """Per parameter but the fixed effects (which :meth:`gradient` takes together), in
+        order: the change of each row's ``(eta, zeta)`` at fixed ``u`` (``(n, 2)``), of ``D``
+        (``(n, 2, q)`` or None) and, for the family's own parameters, of the row's
+        log-density, score and Hessian (or None)."""
         n, q = self.n, self.q
         u = u_hat[self.group]
         k = 0
@@ -338,14 +366,6 @@ class TwoPartModel:
                 d_rho0 = np.einsum("iaq,iq->ia", dD, u)
                 yield d_rho0, dD, None
             k += term.p
-        for j in range(self.p_cond):
-            d = np.zeros((n, 2))
-            d[:, 0] = self.X[:, j]
-            yield d, None, None
-        for j in range(self.p_zi):
-            d = np.zeros((n, 2))
-            d[:, 1] = self.Xz[:, j]
-            yield d, None, None
         if self.n_own:
             own = family.base.extra_values()
             gamma = family.gamma
