@@ -319,3 +319,20 @@ def two_part_joint(y, mu, wt, const, shape, poisson, zeta, hurdle, out):
         out[3, i] = lee
         out[4, i] = lez
         out[5, i] = lzz
+
+
+@numba.njit(cache=True, error_model="numpy")
+def trigamma(x, out):
+    """``out[i] = psi'(x[i])`` for ``x > 0`` (flat arrays): the recurrence ``psi'(x) =
+    psi'(x + 1) + 1 / x^2`` up to 10, then the asymptotic series to ``x^-11``, as
+    ``glamm.families.extra.trigamma`` but with each element's own number of steps."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        acc = 0.0
+        while v < 10.0:
+            acc += 1.0 / (v * v)
+            v += 1.0
+        r = 1.0 / v
+        r2 = r * r
+        out[i] = acc + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r2 * (-1.0 / 30.0 + r2 * (
+            1.0 / 42.0 + r2 * (-1.0 / 30.0 + r2 * (5.0 / 66.0)))))))
