@@ -183,3 +183,27 @@ def test_trigamma_kernel():
     assert fast.shape == (5, 61)
     np.testing.assert_allclose(fast, slow, rtol=1e-13)
     np.testing.assert_allclose(fast.ravel(), special.polygamma(1, x), rtol=1e-13)
+
+
+def test_nbinom1_kernel():
+    """NB1's log-density and mu-derivatives: finite sums for small counts, the functions
+    for large ones (one count above the sums' limit), against the NumPy code."""
+    fam = get_family("nbinom1").with_values(phi=1.7)
+    y, eta, wt = _rows(seed=6)
+    keep = np.abs(eta) < 30
+    y, eta, wt = y[keep], eta[keep], wt[keep]
+    y[20], y[21] = 65.0, 400.0
+    mu = np.exp(eta)
+    mu[3] = 0.0
+
+    def run():
+        with np.errstate(all="ignore"):
+            return (fam.loglik(y, mu, wt), fam.dloglik_dmu(y, mu, wt),
+                    fam.d2loglik_dmu2(y, mu, wt))
+
+    fast, slow = _both(run)
+    rest = np.arange(y.size) != 3   # (row 3: a zero mean, outside the family's range)
+    for a, b in zip(fast, slow):
+        assert np.all(np.isfinite(a[rest]))
+        np.testing.assert_allclose(a[rest], b[rest], rtol=1e-10, atol=1e-12)
+    assert fast[0][3] == slow[0][3] == -np.inf

@@ -321,19 +321,80 @@ def two_part_joint(y, mu, wt, const, shape, poisson, zeta, hurdle, out):
         out[5, i] = lzz
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _trigamma1(v: float) -> float:
+    """``psi'(v)`` for ``v > 0``: the recurrence ``psi'(v) = psi'(v + 1) + 1 / v^2`` up to
+    14, then the asymptotic series to ``v^-11`` (the first omitted term, ``691 / (2730
+    v^13)``, is below 5e-15 relative there)."""
+    acc = 0.0
+    while v < 14.0:
+        acc += 1.0 / (v * v)
+        v += 1.0
+    r = 1.0 / v
+    r2 = r * r
+    return acc + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r2 * (-1.0 / 30.0 + r2 * (
+        1.0 / 42.0 + r2 * (-1.0 / 30.0 + r2 * (5.0 / 66.0)))))))
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _digamma1(v: float) -> float:
+    """``psi(v)`` for ``v > 0``: the recurrence ``psi(v) = psi(v + 1) - 1 / v`` up to 14,
+    then ``log v - 1 / (2 v) - sum_k B_2k / (2k v^2k)`` to ``v^-10`` (the first omitted term,
+    ``691 / (32760 v^12)``, is below 2e-15 there)."""
+    acc = 0.0
+    while v < 14.0:
+        acc -= 1.0 / v
+        v += 1.0
+    r = 1.0 / v
+    r2 = r * r
+    return acc + math.log(v) - 0.5 * r - r2 * (1.0 / 12.0 - r2 * (1.0 / 120.0 - r2 * (
+        1.0 / 252.0 - r2 * (1.0 / 240.0 - r2 * (1.0 / 132.0)))))
+
+
 @numba.njit(cache=True, error_model="numpy")
 def trigamma(x, out):
-    """``out[i] = psi'(x[i])`` for ``x > 0`` (flat arrays): the recurrence ``psi'(x) =
-    psi'(x + 1) + 1 / x^2`` up to 14, then the asymptotic series to ``x^-11`` (the first
-    omitted term, ``691 / (2730 x^13)``, is below 5e-15 relative there), as
-    ``glamm.families.extra.trigamma`` but with each element's own number of steps."""
+    """``out[i] = psi'(x[i])`` for ``x > 0`` (flat arrays), as
+    ``glamm.families.extra.trigamma`` but with each element's own number of recurrence
+    steps (:func:`_trigamma1`)."""
     for i in range(x.shape[0]):
-        v = x[i]
-        acc = 0.0
-        while v < 14.0:
-            acc += 1.0 / (v * v)
-            v += 1.0
-        r = 1.0 / v
-        r2 = r * r
-        out[i] = acc + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r2 * (-1.0 / 30.0 + r2 * (
-            1.0 / 42.0 + r2 * (-1.0 / 30.0 + r2 * (5.0 / 66.0)))))))
+        out[i] = _trigamma1(x[i])
+
+
+#: counts up to this many use finite sums for the log-gamma, digamma and trigamma
+#: differences of a negative binomial; larger ones the functions themselves
+_SUM_LIMIT = 64.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def nbinom1(y, mu, wt, lfac, phi, out):
+    """NB1 (size ``k = mu / phi``): ``out`` rows the log-density without the prior weights'
+    zero rule (``glamm.families.extra.NegativeBinomial1._loglik``), ``d log f / d mu`` and
+    ``d2 log f / d mu2``, ``lfac`` the rows' ``-lgamma(y + 1)``. For a whole count ``y`` up
+    to :data:`_SUM_LIMIT` the differences ``lgamma(y + k) - lgamma(k)``, ``digamma(y + k) -
+    digamma(k)`` and ``trigamma(y + k) - trigamma(k)`` are the finite sums over ``k + j``,
+    ``j < y`` (exact, and free of the cancellation the functions suffer at large ``k``).
+    A mean that is not positive and finite gives ``-inf`` and NaN derivatives."""
+    log1p_phi = math.log1p(phi)
+    log_ratio = math.log(phi / (1.0 + phi))
+    for i in range(y.shape[0]):
+        yi, mi, wi = y[i], mu[i], wt[i]
+        if not (mi > 0.0 and mi < math.inf):
+            out[0, i] = _NEG_INF
+            out[1, i] = math.nan
+            out[2, i] = math.nan
+            continue
+        k = mi / phi
+        if yi <= _SUM_LIMIT and yi == math.floor(yi):
+            s0, s1, s2 = 0.0, 0.0, 0.0
+            for j in range(int(yi)):
+                kj = k + j
+                s0 += math.log(kj)
+                s1 += 1.0 / kj
+                s2 -= 1.0 / (kj * kj)
+        else:
+            s0 = math.lgamma(yi + k) - math.lgamma(k)
+            s1 = _digamma1(yi + k) - _digamma1(k)
+            s2 = _trigamma1(yi + k) - _trigamma1(k)
+        out[0, i] = wi * (s0 + lfac[i] - k * log1p_phi + yi * log_ratio)
+        out[1, i] = wi / phi * (s1 - log1p_phi)
+        out[2, i] = wi / (phi * phi) * s2

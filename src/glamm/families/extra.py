@@ -168,6 +168,27 @@ class _ExtraFamily(Family):
         return (self.variance(_arr(mu) + h) - self.variance(_arr(mu) - h)) / (2.0 * h)
 
     # weights and derivatives ------------------------------------------------------------
+    def _score_mu(self, y, mu, wt, dispersion) -> np.ndarray:
+        """:meth:`dloglik_dmu`, kept for the last responses, means, weights, dispersion and
+        parameters (by identity and value): PIRLS asks for it through the working response
+        and again through the observed weights at the same means."""
+        disp = id(dispersion) if np.ndim(dispersion) else float(dispersion)
+        held = self.__dict__.get("_score_of")
+        if (held is not None and held[0] is y and held[1] is mu and held[2] is wt
+                and held[3] == disp and held[4] == self.values):
+            return held[5]
+        value = self.dloglik_dmu(y, mu, wt, dispersion)
+        self.__dict__["_score_of"] = (y, mu, wt, disp, self.values, value)
+        return value
+
+    def dloglik_deta(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        return self._score_mu(y, mu, wt, dispersion) * self.link.mu_eta_at(eta, _arr(mu))
+
+    def d2loglik_deta2(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
+        d1 = self.link.mu_eta(eta)
+        return (self.d2loglik_dmu2(y, mu, wt, dispersion) * d1 * d1
+                + self._score_mu(y, mu, wt, dispersion) * self.link.d2mu_deta2(eta))
+
     def _info_mu(self, mu: np.ndarray, wt: np.ndarray, phi) -> np.ndarray:
         return wt / self.variance(mu)
 
@@ -243,7 +264,27 @@ class NegativeBinomial1(_CountFamily):
     def variance(self, mu) -> np.ndarray:
         return _arr(mu) * (1.0 + self.values[0])
 
+    def _compiled_rows(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray):
+        """The log-density and its two ``mu``-derivatives per row from one pass of the
+        compiled kernel (:func:`glamm.families._kernels.nbinom1`), kept for the last rows and
+        parameters (PIRLS asks for all three at the same means); ``None`` without it."""
+        k = compiled.kernels()
+        if k is None or not compiled.rows_ok(y, mu, wt):
+            return None
+        held = self.__dict__.get("_rows_of")
+        if (held is not None and held[0] is y and held[1] is mu and held[2] is wt
+                and held[3] == self.values):
+            return held[4]
+        lfac = _cached(("poisson-const",), y, wt, lambda: -special.gammaln(y + 1.0))
+        out = np.empty((3, y.shape[0]))
+        k.nbinom1(y, mu, wt, lfac, self.values[0], out)
+        self.__dict__["_rows_of"] = (y, mu, wt, self.values, out)
+        return out
+
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        rows = self._compiled_rows(y, mu, wt)
+        if rows is not None:
+            return rows[0]
         ph = self.values[0]
         k = mu / ph
         lfac = _cached(("poisson",), y, wt, lambda: special.gammaln(y + 1.0))
@@ -252,12 +293,18 @@ class NegativeBinomial1(_CountFamily):
 
     def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
+        rows = self._compiled_rows(y, _arr(mu), wt)
+        if rows is not None:
+            return rows[1]
         ph = self.values[0]
         k = _arr(mu) / ph
         return wt / ph * (special.digamma(y + k) - special.digamma(k) - math.log1p(ph))
 
     def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
+        rows = self._compiled_rows(y, _arr(mu), wt)
+        if rows is not None:
+            return rows[2]
         ph = self.values[0]
         k = _arr(mu) / ph
         return wt / ph**2 * (trigamma(y + k) - trigamma(k))
