@@ -398,3 +398,106 @@ def nbinom1(y, mu, wt, lfac, phi, out):
         out[0, i] = wi * (s0 + lfac[i] - k * log1p_phi + yi * log_ratio)
         out[1, i] = wi / phi * (s1 - log1p_phi)
         out[2, i] = wi / (phi * phi) * s2
+
+
+@numba.njit(cache=True, error_model="numpy")
+def beta(y_log, y_log1m, mu, wt, phi, out):
+    """Beta regression (precision ``phi``, ``a = mu phi``, ``b = (1 - mu) phi``): ``out``
+    rows the log-density, its ``mu``-derivative and second derivative, from the rows'
+    ``log y`` and ``log(1 - y)`` (``glamm.families.extra.Beta``). A mean outside (0, 1)
+    gives ``-inf`` and NaN derivatives."""
+    lg_phi = math.lgamma(phi)
+    for i in range(mu.shape[0]):
+        mi, wi = mu[i], wt[i]
+        if not (mi > 0.0 and mi < 1.0):
+            out[0, i] = _NEG_INF
+            out[1, i] = math.nan
+            out[2, i] = math.nan
+            continue
+        a, b = mi * phi, (1.0 - mi) * phi
+        ly, l1y = y_log[i], y_log1m[i]
+        out[0, i] = wi * (lg_phi - math.lgamma(a) - math.lgamma(b) + (a - 1.0) * ly
+                          + (b - 1.0) * l1y)
+        out[1, i] = wi * phi * (ly - l1y - _digamma1(a) + _digamma1(b))
+        out[2, i] = -wi * phi * phi * (_trigamma1(a) + _trigamma1(b))
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _gamma_ratio_terms(a: float, m: float):
+    """``(lgamma(a + m) - lgamma(a), digamma(a + m) - digamma(a), trigamma(a + m) -
+    trigamma(a))`` for ``a > 0`` and a whole ``m >= 0``: finite sums up to
+    :data:`_SUM_LIMIT` terms, the functions beyond."""
+    if m <= _SUM_LIMIT:
+        s0, s1, s2 = 0.0, 0.0, 0.0
+        for j in range(int(m)):
+            aj = a + j
+            s0 += math.log(aj)
+            s1 += 1.0 / aj
+            s2 -= 1.0 / (aj * aj)
+        return s0, s1, s2
+    return (math.lgamma(a + m) - math.lgamma(a), _digamma1(a + m) - _digamma1(a),
+            _trigamma1(a + m) - _trigamma1(a))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def betabinomial(n, k, const, mu, phi, out):
+    """Beta-binomial (``k`` successes of ``n`` trials, probability ``~ Beta(mu phi, (1 - mu)
+    phi)``): ``out`` rows the log-density (``const`` the rows' binomial coefficients), its
+    ``mu``-derivative and second derivative (``glamm.families.extra.BetaBinomial``), the
+    log-gamma differences as finite sums over the counts. A mean outside (0, 1) gives
+    ``-inf`` and NaN derivatives."""
+    for i in range(mu.shape[0]):
+        mi = mu[i]
+        if not (mi > 0.0 and mi < 1.0):
+            out[0, i] = _NEG_INF
+            out[1, i] = math.nan
+            out[2, i] = math.nan
+            continue
+        a, b = mi * phi, (1.0 - mi) * phi
+        ni, ki = n[i], k[i]
+        ka0, ka1, ka2 = _gamma_ratio_terms(a, ki)
+        kb0, kb1, kb2 = _gamma_ratio_terms(b, ni - ki)
+        n0, _, _ = _gamma_ratio_terms(phi, ni)
+        out[0, i] = const[i] + ka0 + kb0 - n0
+        out[1, i] = phi * (ka1 - kb1)
+        out[2, i] = phi * phi * (ka2 + kb2)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def student_t(y, mu, wt, phi, df, const, out):
+    """Student's t (scale ``sqrt(phi)``, ``df`` degrees of freedom, ``const`` the density's
+    constant in ``df``): ``out`` rows the log-density, its ``mu``-derivative and second
+    derivative (``glamm.families.extra.StudentT``)."""
+    half_log_phi = 0.5 * math.log(phi)
+    dphi = df * phi
+    for i in range(y.shape[0]):
+        wi = wt[i]
+        r = y[i] - mu[i]
+        r2 = r * r
+        s = dphi + r2
+        out[0, i] = wi * (const - half_log_phi - 0.5 * (df + 1.0) * math.log1p(r2 / dphi))
+        out[1, i] = wi * (df + 1.0) * r / s
+        out[2, i] = wi * (df + 1.0) * (r2 - dphi) / (s * s)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def genpois(y, mu, wt, lfac, phi, out):
+    """Generalized Poisson (``theta = mu / sqrt(phi)``, ``lambda = 1 - 1 / sqrt(phi)``):
+    ``out`` rows the log-density (``lfac`` the rows' ``-lgamma(y + 1)``; ``-inf`` where
+    ``theta + lambda y <= 0``), its ``mu``-derivative and second derivative
+    (``glamm.families.extra.GeneralizedPoisson``)."""
+    s = math.sqrt(phi)
+    lam = 1.0 - 1.0 / s
+    for i in range(y.shape[0]):
+        yi, wi = y[i], wt[i]
+        theta = mu[i] / s
+        inner = theta + lam * yi
+        if inner > 0.0:
+            ll = math.log(theta) - inner + lfac[i]
+            if yi != 1.0:
+                ll += (yi - 1.0) * math.log(inner)
+            out[0, i] = wi * ll
+        else:
+            out[0, i] = _NEG_INF
+        out[1, i] = wi / s * (1.0 / theta + (yi - 1.0) / inner - 1.0)
+        out[2, i] = -wi / phi * (1.0 / (theta * theta) + (yi - 1.0) / (inner * inner))

@@ -167,6 +167,46 @@ class _ExtraFamily(Family):
         h = 1e-6 * np.maximum(np.abs(_arr(mu)), 1e-3)
         return (self.variance(_arr(mu) + h) - self.variance(_arr(mu) - h)) / (2.0 * h)
 
+    # compiled rows ------------------------------------------------------------------------
+    #: whether :meth:`_row_kernel` has a compiled kernel (glamm.families._kernels)
+    _has_row_kernel = False
+
+    def _row_kernel(self, k, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, phi: float,
+                    out: np.ndarray) -> bool:
+        """Fill ``out`` (``3 x n``) with the log-density (before the zero-weight and
+        mean-range rules of :meth:`loglik`), ``d log f / d mu`` and ``d2 log f / d mu2`` by
+        the compiled kernels module ``k``; false where the family has none."""
+        return False
+
+    def _compiled_rows(self, y, mu, wt, phi) -> np.ndarray | None:
+        """:meth:`_row_kernel`'s three rows, kept for the last rows, dispersion and
+        parameters (PIRLS asks for all three at the same means); ``None`` without a kernel,
+        numba, one-dimensional float rows or a scalar dispersion (the NumPy code then
+        runs)."""
+        if not self._has_row_kernel or np.ndim(phi):
+            return None
+        k = compiled.kernels()
+        if k is None or not compiled.rows_ok(y, mu, wt):
+            return None
+        phi = float(phi)
+        held = self.__dict__.get("_rows_of")
+        if (held is not None and held[0] is y and held[1] is mu and held[2] is wt
+                and held[3] == phi and held[4] == self.values):
+            return held[5]
+        out = np.empty((3, y.shape[0]))
+        with np.errstate(all="ignore"):
+            if not self._row_kernel(k, y, mu, wt, phi, out):
+                return None
+        self.__dict__["_rows_of"] = (y, mu, wt, phi, self.values, out)
+        return out
+
+    def _rows_at(self, y, mu, wt, dispersion) -> np.ndarray | None:
+        """:meth:`_compiled_rows` for the public derivative methods' arguments."""
+        if not self._has_row_kernel:
+            return None
+        y, wt = self._prep(y, wt)
+        return self._compiled_rows(y, _arr(mu), wt, self._phi(dispersion))
+
     # weights and derivatives ------------------------------------------------------------
     def _score_mu(self, y, mu, wt, dispersion) -> np.ndarray:
         """:meth:`dloglik_dmu`, kept for the last responses, means, weights, dispersion and
@@ -264,25 +304,15 @@ class NegativeBinomial1(_CountFamily):
     def variance(self, mu) -> np.ndarray:
         return _arr(mu) * (1.0 + self.values[0])
 
-    def _compiled_rows(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray):
-        """The log-density and its two ``mu``-derivatives per row from one pass of the
-        compiled kernel (:func:`glamm.families._kernels.nbinom1`), kept for the last rows and
-        parameters (PIRLS asks for all three at the same means); ``None`` without it."""
-        k = compiled.kernels()
-        if k is None or not compiled.rows_ok(y, mu, wt):
-            return None
-        held = self.__dict__.get("_rows_of")
-        if (held is not None and held[0] is y and held[1] is mu and held[2] is wt
-                and held[3] == self.values):
-            return held[4]
+    _has_row_kernel = True
+
+    def _row_kernel(self, k, y, mu, wt, phi, out) -> bool:
         lfac = _cached(("poisson-const",), y, wt, lambda: -special.gammaln(y + 1.0))
-        out = np.empty((3, y.shape[0]))
         k.nbinom1(y, mu, wt, lfac, self.values[0], out)
-        self.__dict__["_rows_of"] = (y, mu, wt, self.values, out)
-        return out
+        return True
 
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
-        rows = self._compiled_rows(y, mu, wt)
+        rows = self._compiled_rows(y, mu, wt, phi)
         if rows is not None:
             return rows[0]
         ph = self.values[0]
@@ -292,19 +322,19 @@ class NegativeBinomial1(_CountFamily):
                      - k * math.log1p(ph) + y * math.log(ph / (1.0 + ph)))
 
     def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        y, wt = self._prep(y, wt)
-        rows = self._compiled_rows(y, _arr(mu), wt)
+        rows = self._rows_at(y, mu, wt, dispersion)
         if rows is not None:
             return rows[1]
+        y, wt = self._prep(y, wt)
         ph = self.values[0]
         k = _arr(mu) / ph
         return wt / ph * (special.digamma(y + k) - special.digamma(k) - math.log1p(ph))
 
     def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        y, wt = self._prep(y, wt)
-        rows = self._compiled_rows(y, _arr(mu), wt)
+        rows = self._rows_at(y, mu, wt, dispersion)
         if rows is not None:
             return rows[2]
+        y, wt = self._prep(y, wt)
         ph = self.values[0]
         k = _arr(mu) / ph
         return wt / ph**2 * (trigamma(y + k) - trigamma(k))
@@ -350,7 +380,17 @@ class Beta(_ExtraFamily):
     def _logs(self, y, wt):
         return _cached(("beta",), y, wt, lambda: (np.log(y), np.log1p(-y)))
 
+    _has_row_kernel = True
+
+    def _row_kernel(self, k, y, mu, wt, phi, out) -> bool:
+        ly, l1y = self._logs(y, wt)
+        k.beta(ly, l1y, mu, wt, self.values[0], out)
+        return True
+
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        rows = self._compiled_rows(y, mu, wt, phi)
+        if rows is not None:
+            return rows[0]
         ph = self.values[0]
         a, b = mu * ph, (1.0 - mu) * ph
         ly, l1y = self._logs(y, wt)
@@ -358,6 +398,9 @@ class Beta(_ExtraFamily):
                      + (a - 1.0) * ly + (b - 1.0) * l1y)
 
     def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        if rows is not None:
+            return rows[1]
         y, wt = self._prep(y, wt)
         ph = self.values[0]
         mu = _arr(mu)
@@ -366,6 +409,9 @@ class Beta(_ExtraFamily):
 
     def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
+        rows = self._rows_at(y, mu, wt, dispersion)
+        if rows is not None:
+            return rows[2]
         return -self._info_mu(_arr(mu), wt, 1.0)
 
     def _info_mu(self, mu, wt, phi) -> np.ndarray:
@@ -436,7 +482,17 @@ class BetaBinomial(_ExtraFamily):
         inflation = 1.0 + (wt - 1.0) / (self.values[0] + 1.0)
         return wt / (mu * (1.0 - mu) * inflation)
 
+    _has_row_kernel = True
+
+    def _row_kernel(self, kern, y, mu, wt, phi, out) -> bool:
+        n, k, const = _binomial_constants(y, wt)
+        kern.betabinomial(n, k, const, mu, self.values[0], out)
+        return True
+
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        rows = self._compiled_rows(y, mu, wt, phi)
+        if rows is not None:
+            return rows[0]
         n, k, const = _binomial_constants(y, wt)
         ph = self.values[0]
         a, b = mu * ph, (1.0 - mu) * ph
@@ -453,6 +509,9 @@ class BetaBinomial(_ExtraFamily):
         return np.where(wt == 0, 0.0, d)
 
     def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        if rows is not None:
+            return rows[1]
         y, wt = self._prep(y, wt)
         n, k, _ = _binomial_constants(y, wt)
         ph = self.values[0]
@@ -461,6 +520,9 @@ class BetaBinomial(_ExtraFamily):
                      - special.digamma(n - k + b) + special.digamma(b))
 
     def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        if rows is not None:
+            return rows[2]
         y, wt = self._prep(y, wt)
         n, k, _ = _binomial_constants(y, wt)
         ph = self.values[0]
@@ -523,7 +585,21 @@ class StudentT(_ExtraFamily):
     def variance(self, mu) -> np.ndarray:
         return np.ones_like(_arr(mu))
 
+    _has_row_kernel = True
+
+    def _constant(self) -> float:
+        df = self.values[0]
+        return (math.lgamma(0.5 * (df + 1.0)) - math.lgamma(0.5 * df)
+                - 0.5 * (math.log(df) + _LOG_PI))
+
+    def _row_kernel(self, k, y, mu, wt, phi, out) -> bool:
+        k.student_t(y, mu, wt, phi, self.values[0], self._constant(), out)
+        return True
+
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        rows = self._compiled_rows(y, mu, wt, phi)
+        if rows is not None:
+            return rows[0]
         df = self.values[0]
         r2 = (y - mu) ** 2 / phi
         const = (special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df)
@@ -531,6 +607,9 @@ class StudentT(_ExtraFamily):
         return wt * (const - 0.5 * np.log(phi) - 0.5 * (df + 1.0) * np.log1p(r2 / df))
 
     def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        if rows is not None:
+            return rows[1]
         y, wt = self._prep(y, wt)
         phi = self._phi(dispersion)
         df = self.values[0]
@@ -538,6 +617,9 @@ class StudentT(_ExtraFamily):
         return wt * (df + 1.0) * r / (df * phi + r * r)
 
     def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        if rows is not None:
+            return rows[2]
         y, wt = self._prep(y, wt)
         phi = self._phi(dispersion)
         df = self.values[0]
@@ -591,7 +673,17 @@ class GeneralizedPoisson(_CountFamily):
         s = math.sqrt(self.values[0])
         return _arr(mu) / s, 1.0 - 1.0 / s, s
 
+    _has_row_kernel = True
+
+    def _row_kernel(self, k, y, mu, wt, phi, out) -> bool:
+        lfac = _cached(("poisson-const",), y, wt, lambda: -special.gammaln(y + 1.0))
+        k.genpois(y, mu, wt, lfac, self.values[0], out)
+        return True
+
     def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        rows = self._compiled_rows(y, mu, wt, phi)
+        if rows is not None:
+            return rows[0]
         theta, lam, _ = self._theta_lambda(mu)
         inner = theta + lam * y
         lfac = _cached(("poisson",), y, wt, lambda: special.gammaln(y + 1.0))
@@ -600,11 +692,17 @@ class GeneralizedPoisson(_CountFamily):
         return wt * np.where(inner > 0, ll, -np.inf)
 
     def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        if rows is not None:
+            return rows[1]
         y, wt = self._prep(y, wt)
         theta, lam, s = self._theta_lambda(mu)
         return wt / s * (1.0 / theta + (y - 1.0) / (theta + lam * y) - 1.0)
 
     def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        if rows is not None:
+            return rows[2]
         y, wt = self._prep(y, wt)
         theta, lam, s = self._theta_lambda(mu)
         return -wt / s**2 * (1.0 / theta**2 + (y - 1.0) / (theta + lam * y) ** 2)
