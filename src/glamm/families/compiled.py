@@ -20,6 +20,7 @@ from types import ModuleType
 import numpy as np
 
 _STATE: list[ModuleType | None] = []
+_FLOAT64 = np.dtype(np.float64)
 
 
 def kernels() -> ModuleType | None:
@@ -54,8 +55,11 @@ def use_kernels(flag: bool | None) -> None:
 def rows_ok(*arrays: np.ndarray) -> bool:
     """Whether the arrays are one-dimensional float rows of one length (what the kernels
     take; quadrature's ``(n, K)`` node grids go through NumPy)."""
-    first = arrays[0]
-    if first.ndim != 1:
+    shape = arrays[0].shape
+    if len(shape) != 1:
         return False
-    n = first.shape[0]
-    return all(a.ndim == 1 and a.shape[0] == n and a.dtype == np.float64 for a in arrays)
+    f64 = _FLOAT64
+    for a in arrays:   # (a plain loop: this runs on every family call)
+        if a.shape != shape or a.dtype != f64:
+            return False
+    return True

@@ -183,16 +183,15 @@ class _ExtraFamily(Family):
         parameters (PIRLS asks for all three at the same means); ``None`` without a kernel,
         numba, one-dimensional float rows or a scalar dispersion (the NumPy code then
         runs)."""
-        if not self._has_row_kernel or np.ndim(phi):
+        if not self._has_row_kernel or type(phi) is not float:
             return None
+        held = self.__dict__.get("_rows_of")
+        if (held is not None and held[1] is mu and held[0] is y and held[2] is wt
+                and held[3] == phi and held[4] == self.values):
+            return held[5]
         k = compiled.kernels()
         if k is None or not compiled.rows_ok(y, mu, wt):
             return None
-        phi = float(phi)
-        held = self.__dict__.get("_rows_of")
-        if (held is not None and held[0] is y and held[1] is mu and held[2] is wt
-                and held[3] == phi and held[4] == self.values):
-            return held[5]
         out = np.empty((3, y.shape[0]))
         with np.errstate(all="ignore"):
             if not self._row_kernel(k, y, mu, wt, phi, out):
