@@ -107,6 +107,41 @@ def _count_pair(y: float, mu: float, wt: float, const: float, shape: float, log_
     return lf, d1, d2, g, g1, g2
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _zero_share(lp: float, l1p: float, g: float):
+    """Under zero inflation a zero's ``log(pi + (1 - pi) f(0))`` and the count part's share
+    ``r = (1 - pi) f(0) / p(0)`` of it, from one exponential (``lp = log pi``, ``l1p =
+    log(1 - pi)``, ``g = log f(0)``)."""
+    b = l1p + g
+    if lp == _NEG_INF:
+        return b, 1.0
+    if lp > b:
+        e = math.exp(b - lp)
+        return lp + math.log1p(e), e / (1.0 + e)
+    e = math.exp(lp - b)
+    return b + math.log1p(e), 1.0 / (1.0 + e)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _mixture_row(y: float, lp: float, l1p: float, lf: float, d1: float, d2: float, g: float,
+                 g1: float, g2: float, hurdle: bool):
+    """One row's mixture: ``(l, l_e, l_ee, r, q)``: the log-density and its two
+    ``eta``-derivatives from the count part's pieces, with a zero's count share ``r`` (zero
+    inflation) and a positive count's ``q = f(0) / (1 - f(0))`` (hurdle) for the callers'
+    further derivatives (1 and 0 where they do not apply)."""
+    if hurdle:
+        if y == 0.0:
+            return lp, 0.0, 0.0, 1.0, 0.0
+        log_pos0 = _log1mexp(g)
+        q = math.exp(g - log_pos0)
+        return (l1p + lf - log_pos0, d1 + q * g1, d2 + q * g2 + q * (1.0 + q) * g1 * g1,
+                1.0, q)
+    if y == 0.0:
+        lv, r = _zero_share(lp, l1p, g)
+        return lv, r * g1, r * g2 + r * (1.0 - r) * g1 * g1, r, 0.0
+    return l1p + lf, d1, d2, 1.0, 0.0
+
+
 @numba.njit(cache=True, error_model="numpy")
 def two_part(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, hurdle, out):
     """The zero-inflated (``hurdle`` false) or hurdle mixture of a count family, per row:
@@ -119,31 +154,8 @@ def two_part(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, hurdle, out):
         yi, mi = y[i], mu[i]
         lf, d1, d2, g, g1, g2 = _count_pair(yi, mi, wt[i], const[i], shape, log_shape,
                                             poisson)
-        lp, l1p = log_pi[i], log_1m_pi[i]
-        if hurdle:
-            if yi == 0.0:
-                lv, le, lee = lp, 0.0, 0.0
-            else:
-                log_pos0 = _log1mexp(g)
-                q = math.exp(g - log_pos0)
-                lv = l1p + lf - log_pos0
-                le = d1 + q * g1
-                lee = d2 + q * g2 + q * (1.0 + q) * g1 * g1
-        elif yi == 0.0:
-            # log(pi + (1 - pi) f(0)) and the count part's share r of it, from one exp
-            b = l1p + g
-            if lp == _NEG_INF:
-                lv, r = b, 1.0
-            elif lp > b:
-                e = math.exp(b - lp)
-                lv, r = lp + math.log1p(e), e / (1.0 + e)
-            else:
-                e = math.exp(lp - b)
-                lv, r = b + math.log1p(e), 1.0 / (1.0 + e)
-            le = r * g1
-            lee = r * g2 + r * (1.0 - r) * g1 * g1
-        else:
-            lv, le, lee = l1p + lf, d1, d2
+        lv, le, lee, _, _ = _mixture_row(yi, log_pi[i], log_1m_pi[i], lf, d1, d2, g, g1, g2,
+                                         hurdle)
         if not (mi >= 0.0 and mi < math.inf):
             lv = _NEG_INF
         out[0, i] = lv
@@ -182,19 +194,12 @@ def two_part_log_shape(y, mu, wt, const, psi_diff, shape, log_pi, log_1m_pi, hur
         dg = c * (a + mi / s)
         dg1 = -c * mi * mi / s2
         dg2 = -2.0 * c * mi * mi * th / s3
-        lp, l1p = log_pi[i], log_1m_pi[i]
+        _, _, _, r, q = _mixture_row(yi, log_pi[i], log_1m_pi[i], lf, d1, d2, g, g1, g2,
+                                     hurdle)
         if yi == 0.0:
             if hurdle:
                 dl, dle, dlee = 0.0, 0.0, 0.0
             else:
-                b = l1p + g
-                if lp == _NEG_INF:
-                    r = 1.0
-                elif lp > b:
-                    e = math.exp(b - lp)
-                    r = e / (1.0 + e)
-                else:
-                    r = 1.0 / (1.0 + math.exp(lp - b))
                 rr = r * (1.0 - r)
                 dr = rr * dg
                 dl = r * dg
@@ -206,8 +211,6 @@ def two_part_log_shape(y, mu, wt, const, psi_diff, shape, log_pi, log_1m_pi, hur
             dd1 = c * (yi - mi) * mi / s2
             dd2 = -c * mi * (2.0 * th * mi + yi * mi - yi * th) / s3
             if hurdle:
-                log_pos0 = _log1mexp(g)
-                q = math.exp(g - log_pos0)
                 dq = q * (1.0 + q) * dg
                 dl = dlf + q * dg
                 dle = dd1 + dq * g1 + q * dg1
@@ -242,14 +245,7 @@ def two_part_zeta(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, hurdle, o
             else:
                 _, _, _, g, g1, g2 = _count_pair(0.0, mi, wt[i], 0.0, shape, log_shape,
                                                  poisson)
-                b = l1p + g
-                if lp == _NEG_INF:
-                    r = 1.0
-                elif lp > b:
-                    e = math.exp(b - lp)
-                    r = e / (1.0 + e)
-                else:
-                    r = 1.0 / (1.0 + math.exp(lp - b))
+                r = _zero_share(lp, l1p, g)[1]
                 rr = r * (1.0 - r)
                 lz = (1.0 - r) - pi
                 lzz += rr
@@ -284,33 +280,16 @@ def two_part_joint(y, mu, wt, const, shape, poisson, zeta, hurdle, out):
         lp, l1p = _log_expit(zi), _log_expit(-zi)
         pi = math.exp(lp)
         ppi = pi * (1.0 - pi)
+        lv, le, lee, r, _ = _mixture_row(yi, lp, l1p, lf, d1, d2, g, g1, g2, hurdle)
         lz, lez, lzz = -pi, 0.0, -ppi
-        if hurdle:
-            if yi == 0.0:
-                lv, le, lee = lp, 0.0, 0.0
+        if yi == 0.0:
+            if hurdle:
                 lz = 1.0 - pi
             else:
-                log_pos0 = _log1mexp(g)
-                q = math.exp(g - log_pos0)
-                lv = l1p + lf - log_pos0
-                le = d1 + q * g1
-                lee = d2 + q * g2 + q * (1.0 + q) * g1 * g1
-        elif yi == 0.0:
-            b = l1p + g
-            if lp > b:
-                e = math.exp(b - lp)
-                lv, r = lp + math.log1p(e), e / (1.0 + e)
-            else:
-                e = math.exp(lp - b)
-                lv, r = b + math.log1p(e), 1.0 / (1.0 + e)
-            rr = r * (1.0 - r)
-            le = r * g1
-            lee = r * g2 + rr * g1 * g1
-            lz = (1.0 - r) - pi
-            lez = -rr * g1
-            lzz = rr - ppi
-        else:
-            lv, le, lee = l1p + lf, d1, d2
+                rr = r * (1.0 - r)
+                lz = (1.0 - r) - pi
+                lez = -rr * g1
+                lzz = rr - ppi
         if not (mi >= 0.0 and mi < math.inf):
             lv = _NEG_INF
         out[0, i] = lv

@@ -302,18 +302,25 @@ class ZeroInflated(Family):
         self.__dict__["_log_pi_of"] = (pi, logs)
         return logs
 
-    def _evaluate_compiled(self, y, mu, wt):
-        """:meth:`_evaluate_now`'s values by the compiled kernel
-        (:func:`glamm.families._kernels.two_part`) for a Poisson or negative binomial count
-        part at the log link; ``None`` where there is none."""
+    def _kernel_inputs(self, y, mu, wt):
+        """``(kernels, const, shape, poisson, log_pi, log_1m_pi)`` for the compiled two-part
+        kernels (a Poisson or negative binomial count part at the log link, one-dimensional
+        rows), or ``None``."""
         k = compiled.kernels()
         if k is None or not compiled.rows_ok(y, mu, wt):
             return None
         args = count_kernel_args(self.base, y, wt)
         if args is None:
             return None
-        const, shape, poisson = args
-        log_pi, log_1m_pi = self._log_pi()
+        return (k, *args, *self._log_pi())
+
+    def _evaluate_compiled(self, y, mu, wt):
+        """:meth:`_evaluate_now`'s values by the compiled kernel
+        (:func:`glamm.families._kernels.two_part`); ``None`` where there is none."""
+        inputs = self._kernel_inputs(y, mu, wt)
+        if inputs is None:
+            return None
+        k, const, shape, poisson, log_pi, log_1m_pi = inputs
         out = np.empty((9, y.shape[0]))
         k.two_part(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, self.hurdle, out)
         return out[0], out[1], out[2], tuple(out[3:9])
@@ -418,14 +425,10 @@ class ZeroInflated(Family):
         """The rows ``l_z``, ``l_ez``, ``l_eez``, ``l_zz`` of :meth:`_mixture`'s ``zeta``
         terms by the compiled kernel (:func:`glamm.families._kernels.two_part_zeta`); ``None``
         without it."""
-        k = compiled.kernels()
-        if k is None or not compiled.rows_ok(y, mu, wt):
+        inputs = self._kernel_inputs(y, mu, wt)
+        if inputs is None:
             return None
-        args = count_kernel_args(self.base, y, wt)
-        if args is None:
-            return None
-        const, shape, poisson = args
-        log_pi, log_1m_pi = self._log_pi()
+        k, const, shape, poisson, log_pi, log_1m_pi = inputs
         out = np.empty((4, y.shape[0]))
         k.two_part_zeta(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, self.hurdle, out)
         return out[0], out[1], out[2], out[3]
@@ -434,15 +437,11 @@ class ZeroInflated(Family):
         """:meth:`extra_derivatives`' column for a negative binomial count part's log(size)
         by the compiled closed form (:func:`glamm.families._kernels.two_part_log_shape`);
         ``None`` without it (the caller then takes central differences)."""
-        k = compiled.kernels()
-        if k is None or not compiled.rows_ok(y, mu, wt):
+        inputs = self._kernel_inputs(y, mu, wt)
+        if inputs is None or inputs[3]:   # (Poisson has no size)
             return None
-        args = count_kernel_args(self.base, y, wt)
-        if args is None or args[2]:   # (Poisson has no size)
-            return None
-        const, shape, _ = args
+        k, const, shape, _, log_pi, log_1m_pi = inputs
         psi_diff = special.digamma(y + shape) - special.digamma(shape)
-        log_pi, log_1m_pi = self._log_pi()
         out = np.empty((3, y.shape[0]))
         k.two_part_log_shape(y, mu, wt, const, psi_diff, shape, log_pi, log_1m_pi,
                              self.hurdle, out)
