@@ -110,9 +110,10 @@ def fit_glm_own_parameters(family, X: np.ndarray, y: np.ndarray, wt: np.ndarray,
                            ) -> tuple[np.ndarray, np.ndarray] | None:
     """Maximize a GLM's log-likelihood (no random effects) jointly in ``beta`` and the
     family's own parameters (``extra``, the scale of :meth:`~glamm.families.Family.
-    extra_names`), by Newton steps with step halving from the given values. For the
-    zero-inflated and hurdle families, whose zero part the GLMM fit would otherwise start
-    from a rough guess (:meth:`~glamm.families.zero_inflated.ZeroInflated.extra_start`).
+    extra_names`), by Newton steps with step halving from the given values. The GLMM fit's
+    start for the families with ``refine_glm_start``: zero inflation, whose zero part would
+    otherwise start from a rough guess (:meth:`~glamm.families.zero_inflated.ZeroInflated.
+    extra_start`), and the ordinal family's thresholds.
 
     The family must give the per-row derivatives in its own parameters at fixed ``eta``
     (:meth:`~glamm.families.Family.extra_derivatives` with the observed information). The
