@@ -31,7 +31,9 @@ def kernels() -> ModuleType | None:
         if os.environ.get("GLAMM_JIT", "1").strip().lower() not in ("0", "false", "no", "off"):
             try:
                 from . import _kernels as module
-            except ImportError:   # numba not installed (or not importable here)
+            # (numba missing; or no writable cache directory, which numba reports when the
+            # kernels are defined: either way the NumPy code runs)
+            except Exception:
                 module = None
         _STATE.append(module)
     return _STATE[0]
@@ -46,7 +48,7 @@ def use_kernels(flag: bool | None) -> None:
     elif flag:
         try:
             from . import _kernels
-        except ImportError:
+        except Exception:
             _STATE.append(None)
         else:
             _STATE.append(_kernels)
