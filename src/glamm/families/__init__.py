@@ -8,25 +8,18 @@ Self-contained: depends on numpy, scipy and :class:`glamm.errors.DataError` only
 ('binomial', 'probit')
 """
 
+from .base import Family
+from .compois import ConwayMaxwellPoisson
 from .distributions import (
-    FAMILIES,
-    Beta,
-    BetaBinomial,
     Binomial,
-    ConwayMaxwellPoisson,
-    Family,
     Gamma,
     Gaussian,
-    GeneralizedPoisson,
     InverseGaussian,
     NegativeBinomial,
-    NegativeBinomial1,
     Poisson,
-    StudentT,
-    Tweedie,
-    from_name,
-    get_family,
 )
+from .extra import Beta, BetaBinomial, StudentT
+from .extra_counts import GeneralizedPoisson, NegativeBinomial1
 from .links import (
     LINKS,
     Cauchit,
@@ -41,6 +34,8 @@ from .links import (
     Sqrt,
     get_link,
 )
+from .registry import FAMILIES, from_name, get_family
+from .tweedie import Tweedie
 
 __all__ = [
     "Family",

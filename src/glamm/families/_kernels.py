@@ -347,7 +347,7 @@ _SUM_LIMIT = 64.0
 @numba.njit(cache=True, error_model="numpy")
 def nbinom1(y, mu, wt, lfac, phi, out):
     """NB1 (size ``k = mu / phi``): ``out`` rows the log-density without the prior weights'
-    zero rule (``glamm.families.extra.NegativeBinomial1._loglik``), ``d log f / d mu`` and
+    zero rule (``glamm.families.extra_counts.NegativeBinomial1._loglik``), ``d log f / d mu`` and
     ``d2 log f / d mu2``, ``lfac`` the rows' ``-lgamma(y + 1)``. For a whole count ``y`` up
     to :data:`_SUM_LIMIT` the differences ``lgamma(y + k) - lgamma(k)``, ``digamma(y + k) -
     digamma(k)`` and ``trigamma(y + k) - trigamma(k)`` are the finite sums over ``k + j``,
@@ -464,7 +464,7 @@ def genpois(y, mu, wt, lfac, phi, out):
     """Generalized Poisson (``theta = mu / sqrt(phi)``, ``lambda = 1 - 1 / sqrt(phi)``):
     ``out`` rows the log-density (``lfac`` the rows' ``-lgamma(y + 1)``; ``-inf`` where
     ``theta + lambda y <= 0``), its ``mu``-derivative and second derivative
-    (``glamm.families.extra.GeneralizedPoisson``)."""
+    (``glamm.families.extra_counts.GeneralizedPoisson``)."""
     s = math.sqrt(phi)
     lam = 1.0 - 1.0 / s
     for i in range(y.shape[0]):

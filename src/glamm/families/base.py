@@ -150,6 +150,14 @@ class Family(abc.ABC):
         """
         return None
 
+    def count_kernel_args(self, y: np.ndarray, wt: np.ndarray
+                          ) -> tuple[np.ndarray, float, bool] | None:
+        """For the compiled count kernels (:mod:`glamm.families._kernels`; the zero parts
+        build on them): the rows' data constants of the log-density, the size (``inf`` for
+        Poisson) and whether the family is Poisson; ``None`` (default) where the family has
+        no such kernel. Not public API."""
+        return None
+
     def extra_derivatives(self, y, eta, wt, observed: bool):
         """Per row, the derivatives of the log-density, the score in ``eta`` and the weights
         (observed information if ``observed``, else Fisher's) in the parameters of

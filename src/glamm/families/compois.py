@@ -9,7 +9,7 @@ import math
 import numpy as np
 from scipy import special
 
-from .extra import _CountFamily
+from .extra_counts import _CountFamily
 from .numeric import _arr, _cached
 
 #: the CMP series is summed until its terms at both ends are this many log units below the

@@ -30,11 +30,8 @@ from scipy import special
 from ..errors import DataError
 from . import compiled
 from .base import Family
-from .compois import ConwayMaxwellPoisson
-from .extra import Beta, BetaBinomial, GeneralizedPoisson, NegativeBinomial1, StudentT
 from .links import Link
 from .numeric import _LOG_2PI, _arr, _binomial_constants, _cached, _non_integer, _ylogy
-from .tweedie import Tweedie
 
 __all__ = [
     "Family",
@@ -44,16 +41,6 @@ __all__ = [
     "Gamma",
     "InverseGaussian",
     "NegativeBinomial",
-    "NegativeBinomial1",
-    "Beta",
-    "BetaBinomial",
-    "StudentT",
-    "GeneralizedPoisson",
-    "ConwayMaxwellPoisson",
-    "Tweedie",
-    "FAMILIES",
-    "from_name",
-    "get_family",
 ]
 
 #: relative tolerance for "whole number" checks (counts, successes, binomial trials)
@@ -132,6 +119,20 @@ class _CountFamily(Family):
         mu = _arr(mu)
         return np.isfinite(mu) & (mu >= 0)   # 0 is the saturated mean of a zero count
 
+    def _eta_derivatives_compiled(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray):
+        """``eta_derivatives`` by the compiled kernel (:func:`glamm.families._kernels.
+        count_log_link`) where the family has one (:meth:`count_kernel_args`); ``None``
+        without it, numba or one-dimensional float rows."""
+        k = compiled.kernels()
+        if k is None or not compiled.rows_ok(y, mu, wt):
+            return None
+        args = self.count_kernel_args(y, wt)
+        if args is None:
+            return None
+        out = np.empty((3, y.shape[0]))
+        k.count_log_link(y, mu, wt, *args, out)
+        return out[0], out[1], out[2]
+
     def valid_mu(self, mu) -> bool:
         mu = _arr(mu)   # R's validmu: strictly positive
         return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
@@ -171,14 +172,20 @@ class Poisson(_CountFamily):
             return super().eta_derivatives(y, mu, eta, wt, dispersion)
         y, wt = self._prep(y, wt)
         mu = _arr(mu)
-        compiled = _count_kernel(self, y, mu, wt)
-        if compiled is not None:
-            return compiled
+        rows = self._eta_derivatives_compiled(y, mu, wt)
+        if rows is not None:
+            return rows
         lgam = _cached(("poisson",), y, wt, lambda: special.gammaln(y + 1.0))
         with np.errstate(divide="ignore", invalid="ignore"):
             ll = wt * (special.xlogy(y, mu) - mu - lgam)
         ll = np.where(np.isfinite(mu), ll, -np.inf)
         return np.where(wt == 0, 0.0, ll), wt * (y - mu), -wt * mu
+
+    def count_kernel_args(self, y, wt):
+        if self.link.name != "log":
+            return None
+        return _cached(("poisson-const",), y, wt, lambda: -special.gammaln(y + 1.0)), \
+            math.inf, True
 
     def loglik_eta(self, y, eta, wt=None, dispersion=1.0) -> np.ndarray:
         if self.link.name != "log":
@@ -422,9 +429,9 @@ class NegativeBinomial(_CountFamily):
             return super().eta_derivatives(y, mu, eta, wt, dispersion)
         y, wt = self._prep(y, wt)
         mu = _arr(mu)
-        compiled = _count_kernel(self, y, mu, wt)
-        if compiled is not None:
-            return compiled
+        rows = self._eta_derivatives_compiled(y, mu, wt)
+        if rows is not None:
+            return rows
         th = self.shape
         with np.errstate(divide="ignore", invalid="ignore"):
             ll = wt * (self._constant(y, wt) - th * np.log1p(mu / th)
@@ -434,6 +441,11 @@ class NegativeBinomial(_CountFamily):
             d2 = -wt * mu * (th + y) * d / (th + mu)
         ll = np.where(np.isfinite(mu) & (mu > 0), ll, -np.inf)
         return np.where(wt == 0, 0.0, ll), d1, d2
+
+    def count_kernel_args(self, y, wt):
+        if self.link.name != "log":
+            return None
+        return self._constant(y, wt), self.shape, False
 
     #: the size's gradient row by row at fixed eta (closed form at the log link, central
     #: differences of the family otherwise), not by refitting the modes
@@ -463,150 +475,3 @@ class NegativeBinomial(_CountFamily):
         # MASS::negative.binomial()$initialize
         y = _arr(y)
         return y + (y == 0) / 6.0
-
-
-def count_kernel_args(family: Family, y: np.ndarray,
-                      wt: np.ndarray) -> tuple[np.ndarray, float, bool] | None:
-    """The arguments of the compiled count kernels (:mod:`glamm.families._kernels`) for a
-    Poisson or negative binomial family at the log link: the rows' data constants of the
-    log-density, the size (``inf`` for Poisson) and whether it is Poisson; ``None`` for any
-    other family or link. Not public API."""
-    if family.link.name != "log":
-        return None
-    if type(family) is Poisson:
-        return _cached(("poisson-const",), y, wt, lambda: -special.gammaln(y + 1.0)), \
-            math.inf, True
-    if type(family) is NegativeBinomial:
-        return family._constant(y, wt), family.shape, False
-    return None
-
-
-def _count_kernel(family: Family, y: np.ndarray, mu: np.ndarray, wt: np.ndarray):
-    """``eta_derivatives`` of a Poisson or negative binomial family by the compiled kernel, or
-    ``None`` where there is none (no numba, rows that are not one-dimensional floats)."""
-    k = compiled.kernels()
-    if k is None or not compiled.rows_ok(y, mu, wt):
-        return None
-    args = count_kernel_args(family, y, wt)
-    if args is None:
-        return None
-    const, shape, poisson = args
-    out = np.empty((3, y.shape[0]))
-    k.count_log_link(y, mu, wt, const, shape, poisson, out)
-    return out[0], out[1], out[2]
-
-
-#: glamm's family names -> classes
-FAMILIES: dict[str, type[Family]] = {
-    cls.name: cls for cls in (Binomial, Poisson, Gaussian, Gamma, InverseGaussian, NegativeBinomial,
-                              NegativeBinomial1, Beta, BetaBinomial, StudentT,
-                              GeneralizedPoisson, Tweedie, ConwayMaxwellPoisson)
-}
-
-_FAMILY_ALIASES: dict[str, str] = {
-    "normal": "gaussian",
-    "inverse_gaussian": "inverse_gaussian",
-    "inversegaussian": "inverse_gaussian",
-    "negative_binomial": "negative_binomial",
-    "negativebinomial": "negative_binomial",
-    "nbinom2": "negative_binomial",
-    "nbinom": "negative_binomial",
-    "negbin": "negative_binomial",
-    "nb2": "negative_binomial",
-    # glmmTMB's and GLMMadaptive's spellings of the families outside the exponential family
-    "nbinom1": "nbinom1",
-    "nb1": "nbinom1",
-    "beta_family": "beta",
-    "beta_fam": "beta",
-    "betabinomial": "betabinomial",
-    "beta_binomial": "betabinomial",
-    "betabinom": "betabinomial",
-    "students_t": "t",
-    "student_t": "t",
-    "student": "t",
-    "t_family": "t",
-    "generalized_poisson": "genpois",
-    "gen_poisson": "genpois",
-    "conway_maxwell_poisson": "compois",
-    "cmp": "compois",
-    "com_poisson": "compois",
-}
-
-
-def _family_key(name: str) -> str:
-    key = str(name).strip().lower().replace(".", "_").replace(" ", "_").replace("-", "_")
-    key = _FAMILY_ALIASES.get(key, key)
-    if key not in FAMILIES:
-        raise DataError(f"unknown family {name!r}; known families: " + ", ".join(FAMILIES)
-                        + ' (also "Gamma", "inverse.gaussian", "nbinom2", "negbin", "beta_family", '
-                        '"students.t")')
-    return key
-
-
-def from_name(name: str, link: str | Link | type[Link] | None = None, **kw) -> Family:
-    """A family from its name.
-
-    Parameters
-    ----------
-    name : str
-        ``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"Gamma"``/``"gamma"``,
-        ``"inverse_gaussian"``/``"inverse.gaussian"`` or
-        ``"negative_binomial"``/``"nbinom2"``/``"negbin"`` (case-insensitive).
-    link : str or Link or type[Link], optional
-        link name or object (default ``None``: the canonical link).
-    **kw
-        further constructor arguments (``shape`` for the negative binomial).
-
-    Raises
-    ------
-    DataError
-        unknown family, invalid link or invalid arguments.
-    """
-    cls = FAMILIES[_family_key(name)]
-    try:
-        return cls(link=link, **kw)
-    except TypeError as exc:
-        raise DataError(f"{cls.name} family: {exc}") from None
-
-
-def get_family(name_or_obj: str | Family | type[Family],
-               link: str | Link | type[Link] | None = None, **kw) -> Family:
-    """A family from a name, a :class:`Family` instance or a ``Family`` subclass.
-
-    Parameters
-    ----------
-    name_or_obj : str or Family or type[Family]
-        a family name (see :func:`from_name`), a ``Family`` instance (returned
-        as is unless ``link`` or ``kw`` ask for changes) or a ``Family`` subclass
-        (instantiated).
-    link : str or Link or type[Link], optional
-        link name or object (default ``None``: an instance keeps its link, names and
-        classes get the canonical link).
-    **kw
-        constructor arguments for names and classes (``shape``); for an instance only
-        ``shape`` is accepted (applied with ``with_shape``).
-
-    Raises
-    ------
-    DataError
-        unknown family, invalid link or arguments.
-    """
-    if isinstance(name_or_obj, Family):
-        fam = name_or_obj
-        if link is not None:
-            fam = fam.with_link(link)
-        if kw:
-            extra = set(kw) - {"shape"}
-            if extra:
-                raise DataError(f"{fam.name} family: unexpected arguments {sorted(extra)}")
-            fam = fam.with_shape(kw["shape"])
-        return fam
-    if isinstance(name_or_obj, type) and issubclass(name_or_obj, Family):
-        try:
-            return name_or_obj(link=link, **kw)
-        except TypeError as exc:
-            raise DataError(f"{name_or_obj.__name__}: {exc}") from None
-    if isinstance(name_or_obj, str):
-        return from_name(name_or_obj, link=link, **kw)
-    raise DataError("a family must be a name or a Family object, not "
-                    f"{type(name_or_obj).__name__}")

@@ -27,7 +27,6 @@ from scipy import special
 from ..errors import DataError
 from . import compiled
 from .base import Family
-from .distributions import count_kernel_args
 from .links import Link
 
 #: the count families a zero part can be added to (glmmTMB's names: nbinom2 is
@@ -309,7 +308,7 @@ class ZeroInflated(Family):
         k = compiled.kernels()
         if k is None or not compiled.rows_ok(y, mu, wt):
             return None
-        args = count_kernel_args(self.base, y, wt)
+        args = self.base.count_kernel_args(y, wt)
         if args is None:
             return None
         return (k, *args, *self._log_pi())
@@ -349,7 +348,7 @@ class ZeroInflated(Family):
             wt = np.ones(eta.shape)
         k = compiled.kernels()
         if k is not None and compiled.rows_ok(yb, mu, wt, zeta):
-            args = count_kernel_args(self.base, yb, wt)
+            args = self.base.count_kernel_args(yb, wt)
             if args is not None:   # (one pass: joint rows by the compiled kernel)
                 out6 = np.empty((6, yb.shape[0]))
                 k.two_part_joint(yb, mu, wt, args[0], args[1], args[2], zeta, self.hurdle,

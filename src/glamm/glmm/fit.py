@@ -148,7 +148,7 @@ def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -
     extra0 = response.start(glm)
     beta0 = glm.beta.copy()
     family = response.family
-    if getattr(family, "refine_glm_start", False) and not response.mixed \
+    if family.refine_glm_start and not response.mixed \
             and extra0.size == family.extra_values().size:
         # the zero part and the count part's own parameters from a GLM of the whole model
         # (its rough zero-part guess can leave the Laplace fit's stages far to go)
