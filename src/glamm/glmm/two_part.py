@@ -145,6 +145,8 @@ class TwoPartModel:
         #: around one parameter value, whose modes are then the start (see fit_two_part)
         self.mode_start: np.ndarray | None = None
         self._ones = np.ones(n)
+        #: the per-row outer products of the last designs (see _outer_products)
+        self._outer_of: tuple | None = None
 
     # ------------------------------------------------------------------ parameters
     def split(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray,
@@ -191,7 +193,7 @@ class TwoPartModel:
         """Per row ``a a'``, ``a c' + c a'`` and ``c c'`` flattened to ``(n, q^2)``, kept for
         the designs of the current parameters (every Newton step of the mode search uses
         them)."""
-        held = self.__dict__.get("_outer_of")
+        held = self._outer_of
         if held is not None and held[0] is A and held[1] is C:
             return held[2]
         n, q = self.n, self.q
@@ -199,7 +201,7 @@ class TwoPartModel:
         AC = np.einsum("iq,ir->iqr", A, C)
         ACs = (AC + AC.transpose(0, 2, 1)).reshape(n, q * q)
         CC = np.einsum("iq,ir->iqr", C, C).reshape(n, q * q)
-        self.__dict__["_outer_of"] = (A, C, (AA, ACs, CC))
+        self._outer_of = (A, C, (AA, ACs, CC))
         return AA, ACs, CC
 
     def _grad_hess(self, u, family, base_eta, base_zeta, A, C):
