@@ -98,9 +98,11 @@ class _ExtraFamily(Family):
     """Shared machinery of the families with parameters of their own, held on their natural
     scale in :attr:`values` (named by :attr:`natural_names`) and optimized on the log scale.
 
-    Subclasses set ``natural_names``, implement ``_loglik``, ``dloglik_dmu`` and
-    ``d2loglik_dmu2``, the quasi-likelihood ``variance`` and an expected information
-    ``_info_mu`` (per unit prior weight, in ``mu``)."""
+    Subclasses set ``natural_names``, implement ``_loglik_numpy``, ``_dloglik_dmu_numpy``
+    and ``_d2loglik_dmu2_numpy`` (or override ``_loglik``, ``dloglik_dmu`` and
+    ``d2loglik_dmu2`` directly), the quasi-likelihood ``variance`` and an expected
+    information ``_info_mu`` (per unit prior weight, in ``mu``); with ``_has_row_kernel``
+    ``_row_kernel`` fills all three in one compiled pass."""
 
     natural_names: tuple[str, ...] = ()
     #: per parameter: what glmmTMB's ``sigma()`` reports (the index into ``values``), or None
@@ -207,6 +209,32 @@ class _ExtraFamily(Family):
         y, wt = self._prep(y, wt)
         return self._compiled_rows(y, _arr(mu), wt, self._phi(dispersion))
 
+    # the log-density and its mean derivatives: the compiled rows where the family has
+    # them, else its NumPy code (``_loglik_numpy`` and friends; a family without a kernel
+    # may override the public methods themselves, as the Tweedie and COM-Poisson do)
+    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
+        rows = self._compiled_rows(y, mu, wt, phi)
+        return rows[0] if rows is not None else self._loglik_numpy(y, mu, wt, phi)
+
+    def _loglik_numpy(self, y, mu, wt, phi) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} has no log-density")
+
+    def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        return rows[1] if rows is not None else self._dloglik_dmu_numpy(y, mu, wt,
+                                                                        dispersion)
+
+    def _dloglik_dmu_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        return Family.dloglik_dmu(self, y, mu, wt, dispersion)
+
+    def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        rows = self._rows_at(y, mu, wt, dispersion)
+        return rows[2] if rows is not None else self._d2loglik_dmu2_numpy(y, mu, wt,
+                                                                          dispersion)
+
+    def _d2loglik_dmu2_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+        return Family.d2loglik_dmu2(self, y, mu, wt, dispersion)
+
     # weights and derivatives ------------------------------------------------------------
     def _score_mu(self, y, mu, wt, dispersion) -> np.ndarray:
         """:meth:`dloglik_dmu`, kept for the last responses, means, weights, dispersion and
@@ -293,31 +321,22 @@ class Beta(_ExtraFamily):
         k.beta(ly, l1y, mu, wt, self.values[0], out)
         return True
 
-    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
-        rows = self._compiled_rows(y, mu, wt, phi)
-        if rows is not None:
-            return rows[0]
+    def _loglik_numpy(self, y, mu, wt, phi) -> np.ndarray:
         ph = self.values[0]
         a, b = mu * ph, (1.0 - mu) * ph
         ly, l1y = self._logs(y, wt)
         return wt * (special.gammaln(ph) - special.gammaln(a) - special.gammaln(b)
                      + (a - 1.0) * ly + (b - 1.0) * l1y)
 
-    def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[1]
+    def _dloglik_dmu_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         ph = self.values[0]
         mu = _arr(mu)
         ly, l1y = self._logs(y, wt)
         return wt * ph * (ly - l1y - special.digamma(mu * ph) + special.digamma((1.0 - mu) * ph))
 
-    def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
+    def _d2loglik_dmu2_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[2]
         return -self._info_mu(_arr(mu), wt, 1.0)
 
     def _info_mu(self, mu, wt, phi) -> np.ndarray:
@@ -395,10 +414,7 @@ class BetaBinomial(_ExtraFamily):
         kern.betabinomial(n, k, const, mu, self.values[0], out)
         return True
 
-    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
-        rows = self._compiled_rows(y, mu, wt, phi)
-        if rows is not None:
-            return rows[0]
+    def _loglik_numpy(self, y, mu, wt, phi) -> np.ndarray:
         n, k, const = _binomial_constants(y, wt)
         ph = self.values[0]
         a, b = mu * ph, (1.0 - mu) * ph
@@ -414,10 +430,7 @@ class BetaBinomial(_ExtraFamily):
             d = -2.0 * self._loglik(y, _arr(mu), wt, 1.0)
         return np.where(wt == 0, 0.0, d)
 
-    def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[1]
+    def _dloglik_dmu_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         n, k, _ = _binomial_constants(y, wt)
         ph = self.values[0]
@@ -425,10 +438,7 @@ class BetaBinomial(_ExtraFamily):
         return ph * (special.digamma(k + a) - special.digamma(a)
                      - special.digamma(n - k + b) + special.digamma(b))
 
-    def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[2]
+    def _d2loglik_dmu2_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         n, k, _ = _binomial_constants(y, wt)
         ph = self.values[0]
@@ -502,30 +512,21 @@ class StudentT(_ExtraFamily):
         k.student_t(y, mu, wt, phi, self.values[0], self._constant(), out)
         return True
 
-    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
-        rows = self._compiled_rows(y, mu, wt, phi)
-        if rows is not None:
-            return rows[0]
+    def _loglik_numpy(self, y, mu, wt, phi) -> np.ndarray:
         df = self.values[0]
         r2 = (y - mu) ** 2 / phi
         const = (special.gammaln(0.5 * (df + 1.0)) - special.gammaln(0.5 * df)
                  - 0.5 * (math.log(df) + _LOG_PI))
         return wt * (const - 0.5 * np.log(phi) - 0.5 * (df + 1.0) * np.log1p(r2 / df))
 
-    def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[1]
+    def _dloglik_dmu_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         phi = self._phi(dispersion)
         df = self.values[0]
         r = y - _arr(mu)
         return wt * (df + 1.0) * r / (df * phi + r * r)
 
-    def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[2]
+    def _d2loglik_dmu2_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         phi = self._phi(dispersion)
         df = self.values[0]

@@ -73,29 +73,20 @@ class NegativeBinomial1(_CountFamily):
         k.nbinom1(y, mu, wt, lfac, self.values[0], out)
         return True
 
-    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
-        rows = self._compiled_rows(y, mu, wt, phi)
-        if rows is not None:
-            return rows[0]
+    def _loglik_numpy(self, y, mu, wt, phi) -> np.ndarray:
         ph = self.values[0]
         k = mu / ph
         lfac = _cached(("poisson",), y, wt, lambda: special.gammaln(y + 1.0))
         return wt * (special.gammaln(y + k) - special.gammaln(k) - lfac
                      - k * math.log1p(ph) + y * math.log(ph / (1.0 + ph)))
 
-    def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[1]
+    def _dloglik_dmu_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         ph = self.values[0]
         k = _arr(mu) / ph
         return wt / ph * (special.digamma(y + k) - special.digamma(k) - math.log1p(ph))
 
-    def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[2]
+    def _d2loglik_dmu2_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         ph = self.values[0]
         k = _arr(mu) / ph
@@ -151,10 +142,7 @@ class GeneralizedPoisson(_CountFamily):
         k.genpois(y, mu, wt, lfac, self.values[0], out)
         return True
 
-    def _loglik(self, y, mu, wt, phi) -> np.ndarray:
-        rows = self._compiled_rows(y, mu, wt, phi)
-        if rows is not None:
-            return rows[0]
+    def _loglik_numpy(self, y, mu, wt, phi) -> np.ndarray:
         theta, lam, _ = self._theta_lambda(mu)
         inner = theta + lam * y
         lfac = _cached(("poisson",), y, wt, lambda: special.gammaln(y + 1.0))
@@ -162,18 +150,12 @@ class GeneralizedPoisson(_CountFamily):
             - inner - lfac
         return wt * np.where(inner > 0, ll, -np.inf)
 
-    def dloglik_dmu(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[1]
+    def _dloglik_dmu_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         theta, lam, s = self._theta_lambda(mu)
         return wt / s * (1.0 / theta + (y - 1.0) / (theta + lam * y) - 1.0)
 
-    def d2loglik_dmu2(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
-        rows = self._rows_at(y, mu, wt, dispersion)
-        if rows is not None:
-            return rows[2]
+    def _d2loglik_dmu2_numpy(self, y, mu, wt=None, dispersion=1.0) -> np.ndarray:
         y, wt = self._prep(y, wt)
         theta, lam, s = self._theta_lambda(mu)
         return -wt / s**2 * (1.0 / theta**2 + (y - 1.0) / (theta + lam * y) ** 2)
