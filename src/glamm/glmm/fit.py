@@ -182,9 +182,9 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
         and model.loadings.n_free > 0
     blocks = ["theta", "response"] if staged else ["theta", "lambda", "response"]
     if not final and model.response.family.hold_start_in_search:
-        # (a zero part started at its GLM estimate: the search holds it there and moves
-        # theta, Newton then moves everything; in the search its coefficients would mostly
-        # be far-off trial points)
+        # (parameters the start already estimated, such as a zero part's or the ordinal
+        # thresholds: the search holds them there and moves theta, Newton then moves
+        # everything; in the search they would mostly be far-off trial points)
         blocks.remove("response")
     layout = model.parameters.subset(blocks)
     if final:

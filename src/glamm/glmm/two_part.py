@@ -147,6 +147,11 @@ class TwoPartModel:
         self._ones = np.ones(n)
         #: the per-row outer products of the last designs (see _outer_products)
         self._outer_of: tuple | None = None
+        #: each fixed effect's change of the rows' (eta, zeta), ``(n, 2, p_cond + p_zi)``:
+        #: a column of X or of the zero part's design (the gradient's fixed directions)
+        self._fixed_directions = np.zeros((n, 2, self.p_cond + self.p_zi))
+        self._fixed_directions[:, 0, :self.p_cond] = self.X
+        self._fixed_directions[:, 1, self.p_cond:] = self.Xz
 
     # ------------------------------------------------------------------ parameters
     def split(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray,
@@ -318,9 +323,7 @@ class TwoPartModel:
         P = np.einsum("iar,ibr->iab", DM, D)                      # (n, 2, 2)
         # the fixed effects of both parts, all at once: each moves one predictor by a
         # column of its design, at fixed D and without own-parameter terms
-        R0 = np.zeros((self.n, 2, self.p_cond + self.p_zi))
-        R0[:, 0, :self.p_cond] = self.X
-        R0[:, 1, self.p_cond:] = self.Xz
+        R0 = self._fixed_directions
         dg = np.einsum("iaq,iam->iqm", D, np.einsum("iab,ibm->iam", W, R0))
         Sdg = (self.S @ dg.reshape(self.n, -1)).reshape(self.n_groups, self.q, -1)
         du = np.einsum("gqr,grm->gqm", Minv, Sdg)
