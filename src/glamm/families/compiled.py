@@ -9,49 +9,27 @@ on first use and cached on disk). The NumPy methods stay the reference: the fami
 a kernel only for one-dimensional rows where one exists, and the tests compare the two.
 
 ``GLAMM_JIT=0`` in the environment turns the kernels off (the NumPy code runs instead), as
-does a missing or broken numba. Not public API.
+does a missing or broken numba (the switch is :mod:`glamm.jit`). Not public API.
 """
 
 from __future__ import annotations
 
-import os
-from types import ModuleType
-
 import numpy as np
 
-_STATE: list[ModuleType | None] = []
+from .. import jit
+
 _FLOAT64 = np.dtype(np.float64)
+_MODULE = "glamm.families._kernels"
 
 
-def kernels() -> ModuleType | None:
+def kernels():
     """The compiled kernels module (imported once, on first use), or ``None`` when numba is
-    missing or ``GLAMM_JIT`` is ``0``/``false``/``off``."""
-    if not _STATE:
-        module: ModuleType | None = None
-        if os.environ.get("GLAMM_JIT", "1").strip().lower() not in ("0", "false", "no", "off"):
-            try:
-                from . import _kernels as module
-            # (numba missing; or no writable cache directory, which numba reports when the
-            # kernels are defined: either way the NumPy code runs)
-            except Exception:
-                module = None
-        _STATE.append(module)
-    return _STATE[0]
+    missing or the kernels are off (:mod:`glamm.jit`)."""
+    return jit.load(_MODULE)
 
 
-def use_kernels(flag: bool | None) -> None:
-    """Force the kernels on (``True``, if numba is there), off (``False``) or back to the
-    environment's choice (``None``); for tests and benchmarks."""
-    _STATE.clear()
-    if flag is False:
-        _STATE.append(None)
-    elif flag:
-        try:
-            from . import _kernels
-        except Exception:
-            _STATE.append(None)
-        else:
-            _STATE.append(_kernels)
+#: force the kernels on, off or back to the environment's choice (see :mod:`glamm.jit`)
+use_kernels = jit.use_kernels
 
 
 def rows_ok(*arrays: np.ndarray) -> bool:

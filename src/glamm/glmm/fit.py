@@ -547,15 +547,33 @@ def _laplace_hessian(model: GeneralizedLinearMixedModel, x: np.ndarray) -> np.nd
 
 
 def _fast_stderr(model: GeneralizedLinearMixedModel) -> np.ndarray:
-    """Standard errors of ``beta`` from the fixed-effects block of the fast fit's factor."""
-    fac = model.fac_b
-    K = fac.K
-    LXX = fac.L[K][K][:-1, :-1]
-    if LXX.shape[0] == 0:
+    """Rough standard errors of ``beta`` (the scale of Newton's first steps) from the
+    fixed-effects block of the joint factor with the Fisher weights at the fast fit's mode
+    (the model's state); NaN where that factor does not exist (a PIRLS failure, separation).
+    (The factor is refilled here: PIRLS's own iterations need not leave it, and at the mode
+    it factors only the random-effects blocks when they hold the observed information.)"""
+    p = model.p
+    if p == 0:
         return np.zeros(0)
+    if model.eta is None or model.mu is None or model.theta is None:
+        return np.full(p, np.nan)
+    fac = model.fac_b
+    w, mu_eta = model.response.fisher_weights(model.eta, model.mu)
+    zwork = model.eta - model.offset + model.response.working_residual(
+        model.eta, model.mu, w, mu_eta)
+    model.cp_b.update(w, zwork)
+    fac.refresh()
+    try:
+        fac.update(model.lambdas(model.theta), solve_only=True)
+    except np.linalg.LinAlgError:
+        return np.full(p, np.nan)
+    LXX = fac.L[fac.K][fac.K][:-1, :-1]
+    d = np.diag(LXX)
+    if not np.all(np.isfinite(LXX)) or np.any(d <= 0):
+        return np.full(p, np.nan)
     import scipy.linalg as sla
 
-    Linv = sla.solve_triangular(LXX, np.eye(LXX.shape[0]), lower=True, check_finite=False)
+    Linv = sla.solve_triangular(LXX, np.eye(p), lower=True, check_finite=False)
     return np.sqrt(np.sum(Linv**2, axis=0))
 
 

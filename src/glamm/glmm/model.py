@@ -36,6 +36,7 @@ import numpy as np
 from ..errors import GlammError, PirlsError
 from ..formula.design import ModelFrame
 from ..linalg.factor import BlockedCholesky
+from ..linalg.scalar_pls import ScalarTermPLS
 from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
@@ -127,6 +128,10 @@ class GeneralizedLinearMixedModel:
         self.fac_u = BlockedCholesky(self.cp_u.A, ps, iso=iso)
         self.cp_b = self.design.crossproducts(self.X, zero, one)
         self.fac_b = BlockedCholesky(self.cp_b.A, ps, iso=iso)
+        #: one scalar random-effects term: PIRLS's iterations solve their system in one
+        #: compiled pass (where the kernels are on), the blocked factor then factors at the mode
+        self._scalar_pls = ScalarTermPLS(self.design) if ScalarTermPLS.applies(self.design) \
+            else None
         #: the data are separated (set by glmm.diagnostics.separation_notes): a fit that finds
         #: no finite deviance is then reported as separation, not as a PIRLS failure
         self.separated = False
@@ -261,6 +266,22 @@ class GeneralizedLinearMixedModel:
         fac.refresh()
         fac.update(lams, solve_only=solve_only)
 
+    def _pls_step(self, lams, w: np.ndarray, zwork: np.ndarray, b_fix: np.ndarray | None,
+                  solve_only: bool, compiled: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One PIRLS iteration's penalized least-squares solve for weights ``w`` and working
+        response ``zwork``: ``(u, beta)`` (``beta`` empty when ``b_fix`` holds it), by the
+        compiled scalar-term pass (``compiled``) or the blocked factor. ``LinAlgError`` if the
+        system is not positive definite."""
+        if compiled:
+            assert self._scalar_pls is not None
+            if b_fix is not None:
+                return self._scalar_pls.solve(w, zwork - self.X @ b_fix, lams[0][0, 0], None)
+            return self._scalar_pls.solve(w, zwork, lams[0][0, 0], self.X)
+        cp, fac = (self.cp_b, self.fac_b) if b_fix is None else (self.cp_u, self.fac_u)
+        self._factor_step(cp, fac, lams, w, zwork, b_fix, solve_only=solve_only)
+        u_parts, beta = fac.solve_u_beta()
+        return (np.concatenate(u_parts) if u_parts else np.zeros(0)), beta
+
     def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None,
               settings: PirlsSettings | None = None) -> float:
         """Conditional modes at ``theta`` (``beta`` fixed; ``None``: ``beta`` updated too, the
@@ -272,6 +293,7 @@ class GeneralizedLinearMixedModel:
         lams = self.lambdas(theta)
         fast = beta is None
         cp, fac = (self.cp_b, self.fac_b) if fast else (self.cp_u, self.fac_u)
+        compiled = self._scalar_pls is not None and self._scalar_pls.available()
         u = self.u.copy()
         b_fix = self.beta.copy() if fast else np.asarray(beta, dtype=float)
         cold = self.eta is None
@@ -318,19 +340,18 @@ class GeneralizedLinearMixedModel:
                               else (w, zwork))
             held = None if fast else b_fix
             try:
-                self._factor_step(cp, fac, lams, w_step, z_step, held,
-                                  solve_only=kind == "newton")
+                u_new, beta_new = self._pls_step(lams, w_step, z_step, held,
+                                                 kind == "newton", compiled)
             except np.linalg.LinAlgError as exc:   # degenerate weights (extreme parameters)
                 if kind != "newton":
                     raise PirlsError("the penalized least-squares problem is singular") from exc
                 try:
-                    self._factor_step(cp, fac, lams,
-                                      *self._newton_weights(eta, mu, w, zwork, "positive"), held)
+                    u_new, beta_new = self._pls_step(
+                        lams, *self._newton_weights(eta, mu, w, zwork, "positive"), held,
+                        False, compiled)
                 except np.linalg.LinAlgError as exc2:
                     raise PirlsError("the penalized least-squares problem is singular") \
                         from exc2
-            u_new_parts, beta_new = fac.solve_u_beta()
-            u_new = np.concatenate(u_new_parts) if u_new_parts else np.zeros(0)
             step = 1.0
             for _ in range(40):
                 u_try = u + step * (u_new - u)
