@@ -196,7 +196,7 @@ def _zero_part(fam: Any, ziformula: str | None, rows: pd.DataFrame, hurdle: bool
     """The count family ``fam`` with the zero part of ``ziformula`` (fixed effects) on the
     model's rows, as :class:`~glamm.families.zero_inflated.ZeroInflated`."""
     from .families.zero_inflated import ZeroInflated
-    from .formula.evaluate import model_matrix_checked
+    from .formula.evaluate import column_names, model_matrix_checked
 
     if getattr(fam, "families", None) is not None:
         raise GlammError("ziformula is not available with per-row families")
@@ -220,7 +220,7 @@ def _zero_part(fam: Any, ziformula: str | None, rows: pd.DataFrame, hurdle: bool
         mm = model_matrix_checked(rhs, rows.reset_index(drop=True), "ziformula", shown=text)
         from .formula.naming import lme4_names
 
-        Z, names = np.asarray(mm, dtype=float), list(lme4_names(list(mm.columns)))
+        Z, names = np.asarray(mm, dtype=float), list(lme4_names(column_names(mm)))
         spec = mm.model_spec
         if not np.all(np.isfinite(Z)):
             raise DataError(f"ziformula {text!r}: missing or infinite covariate values in "

@@ -30,6 +30,7 @@ from .bars import ParsedFormula, parse_formula
 from .data_input import as_pandas
 from .evaluate import (
     as_vector,
+    column_names,
     eval_glm_response,
     eval_numeric,
     factor_codes,
@@ -325,7 +326,7 @@ def build_model_frame(
     fixed_terms, renames = _poly_for_ordered(fixed_terms, frame)
     mm = model_matrix_checked(fixed_terms, frame, "fixed-effects part")
     X_all = np.asarray(mm, dtype=float)
-    names_all = lme4_names(list(mm.columns), renames)
+    names_all = lme4_names(column_names(mm), renames)
     if not np.all(np.isfinite(X_all)):
         bad = names_all[int(np.flatnonzero(~np.isfinite(X_all).all(axis=0))[0])]
         raise DataError(f"fixed-effects column {bad!r} has NaN or infinite values")

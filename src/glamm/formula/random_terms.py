@@ -17,6 +17,7 @@ from ..terms.covariance import Unstructured
 from ..terms.reterm import ReTerm
 from .bars import RandomTermSpec
 from .evaluate import (
+    column_names,
     factor_codes,
     model_matrix_checked,
 )
@@ -203,7 +204,7 @@ def _known_matrix(spec: RandomTermSpec, positional: list[str], covariances: dict
 def _column_levels(mm) -> tuple[str, ...]:
     """The levels behind a factor's indicator columns (formulaic's ``f[a]`` -> ``a``), else
     the column names: how a known matrix's labels and ar1's times are read."""
-    names = [str(c) for c in mm.columns]
+    names = column_names(mm)
     found = [re.match(r"^.*\[(?:T\.)?(.*)\]$", c) for c in names]
     if all(f is not None for f in found):
         return tuple(f.group(1) for f in found if f is not None)
@@ -260,7 +261,7 @@ def build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int,
     z = np.asarray(mm, dtype=float)
     if z.shape[1] == 0:
         raise FormulaError(f"random-effects term {spec} has no columns")
-    cnames = tuple(lme4_names(list(mm.columns)))
+    cnames = tuple(lme4_names(column_names(mm)))
     if spec.structure == "ar1":
         _check_ar1_columns(spec, mm)
     return ReTerm(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError
-from ..formula.evaluate import model_matrix_checked
+from ..formula.evaluate import column_names, model_matrix_checked
 from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
 from .model import LinearMixedModel
@@ -161,7 +161,7 @@ def dispersion_design(text: str, data: pd.DataFrame,
                            "grouping column; otherwise write covariates, ~ x1 + x2")
     mm = model_matrix_checked(rhs, data, "dispformula", shown=text)
     X = np.asarray(mm, dtype=float)
-    names = list(mm.columns)
+    names = column_names(mm)
     keep = [j for j, n in enumerate(names) if n != "Intercept"]
     D = X[:, keep]
     if D.shape[1] == 0:

@@ -299,7 +299,7 @@ def interaction_covariates(spec: LoadingSpec, data: pd.DataFrame,
     (``item``: their load_var rows): one ``(level, column name, values)`` per extra loading,
     the values zero outside the level's rows. Each formula must keep its intercept (it carries
     the level's own loading)."""
-    from ..formula.evaluate import model_matrix_checked
+    from ..formula.evaluate import column_names, model_matrix_checked
 
     out: list[tuple[int, str, np.ndarray]] = []
     if spec.interactions is None:
@@ -309,7 +309,7 @@ def interaction_covariates(spec: LoadingSpec, data: pd.DataFrame,
             continue
         where = f"factor_interactions formula of level {spec.levels[level]!r}"
         mm = model_matrix_checked(rhs, data, where)
-        names = [str(c) for c in mm.columns]
+        names = column_names(mm)
         if "Intercept" not in names:
             raise GlammError(f"the {where} ('~{rhs}') has no intercept; the intercept carries "
                              "the level's own loading (write '~x', not '~0 + x')")
