@@ -77,6 +77,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         dw = model.response.fisher_weights_deta(eta, mu)
     # G = L_Z L_Z' is the factor PIRLS left at the mode (same theta and the weights of the
     # log-determinant: Fisher, or observed with model.observed_information)
+    model.factor_at_mode()
     Ginv = re_inverse(model.fac_u)
     canonical = model.observed_information or np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
     Gobs_inv = Ginv if canonical else DenseInverse(_spd_inverse(_crossprod(design, V, w_obs)))

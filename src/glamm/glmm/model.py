@@ -148,6 +148,8 @@ class GeneralizedLinearMixedModel:
         self.pirls_iterations = 0
         #: (eta, weights of the log-determinant) at the last mode
         self._mode_weights: tuple[np.ndarray, np.ndarray] | None = None
+        #: the factorization at the last mode when PIRLS left it to factor_at_mode
+        self._pending_factor: tuple | None = None
         if loadings is not None:
             self.set_loadings(loadings.values, force=True)
 
@@ -189,6 +191,7 @@ class GeneralizedLinearMixedModel:
         cross-product sets and the factors are refreshed (PIRLS refills them with new weights
         anyway); the next PIRLS starts afresh."""
         self.design.set_z(k, z)
+        self._pending_factor = None
         self.fac_u.refresh()
         self.fac_b.refresh()
         self.eta = self.mu = self.theta = None
@@ -204,6 +207,7 @@ class GeneralizedLinearMixedModel:
         free = np.asarray(free, dtype=float)
         if not force and np.array_equal(free, self.loadings.values):
             return
+        self._pending_factor = None   # (a factorization for the old values of z)
         for k, z in self.loadings.z_values(free):
             # PIRLS refills every cross-product block with its weights before using them
             self.design.set_z(k, z, refill=False)
@@ -402,9 +406,33 @@ class GeneralizedLinearMixedModel:
             w = self.response.observed_weights(eta, mu)
         else:
             w, _ = self.response.fisher_weights(eta, mu)
+        self._pending_factor = None
+        if compiled:
+            # one scalar term: the log-determinant directly; the blocked factor is only
+            # needed by the gradients and the conditional variances (factor_at_mode)
+            assert self._scalar_pls is not None
+            ldl2 = self._scalar_pls.logdet(w, lams[0][0, 0])
+            if ldl2 is None:
+                raise PirlsError("the observed information is not positive definite at the "
+                                 "mode")
+            self.ldL2 = ldl2
+            self._pending_factor = (cp, fac, lams, w, eta, mu, None if fast else b_fix)
+        else:
+            self._factor_at(cp, fac, lams, w, eta, mu, None if fast else b_fix)
+        self._mode_weights = (eta, w)
+        self.u, self.beta, self.eta, self.mu = u, b_fix, eta, mu
+        self.theta = np.asarray(theta, dtype=float).copy()
+        self.pirls_iterations = iterations
+        return pdev
+
+    def _factor_at(self, cp, fac, lams, w: np.ndarray, eta: np.ndarray, mu: np.ndarray,
+                   b_fix: np.ndarray | None) -> None:
+        """Factor at the mode for the log-determinant: refill ``cp`` with the mode's weights
+        ``w`` (and working response; net of ``X b_fix`` when ``beta`` is held) and factor
+        ``fac``; sets :attr:`ldL2`."""
         zwork = eta - self.offset + self.response.working_residual(
             eta, mu, w, self.family.link.mu_eta(eta))
-        if not fast:
+        if b_fix is not None:
             zwork = zwork - self.X @ b_fix
         cp.update(w, zwork)
         fac.refresh()
@@ -416,11 +444,18 @@ class GeneralizedLinearMixedModel:
             raise PirlsError("the observed information is not positive definite at the "
                              "mode") from exc
         self.ldL2 = fac.logdet_re()
-        self._mode_weights = (eta, w)
-        self.u, self.beta, self.eta, self.mu = u, b_fix, eta, mu
-        self.theta = np.asarray(theta, dtype=float).copy()
-        self.pirls_iterations = iterations
-        return pdev
+
+    def factor_at_mode(self) -> None:
+        """Make the blocked factors hold the last PIRLS mode's factorization (``fac_u`` after
+        a PIRLS with ``beta`` held, ``fac_b`` after one that moved it), which the analytic
+        gradients and the conditional variances read. PIRLS factors there itself except for
+        a single scalar term, where it takes the log-determinant directly and leaves the
+        factorization to this call (most evaluations need only the value)."""
+        pending, self._pending_factor = self._pending_factor, None
+        if pending is not None:
+            ldl2 = self.ldL2
+            self._factor_at(*pending)
+            self.ldL2 = ldl2   # (the same number, by the blocked factor's arithmetic)
 
     def working_copy(self) -> GeneralizedLinearMixedModel:
         """A model on the same data, in the same state (response parameters, penalty, PIRLS

@@ -76,3 +76,13 @@ class ScalarTermPLS:
                 "the penalized least-squares system is not positive definite in the "
                 + ("random effects" if status == 1 else "fixed effects"))
         return u, beta
+
+    def logdet(self, w: np.ndarray, lam: float) -> float | None:
+        """``log det(lam^2 Z'WZ + I)`` (lme4's ``ldL2``) for weights ``w``; ``None`` where
+        the matrix is not positive definite (negative observed information)."""
+        z = self.design.z[0].reshape(-1)
+        a = np.bincount(self.refs, weights=w * (z * z), minlength=self.nlevels)
+        d = lam * lam * a + 1.0
+        if not np.all(d > 0.0):
+            return None
+        return float(np.sum(np.log(d)))

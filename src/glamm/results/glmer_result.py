@@ -356,6 +356,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
     def ranef_condcov(self) -> list[np.ndarray]:
         """Conditional covariances of the random effects at the mode (lme4's ``condVar``)."""
         m = self.model
+        m.factor_at_mode()
         lams = m.lambdas(self.theta)
         out = []
         for k, lam in enumerate(lams):
