@@ -103,3 +103,27 @@ def test_fits_agree_with_and_without_the_kernels(response, family, kw):
     np.testing.assert_allclose(fast.fixef.to_numpy(), slow.fixef.to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(fast.theta, slow.theta, rtol=1e-5)
     np.testing.assert_allclose(fast.stderr.to_numpy(), slow.stderr.to_numpy(), rtol=1e-4)
+
+
+def test_mode_log_determinant_and_inverse_match_the_blocked_factor():
+    from glamm.linalg.selinv import re_inverse
+
+    d = _data(seed=4)
+    m = glamm.glmer("y_pos ~ x + f + (1 | g)", d, family="Gamma", link="log")
+    model = m.model
+    theta, beta = m.theta, m.fixef.to_numpy()
+    model.pirls(theta, beta)
+    assert model._pending_factor is not None   # the blocked factorization was left undone
+    ldl2 = model.ldL2
+    Ginv = model.re_inverse_at_mode()
+    rhs = np.random.default_rng(2).normal(size=(model.u.size, 3))
+    fast_solve = Ginv.solve(rhs)
+    idx = np.arange(model.u.size)
+    fast_diag = Ginv.entries(idx, idx)
+    model.factor_at_mode()
+    assert model._pending_factor is None
+    assert model.fac_u.logdet_re() == pytest.approx(ldl2, rel=1e-12)
+    ref = re_inverse(model.fac_u)
+    np.testing.assert_allclose(fast_solve, ref.solve(rhs), rtol=1e-10)
+    np.testing.assert_allclose(fast_diag, ref.entries(idx, idx), rtol=1e-10)
+    assert np.all(Ginv.entries(idx[:-1], idx[1:]) == 0.0)

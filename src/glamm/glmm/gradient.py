@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from ..linalg.selinv import DenseInverse, re_inverse, spd_inverse_from_factor
+from ..linalg.selinv import DenseInverse, spd_inverse_from_factor
 
 #: the analytic gradient needs ``G^-1`` densely in the rows of the random effects after the
 #: first term (``q_rest`` of them): at most this many ...
@@ -77,8 +77,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
         dw = model.response.fisher_weights_deta(eta, mu)
     # G = L_Z L_Z' is the factor PIRLS left at the mode (same theta and the weights of the
     # log-determinant: Fisher, or observed with model.observed_information)
-    model.factor_at_mode()
-    Ginv = re_inverse(model.fac_u)
+    Ginv = model.re_inverse_at_mode()
     canonical = model.observed_information or np.allclose(w_obs, w, rtol=1e-12, atol=0.0)
     Gobs_inv = Ginv if canonical else DenseInverse(_spd_inverse(_crossprod(design, V, w_obs)))
     traces = TraceWeights(design, V, C, w, Ginv)

@@ -37,6 +37,7 @@ from ..errors import GlammError, PirlsError
 from ..formula.design import ModelFrame
 from ..linalg.factor import BlockedCholesky
 from ..linalg.scalar_pls import ScalarTermPLS
+from ..linalg.selinv import DiagonalInverse, re_inverse
 from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
@@ -456,6 +457,17 @@ class GeneralizedLinearMixedModel:
             ldl2 = self.ldL2
             self._factor_at(*pending)
             self.ldL2 = ldl2   # (the same number, by the blocked factor's arithmetic)
+
+    def re_inverse_at_mode(self):
+        """``G^{-1}`` for the factor of the last PIRLS mode with ``beta`` held (``fac_u``; see
+        :func:`glamm.linalg.selinv.re_inverse`); for one scalar term the diagonal ``G``
+        directly, without the blocked factorization."""
+        pending = self._pending_factor
+        if pending is not None and pending[-1] is not None and self._scalar_pls is not None:
+            _, _, lams, w = pending[:4]
+            return DiagonalInverse(self._scalar_pls.diagonal(w, lams[0][0, 0]))
+        self.factor_at_mode()
+        return re_inverse(self.fac_u)
 
     def working_copy(self) -> GeneralizedLinearMixedModel:
         """A model on the same data, in the same state (response parameters, penalty, PIRLS

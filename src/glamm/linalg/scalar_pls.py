@@ -77,12 +77,16 @@ class ScalarTermPLS:
                 + ("random effects" if status == 1 else "fixed effects"))
         return u, beta
 
+    def diagonal(self, w: np.ndarray, lam: float) -> np.ndarray:
+        """The diagonal of ``G = lam^2 Z'WZ + I`` for weights ``w``."""
+        z = self.design.z[0].reshape(-1)
+        return lam * lam * np.bincount(self.refs, weights=w * (z * z),
+                                       minlength=self.nlevels) + 1.0
+
     def logdet(self, w: np.ndarray, lam: float) -> float | None:
         """``log det(lam^2 Z'WZ + I)`` (lme4's ``ldL2``) for weights ``w``; ``None`` where
         the matrix is not positive definite (negative observed information)."""
-        z = self.design.z[0].reshape(-1)
-        a = np.bincount(self.refs, weights=w * (z * z), minlength=self.nlevels)
-        d = lam * lam * a + 1.0
+        d = self.diagonal(w, lam)
         if not np.all(d > 0.0):
             return None
         return float(np.sum(np.log(d)))

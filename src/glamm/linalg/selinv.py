@@ -49,6 +49,23 @@ class DenseInverse:
         return self.Ginv @ rhs
 
 
+class DiagonalInverse:
+    """``G^{-1}`` of a diagonal ``G`` (one scalar random-effects term: ``lam^2 Z'WZ + I``),
+    from its diagonal ``d``; the same interface as :class:`SelectedInverse`."""
+
+    def __init__(self, d: np.ndarray):
+        self.inv = 1.0 / d
+
+    def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """``G^{-1}[i, j]`` elementwise (0 off the diagonal)."""
+        i, j = np.asarray(i), np.asarray(j)
+        return np.where(i == j, self.inv[i], 0.0)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``G^{-1} rhs`` (a vector or a matrix of columns)."""
+        return rhs * self.inv.reshape((-1,) + (1,) * (rhs.ndim - 1))
+
+
 def spd_inverse_from_factor(L: np.ndarray) -> np.ndarray:
     """``(L L')^{-1}`` from a dense lower-triangular ``L`` (LAPACK potri; only its lower
     triangle is read, so a potrf result with junk above the diagonal will do), symmetric."""
