@@ -245,3 +245,19 @@ def test_extra_family_kernels(name, values, disp):
     np.testing.assert_array_equal(fast[0] == -np.inf, slow[0] == -np.inf)
     if name == "genpois" and values["phi"] < 1:
         assert np.any(fast[0] == -np.inf)   # (underdispersion: impossible counts occur)
+
+
+@pytest.mark.parametrize("power", [1.01, 1.3, 1.6, 1.9, 1.995, 1.99995])
+@pytest.mark.parametrize("phi", [0.05, 1.0, 25.0])
+def test_tweedie_series_kernel(power, phi):
+    from glamm.families.tweedie import _series
+
+    rng = np.random.default_rng(6)
+    y = np.concatenate([rng.gamma(0.5, 3.0, 200), [1e-9, 1e-3, 40.0, 900.0]])
+    fast, slow = _both(lambda: _series(y, phi, power, derivatives=True))
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        ok = ~np.isnan(b)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-10, atol=1e-12)
+    if power > 1.9999:
+        assert np.isnan(fast[0][-1])   # (a window beyond the term limit: NaN both ways)

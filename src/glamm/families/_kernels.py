@@ -480,3 +480,84 @@ def genpois(y, mu, wt, lfac, phi, out):
             out[0, i] = _NEG_INF
         out[1, i] = wi / s * (1.0 / theta + (yi - 1.0) / inner - 1.0)
         out[2, i] = -wi / phi * (1.0 / (theta * theta) + (yi - 1.0) / (inner * inner))
+
+
+#: the Tweedie kernel tabulates log-gamma (and digamma) over the union of the rows' windows
+#: of ``j``; beyond this many entries it declines and the NumPy blocks run
+_TWEEDIE_TABLE_LIMIT = 4_000_000
+
+
+@numba.njit(cache=True, error_model="numpy")
+def tweedie_series(y, phi, p, drop, max_terms, derivatives, out):
+    """Dunn and Smyth's series as ``glamm.families.tweedie._series`` (the same window of
+    ``j`` per row: ``j_max = y^(2 - p) / (phi (2 - p))`` plus or minus
+    ``ceil(sqrt(2 drop j_max (1 + 1 / alpha)) + 10)``; a row whose window is wider than
+    ``max_terms`` gets NaN): ``out`` rows ``log(sum_j W_j)`` and, with ``derivatives``, its
+    derivatives in ``log(phi)`` and in ``p``, for ``y > 0``. Returns false (nothing
+    filled) when the table of ``lgamma(j + 1) + lgamma(alpha j)`` over all windows would be
+    too large."""
+    n = y.shape[0]
+    alpha = (2.0 - p) / (p - 1.0)
+    log_pm1 = math.log(p - 1.0)
+    log_phi = math.log(phi)
+    c = -alpha * log_pm1 - (1.0 + alpha) * log_phi - math.log(2.0 - p)
+    lo = np.empty(n, dtype=np.int64)
+    hi = np.empty(n, dtype=np.int64)
+    k0 = np.int64(-1)
+    k1 = np.int64(-1)
+    for i in range(n):
+        jmax = max(1.0, y[i] ** (2.0 - p) / (phi * (2.0 - p)))
+        half = math.ceil(math.sqrt(2.0 * drop * jmax * (1.0 + 1.0 / alpha)) + 10.0)
+        a = max(1.0, math.floor(jmax) - half)
+        b = math.floor(jmax) + half
+        if b - a + 1.0 > max_terms:
+            lo[i] = -1
+            continue
+        lo[i] = np.int64(a)
+        hi[i] = np.int64(b)
+        if k0 < 0 or lo[i] < k0:
+            k0 = lo[i]
+        if hi[i] > k1:
+            k1 = hi[i]
+    size = k1 - k0 + 1 if k0 >= 0 else 0
+    if size > _TWEEDIE_TABLE_LIMIT:
+        return False
+    lg = np.empty(size)
+    psi = np.empty(size if derivatives else 0)
+    for t in range(size):
+        kf = float(k0 + t)
+        lg[t] = math.lgamma(kf + 1.0) + math.lgamma(alpha * kf)
+        if derivatives:
+            psi[t] = _digamma1(alpha * kf)
+    dalpha = -1.0 / (p - 1.0) ** 2
+    for i in range(n):
+        if lo[i] < 0:
+            out[0, i] = np.nan
+            if derivatives:
+                out[1, i] = np.nan
+                out[2, i] = np.nan
+            continue
+        log_y = math.log(y[i])
+        logz = alpha * log_y + c
+        top = -math.inf
+        for jj in range(lo[i], hi[i] + 1):
+            term = jj * logz - lg[jj - k0]
+            if term > top:
+                top = term
+        total = 0.0
+        sj = 0.0
+        sjpsi = 0.0
+        for jj in range(lo[i], hi[i] + 1):
+            wgt = math.exp(jj * logz - lg[jj - k0] - top)
+            total += wgt
+            if derivatives:
+                sj += wgt * jj
+                sjpsi += wgt * jj * psi[jj - k0]
+        out[0, i] = top + math.log(total)
+        if derivatives:
+            mean_j = sj / total
+            dlogz = (dalpha * (log_y - log_pm1 - log_phi) - alpha / (p - 1.0)
+                     + 1.0 / (2.0 - p))
+            out[1, i] = -(1.0 + alpha) * mean_j
+            out[2, i] = mean_j * dlogz - dalpha * sjpsi / total
+    return True

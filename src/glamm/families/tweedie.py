@@ -12,6 +12,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import DataError
+from . import compiled
 from .base import Family
 from .extra import _ExtraFamily, _rows
 from .links import Link
@@ -61,6 +62,15 @@ def _series(y: np.ndarray, phi: float, power: float, derivatives: bool):
     n_out = 3 if derivatives else 1
     if y.size == 0:
         return tuple(np.zeros(shape) for _ in range(n_out))
+    k = compiled.kernels()
+    if k is not None:
+        # one compiled loop over the rows (the NumPy blocks below are the reference)
+        res = np.empty((3 if derivatives else 1, y.size))
+        with np.errstate(all="ignore"):
+            done = k.tweedie_series(np.ascontiguousarray(y), float(phi), float(power),
+                                    _SERIES_DROP, float(_SERIES_MAX_TERMS), derivatives, res)
+        if done:
+            return tuple(r.reshape(shape) for r in res)
     p = power
     alpha = (2.0 - p) / (p - 1.0)
     logz = (alpha * np.log(y) - alpha * math.log(p - 1.0) - (1.0 + alpha) * math.log(phi)
