@@ -317,39 +317,46 @@ class TwoPartModel:
             third = _third_derivatives(family, self.y, eta, zeta, ones)
         s = np.column_stack([l_e, l_z])                          # (n, 2)
         W = np.stack([np.column_stack([l_ee, l_ez]), np.column_stack([l_ez, l_zz])], axis=1)
+        n = self.n
         D = np.stack([A, C], axis=1)                              # (n, 2, q)
+        Dt = D.transpose(0, 2, 1)                                 # (n, q, 2)
         Mi = Minv[self.group]                                     # (n, q, q)
-        DM = np.einsum("iaq,iqr->iar", D, Mi)                     # D_i M^-1
-        P = np.einsum("iar,ibr->iab", DM, D)                      # (n, 2, 2)
+        DM = D @ Mi                                               # D_i M^-1
+        P = DM @ Dt                                               # (n, 2, 2), symmetric
         # the fixed effects of both parts, all at once: each moves one predictor by a
-        # column of its design, at fixed D and without own-parameter terms
+        # column of its design, at fixed D and without own-parameter terms (batched
+        # products of the rows' small matrices: matmul, not einsum, is the fast path)
         R0 = self._fixed_directions
-        dg = np.einsum("iaq,iam->iqm", D, np.einsum("iab,ibm->iam", W, R0))
-        Sdg = (self.S @ dg.reshape(self.n, -1)).reshape(self.n_groups, self.q, -1)
-        du = np.einsum("gqr,grm->gqm", Minv, Sdg)
-        d_rho = R0 + np.einsum("iaq,iqm->iam", D, du[self.group])
-        dW = np.einsum("iabc,icm->iabm", third, d_rho)
-        fixed = (np.einsum("ia,iam->m", s, R0)
-                 + 0.5 * np.einsum("iabm,iba->m", dW, P))
+        m = R0.shape[2]
+        dg = Dt @ (W @ R0)                                        # (n, q, m)
+        Sdg = (self.S @ dg.reshape(n, -1)).reshape(self.n_groups, self.q, m)
+        du = Minv @ Sdg
+        d_rho = R0 + D @ du[self.group]                           # (n, 2, m)
+        dW = (third.reshape(n, 4, 2) @ d_rho).reshape(n, 2, 2, m)
+        # sum_iab dW[i, a, b, m] P[i, b, a], P symmetric
+        fixed = (s.reshape(1, -1) @ R0.reshape(-1, m))[0] \
+            + 0.5 * (P.reshape(1, -1) @ dW.reshape(-1, m))[0]
         out = []
+        WDM = W @ DM                                              # (n, 2, q)
         for d_rho0, dD, own_parts in self._directions(thetas, family, u, eta, zeta, ones):
-            # the mode's movement
-            dg = np.einsum("iaq,ia->iq", D, np.einsum("iab,ib->ia", W, d_rho0))
+            # the mode's movement (column vectors as trailing axes: batched matmul)
+            v = W @ d_rho0[:, :, None]                            # (n, 2, 1)
+            if own_parts is not None:
+                v = v + own_parts[1][:, :, None]
+            dg = Dt @ v                                           # (n, q, 1)
             if dD is not None:
-                dg += np.einsum("iaq,ia->iq", dD, s)
+                dg = dg + dD.transpose(0, 2, 1) @ s[:, :, None]
+            du = Minv @ (self.S @ dg[:, :, 0])[:, :, None]        # (groups, q, 1)
+            d_rho = d_rho0 + (D @ du[self.group])[:, :, 0]
+            dW = (third.reshape(n, 4, 2) @ d_rho[:, :, None]).reshape(n, 2, 2)
+            total = float(np.sum(s * d_rho0))
             if own_parts is not None:
-                dg += np.einsum("iaq,ia->iq", D, own_parts[1])
-            du = np.einsum("gqr,gr->gq", Minv, self.S @ dg)
-            d_rho = d_rho0 + np.einsum("iaq,iq->ia", D, du[self.group])
-            dW = np.einsum("iabc,ic->iab", third, d_rho)
-            row = np.einsum("ia,ia->i", s, d_rho0)
-            if own_parts is not None:
-                row = row + own_parts[0]
+                total += float(np.sum(own_parts[0]))
                 dW = dW + own_parts[2]
-            row = row + 0.5 * np.einsum("iab,iba->i", dW, P)
+            total += 0.5 * float(np.sum(dW * P))                  # (P symmetric)
             if dD is not None:
-                row = row + np.einsum("iab,ibr,iar->i", W, DM, dD)
-            out.append(float(np.sum(row)))
+                total += float(np.sum(WDM * dD))
+            out.append(total)
         self.u, self._modes_at = u, np.array(x, dtype=float, copy=True)
         nt = sum(self.n_theta)
         grad = np.concatenate([out[:nt], fixed, out[nt:]])
