@@ -136,9 +136,11 @@ def test_different_response_raises(sleep, ml_fits):
         glamm.anova(ml_fits[0], m_other)
 
 
-def test_single_model_not_implemented(ml_fits):
-    with pytest.raises(NotImplementedError, match="single model"):
-        glamm.anova(ml_fits[0])
+def test_single_model_gives_its_f_tests(ml_fits):
+    # (tests/test_inference_lmm.py checks the numbers against lmerTest)
+    table = glamm.anova(ml_fits[0])
+    assert list(table.columns) == ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
+    assert "Type III" in str(table)
 
 
 def test_non_model_arguments(ml_fits):

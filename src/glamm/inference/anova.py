@@ -84,6 +84,46 @@ class AnovaTable(pd.DataFrame):
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
+class FTestTable(pd.DataFrame):
+    """The F tests of one model's fixed-effects terms (:func:`anova` with one linear mixed
+    model): a ``pandas.DataFrame`` (columns ``Sum Sq, Mean Sq, NumDF, DenDF, F value,
+    Pr(>F)``, indexed by term) that prints in lmerTest's layout
+    (:func:`glamm.results.summary.format_f_table`)."""
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    def __str__(self) -> str:
+        from ..results.summary import format_f_table
+
+        return format_f_table(self)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+def _term_tests(model, type: int | None, ddf: str) -> FTestTable:
+    """:func:`anova` of one model: lmerTest's type III F tests of a linear mixed model."""
+    from ..results.lmer_result import LmerResult
+    from .ddf import anova_type3
+
+    if not isinstance(model, LmerResult):
+        raise GlammError(
+            "anova() of one model tests its fixed-effects terms by F tests, which are for "
+            "linear mixed models (glamm.lmer fits); for a generalized model compare nested "
+            "fits by likelihood ratio tests, anova(m0, m1)")
+    if type not in (None, 3, "3", "III"):
+        raise GlammError(f"anova() of one model computes type III tests (type=3), got "
+                         f"type={type!r}")
+    table = anova_type3(model, ddf)
+    out = FTestTable(table)
+    out.attrs.update(table.attrs)
+    return out
+
+
 def refit_ml(m: LmerResult | GlsResult) -> LmerResult | GlsResult:
     """Refit a model by maximum likelihood on the same model frame.
 
@@ -180,8 +220,11 @@ def anova(
     *models: LmerResult | GlmerResult | GlmResult | GlsResult,
     refit: bool = True,
     names: Sequence[str] | None = None,
+    type: int | None = None,
+    ddf: str = "Satterthwaite",
 ) -> pd.DataFrame:
-    """Likelihood-ratio tests between nested models, as lme4's ``anova(m0, m1)``.
+    """Likelihood-ratio tests between nested models, as lme4's ``anova(m0, m1)``; with one
+    linear mixed model, F tests of its fixed-effects terms, as lmerTest's ``anova(m)``.
 
     Parameters
     ----------
@@ -204,6 +247,13 @@ def anova(
         log-likelihoods as fitted.
     names : sequence of str, optional
         Row labels, one per model in the order given (default ``"m0"``, ``"m1"``, ...).
+    type : int, optional
+        One linear mixed model only: the type of the F tests; 3 (the default, lmerTest's):
+        each term's coefficients jointly zero, the other terms in the model.
+    ddf : str
+        One linear mixed model only: the denominator degrees of freedom,
+        ``"Satterthwaite"`` (default), ``"Kenward-Roger"``, ``"residual"`` or
+        ``"asymptotic"`` (see :meth:`~glamm.results.lmer_result.LmerResult.coef_table`).
 
     Returns
     -------
@@ -219,8 +269,6 @@ def anova(
     ------
     TypeError
         An argument is not a fitted model.
-    NotImplementedError
-        A single model was given (tests of its fixed-effects terms are not implemented yet).
     DataError
         The models were fitted to different numbers of observations or different data.
     GlammError
@@ -232,10 +280,7 @@ def anova(
         raise ArgumentError("anova() needs at least two fitted models")
     _check_types(models)
     if len(models) == 1:
-        raise NotImplementedError(
-            "anova() of a single model (tests of its fixed-effects terms) is not implemented "
-            "yet; pass two or more nested models to compare them by likelihood ratio tests"
-        )
+        return _term_tests(models[0], type, ddf)
     if names is None:
         labels = [f"m{i}" for i in range(len(models))]
     else:

@@ -76,6 +76,18 @@ class LinearMixedModel:
         self.factor.refresh()
         self.theta = None
 
+    def set_response(self, y: np.ndarray) -> None:
+        """Replace the response (same rows; the frame's offset is still subtracted): the
+        cross-products are refilled and the factor refreshed, with no symbolic work, so the
+        objective is that of the model built with ``y`` (profiles of fixed effects, parametric
+        bootstrap)."""
+        y = np.asarray(y, dtype=float)
+        if y.shape != (self.n,):
+            raise GlammError(f"the response must have {self.n} rows, got shape {y.shape}")
+        self.cp.update(self.frame.weights, y - self.frame.offset)
+        self.factor.refresh()
+        self.theta = None
+
     # ------------------------------------------------------------------ objective
     def set_theta(self, theta: np.ndarray) -> None:
         theta = np.asarray(theta, dtype=float)

@@ -41,9 +41,11 @@ def minimize(
     optimizer: str = "bobyqa",
     keep_trace: bool = False,
     log_index: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
     **settings,
 ) -> OptSummary:
-    """Minimize ``f`` from ``x0`` with ``x >= lower``; returns the filled :class:`OptSummary`.
+    """Minimize ``f`` from ``x0`` with ``x >= lower`` (and ``x <= upper`` if given; not with
+    ``log_index``); returns the filled :class:`OptSummary`.
 
     ``settings`` may override ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step`` and
     ``maxfeval``. ``log_index``: positions of non-negative parameters the optimizer moves on
@@ -52,6 +54,8 @@ def minimize(
     check separately; the summary is reported in ``x``.
     """
     if log_index is not None and len(log_index):
+        if upper is not None:
+            raise GlammError("upper bounds are not supported with log-scale parameters")
         return _minimize_log(f, x0, lower, optimizer, keep_trace, np.asarray(log_index),
                              settings)
     x0 = np.asarray(x0, dtype=float)
@@ -85,6 +89,8 @@ def minimize(
         opt = nlopt.opt(_NLOPT_ALGS[name], n)
         opt.set_min_objective(lambda x, grad: wrapped(x))
         opt.set_lower_bounds(lower)
+        if upper is not None:
+            opt.set_upper_bounds(np.asarray(upper, dtype=float))
         opt.set_ftol_rel(os_.ftol_rel)
         opt.set_ftol_abs(os_.ftol_abs)
         opt.set_xtol_abs(os_.xtol_abs)
@@ -108,7 +114,9 @@ def minimize(
         if os_.returnvalue == "MAXEVAL_REACHED":
             os_.messages.append(f"maximum number of evaluations ({os_.maxfeval}) reached")
     else:
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+        up = np.full(lower.shape, np.inf) if upper is None else np.asarray(upper, dtype=float)
+        bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+                  for lo, hi in zip(lower, up)]
         res = so.minimize(wrapped, x0, method="L-BFGS-B", bounds=bounds,
                           options={"maxfun": os_.maxfeval, "ftol": 1e-14, "gtol": 1e-8})
         os_.final = np.asarray(res.x, dtype=float)

@@ -141,13 +141,9 @@ class MixedResultBase:
 
     def _group_labels(self) -> list[str]:
         """R-style names for the terms' groups: repeated groups get ``.1``, ``.2`` suffixes."""
-        seen: dict[str, int] = {}
-        out = []
-        for t in self.model.reterms:
-            k = seen.get(t.group, 0)
-            out.append(t.group if k == 0 else f"{t.group}.{k}")
-            seen[t.group] = k + 1
-        return out
+        from ..terms.reterm import group_labels
+
+        return group_labels(self.model.reterms)
 
     def _varcorr_rows(
         self, covariances: list[np.ndarray], residual_sd: float | None

@@ -141,11 +141,88 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
     def ranef_condvar(self) -> dict[str, pd.DataFrame]:
         return self._condvar_tables(self.ranef_condcov)
 
-    def coef_table(self) -> pd.DataFrame:
-        """Fixed effects with standard errors and t values."""
+    def coef_table(self, ddf: str | None = None) -> pd.DataFrame:
+        """Fixed effects with standard errors and t values, indexed by coefficient.
+
+        Parameters
+        ----------
+        ddf : str, optional
+            Add denominator degrees of freedom and p-values (lmerTest's and pbkrtest's
+            tables: columns ``Estimate, Std. Error, df, t value, Pr(>|t|)``):
+            ``"Satterthwaite"``, ``"Kenward-Roger"`` (with its adjusted standard errors; REML
+            fits), ``"residual"`` (``n - p``) or ``"asymptotic"`` (normal). Default ``None``:
+            lme4's table without them.
+        """
+        if ddf is not None:
+            from ..inference.ddf import coef_table
+
+            return coef_table(self, ddf)
         return pd.DataFrame(
             {"Estimate": self.fixef, "Std. Error": self.stderr, "t value": self.fixef / self.stderr}
         )
+
+    def contrast(self, L, ddf: str = "Satterthwaite", rhs=None) -> pd.DataFrame:
+        """F test of the linear hypothesis ``L beta = rhs`` (lmerTest's ``contest``).
+
+        Parameters
+        ----------
+        L : array_like or DataFrame
+            One row per contrast, one column per fixed effect (a DataFrame or Series may
+            name only some coefficients; the others get 0).
+        ddf : str
+            ``"Satterthwaite"`` (default), ``"Kenward-Roger"``, ``"residual"`` or
+            ``"asymptotic"``.
+        rhs : array_like, optional
+            The hypothesized values (default 0).
+
+        Returns
+        -------
+        DataFrame
+            One row: ``Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)``.
+        """
+        from ..inference.ddf import contrast_test
+
+        return contrast_test(self, L, ddf, rhs)
+
+    def confint(self, parm=None, level: float = 0.95, method: str = "profile"
+                ) -> pd.DataFrame:
+        """Confidence intervals (lme4's ``confint``).
+
+        Parameters
+        ----------
+        parm : str, int or list, optional
+            Which parameters: names (``.sig01``, ``.sigma``, ``Days``), aliases
+            (``sd_(Intercept)|Subject``, ``sigma``), positions, ``"theta_"`` (the variance
+            parameters) or ``"beta_"`` (the fixed effects); default all.
+        level : float
+            Confidence level (default 0.95).
+        method : str
+            ``"profile"`` (default; likelihood profiles of the ML deviance, as lme4's, also
+            for REML fits: :meth:`profile`) or ``"Wald"`` (fixed effects only; the variance
+            parameters' rows are NaN).
+
+        Returns
+        -------
+        DataFrame
+            Indexed by lme4's names (``.sig01``, ..., ``.sigma``, the fixed effects), with the
+            lower and upper bounds as its first two columns (``2.5 %`` and ``97.5 %`` for
+            level 0.95) and ``term``, the clearer name of each row. The variance parameters
+            are the terms' standard deviations and correlations and the residual SD.
+        """
+        from ..inference.confint import confint
+
+        return confint(self, parm=parm, level=level, method=method)
+
+    def profile(self, which=None, level: float = 0.99):
+        """Likelihood profiles of the parameters (lme4's ``profile``): for each, the signed
+        square root ``zeta`` of the rise of the ML deviance with the parameter held and all
+        others re-optimized. ``which`` selects parameters as ``confint``'s ``parm``; each
+        profile goes until ``|zeta|`` passes the normal quantile of ``level`` (default 0.99)
+        or the parameter's bound. Returns a :class:`glamm.inference.profile.Profile`
+        (``traces``, ``confint(level)``); :func:`glamm.plot_profile` draws it."""
+        from ..inference.profile import profile
+
+        return profile(self, which=which, level=level)
 
     @property
     def converged(self) -> bool:
@@ -257,10 +334,16 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
     #: the user's prior weights of a heteroscedastic fit (its frame holds the fitted ones)
     prior_weights: np.ndarray | None = None
 
-    def _format(self) -> str:
+    def summary(self, ddf: str | None = None) -> str:
+        """The printed summary as a string; with ``ddf`` (``"Satterthwaite"``,
+        ``"Kenward-Roger"``, ...) the fixed-effects table has lmerTest's df and p-value
+        columns (see :meth:`coef_table`)."""
+        return self._format(ddf)
+
+    def _format(self, ddf: str | None = None) -> str:
         from .summary import format_lmer, variance_function_block
 
-        text = format_lmer(self)
+        text = format_lmer(self, ddf=ddf)
         block = variance_function_block(self)
         return text + "\n\n" + "\n".join(block) if block else text
 

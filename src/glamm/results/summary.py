@@ -228,10 +228,16 @@ def _coef_block(ct: pd.DataFrame, title: str) -> list[str]:
     est_se = format_column(np.concatenate([ct.iloc[:, 0].to_numpy(dtype=float),
                                            ct.iloc[:, 1].to_numpy(dtype=float)]), 4)
     est, se = est_se[:p], est_se[p:]
+    if "df" in ct.columns:   # (lmerTest's layout: df between the SE and the statistic)
+        df = [f"{v:.3f}" if np.isfinite(v) else "Inf" for v in ct["df"].to_numpy(dtype=float)]
+        ct = ct.drop(columns="df")
+    else:
+        df = None
     stat = format_column(ct.iloc[:, 2].to_numpy(dtype=float), 4)
-    header = ["", "Estimate", "Std. Error", str(ct.columns[2])]
-    rows = [[str(nm), e, s, t] for nm, e, s, t in zip(ct.index, est, se, stat)]
-    align = ["l", "r", "r", "r"]
+    header = ["", "Estimate", "Std. Error"] + (["df"] if df else []) + [str(ct.columns[2])]
+    rows = [[str(nm), e, s] + ([d] if df else []) + [t]
+            for nm, e, s, d, t in zip(ct.index, est, se, df or [""] * p, stat)]
+    align = ["l", "r", "r", "r"] + (["r"] if df else [])
     stars: list[str] = []
     if ct.shape[1] > 3:
         pvals = ct.iloc[:, 3].to_numpy(dtype=float)
@@ -245,8 +251,10 @@ def _coef_block(ct: pd.DataFrame, title: str) -> list[str]:
     return lines
 
 
-def _fixed_block(m: LmerResult | GlmerResult) -> list[str]:
+def _fixed_block(m: LmerResult | GlmerResult, ddf: str | None = None) -> list[str]:
     smooths = getattr(m.frame, "smooths", None)
+    if ddf is not None and not smooths:
+        return _coef_block(m.coef_table(ddf=ddf), "Fixed effects:")  # type: ignore[call-arg]
     if not smooths:
         return _coef_block(m.coef_table(), "Fixed effects:")
     # with smooths (gamm4's $gam table): the parametric part, then a table per smooth; the
@@ -339,7 +347,7 @@ def _join(blocks: list[list[str]]) -> str:
     return "\n\n".join("\n".join(b) for b in blocks if b)
 
 
-def format_lmer(m: LmerResult) -> str:
+def format_lmer(m: LmerResult, ddf: str | None = None) -> str:
     """lme4-style summary of a fitted linear mixed model.
 
     Parameters
@@ -355,13 +363,22 @@ def format_lmer(m: LmerResult) -> str:
         criterion for REML), scaled residuals, the random-effects table with correlations, the
         number of observations and groups, the fixed-effects table, their correlations (2 to
         ``MAX_CORR_FIXED`` coefficients) and closing notes on singular or unconverged fits.
+        With ``ddf`` the fixed-effects table has degrees of freedom and p-values
+        (lmerTest's).
     """
+    header = _header(m)
+    if ddf is not None:
+        from ..inference.ddf import _method
+
+        header = header + [f"t tests use {_method(ddf)}'s method"
+                           if _method(ddf) in ("Satterthwaite", "Kenward-Roger")
+                           else f"t tests use {_method(ddf)} degrees of freedom"]
     return _join([
-        _header(m),
+        header,
         _fit_block(m),
         _residual_block(m),
         _random_block(m) + [_nobs_line(m)],
-        _fixed_block(m),
+        _fixed_block(m, ddf),
         _fixed_corr_block(m),
         _notes(m),
     ])
@@ -571,6 +588,32 @@ def format_anova(df: pd.DataFrame) -> str:
 
     header = [""] + list(cols) + [""]
     rows = [[str(lab)] + [cols[c][i] for c in cols] + [stars[i]] for i, lab in enumerate(df.index)]
+    lines += _table(header, rows, ["l"] + ["r"] * len(cols) + ["l"])
+    if any(stars):
+        lines += _SIGNIF_LEGEND
+    return "\n".join(lines)
+
+
+def format_f_table(df: pd.DataFrame) -> str:
+    """Print form of a table of F tests (:func:`glamm.anova` of one model, lmerTest's layout):
+    ``df.attrs["heading"]`` first, then ``Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)``
+    with significance stars."""
+    lines = [df.attrs["heading"]] if df.attrs.get("heading") else []
+    if len(df) == 0:
+        return "\n".join(lines + ["(no fixed-effects terms to test)"])
+    cols: dict[str, list[str]] = {}
+    for name in ("Sum Sq", "Mean Sq"):
+        cols[name] = format_column(df[name].to_numpy(dtype=float), 5)
+    cols["NumDF"] = [f"{v:g}" for v in df["NumDF"].to_numpy(dtype=float)]
+    cols["DenDF"] = [f"{v:.3f}" if np.isfinite(v) else "Inf"
+                     for v in df["DenDF"].to_numpy(dtype=float)]
+    cols["F value"] = format_column(df["F value"].to_numpy(dtype=float), 5)
+    pvals = df["Pr(>F)"].to_numpy(dtype=float)
+    cols["Pr(>F)"] = [_pvalue(v) for v in pvals]
+    stars = [_stars(v) for v in pvals]
+    header = [""] + list(cols) + [""]
+    rows = [[str(lab)] + [cols[c][i] for c in cols] + [stars[i]]
+            for i, lab in enumerate(df.index)]
     lines += _table(header, rows, ["l"] + ["r"] * len(cols) + ["l"])
     if any(stars):
         lines += _SIGNIF_LEGEND

@@ -148,3 +148,15 @@ class ReTerm:
 
     def level_index(self) -> dict[str, int]:
         return {lev: i for i, lev in enumerate(self.levels)}
+
+
+def group_labels(reterms) -> list[str]:
+    """R-style names for the terms' groups, as lme4 prints them: a group that appears again
+    (``(1 | g) + (0 + x | g)``) gets ``.1``, ``.2`` suffixes."""
+    seen: dict[str, int] = {}
+    out = []
+    for t in reterms:
+        k = seen.get(t.group, 0)
+        out.append(t.group if k == 0 else f"{t.group}.{k}")
+        seen[t.group] = k + 1
+    return out
