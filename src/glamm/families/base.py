@@ -323,6 +323,14 @@ class Family(abc.ABC):
         quadrature evaluates for every observation and node."""
         return self.loglik(y, self.link.inverse(eta), wt, dispersion)
 
+    def sample(self, mu, wt, dispersion, rng: np.random.Generator) -> np.ndarray:
+        """Draw one response per row from the family at means ``mu`` (prior weights ``wt``:
+        binomial trials, or dividing the dispersion of the Gaussian, Gamma and inverse
+        Gaussian; the other families ignore them, as glmmTMB's ``simulate``), on the scale of
+        the model's response (a binomial proportion of its trials). ``rng``: a NumPy
+        ``Generator``. Families without a sampler raise :class:`DataError`."""
+        raise DataError(f"simulating responses from the {self.name} family is not available")
+
     def mu_in_range(self, mu) -> np.ndarray:
         """Elementwise: ``mu`` is finite and inside the family's mean space.
 
@@ -576,5 +584,3 @@ class Family(abc.ABC):
         d1 = self.link.mu_eta(eta)
         return (self.d2loglik_dmu2(y, mu, wt, dispersion) * d1 * d1
                 + self.dloglik_dmu(y, mu, wt, dispersion) * self.link.d2mu_deta2(eta))
-
-

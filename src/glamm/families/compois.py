@@ -11,6 +11,7 @@ from scipy import special
 
 from .extra_counts import _CountFamily
 from .numeric import _arr, _cached
+from .sampling import sample_by_inversion
 
 #: the CMP series is summed until its terms at both ends are this many log units below the
 #: largest (relative 1e-17)
@@ -240,3 +241,6 @@ class ConwayMaxwellPoisson(_CountFamily):
 
     def extra_start(self, y, mu, wt) -> np.ndarray:
         return np.array([math.log(min(max(self._pearson_ratio(y, mu), 0.05), 20.0))])
+
+    def sample(self, mu, wt, dispersion, rng):
+        return sample_by_inversion(self, mu, rng)

@@ -106,6 +106,15 @@ class Binomial(Family):
         y = np.where(wt == 0, 0.0, y)
         return (wt * y + 0.5) / (wt + 1.0)
 
+    def sample(self, mu, wt, dispersion, rng):
+        mu, n = _arr(mu), np.broadcast_to(_arr(wt), np.shape(mu))
+        trials = np.rint(n)
+        if np.any(np.abs(n - trials) > 1e-8 * np.maximum(n, 1.0)):
+            raise DataError("binomial family: simulating needs whole numbers of trials (the "
+                            "weights); these are not integers")
+        k = rng.binomial(trials.astype(np.int64), np.clip(mu, 0.0, 1.0))
+        return np.divide(k, trials, out=np.zeros(mu.shape), where=trials > 0)
+
 
 class _CountFamily(Family):
     """Shared support checks of the count families."""
@@ -198,6 +207,9 @@ class Poisson(_CountFamily):
     def mustart(self, y, wt=None) -> np.ndarray:
         return _arr(y) + 0.1
 
+    def sample(self, mu, wt, dispersion, rng):
+        return rng.poisson(_arr(mu)).astype(float)
+
 
 class Gaussian(Family):
     """Normal responses; ``V(mu) = 1``, ``Var(y) = dispersion / wt``.
@@ -235,6 +247,11 @@ class Gaussian(Family):
             raise DataError(f"gaussian family with {self.link.name} link: cannot find valid "
                             "starting values (the response has values outside the link's range)")
         return y.copy()
+
+    def sample(self, mu, wt, dispersion, rng):
+        mu = _arr(mu)
+        sd = np.sqrt(_arr(dispersion) / np.broadcast_to(_arr(wt), mu.shape))
+        return mu + sd * rng.standard_normal(mu.shape)
 
 
 class Gamma(Family):
@@ -278,6 +295,11 @@ class Gamma(Family):
     def _validate_support(self, y, wt) -> None:
         self._fail_if(y <= 0, "the response must be positive; values <= 0")
 
+    def sample(self, mu, wt, dispersion, rng):
+        mu = _arr(mu)
+        shape = np.broadcast_to(_arr(wt), mu.shape) / _arr(dispersion)
+        return rng.gamma(shape, mu / shape)
+
 
 class InverseGaussian(Family):
     """Inverse Gaussian responses with shape ``lambda = 1 / dispersion``; ``V(mu) = mu^3``.
@@ -319,6 +341,10 @@ class InverseGaussian(Family):
 
     def _validate_support(self, y, wt) -> None:
         self._fail_if(y <= 0, "the response must be positive; values <= 0")
+
+    def sample(self, mu, wt, dispersion, rng):
+        mu = _arr(mu)
+        return rng.wald(mu, np.broadcast_to(_arr(wt), mu.shape) / _arr(dispersion))
 
 
 class NegativeBinomial(_CountFamily):
@@ -475,3 +501,7 @@ class NegativeBinomial(_CountFamily):
         # MASS::negative.binomial()$initialize
         y = _arr(y)
         return y + (y == 0) / 6.0
+
+    def sample(self, mu, wt, dispersion, rng):
+        mu = _arr(mu)
+        return rng.negative_binomial(self.shape, self.shape / (self.shape + mu)).astype(float)

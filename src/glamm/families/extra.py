@@ -33,6 +33,7 @@ from scipy import special
 from ..errors import DataError
 from . import compiled
 from .base import Family
+from .distributions import Binomial
 from .links import Link
 from .numeric import _arr, _binomial_constants, _cached, _non_integer
 
@@ -370,6 +371,10 @@ class Beta(_ExtraFamily):
         ratio = float(np.sum(mu * (1.0 - mu)) / max(float(np.sum((y - mu) ** 2)), 1e-12))
         return np.array([math.log(min(max(ratio - 1.0, 0.1), 1e6))])
 
+    def sample(self, mu, wt, dispersion, rng):
+        mu, ph = _arr(mu), self.values[0]
+        return rng.beta(mu * ph, (1.0 - mu) * ph)
+
 
 def _values(v: np.ndarray, limit: int = 4) -> str:
     shown = ", ".join(f"{x:g}" for x in v[:limit])
@@ -471,6 +476,11 @@ class BetaBinomial(_ExtraFamily):
         rho = min(max(rho, 1e-3), 0.9)
         return np.array([math.log(1.0 / rho - 1.0)])
 
+    def sample(self, mu, wt, dispersion, rng):
+        mu, ph = _arr(mu), self.values[0]
+        prob = rng.beta(mu * ph, (1.0 - mu) * ph)
+        return Binomial.sample(self, prob, wt, dispersion, rng)
+
 
 # ------------------------------------------------------------------------------ Student t
 class StudentT(_ExtraFamily):
@@ -548,3 +558,7 @@ class StudentT(_ExtraFamily):
 
     def extra_start(self, y, mu, wt) -> np.ndarray:
         return np.array([math.log(10.0)])
+
+    def sample(self, mu, wt, dispersion, rng):
+        mu = _arr(mu)
+        return mu + np.sqrt(_arr(dispersion)) * rng.standard_t(self.values[0], mu.shape)

@@ -18,6 +18,7 @@ from ..errors import DataError
 from .base import Family
 from .extra import _ExtraFamily, _rows, trigamma
 from .numeric import _arr, _cached, _non_integer
+from .sampling import sample_by_inversion
 
 
 class _CountFamily(_ExtraFamily):
@@ -96,6 +97,10 @@ class NegativeBinomial1(_CountFamily):
         excess = self._pearson_ratio(y, mu) - 1.0
         return np.array([math.log(min(max(excess, 0.05), 1e4))])
 
+    def sample(self, mu, wt, dispersion, rng):
+        mu, ph = _arr(mu), self.values[0]
+        return rng.negative_binomial(mu / ph, 1.0 / (1.0 + ph)).astype(float)
+
 
 def _check_counts(fam: Family, y: np.ndarray) -> None:
     for bad, what in ((y < 0, "negative counts"), (_non_integer(y), "non-integer counts")):
@@ -162,3 +167,6 @@ class GeneralizedPoisson(_CountFamily):
 
     def extra_start(self, y, mu, wt) -> np.ndarray:
         return np.array([math.log(min(max(self._pearson_ratio(y, mu), 1.0), 1e4))])
+
+    def sample(self, mu, wt, dispersion, rng):
+        return sample_by_inversion(self, mu, rng)

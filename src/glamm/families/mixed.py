@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import DataError
 from .base import Family
 from .links import Link
+from .numeric import _arr
 
 
 class MixedFamily(Family):
@@ -271,6 +272,17 @@ class MixedFamily(Family):
 
     def d2loglik_deta2(self, y, mu, eta, wt=None, dispersion=1.0) -> np.ndarray:
         return self._map("d2loglik_deta2", y, mu, eta, wt, dispersion)
+
+    def sample(self, mu, wt, dispersion, rng):
+        """Each row from its own family (its dispersion: the scalar or the row's)."""
+        mu = _arr(mu)
+        wt = np.broadcast_to(_arr(wt), mu.shape)
+        disp = np.broadcast_to(_arr(dispersion), mu.shape)
+        out = np.zeros(mu.shape)
+        for fam, rows in zip(self.families, self.rows, strict=True):
+            if rows.size:
+                out[rows] = fam.sample(mu[rows], wt[rows], disp[rows], rng)
+        return out
 
 
 class RowwiseLink(Link):

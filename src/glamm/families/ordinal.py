@@ -376,6 +376,13 @@ class Ordinal(Family):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(w > 0, s / w, 0.0)
 
+    def sample(self, mu, wt, dispersion, rng):
+        """Categories ``1, ..., K`` with the cumulative link's probabilities at ``eta``."""
+        prob = self.probabilities(mu)
+        cdf = np.cumsum(prob, axis=1)
+        u = rng.random(prob.shape[0]) * cdf[:, -1]
+        return (np.argmax(cdf >= u[:, None], axis=1) + 1).astype(float)
+
 
 _CODES: list = []
 

@@ -268,3 +268,16 @@ class Tweedie(_ExtraFamily):
     def mustart(self, y, wt=None) -> np.ndarray:
         y = _arr(y)
         return y + 0.1 * (y == 0) + 0.1 * np.mean(y) * (y == 0)
+
+    def sample(self, mu, wt, dispersion, rng):
+        """Compound Poisson-gamma: ``N ~ Poisson(mu^(2-p) / (phi (2-p)))`` gamma summands of
+        shape ``(2-p)/(p-1)`` and scale ``phi (p-1) mu^(p-1)``."""
+        mu, p = _arr(mu), self.values[0]
+        phi = _arr(dispersion)
+        n = rng.poisson(mu ** (2.0 - p) / (phi * (2.0 - p)))
+        shape = n * (2.0 - p) / (p - 1.0)
+        scale = np.broadcast_to(phi * (p - 1.0) * mu ** (p - 1.0), mu.shape)
+        out = np.zeros(mu.shape)
+        pos = n > 0
+        out[pos] = rng.gamma(shape[pos], scale[pos])
+        return out

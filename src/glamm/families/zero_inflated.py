@@ -28,6 +28,8 @@ from ..errors import DataError
 from . import compiled
 from .base import Family
 from .links import Link
+from .numeric import _arr
+from .sampling import sample_by_inversion
 
 #: the count families a zero part can be added to (glmmTMB's names: nbinom2 is
 #: ``negative_binomial`` here)
@@ -63,7 +65,6 @@ class ZeroInflated(Family):
     hurdle : bool
         A hurdle (``truncated_*``) rather than zero inflation.
     """
-
 
     def __init__(self, base: Family, Z: np.ndarray, names: list[str], hurdle: bool = False,
                  zi_spec=None):
@@ -554,6 +555,24 @@ class ZeroInflated(Family):
 
     def mustart(self, y, wt=None) -> np.ndarray:
         return self.base.mustart(y, wt)
+
+    def sample(self, mu, wt, dispersion, rng):
+        """Zero inflation: a structural zero with probability ``pi``, else a draw from the
+        count family; a hurdle: zero with probability ``pi``, else a zero-truncated draw."""
+        mu = _arr(mu)
+        pi = self.pi
+        if pi.shape != mu.shape:
+            raise DataError("simulating from a zero-inflated or hurdle model works on the "
+                            "fitted rows only (the zero part's design is theirs)")
+        zero = rng.random(mu.shape) < pi
+        if not self.hurdle:
+            out = self.base.sample(mu, wt, dispersion, rng)
+            out[zero] = 0.0
+            return out
+        out = np.zeros(mu.shape)
+        rows = np.flatnonzero(~zero)
+        out[rows] = sample_by_inversion(self.base, mu[rows], rng, lower=1)
+        return out
 
 
 def _log1mexp(g: np.ndarray) -> np.ndarray:

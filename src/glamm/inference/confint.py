@@ -1,5 +1,6 @@
 """Confidence intervals of a fitted mixed model (lme4's ``confint``): by profiling the
-likelihood (:mod:`glamm.inference.profile`), or by the Wald approximation.
+likelihood (:mod:`glamm.inference.profile`), by the Wald approximation, or from a parametric
+bootstrap (:mod:`glamm.inference.bootstrap`).
 
 The table has lme4's rows (``.sig01``, ``.sig02``, ..., ``.sigma``, then the fixed effects),
 lower and upper bounds as its first two columns (``2.5 %``, ``97.5 %`` at level 0.95) and a
@@ -17,7 +18,7 @@ from ..errors import GlammError
 from .profile import _percent_names, _which
 from .varpar import SdCorMap
 
-METHODS = ("profile", "Wald")
+METHODS = ("profile", "Wald", "boot")
 
 
 def _method(method: str) -> str:
@@ -58,13 +59,17 @@ def wald(result, level: float = 0.95) -> pd.DataFrame:
     return out
 
 
-def confint(result, parm=None, level: float = 0.95, method: str = "profile") -> pd.DataFrame:
+def confint(result, parm=None, level: float = 0.95, method: str = "profile", n: int = 500,
+            seed=None, boot_type: str = "percentile", n_jobs: int = 1) -> pd.DataFrame:
     """See the results' ``confint`` (e.g. :meth:`glamm.results.lmer_result.LmerResult.confint`)."""
     if not 0.0 < level < 1.0:
         raise GlammError(f"level must be between 0 and 1, got {level!r}")
     method = _method(method)
     if method == "Wald":
         table = wald(result, level)
+    elif method == "boot":
+        boot = result.bootstrap(n=n, seed=seed, n_jobs=n_jobs)
+        table = boot.confint(level=level, method=boot_type)
     else:
         prof = result.profile(which=parm, level=level)
         return prof.confint(level)

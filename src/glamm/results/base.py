@@ -37,6 +37,72 @@ class MixedResultBase:
     def _factor(self):
         return self.model.factor
 
+    def simulate(self, n: int = 1, seed=None, newdata: pd.DataFrame | None = None,
+                 re: bool | str = True) -> pd.DataFrame:
+        """Responses simulated from the fitted model (lme4's ``simulate``).
+
+        Parameters
+        ----------
+        n : int
+            Number of replicates (default 1).
+        seed : int or numpy Generator, optional
+            Seed of the random numbers (``numpy.random.default_rng(seed)``).
+        newdata : DataFrame, optional
+            Rows to simulate for (default: the fitted rows); every level of a grouping
+            factor found there gets new random effects, seen in fitting or not.
+        re : bool or str
+            ``True`` (default): new random effects drawn from their estimated distribution;
+            ``"fitted"``: the fitted conditional modes (lme4's ``use.u = TRUE``);
+            ``False``: none (the population-level mean). Smooth terms keep their fitted
+            curves.
+
+        Returns
+        -------
+        DataFrame
+            One column per replicate (``sim_1``, ...), one row per observation, on the
+            model's response scale (a binomial response as the proportion of its trials).
+        """
+        from ..inference.simulate import simulate
+
+        return simulate(self, n=n, seed=seed, newdata=newdata, re=re)
+
+    def bootstrap(self, n: int = 1000, seed=None, stat=None, n_jobs: int = 1,
+                  progress: bool | None = None, re: bool = True):
+        """Parametric bootstrap (lme4's ``bootMer``, MixedModels.jl's
+        ``parametricbootstrap``): ``n`` responses simulated from the fit (:meth:`simulate`),
+        each refitted with the model's structure reused (only the response changes).
+
+        Parameters
+        ----------
+        n : int
+            Number of replicates (default 1000).
+        seed : int, optional
+            Seed; each replicate gets its own stream from it, so results do not depend on
+            ``n_jobs``.
+        stat : callable, optional
+            A function of a refitted result returning a number, a sequence, a dict or a
+            Series (each refit then builds a full result: slower); default: the fixed
+            effects and the variance parameters (SDs, correlations, ``sigma``), taken from
+            the refit directly.
+        n_jobs : int
+            Processes (default 1; ``-1``: one per core).
+        progress : bool, optional
+            Show a progress bar (tqdm); default: when attached to a terminal or a notebook.
+        re : bool
+            Simulate with new random effects (default) or without (``False``).
+
+        Returns
+        -------
+        BootstrapResult
+            ``replicates`` (a tidy DataFrame, one row per replicate), ``estimates``,
+            ``confint(level, method="percentile" | "basic" | "norm" | "bc")``,
+            ``summary()``.
+        """
+        from ..inference.bootstrap import bootstrap
+
+        return bootstrap(self, n=n, seed=seed, stat=stat, n_jobs=n_jobs, progress=progress,
+                         re=re)
+
     def _groups_and_singularity(self, slices) -> tuple[dict[str, int], bool]:
         """``ngroups`` (levels per grouping factor) and whether a variance or correlation is
         on the boundary; smooth terms are neither groups nor singular (a smooth whose

@@ -184,8 +184,8 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
 
         return contrast_test(self, L, ddf, rhs)
 
-    def confint(self, parm=None, level: float = 0.95, method: str = "profile"
-                ) -> pd.DataFrame:
+    def confint(self, parm=None, level: float = 0.95, method: str = "profile", n: int = 500,
+                seed=None, boot_type: str = "percentile", n_jobs: int = 1) -> pd.DataFrame:
         """Confidence intervals (lme4's ``confint``).
 
         Parameters
@@ -198,8 +198,12 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
             Confidence level (default 0.95).
         method : str
             ``"profile"`` (default; likelihood profiles of the ML deviance, as lme4's, also
-            for REML fits: :meth:`profile`) or ``"Wald"`` (fixed effects only; the variance
-            parameters' rows are NaN).
+            for REML fits: :meth:`profile`), ``"Wald"`` (fixed effects only; the variance
+            parameters' rows are NaN) or ``"boot"`` (a parametric bootstrap of ``n``
+            replicates, :meth:`bootstrap`).
+        n, seed, boot_type, n_jobs
+            The bootstrap's replicates (default 500, lme4's ``nsim``), seed, interval
+            (``"percentile"``, ``"basic"``, ``"norm"`` or ``"bc"``) and processes.
 
         Returns
         -------
@@ -211,7 +215,8 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         """
         from ..inference.confint import confint
 
-        return confint(self, parm=parm, level=level, method=method)
+        return confint(self, parm=parm, level=level, method=method, n=n, seed=seed,
+                       boot_type=boot_type, n_jobs=n_jobs)
 
     def profile(self, which=None, level: float = 0.99):
         """Likelihood profiles of the parameters (lme4's ``profile``): for each, the signed
