@@ -1,10 +1,13 @@
-"""glamm: mixed-effects models: LMMs, GLMMs (Laplace and adaptive quadrature) and smooth terms
-(GAMMs); factor loadings next.
+"""glamm: mixed-effects models: LMMs, GLMMs (Laplace and adaptive quadrature), smooth terms
+(GAMMs), factor loadings (GALAMMs) and response families beyond the exponential family.
 
-Public names: :func:`lmer`, :func:`glmer`, :func:`glm`, :func:`gls`, :func:`anova`,
-:func:`marginal_coefs`, :func:`plot_smooth`, :mod:`datasets`, the result types
-:class:`LmerResult`, :class:`GlmerResult`, :class:`GlmResult` and :class:`GlsResult`, and
-the error and warning types of :mod:`glamm.errors`.
+Public names: :func:`lmer`, :func:`glmer`, :func:`glm`, :func:`gls`, :func:`galamm`,
+:func:`clmm`, :func:`anova`, :func:`marginal_coefs`, the plots (:func:`plot_smooth`,
+:func:`plot_ranef`, :func:`plot_residuals`, :func:`plot_qq`, :func:`plot_fitted`,
+:func:`plot_profile`, :func:`plot_bootstrap`), :mod:`datasets`, the result types
+(:class:`LmerResult`, :class:`GlmerResult`, :class:`GlmResult`, :class:`GlsResult`,
+:class:`GalammResult`, :class:`ClmmResult`), and the error and warning types of
+:mod:`glamm.errors`.
 
 The fitting functions and result types are imported on first use (module ``__getattr__``), so
 ``import glamm`` (and every ``glamm`` command) does not pay for SciPy, formulaic, nlopt or
@@ -36,7 +39,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inference.anova import anova
     from .inference.marginal import marginal_coefs
     from .lmer_api import lmer
-    from .plotting import plot_smooth
+    from .plotting import (
+        plot_bootstrap,
+        plot_fitted,
+        plot_profile,
+        plot_qq,
+        plot_ranef,
+        plot_residuals,
+        plot_smooth,
+    )
     from .results.clmm_result import ClmmResult
     from .results.galamm_result import GalammResult
     from .results.glmer_result import GlmerResult
@@ -53,6 +64,12 @@ _LAZY = {
     "anova": "glamm.inference.anova",
     "marginal_coefs": "glamm.inference.marginal",
     "plot_smooth": "glamm.plotting",
+    "plot_ranef": "glamm.plotting",
+    "plot_residuals": "glamm.plotting",
+    "plot_qq": "glamm.plotting",
+    "plot_fitted": "glamm.plotting",
+    "plot_profile": "glamm.plotting",
+    "plot_bootstrap": "glamm.plotting",
     "LmerResult": "glamm.results.lmer_result",
     "GlmerResult": "glamm.results.glmer_result",
     "GlmResult": "glamm.glm_api",
@@ -73,6 +90,12 @@ __all__ = [
     "anova",
     "marginal_coefs",
     "plot_smooth",
+    "plot_ranef",
+    "plot_residuals",
+    "plot_qq",
+    "plot_fitted",
+    "plot_profile",
+    "plot_bootstrap",
     "datasets",
     "LmerResult",
     "GlmerResult",
