@@ -18,11 +18,13 @@ import pandas as pd
 from .errors import DataError, FormulaError, GlammError
 from .families.ordinal import CUMULATIVE_LINKS, Ordinal
 from .formula.design import ModelFrame
+from .results.call import records_call
 
 if TYPE_CHECKING:
     from .results.clmm_result import ClmmResult
 
 
+@records_call
 def clmm(
     formula: str,
     data: Any,

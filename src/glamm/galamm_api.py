@@ -22,11 +22,13 @@ from .galamm_steps import (
 from .glmer_api import _finish_glmm, _warned, glmer, resolve_nagq
 from .linalg.threads import single_threaded
 from .lmer_api import lmer
+from .results.call import records_call
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results.glmer_result import GlmerResult
 
 
+@records_call
 def galamm(
     formula: str,
     data: Any,

@@ -30,6 +30,7 @@ from .families import get_family
 from .formula.design import ModelFrame, build_model_frame
 from .glmm.glm import GlmFit, fit_glm
 from .glmm.separation import extreme_fitted, separation_message
+from .results.call import records_call
 from .results.export import fit_dict
 
 #: search interval of the negative binomial shape when it is estimated (log scale)
@@ -179,6 +180,18 @@ class GlmResult:
         return cov
 
     # ------------------------------------------------------------------ tables
+    def update(self, formula: str | None = None, **changes):
+        """Refit with changes, as R's ``update`` (see
+        :meth:`glamm.results.base.MixedResultBase.update`)."""
+        from .results.call import update
+
+        return update(self, formula, **changes)
+
+    def _repr_html_(self) -> str:
+        from .results.html import result_html
+
+        return result_html(self)
+
     def coef_table(self) -> pd.DataFrame:
         """Coefficients with standard errors, test statistics and two-sided p-values, as R's
         ``summary.glm``: ``z value`` / ``Pr(>|z|)`` (normal) for families without a
@@ -315,6 +328,7 @@ def _ml_family_parameters(frame: ModelFrame, wt: np.ndarray, fam):
     return f, disp
 
 
+@records_call
 def glm(
     formula: str,
     data: pd.DataFrame,

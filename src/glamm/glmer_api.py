@@ -17,12 +17,14 @@ from .checks import (
 from .errors import DataError, GlammError, SingularFitWarning
 from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
+from .results.call import records_call
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results.glmer_result import GlmerResult
     from .results.zi_random_result import ZiRandomResult
 
 
+@records_call
 def glmer(
     formula: str,
     data: pd.DataFrame,

@@ -36,6 +36,7 @@ from .formula.design import build_model_frame
 from .formula.random_terms import grouping_factor
 from .linalg.threads import single_threaded
 from .lmm.dispersion import DispersionDesign, dispersion_design
+from .results.call import records_call
 from .results.gls_result import GlsResult
 
 _IDENT = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
@@ -106,6 +107,7 @@ def _variance_design(text: str | None, rows: pd.DataFrame) -> DispersionDesign |
     return disp
 
 
+@records_call
 def gls(
     formula: str,
     data: Any,

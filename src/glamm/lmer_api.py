@@ -25,12 +25,14 @@ from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
 from .lmm.fit import optimize_theta
 from .lmm.model import LinearMixedModel
+from .results.call import records_call
 from .results.lmer_result import LmerResult
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
 
+@records_call
 def lmer(
     formula: str,
     data: pd.DataFrame,

@@ -66,6 +66,61 @@ class MixedResultBase:
 
         return simulate(self, n=n, seed=seed, newdata=newdata, re=re)
 
+    def tidy(self, effects: str | tuple[str, ...] = ("fixed", "ran_pars"),
+             conf_int: bool = False, conf_level: float = 0.95, conf_method: str = "Wald",
+             ddf: str | None = None) -> pd.DataFrame:
+        """A long table of the estimates, as broom.mixed's ``tidy``.
+
+        Parameters
+        ----------
+        effects : str or tuple of str
+            ``"fixed"`` (coefficients), ``"ran_pars"`` (the random effects' SDs and
+            correlations, ``sd__(Intercept)``, ``cor__(Intercept).Days``, and the residual
+            ``sd__Observation``), ``"ran_vals"`` (the conditional modes, one row per level
+            and column); default fixed and ran_pars.
+        conf_int : bool
+            Add ``conf.low`` and ``conf.high`` (default ``False``).
+        conf_level : float
+            Their level (default 0.95).
+        conf_method : str
+            ``"Wald"`` (default; fixed effects only) or what :meth:`confint` takes
+            (``"profile"``, ``"boot"``); the conditional modes' intervals are +- z
+            conditional SDs.
+        ddf : str, optional
+            LMMs: degrees of freedom for the fixed effects' p-values (``"Satterthwaite"``,
+            ``"Kenward-Roger"``); the table then has a ``df`` column.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``effect, group, term, estimate, std.error, statistic, p.value`` (and
+            ``level`` for ran_vals, ``df``, ``conf.low``, ``conf.high`` when asked).
+        """
+        from .tidy import tidy
+
+        return tidy(self, effects, conf_int=conf_int, conf_level=conf_level,
+                    conf_method=conf_method, ddf=ddf)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef``: per grouping factor, one row per level with the fixed effects
+        plus that level's random effect (for the columns the random-effects term has)."""
+        from .tidy import coef
+
+        return coef(self)
+
+    def update(self, formula: str | None = None, **changes):
+        """Refit with changes, as R's ``update``: a new ``formula`` (``"."`` stands for the
+        old side: ``"~ . - Days"``, ``". ~ . + (1 | g)"``) and any argument of the fitting
+        function (``data=``, ``reml=``, ``family=``, ...). Returns the new result."""
+        from .call import update
+
+        return update(self, formula, **changes)
+
+    def _repr_html_(self) -> str:
+        from .html import result_html
+
+        return result_html(self)
+
     def bootstrap(self, n: int = 1000, seed=None, stat=None, n_jobs: int = 1,
                   progress: bool | None = None, re: bool = True):
         """Parametric bootstrap (lme4's ``bootMer``, MixedModels.jl's

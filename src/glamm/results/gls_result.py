@@ -181,6 +181,18 @@ class GlsResult:
                              self.dispersion_design, self.optimizer)
 
     # ------------------------------------------------------------------ tables
+    def update(self, formula: str | None = None, **changes):
+        """Refit with changes, as R's ``update`` (see
+        :meth:`glamm.results.base.MixedResultBase.update`)."""
+        from .call import update
+
+        return update(self, formula, **changes)
+
+    def _repr_html_(self) -> str:
+        from .html import result_html
+
+        return result_html(self)
+
     def coef_table(self) -> pd.DataFrame:
         """Coefficients with standard errors, ``t`` values and p-values on ``nobs - p``
         degrees of freedom (nlme's ``summary.gls``)."""
