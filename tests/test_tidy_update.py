@@ -100,3 +100,18 @@ def test_html(sleep, cbpp_fit):
     assert "<table" in cbpp_fit._repr_html_()
     aov = glamm.anova(sleep)
     assert "<pre>" in aov._repr_html_()
+
+
+def test_verbose_prints_the_trace(capsys):
+    d = glamm.datasets.load("Dyestuff")
+    m = glamm.lmer("Yield ~ 1 + (1 | Batch)", d, verbose=1)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == m.optsum.feval
+    assert out[0].split(":")[0].strip().endswith("1")
+    quiet = glamm.lmer("Yield ~ 1 + (1 | Batch)", d)
+    assert capsys.readouterr().out == ""
+    assert quiet.loglik == m.loglik
+    glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                glamm.datasets.load("cbpp"), family="binomial", verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(ln.startswith("newton") and "[" in ln for ln in lines)

@@ -56,7 +56,7 @@ def test_both_spellings_is_an_error(sleep, cbpp):
 
 @pytest.mark.parametrize("func, kwargs, pattern", [
     ("glmer", {"nAGQ": 0}, r"nAGQ=0.*fast=True"),
-    ("lmer", {"verbose": 1}, r"'verbose'.*no verbose output"),
+    ("lmer", {"verbose_level": 1}, r"'verbose_level'"),
     ("lmer", {"family": "poisson"}, r"'family'.*glamm\.glmer"),
     ("lmer", {"nAGQ": 2}, r"'nAGQ'.*lme4's spelling of 'nagq'.*GLMMs only"),
     ("lmer", {"wieghts": "Days"}, r"'wieghts'.*did you mean 'weights'"),

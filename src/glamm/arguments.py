@@ -28,7 +28,6 @@ LME4_ALIASES: dict[str, str] = {"REML": "reml", "nAGQ": "nagq"}
 
 #: arguments glamm does not take (lme4's, R's or common slips) -> what to do instead
 HINTS: dict[str, str] = {
-    "verbose": "glamm has no verbose output; the result's optsum records the optimization",
     "subset": "select the rows of the data frame before fitting, e.g. data[data['x'] > 0]",
     "na_action": "rows with missing values in the columns the model uses are always dropped "
                  "(R's na.omit)",

@@ -36,6 +36,7 @@ def clmm(
     optimizer: str = "bobyqa",
     control: dict | None = None,
     laplace: str = "observed",
+    verbose: int = 0,
 ) -> "ClmmResult":
     """Fit a cumulative link mixed model, ``P(y <= k | b) = F(theta_k - X beta - Z b)``.
 
@@ -57,6 +58,9 @@ def clmm(
         prior weights (case weights, as ordinal) and an offset added to ``eta``.
     start : ndarray, optional
         starting ``theta`` (lme4 order).
+    verbose : int
+        Print the optimizer's progress, as lme4's ``verbose`` (``1``: one line per
+        objective evaluation; ``2``: with the parameters; default 0).
     optimizer : str, optional
         derivative-free backend of the fast stage.
     control : dict, optional

@@ -49,6 +49,7 @@ def galamm(
     family_by: Any = None,
     trials: Any = None,
     nagq: int = 1,
+    verbose: int = 0,
     **kwargs: Any,
 ) -> Any:
     """Fit a generalized linear mixed model with factor loadings (R's ``galamm``).
@@ -103,6 +104,9 @@ def galamm(
         coefficients join the response parameters of the Laplace fit.
     family_index, family_by, trials
         Per-row families, as for :func:`glmer`.
+    verbose : int
+        Print the optimizer's progress, as lme4's ``verbose`` (``1``: one line per
+        objective evaluation; ``2``: with the parameters; default 0).
     nagq : int
         1 (default): the Laplace approximation, as galamm; more points: adaptive
         Gauss-Hermite quadrature from the Laplace optimum (models with one grouping factor

@@ -44,6 +44,7 @@ def glmer(
     trials: Any = None,
     dispformula: str | None = None,
     ziformula: str | None = None,
+    verbose: int = 0,
     **kwargs: Any,
 ) -> "GlmerResult | ZiRandomResult":
     """Fit a generalized linear mixed model by the Laplace approximation.
@@ -69,6 +70,8 @@ def glmer(
     offset: column name or array added to the linear predictor (``offset(x)`` in the formula
         also works).
     start: starting ``theta`` (lme4 order) for the fast fit; default lme4's.
+    verbose: print the optimizer's progress, as lme4's ``verbose``: ``1`` one line per
+        objective evaluation, ``2`` with the parameters too (default 0: silent).
     optimizer: ``"bobyqa"`` (default) or ``"nelder_mead"``.
     control: optimizer settings (``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``,
         ``maxfeval``) for the last stage.

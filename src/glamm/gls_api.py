@@ -115,6 +115,7 @@ def gls(
     dispformula: str | None = None,
     reml: bool = True,
     optimizer: str = "bobyqa",
+    verbose: int = 0,
     **kwargs: Any,
 ) -> GlsResult:
     """Fit a linear model with correlated and/or heteroscedastic residuals by generalized
@@ -143,6 +144,9 @@ def gls(
         the covariance is ``sigma^2 S R S`` with ``S = diag(exp(D delta))``.
     reml : bool
         REML (default, as nlme's ``gls``) or maximum likelihood.
+    verbose : int
+        Print the optimizer's progress, as lme4's ``verbose`` (``1``: one line per
+        objective evaluation; ``2``: with the parameters; default 0).
     optimizer : str
         Optimizer of the correlation and variance parameters (default ``"bobyqa"``).
     **kwargs : Any

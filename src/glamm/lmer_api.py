@@ -45,6 +45,7 @@ def lmer(
     dispformula: str | None = None,
     covariances: dict | None = None,
     correlation: str | None = None,
+    verbose: int = 0,
     **kwargs: Any,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
@@ -62,6 +63,8 @@ def lmer(
         (default: ``"warm"`` for models with a large dense block in the factor, where
         evaluations are expensive, lme4's start otherwise); see
         :func:`glamm.lmm.fit.optimize_theta`.
+    verbose: print the optimizer's progress, as lme4's ``verbose``: ``1`` one line per
+        objective evaluation, ``2`` with the parameters too (default 0: silent).
     optimizer: ``"bobyqa"`` (default, nlopt's LN_BOBYQA), ``"nelder_mead"`` or ``"lbfgsb"``.
     control: optimizer settings overriding the defaults: ``ftol_rel`` (1e-15), ``ftol_abs``
         (0), ``xtol_abs`` (1e-10), ``initial_step`` (0.75), ``maxfeval`` (100000). The

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ..errors import GlammError
+from . import trace
 from .optsummary import OptSummary
 
 _NLOPT_ALGS = {"bobyqa": nlopt.LN_BOBYQA, "nelder_mead": nlopt.LN_NELDERMEAD}
@@ -71,6 +72,8 @@ def minimize(
     def wrapped(x: np.ndarray) -> float:
         val = float(f(x))
         os_.feval += 1
+        if trace.active():
+            trace.report(label.split(":")[-1], os_.feval, val, x)
         if keep_trace:
             os_.trace.append((np.array(x, copy=True), val))
         if val < best.f:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import trace
 from .optsummary import OptSummary
 
 
@@ -101,6 +102,8 @@ def newton_minimize(f, x0: np.ndarray, lower: np.ndarray, record: OptSummary,
                    & (x + t * _full(step, free, x.size) < lower))
         x_old, g_old = x, g
         x, fx = trial, ft
+        if trace.active():
+            trace.report("newton", record.feval, fx, x)
         if np.any(np.abs(x - x_h) > rehess * scale):
             g, H, fx = _steering_hessian(d, x)
             x_h = x.copy()

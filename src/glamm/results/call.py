@@ -1,5 +1,6 @@
 """What a fitting function was called with, so that a result can be refitted with changes
-(``result.update(...)``, R's ``update``). Not public API."""
+(``result.update(...)``, R's ``update``), and its ``verbose=`` trace switched on around the
+fit (:mod:`glamm.optim.trace`). Not public API."""
 
 from __future__ import annotations
 
@@ -14,14 +15,22 @@ from ..errors import GlammError
 
 def records_call(fn: Callable) -> Callable:
     """Decorate a fitting function: its result remembers the function and the arguments
-    (``result._call``; the data by reference, as R's call refers to its data)."""
+    (``result._call``; the data by reference, as R's call refers to its data), and a
+    ``verbose`` argument turns the optimizer trace on while it runs."""
     sig = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any):
-        result = fn(*args, **kwargs)
         bound = sig.bind(*args, **kwargs)
         arguments = dict(bound.arguments)
+        level = arguments.get("verbose", 0)
+        if level:
+            from ..optim.trace import verbose_output
+
+            with verbose_output(level):
+                result = fn(*args, **kwargs)
+        else:
+            result = fn(*args, **kwargs)
         for name, p in sig.parameters.items():
             if p.kind is inspect.Parameter.VAR_KEYWORD and name in arguments:
                 arguments.update(arguments.pop(name))
