@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -32,6 +31,7 @@ from scipy import stats
 
 from ..errors import ConvergenceWarning, GlammError, SingularFitWarning
 from .profile import _percent_names
+from .progress import progress_bar
 from .simulate import simulation_model
 from .varpar import SdCorMap
 
@@ -215,23 +215,6 @@ def _replicates(refit, sim, re, stat: Callable | None, seeds, bar):
     return rows, extra
 
 
-def _progress_bar(total: int, progress: bool | None):
-    """A tqdm bar when asked (``progress=True``), or by default when attached to a terminal
-    or a notebook; ``None`` else."""
-    if progress is False:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:   # (tqdm is a dependency; a broken install just shows no bar)
-        return None
-    if progress is None:
-        interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-        interactive = interactive or "ipykernel" in sys.modules
-        if not interactive:
-            return None
-    return tqdm(total=total, desc="bootstrap", unit="fit")
-
-
 class BootstrapResult:
     """Replicates of a parametric bootstrap (:meth:`~glamm.results.lmer_result.LmerResult.
     bootstrap`).
@@ -321,7 +304,7 @@ def bootstrap(result, n: int = 1000, seed=None, stat: Callable | None = None,
     sim = simulation_model(result)
     seeds = np.random.SeedSequence(seed).spawn(n)
     n_jobs = int(os.cpu_count() or 1) if n_jobs in (-1, None) else max(1, int(n_jobs))
-    bar = _progress_bar(n, progress)
+    bar = progress_bar(n, progress, "bootstrap", "fit")
     try:
         if n_jobs == 1 or n < 2 * n_jobs:
             rows, extra = _replicates(refit, sim, re, stat, seeds, bar)

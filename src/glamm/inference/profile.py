@@ -80,14 +80,24 @@ class Profile:
         The ML estimates the profiles are centred on.
     """
 
-    def __init__(self, profiler: _Profiler, which: list[int], zeta_max: float):
+    def __init__(self, profiler: _Profiler, which: list[int], zeta_max: float,
+                 progress: bool | None = None):
+        from .progress import progress_bar
+
         self._prof = profiler
         self.names = profiler.names
         self.aliases = profiler.aliases
         self.estimates = pd.Series(profiler.center, index=self.names)
         self._points: dict[int, list[_Point]] = {}
-        for i in which:
-            self._points[i] = profiler.walk(i, zeta_max)
+        bar = progress_bar(len(which), progress, "profile", "parameter")
+        try:
+            for i in which:
+                self._points[i] = profiler.walk(i, zeta_max)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
 
     @property
     def traces(self) -> pd.DataFrame:
@@ -328,7 +338,8 @@ def _which(names: list[str], aliases: list[str], nvp: int,
     return sorted(set(out))
 
 
-def profile(result, which=None, level: float = 0.99) -> Profile:
+def profile(result, which=None, level: float = 0.99, progress: bool | None = None
+            ) -> Profile:
     """Likelihood profiles of a fitted LMM (lme4's ``profile``).
 
     Parameters
@@ -342,6 +353,8 @@ def profile(result, which=None, level: float = 0.99) -> Profile:
     level : float
         Each profile is followed until ``|zeta|`` passes the normal quantile of this level
         (default 0.99), or to the parameter's bound.
+    progress : bool, optional
+        Show a progress bar over the parameters (default: in a terminal or notebook).
 
     Returns
     -------
@@ -352,4 +365,4 @@ def profile(result, which=None, level: float = 0.99) -> Profile:
                          "(dispformula='~ 0')")
     prof = _Profiler(result)
     idx = _which(prof.names, prof.aliases, prof.nvp, which)
-    return Profile(prof, idx, float(stats.norm.ppf(0.5 + level / 2.0)) + 0.05)
+    return Profile(prof, idx, float(stats.norm.ppf(0.5 + level / 2.0)) + 0.05, progress)

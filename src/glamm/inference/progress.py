@@ -1,0 +1,23 @@
+"""Progress bars of the long inference loops (bootstrap replicates, profiled parameters):
+tqdm's, shown when asked or, by default, when attached to a terminal or a notebook. Not
+public API."""
+
+from __future__ import annotations
+
+import sys
+
+
+def progress_bar(total: int, progress: bool | None, desc: str, unit: str):
+    """A tqdm bar of ``total`` steps when ``progress`` is true, or when it is ``None`` and
+    standard error is a terminal or a notebook runs; ``None`` else (and without tqdm)."""
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:   # (tqdm is a dependency; a broken install just shows no bar)
+        return None
+    if progress is None:
+        interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        if not (interactive or "ipykernel" in sys.modules):
+            return None
+    return tqdm(total=total, desc=desc, unit=unit)
