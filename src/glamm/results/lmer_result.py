@@ -218,16 +218,17 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         return confint(self, parm=parm, level=level, method=method, n=n, seed=seed,
                        boot_type=boot_type, n_jobs=n_jobs)
 
-    def profile(self, which=None, level: float = 0.99):
+    def profile(self, which=None, level: float = 0.99, progress: bool | None = None):
         """Likelihood profiles of the parameters (lme4's ``profile``): for each, the signed
         square root ``zeta`` of the rise of the ML deviance with the parameter held and all
         others re-optimized. ``which`` selects parameters as ``confint``'s ``parm``; each
         profile goes until ``|zeta|`` passes the normal quantile of ``level`` (default 0.99)
-        or the parameter's bound. Returns a :class:`glamm.inference.profile.Profile`
+        or the parameter's bound; ``progress`` shows a bar over the parameters (default: in
+        a terminal or notebook). Returns a :class:`glamm.inference.profile.Profile`
         (``traces``, ``confint(level)``); :func:`glamm.plot_profile` draws it."""
         from ..inference.profile import profile
 
-        return profile(self, which=which, level=level)
+        return profile(self, which=which, level=level, progress=progress)
 
     @property
     def converged(self) -> bool:
