@@ -215,3 +215,32 @@ def test_type3_refuses_a_factor_inside_an_interaction():
     assert list(aov.index) == ["x", "z", "x:z"]
     t = m2.coef_table(ddf="Satterthwaite")
     assert aov.loc["x", "F value"] == pytest.approx(t.loc["x", "t value"] ** 2, rel=1e-8)
+
+
+def test_glmm_profile_intervals_match_lme4():
+    """lme4 1.1-31, ``confint(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd),
+    cbpp, binomial))`` (computed with R for this test)."""
+    ref = {".sig01": (0.3460732, 1.09997465), "(Intercept)": (-1.9012120, -0.94775401),
+           "period2": (-1.6167833, -0.40776307), "period3": (-1.8010244, -0.51153607),
+           "period4": (-2.5007506, -0.80075532)}
+    g = glamm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                    glamm.datasets.load("cbpp"), family="binomial")
+    got = g.confint()
+    assert list(got.index) == list(ref)
+    for name, (lo, hi) in ref.items():
+        width = hi - lo
+        assert got.loc[name].iloc[0] == pytest.approx(lo, abs=1e-3 * width)
+        assert got.loc[name].iloc[1] == pytest.approx(hi, abs=1e-3 * width)
+    wald = g.confint(method="Wald")
+    assert np.isnan(wald.loc[".sig01"].iloc[0])
+    np.testing.assert_allclose(wald.loc["period2"].iloc[:2].to_numpy(float),
+                               g.fixef["period2"] + np.array([-1, 1]) * 1.959964
+                               * g.stderr["period2"], rtol=1e-6)
+
+
+def test_glmm_profile_refusals():
+    d = glamm.datasets.load("sleepstudy")
+    gam = glamm.glmer("Reaction ~ Days + (1 | Subject)", d, family="Gamma", link="log")
+    with pytest.raises(GlammError, match="dispersion"):
+        gam.confint()
+    assert gam.confint(method="Wald").index[-1] == "Days"

@@ -80,7 +80,7 @@ class Profile:
         The ML estimates the profiles are centred on.
     """
 
-    def __init__(self, profiler: _Profiler, which: list[int], zeta_max: float,
+    def __init__(self, profiler: _ProfilerBase, which: list[int], zeta_max: float,
                  progress: bool | None = None):
         from .progress import progress_bar
 
@@ -127,8 +127,92 @@ def _percent_names(level: float) -> tuple[str, str]:
     return f"{100 * a:.3g} %", f"{100 * (1 - a):.3g} %"
 
 
-class _Profiler:
-    """The deviance functions and the walk along one parameter."""
+class _ProfilerBase:
+    """The walk along one parameter and the interval ends; subclasses hold the deviance
+    (``base`` at the estimates ``center``, parameter bounds ``lower`` and ``upper``, ``names``
+    and ``aliases``, ``nvp`` variance parameters first) and evaluate :meth:`point`."""
+
+    names: list[str]
+    aliases: list[str]
+    center: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    base: float
+    nvp: int
+
+    def point(self, i: int, x: float, start: np.ndarray) -> _Point:
+        raise NotImplementedError
+
+    def first_step(self, i: int) -> float:
+        raise NotImplementedError
+
+    def _start_at_center(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _zeta(self, i: int, x: float, dev: float) -> float:
+        rise = dev - self.base
+        if rise < -_LOWER_TOL * max(1.0, abs(self.base)):
+            raise GlammError(
+                f"profiling {self.names[i]} found a deviance {-rise:.3g} below the fit's: "
+                "the fit had not reached the optimum; refit with tighter optimizer settings")
+        if not np.isfinite(rise):
+            return math.nan
+        return math.copysign(math.sqrt(max(rise, 0.0)), x - self.center[i])
+
+    # ------------------------------------------------------------------ the walk
+    def walk(self, i: int, zeta_max: float) -> list[_Point]:
+        """Points along parameter ``i`` on both sides of the estimate, until ``|zeta|``
+        passes ``zeta_max`` or the parameter reaches a bound."""
+        center = float(self.center[i])
+        pts = [_Point(center, 0.0, self.center.copy(), self._start_at_center(i))]
+        lo, hi = float(self.lower[i]), float(self.upper[i])
+        first = self.first_step(i)
+        for sign in (1.0, -1.0):
+            prev = pts[0]
+            step = first
+            while True:
+                x = min(hi, max(lo, prev.x + sign * step))
+                if x == prev.x:
+                    break
+                pt = self.point(i, x, prev.start)
+                pts.append(pt)
+                if not np.isfinite(pt.zeta) or abs(pt.zeta) >= zeta_max or x in (lo, hi):
+                    break
+                dz = abs(pt.zeta - prev.zeta)
+                dx = abs(pt.x - prev.x)
+                # the step that would change zeta by _ZETA_STEP on the secant's slope
+                new = _ZETA_STEP * dx / dz if dz > 1e-12 else _MAX_GROWTH * dx
+                step = min(new, _MAX_GROWTH * dx)
+                prev = pt
+        return pts
+
+    def crossing(self, i: int, pts: list[_Point], target: float) -> float:
+        """Where ``zeta`` along parameter ``i`` equals ``target`` (Brent's method between the
+        two points of the walk that bracket it); the bound when the walk ended there first;
+        NaN if the walk never got that far."""
+        side = sorted([p for p in pts if (p.x - self.center[i]) * target >= 0
+                       and np.isfinite(p.zeta)], key=lambda p: abs(p.x - self.center[i]))
+        for a, b in zip(side[:-1], side[1:]):
+            if (a.zeta - target) * (b.zeta - target) <= 0:
+                if b.zeta == target:
+                    return b.x
+                start = a.start
+
+                def g(x: float, start: np.ndarray = start) -> float:
+                    return self.point(i, x, start).zeta - target
+
+                return float(so.brentq(g, a.x, b.x, xtol=1e-10 * max(1.0, abs(b.x)),
+                                       rtol=1e-12))
+        end = side[-1] if side else None
+        bound = self.lower[i] if target < 0 else self.upper[i]
+        if end is not None and end.x == bound:
+            return float(bound)
+        return math.nan
+
+
+class _LmmProfiler(_ProfilerBase):
+    """An LMM's ML deviance over the SDs, correlations and ``sigma`` (the fixed effects
+    profiled out) and, for a fixed effect held, over ``theta`` of the model without it."""
 
     def __init__(self, result):
         frame = result.frame
@@ -235,74 +319,104 @@ class _Profiler:
         values = np.concatenate([self.map.from_theta(theta, sigma), beta])
         return _Point(x, self._zeta(self.nvp + j, x, os_.fmin), values, theta.copy())
 
-    def _zeta(self, i: int, x: float, dev: float) -> float:
-        rise = dev - self.base
-        if rise < -_LOWER_TOL * max(1.0, abs(self.base)):
-            raise GlammError(
-                f"profiling {self.names[i]} found a deviance {-rise:.3g} below the fit's: "
-                "the fit had not reached the optimum; refit with tighter optimizer settings")
-        if not np.isfinite(rise):
-            return math.nan
-        return math.copysign(math.sqrt(max(rise, 0.0)), x - self.center[i])
-
     def _start_at_center(self, i: int) -> np.ndarray:
         if i < self.nvp:
             return np.delete(self.vp_hat, i)
         return self.theta_hat.copy()
 
-    # ------------------------------------------------------------------ the walk
-    def walk(self, i: int, zeta_max: float) -> list[_Point]:
-        """Points along parameter ``i`` on both sides of the estimate, until ``|zeta|``
-        passes ``zeta_max`` or the parameter reaches a bound."""
-        center = float(self.center[i])
-        pts = [_Point(center, 0.0, self.center.copy(), self._start_at_center(i))]
-        lo, hi = float(self.lower[i]), float(self.upper[i])
+    def first_step(self, i: int) -> float:
         if i < self.nvp:
-            first = 0.02 * (1.0 if self.map.kinds[i] == "cor"
-                            else max(abs(center), 0.01 * self.sigma_hat))
-        else:
-            first = 0.25 * float(self.beta_se[i - self.nvp])
-        for sign in (1.0, -1.0):
-            prev = pts[0]
-            step = first
-            while True:
-                x = min(hi, max(lo, prev.x + sign * step))
-                if x == prev.x:
-                    break
-                pt = self.point(i, x, prev.start)
-                pts.append(pt)
-                if not np.isfinite(pt.zeta) or abs(pt.zeta) >= zeta_max or x in (lo, hi):
-                    break
-                dz = abs(pt.zeta - prev.zeta)
-                dx = abs(pt.x - prev.x)
-                # the step that would change zeta by _ZETA_STEP on the secant's slope
-                new = _ZETA_STEP * dx / dz if dz > 1e-12 else _MAX_GROWTH * dx
-                step = min(new, _MAX_GROWTH * dx)
-                prev = pt
-        return pts
+            return 0.02 * (1.0 if self.map.kinds[i] == "cor"
+                           else max(abs(float(self.center[i])), 0.01 * self.sigma_hat))
+        return 0.25 * float(self.beta_se[i - self.nvp])
 
-    def crossing(self, i: int, pts: list[_Point], target: float) -> float:
-        """Where ``zeta`` along parameter ``i`` equals ``target`` (Brent's method between the
-        two points of the walk that bracket it); the bound when the walk ended there first;
-        NaN if the walk never got that far."""
-        side = sorted([p for p in pts if (p.x - self.center[i]) * target >= 0
-                       and np.isfinite(p.zeta)], key=lambda p: abs(p.x - self.center[i]))
-        for a, b in zip(side[:-1], side[1:]):
-            if (a.zeta - target) * (b.zeta - target) <= 0:
-                if b.zeta == target:
-                    return b.x
-                start = a.start
+class _GlmmProfiler(_ProfilerBase):
+    """A GLMM's Laplace deviance over the random effects' SDs and correlations, the fixed
+    effects and the family's own parameters (which are re-optimized, not profiled); a held
+    parameter's others are found by BOBYQA on scaled coordinates from the neighbouring
+    point's values. (lme4 profiles GLMMs the same way, by its deviance function over
+    ``theta`` and ``beta``.)"""
 
-                def g(x: float, start: np.ndarray = start) -> float:
-                    return self.point(i, x, start).zeta - target
+    def __init__(self, result):
+        from ..glmm.fit import full_objective
 
-                return float(so.brentq(g, a.x, b.x, xtol=1e-10 * max(1.0, abs(b.x)),
-                                       rtol=1e-12))
-        end = side[-1] if side else None
-        bound = self.lower[i] if target < 0 else self.upper[i]
-        if end is not None and end.x == bound:
-            return float(bound)
-        return math.nan
+        model, quad = result._working_model()
+        if quad is not None:
+            raise GlammError("profiles of a quadrature fit (nagq > 1) are not available yet; "
+                             "use method='Wald' or 'boot', or profile the Laplace fit")
+        if model.loadings is not None or model.response.mixed:
+            raise GlammError("profiles of models with factor loadings or mixed response "
+                             "families are not available; use method='Wald'")
+        if model.response.lambda_scale_moves or model.penalty is not None:
+            raise GlammError(
+                "profiles of GLMMs whose family has a dispersion parameter (the random "
+                "effects' SDs then move with it) or with penalized fixed effects are not "
+                "available yet; use method='Wald' or 'boot'")
+        self.model = model
+        self.layout = model.parameters
+        self.f = full_objective(model)
+        frame = result.frame
+        self.map = SdCorMap(frame.reterms, with_sigma=False)
+        x_hat = result._parameter_vector()
+        theta = self.layout.get(x_hat, "theta")
+        beta = self.layout.get(x_hat, "beta")
+        self.resp_hat = self.layout.get(x_hat, "response")
+        self.base = float(self.f(x_hat))
+        vp = self.map.from_theta(theta, 1.0)
+        self.nvp = self.map.size
+        self.p = beta.size
+        self.names = self.map.names + list(frame.xnames)
+        self.aliases = self.map.aliases + list(frame.xnames)
+        self.center = np.concatenate([vp, beta])
+        self.full_hat = np.concatenate([self.center, self.resp_hat])
+        nr = self.resp_hat.size
+        self.lower = np.concatenate([self.map.lower(), np.full(self.p, -np.inf)])
+        self.upper = np.concatenate([self.map.upper(), np.full(self.p, np.inf)])
+        self._lo_all = np.concatenate([self.lower, np.full(nr, -np.inf)])
+        self._up_all = np.concatenate([self.upper, np.full(nr, np.inf)])
+        se = result.stderr.to_numpy(dtype=float)
+        self.beta_se = np.where(np.isfinite(se) & (se > 0), se, 0.1)
+        kinds = np.array(self.map.kinds)
+        self._scale = np.concatenate([
+            np.where(kinds == "cor", 1.0, np.maximum(np.abs(vp), 0.05)), self.beta_se,
+            np.ones(nr)])
+
+    def deviance(self, full: np.ndarray) -> float:
+        theta = self.map.to_theta(full[:self.nvp], 1.0)
+        if theta is None:
+            return math.inf
+        x = self.layout.assemble({"theta": theta, "beta": full[self.nvp:self.nvp + self.p],
+                                  "response": full[self.nvp + self.p:],
+                                  "lambda": np.zeros(0)})
+        val = float(self.f(x))
+        return val if np.isfinite(val) else math.inf
+
+    def point(self, i: int, x: float, start: np.ndarray) -> _Point:
+        others = np.array([k for k in range(self.full_hat.size) if k != i])
+        sc = self._scale[others]
+        full = self.full_hat.copy()
+        full[i] = x
+
+        def g(z: np.ndarray) -> float:
+            full[others] = z * sc
+            return self.deviance(full)
+
+        lo, up = self._lo_all[others] / sc, self._up_all[others] / sc
+        os_ = minimize(g, np.clip(start / sc, lo, up), lo, upper=up, ftol_rel=0.0,
+                       ftol_abs=1e-9, xtol_abs=1e-7, initial_step=0.1, maxfeval=20000)
+        assert os_.final is not None
+        best = os_.final * sc
+        full[others] = best
+        return _Point(x, self._zeta(i, x, os_.fmin), full[:self.nvp + self.p].copy(), best)
+
+    def _start_at_center(self, i: int) -> np.ndarray:
+        return np.delete(self.full_hat, i)
+
+    def first_step(self, i: int) -> float:
+        if i < self.nvp:
+            return 0.05 * (1.0 if self.map.kinds[i] == "cor"
+                           else max(abs(float(self.center[i])), 0.05))
+        return 0.25 * float(self.beta_se[i - self.nvp])
 
 
 def _vcov_ml(model: LinearMixedModel, sigma: float) -> np.ndarray:
@@ -340,12 +454,14 @@ def _which(names: list[str], aliases: list[str], nvp: int,
 
 def profile(result, which=None, level: float = 0.99, progress: bool | None = None
             ) -> Profile:
-    """Likelihood profiles of a fitted LMM (lme4's ``profile``).
+    """Likelihood profiles of a fitted LMM or GLMM (lme4's ``profile``; a GLMM's of its
+    Laplace deviance, over the random effects' SDs and correlations and the fixed effects).
 
     Parameters
     ----------
-    result : LmerResult
-        A fitted linear mixed model (unstructured or scalar random-effects terms).
+    result : LmerResult or GlmerResult
+        A fitted mixed model with unstructured or scalar random-effects terms (a GLMM by
+        the Laplace approximation, of a family without a dispersion parameter).
     which : str, int or list, optional
         The parameters: ``None`` (all), ``"theta_"`` (the SDs, correlations and ``sigma``),
         ``"beta_"`` (the fixed effects), or names (``.sig01``, ``sigma``, ``Days``) and
@@ -360,9 +476,12 @@ def profile(result, which=None, level: float = 0.99, progress: bool | None = Non
     -------
     Profile
     """
+    from ..results.glmer_result import GlmerResult
+
     if getattr(result, "_exact", None) is not None:
         raise GlammError("profiles are not available for a model without a residual "
                          "(dispformula='~ 0')")
-    prof = _Profiler(result)
+    prof: _ProfilerBase = _GlmmProfiler(result) if isinstance(result, GlmerResult) \
+        else _LmmProfiler(result)
     idx = _which(prof.names, prof.aliases, prof.nvp, which)
     return Profile(prof, idx, float(stats.norm.ppf(0.5 + level / 2.0)) + 0.05, progress)

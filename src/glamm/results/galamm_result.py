@@ -160,14 +160,19 @@ class GalammResult(GlmerResult):
         labels = [name for b in blocks for name in names[b]]
         return pd.DataFrame(cov[np.ix_(idx, idx)], index=labels, columns=labels)
 
-    def confint(self, parm: str | Sequence[str] = "beta", level: float = 0.95) -> pd.DataFrame:
+    def confint(self, parm: str | Sequence[str] = "beta",  # type: ignore[override]
+                level: float = 0.95, method: str = "Wald", **unused) -> pd.DataFrame:
         """Wald confidence intervals ``estimate -/+ z * SE`` (galamm's ``confint``) for one
         parameter block or several: ``"beta"``, ``"lambda"`` (the free loadings),
-        ``"theta"``."""
+        ``"theta"``. (Profile and bootstrap intervals are not available for models with
+        factor loadings: ``method`` must be ``"Wald"``.)"""
         import scipy.stats as st
 
         from ..errors import GlammError
 
+        if str(method).lower() != "wald":
+            raise GlammError("models with factor loadings have Wald intervals only "
+                             "(method='Wald')")
         if not 0.0 < level < 1.0:
             raise GlammError(f"level must be between 0 and 1, got {level!r}")
         v = self.vcov_parameters(parm)

@@ -184,52 +184,6 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
 
         return contrast_test(self, L, ddf, rhs)
 
-    def confint(self, parm=None, level: float = 0.95, method: str = "profile", n: int = 500,
-                seed=None, boot_type: str = "percentile", n_jobs: int = 1) -> pd.DataFrame:
-        """Confidence intervals (lme4's ``confint``).
-
-        Parameters
-        ----------
-        parm : str, int or list, optional
-            Which parameters: names (``.sig01``, ``.sigma``, ``Days``), aliases
-            (``sd_(Intercept)|Subject``, ``sigma``), positions, ``"theta_"`` (the variance
-            parameters) or ``"beta_"`` (the fixed effects); default all.
-        level : float
-            Confidence level (default 0.95).
-        method : str
-            ``"profile"`` (default; likelihood profiles of the ML deviance, as lme4's, also
-            for REML fits: :meth:`profile`), ``"Wald"`` (fixed effects only; the variance
-            parameters' rows are NaN) or ``"boot"`` (a parametric bootstrap of ``n``
-            replicates, :meth:`bootstrap`).
-        n, seed, boot_type, n_jobs
-            The bootstrap's replicates (default 500, lme4's ``nsim``), seed, interval
-            (``"percentile"``, ``"basic"``, ``"norm"`` or ``"bc"``) and processes.
-
-        Returns
-        -------
-        DataFrame
-            Indexed by lme4's names (``.sig01``, ..., ``.sigma``, the fixed effects), with the
-            lower and upper bounds as its first two columns (``2.5 %`` and ``97.5 %`` for
-            level 0.95) and ``term``, the clearer name of each row. The variance parameters
-            are the terms' standard deviations and correlations and the residual SD.
-        """
-        from ..inference.confint import confint
-
-        return confint(self, parm=parm, level=level, method=method, n=n, seed=seed,
-                       boot_type=boot_type, n_jobs=n_jobs)
-
-    def profile(self, which=None, level: float = 0.99, progress: bool | None = None):
-        """Likelihood profiles of the parameters (lme4's ``profile``): for each, the signed
-        square root ``zeta`` of the rise of the ML deviance with the parameter held and all
-        others re-optimized. ``which`` selects parameters as ``confint``'s ``parm``; each
-        profile goes until ``|zeta|`` passes the normal quantile of ``level`` (default 0.99)
-        or the parameter's bound; ``progress`` shows a bar over the parameters (default: in
-        a terminal or notebook). Returns a :class:`glamm.inference.profile.Profile`
-        (``traces``, ``confint(level)``); :func:`glamm.plot_profile` draws it."""
-        from ..inference.profile import profile
-
-        return profile(self, which=which, level=level, progress=progress)
-
     @property
     def converged(self) -> bool:
         return bool(self.optsum.converged)
