@@ -202,13 +202,44 @@ def test_bad_requests(fits):
     assert cs.confint(method="Wald").index[-1] == "Days"
 
 
-def test_type3_refuses_a_factor_inside_an_interaction():
+#: lmerTest 3.1-3, ``anova(lmer(y ~ A * B + x + (1 | g), d), type = 3)`` with and without
+#: ``ddf = "Kenward-Roger"`` on tests/reference/data/type3_interaction.csv (R, this session)
+TYPE3_LMERTEST = {
+    "Satterthwaite": {"A": (8.049139460, 223.3713614, 0.02226466),
+                      "B": (15.446056159, 223.2537003, 0.00015188),
+                      "x": (10.357033828, 222.8962573, 0.00182058),
+                      "A:B": (1.919480294, 223.0835104, 0.39885595)},
+    "Kenward-Roger": {"A": (8.040344723, 223.2838081, 0.02235640),
+                      "B": (15.430273891, 223.1651143, 0.00015305),
+                      "x": (10.349774444, 222.8045709, 0.00182729),
+                      "A:B": (1.917680856, 222.9934748, 0.39919899)},
+}
+
+
+@pytest.mark.parametrize("ddf", ["Satterthwaite", "Kenward-Roger"])
+def test_type3_with_factors_inside_an_interaction(ddf):
+    from conftest import REF_DATA_DIR
+
+    d = pd.read_csv(REF_DATA_DIR / "type3_interaction.csv")
+    d["g"] = pd.Categorical(d["g"].astype(str))
+    m = glamm.lmer("y ~ A * B + x + (1 | g)", d)
+    got = glamm.anova(m, ddf=ddf)
+    assert list(got.index) == ["A", "B", "x", "A:B"]
+    for term, (ss, den, p) in TYPE3_LMERTEST[ddf].items():
+        assert got.loc[term, "Sum Sq"] == pytest.approx(ss, rel=1e-4)
+        assert got.loc[term, "DenDF"] == pytest.approx(den, rel=1e-3)
+        assert got.loc[term, "Pr(>F)"] == pytest.approx(p, abs=1e-4)
+    # the same hypotheses whatever the coding of the factors: relabelled levels (another
+    # reference level) give the same table
+    d2 = d.assign(A=d["A"].map({"a1": "z1", "a2": "a2", "a3": "a3"}))
+    m2 = glamm.lmer("y ~ A * B + x + (1 | g)", d2)
+    np.testing.assert_allclose(glamm.anova(m2, ddf=ddf)["F value"], got["F value"],
+                               rtol=1e-5)
+
+
+def test_type3_with_numeric_interactions_keeps_the_coefficient_tests():
     d = glamm.datasets.load("Machines")
     d["x"] = np.arange(len(d), dtype=float)
-    m = glamm.lmer("score ~ Machine * x + (1 | Worker)", d)
-    with pytest.raises(GlammError, match="'x'"):
-        glamm.anova(m)
-    # a numeric covariate interacting with another numeric one keeps its coefficient test
     d["z"] = np.cos(d["x"])
     m2 = glamm.lmer("score ~ x * z + (1 | Worker)", d)
     aov = glamm.anova(m2)

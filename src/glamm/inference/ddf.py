@@ -338,10 +338,11 @@ def _f_test(result, L: np.ndarray, method: str, rhs: np.ndarray | None = None,
 
 
 def type3_contrasts(result) -> dict[str, np.ndarray]:
-    """For each term of the fixed-effects formula but the intercept, the rows of ``L`` its
-    type III test uses: the term's coefficients, for a term no interaction contains (with
-    treatment contrasts, a term inside an interaction has no such simple hypothesis: those
-    raise, naming the term)."""
+    """For each term of the fixed-effects formula but the intercept, the rows of ``L`` of its
+    type III test (lmerTest's): the term's coefficients jointly zero in the parameterization
+    with sum-to-zero contrasts for every factor. For a term no interaction contains, or
+    whose containing interactions have numeric covariates only, these are its own
+    coefficients; otherwise they come from the sum-coded design (:func:`_sum_coded_map`)."""
     frame = result.frame
     spec = frame.xspec
     if spec is None:
@@ -355,6 +356,7 @@ def type3_contrasts(result) -> dict[str, np.ndarray]:
     categorical = {str(k) for k, (kind, _) in spec.encoder_state.items()
                    if getattr(kind, "value", kind) == "categorical"}
     out: dict[str, np.ndarray] = {}
+    inverse: np.ndarray | None = None
     for term, cols in terms:
         name = str(term)
         if name == "1" or not factors[name]:
@@ -365,17 +367,61 @@ def type3_contrasts(result) -> dict[str, np.ndarray]:
         if not cols_kept:
             continue
         # with treatment contrasts the term's coefficients are its effect at the reference
-        # level of the other factors of an interaction containing it; that is its type III
+        # level of the other factors of an interaction containing it: its type III
         # hypothesis only when those other factors are numeric covariates
         if any((factors[u] - factors[name]) & categorical for u in bigger):
-            raise GlammError(
-                f"the type III test of {name!r} (contained in {', '.join(bigger)}) needs "
-                "sum-to-zero contrasts, which glamm's treatment-coded fit does not have yet; "
-                "test the interaction, or a contrast of your own with glamm.contrast_test")
+            if inverse is None:
+                inverse = _sum_coded_map(result, categorical)
+            out[name] = inverse[np.asarray(cols, dtype=int)]
+            continue
         L = np.zeros((len(cols_kept), p))
         L[np.arange(len(cols_kept)), cols_kept] = 1.0
         out[name] = L
     return out
+
+
+def _sum_coded_map(result, categorical: set[str]) -> np.ndarray:
+    """``A^-1`` for the sum-coded design ``X_sum = X A`` of the same formula: the sum-coded
+    coefficients are ``A^-1 beta``, so a term's rows of ``A^-1`` are its type III ``L``.
+    ``X_sum`` is built from the data the model was fitted to (the call a result records)."""
+    from formulaic import model_matrix
+
+    from ..formula.safety import formula_context
+
+    frame = result.frame
+    spec = frame.xspec
+    call = getattr(result, "_call", None)
+    data = call[1].get("data") if call is not None else None
+    if data is None or not isinstance(data, pd.DataFrame):
+        raise GlammError("the type III test of a factor inside an interaction needs the "
+                         "fitted data frame (a result from glamm.lmer with a pandas "
+                         "DataFrame)")
+    if frame.x_keep is not None and not np.all(frame.x_keep):
+        raise GlammError("type III tests with aliased (dropped) fixed-effects columns are "
+                         "not available")
+    pieces = []
+    for term in spec.formula:
+        name = str(term)
+        if name == "1":
+            pieces.append("1")
+            continue
+        pieces.append(":".join(f"C({f}, contr.sum)" if str(f) in categorical else str(f)
+                               for f in term.factors))
+    if "1" not in pieces:
+        pieces.insert(0, "0")
+    rows = data.loc[frame.row_index]
+    X_sum = np.asarray(model_matrix(" + ".join(pieces), rows, na_action="ignore",
+                                    context=formula_context(), output="numpy"), dtype=float)
+    X = frame.X
+    if X_sum.shape != X.shape:
+        raise GlammError("the sum-coded design of the type III tests does not match the "
+                         "model's columns")
+    A, _, rank, _ = np.linalg.lstsq(X, X_sum, rcond=None)
+    tol = 1e-8 * max(1.0, float(np.abs(X_sum).max()))
+    if rank < X.shape[1] or not np.allclose(X @ A, X_sum, atol=tol):
+        raise GlammError("the sum-coded design of the type III tests spans other columns "
+                         "than the model's")
+    return np.linalg.inv(A)
 
 
 def anova_type3(result, ddf: str = "Satterthwaite") -> pd.DataFrame:
