@@ -275,3 +275,22 @@ def test_glmm_profile_refusals():
     with pytest.raises(GlammError, match="dispersion"):
         gam.confint()
     assert gam.confint(method="Wald").index[-1] == "Days"
+
+
+def test_profile_with_prior_weights():
+    """The variance parameters' intervals are lme4's (1.1-31, R in this session); lme4's
+    fixed-effect profiles drop the weights (Days [10.596, 10.647], 'non-monotonic profile'),
+    glamm's keep them, so they lie close to the Wald intervals."""
+    s = glamm.datasets.load("sleepstudy")
+    s["w"] = 1 + (s["Days"] % 3) / 2
+    m = glamm.lmer("Reaction ~ Days + (1 | Subject)", s, weights="w")
+    ci = m.confint()
+    for name, (lo, hi) in {".sig01": (26.213651, 53.154607),
+                           ".sigma": (32.390713, 40.283128)}.items():
+        assert ci.loc[name].iloc[0] == pytest.approx(lo, abs=1e-3 * (hi - lo))
+        assert ci.loc[name].iloc[1] == pytest.approx(hi, abs=1e-3 * (hi - lo))
+    wald = m.confint(method="Wald")
+    for name in ("(Intercept)", "Days"):
+        width = wald.loc[name].iloc[1] - wald.loc[name].iloc[0]
+        np.testing.assert_allclose(ci.loc[name].iloc[:2].to_numpy(float),
+                                   wald.loc[name].iloc[:2].to_numpy(float), atol=0.02 * width)

@@ -22,8 +22,12 @@ and the interval at level ``1 - a`` is where ``|zeta|`` reaches the normal quant
 
 lme4 reads the interval ends off a spline through the profile's points; here each end is the
 root of ``zeta(x) = +-z`` found by Brent's method between two points of the trace, so it
-is exact to the optimizers' tolerance. The traces (``Profile.traces``) have lme4's shape:
-``.zeta``, every parameter's value at that point, and ``.par``.
+is exact to the optimizers' tolerance. With prior weights lme4's profiles of the fixed
+effects leave the weights out of their refits (1.1-31: ``sleepstudy`` with weights gives
+``Days`` in [10.596, 10.647] against the Wald [9.012, 12.183], with "non-monotonic profile"
+warnings); glamm's refits keep them (there [9.008, 12.188]). The traces
+(``Profile.traces``) have lme4's shape: ``.zeta``, every parameter's value at that point,
+and ``.par``.
 """
 
 from __future__ import annotations
