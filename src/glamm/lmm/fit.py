@@ -97,8 +97,9 @@ def optimize_theta(
         raise GlammError(f"start must have length {lower.shape[0]} (theta), got {x0.shape[0]}")
     x0 = np.maximum(x0, lower)
     log_idx = model.layout.log_scale_index()
-    os_ = minimize(model.objective, x0, lower, optimizer=optimizer, log_index=log_idx,
-                   **settings)
+    # (the value alone where the model has a faster way to it; the factor is set at the end)
+    f = getattr(model, "objective_value", model.objective)
+    os_ = minimize(f, x0, lower, optimizer=optimizer, log_index=log_idx, **settings)
     if isinstance(start, str):
         os_.messages.append("started from single-term fits (start='warm')")
     assert os_.final is not None   # set by every minimize run

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import GlammError
 from ..formula.design import ModelFrame
 from ..linalg.factor import BlockedCholesky
+from ..linalg.one_term import OneTermDeviance
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
 
@@ -55,6 +56,9 @@ class LinearMixedModel:
         self.n = frame.n
         self.p = frame.X.shape[1]
         self.theta: np.ndarray | None = None
+        #: one random-effects term: the optimizers' evaluations in one compiled pass
+        #: (:meth:`objective_value`), the blocked factor for everything else
+        self._one_term = OneTermDeviance(self.A) if OneTermDeviance.applies(self.A) else None
 
     # ------------------------------------------------------------------ theta layout
     def theta_lower(self) -> np.ndarray:
@@ -115,6 +119,28 @@ class LinearMixedModel:
         except np.linalg.LinAlgError:
             return float("inf")
         val = self.objective_from_factor()
+        return float(val) if np.isfinite(val) else float("inf")
+
+    def objective_value(self, theta: np.ndarray) -> float:
+        """:meth:`objective` without leaving the factor at ``theta`` (the optimizers need only
+        the value): for one random-effects term in one compiled pass, else the same as
+        :meth:`objective`."""
+        one = self._one_term
+        if one is None or not one.available():
+            return self.objective(theta)
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.n_theta,):
+            raise GlammError(f"theta must have length {self.n_theta}, got {theta.shape}")
+        got = one.pieces(self.lambdas(theta)[0])
+        if got is None:
+            return float("inf")
+        ldl2, ldrx2, pwrss = got
+        n, p = self.n, self.p
+        if self.reml:
+            nmp = n - p
+            val = ldl2 + ldrx2 - self.sum_log_w + nmp * (1.0 + _LOG2PI + np.log(pwrss / nmp))
+        else:
+            val = ldl2 - self.sum_log_w + n * (1.0 + _LOG2PI + np.log(pwrss / n))
         return float(val) if np.isfinite(val) else float("inf")
 
     def working_copy(self) -> LinearMixedModel:
