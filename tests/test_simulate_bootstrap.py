@@ -213,3 +213,21 @@ def test_bootstrap_interval_coverage():
     for name, c in cover.items():
         # nominal 0.9; ML intervals run a little short with 12 groups
         assert 0.72 <= c / n_sets <= 0.99, (name, c / n_sets)
+
+
+def test_bca_intervals():
+    d = glamm.datasets.load("Dyestuff")
+    m = glamm.lmer("Yield ~ 1 + (1 | Batch)", d, reml=False)
+    b = m.bootstrap(200, seed=5, progress=False)
+    jack = b.jackknife()
+    assert jack.shape == (6, 3)   # one refit per batch left out
+    d_without = d[d["Batch"] != d["Batch"].cat.categories[0]]
+    one = glamm.lmer("Yield ~ 1 + (1 | Batch)", d_without, reml=False)
+    assert jack["(Intercept)"].iloc[0] == pytest.approx(one.fixef.iloc[0], rel=1e-8)
+    bca = b.confint(method="bca")
+    assert np.all(bca.iloc[:, 0] < bca.iloc[:, 1])
+    # with no skewness in the jackknife the acceleration is 0: BCa is the BC interval
+    b._jack = pd.DataFrame(np.tile([1.0, 2.0, 3.0], (6, 1)) + np.array(
+        [-1, 1, -1, 1, -1, 1])[:, None], columns=b.replicates.columns)
+    np.testing.assert_allclose(b.confint(method="bca").iloc[:, :2].to_numpy(float),
+                               b.confint(method="bc").iloc[:, :2].to_numpy(float))

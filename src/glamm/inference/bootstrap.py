@@ -10,10 +10,10 @@ have their own random streams (``numpy.random.SeedSequence.spawn``), so the numb
 depend on ``n_jobs``.
 
 Intervals from the replicates: percentile (default), basic and normal, as lme4's
-``boot.type``, and bias-corrected percentile (``"bc"``: the percentile interval shifted by the
-share of replicates below the estimate; BCa's acceleration would need a jackknife of the
-grouped data, which a parametric bootstrap does not call for). Not public API (the results'
-``bootstrap`` is).
+``boot.type``, bias-corrected percentile (``"bc"``: shifted by the share of replicates
+below the estimate) and BCa (``"bca"``: also accelerated, the acceleration from a jackknife
+that leaves out one level of the first grouping factor at a time, the units of a
+clustered design). Not public API (the results' ``bootstrap`` is).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .progress import progress_bar
 from .simulate import simulation_model
 from .varpar import SdCorMap
 
-INTERVALS = ("percentile", "basic", "norm", "bc")
+INTERVALS = ("percentile", "basic", "norm", "bc", "bca")
 #: optimizer settings of an LMM's refits
 REFIT_SETTINGS: dict[str, Any] = {"ftol_rel": 0.0, "ftol_abs": 1e-8, "xtol_abs": 1e-8}
 
@@ -235,12 +235,45 @@ class BootstrapResult:
     """
 
     def __init__(self, replicates: pd.DataFrame, estimates: pd.Series, aliases: dict,
-                 seed):
+                 seed, result=None, stat: Callable | None = None):
         self.replicates = replicates
         self.estimates = estimates
         self.aliases = aliases
         self.seed = seed
         self.n_failed = int(replicates.isna().all(axis=1).sum())
+        self._result = result
+        self._stat = stat
+        self._jack: pd.DataFrame | None = None
+
+    def jackknife(self) -> pd.DataFrame:
+        """The quantities refitted with each level of the first grouping factor left out
+        (one row per level; the acceleration of the BCa intervals). Refits through the
+        recorded call (``result.update(data=...)``)."""
+        if self._jack is not None:
+            return self._jack
+        r = self._result
+        call = getattr(r, "_call", None)
+        data = call[1].get("data") if call is not None else None
+        if r is None or data is None or not isinstance(data, pd.DataFrame):
+            raise GlammError("BCa intervals need the fitted model and its data frame (a "
+                             "result of glamm.lmer or glamm.glmer)")
+        term = next(t for t in r.frame.reterms if t.is_grouped)
+        rows = data.loc[r.frame.row_index]
+        codes = term.refs
+        out = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for g in range(term.nlevels):
+                sub = rows[codes != g]
+                fit = r.update(data=sub)
+                if self._stat is None:
+                    refit = _refitter(fit)
+                    vals = pd.Series(refit.estimates(), index=refit.names)
+                else:
+                    vals = _stat_frame([self._stat(fit)], self._stat(fit))[1]
+                out.append(vals.reindex(self.replicates.columns))
+        self._jack = pd.DataFrame(out, index=list(term.levels)).reset_index(drop=True)
+        return self._jack
 
     def __repr__(self) -> str:
         return (f"BootstrapResult({len(self.replicates)} replicates, {self.n_failed} failed; "
@@ -254,13 +287,16 @@ class BootstrapResult:
 
     def confint(self, level: float = 0.95, method: str = "percentile") -> pd.DataFrame:
         """Bootstrap intervals: ``"percentile"`` (default), ``"basic"`` (``2 est - q``),
-        ``"norm"`` (``est - bias +- z sd``) or ``"bc"`` (bias-corrected percentile). Rows
-        in lme4's order (variance parameters, then fixed effects), first two columns the
-        bounds, then ``term``."""
+        ``"norm"`` (``est - bias +- z sd``), ``"bc"`` (bias-corrected percentile) or
+        ``"bca"`` (bias-corrected and accelerated: the acceleration from a jackknife over
+        the levels of the first grouping factor, :meth:`jackknife`, one refit per level).
+        Rows in lme4's order (variance parameters, then fixed effects), first two columns
+        the bounds, then ``term``."""
         if method not in INTERVALS:
             raise GlammError(f"method must be one of {', '.join(INTERVALS)}, got {method!r}")
         a = (1.0 - level) / 2.0
         lo_name, hi_name = _percent_names(level)
+        jack = self.jackknife() if method == "bca" else None
         rows = []
         for col in self.replicates.columns:
             x = self.replicates[col].to_numpy(dtype=float)
@@ -283,7 +319,15 @@ class BootstrapResult:
                 share = (np.sum(x < est) + 0.5 * np.sum(x == est)) / x.size
                 z0 = stats.norm.ppf(min(max(share, 1e-12), 1 - 1e-12))
                 z = stats.norm.ppf([a, 1 - a])
-                lo, hi = np.quantile(x, stats.norm.cdf(2 * z0 + z))
+                acc = 0.0
+                if jack is not None:
+                    jv = jack[col].to_numpy(dtype=float)
+                    jv = jv[np.isfinite(jv)]
+                    dev = jv.mean() - jv
+                    den = 6.0 * float(np.sum(dev**2)) ** 1.5
+                    acc = float(np.sum(dev**3)) / den if den > 0 else 0.0
+                adj = z0 + (z0 + z) / (1.0 - acc * (z0 + z))
+                lo, hi = np.quantile(x, stats.norm.cdf(adj))
             rows.append((col, float(lo), float(hi)))
         out = pd.DataFrame(rows, columns=["name", lo_name, hi_name]).set_index("name")
         out.index.name = None
@@ -322,7 +366,7 @@ def bootstrap(result, n: int = 1000, seed=None, stat: Callable | None = None,
     else:
         reps, est = _stat_frame(extra, stat(result))
         aliases = {}
-    return BootstrapResult(reps, est, aliases, seed)
+    return BootstrapResult(reps, est, aliases, seed, result=result, stat=stat)
 
 
 def _parallel(refit, sim, re, stat, seeds, n_jobs, bar):

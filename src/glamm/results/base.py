@@ -197,7 +197,7 @@ class MixedResultBase:
         -------
         BootstrapResult
             ``replicates`` (a tidy DataFrame, one row per replicate), ``estimates``,
-            ``confint(level, method="percentile" | "basic" | "norm" | "bc")``,
+            ``confint(level, method="percentile" | "basic" | "norm" | "bc" | "bca")``,
             ``summary()``.
         """
         from ..inference.bootstrap import bootstrap

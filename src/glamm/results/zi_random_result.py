@@ -267,6 +267,18 @@ class ZiRandomResult:
         }
 
     # ------------------------------------------------------------------ printing
+    def update(self, formula: str | None = None, **changes):
+        """Refit with changes, as R's ``update`` (see
+        :meth:`glamm.results.base.MixedResultBase.update`)."""
+        from .call import update
+
+        return update(self, formula, **changes)
+
+    def _repr_html_(self) -> str:
+        from .html import result_html
+
+        return result_html(self)
+
     def summary(self) -> str:
         from .zi_random_summary import format_summary
 
