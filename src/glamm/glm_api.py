@@ -336,6 +336,7 @@ def glm(
     link: Any = None,
     weights: Any = None,
     offset: Any = None,
+    verbose: int = 0,
     **kwargs: Any,
 ) -> GlmResult:
     """Fit a generalized linear model (no random effects) by maximum likelihood, as R's ``glm``.
@@ -363,6 +364,8 @@ def glm(
         Prior weights (column name or array); for binomial proportions, the trials.
     offset : str or array_like, optional
         Column name or array added to the linear predictor.
+    verbose : int
+        Print the deviance of each IRLS iteration (``2``: with the coefficients); default 0.
     **kwargs : Any
         Taken only to explain them: any other keyword (an lme4 argument such as ``REML`` or
         ``control``) is an :class:`~glamm.errors.ArgumentError` saying what to use instead

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConvergenceWarning, GlammError
+from ..optim import trace
 
 
 @dataclass
@@ -85,6 +86,8 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
         if not np.isfinite(dev):
             raise _no_valid_start(family)
         beta, eta, mu = b, eta_new, mu_new
+        if trace.active():
+            trace.report("IRLS", it, dev, beta)
         if abs(dev - dev_old) < tol * (abs(dev) + 0.1):
             converged = True
             dev_old = dev
