@@ -63,46 +63,48 @@ def _described(m: Any) -> str:
     return text if design is None else f"{text}, dispformula {design.text}"
 
 
-class AnovaTable(pd.DataFrame):
-    """The table :func:`anova` returns: a ``pandas.DataFrame`` that prints whole, in lme4's
-    layout (:func:`glamm.results.summary.format_anova`: the refit note, the ``Models:`` list,
-    the columns with significance stars), in ``print``, the REPL and notebooks. Anything
-    derived from it (a column, a slice, arithmetic) is a plain DataFrame or Series."""
+class _PrintedTable(pd.DataFrame):
+    """A ``pandas.DataFrame`` that prints whole in R's layout (its subclass's ``_format``) in
+    ``print``, the REPL and notebooks; anything derived from it (a column, a slice,
+    arithmetic) is a plain DataFrame or Series."""
 
     @property
     def _constructor(self) -> type[pd.DataFrame]:
         return pd.DataFrame
 
+    def _format(self) -> str:
+        raise NotImplementedError
+
     def __str__(self) -> str:
+        return self._format()
+
+    def __repr__(self) -> str:
+        return self._format()
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+class AnovaTable(_PrintedTable):
+    """The table :func:`anova` returns for two or more models, in lme4's layout
+    (:func:`glamm.results.summary.format_anova`: the refit note, the ``Models:`` list, the
+    columns with significance stars)."""
+
+    def _format(self) -> str:
         from ..results.summary import format_anova
 
         return format_anova(self)
 
-    __repr__ = __str__
 
-    def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(str(self))}</pre>"
-
-
-class FTestTable(pd.DataFrame):
+class FTestTable(_PrintedTable):
     """The F tests of one model's fixed-effects terms (:func:`anova` with one linear mixed
-    model): a ``pandas.DataFrame`` (columns ``Sum Sq, Mean Sq, NumDF, DenDF, F value,
-    Pr(>F)``, indexed by term) that prints in lmerTest's layout
-    (:func:`glamm.results.summary.format_f_table`)."""
+    model; columns ``Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)``, indexed by term), in
+    lmerTest's layout (:func:`glamm.results.summary.format_f_table`)."""
 
-    @property
-    def _constructor(self) -> type[pd.DataFrame]:
-        return pd.DataFrame
-
-    def __str__(self) -> str:
+    def _format(self) -> str:
         from ..results.summary import format_f_table
 
         return format_f_table(self)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(str(self))}</pre>"
 
 
 def _term_tests(model, type: int | None, ddf: str) -> FTestTable:

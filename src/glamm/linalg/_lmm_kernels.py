@@ -9,6 +9,8 @@ import math
 import numba
 import numpy as np
 
+from ._dense_kernels import chol_lower
+
 
 @numba.njit(cache=True)
 def one_term_pieces(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam: np.ndarray,
@@ -40,21 +42,10 @@ def one_term_pieces(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam: n
                 for c in range(p):
                     t += lam[c, a] * T[c, b]
                 M[a, b] = t + (1.0 if a == b else 0.0)
-        # Cholesky of M (lower, in place)
+        if not chol_lower(M, p):
+            return False
         for j in range(p):
-            s = M[j, j]
-            for c in range(j):
-                s -= M[j, c] * M[j, c]
-            if not s > 0.0:
-                return False
-            piv = math.sqrt(s)
-            M[j, j] = piv
-            ld += 2.0 * math.log(piv)
-            for i in range(j + 1, p):
-                t = M[i, j]
-                for c in range(j):
-                    t -= M[i, c] * M[j, c]
-                M[i, j] = t / piv
+            ld += 2.0 * math.log(M[j, j])
         # C = L_g^-1 lam' A_gx  (A_gx = A_xz[:, g p : g p + p]')
         for a in range(p):
             for col in range(k):
@@ -75,27 +66,21 @@ def one_term_pieces(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam: n
                     t += C[a, i] * C[a, j]
                 S[i, j] -= t
     # Cholesky of the [X y] block; the last pivot squared is the pwrss
+    if not chol_lower(S, k - 1):
+        return False
     ldx = 0.0
-    for j in range(k):
-        s = S[j, j]
+    last = S[k - 1, k - 1]
+    for j in range(k - 1):
+        ldx += 2.0 * math.log(S[j, j])
+        t = S[k - 1, j]
         for c in range(j):
-            s -= S[j, c] * S[j, c]
-        if j < k - 1:
-            if not s > 0.0:
-                return False
-            piv = math.sqrt(s)
-            ldx += 2.0 * math.log(piv)
-        else:
-            if not s > 0.0:
-                return False
-            out[2] = s
-            break
-        S[j, j] = piv
-        for i in range(j + 1, k):
-            t = S[i, j]
-            for c in range(j):
-                t -= S[i, c] * S[j, c]
-            S[i, j] = t / piv
+            t -= S[k - 1, c] * S[j, c]
+        t /= S[j, j]
+        S[k - 1, j] = t
+        last -= t * t
+    if not last > 0.0:
+        return False
     out[0] = ld
     out[1] = ldx
+    out[2] = last
     return True

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._dense_kernels import chol_lower
+
 
 @numba.njit(cache=True)
 def scalar_term_pls(refs: np.ndarray, z: np.ndarray, X: np.ndarray, w: np.ndarray,
@@ -59,19 +61,8 @@ def scalar_term_pls(refs: np.ndarray, z: np.ndarray, X: np.ndarray, w: np.ndarra
                 for k in range(j + 1):
                     S[j, k] -= cj * C[g, k]
     # Cholesky of S (lower triangle) and the two triangular solves for beta
-    for j in range(p):
-        s = S[j, j]
-        for k in range(j):
-            s -= S[j, k] * S[j, k]
-        if not s > 0.0:
-            return 2
-        piv = np.sqrt(s)
-        S[j, j] = piv
-        for i in range(j + 1, p):
-            t = S[i, j]
-            for k in range(j):
-                t -= S[i, k] * S[j, k]
-            S[i, j] = t / piv
+    if not chol_lower(S, p):
+        return 2
     for j in range(p):
         t = rhs[j]
         for k in range(j):
