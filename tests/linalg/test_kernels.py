@@ -9,7 +9,6 @@ import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from glamm.linalg import kernels
 from glamm.linalg.blocks import BlockDiag, BlockSparse
 from glamm.linalg.kernels import (
     _Chol,
@@ -362,8 +361,10 @@ def test_chol_reads_only_the_lower_triangle():
 
 def test_chol_large_block_with_threads(monkeypatch):
     """The path for large blocks (several BLAS threads) gives the same factor."""
-    monkeypatch.setattr(kernels, "LARGE_BLOCK", 4)
-    monkeypatch.setattr(kernels, "LARGE_THREADS", 2)
+    from glamm.linalg import threads
+
+    monkeypatch.setattr(threads, "LARGE_BLOCK", 4)
+    monkeypatch.setattr(threads, "LARGE_THREADS", 2)
     rng = np.random.default_rng(52)
     X = rng.normal(size=(6, 6))
     S = X @ X.T + 6 * np.eye(6)

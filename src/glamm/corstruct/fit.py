@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 
-from ..linalg.threads import LARGE_BLOCK, large_block_threads
+from ..linalg.threads import dense_factor_threads
 from ..optim.backends import minimize
 from ..optim.optsummary import OptSummary
 from .correlation import CorrelationStructure
@@ -169,10 +169,7 @@ def whiten(problem: GlsProblem, x: np.ndarray, M: np.ndarray) -> tuple[np.ndarra
         if m >= _LARGE_GROUP:
             for g in range(k):
                 try:
-                    if m >= LARGE_BLOCK:
-                        with large_block_threads():
-                            L = sla.cholesky(V[g], lower=True, check_finite=False)
-                    else:
+                    with dense_factor_threads(m):
                         L = sla.cholesky(V[g], lower=True, check_finite=False)
                 except np.linalg.LinAlgError:
                     return None

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from scipy.linalg import blas as _blas
 
 from .blocks import BlockDiag, BlockSparse
-from .threads import LARGE_BLOCK, LARGE_THREADS, large_block_threads
+from .threads import dense_factor_threads
 
 
 # --------------------------------------------------------------------------- numeric operations
@@ -319,9 +319,6 @@ class _Chol:
                 np.sqrt(D.data, out=D.data)
             else:
                 D.data[...] = np.linalg.cholesky(D.data)
-        elif D.shape[0] >= LARGE_BLOCK and LARGE_THREADS > 1:
-            with large_block_threads():
-                _dense_cholesky(D)
         else:
             _dense_cholesky(D)
 
@@ -331,7 +328,8 @@ def _cholesky_but_last(D: np.ndarray, saved: np.ndarray) -> None:
     its last pivot allowed to be non-positive (NaN on the diagonal there); raises
     ``LinAlgError`` if the leading block is not positive definite."""
     n = saved.shape[0]
-    lead = np.linalg.cholesky(np.tril(saved[:-1, :-1]) + np.tril(saved[:-1, :-1], -1).T)
+    with dense_factor_threads(n):
+        lead = np.linalg.cholesky(np.tril(saved[:-1, :-1]) + np.tril(saved[:-1, :-1], -1).T)
     row = sla.solve_triangular(lead, saved[-1, :-1], lower=True, check_finite=False)
     rest = float(saved[-1, -1] - row @ row)
     D[:n - 1, :n - 1] = lead
@@ -344,7 +342,8 @@ def _dense_cholesky(D: np.ndarray) -> None:
 
     ``D.T`` is a Fortran-ordered view whose upper triangle is ``D``'s lower triangle, so
     LAPACK's upper factor of ``D.T``, written in place, is ``L`` in ``D``."""
-    _, info = sla.lapack.dpotrf(D.T, lower=0, clean=0, overwrite_a=1)
+    with dense_factor_threads(D.shape[0]):
+        _, info = sla.lapack.dpotrf(D.T, lower=0, clean=0, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"block not positive definite (minor {info})")
 

@@ -27,6 +27,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .blocks import BlockDiag, BlockSparse, to_dense
+from .threads import dense_factor_threads
 
 #: up to this many random effects after the first term, ``Sigma_RR`` is formed densely (its
 #: cost ``q_R^3 / 3`` is then small, and the entries of ``Sigma_R1`` come from one sparse
@@ -71,7 +72,8 @@ def spd_inverse_from_factor(L: np.ndarray) -> np.ndarray:
     triangle is read, so a potrf result with junk above the diagonal will do), symmetric."""
     if L.shape[0] == 0:
         return np.zeros((0, 0))
-    inv, info = sla.lapack.dpotri(L, lower=1)
+    with dense_factor_threads(L.shape[0]):
+        inv, info = sla.lapack.dpotri(L, lower=1)
     if info != 0:
         raise np.linalg.LinAlgError("G is singular")
     out = np.tril(inv)
