@@ -115,3 +115,26 @@ def test_verbose_prints_the_trace(capsys):
                 glamm.datasets.load("cbpp"), family="binomial", verbose=2)
     lines = capsys.readouterr().out.splitlines()
     assert any(ln.startswith("newton") and "[" in ln for ln in lines)
+
+
+def test_refit(sleep, cbpp_fit):
+    y = sleep.simulate(1, seed=4).iloc[:, 0].to_numpy()
+    r = sleep.refit(y)
+    fresh = glamm.lmer("Reaction ~ Days + (Days | Subject)",
+                       glamm.datasets.load("sleepstudy").assign(Reaction=y))
+    assert r.loglik == pytest.approx(fresh.loglik, rel=1e-10)
+    np.testing.assert_allclose(r.fixef, fresh.fixef, rtol=1e-6)
+    np.testing.assert_allclose(r.theta, fresh.theta, rtol=1e-5, atol=1e-8)
+    assert sleep.loglik != r.loglik   # the original result is untouched
+    assert r.update(reml=False).reml is False
+    with pytest.raises(GlammError, match="180 values"):
+        sleep.refit(y[:10])
+    with pytest.raises(GlammError, match="missing"):
+        sleep.refit(np.where(np.arange(180) == 3, np.nan, y))
+    yy = cbpp_fit.simulate(1, seed=2).iloc[:, 0].to_numpy()
+    g = cbpp_fit.refit(yy)
+    cb = glamm.datasets.load("cbpp")
+    inc = np.rint(yy * cb["size"].to_numpy()).astype(int)
+    direct = glamm.glmer("cbind(inc, size - inc) ~ period + (1 | herd)", cb.assign(inc=inc),
+                         family="binomial")
+    assert g.loglik == pytest.approx(direct.loglik, rel=1e-8)

@@ -21,6 +21,8 @@ class MixedResultBase:
     model: LinearMixedModel | GeneralizedLinearMixedModel
     frame: ModelFrame
     theta: np.ndarray
+    #: the fitting function and its arguments (results.call.records_call), for update()
+    _call: tuple | None = None
 
     def _format(self) -> str:   # the subclass's summary formatter (results.summary)
         raise NotImplementedError

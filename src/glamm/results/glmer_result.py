@@ -171,6 +171,25 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
     def _factor(self):
         return self.model.fac_b
 
+    def refit(self, y) -> GlmerResult:
+        """The same model fitted to a new response (MixedModels.jl's ``refit!``, lme4's
+        ``refit(m, newresp)``): the same rows, weights (binomial trials), offset and terms,
+        the fit started from this one's estimates. ``y`` on the model's scale (a binomial
+        response as proportions of the same trials). Laplace fits only. Returns a new
+        result."""
+        from ..inference.bootstrap import _GlmmRefit
+
+        if self.record.quadrature is not None:
+            raise GlammError("refit is available for Laplace fits (nagq = 1); fit again "
+                             "with glamm.glmer")
+        y = np.asarray(y, dtype=float).reshape(-1)
+        if y.shape != (self.nobs,):
+            raise GlammError(f"the new response needs {self.nobs} values (one per fitted row), "
+                             f"got {y.size}")
+        out = _GlmmRefit(self).result_for(y)
+        out._call = getattr(self, "_call", None)
+        return out
+
     #: the statistic of the parametric table: z with normal p-values
     _coef_stat = "z"
 

@@ -122,11 +122,51 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         eta_fixed = self.frame.X @ beta + self.frame.offset
         self._fitted = eta_fixed + model.design.eta_re(b)
         self._scratch: LinearMixedModel | None = None
-        self.varcorr = self._varcorr_rows(self.term_covariances(),
-                                          self.sigma if exact is None else None)
-        self.ranef = self._ranef_tables(b)
+
+    def refit(self, y) -> LmerResult:
+        """The same model fitted to a new response (MixedModels.jl's ``refit!``, lme4's
+        ``refit(m, newresp)``): the same rows, weights, offset and terms; only the
+        cross-products are refilled, and ``theta`` is optimized from this fit's estimates
+        with its optimizer settings. ``y``: one value per fitted row (the response as the
+        model sees it, before the offset is taken off). Returns a new result; this one is not
+        changed."""
+        import dataclasses
+
+        from ..lmm.fit import optimize_theta
+
+        if self._exact is not None or getattr(self, "variance_function", None) is not None:
+            raise GlammError("refit is not available for models without a residual or with a "
+                             "residual variance function; fit again with glamm.lmer")
+        y = np.asarray(y, dtype=float).reshape(-1)
+        if y.shape != (self.nobs,):
+            raise GlammError(f"the new response needs {self.nobs} values (one per fitted row), "
+                             f"got {y.size}")
+        if not np.all(np.isfinite(y)):
+            raise GlammError("the new response has missing or infinite values")
+        model = LinearMixedModel(dataclasses.replace(self.frame, y=y), reml=self.reml)
+        os_ = self.optsum
+        settings = {k: getattr(os_, k) for k in ("ftol_rel", "ftol_abs", "xtol_abs",
+                                                 "initial_step", "maxfeval")}
+        name = os_.optimizer.split(":")[-1].lower()
+        optimizer = {"ln_bobyqa": "bobyqa", "ln_neldermead": "nelder_mead",
+                     "l-bfgs-b": "lbfgsb"}.get(name, "bobyqa")
+        new_os = optimize_theta(model, start=self.theta, optimizer=optimizer, **settings)
+        out = LmerResult(model, new_os)
+        out._call = getattr(self, "_call", None)
+        return out
 
     # ------------------------------------------------------------------ tables
+    # (varcorr and ranef are built on first use: pandas tables cost most of a small fit's
+    # result, and a bootstrap or a refit often never reads them)
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        return self._varcorr_rows(self.term_covariances(),
+                                  self.sigma if self._exact is None else None)
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        return self._ranef_tables(self._b)
+
     def term_covariances(self) -> list[np.ndarray]:
         """``sigma^2 lambda lambda'`` of each random-effects term (lme4 order)."""
         lams = self.model.lambdas(self.theta)
