@@ -138,3 +138,18 @@ def test_refit(sleep, cbpp_fit):
     direct = glamm.glmer("cbind(inc, size - inc) ~ period + (1 | herd)", cb.assign(inc=inc),
                          family="binomial")
     assert g.loglik == pytest.approx(direct.loglik, rel=1e-8)
+
+
+def test_progress_indicator_on_long_fits(monkeypatch, capsys):
+    """A fit that runs past the delay shows a counter when enabled; off in tests (no
+    terminal) by default."""
+    from glamm.optim import trace
+
+    d = glamm.datasets.load("sleepstudy")
+    with trace.fit_progress():
+        glamm.lmer("Reaction ~ Days + (Days | Subject)", d)
+    assert capsys.readouterr().err == ""   # (not interactive here)
+    monkeypatch.setattr(trace, "PROGRESS_DELAY", 0.0)
+    with trace.fit_progress(True):
+        glamm.lmer("Reaction ~ Days + (Days | Subject)", d)
+    assert "evaluations" in capsys.readouterr().err

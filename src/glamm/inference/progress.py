@@ -4,7 +4,7 @@ public API."""
 
 from __future__ import annotations
 
-import sys
+from ..optim.trace import is_interactive
 
 
 def progress_bar(total: int, progress: bool | None, desc: str, unit: str):
@@ -16,8 +16,6 @@ def progress_bar(total: int, progress: bool | None, desc: str, unit: str):
         from tqdm.auto import tqdm
     except ImportError:   # (tqdm is a dependency; a broken install just shows no bar)
         return None
-    if progress is None:
-        interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-        if not (interactive or "ipykernel" in sys.modules):
-            return None
+    if progress is None and not is_interactive():
+        return None
     return tqdm(total=total, desc=desc, unit=unit)

@@ -23,13 +23,11 @@ def records_call(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any):
         bound = sig.bind(*args, **kwargs)
         arguments = dict(bound.arguments)
-        level = arguments.get("verbose", 0)
-        if level:
-            from ..optim.trace import verbose_output
+        from ..optim.trace import fit_progress, verbose_output
 
-            with verbose_output(level):
-                result = fn(*args, **kwargs)
-        else:
+        level = arguments.get("verbose", 0)
+        # (verbose output replaces the progress indicator)
+        with fit_progress(False if level else None), verbose_output(level):
             result = fn(*args, **kwargs)
         for name, p in sig.parameters.items():
             if p.kind is inspect.Parameter.VAR_KEYWORD and name in arguments:
