@@ -411,3 +411,27 @@ def test_rdiv_dense_empty_target():
     T = np.zeros((0, 3))
     _RDiv(T, D).run([])
     assert T.shape == (0, 3)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_first_term_refresh_with_and_without_the_kernel(p, compiled):
+    """After A is refilled (a GLMM reweighting) the refreshed constants give the update of
+    the new values, by the compiled gather or by NumPy's."""
+    from glamm import jit
+
+    rng = np.random.default_rng(60 + p)
+    A_a, A_b, D, T = _first_term_case(rng, p, p, "dense", same=False)
+    lams = [np.array([[0.9]]), _lam(rng, p), _lam(rng, p)]
+    jit.use_kernels(compiled)
+    try:
+        op = _FirstTermUpdate(T, A_a, A_b, D, 1, 2, False)
+        A_a.data *= rng.uniform(0.5, 2.0, size=A_a.data.shape)   # new weights
+        A_b.data *= rng.uniform(0.5, 2.0, size=A_b.data.shape)
+        op.refresh()
+        T0 = T.copy()
+        want = _first_term_want(T0, A_a, A_b, D, lams, 1, 2, p, p)
+        op.run(lams)
+    finally:
+        jit.use_kernels(None)
+    np.testing.assert_allclose(T, want, rtol=1e-11, atol=1e-12)

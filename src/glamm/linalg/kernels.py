@@ -10,6 +10,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg import blas as _blas
 
+from .. import jit
 from .blocks import BlockDiag, BlockSparse
 from .threads import dense_factor_threads
 
@@ -189,18 +190,25 @@ class _FirstTermUpdate:
             self.M = M[self.targets]
             perm = self.M.data.astype(np.int64) - 1
             pair, rem = np.divmod(perm, pa * pb)
-            self.ia, self.ib = ia[pair], ib[pair]
-            self.s, self.t = np.divmod(rem, pb)
+            s, t = np.divmod(rem, pb)
+            # the entries of M are A_a[ia, s, 0] * A_b[ib, t, 0]: kept as flat positions in
+            # the two blocks' storage (their last axis has length 1: the scalar first term)
+            self.fa = ia[pair] * pa + s
+            self.fb = ib[pair] * pb + t
         self.refresh()
 
     def refresh(self) -> None:
-        """Recompute the constants from the current values of ``A`` (after a GLMM reweighting)."""
+        """Recompute the constants from the current values of ``A`` (after a GLMM reweighting;
+        a gather and a product per pair of entries, compiled where the kernels are on: at
+        200k rows there are millions)."""
         if self.kind == (True, True):
-            if self.scalar:
-                self.M.data[:] = self.A_a.data[self.ia, 0, 0] * self.A_b.data[self.ib, 0, 0]
+            a = self.A_a.data.reshape(-1)
+            b = self.A_b.data.reshape(-1)
+            k = jit.load("glamm.linalg._pair_kernels")
+            if k is not None:
+                k.gather_product(a, self.fa, b, self.fb, self.M.data)
             else:
-                self.M.data[:] = (self.A_a.data[self.ia, self.s, 0]
-                                  * self.A_b.data[self.ib, self.t, 0])
+                np.multiply(a[self.fa], b[self.fb], out=self.M.data)
         else:
             self.Aa = _sparse_or_dense(self.A_a, self.kind[0])
             self.Ab = _sparse_or_dense(self.A_b, self.kind[1])
