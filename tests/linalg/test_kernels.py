@@ -142,13 +142,20 @@ def test_enumerate_pairs(lower_only):
 
 
 @pytest.mark.parametrize("pa, pb, pc", [(1, 1, 1), (2, 3, 2), (1, 2, 1)])
-def test_pair_update_dense_target(pa, pb, pc):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_pair_update_dense_target(pa, pb, pc, compiled):
+    from glamm import jit
+
     rng = np.random.default_rng(pa + pb + pc)
     A = _random_sparse(rng, 5, 6, pa, pc)
     B = _random_sparse(rng, 4, 6, pb, pc)
     T = rng.normal(size=(5 * pa, 4 * pb))
     want = T - A.to_dense() @ B.to_dense().T
-    _PairUpdate(T, A, B, lower_only=False).run([])
+    jit.use_kernels(compiled)
+    try:
+        _PairUpdate(T, A, B, lower_only=False).run([])
+    finally:
+        jit.use_kernels(None)
     np.testing.assert_allclose(T, want, rtol=1e-12)
 
 

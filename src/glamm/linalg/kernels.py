@@ -139,13 +139,20 @@ class _PairUpdate:
         self.targets, inverse = np.unique(flat, return_inverse=True)
         self.inverse = inverse.ravel()
         self.scalar = A.p_row == 1 and B.p_row == 1 and A.p_col == 1
+        self._acc = np.empty(self.targets.shape[0])
 
     def run(self, lams):
-        if self.scalar:
+        k = jit.load("glamm.linalg._pair_kernels")
+        if k is not None:
+            # (one compiled pass: gather, product and sum per target, no pair-sized arrays)
+            acc = self._acc
+            k.pair_products(self.A.data, self.ia, self.B.data, self.ib, self.inverse, acc)
+        elif self.scalar:
             prod = self.A.data[self.ia, 0, 0] * self.B.data[self.ib, 0, 0]
+            acc = np.bincount(self.inverse, weights=prod, minlength=self.targets.shape[0])
         else:
             prod = np.einsum("nik,njk->nij", self.A.data[self.ia], self.B.data[self.ib]).ravel()
-        acc = np.bincount(self.inverse, weights=prod, minlength=self.targets.shape[0])
+            acc = np.bincount(self.inverse, weights=prod, minlength=self.targets.shape[0])
         data = self.T if isinstance(self.T, np.ndarray) else self.T.data
         flat = data.reshape(-1)
         flat[self.targets] -= acc
