@@ -39,6 +39,19 @@ class MixedResultBase:
     def _factor(self):
         return self.model.factor
 
+    def _new_response(self, y) -> np.ndarray:
+        """``y`` checked for a refit: one finite value per fitted row."""
+        from ..errors import GlammError
+
+        y = np.asarray(y, dtype=float).reshape(-1)
+        n = int(getattr(self, "nobs", self.frame.n))
+        if y.shape != (n,):
+            raise GlammError(f"the new response needs {n} values (one per fitted row), "
+                             f"got {y.size}")
+        if not np.all(np.isfinite(y)):
+            raise GlammError("the new response has missing or infinite values")
+        return y
+
     def confint(self, parm=None, level: float = 0.95, method: str = "profile", n: int = 500,
                 seed=None, boot_type: str = "percentile", n_jobs: int = 1) -> pd.DataFrame:
         """Confidence intervals (lme4's ``confint``).

@@ -182,11 +182,7 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         if self.record.quadrature is not None:
             raise GlammError("refit is available for Laplace fits (nagq = 1); fit again "
                              "with glamm.glmer")
-        y = np.asarray(y, dtype=float).reshape(-1)
-        if y.shape != (self.nobs,):
-            raise GlammError(f"the new response needs {self.nobs} values (one per fitted row), "
-                             f"got {y.size}")
-        out = _GlmmRefit(self).result_for(y)
+        out = _GlmmRefit(self).result_for(self._new_response(y))
         out._call = getattr(self, "_call", None)
         return out
 

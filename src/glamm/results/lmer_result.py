@@ -137,12 +137,7 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         if self._exact is not None or getattr(self, "variance_function", None) is not None:
             raise GlammError("refit is not available for models without a residual or with a "
                              "residual variance function; fit again with glamm.lmer")
-        y = np.asarray(y, dtype=float).reshape(-1)
-        if y.shape != (self.nobs,):
-            raise GlammError(f"the new response needs {self.nobs} values (one per fitted row), "
-                             f"got {y.size}")
-        if not np.all(np.isfinite(y)):
-            raise GlammError("the new response has missing or infinite values")
+        y = self._new_response(y)
         model = LinearMixedModel(dataclasses.replace(self.frame, y=y), reml=self.reml)
         os_ = self.optsum
         settings = {k: getattr(os_, k) for k in ("ftol_rel", "ftol_abs", "xtol_abs",
