@@ -69,10 +69,12 @@ def fit(d):
 
 # (a warm-up fit on a small model of the same form first: imports and compiled kernels are
 # not the fit; 150 x 30 levels, so that every level has several rows)
-keep = (g1 < 150) & (g2 < 30)
-small = d[keep].copy()
-for c in ("g1", "g2"):
-    small[c] = small[c].cat.remove_unused_categories()
+r2 = np.random.default_rng(1)
+w1, w2 = r2.integers(0, 150, 3000), r2.integers(0, 30, 3000)
+xw = r2.normal(size=3000)
+small = pd.DataFrame({"y": r2.poisson(np.exp(0.5 + 0.3 * xw + r2.normal(0, 0.5, 150)[w1]))
+                      .astype(float), "x": xw, "g1": pd.Categorical(w1.astype(str)),
+                      "g2": pd.Categorical(w2.astype(str))})
 fit(small)
 t0 = time.perf_counter()
 m = fit(d)
