@@ -317,13 +317,20 @@ class ZeroInflated(Family):
     def _evaluate_compiled(self, y, mu, wt):
         """:meth:`_evaluate_now`'s values by the compiled kernel
         (:func:`glamm.families._kernels.two_part`); ``None`` where there is none."""
+        out = self._run_two_part("two_part", 9, y, mu, wt)
+        return None if out is None else (out[0], out[1], out[2], tuple(out[3:9]))
+
+    def _run_two_part(self, name: str, rows: int, y, mu, wt) -> np.ndarray | None:
+        """The compiled kernel ``name`` of :mod:`glamm.families._kernels` on the rows (its
+        ``rows x n`` output), or ``None`` without kernels."""
         inputs = self._kernel_inputs(y, mu, wt)
         if inputs is None:
             return None
         k, const, shape, poisson, log_pi, log_1m_pi = inputs
-        out = np.empty((9, y.shape[0]))
-        k.two_part(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, self.hurdle, out)
-        return out[0], out[1], out[2], tuple(out[3:9])
+        out = np.empty((rows, y.shape[0]))
+        getattr(k, name)(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, self.hurdle,
+                         out)
+        return out
 
     def joint_derivatives(self, y: np.ndarray, eta: np.ndarray, zeta: np.ndarray,
                           wt: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
@@ -425,13 +432,8 @@ class ZeroInflated(Family):
         """The rows ``l_z``, ``l_ez``, ``l_eez``, ``l_zz`` of :meth:`_mixture`'s ``zeta``
         terms by the compiled kernel (:func:`glamm.families._kernels.two_part_zeta`); ``None``
         without it."""
-        inputs = self._kernel_inputs(y, mu, wt)
-        if inputs is None:
-            return None
-        k, const, shape, poisson, log_pi, log_1m_pi = inputs
-        out = np.empty((4, y.shape[0]))
-        k.two_part_zeta(y, mu, wt, const, shape, poisson, log_pi, log_1m_pi, self.hurdle, out)
-        return out[0], out[1], out[2], out[3]
+        out = self._run_two_part("two_part_zeta", 4, y, mu, wt)
+        return None if out is None else (out[0], out[1], out[2], out[3])
 
     def _log_shape_compiled(self, y, mu, wt):
         """:meth:`extra_derivatives`' column for a negative binomial count part's log(size)

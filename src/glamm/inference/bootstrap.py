@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import ConvergenceWarning, GlammError, SingularFitWarning
+from ..optim.backends import backend_of
 from .profile import _percent_names
 from .progress import progress_bar
 from .simulate import simulation_model
@@ -50,7 +51,7 @@ class _LmmRefit:
         self.result = result
         self.model = LinearMixedModel(result.frame, reml=result.reml)
         self.theta0 = np.asarray(result.theta, dtype=float)
-        self.optimizer = result.optsum.optimizer.split(":")[-1].lower()
+        self.optimizer = backend_of(result.optsum.optimizer)
         try:
             self.map: SdCorMap | None = SdCorMap(result.frame.reterms)
             self.var_names = self.map.names
@@ -80,9 +81,8 @@ class _LmmRefit:
         # (lme4's nloptwrap tolerances, as its bootMer refits use: the deviance to 1e-8,
         # far below the replicates' spread; the fit's own 1e-15 relative costs 40% more
         # evaluations)
-        self._last = optimize_theta(m, start=self.theta0, optimizer=self.optimizer
-                                    if self.optimizer in ("nelder_mead", "lbfgsb")
-                                    else "bobyqa", **REFIT_SETTINGS)
+        self._last = optimize_theta(m, start=self.theta0, optimizer=self.optimizer,
+                                    **REFIT_SETTINGS)
         beta, _ = fixed_and_random(m)
         assert m.theta is not None
         return self._vector(beta, m.theta, m.sigma())

@@ -38,7 +38,6 @@ from ..errors import GlammError
 from ..lmm.estimates import vcov_beta
 from ..lmm.model import LinearMixedModel
 
-_LOG2PI = math.log(2.0 * math.pi)
 #: Kenward-Roger forms the marginal covariance of y densely
 KR_MAX_ROWS = 5000
 
@@ -64,8 +63,6 @@ class _Satterthwaite:
         self.result = result
         self.model = LinearMixedModel(result.frame, reml=result.reml)
         self.v_hat = np.concatenate([np.asarray(result.theta, dtype=float), [result.sigma]])
-        n_theta = self.v_hat.size - 1
-        lower = np.concatenate([result.model.theta_lower(), [0.0]])
         # (a parameter on its bound is held there: lmerTest differentiates around it anyway,
         # the deviance being even in a zero diagonal element of lambda)
         # (steps of 1e-3 with a floor of 0.1: the deviance is exact to about 1e-13
@@ -74,18 +71,10 @@ class _Satterthwaite:
         self.A = self._asymptotic_covariance()
         self.C = self.vcov(self.v_hat)
         self.jac = self._jacobian()
-        self.n_theta = n_theta
-        self.lower = lower
 
     def deviance(self, v: np.ndarray) -> float:
-        m = self.model
-        m.set_theta(v[:-1])
-        f = m.factor
-        s2 = float(v[-1]) ** 2
-        if m.reml:
-            return (f.logdet_re() + f.logdet_fixed() - m.sum_log_w + f.pwrss() / s2
-                    + (m.n - m.p) * (_LOG2PI + math.log(s2)))
-        return f.logdet_re() - m.sum_log_w + f.pwrss() / s2 + m.n * (_LOG2PI + math.log(s2))
+        self.model.set_theta(v[:-1])
+        return self.model.deviance_at(float(v[-1]))
 
     def vcov(self, v: np.ndarray) -> np.ndarray:
         self.model.set_theta(v[:-1])

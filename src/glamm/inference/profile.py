@@ -48,7 +48,6 @@ from ..lmm.model import LinearMixedModel
 from ..optim.backends import minimize
 from .varpar import SdCorMap
 
-_LOG2PI = math.log(2.0 * math.pi)
 #: the walk aims for this change of zeta per step (lme4: cutoff / 8, about 0.5)
 _ZETA_STEP = 0.5
 #: a step is at most this many times the previous one
@@ -257,15 +256,12 @@ class _LmmProfiler(_ProfilerBase):
         theta = self.map.to_theta(vp)
         if theta is None:
             return math.inf
-        ml = self.ml
         try:
-            ml.set_theta(theta)
+            self.ml.set_theta(theta)
         except np.linalg.LinAlgError:
             return math.inf
-        f = ml.factor
-        s2 = float(vp[-1]) ** 2
-        val = f.logdet_re() - ml.sum_log_w + f.pwrss() / s2 + ml.n * (_LOG2PI + math.log(s2))
-        return float(val) if np.isfinite(val) else math.inf
+        val = self.ml.deviance_at(float(vp[-1]))
+        return val if np.isfinite(val) else math.inf
 
     def _fixed_model(self, j: int) -> LinearMixedModel:
         """The ML model without fixed-effect column ``j`` (its response set per value)."""

@@ -18,18 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GlammError
-from ..terms.covariance import ScaledIdentity, Unstructured
+from ..terms.covariance import ScaledIdentity, Unstructured, _tril
 from ..terms.reterm import group_labels
-
-
-def _tril(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the lower triangle by columns (``theta``'s order)."""
-    rows, cols = [], []
-    for j in range(p):
-        for i in range(j, p):
-            rows.append(i)
-            cols.append(j)
-    return np.array(rows, dtype=int), np.array(cols, dtype=int)
 
 
 def psd_cholesky(S: np.ndarray, tol: float = 1e-12) -> np.ndarray | None:

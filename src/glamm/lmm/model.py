@@ -111,6 +111,20 @@ class LinearMixedModel:
                 1.0 + _LOG2PI + np.log(pwrss / nmp))
         return f.logdet_re() - self.sum_log_w + n * (1.0 + _LOG2PI + np.log(pwrss / n))
 
+    def deviance_at(self, sigma: float, reml: bool | None = None) -> float:
+        """The deviance (ML) or REML criterion at the factor's ``theta`` with the residual SD
+        ``sigma`` given rather than profiled out (``beta`` still is): ``ldL2 [+ ldRX2] -
+        sum(log w) + pwrss / sigma^2 + n' log(2 pi sigma^2)``, ``n' = n`` (ML) or ``n - p``
+        (REML). At ``sigma^2 = pwrss / n'`` it equals :meth:`objective_from_factor`. For the
+        profiles and the Satterthwaite degrees of freedom, which treat ``sigma`` as a
+        parameter."""
+        reml = self.reml if reml is None else reml
+        f = self.factor
+        s2 = float(sigma) ** 2
+        df = self.n - self.p if reml else self.n
+        val = f.logdet_re() - self.sum_log_w + f.pwrss() / s2 + df * (_LOG2PI + np.log(s2))
+        return float(val + f.logdet_fixed()) if reml else float(val)
+
     def objective(self, theta: np.ndarray) -> float:
         """The profiled deviance (ML) or REML criterion at ``theta``; ``inf`` where the factor
         does not exist (this can only happen for a degenerate ``[X y]`` block)."""

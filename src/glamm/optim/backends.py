@@ -35,6 +35,15 @@ class _BestPoint:
     x: np.ndarray
 
 
+def backend_of(label: str) -> str:
+    """The :func:`minimize` name of the optimizer an :class:`OptSummary` records
+    (``"nlopt:LN_BOBYQA"`` -> ``"bobyqa"``), for refits with the fit's own optimizer;
+    ``"bobyqa"`` for anything else."""
+    name = label.split(":")[-1].lower()
+    return {"ln_bobyqa": "bobyqa", "ln_neldermead": "nelder_mead",
+            "l-bfgs-b": "lbfgsb"}.get(name, "bobyqa")
+
+
 def minimize(
     f: Callable[[np.ndarray], float],
     x0: np.ndarray,

@@ -133,6 +133,7 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         import dataclasses
 
         from ..lmm.fit import optimize_theta
+        from ..optim.backends import backend_of
 
         if self._exact is not None or getattr(self, "variance_function", None) is not None:
             raise GlammError("refit is not available for models without a residual or with a "
@@ -142,10 +143,8 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         os_ = self.optsum
         settings = {k: getattr(os_, k) for k in ("ftol_rel", "ftol_abs", "xtol_abs",
                                                  "initial_step", "maxfeval")}
-        name = os_.optimizer.split(":")[-1].lower()
-        optimizer = {"ln_bobyqa": "bobyqa", "ln_neldermead": "nelder_mead",
-                     "l-bfgs-b": "lbfgsb"}.get(name, "bobyqa")
-        new_os = optimize_theta(model, start=self.theta, optimizer=optimizer, **settings)
+        new_os = optimize_theta(model, start=self.theta,
+                                optimizer=backend_of(os_.optimizer), **settings)
         out = LmerResult(model, new_os)
         out._call = getattr(self, "_call", None)
         return out
