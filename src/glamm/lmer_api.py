@@ -40,7 +40,7 @@ def lmer(
     weights: Any = None,
     offset: Any = None,
     start: np.ndarray | str | None = "auto",
-    optimizer: str = "bobyqa",
+    optimizer: str = "auto",
     control: dict | None = None,
     dispformula: str | None = None,
     covariances: dict | None = None,
@@ -65,7 +65,11 @@ def lmer(
         :func:`glamm.lmm.fit.optimize_theta`.
     verbose: print the optimizer's progress, as lme4's ``verbose``: ``1`` one line per
         objective evaluation, ``2`` with the parameters too (default 0: silent).
-    optimizer: ``"bobyqa"`` (default, nlopt's LN_BOBYQA), ``"nelder_mead"`` or ``"lbfgsb"``.
+    optimizer: ``"auto"`` (default: L-BFGS-B on the analytic gradient of the objective for
+        models with many random effects or a large dense block in the factor, with BOBYQA
+        after it when a parameter ends on its bound; nlopt's BOBYQA otherwise; see
+        :func:`glamm.lmm.fit.optimize_theta`), ``"bobyqa"``, ``"nelder_mead"`` or
+        ``"lbfgsb"`` (numerical gradients).
     control: optimizer settings overriding the defaults: ``ftol_rel`` (1e-15), ``ftol_abs``
         (0), ``xtol_abs`` (1e-10), ``initial_step`` (0.75), ``maxfeval`` (100000). The
         defaults are tighter than lme4's: with lme4's own settings BOBYQA stops up to 4e-6

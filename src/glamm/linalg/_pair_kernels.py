@@ -1,6 +1,8 @@
 """Compiled (numba) loops over the pairs of cross-product entries the blocked factor's
-first-term update sums (:class:`glamm.linalg.kernels._FirstTermUpdate`). Importing this module
-imports numba; :mod:`glamm.jit` does so on first use only. Not public API."""
+first-term update sums (:class:`glamm.linalg.kernels._FirstTermUpdate`), and the rank
+update of a dense block by two sparse ones (:class:`glamm.linalg.kernels._PairUpdate`).
+Importing this module imports numba; :mod:`glamm.jit` does so on first use only. Not public
+API."""
 
 from __future__ import annotations
 
@@ -33,3 +35,29 @@ def pair_products(A: np.ndarray, ia: np.ndarray, B: np.ndarray, ib: np.ndarray,
                 for k in range(pk):
                     s += A[a, i, k] * B[b, j, k]
                 acc[inverse[base + i * pb + j]] += s
+
+
+@numba.njit(cache=True)
+def column_rank_update(A: np.ndarray, rows_a: np.ndarray, ptr_a: np.ndarray, B: np.ndarray,
+                       rows_b: np.ndarray, ptr_b: np.ndarray, T: np.ndarray,
+                       lower_only: bool) -> None:
+    """``T -= A B'`` for a dense ``T`` and two block-sparse ``A``, ``B`` stored by column
+    level (``ptr`` the column pointers, rows ascending within a column): for each column
+    level, every pair of its blocks updates one tile of ``T``. With ``lower_only`` (a
+    diagonal target, ``A`` = ``B``) only the pairs whose row in ``A`` is at or below the
+    row in ``B``."""
+    pa, pk = A.shape[1], A.shape[2]
+    pb = B.shape[1]
+    for c in range(ptr_a.shape[0] - 1):
+        for ea in range(ptr_a[c], ptr_a[c + 1]):
+            ra = rows_a[ea]
+            for eb in range(ptr_b[c], ptr_b[c + 1]):
+                rb = rows_b[eb]
+                if lower_only and rb > ra:
+                    break
+                for i in range(pa):
+                    for j in range(pb):
+                        acc = 0.0
+                        for k in range(pk):
+                            acc += A[ea, i, k] * B[eb, j, k]
+                        T[ra * pa + i, rb * pb + j] -= acc

@@ -129,33 +129,54 @@ def _flat_targets(T, ra: np.ndarray, rb: np.ndarray, pa: int, pb: int) -> np.nda
 
 
 class _PairUpdate:
-    """``T -= A B'`` for two sparse blocks sharing their column levels, through a list of
-    (block of A, block of B, target position) triples computed once."""
+    """``T -= A B'`` for two sparse blocks sharing their column levels. A dense ``T`` with
+    the compiled kernels: one pass over the column levels, every pair of a level's blocks
+    updating one tile (MixedModels.jl's ``rankUpdate!``; nothing prepared). Otherwise through a
+    list of (block of A, block of B, target position) triples computed on first use."""
 
     def __init__(self, T, A: BlockSparse, B: BlockSparse, lower_only: bool):
         self.T, self.A, self.B = T, A, B
-        self.ia, self.ib = _enumerate_pairs(A, B, lower_only)
-        flat = _flat_targets(T, A.rows[self.ia], B.rows[self.ib], A.p_row, B.p_row)
-        self.targets, inverse = np.unique(flat, return_inverse=True)
-        self.inverse = inverse.ravel()
+        self.lower_only = lower_only
         self.scalar = A.p_row == 1 and B.p_row == 1 and A.p_col == 1
-        self._acc = np.empty(self.targets.shape[0])
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._colptr: tuple[np.ndarray, np.ndarray] | None = None
+        if not isinstance(T, np.ndarray):   # (structured targets: checked at once)
+            self._pair_lists()
+
+    def _pair_lists(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(ia, ib, targets, inverse)``: the pairs, the distinct target entries and each
+        pair element's target."""
+        if self._pairs is None:
+            A, B = self.A, self.B
+            ia, ib = _enumerate_pairs(A, B, self.lower_only)
+            flat = _flat_targets(self.T, A.rows[ia], B.rows[ib], A.p_row, B.p_row)
+            targets, inverse = np.unique(flat, return_inverse=True)
+            self._pairs = (ia, ib, targets, inverse.ravel())
+        return self._pairs
 
     def run(self, lams):
         k = jit.load("glamm.linalg._pair_kernels")
+        if k is not None and isinstance(self.T, np.ndarray):
+            if self._colptr is None:
+                self._colptr = (self.A.colptr.astype(np.int64), self.B.colptr.astype(np.int64))
+            pa, pb = self._colptr
+            k.column_rank_update(self.A.data, self.A.rows, pa, self.B.data, self.B.rows, pb,
+                                 self.T, self.lower_only)
+            return
+        ia, ib, targets, inverse = self._pair_lists()
         if k is not None:
             # (one compiled pass: gather, product and sum per target, no pair-sized arrays)
-            acc = self._acc
-            k.pair_products(self.A.data, self.ia, self.B.data, self.ib, self.inverse, acc)
+            acc = np.empty(targets.shape[0])
+            k.pair_products(self.A.data, ia, self.B.data, ib, inverse, acc)
         elif self.scalar:
-            prod = self.A.data[self.ia, 0, 0] * self.B.data[self.ib, 0, 0]
-            acc = np.bincount(self.inverse, weights=prod, minlength=self.targets.shape[0])
+            prod = self.A.data[ia, 0, 0] * self.B.data[ib, 0, 0]
+            acc = np.bincount(inverse, weights=prod, minlength=targets.shape[0])
         else:
-            prod = np.einsum("nik,njk->nij", self.A.data[self.ia], self.B.data[self.ib]).ravel()
-            acc = np.bincount(self.inverse, weights=prod, minlength=self.targets.shape[0])
+            prod = np.einsum("nik,njk->nij", self.A.data[ia], self.B.data[ib]).ravel()
+            acc = np.bincount(inverse, weights=prod, minlength=targets.shape[0])
         data = self.T if isinstance(self.T, np.ndarray) else self.T.data
         flat = data.reshape(-1)
-        flat[self.targets] -= acc
+        flat[targets] -= acc
 
 
 class _FirstTermUpdate:

@@ -181,16 +181,23 @@ class SelectedInverse:
     def C(self) -> np.ndarray:
         """The trailing factor ``C`` (``q_R x q_R``, lower, dense; built on first use)."""
         if self._C is None:
-            fac, start, off = self._fac, self._start, self._off
-            C = np.zeros((self.qR, self.qR))
-            for i in range(start + 1, fac.K):
-                rows = slice(off[i - start - 1], off[i - start])
-                for j in range(start + 1, i + 1):
-                    block = to_dense(fac.L[i][j])
-                    C[rows, off[j - start - 1]:off[j - start]] = np.tril(block) if i == j \
-                        else block
-            self._C = C
+            self._C = self.rest_factor(self._fac, self._start)
         return self._C
+
+    @staticmethod
+    def rest_factor(fac, start: int = 0) -> np.ndarray:
+        """The factor's random-effects blocks after term ``start`` as one dense lower
+        triangle (the trailing factor ``C`` of the partition)."""
+        sizes = [fac.ms[k] * fac.ps[k] for k in range(start + 1, fac.K)]
+        off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        C = np.zeros((off[-1], off[-1]))
+        for i in range(start + 1, fac.K):
+            rows = slice(off[i - start - 1], off[i - start])
+            for j in range(start + 1, i + 1):
+                block = to_dense(fac.L[i][j])
+                C[rows, off[j - start - 1]:off[j - start]] = np.tril(block) if i == j \
+                    else block
+        return C
 
     def _diagonal_blocks(self) -> np.ndarray:
         """``(m_1, p_1, p_1)``: the diagonal blocks of ``A^{-T} A^{-1} + W' Sigma_RR W``, the

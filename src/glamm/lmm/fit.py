@@ -9,8 +9,9 @@ import numpy as np
 
 from ..errors import ConvergenceWarning, GlammError
 from ..linalg.threads import single_threaded
-from ..optim.backends import minimize
+from ..optim.backends import minimize, minimize_gradient
 from ..optim.optsummary import OptSummary
+from .gradient import ProfiledGradient, gradient_affordable
 from .model import LinearMixedModel
 
 #: initial BOBYQA step after a warm start (the start is then already close to the optimum)
@@ -18,6 +19,17 @@ WARM_STEP = 0.1
 #: ``start="auto"`` warm-starts when a random-effects diagonal block of L is dense with at
 #: least this many rows (the evaluations are then expensive enough to matter)
 WARM_MIN_DENSE = 200
+
+
+#: ``optimizer="auto"`` searches with the analytic gradient (:mod:`glamm.lmm.gradient`) when
+#: the model has at least this many random effects or :func:`_expensive` holds; below, an
+#: evaluation is so cheap (the one-term models' compiled pass takes microseconds) that the
+#: gradient's own cost outweighs BOBYQA's extra evaluations
+GRADIENT_MIN_Q = 1000
+#: the gradient search's stopping rule: the projected gradient's largest component at most
+#: this times the number of observations (the deviance's scale; a relative change of the
+#: deviance, as BOBYQA's ``ftol_rel``, would stop on the first flat stretch)
+GRADIENT_GTOL = 1e-9
 
 
 def _expensive(model: LinearMixedModel) -> bool:
@@ -44,7 +56,7 @@ def warm_start(model: LinearMixedModel) -> np.ndarray:
 def optimize_theta(
     model: LinearMixedModel,
     start: np.ndarray | str | None = None,
-    optimizer: str = "bobyqa",
+    optimizer: str = "auto",
     blas_threads: int | None = 1,
     **settings,
 ) -> OptSummary:
@@ -68,7 +80,11 @@ def optimize_theta(
         it cuts BOBYQA's evaluations from 129 to 51; lme4's start otherwise) or an array in
         lme4's ``theta`` order.
     optimizer : str
-        Backend name (see :func:`glamm.optim.backends.minimize`).
+        ``"auto"`` (default): L-BFGS-B on the analytic gradient of the objective where it
+        pays (:func:`uses_gradient`), then BOBYQA from its end if a parameter sits on its
+        bound or the search did not converge; BOBYQA otherwise. Or a backend name for
+        :func:`glamm.optim.backends.minimize` (``"bobyqa"``, ``"nelder_mead"``,
+        ``"lbfgsb"``: numerical gradients).
     blas_threads : int or None
         BLAS threads during the fit (default 1; ``None`` leaves the library's setting); see
         :mod:`glamm.linalg.threads`.
@@ -99,7 +115,11 @@ def optimize_theta(
     log_idx = model.layout.log_scale_index()
     # (the value alone where the model has a faster way to it; the factor is set at the end)
     f = getattr(model, "objective_value", model.objective)
-    os_ = minimize(f, x0, lower, optimizer=optimizer, log_index=log_idx, **settings)
+    if optimizer == "auto" and uses_gradient(model) and not len(log_idx):
+        os_ = _gradient_search(model, x0, lower, settings)
+    else:
+        os_ = minimize(f, x0, lower, optimizer="bobyqa" if optimizer == "auto" else optimizer,
+                       log_index=log_idx, **settings)
     if isinstance(start, str):
         os_.messages.append("started from single-term fits (start='warm')")
     assert os_.final is not None   # set by every minimize run
@@ -125,3 +145,43 @@ def optimize_theta(
             stacklevel=3,
         )
     return os_
+
+
+def uses_gradient(model) -> bool:
+    """Whether ``optimizer="auto"`` searches with the analytic gradient: the gradient exists
+    for the model (:func:`glamm.lmm.gradient.gradient_affordable`) and its evaluations are
+    expensive (at least :data:`GRADIENT_MIN_Q` random effects, or a dense block as in
+    :func:`_expensive`)."""
+    if not gradient_affordable(model):
+        return False
+    q = sum(t.q for t in model.reterms)
+    return q >= GRADIENT_MIN_Q or _expensive(model)
+
+
+def _gradient_search(model: LinearMixedModel, x0: np.ndarray, lower: np.ndarray,
+                     settings: dict) -> OptSummary:
+    """L-BFGS-B on the analytic gradient (value and gradient share one factorization), as
+    mixedlm and MixedModels.jl do; then BOBYQA from its end when it did not converge or left
+    a parameter on its bound. There the gradient says little: the objective is even in a
+    scalar term's ``theta``, so its derivative vanishes at 0 whether or not the optimum is
+    inside, and BOBYQA's model of the objective settles it (mixedlm falls back to COBYQA in
+    the same cases). ``settings`` are BOBYQA's, for that second stage."""
+    grad = ProfiledGradient(model)
+    first = minimize_gradient(model.objective, grad, x0, lower, ftol=0.0,
+                              gtol=GRADIENT_GTOL * max(1.0, float(model.n)),
+                              maxiter=settings.get("maxfeval", 100_000))
+    assert first.final is not None   # set by every minimize run
+    on_bound = np.isfinite(lower) & (first.final - lower < 1e-4)
+    if first.converged and not on_bound.any():
+        return first
+    settings = dict(settings)
+    settings.setdefault("initial_step", WARM_STEP)
+    second = minimize(model.objective, np.maximum(first.final, lower), lower,
+                      optimizer="bobyqa", **settings)
+    second.feval += first.feval
+    second.optimizer = f"{first.optimizer}, then {second.optimizer}"
+    why = "a parameter on its bound" if on_bound.any() else f"it stopped ({first.returnvalue})"
+    second.messages.insert(0, f"L-BFGS-B on the analytic gradient first ({first.feval} "
+                              f"evaluations), then BOBYQA: {why}")
+    second.initial = first.initial
+    return second

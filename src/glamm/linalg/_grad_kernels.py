@@ -1,0 +1,109 @@
+"""Compiled (numba) pass over the first random-effects term's levels for the derivative of
+``log det G`` in ``theta`` (:class:`glamm.linalg.lmm_gradient.TileSums`). Importing this
+module imports numba; :mod:`glamm.jit` does so on first use only. Not public API."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def first_term_sums(L00: np.ndarray, N00: np.ndarray, L_rf: np.ndarray, A_rf: np.ndarray,
+                    lams: np.ndarray, ptr: np.ndarray, base: np.ndarray, tp: np.ndarray,
+                    term: np.ndarray, S_RR: np.ndarray, Q0: np.ndarray, Q_rest: np.ndarray,
+                    max_rows: int) -> None:
+    """Add the first term's tiles to ``Q0`` (``p0 x p0``) and the rest-first tiles' share of
+    the later terms to ``Q_rest[term]``, level ``c`` of the first term at a time.
+
+    ``L00`` ``(m0, p0, p0)`` the factor's diagonal triangles; ``N00`` ``(m0, p0, p0)``
+    ``lambda_0' A_cc``; per rest-first tile ``t`` (sorted by level, ``ptr`` the level
+    pointers): ``L_rf[t]`` the factor's values and ``A_rf[t]`` the cross-products'
+    (``p_max x p0``, ``tp[t]`` rows used), ``base[t]`` its first row in the rest, ``term[t]``
+    its term; ``lams[k]`` each term's ``lambda`` (padded to ``p_max x p_max``; ``lams[0]``
+    is ``p0 x p0``). ``S_RR`` is the dense inverse of the rest's ``G``. Per
+    level, with ``W_c = B_c L00_c^-1`` (``B_c`` the factor's rows of the level) and ``T_c =
+    S_RR[J, J] W_c`` over its rows ``J``: ``G^-1`` is ``L00_c^-T L00_c^-1 + W_c' T_c`` on
+    the level's diagonal tile and ``-T_c`` on its rest-first tiles."""
+    m0, p0, _ = L00.shape
+    Ainv = np.empty((p0, p0))
+    W = np.empty((max_rows, p0))
+    T = np.empty((max_rows, p0))
+    J = np.empty(max_rows, dtype=np.int64)
+    S11 = np.empty((p0, p0))
+    pm = L_rf.shape[1]
+    M1 = np.empty((pm, p0))     # lambda_i' A_t
+    M2 = np.empty((pm, p0))     # A_t lambda_0
+    for c in range(m0):
+        # Ainv = L00_c^-1 (lower triangular), by forward substitution on the identity
+        for j in range(p0):
+            for i in range(p0):
+                if i < j:
+                    Ainv[i, j] = 0.0
+                    continue
+                s = 1.0 if i == j else 0.0
+                for k in range(j, i):
+                    s -= L00[c, i, k] * Ainv[k, j]
+                Ainv[i, j] = s / L00[c, i, i]
+        # the level's rows of the rest, and W there
+        nr = 0
+        for t in range(ptr[c], ptr[c + 1]):
+            for a in range(tp[t]):
+                J[nr] = base[t] + a
+                for j in range(p0):
+                    s = 0.0
+                    for k in range(j, p0):
+                        s += L_rf[t, a, k] * Ainv[k, j]
+                    W[nr, j] = s
+                nr += 1
+        # T = S_RR[J, J] W
+        for r in range(nr):
+            row = J[r]
+            for j in range(p0):
+                s = 0.0
+                for r2 in range(nr):
+                    s += S_RR[row, J[r2]] * W[r2, j]
+                T[r, j] = s
+        # the diagonal tile: L00^-T L00^-1 + W'T
+        for x in range(p0):
+            for b in range(p0):
+                s = 0.0
+                for k in range(p0):
+                    s += Ainv[k, x] * Ainv[k, b]
+                for r in range(nr):
+                    s += W[r, x] * T[r, b]
+                S11[x, b] = s
+        for b in range(p0):
+            for a in range(p0):
+                s = 0.0
+                for x in range(p0):
+                    s += S11[x, b] * N00[c, x, a]
+                Q0[b, a] += s
+        # the rest-first tiles: G^-1 = -T there
+        r = 0
+        for t in range(ptr[c], ptr[c + 1]):
+            n_t = tp[t]
+            k_t = term[t]
+            for x in range(n_t):
+                for a in range(p0):
+                    s1 = 0.0
+                    s2 = 0.0
+                    for y in range(n_t):
+                        s1 += lams[k_t, y, x] * A_rf[t, y, a]
+                    for y in range(p0):
+                        s2 += A_rf[t, x, y] * lams[0, y, a]
+                    M1[x, a] = s1
+                    M2[x, a] = s2
+            for b in range(p0):
+                for a in range(p0):
+                    s = 0.0
+                    for x in range(n_t):
+                        s -= T[r + x, b] * M1[x, a]
+                    Q0[b, a] += s
+            for b in range(n_t):
+                for a in range(n_t):
+                    s = 0.0
+                    for x in range(p0):
+                        s -= T[r + b, x] * M2[a, x]
+                    Q_rest[k_t, b, a] += s
+            r += n_t
