@@ -19,6 +19,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .. import jit
 from .blocks import BlockDiag, BlockSparse
 from .kernels import (
     _Chol,
@@ -165,6 +166,13 @@ class BlockedCholesky:
     def _update_op(self, T, A, B, i: int, j: int, k: int, lower_only: bool):
         """Choose the kernel for ``T -= A B'`` (``A = L[i][k]``, ``B = L[j][k]``)."""
         K = self.K
+        both_sparse = isinstance(A, BlockSparse) and isinstance(B, BlockSparse)
+        if both_sparse and isinstance(T, np.ndarray) \
+                and jit.load("glamm.linalg._pair_kernels") is not None:
+            # the compiled column-wise rank update needs no set-up, where the first-term
+            # update's precomputed pair products cost seconds to build on large crossed
+            # models and must be rebuilt after every GLMM reweighting
+            return _PairUpdate(T, A, B, lower_only)
         if k == 0 and self.ps[0] == 1 \
                 and (isinstance(T, np.ndarray) or (isinstance(A, BlockSparse)
                                                     and isinstance(B, BlockSparse))):
