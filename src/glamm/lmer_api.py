@@ -65,11 +65,11 @@ def lmer(
         :func:`glamm.lmm.fit.optimize_theta`.
     verbose: print the optimizer's progress, as lme4's ``verbose``: ``1`` one line per
         objective evaluation, ``2`` with the parameters too (default 0: silent).
-    optimizer: ``"auto"`` (default: L-BFGS-B on the analytic gradient of the objective for
-        models with many random effects or a large dense block in the factor, with BOBYQA
-        after it when a parameter ends on its bound; nlopt's BOBYQA otherwise; see
-        :func:`glamm.lmm.fit.optimize_theta`), ``"bobyqa"``, ``"nelder_mead"`` or
-        ``"lbfgsb"`` (numerical gradients).
+    optimizer: ``"auto"`` (default: nlopt's L-BFGS on the analytic gradient of the
+        objective for models with one random-effects term or with many random effects,
+        with BOBYQA after it when a parameter ends on its bound or the gradient is not
+        small at its end; nlopt's BOBYQA otherwise; see :func:`glamm.lmm.fit.optimize_theta`),
+        ``"bobyqa"``, ``"nelder_mead"`` or ``"lbfgsb"`` (SciPy, numerical gradients).
     control: optimizer settings overriding the defaults: ``ftol_rel`` (1e-15), ``ftol_abs``
         (0), ``xtol_abs`` (1e-10), ``initial_step`` (0.75), ``maxfeval`` (100000). The
         defaults are tighter than lme4's: with lme4's own settings BOBYQA stops up to 4e-6

@@ -84,3 +84,213 @@ def one_term_pieces(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam: n
     out[1] = ldx
     out[2] = last
     return True
+
+
+@numba.njit(cache=True)
+def one_term_gradient(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam: np.ndarray,
+                      dlam: np.ndarray, reml: bool, out: np.ndarray, g_ld: np.ndarray,
+                      g_pw: np.ndarray, Ls: np.ndarray, Cs: np.ndarray) -> bool:
+    """:func:`one_term_pieces` (into ``out``) and their derivatives in ``theta`` (``dlam``
+    ``(n_theta, p, p)``, the term's ``d lambda / d theta``): ``g_ld`` of ``ldL2`` (plus
+    ``ldRX2`` with ``reml``), ``g_pw`` of ``pwrss``, as :mod:`glamm.lmm.gradient` derives
+    them, level by level (``G^-1`` is block diagonal with one term). ``Ls`` ``(m, p, p)``
+    and ``Cs`` ``(m, p, k)`` are workspace for the levels' ``L_g`` and ``C_g``."""
+    m, p, _ = A_zz.shape
+    k = A_xx.shape[0]
+    px = k - 1
+    S = A_xx.copy()
+    T = np.empty((p, p))
+    ld = 0.0
+    for g in range(m):
+        M = Ls[g]
+        C = Cs[g]
+        for a in range(p):
+            for b in range(p):
+                t = 0.0
+                for c in range(p):
+                    t += A_zz[g, a, c] * lam[c, b]
+                T[a, b] = t
+        for a in range(p):
+            for b in range(p):
+                t = 0.0
+                for c in range(p):
+                    t += lam[c, a] * T[c, b]
+                M[a, b] = t + (1.0 if a == b else 0.0)
+        if not chol_lower(M, p):
+            return False
+        for a in range(p):
+            ld += 2.0 * math.log(M[a, a])
+            for b in range(a + 1, p):
+                M[a, b] = 0.0
+        for a in range(p):
+            for col in range(k):
+                t = 0.0
+                for c in range(p):
+                    t += lam[c, a] * A_xz[col, g * p + c]
+                C[a, col] = t
+        for a in range(p):
+            for col in range(k):
+                t = C[a, col]
+                for c in range(a):
+                    t -= M[a, c] * C[c, col]
+                C[a, col] = t / M[a, a]
+        for i in range(k):
+            for j in range(i + 1):
+                t = 0.0
+                for a in range(p):
+                    t += C[a, i] * C[a, j]
+                S[i, j] -= t
+    if not chol_lower(S, px):
+        return False
+    ldx = 0.0
+    last = S[px, px]
+    for j in range(px):
+        ldx += 2.0 * math.log(S[j, j])
+        t = S[px, j]
+        for c in range(j):
+            t -= S[px, c] * S[j, c]
+        t /= S[j, j]
+        S[px, j] = t
+        last -= t * t
+    if not last > 0.0:
+        return False
+    out[0] = ld
+    out[1] = ldx
+    out[2] = last
+    # beta: R_X' beta = r_y
+    beta = np.empty(px)
+    for j in range(px - 1, -1, -1):
+        t = S[px, j]
+        for i in range(j + 1, px):
+            t -= S[i, j] * beta[i]
+        beta[j] = t / S[j, j]
+    # (R_X R_X')^-1, for the REML term
+    Rinv = np.zeros((px, px))
+    for j in range(px):
+        for i in range(j, px):
+            t = 1.0 if i == j else 0.0
+            for c in range(j, i):
+                t -= S[i, c] * Rinv[c, j]
+            Rinv[i, j] = t / S[i, i]
+    Cinv = np.empty((px, px))
+    for i in range(px):
+        for j in range(px):
+            t = 0.0
+            for c in range(max(i, j), px):
+                t += Rinv[c, i] * Rinv[c, j]
+            Cinv[i, j] = t
+    Q = np.zeros((p, p))
+    P = np.zeros((p, p))
+    F = np.zeros((p, p))
+    u = np.empty(p)
+    lu = np.empty(p)
+    Linv = np.empty((p, p))
+    Minv = np.empty((p, p))
+    W = np.empty((p, px))
+    U = np.empty((p, px))
+    LU = np.empty((p, px))
+    CE = np.empty((p, px))
+    for g in range(m):
+        L = Ls[g]
+        C = Cs[g]
+        # u = L^-T (c_y - C_X beta), by back substitution
+        for a in range(p - 1, -1, -1):
+            t = C[a, px]
+            for j in range(px):
+                t -= C[a, j] * beta[j]
+            for c in range(a + 1, p):
+                t -= L[c, a] * u[c]
+            u[a] = t / L[a, a]
+        for c in range(p):
+            t = 0.0
+            for b in range(p):
+                t += lam[c, b] * u[b]
+            lu[c] = t
+        # Z'W r on the level, and P += zr u'
+        for a in range(p):
+            t = A_xz[px, g * p + a]
+            for j in range(px):
+                t -= A_xz[j, g * p + a] * beta[j]
+            for c in range(p):
+                t -= A_zz[g, a, c] * lu[c]
+            for b in range(p):
+                P[a, b] += t * u[b]
+        # M^-1 = L^-T L^-1
+        for j in range(p):
+            for i in range(p):
+                if i < j:
+                    Linv[i, j] = 0.0
+                    continue
+                t = 1.0 if i == j else 0.0
+                for c in range(j, i):
+                    t -= L[i, c] * Linv[c, j]
+                Linv[i, j] = t / L[i, i]
+        for x in range(p):
+            for b in range(p):
+                t = 0.0
+                for c in range(max(x, b), p):
+                    t += Linv[c, x] * Linv[c, b]
+                Minv[x, b] = t
+        # Q[b, a] += sum_x Minv[x, b] (lam' A_gg)[x, a]
+        for x in range(p):
+            for a in range(p):
+                t = 0.0
+                for c in range(p):
+                    t += lam[c, x] * A_zz[g, c, a]
+                T[x, a] = t
+        for b in range(p):
+            for a in range(p):
+                t = 0.0
+                for x in range(p):
+                    t += Minv[x, b] * T[x, a]
+                Q[b, a] += t
+        if not reml or px == 0:
+            continue
+        # U = M^-1 lam' A_gX, E = A_gX - A_gg lam U, F += U Cinv E'
+        for x in range(p):
+            for j in range(px):
+                t = 0.0
+                for c in range(p):
+                    t += lam[c, x] * A_xz[j, g * p + c]
+                W[x, j] = t
+        for x in range(p):
+            for j in range(px):
+                t = 0.0
+                for c in range(p):
+                    t += Minv[x, c] * W[c, j]
+                U[x, j] = t
+        for c in range(p):
+            for j in range(px):
+                t = 0.0
+                for x in range(p):
+                    t += lam[c, x] * U[x, j]
+                LU[c, j] = t
+        for a in range(p):
+            for j in range(px):
+                t = A_xz[j, g * p + a]
+                for c in range(p):
+                    t -= A_zz[g, a, c] * LU[c, j]
+                # (Cinv E')[l, a] for l = j below: store E first
+                CE[a, j] = t
+        for b in range(p):
+            for a in range(p):
+                t = 0.0
+                for j in range(px):
+                    for l2 in range(px):
+                        t += U[b, j] * Cinv[j, l2] * CE[a, l2]
+                F[b, a] += t
+    n_theta = dlam.shape[0]
+    for r in range(n_theta):
+        s_ld = 0.0
+        s_pw = 0.0
+        for a in range(p):
+            for b in range(p):
+                d = dlam[r, a, b]
+                if d != 0.0:
+                    s_ld += 2.0 * d * Q[b, a]
+                    if reml:
+                        s_ld -= 2.0 * d * F[b, a]
+                    s_pw -= 2.0 * d * P[a, b]
+        g_ld[r] = s_ld
+        g_pw[r] = s_pw
+    return True

@@ -195,9 +195,32 @@ class CrossProducts:
             self.update(self._w, self._y, terms=(k,))
 
 
+#: the last few patterns of ``Z_k'`` by level-code array (a refit or a bootstrap builds models
+#: on the same codes again and again): ``id(refs) -> (refs, indices, indptr, order)``
+_ZT_PATTERNS: dict[int, tuple] = {}
+
+
 def _transposed_z(refs: np.ndarray, p: int, q: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """The sparsity of ``Z_k'`` (``(levels * p) x n``) and, for each stored entry, its
-    position in ``z.ravel()`` (so new values are put in without rebuilding the matrix)."""
+    position in ``z.ravel()`` (so new values are put in without rebuilding the matrix). The
+    pattern of the last level-code arrays seen is reused (the codes are never modified in
+    place); each call returns a matrix of its own."""
+    n = refs.shape[0]
+    hit = _ZT_PATTERNS.get(id(refs))
+    if hit is not None and hit[0] is refs and hit[4] == (p, q):
+        _, indices, indptr, order, _ = hit
+        Zt = sp.csr_matrix((np.empty(order.shape[0]), indices, indptr), shape=(q, n))
+        return Zt, order
+    Zt, order = _build_transposed_z(refs, p, q)
+    for arr in (Zt.indices, Zt.indptr, order):   # shared from now on
+        arr.flags.writeable = False
+    if len(_ZT_PATTERNS) >= 8:
+        _ZT_PATTERNS.pop(next(iter(_ZT_PATTERNS)))
+    _ZT_PATTERNS[id(refs)] = (refs, Zt.indices, Zt.indptr, order, (p, q))
+    return Zt, order
+
+
+def _build_transposed_z(refs: np.ndarray, p: int, q: int) -> tuple[sp.csr_matrix, np.ndarray]:
     n = refs.shape[0]
     rows = (refs[:, None] * p + np.arange(p)[None, :]).ravel()
     cols = np.repeat(np.arange(n), p)

@@ -24,6 +24,9 @@ class OneTermDeviance:
     def __init__(self, A: list):
         self.A = A
         self._out = np.empty(3)
+        D = A[0][0]
+        self._Ls = np.empty((D.m, D.p, D.p))
+        self._Cs = np.empty((D.m, D.p, A[1][1].shape[0]))
 
     @staticmethod
     def applies(A: list) -> bool:
@@ -44,3 +47,21 @@ class OneTermDeviance:
         if not ok:
             return None
         return float(self._out[0]), float(self._out[1]), float(self._out[2])
+
+    def pieces_and_gradients(self, lam: np.ndarray, dlam: np.ndarray, reml: bool
+                             ) -> tuple[float, float, float, np.ndarray, np.ndarray] | None:
+        """:meth:`pieces` and the derivatives in ``theta`` (``dlam``: the term's ``d lambda /
+        d theta``, ``(n_theta, p, p)``) of ``ldL2`` (plus ``ldRX2`` with ``reml``) and of
+        ``pwrss``; ``None`` where the system is not positive definite."""
+        k = jit.load(_MODULE)
+        assert k is not None, "OneTermDeviance needs the compiled kernels"
+        A = self.A
+        n_theta = dlam.shape[0]
+        g_ld, g_pw = np.empty(n_theta), np.empty(n_theta)
+        ok = k.one_term_gradient(A[0][0].data, A[1][0], A[1][1],
+                                 np.ascontiguousarray(lam, dtype=float),
+                                 np.ascontiguousarray(dlam, dtype=float), bool(reml),
+                                 self._out, g_ld, g_pw, self._Ls, self._Cs)
+        if not ok:
+            return None
+        return float(self._out[0]), float(self._out[1]), float(self._out[2]), g_ld, g_pw

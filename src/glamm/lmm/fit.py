@@ -9,9 +9,9 @@ import numpy as np
 
 from ..errors import ConvergenceWarning, GlammError
 from ..linalg.threads import single_threaded
-from ..optim.backends import minimize, minimize_gradient
+from ..optim.backends import minimize, minimize_gradient, minimize_lbfgs
 from ..optim.optsummary import OptSummary
-from .gradient import ProfiledGradient, gradient_affordable
+from .gradient import gradient_affordable
 from .model import LinearMixedModel
 
 #: initial BOBYQA step after a warm start (the start is then already close to the optimum)
@@ -26,10 +26,16 @@ WARM_MIN_DENSE = 200
 #: evaluation is so cheap (the one-term models' compiled pass takes microseconds) that the
 #: gradient's own cost outweighs BOBYQA's extra evaluations
 GRADIENT_MIN_Q = 1000
+#: BLAS threads are limited during a fit (``blas_threads``) only when the factor has a dense
+#: block of at least this many rows
+THREAD_LIMIT_MIN = 64
+#: one random-effects term: the compiled value and gradient (linalg/one_term.py) make the
+#: gradient search cheaper than BOBYQA's extra evaluations at any size
+ONE_TERM_GRADIENT = True
 #: the gradient search's stopping rule: the projected gradient's largest component at most
 #: this times the number of observations (the deviance's scale; a relative change of the
 #: deviance, as BOBYQA's ``ftol_rel``, would stop on the first flat stretch)
-GRADIENT_GTOL = 1e-9
+GRADIENT_GTOL = 1e-7
 
 
 def _expensive(model: LinearMixedModel) -> bool:
@@ -80,9 +86,9 @@ def optimize_theta(
         it cuts BOBYQA's evaluations from 129 to 51; lme4's start otherwise) or an array in
         lme4's ``theta`` order.
     optimizer : str
-        ``"auto"`` (default): L-BFGS-B on the analytic gradient of the objective where it
-        pays (:func:`uses_gradient`), then BOBYQA from its end if a parameter sits on its
-        bound or the search did not converge; BOBYQA otherwise. Or a backend name for
+        ``"auto"`` (default): nlopt's L-BFGS on the analytic gradient of the objective where
+        it pays (:func:`uses_gradient`), then BOBYQA from its end if a parameter sits on its
+        bound or the gradient there is not small; BOBYQA otherwise. Or a backend name for
         :func:`glamm.optim.backends.minimize` (``"bobyqa"``, ``"nelder_mead"``,
         ``"lbfgsb"``: numerical gradients).
     blas_threads : int or None
@@ -96,7 +102,7 @@ def optimize_theta(
     OptSummary
         The optimizer's settings, trace and outcome.
     """
-    if blas_threads is not None:
+    if blas_threads is not None and _blas_matters(model):
         with single_threaded(blas_threads):
             return optimize_theta(model, start, optimizer, None, **settings)
     lower = model.theta_lower()
@@ -147,29 +153,69 @@ def optimize_theta(
     return os_
 
 
+def _blas_matters(model) -> bool:
+    """Whether the fit's BLAS calls are large enough for the thread setting to matter: a
+    dense block of the factor with :data:`THREAD_LIMIT_MIN` rows or more (asking the BLAS
+    libraries for their thread counts costs more than a small model's refit)."""
+    fac = getattr(model, "factor", None)
+    if fac is None:
+        return True
+    return any(isinstance(b, np.ndarray) and b.shape[0] >= THREAD_LIMIT_MIN
+               for row in fac.L for b in row)
+
+
 def uses_gradient(model) -> bool:
     """Whether ``optimizer="auto"`` searches with the analytic gradient: the gradient exists
-    for the model (:func:`glamm.lmm.gradient.gradient_affordable`) and its evaluations are
-    expensive (at least :data:`GRADIENT_MIN_Q` random effects, or a dense block as in
+    for the model (:func:`glamm.lmm.gradient.gradient_affordable`), and either the model has
+    one random-effects term (value and gradient in one compiled pass) or its evaluations
+    are expensive (at least :data:`GRADIENT_MIN_Q` random effects, or a dense block as in
     :func:`_expensive`)."""
     if not gradient_affordable(model):
         return False
+    one = getattr(model, "_one_term", None)
+    if one is not None and one.available() and ONE_TERM_GRADIENT:
+        return True
     q = sum(t.q for t in model.reterms)
     return q >= GRADIENT_MIN_Q or _expensive(model)
 
 
 def _gradient_search(model: LinearMixedModel, x0: np.ndarray, lower: np.ndarray,
                      settings: dict) -> OptSummary:
-    """L-BFGS-B on the analytic gradient (value and gradient share one factorization), as
-    mixedlm and MixedModels.jl do; then BOBYQA from its end when it did not converge or left
-    a parameter on its bound. There the gradient says little: the objective is even in a
-    scalar term's ``theta``, so its derivative vanishes at 0 whether or not the optimum is
-    inside, and BOBYQA's model of the objective settles it (mixedlm falls back to COBYQA in
-    the same cases). ``settings`` are BOBYQA's, for that second stage."""
-    grad = ProfiledGradient(model)
-    first = minimize_gradient(model.objective, grad, x0, lower, ftol=0.0,
-                              gtol=GRADIENT_GTOL * max(1.0, float(model.n)),
-                              maxiter=settings.get("maxfeval", 100_000))
+    """L-BFGS on the analytic gradient (value and gradient share one factorization), as
+    mixedlm and MixedModels.jl search with a gradient: nlopt's for one random-effects term
+    (its own overhead per step is a few microseconds, the evaluations' as small), SciPy's
+    L-BFGS-B otherwise (it stops at the gradient tolerance in fewer evaluations). Then
+    BOBYQA from its end when it did not converge or left a parameter on its bound. There
+    the gradient says little: the objective is even in a scalar term's ``theta``, so its
+    derivative vanishes at 0 whether or not the optimum is inside, and BOBYQA's model of
+    the objective settles it (mixedlm falls back to COBYQA in the same cases).
+    ``settings`` are BOBYQA's, for that second stage."""
+    gtol = GRADIENT_GTOL * max(1.0, float(model.n))
+    maxeval = settings.get("maxfeval", 100_000)
+    one = getattr(model, "_one_term", None)
+    if one is not None and one.available():
+        # microseconds per evaluation: nlopt's L-BFGS, whose own cost per step is small
+        first = minimize_lbfgs(model.value_and_gradient, x0, lower, gtol=gtol,
+                               maxeval=maxeval)
+        if not first.converged and np.isfinite(first.fmin):
+            # (a fresh start from the best point: L-BFGS's memory can stall a line search)
+            assert first.final is not None   # set by every minimize run
+            again = minimize_lbfgs(model.value_and_gradient, first.final, lower, gtol=gtol,
+                                   maxeval=maxeval)
+            again.feval += first.feval
+            again.initial = first.initial
+            first = again
+    else:
+        # expensive evaluations: SciPy's L-BFGS-B, which needs fewer of them here
+        last: list[np.ndarray] = []
+
+        def value(theta: np.ndarray) -> float:
+            val, g = model.value_and_gradient(theta)
+            last[:] = [g]
+            return val
+
+        first = minimize_gradient(value, lambda theta: last[0], x0, lower, ftol=0.0,
+                                  gtol=gtol, maxiter=maxeval)
     assert first.final is not None   # set by every minimize run
     on_bound = np.isfinite(lower) & (first.final - lower < 1e-4)
     if first.converged and not on_bound.any():
@@ -181,7 +227,7 @@ def _gradient_search(model: LinearMixedModel, x0: np.ndarray, lower: np.ndarray,
     second.feval += first.feval
     second.optimizer = f"{first.optimizer}, then {second.optimizer}"
     why = "a parameter on its bound" if on_bound.any() else f"it stopped ({first.returnvalue})"
-    second.messages.insert(0, f"L-BFGS-B on the analytic gradient first ({first.feval} "
+    second.messages.insert(0, f"L-BFGS on the analytic gradient first ({first.feval} "
                               f"evaluations), then BOBYQA: {why}")
     second.initial = first.initial
     return second

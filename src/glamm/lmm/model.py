@@ -14,6 +14,8 @@ The objective reads as three steps: :meth:`LinearMixedModel.set_theta` (per-term
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import GlammError
@@ -22,6 +24,9 @@ from ..linalg.factor import BlockedCholesky
 from ..linalg.one_term import OneTermDeviance
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .gradient import ProfiledGradient
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -59,6 +64,7 @@ class LinearMixedModel:
         #: one random-effects term: the optimizers' evaluations in one compiled pass
         #: (:meth:`objective_value`), the blocked factor for everything else
         self._one_term = OneTermDeviance(self.A) if OneTermDeviance.applies(self.A) else None
+        self._gradient: ProfiledGradient | None = None   # made on first use
 
     # ------------------------------------------------------------------ theta layout
     def theta_lower(self) -> np.ndarray:
@@ -156,6 +162,36 @@ class LinearMixedModel:
         else:
             val = ldl2 - self.sum_log_w + n * (1.0 + _LOG2PI + np.log(pwrss / n))
         return float(val) if np.isfinite(val) else float("inf")
+
+    def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The objective and its gradient in ``theta`` (:mod:`glamm.lmm.gradient`): for one
+        random-effects term in one compiled pass without filling the blocked factor, else
+        :meth:`objective` and :class:`~glamm.lmm.gradient.ProfiledGradient`. ``inf`` (and a
+        zero gradient) where the factor does not exist."""
+        theta = np.asarray(theta, dtype=float)
+        one = self._one_term
+        if one is None or not one.available():
+            if self._gradient is None:
+                from .gradient import ProfiledGradient as Gradient
+                self._gradient = Gradient(self)
+            val = self.objective(theta)
+            if not np.isfinite(val):
+                return float("inf"), np.zeros(self.n_theta)
+            return val, self._gradient(theta)
+        if theta.shape != (self.n_theta,):
+            raise GlammError(f"theta must have length {self.n_theta}, got {theta.shape}")
+        term = self.reterms[0]
+        got = one.pieces_and_gradients(term.lambda_(theta), term.covariance.jacobian(theta),
+                                       self.reml)
+        if got is None:
+            return float("inf"), np.zeros(self.n_theta)
+        ldl2, ldrx2, pwrss, g_ld, g_pw = got
+        n_eff = self.n - self.p if self.reml else self.n
+        val = (ldl2 + (ldrx2 if self.reml else 0.0) - self.sum_log_w
+               + n_eff * (1.0 + _LOG2PI + np.log(pwrss / n_eff)))
+        if not np.isfinite(val):
+            return float("inf"), np.zeros(self.n_theta)
+        return float(val), g_ld + (n_eff / pwrss) * g_pw
 
     def working_copy(self) -> LinearMixedModel:
         """A model on the same data whose evaluations leave this one untouched (its factor

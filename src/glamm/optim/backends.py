@@ -41,7 +41,7 @@ def backend_of(label: str) -> str:
     ``"auto"`` for the LMM's gradient search (``glamm.lmm.fit``); ``"bobyqa"`` for anything
     else."""
     if "analytic gradient" in label:
-        return "auto"
+        return "auto"   # the LMM's gradient search (optimize_theta's "auto")
     name = label.split(":")[-1].lower()
     return {"ln_bobyqa": "bobyqa", "ln_neldermead": "nelder_mead",
             "l-bfgs-b": "lbfgsb"}.get(name, "bobyqa")
@@ -212,3 +212,75 @@ def minimize_gradient(f: Callable[[np.ndarray], float],
     os_.elapsed = time.perf_counter() - t0
     os_.final, os_.fmin = best.x, best.f
     return os_
+
+
+def minimize_lbfgs(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
+                   lower: np.ndarray, gtol: float, ftol_rel: float = 1e-15,
+                   xtol_abs: float = 1e-10, maxeval: int = 100_000) -> OptSummary:
+    """Minimize with ``x >= lower`` by nlopt's L-BFGS (LD_LBFGS) on a function returning the
+    value and the gradient together (one evaluation serves both). nlopt stops when the
+    value or the point no longer changes (``ftol_rel``, ``xtol_abs``), or when its line
+    search can make no progress (a round-off stop, common at tight tolerances); either way
+    the run counts as converged only if the projected gradient at the best point
+    evaluated is at most ``gtol`` in every component, which also stops the search as soon
+    as it holds. Non-finite values count as
+    ``1e300`` with a zero gradient. Returns the filled :class:`OptSummary`."""
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    os_ = OptSummary(optimizer="nlopt:LD_LBFGS (analytic gradient)", initial=x0.copy(),
+                     lower=lower.copy(), ftol_rel=ftol_rel, xtol_abs=xtol_abs,
+                     maxfeval=maxeval)
+    best = _BestPoint(np.inf, x0.copy())
+    best_grad = [np.zeros_like(x0)]
+
+    def f(x: np.ndarray, grad: np.ndarray) -> float:
+        os_.feval += 1
+        val, g = fg(x)
+        val = float(val)
+        if trace.active():
+            trace.report("L-BFGS", os_.feval, val, x)
+        if not np.isfinite(val):
+            if grad.size:
+                grad[:] = 0.0
+            return 1e300
+        if grad.size:
+            grad[:] = g
+        if val < best.f:
+            best.f, best.x = val, np.array(x, copy=True)
+            best_grad[0] = np.array(g, dtype=float, copy=True)
+            if _projected_max(best.x, best_grad[0], lower) <= gtol:
+                opt.force_stop()   # small enough: nlopt itself has no gradient test
+        return val
+
+    t0 = time.perf_counter()
+    opt = nlopt.opt(nlopt.LD_LBFGS, x0.size)
+    opt.set_min_objective(f)
+    opt.set_lower_bounds(lower)
+    opt.set_ftol_rel(ftol_rel)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_maxeval(maxeval)
+    try:
+        opt.optimize(x0)
+        code = opt.last_optimize_result()
+        os_.returnvalue = _NLOPT_CODES.get(code, str(code))
+    except nlopt.ForcedStop:
+        os_.returnvalue = "GTOL_REACHED"
+    except nlopt.RoundoffLimited:
+        os_.returnvalue = "ROUNDOFF_LIMITED"
+    except Exception as exc:   # nlopt's own runtime_error: its line search gave up
+        os_.returnvalue = f"FAILURE ({type(exc).__name__})"
+    pg = _projected_max(best.x, best_grad[0], lower)
+    os_.converged = bool(np.isfinite(best.f)) and pg <= gtol
+    if not os_.converged:
+        os_.messages.append(f"L-BFGS stopped ({os_.returnvalue}) with a projected gradient "
+                            f"of {pg:.3g}")
+    os_.elapsed = time.perf_counter() - t0
+    os_.final, os_.fmin = best.x, best.f
+    return os_
+
+
+def _projected_max(x: np.ndarray, g: np.ndarray, lower: np.ndarray) -> float:
+    """The largest component of the gradient ``g`` projected on the feasible set at ``x``
+    (components at their lower bound pointing outward count as 0)."""
+    at_lower = np.isfinite(lower) & (x <= lower) & (g > 0)
+    return float(np.max(np.abs(np.where(at_lower, 0.0, g)), initial=0.0))

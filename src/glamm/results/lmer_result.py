@@ -100,11 +100,8 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         #: the residual SD (lme4's ``sigma()``; 0 for a model without a residual)
         self.sigma = self.scale if exact is None else 0.0
         beta, b = estimates.fixed_and_random(model) if exact is None else (exact.beta, exact.b)
-        xn = self.frame.xnames
-        self.fixef = pd.Series(beta, index=xn, name="Estimate")
-        V = estimates.vcov_beta(model, self.scale) if exact is None else exact.vcov
-        self.vcov = pd.DataFrame(V, index=xn, columns=xn)
-        self.stderr = pd.Series(np.sqrt(np.diag(V)), index=xn, name="Std. Error")
+        self._beta = beta
+        self._V = estimates.vcov_beta(model, self.scale) if exact is None else exact.vcov
         self._b = b
         self.nobs = model.n
         self.npar = model.p + model.n_theta + n_dispersion + (1 if exact is None else 0)
@@ -150,8 +147,21 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         return out
 
     # ------------------------------------------------------------------ tables
-    # (varcorr and ranef are built on first use: pandas tables cost most of a small fit's
-    # result, and a bootstrap or a refit often never reads them)
+    # (built on first use: pandas tables cost most of a small fit's result, and a bootstrap
+    # or a refit often never reads them)
+    @cached_property
+    def fixef(self) -> pd.Series:   # type: ignore[override]  # (an attribute elsewhere)
+        return pd.Series(self._beta, index=self.frame.xnames, name="Estimate")
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        xn = self.frame.xnames
+        return pd.DataFrame(self._V, index=xn, columns=xn)
+
+    @cached_property
+    def stderr(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self._V)), index=self.frame.xnames, name="Std. Error")
+
     @cached_property
     def varcorr(self) -> pd.DataFrame:
         return self._varcorr_rows(self.term_covariances(),
