@@ -14,6 +14,8 @@ The objective reads as three steps: :meth:`LinearMixedModel.set_theta` (per-term
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..errors import GlammError
@@ -40,25 +42,38 @@ class LinearMixedModel:
     """
 
     def __init__(self, frame: ModelFrame, reml: bool = True):
+        design = RandomDesign(frame.reterms)
+        self.cp = design.crossproducts(frame.X, frame.y - frame.offset, frame.weights)
+        self._setup(frame, design, self.cp.A, reml, float(np.log(frame.weights).sum()),
+                    frame.n)
+
+    def _setup(self, frame: ModelFrame, design: RandomDesign, A: list[list], reml: bool,
+               sum_log_w: float, n: int) -> None:
+        """Everything but the cross-products: the factor on ``A``, the ``theta`` layout and
+        the constants of the deviance (also the set-up of a model whose ``A`` was summed over
+        the partitions of a data set, :mod:`glamm.scale.model`)."""
         self.frame = frame
         self.reml = bool(reml)
         self.reterms = frame.reterms
-        self.design = RandomDesign(frame.reterms)
-        yw = frame.y - frame.offset
-        self.cp = self.design.crossproducts(frame.X, yw, frame.weights)
-        self.A = self.cp.A
+        self.design = design
+        self.A = A
         self.factor = BlockedCholesky(self.A, [t.p for t in frame.reterms],
                                       iso=[t.covariance.is_scaled_identity for t in frame.reterms])
         self.layout = ThetaLayout(self.reterms)
         self.theta_slices = self.layout.slices
         self.n_theta = self.layout.n_theta
-        self.sum_log_w = float(np.log(frame.weights).sum())
-        self.n = frame.n
+        self.sum_log_w = sum_log_w
+        self.n = n
         self.p = frame.X.shape[1]
         self.theta: np.ndarray | None = None
         #: one random-effects term: the optimizers' evaluations in one compiled pass
         #: (:meth:`objective_value`), the blocked factor for everything else
         self._one_term = OneTermDeviance(self.A) if OneTermDeviance.applies(self.A) else None
+
+    def single_term_model(self, k: int) -> LinearMixedModel:
+        """The model with term ``k`` alone (and the fixed effects), for warm starts."""
+        return LinearMixedModel(dataclasses.replace(self.frame, reterms=[self.reterms[k]]),
+                                reml=self.reml)
 
     # ------------------------------------------------------------------ theta layout
     def theta_lower(self) -> np.ndarray:
