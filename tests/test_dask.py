@@ -116,6 +116,11 @@ def test_sleepstudy_partitions(reml):
     _assert_same_at_theta(a, b)
     for k in a.ranef:
         np.testing.assert_allclose(b.ranef[k], a.ranef[k], rtol=1e-4, atol=1e-4)
+    # inference read off the cross-products: Satterthwaite's df, Wald intervals
+    pd.testing.assert_frame_equal(b.coef_table(ddf="Satterthwaite"),
+                                  a.coef_table(ddf="Satterthwaite"), rtol=1e-4)
+    pd.testing.assert_frame_equal(b.confint(method="Wald"), a.confint(method="Wald"),
+                                  rtol=1e-5)
     pd.testing.assert_frame_equal(b.varcorr[["group", "var1", "var2"]],
                                   a.varcorr[["group", "var1", "var2"]])
 
@@ -199,8 +204,15 @@ def test_errors_name_the_problem():
         glamm.lmer("y ~ C(g2) + (1 | g1)", dd.from_pandas(data.sort_values("g2"),
                                                           npartitions=3, sort=False))
     m = glamm.lmer("y ~ x + (1 | g1)", ddf)
+    # a likelihood-ratio test refits the REML fits by ML on their cross-products
+    full = data.dropna()
+    ref = glamm.anova(glamm.lmer("y ~ 1 + (1 | g1)", full), glamm.lmer("y ~ x + (1 | g1)", full))
+    got = glamm.anova(glamm.lmer("y ~ 1 + (1 | g1)", dd.from_pandas(full, npartitions=3)),
+                      glamm.lmer("y ~ x + (1 | g1)", dd.from_pandas(full, npartitions=3)))
+    np.testing.assert_allclose(got["Chisq"].iloc[1], ref["Chisq"].iloc[1], rtol=1e-6)
     for call in (lambda: m.refit(np.zeros(m.nobs)), lambda: m.simulate(),
-                 lambda: m.bootstrap(n=2), lambda: m.coef_table(ddf="Kenward-Roger")):
+                 lambda: m.bootstrap(n=2), lambda: m.coef_table(ddf="Kenward-Roger"),
+                 lambda: m.confint(method="profile")):
         with pytest.raises(GlammError, match="cross-products"):
             call()
 

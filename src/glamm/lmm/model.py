@@ -42,6 +42,11 @@ class LinearMixedModel:
     """
 
     def __init__(self, frame: ModelFrame, reml: bool = True):
+        if frame.y.shape[0] != frame.n:
+            # (a PartitionedFrame: glamm.scale; copies go through copy_with)
+            raise GlammError("this needs the rows of the data: the model frame of a fit on "
+                             "partitioned (Dask) data keeps only their cross-products; fit "
+                             "the model on a pandas DataFrame for it")
         design = RandomDesign(frame.reterms)
         self.cp = design.crossproducts(frame.X, frame.y - frame.offset, frame.weights)
         self._setup(frame, design, self.cp.A, reml, float(np.log(frame.weights).sum()),
@@ -69,6 +74,11 @@ class LinearMixedModel:
         #: one random-effects term: the optimizers' evaluations in one compiled pass
         #: (:meth:`objective_value`), the blocked factor for everything else
         self._one_term = OneTermDeviance(self.A) if OneTermDeviance.applies(self.A) else None
+
+    def copy_with(self, reml: bool | None = None) -> LinearMixedModel:
+        """A fresh model on the same data (its own cross-products and factor, no ``theta``
+        set), by REML or ML (default: this model's criterion)."""
+        return LinearMixedModel(self.frame, reml=self.reml if reml is None else reml)
 
     def single_term_model(self, k: int) -> LinearMixedModel:
         """The model with term ``k`` alone (and the fixed effects), for warm starts."""
@@ -175,7 +185,7 @@ class LinearMixedModel:
     def working_copy(self) -> LinearMixedModel:
         """A model on the same data whose evaluations leave this one untouched (its factor
         is built afresh and set to this model's ``theta``)."""
-        new = type(self)(self.frame, reml=self.reml)
+        new = self.copy_with()
         if self.theta is not None:
             new.set_theta(self.theta)
         return new

@@ -63,12 +63,9 @@ class PartitionedLinearMixedModel(LinearMixedModel):
         frame = dataclasses.replace(self.frame, reterms=[self.reterms[k]])
         return PartitionedLinearMixedModel(frame, sub, self.sum_log_w, self.reml)
 
-    def working_copy(self) -> PartitionedLinearMixedModel:
-        new = PartitionedLinearMixedModel(self.frame, copy_blocks(self.A), self.sum_log_w,
-                                          self.reml)
-        if self.theta is not None:
-            new.set_theta(self.theta)
-        return new
+    def copy_with(self, reml: bool | None = None) -> PartitionedLinearMixedModel:
+        return PartitionedLinearMixedModel(self.frame, copy_blocks(self.A), self.sum_log_w,
+                                           self.reml if reml is None else reml)
 
     def set_response(self, y: Any) -> None:
         raise GlammError(f"a new response cannot be set: {NEEDS_ROWS}")
