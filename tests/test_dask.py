@@ -271,3 +271,18 @@ def test_cli_dask_parquet(tmp_path):
         assert main(["fit", "y ~ x + (1 | g)", "--data", "sleepstudy", "--dask",
                      "--family", "poisson"]) == 2
     assert "matches no file" in err.getvalue() and "linear mixed models only" in err.getvalue()
+
+
+def test_categories_differing_between_partitions():
+    """Partitions whose categorical column has different categories (as parquet files
+    written separately give): the levels are sorted, as pandas.concat of them (text) would."""
+    data = crossed_data(seed=11, n=800)
+    chunks = [data.iloc[i:i + 200].assign(f=lambda d: pd.Categorical(d.f)) for i in
+              range(0, 800, 200)]
+    assert len({tuple(c.f.cat.categories) for c in chunks}) > 1
+    ddf = dd.from_map(lambda i: chunks[i], range(len(chunks)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = glamm.lmer("y ~ x + f + (1 | g1)", ddf, weights="w")
+        a = glamm.lmer("y ~ x + f + (1 | g1)", data, weights="w")
+    _assert_fit_close(a, b)

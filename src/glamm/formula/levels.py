@@ -45,8 +45,10 @@ class FixedLevels:
 
     def codes(self, col: pd.Series, name: str) -> np.ndarray:
         """Codes of grouping column ``name`` (``-1`` for a value outside the dictionary)."""
-        cat = pd.Categorical(np.asarray(col, dtype=object), categories=self.groups[name])
-        return np.asarray(cat.codes, dtype=np.int64)
+        values = col.to_numpy() if not isinstance(col.dtype, pd.CategoricalDtype) else \
+            np.asarray(col, dtype=object)
+        index = pd.Index(self.groups[name]).infer_objects()   # (numbers: a fast lookup)
+        return np.asarray(index.get_indexer(values), dtype=np.int64)
 
     def group_labels(self, name: str) -> list[str]:
         return [level_label(v) for v in self.groups[name]]

@@ -121,7 +121,8 @@ class Metadata:
     values : dict of str to ndarray
         The distinct values of each factor and grouping column among the kept rows.
     categories : dict of str to tuple or None
-        A categorical column's categories (``None`` for other columns).
+        A categorical column's categories (``None`` for other columns; a marker when the
+        partitions' categories differ, whose levels are then sorted as for text).
     combinations : dict of tuple to DataFrame
         The distinct rows of each grouping interaction's columns among the kept rows.
     """
@@ -187,9 +188,9 @@ def _ordered_values(name: str, values: np.ndarray, categories: tuple | None) -> 
     """A column's levels in the in-memory frame's order: a categorical's categories (the
     unused ones left out), else the sorted values (``pandas.factorize(sort=True)``)."""
     if categories == _CONFLICT:
-        raise DataError(f"the categorical column {name!r} has different categories in "
-                        "different partitions; give it the same categories everywhere (or "
-                        "read it as strings)")
+        # partitions whose categories differ: as pandas.concat of such columns, the values
+        # sorted (the order of no partition's categories is the whole data's)
+        categories = None
     if categories is not None:
         present = set(values.tolist())
         return np.asarray([v for v in categories if v in present], dtype=object)
