@@ -195,6 +195,8 @@ def test_errors_name_the_problem():
         glamm.lmer("y ~ x + (1 | g1)", ddf, weights=np.ones(len(data)))
     with pytest.raises(ArgumentError, match="Dask"):
         glamm.lmer("y ~ x + (1 | g1)", ddf, dispformula="~ x")
+    with pytest.raises(DataError, match="glamm.lmer only"):
+        glamm.glmer("g2 ~ x + (1 | g1)", ddf, family="poisson")
     with pytest.raises(DataError, match="is constant"):
         glamm.lmer("y ~ x + (1 | g1)", dd.from_pandas(data.assign(y=2.0), npartitions=3))
     with pytest.raises(DataError, match="exact linear function"):

@@ -21,13 +21,14 @@ from .checks import (
     warn_scaling,
 )
 from .errors import ArgumentError, DataError, SingularFitWarning
+from .formula.data_input import is_dask_frame
 from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
 from .lmm.fit import optimize_theta
 from .lmm.model import LinearMixedModel
 from .results.call import records_call
 from .results.lmer_result import LmerResult
-from .scale.dask_frame import is_dask_frame, lmer_dask
+from .scale.dask_frame import lmer_dask
 
 if TYPE_CHECKING:  # pragma: no cover
     pass

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import GlammError, SingularFitWarning
+from ..formula.data_input import is_dask_frame
 from ..linalg.threads import single_threaded
 from ..lmm.fit import optimize_theta
 from ..results.lmer_result import LmerResult
@@ -31,12 +32,6 @@ FAN_IN = 8
 #: scaled-residual quantiles of the summary are exact (the residuals gathered on the
 #: driver, 8 bytes a row) up to this many rows, and Dask's approximate quantiles beyond
 EXACT_QUANTILE_ROWS = 50_000_000
-
-
-def is_dask_frame(data: Any) -> bool:
-    """Whether ``data`` is a ``dask.dataframe.DataFrame`` (without importing Dask)."""
-    module = type(data).__module__
-    return module.startswith(("dask.dataframe", "dask_expr")) and hasattr(data, "to_delayed")
 
 
 def _fold(merge: Any, *items: Any) -> Any:
