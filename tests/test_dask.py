@@ -288,3 +288,17 @@ def test_categories_differing_between_partitions():
         b = glamm.lmer("y ~ x + f + (1 | g1)", ddf, weights="w")
         a = glamm.lmer("y ~ x + f + (1 | g1)", data, weights="w")
     _assert_fit_close(a, b)
+
+
+@pytest.mark.parametrize("n_bins", [7, 1 << 16])
+def test_residual_quantiles_exact_in_passes(n_bins):
+    """The summary's quantiles from bin counts equal numpy.quantile of all residuals (with 7
+    bins many residuals share a bin; with 65536 almost none)."""
+    data = crossed_data(seed=5, n=700)
+    a, b = _fit_both("y ~ x + (1 | g1) + (1 | g2)", data, 4, weights="w")
+    want = np.quantile(b.residuals("pearson").compute().to_numpy() / b.scale,
+                       [0, 0.25, 0.5, 0.75, 1])
+    _, got = b.scaled_residual_quantiles(n_bins=n_bins)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    ref = np.quantile(a.residuals("pearson") / a.scale, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)

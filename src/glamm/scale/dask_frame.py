@@ -23,19 +23,34 @@ from ..formula.data_input import is_dask_frame
 from ..linalg.threads import single_threaded
 from ..lmm.fit import optimize_theta
 from ..results.lmer_result import LmerResult
-from . import metadata, partials
+from . import metadata, partials, quantiles
 from .model import NEEDS_ROWS, PartitionedLinearMixedModel
 from .rows import NewDataPredictor, RowValues
 
 #: partials summed per task of the reduction tree
 FAN_IN = 8
-#: scaled-residual quantiles of the summary are exact (the residuals gathered on the
-#: driver, 8 bytes a row) up to this many rows, and Dask's approximate quantiles beyond
-EXACT_QUANTILE_ROWS = 50_000_000
 
 
 def _fold(merge: Any, *items: Any) -> Any:
     return functools.reduce(merge, items)
+
+
+def _on_values(fn: Any, part: pd.Series, *args: Any) -> Any:
+    return fn(part.to_numpy(dtype=float), *args)
+
+
+def _stack(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.vstack([a, b])
+
+
+def _map_reduce(series: Any, fn: Any, merge: Any, *args: Any) -> Any:
+    """``merge`` over ``fn(values of a partition, *args)``, one pass over ``series``."""
+    import dask
+
+    parts = series.to_delayed()
+    (out,) = dask.compute(_tree([dask.delayed(_on_values)(fn, p, *args) for p in parts],
+                                merge))
+    return out
 
 
 def _tree(items: list, merge: Any) -> Any:
@@ -163,20 +178,26 @@ class DaskLmerResult(LmerResult):
                                           meta=pd.Series([], dtype=float, name="predicted"))
         return predictor(newdata).to_numpy()
 
-    def scaled_residual_quantiles(self) -> tuple[str, np.ndarray]:
+    def scaled_residual_quantiles(self, n_bins: int = quantiles.N_BINS
+                                  ) -> tuple[str, np.ndarray]:
         """The summary's title and Min, 1Q, Median, 3Q, Max of the Pearson residuals over
-        ``sigma`` (one pass over the data, on first use): exact up to
-        :data:`EXACT_QUANTILE_ROWS` rows, Dask's approximation beyond (the title says so)."""
+        ``sigma``, exact as ``numpy.quantile``'s, from three passes over the data that hold
+        only ``n_bins`` counts and the residuals of a few bins (:mod:`.quantiles`; on first
+        use)."""
         if self._quantiles is None:
-            probs = [0.0, 0.25, 0.5, 0.75, 1.0]
+            probs = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
             scaled = self.residuals("pearson") / self.scale
-            if self.nobs <= EXACT_QUANTILE_ROWS:
-                q = np.quantile(scaled.compute().to_numpy(dtype=float), probs)
-                title = "Scaled residuals:"
+            lo, hi, n = _map_reduce(scaled, quantiles.value_range, quantiles.merge_ranges)
+            if not hi > lo:
+                q = np.full(probs.size, lo)
             else:
-                q = scaled.quantile(probs).compute().to_numpy(dtype=float)
-                title = "Scaled residuals (approximate quantiles):"
-            self._quantiles = (title, q)
+                edges = np.linspace(lo, hi, n_bins + 1)
+                counts = _map_reduce(scaled, quantiles.bin_counts, np.add, edges)
+                bins, inside = quantiles.wanted_bins(counts, quantiles.wanted_ranks(probs, n))
+                pairs = _map_reduce(scaled, quantiles.values_in_bins, _stack, edges,
+                                    np.unique(bins))
+                q = quantiles.quantiles_from_bins(pairs, bins, inside, probs, n)
+            self._quantiles = ("Scaled residuals:", q)
         return self._quantiles
 
     def _needs_rows(self, what: str) -> GlammError:
