@@ -59,7 +59,7 @@ else:
     import dask, dask.dataframe as dd, distributed
     with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=None, memory_limit="4GiB") as cluster, \
+                                     dashboard_address=":0", memory_limit="4GiB") as cluster, \
             distributed.Client(cluster) as client:
         t0 = time.perf_counter()   # (the cluster's start-up is not the fit)
         m = glamm.lmer(FORMULA, dd.read_parquet(path), reml=False)
