@@ -197,6 +197,8 @@ def test_errors_name_the_problem():
         glamm.lmer("y ~ x + (1 | g1)", ddf, dispformula="~ x")
     with pytest.raises(DataError, match="glamm.lmer only"):
         glamm.glmer("g2 ~ x + (1 | g1)", ddf, family="poisson")
+    with pytest.raises(DataError, match=r"no rows left .* \(y, x, g1\)"):
+        glamm.lmer("y ~ x + (1 | g1)", dd.from_pandas(data.assign(x=np.nan), npartitions=3))
     with pytest.raises(DataError, match="is constant"):
         glamm.lmer("y ~ x + (1 | g1)", dd.from_pandas(data.assign(y=2.0), npartitions=3))
     with pytest.raises(DataError, match="exact linear function"):

@@ -111,7 +111,8 @@ def lmer_dask(formula: str, data: Any, reml: bool = True, weights: Any = None,
     todo = [dask.delayed(partials.partial)(p, args_d)
             for p, kept in zip(parts, meta.kept) if kept > 0]
     (total,) = dask.compute(_tree(todo, partials.merge))
-    frame, A, sum_log_w = partials.finish(total, meta.n_na, meta.n_zero_weight)
+    frame, A, sum_log_w = partials.finish(total, meta.n_na, meta.n_zero_weight,
+                                          tuple(cols.used))
     model = PartitionedLinearMixedModel(frame, A, sum_log_w, reml=reml)
     optsum = optimize_theta(model, start=start, optimizer=optimizer, **(control or {}))
     with single_threaded(1):

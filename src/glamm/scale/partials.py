@@ -215,8 +215,8 @@ def _check_response(total: Partial, frame: ModelFrame, keep: np.ndarray) -> None
         raise exact_fit_error(response, list(frame.xnames))
 
 
-def finish(total: Partial | None, n_na: int, n_zero_weight: int
-           ) -> tuple[PartitionedFrame, list[list], float]:
+def finish(total: Partial | None, n_na: int, n_zero_weight: int,
+           columns: tuple[str, ...] = ()) -> tuple[PartitionedFrame, list[list], float]:
     """The model frame without rows, the blocks of ``A`` (aliased columns dropped, as the
     in-memory frame drops them) and the sum of the log weights, after the in-memory frame's
     checks.
@@ -227,10 +227,13 @@ def finish(total: Partial | None, n_na: int, n_zero_weight: int
         The sums over every partition (``None``: no rows were kept).
     n_na, n_zero_weight : int
         Rows dropped for missing values and for a weight of 0 (pass 1).
+    columns : tuple of str
+        The columns the model uses (named when no row is left).
     """
     if total is None:
         raise DataError(f"no rows left after dropping {n_na} rows with missing values in the "
-                        "columns the model uses"
+                        "columns the model uses" + (f" ({', '.join(columns)})" if columns
+                                                    else "")
                         + (f" and {n_zero_weight} rows with zero weight" if n_zero_weight
                            else ""))
     t = total.template
