@@ -24,7 +24,7 @@ from .formula.design import ModelFrame
 SCALE_RATIO_WARN = 1e4
 
 #: relative size of least-squares residuals below which a response counts as fitted exactly
-_EXACT_FIT_TOL = 1e-10
+EXACT_FIT_TOL = 1e-10
 
 
 def _value_text(v: float) -> str:
@@ -38,12 +38,36 @@ def _active_rows(frame: ModelFrame) -> np.ndarray:
 
 
 def _constant_error(frame: ModelFrame, active: np.ndarray, why: str) -> DataError:
-    n = int(active.sum())
-    value = _value_text(float(frame.y[active][0]))
-    rows = f"every one of the {n} rows" if n == int(frame.n) else \
-        f"every one of the {n} rows with a positive weight"
-    return DataError(f"the response {frame.parsed.response!r} is constant ({rows} is "
-                     f"{value}); {why}")
+    return constant_response_error(frame.parsed.response, int(active.sum()), int(frame.n),
+                                   float(frame.y[active][0]), why)
+
+
+def constant_response_error(response: str, n_active: int, n: int, value: float,
+                            why: str) -> DataError:
+    """The error for a response that is ``value`` in all ``n_active`` rows with a positive
+    weight (of ``n``), with the reason ``why`` it cannot be fitted."""
+    rows = f"every one of the {n_active} rows" if n_active == n else \
+        f"every one of the {n_active} rows with a positive weight"
+    return DataError(f"the response {response!r} is constant ({rows} is "
+                     f"{_value_text(value)}); {why}")
+
+
+#: why an LMM cannot fit a constant response
+LMM_CONSTANT_WHY = "a linear mixed model needs a response that varies (the residual variance " \
+    "would be 0)"
+
+
+def offset_constant_error(response: str, n_active: int) -> DataError:
+    """The error for a response minus the offset that is constant."""
+    return DataError(f"the response {response!r} minus the offset is constant "
+                     f"(in all {n_active} rows used); the residual variance would be 0")
+
+
+def exact_fit_error(response: str, xnames: list[str]) -> DataError:
+    """The error for a response fitted exactly by the fixed effects."""
+    return DataError(f"the response {response!r} is an exact linear function of the fixed "
+                     f"effects ({', '.join(xnames)}): every residual is 0, so there is no "
+                     "residual variance to estimate")
 
 
 def check_lmm_response(frame: ModelFrame) -> None:
@@ -62,21 +86,15 @@ def check_lmm_response(frame: ModelFrame) -> None:
     y = frame.y[active]
     z = y - frame.offset[active]
     if np.ptp(y) == 0.0 and np.ptp(z) == 0.0:
-        raise _constant_error(frame, active, "a linear mixed model needs a response that "
-                              "varies (the residual variance would be 0)")
+        raise _constant_error(frame, active, LMM_CONSTANT_WHY)
     if np.ptp(z) == 0.0:
-        raise DataError(f"the response {frame.parsed.response!r} minus the offset is constant "
-                        f"(in all {int(active.sum())} rows used); the residual variance would "
-                        "be 0")
+        raise offset_constant_error(frame.parsed.response, int(active.sum()))
     X = frame.X[active]
     if X.shape[1] == 0:
         return
     if _weighted_ls_residual_norm(X, z, frame.weights[active]) <= \
-            _EXACT_FIT_TOL * np.linalg.norm(z * np.sqrt(frame.weights[active])):
-        cols = ", ".join(frame.xnames)
-        raise DataError(f"the response {frame.parsed.response!r} is an exact linear function "
-                        f"of the fixed effects ({cols}): every residual is 0, so there is no "
-                        "residual variance to estimate")
+            EXACT_FIT_TOL * np.linalg.norm(z * np.sqrt(frame.weights[active])):
+        raise exact_fit_error(frame.parsed.response, list(frame.xnames))
 
 
 def _weighted_ls_residual_norm(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> float:
@@ -168,7 +186,13 @@ def badly_scaled_columns(X: np.ndarray, names: list[str], ratio: float = SCALE_R
     """
     if X.shape[0] < 2 or X.shape[1] < 2:
         return None
-    s = column_scales(X)
+    return outlying_scales(column_scales(X), names, ratio)
+
+
+def outlying_scales(s: np.ndarray, names: list[str], ratio: float = SCALE_RATIO_WARN
+                    ) -> tuple[list[str], str, float] | None:
+    """:func:`badly_scaled_columns` from the columns' scales ``s`` (:func:`column_scales`;
+    the partitioned path computes them from per-partition moments)."""
     ok = np.flatnonzero(np.isfinite(s))
     if ok.size < 2:
         return None
@@ -198,7 +222,11 @@ def warn_scaling(frame: ModelFrame, stacklevel: int = 3) -> None:
         Passed to :func:`warnings.warn` (3: the caller of the fitting function).
     """
     k = frame.n_parametric
-    found = badly_scaled_columns(frame.X[:, :k], list(frame.xnames[:k]))
+    warn_outlying(badly_scaled_columns(frame.X[:, :k], list(frame.xnames[:k])), stacklevel + 1)
+
+
+def warn_outlying(found: tuple[list[str], str, float] | None, stacklevel: int = 3) -> None:
+    """The warning of :func:`warn_scaling` for the result of :func:`outlying_scales`."""
     if found is None:
         return
     cols, ref, r = found
@@ -254,8 +282,10 @@ def grouped_terms(frame: ModelFrame, model: str) -> list:
     return grouped
 
 
-def check_lmm_frame(frame: ModelFrame) -> None:
-    """lme4's identifiability checks for a Gaussian model (errors name the term and counts)."""
+def check_lmm_frame(frame: ModelFrame, response: bool = True) -> None:
+    """lme4's identifiability checks for a Gaussian model (errors name the term and counts);
+    ``response=False`` leaves out the response checks (:func:`check_lmm_response`, which need
+    the rows; a partitioned fit makes them from the partitions' sums)."""
     n = frame.n
     for t in grouped_terms(frame, "linear model"):
         if t.nlevels >= n:
@@ -271,7 +301,8 @@ def check_lmm_frame(frame: ModelFrame) -> None:
             )
     if frame.X.shape[1] >= n:
         raise DataError(f"{frame.X.shape[1]} fixed effects for {n} observations")
-    check_lmm_response(frame)
+    if response:
+        check_lmm_response(frame)
 
 
 def check_glmm_frame(frame: ModelFrame, family: Any = None) -> None:

@@ -15,7 +15,9 @@ generalized linear mixed model (:func:`glamm.glmer`, Laplace approximation; ``--
 ``--fast`` apply to it only, and ``--reml`` is an error since GLMMs are fitted by maximum
 likelihood).
 
-``--data`` takes the name of a bundled data set or the path of a ``.csv`` or ``.parquet`` file.
+``--data`` takes the name of a bundled data set or the path of a ``.csv`` or ``.parquet`` file;
+with ``--dask`` a parquet directory or glob (``--data 'dir/*.parquet' --dask``) read lazily by
+Dask, the linear mixed model fitted in passes over its partitions (:mod:`glamm.scale`).
 Errors in the model or the data are printed as ``error: <message>`` on standard error with
 exit status 2 (no traceback). Warnings from the fit are printed as ``warning: <message>`` on
 standard error, except that the singular-fit warning and the final optimizer's convergence
@@ -166,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="column of prior weights")
     fit.add_argument("--offset", metavar="COL", default=None,
                      help="column added to the linear predictor with coefficient 1")
+    fit.add_argument("--dask", action="store_true",
+                     help="read --data with Dask (a .parquet/.csv path, a glob such as "
+                     "'dir/*.parquet', or a parquet directory) and fit the linear mixed model "
+                     "in passes over its partitions, holding only the cross-products in "
+                     "memory (needs pip install 'glamm[dask]')")
+    fit.add_argument("--scheduler", metavar="NAME_OR_ADDRESS", default=None,
+                     help="with --dask: 'threads' (the default), 'processes', 'synchronous', "
+                     "or the address of a dask.distributed scheduler (tcp://host:8786)")
     _response_options(fit)
 
     gal = sub.add_parser(
@@ -273,8 +283,62 @@ def _family_argument(text: str | None):
     return [one(e) for e in entries]
 
 
+def load_dask_data(spec: str) -> Any:
+    """The ``dask.dataframe.DataFrame`` named by ``--data`` with ``--dask``: a parquet file,
+    directory or glob (``dir/*.parquet``), or a CSV file or glob, read lazily.
+
+    Raises
+    ------
+    CliError
+        Dask is not installed, or nothing matches ``spec``.
+    """
+    if importlib.util.find_spec("dask") is None or \
+            importlib.util.find_spec("dask.dataframe") is None:
+        raise CliError("--dask needs the dask package; install it with: "
+                       "pip install 'glamm[dask]'")
+    import glob
+
+    import dask.dataframe as dd
+
+    path = Path(spec)
+    matches = sorted(glob.glob(spec)) if any(ch in spec for ch in "*?[") else \
+        ([spec] if path.exists() else [])
+    if not matches:
+        raise CliError(f"--data {spec!r} matches no file or directory")
+    csv = all(m.lower().endswith(".csv") for m in matches)
+    try:
+        return dd.read_csv(matches) if csv else dd.read_parquet(matches)
+    except Exception as exc:  # the readers raise their own error types
+        raise CliError(f"cannot read {spec!r} with Dask: {exc}") from None
+
+
+def _dask_scheduler(name: str | None) -> Any:
+    """A context in which Dask runs on the scheduler ``--scheduler`` names."""
+    import contextlib
+
+    if name is None:
+        return contextlib.nullcontext()
+    import dask
+
+    if name in ("threads", "processes", "synchronous", "sync", "single-threaded"):
+        return dask.config.set(scheduler=name)
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CliError("--scheduler with an address needs the distributed package; install "
+                       "it with: pip install 'glamm[dask]'") from None
+    try:
+        return Client(name)
+    except OSError as exc:
+        raise CliError(f"cannot connect to the Dask scheduler {name!r}: {exc}") from None
+
+
 def _check_fit_options(args: argparse.Namespace) -> None:
     """Options that only make sense for one kind of model."""
+    if args.scheduler is not None and not args.dask:
+        raise CliError("--scheduler needs --dask")
+    if args.dask and args.family is not None:
+        raise CliError("--dask fits linear mixed models only (without --family)")
     if args.family is None:
         given = [opt for opt, used in (("--link", args.link is not None), ("--fast", args.fast),
                                        ("--nagq", args.nagq != "1")) if used]
@@ -356,10 +420,16 @@ def _fit_galamm(args: argparse.Namespace, data: pd.DataFrame):
 def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.command == "fit":
         _check_fit_options(args)
-    data = load_data(args.data)
+    dask = args.command == "fit" and args.dask
+    data = load_dask_data(args.data) if dask else load_data(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if args.command == "fit":
+        if dask:
+            with _dask_scheduler(args.scheduler):
+                m = _fit(args, data)
+                text = json.dumps(m.to_dict(), indent=2, default=_json_default) \
+                    if args.json else m.summary()
+        elif args.command == "fit":
             m = _fit(args, data)
         elif args.command == "clmm":
             import pandas as pd
@@ -395,7 +465,9 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if msg not in seen:
             seen.add(msg)
             print(f"warning: {msg}", file=err)
-    if args.json:
+    if dask:   # (made while the scheduler ran: the summary's residuals take a pass)
+        print(text, file=out)
+    elif args.json:
         print(json.dumps(m.to_dict(), indent=2, default=_json_default), file=out)
     else:
         print(m.summary(), file=out)

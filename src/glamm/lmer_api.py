@@ -20,13 +20,15 @@ from .checks import (
     grouped_terms,
     warn_scaling,
 )
-from .errors import DataError, SingularFitWarning
+from .errors import ArgumentError, DataError, SingularFitWarning
+from .formula.data_input import is_dask_frame
 from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
 from .lmm.fit import optimize_theta
 from .lmm.model import LinearMixedModel
 from .results.call import records_call
 from .results.lmer_result import LmerResult
+from .scale.dask_frame import lmer_dask
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -53,7 +55,9 @@ def lmer(
     Parameters
     ----------
     formula: lme4-style formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data: a pandas DataFrame.
+    data: a pandas DataFrame, or a ``dask.dataframe.DataFrame`` (fitted in two passes over
+        its partitions on the active Dask scheduler, holding only the cross-products:
+        :mod:`glamm.scale`; ``weights``/``offset`` then name columns).
     reml: optimize the REML criterion (default ``True``); ``False`` for maximum likelihood.
     weights: prior weights (column name or array); the residual variance of row ``i`` is
         ``sigma^2 / weights[i]``.
@@ -103,6 +107,12 @@ def lmer(
     :class:`~glamm.results.lmer_result.LmerResult`
     """
     (reml,) = resolve_keywords(lmer, kwargs, reml=reml)
+    if is_dask_frame(data):
+        if correlation is not None or dispformula is not None:
+            raise ArgumentError("correlation= and dispformula= are not available on a Dask "
+                                "DataFrame (they need the rows in memory)")
+        return lmer_dask(formula, data, reml, weights, offset, start, optimizer, control,
+                         covariances)
     if correlation is not None:
         from .gls_api import lme_correlated
 

@@ -41,6 +41,10 @@ def as_pandas(data: Any) -> pd.DataFrame:
     """
     if isinstance(data, pd.DataFrame):
         return data
+    if is_dask_frame(data):
+        raise DataError("a Dask DataFrame is fitted by glamm.lmer only (linear mixed models, "
+                        "in passes over its partitions); for other models load the data into "
+                        "memory (ddf.compute())")
     if isinstance(data, dict):
         return pd.DataFrame(data)
     if hasattr(data, "__arrow_c_stream__"):
@@ -52,6 +56,12 @@ def as_pandas(data: Any) -> pd.DataFrame:
     lazy = " (a lazy frame: call .collect() first)" if hasattr(data, "collect") else ""
     raise DataError(f"data must be {ACCEPTED_DATA}; got {type(data).__module__}."
                     f"{type(data).__qualname__}{lazy}")
+
+
+def is_dask_frame(data: Any) -> bool:
+    """Whether ``data`` is a ``dask.dataframe.DataFrame`` (without importing Dask)."""
+    module = type(data).__module__
+    return module.startswith(("dask.dataframe", "dask_expr")) and hasattr(data, "to_delayed")
 
 
 def _from_arrow(data: Any) -> pd.DataFrame:

@@ -37,6 +37,7 @@ from .evaluate import (
     level_label,
     model_matrix_checked,
 )
+from .levels import FixedLevels
 from .naming import lme4_names
 from .random_terms import COORDS_TERM, build_reterm
 from .safety import check_expression, checked_terms, formula_context
@@ -181,23 +182,45 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> np.ndar
     p = X.shape[1]
     if p == 0:
         return np.ones(0, dtype=bool)
-    keep = np.ones(p, dtype=bool)
-    norms = np.linalg.norm(X, axis=0)
     # numpy's stubs type every mode's result as QRResult; mode="r" returns the R array
     r: np.ndarray = np.linalg.qr(X, mode="r")  # type: ignore[assignment]
+    keep = unaliased_columns(r, np.linalg.norm(X, axis=0), tol)
+    if not keep.all():
+        # re-check the kept columns together (an early drop changes nothing in exact arithmetic,
+        # but guards against rounding in near-collinear designs)
+        _check_full_rank(X[:, keep])
+    return keep
+
+
+def unaliased_columns(r: np.ndarray, norms: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """The columns :func:`_drop_aliased` keeps, from the triangular factor ``r`` of ``X``
+    (``X = Q r``, or the R of the stacked R's of row blocks of ``X``, equal up to the signs
+    of its rows) and the column norms of ``X``."""
+    p = norms.shape[0]
+    keep = np.ones(p, dtype=bool)
     diag = np.abs(np.diag(r)) if r.shape[0] >= p else np.concatenate(
         [np.abs(np.diag(r)), np.zeros(p - r.shape[0])]
     )
     for j in range(p):
         if norms[j] == 0 or diag[j] < tol * max(norms[j], 1.0):
             keep[j] = False
+    return keep
+
+
+def _check_full_rank(sub: np.ndarray) -> None:
+    """Raise when the kept fixed-effects columns (or their triangular factor) are still rank
+    deficient."""
+    if np.linalg.matrix_rank(sub) < sub.shape[1]:
+        raise DataError("the fixed-effects model matrix is rank deficient in a way glamm "
+                        "cannot resolve by dropping columns; simplify the fixed effects")
+
+
+def drop_aliased_from_r(r: np.ndarray, norms: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """:func:`_drop_aliased` from the triangular factor ``r`` of ``X`` and the column norms
+    (the partitioned path: ``r`` from the partitions' factors, :mod:`glamm.scale`)."""
+    keep = unaliased_columns(r, norms, tol)
     if not keep.all():
-        # re-check the kept columns together (an early drop changes nothing in exact arithmetic,
-        # but guards against rounding in near-collinear designs)
-        sub = X[:, keep]
-        if np.linalg.matrix_rank(sub) < sub.shape[1]:
-            raise DataError("the fixed-effects model matrix is rank deficient in a way glamm "
-                            "cannot resolve by dropping columns; simplify the fixed effects")
+        _check_full_rank(r[:, keep])
     return keep
 
 
@@ -208,6 +231,7 @@ def build_model_frame(
     offset: Any = None,
     glm_response: bool = False,
     covariances: dict | None = None,
+    levels: FixedLevels | None = None,
 ) -> ModelFrame:
     """Evaluate ``formula`` on ``data``; see the module docstring for the stages.
 
@@ -230,6 +254,12 @@ def build_model_frame(
     covariances : dict, optional
         known matrices for ``propto(0 + f | g, K)`` terms, by name (arrays ordered as the
         term's columns, or DataFrames labelled by the levels).
+    levels : FixedLevels, optional
+        ``data`` is one partition of a larger data set whose level dictionaries these are
+        (:mod:`glamm.scale`): factors and grouping factors are coded against them (so every
+        partition has the same columns and level codes), and no fixed-effects column is
+        dropped as aliased here (``x_keep`` is all true; the caller decides from every
+        partition together). Smooth terms are refused: their bases depend on all rows.
     """
     data = as_pandas(data)
     if len(data) == 0:
@@ -255,6 +285,9 @@ def build_model_frame(
         parsed = dataclasses.replace(
             parsed, random=parsed.random + tuple(as_random_term(sp_) for sp_ in re_smooths))
     _check_formula(parsed, fixed_terms, offset_exprs, data, glm_response)
+    if levels is not None and smooth_specs:
+        raise FormulaError("smooth terms (s(), t2(), te()) are not available on partitioned "
+                           "data: their bases are computed from all rows at once")
 
     # vectors given as arrays are attached before row dropping so they stay aligned
     w_full = as_vector(weights, data, "weights")
@@ -303,8 +336,12 @@ def build_model_frame(
     n = len(frame)
     # unused categories are dropped, as R's model.frame does (drop.unused.levels): otherwise a
     # factor random slope would get a column, a variance and correlations for an empty level
-    unused = [c for c in used if isinstance(frame[c].dtype, pd.CategoricalDtype)
-              and frame[c].nunique(dropna=True) < len(frame[c].cat.categories)]
+    # (a partition takes the whole data's categories instead)
+    unused = [] if levels is not None else [
+        c for c in used if isinstance(frame[c].dtype, pd.CategoricalDtype)
+        and frame[c].nunique(dropna=True) < len(frame[c].cat.categories)]
+    if levels is not None:
+        frame = levels.with_factor_categories(frame)
     if unused:
         frame = frame.copy()
         for c in unused:
@@ -330,12 +367,12 @@ def build_model_frame(
     if not np.all(np.isfinite(X_all)):
         bad = names_all[int(np.flatnonzero(~np.isfinite(X_all).all(axis=0))[0])]
         raise DataError(f"fixed-effects column {bad!r} has NaN or infinite values")
-    keep = _drop_aliased(X_all, names_all)
+    keep = _drop_aliased(X_all, names_all) if levels is None else np.ones(len(names_all), bool)
     X = X_all[:, keep]
     xnames = [nm for nm, k in zip(names_all, keep) if k]
     dropped = [nm for nm, k in zip(names_all, keep) if not k]
 
-    reterms = [build_reterm(spec, frame, n, covariances) for spec in parsed.random]
+    reterms = [build_reterm(spec, frame, n, covariances, levels) for spec in parsed.random]
     smooths = []
     for sspec in smooth_specs:
         smooths.extend(construct_smooth(sspec, frame))
@@ -392,7 +429,8 @@ def build_model_frame(
         col = frame[c]
         if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(col) \
                 or pd.api.types.is_string_dtype(col):
-            factor_levels[c] = factor_codes(col)[1]
+            factor_levels[c] = factor_codes(col)[1] if levels is None else \
+                [level_label(v) for v in col.cat.categories]
         else:
             numeric_cols.append(c)
 

@@ -21,32 +21,47 @@ from .evaluate import (
     factor_codes,
     model_matrix_checked,
 )
+from .levels import FixedLevels, interaction_key, interaction_labels
 from .naming import lme4_names
 
 
-def grouping_factor(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+def grouping_factor(data: pd.DataFrame, factors: tuple[str, ...],
+                    levels: FixedLevels | None = None) -> tuple[np.ndarray, list[str]]:
     """Level codes and labels of the (interaction of the) grouping columns ``factors``.
 
     Interactions use R's ``a:b`` order: levels sorted by the first factor, then the second;
-    only combinations present in the data are kept; labels are joined with ``:``.
+    only combinations present in the data are kept; labels are joined with ``:``. With
+    ``levels`` (a partition of a larger data set) the codes and labels are those of the
+    whole data's dictionaries.
     """
+    if levels is not None:
+        return _fixed_grouping_factor(data, factors, levels)
     parts = [factor_codes(data[f]) for f in factors]
     if len(parts) == 1:
         return parts[0]
-    key = np.zeros(len(data), dtype=np.int64)
-    sizes = [len(lab) for _, lab in parts]
-    for (codes, _), size in zip(parts, sizes):
-        key = key * size + codes            # lexicographic: first factor slowest
+    key = interaction_key([codes for codes, _ in parts], [len(lab) for _, lab in parts])
     uniq, inverse = np.unique(key, return_inverse=True)
-    labels = []
-    for k in uniq.tolist():
-        idx = []
-        for size in reversed(sizes):
-            k, r = divmod(k, size)
-            idx.append(r)
-        idx.reverse()
-        labels.append(":".join(parts[j][1][idx[j]] for j in range(len(parts))))
-    return inverse.ravel().astype(np.int64), labels
+    return inverse.ravel().astype(np.int64), interaction_labels(uniq, [lab for _, lab in parts])
+
+
+def _fixed_grouping_factor(data: pd.DataFrame, factors: tuple[str, ...], levels: FixedLevels
+                           ) -> tuple[np.ndarray, list[str]]:
+    """:func:`grouping_factor` against the whole data's dictionaries."""
+    codes = [levels.codes(data[f], f) for f in factors]
+    labels = [levels.group_labels(f) for f in factors]
+    if len(factors) == 1:
+        refs, labs = codes[0], labels[0]
+    else:
+        keys = levels.interactions[tuple(factors)]
+        key = interaction_key(codes, [len(lab) for lab in labels])
+        refs = np.searchsorted(keys, key)
+        found = (refs < keys.shape[0]) & (keys[np.minimum(refs, keys.shape[0] - 1)] == key)
+        refs = np.where(found & np.all([c >= 0 for c in codes], axis=0), refs, -1)
+        labs = interaction_labels(keys, labels)
+    if np.any(refs < 0):
+        raise DataError(f"grouping factor {':'.join(factors)!r} has a level that the pass "
+                        "over all partitions did not see (the data changed between passes?)")
+    return refs.astype(np.int64), labs
 
 
 COORDS_TERM = re.compile(r"^\s*(?:0\s*\+\s*)?coords\s*\((.*)\)\s*(?:\+\s*0\s*)?$", re.S)
@@ -232,21 +247,22 @@ def _check_ar1_columns(spec: RandomTermSpec, mm) -> None:
 
 
 def build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int,
-                  covariances: dict | None = None) -> ReTerm:
+                  covariances: dict | None = None, levels: FixedLevels | None = None
+                  ) -> ReTerm:
     for f in spec.factors:
         if f not in data.columns:
             raise FormulaError(
                 f"unknown grouping column {f!r} in random-effects term {spec}; the data has "
                 f"columns {', '.join(map(str, data.columns))}"
             )
-    refs, levels = grouping_factor(data, spec.factors)
+    refs, labels = grouping_factor(data, spec.factors, levels)
     m = COORDS_TERM.match(spec.expr)
     if m is not None:
         if spec.structure not in ("ou", "exp", "gau", "mat"):
             raise FormulaError(f"random-effects term {spec}: coords() locates the effects of a "
                                "distance-based structure: ou, exp, gau or mat")
         z, cnames, cc = _coordinate_term(spec, m.group(1), data)
-        return ReTerm(group=spec.group, levels=tuple(levels), refs=refs, z=z, cnames=cnames,
+        return ReTerm(group=spec.group, levels=tuple(labels), refs=refs, z=z, cnames=cnames,
                       covariance=_structure(spec, cnames, cc.sites, covariances, cnames),
                       expr=spec.expr, factors=spec.factors, zspec=cc)
     if spec.structure in ("ou", "exp", "gau", "mat"):
@@ -254,7 +270,7 @@ def build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int,
                            f"of the effects, e.g. {spec.structure}(0 + coords(x, y) | g)")
     if spec.expr.replace(" ", "") in ("1", "1+1") and not spec.structure:
         # intercept-only, the commonest term: no formulaic call needed (new data: ones)
-        return ReTerm(group=spec.group, levels=tuple(levels), refs=refs, z=np.ones((n, 1)),
+        return ReTerm(group=spec.group, levels=tuple(labels), refs=refs, z=np.ones((n, 1)),
                       cnames=("(Intercept)",), covariance=Unstructured(1), expr=spec.expr,
                       factors=spec.factors, zspec=None)
     mm = model_matrix_checked(spec.expr, data, f"random-effects term {spec}")
@@ -266,7 +282,7 @@ def build_reterm(spec: RandomTermSpec, data: pd.DataFrame, n: int,
         _check_ar1_columns(spec, mm)
     return ReTerm(
         group=spec.group,
-        levels=tuple(levels),
+        levels=tuple(labels),
         refs=refs,
         z=z,
         cnames=cnames,

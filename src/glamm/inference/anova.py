@@ -33,7 +33,6 @@ from scipy import stats
 from ..errors import ArgumentError, DataError, GlammError
 from ..glm_api import GlmResult
 from ..lmm.fit import optimize_theta
-from ..lmm.model import LinearMixedModel
 from ..results.glmer_result import GlmerResult
 from ..results.gls_result import GlsResult
 from ..results.lmer_result import LmerResult
@@ -157,7 +156,7 @@ def refit_ml(m: LmerResult | GlsResult) -> LmerResult | GlsResult:
         frame = dataclasses.replace(m.frame, weights=m.prior_weights)
         return heteroscedastic_fit(frame, m.dispersion_design, False,
                                    _OPTIMIZER_NAMES.get(m.optsum.optimizer, "bobyqa"), None)
-    model = LinearMixedModel(m.frame, reml=False)
+    model = m.model.copy_with(reml=False)
     optimizer = _OPTIMIZER_NAMES.get(m.optsum.optimizer, "bobyqa")
     settings = {k: getattr(m.optsum, k) for k in _SETTINGS if hasattr(m.optsum, k)}
     optsum = optimize_theta(model, start=m.theta, optimizer=optimizer, **settings)

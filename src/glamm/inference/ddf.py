@@ -36,7 +36,6 @@ from scipy import stats
 
 from ..errors import GlammError
 from ..lmm.estimates import vcov_beta
-from ..lmm.model import LinearMixedModel
 
 #: Kenward-Roger forms the marginal covariance of y densely
 KR_MAX_ROWS = 5000
@@ -61,7 +60,7 @@ class _Satterthwaite:
 
     def __init__(self, result):
         self.result = result
-        self.model = LinearMixedModel(result.frame, reml=result.reml)
+        self.model = result.model.copy_with(reml=result.reml)
         self.v_hat = np.concatenate([np.asarray(result.theta, dtype=float), [result.sigma]])
         # (a parameter on its bound is held there: lmerTest differentiates around it anyway,
         # the deviance being even in a zero diagonal element of lambda)

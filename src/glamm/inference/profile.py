@@ -221,7 +221,7 @@ class _LmmProfiler(_ProfilerBase):
         frame = result.frame
         self.frame = frame
         self.map = SdCorMap(frame.reterms)
-        ml = LinearMixedModel(frame, reml=False)
+        ml = result.model.copy_with(reml=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             optimize_theta(ml, start=np.asarray(result.theta, dtype=float),

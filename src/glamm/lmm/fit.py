@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -50,8 +49,8 @@ def warm_start(model: LinearMixedModel) -> np.ndarray:
     them together cost far less than a few evaluations of a model with crossed terms, and
     starting the joint fit near its optimum saves most of BOBYQA's evaluations there."""
     parts = []
-    for term in model.reterms:
-        sub = LinearMixedModel(dataclasses.replace(model.frame, reterms=[term]), reml=model.reml)
+    for k in range(len(model.reterms)):
+        sub = model.single_term_model(k)
         os_ = minimize(sub.objective, sub.theta_initial(), sub.theta_lower(), ftol_rel=1e-6,
                        ftol_abs=0.0, xtol_abs=1e-6)
         assert os_.final is not None   # set by every minimize run

@@ -42,11 +42,13 @@ MAX_REST = 6000
 
 def gradient_affordable(model) -> bool:
     """Whether :class:`ProfiledGradient` applies to ``model``: a plain
-    :class:`~glamm.lmm.model.LinearMixedModel` whose random effects after the first term
-    number at most :data:`MAX_REST`."""
+    :class:`~glamm.lmm.model.LinearMixedModel` (or one on cross-products summed over
+    partitions, :mod:`glamm.scale.model`) whose random effects after the first term number
+    at most :data:`MAX_REST`."""
+    from ..scale.model import PartitionedLinearMixedModel
     from .model import LinearMixedModel
 
-    if type(model) is not LinearMixedModel or not model.reterms:
+    if type(model) not in (LinearMixedModel, PartitionedLinearMixedModel) or not model.reterms:
         return False
     q_rest = sum(t.q for t in model.reterms[1:])
     return q_rest <= MAX_REST

@@ -14,6 +14,7 @@ The objective reads as three steps: :meth:`LinearMixedModel.set_theta` (per-term
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,26 +46,49 @@ class LinearMixedModel:
     """
 
     def __init__(self, frame: ModelFrame, reml: bool = True):
+        if frame.y.shape[0] != frame.n:
+            # (a PartitionedFrame: glamm.scale; copies go through copy_with)
+            raise GlammError("this needs the rows of the data: the model frame of a fit on "
+                             "partitioned (Dask) data keeps only their cross-products; fit "
+                             "the model on a pandas DataFrame for it")
+        design = RandomDesign(frame.reterms)
+        self.cp = design.crossproducts(frame.X, frame.y - frame.offset, frame.weights)
+        self._setup(frame, design, self.cp.A, reml, float(np.log(frame.weights).sum()),
+                    frame.n)
+
+    def _setup(self, frame: ModelFrame, design: RandomDesign, A: list[list], reml: bool,
+               sum_log_w: float, n: int) -> None:
+        """Everything but the cross-products: the factor on ``A``, the ``theta`` layout and
+        the constants of the deviance (also the set-up of a model whose ``A`` was summed over
+        the partitions of a data set, :mod:`glamm.scale.model`)."""
         self.frame = frame
         self.reml = bool(reml)
         self.reterms = frame.reterms
-        self.design = RandomDesign(frame.reterms)
-        yw = frame.y - frame.offset
-        self.cp = self.design.crossproducts(frame.X, yw, frame.weights)
-        self.A = self.cp.A
+        self.design = design
+        self.A = A
         self.factor = BlockedCholesky(self.A, [t.p for t in frame.reterms],
                                       iso=[t.covariance.is_scaled_identity for t in frame.reterms])
         self.layout = ThetaLayout(self.reterms)
         self.theta_slices = self.layout.slices
         self.n_theta = self.layout.n_theta
-        self.sum_log_w = float(np.log(frame.weights).sum())
-        self.n = frame.n
+        self.sum_log_w = sum_log_w
+        self.n = n
         self.p = frame.X.shape[1]
         self.theta: np.ndarray | None = None
         #: one random-effects term: the optimizers' evaluations in one compiled pass
         #: (:meth:`objective_value`), the blocked factor for everything else
         self._one_term = OneTermDeviance(self.A) if OneTermDeviance.applies(self.A) else None
         self._gradient: ProfiledGradient | None = None   # made on first use
+
+    def copy_with(self, reml: bool | None = None) -> LinearMixedModel:
+        """A fresh model on the same data (its own cross-products and factor, no ``theta``
+        set), by REML or ML (default: this model's criterion)."""
+        return LinearMixedModel(self.frame, reml=self.reml if reml is None else reml)
+
+    def single_term_model(self, k: int) -> LinearMixedModel:
+        """The model with term ``k`` alone (and the fixed effects), for warm starts."""
+        return LinearMixedModel(dataclasses.replace(self.frame, reterms=[self.reterms[k]]),
+                                reml=self.reml)
 
     # ------------------------------------------------------------------ theta layout
     def theta_lower(self) -> np.ndarray:
@@ -196,7 +220,7 @@ class LinearMixedModel:
     def working_copy(self) -> LinearMixedModel:
         """A model on the same data whose evaluations leave this one untouched (its factor
         is built afresh and set to this model's ``theta``)."""
-        new = type(self)(self.frame, reml=self.reml)
+        new = self.copy_with()
         if self.theta is not None:
             new.set_theta(self.theta)
         return new

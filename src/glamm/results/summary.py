@@ -149,6 +149,11 @@ def _fit_block(m: LmerResult) -> list[str]:
 def _quantile_block(title: str, values) -> list[str]:
     """``title`` and the Min / 1Q / Median / 3Q / Max of ``values``."""
     q = np.quantile(np.asarray(values, dtype=float), [0.0, 0.25, 0.5, 0.75, 1.0])
+    return _quantile_lines(title, q)
+
+
+def _quantile_lines(title: str, q: np.ndarray) -> list[str]:
+    """``title`` and the five quantiles ``q`` (Min, 1Q, Median, 3Q, Max) laid out."""
     names = ["Min", "1Q", "Median", "3Q", "Max"]
     vals = format_column(q, 4)
     w = max(len(s) for s in names + vals)
@@ -160,6 +165,11 @@ def _quantile_block(title: str, values) -> list[str]:
 
 
 def _residual_block(m: LmerResult) -> list[str]:
+    # a fit whose rows are elsewhere (glamm.scale) computes its quantiles in a pass over them
+    quantiles = getattr(m, "scaled_residual_quantiles", None)
+    if quantiles is not None:
+        title, q = quantiles()
+        return _quantile_lines(title, q)
     scaled = np.asarray(m.residuals("pearson")) / m.scale
     return _quantile_block("Scaled residuals:", scaled)
 

@@ -1,0 +1,106 @@
+"""Per-row quantities of a partitioned fit, computed one partition at a time.
+
+:class:`RowValues` is shipped to the workers with the estimates (``beta`` and the random
+effects ``b``, a few numbers per level) and turns one partition into its fitted values,
+residuals or predictions, rebuilt from the rows as the fit coded them
+(:class:`~glamm.scale.partials.FrameArgs`). No Dask here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..terms.design import RandomDesign
+from .metadata import ModelColumns, kept_rows
+from .partials import FrameArgs, PartitionedFrame
+
+#: the values :class:`RowValues` computes
+KINDS = ("fitted", "population", "response", "pearson")
+
+
+@dataclass(frozen=True)
+class RowValues:
+    """One kind of per-row value of a fitted partitioned LMM.
+
+    Attributes
+    ----------
+    args : FrameArgs
+        How each partition's frame is built.
+    columns : ModelColumns
+        The columns the model uses (to find the rows it keeps).
+    layout : PartitionedFrame
+        The fitted frame without rows (``x_keep``, the specs for new data).
+    beta : ndarray
+        Fixed effects.
+    b : list of ndarray
+        Random effects per term, ``(levels, p)``.
+    kind : str
+        ``"fitted"`` (``X beta + Z b + offset``), ``"population"`` (``X beta + offset``),
+        ``"response"`` (``y`` minus fitted) or ``"pearson"`` (times ``sqrt(w)``).
+    """
+
+    args: FrameArgs
+    columns: ModelColumns
+    layout: PartitionedFrame
+    beta: np.ndarray
+    b: list[np.ndarray]
+    kind: str
+
+    def __call__(self, part: pd.DataFrame) -> pd.Series:
+        """The values of the kept rows of ``part``, indexed by their labels."""
+        mask, _, _ = kept_rows(part, self.columns)
+        if not mask.any():
+            return pd.Series([], index=part.index[:0], dtype=float, name=self.kind)
+        frame = self.args.frame(part)
+        keep = self.layout.x_keep
+        X = frame.X if keep is None else frame.X[:, keep]
+        eta = X @ self.beta + frame.offset
+        if self.kind != "population":
+            eta = eta + RandomDesign(frame.reterms).eta_re(self.b)
+        if self.kind in ("response", "pearson"):
+            eta = frame.y - eta
+            if self.kind == "pearson":
+                eta = eta * np.sqrt(frame.weights)
+        return pd.Series(np.asarray(eta, dtype=float), index=frame.row_index, name=self.kind)
+
+
+@dataclass(frozen=True)
+class NewDataPredictor:
+    """Predictions for the rows of new data (a partition of it), as
+    :meth:`glamm.results.lmer_result.LmerResult.predict` makes them.
+
+    Attributes
+    ----------
+    layout : PartitionedFrame
+        The fitted frame without rows.
+    beta, b : ndarray, list of ndarray
+        Estimates.
+    re : bool
+        Include the random effects.
+    allow_new_levels : bool
+        Unseen levels get a random effect of zero instead of an error.
+    """
+
+    layout: PartitionedFrame
+    beta: np.ndarray
+    b: list[np.ndarray]
+    re: bool
+    allow_new_levels: bool
+
+    def __call__(self, part: pd.DataFrame) -> pd.Series:
+        frame = self.layout
+        # (Dask reads text columns as pyarrow strings, which the fixed part's spec, made on
+        # categoricals, does not take as a factor; plain objects it does)
+        strings = {c: object for c in frame.factor_levels if c in part.columns
+                   and pd.api.types.is_string_dtype(part[c].dtype)
+                   and not pd.api.types.is_object_dtype(part[c].dtype)}
+        part = part.astype(strings) if strings else part
+        eta = frame.new_X(part) @ self.beta + frame.new_offset(part)
+        if self.re and len(part):
+            design = RandomDesign(frame.reterms)
+            refs, zs = design.new_data(part, self.allow_new_levels)
+            eta = eta + design.eta_re(self.b, refs, zs)
+        return pd.Series(np.asarray(eta, dtype=float), index=part.index, name="predicted")
