@@ -51,8 +51,8 @@ def warm_start(model: LinearMixedModel) -> np.ndarray:
     parts = []
     for k in range(len(model.reterms)):
         sub = model.single_term_model(k)
-        os_ = minimize(sub.objective, sub.theta_initial(), sub.theta_lower(), ftol_rel=1e-6,
-                       ftol_abs=0.0, xtol_abs=1e-6)
+        os_ = minimize(sub.objective_value, sub.theta_initial(), sub.theta_lower(),
+                       ftol_rel=1e-6, ftol_abs=0.0, xtol_abs=1e-6)
         assert os_.final is not None   # set by every minimize run
         parts.append(os_.final)
     return np.concatenate(parts)
