@@ -45,19 +45,36 @@ def column_rank_update(A: np.ndarray, rows_a: np.ndarray, ptr_a: np.ndarray, B: 
     level (``ptr`` the column pointers, rows ascending within a column): for each column
     level, every pair of its blocks updates one tile of ``T``. With ``lower_only`` (a
     diagonal target, ``A`` = ``B``) only the pairs whose row in ``A`` is at or below the
-    row in ``B``."""
+    row in ``B``: in a column whose rows ascend, the blocks up to the same one."""
     pa, pk = A.shape[1], A.shape[2]
     pb = B.shape[1]
+    if pa == 1 and pb == 1 and pk == 1:
+        _scalar_rank_update(A[:, 0, 0], rows_a, ptr_a, B[:, 0, 0], rows_b, ptr_b, T,
+                            lower_only)
+        return
     for c in range(ptr_a.shape[0] - 1):
         for ea in range(ptr_a[c], ptr_a[c + 1]):
             ra = rows_a[ea]
-            for eb in range(ptr_b[c], ptr_b[c + 1]):
+            stop = ea + 1 if lower_only else ptr_b[c + 1]
+            for eb in range(ptr_b[c], stop):
                 rb = rows_b[eb]
-                if lower_only and rb > ra:
-                    break
                 for i in range(pa):
                     for j in range(pb):
                         acc = 0.0
                         for k in range(pk):
                             acc += A[ea, i, k] * B[eb, j, k]
                         T[ra * pa + i, rb * pb + j] -= acc
+
+
+@numba.njit(cache=True, inline="always")
+def _scalar_rank_update(a: np.ndarray, rows_a: np.ndarray, ptr_a: np.ndarray, b: np.ndarray,
+                        rows_b: np.ndarray, ptr_b: np.ndarray, T: np.ndarray,
+                        lower_only: bool) -> None:
+    """:func:`column_rank_update` for scalar blocks (one multiply per pair)."""
+    for c in range(ptr_a.shape[0] - 1):
+        for ea in range(ptr_a[c], ptr_a[c + 1]):
+            ra = rows_a[ea]
+            va = a[ea]
+            stop = ea + 1 if lower_only else ptr_b[c + 1]
+            for eb in range(ptr_b[c], stop):
+                T[ra, rows_b[eb]] -= va * b[eb]
