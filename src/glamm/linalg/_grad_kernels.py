@@ -107,3 +107,36 @@ def first_term_sums(L00: np.ndarray, N00: np.ndarray, L_rf: np.ndarray, A_rf: np
                         s -= T[r + b, x] * M2[a, x]
                     Q_rest[k_t, b, a] += s
             r += n_t
+
+
+@numba.njit(cache=True)
+def level_inverse_blocks(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                         S_RR: np.ndarray, p1: int, S11: np.ndarray, SR1: np.ndarray,
+                         max_rows: int) -> None:
+    """For :class:`glamm.linalg.selinv.SelectedInverse` with a dense ``S_RR``: per level
+    ``c`` of the first term (columns ``c p1 .. c p1 + p1 - 1`` of ``W``, stored by column,
+    the same rows ``J`` in each), ``T = S_RR[J, J] W[J, c]``; adds ``W[J, c]' T`` to
+    ``S11[c]`` and stores ``Sigma_R1 = -T`` on ``W``'s pattern (``SR1`` aligned with
+    ``data``)."""
+    m1 = S11.shape[0]
+    T = np.empty((max_rows, p1))
+    for c in range(m1):
+        s0 = indptr[c * p1]
+        n = indptr[c * p1 + 1] - s0
+        for i in range(n):
+            ri = indices[s0 + i]
+            for a in range(p1):
+                base = indptr[c * p1 + a]
+                t = 0.0
+                for j in range(n):
+                    t += S_RR[ri, indices[s0 + j]] * data[base + j]
+                T[i, a] = t
+        for a in range(p1):
+            base = indptr[c * p1 + a]
+            for i in range(n):
+                SR1[base + i] = -T[i, a]
+            for b in range(p1):
+                t = 0.0
+                for i in range(n):
+                    t += data[base + i] * T[i, b]
+                S11[c, a, b] += t

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .. import jit
 from .blocks import BlockDiag, BlockSparse, to_dense
 from .threads import dense_factor_threads
 
@@ -114,6 +115,8 @@ class SelectedInverse:
         # Sigma_RR: recursively where the next diagonal block is block diagonal, else dense
         self._C: np.ndarray | None = None
         self._S_R1: np.ndarray | None = None
+        #: Sigma_R1 on W's pattern: CSC keys (column q_R + row) and values
+        self._S_R1_sparse: tuple[np.ndarray, np.ndarray] | None = None
         if self.qR > DENSE_REST and isinstance(fac.L[start + 1][start + 1], BlockDiag):
             self.S_RR: SelectedInverse | DenseInverse = SelectedInverse(fac, start + 1)
             self.S_11 = self._diagonal_blocks()
@@ -123,6 +126,31 @@ class SelectedInverse:
             self.S_11 = self._diagonal_blocks_dense(S_RR)
 
     def _diagonal_blocks_dense(self, S_RR: np.ndarray) -> np.ndarray:
+        """:meth:`_diagonal_blocks_dense_numpy`, or with the compiled kernels one pass over
+        the first term's levels that also keeps ``Sigma_R1`` on ``W``'s pattern only (no
+        dense ``q_R x q_1`` product)."""
+        k = jit.load("glamm.linalg._grad_kernels")
+        if k is None or not self.qR:
+            return self._diagonal_blocks_dense_numpy(S_RR)
+        Wc = self.W.tocsc()
+        Wc.sort_indices()
+        p1 = self.p1
+        counts = np.diff(Wc.indptr).reshape(-1, p1)
+        if p1 > 1 and np.any(counts != counts[:, :1]):
+            return self._diagonal_blocks_dense_numpy(S_RR)   # (levels with uneven columns)
+        S = np.einsum("cba,cbd->cad", self.A_inv, self.A_inv)
+        SR1 = np.empty(Wc.nnz)
+        indptr = Wc.indptr.astype(np.int64)
+        indices = Wc.indices.astype(np.int64)
+        k.level_inverse_blocks(indptr, indices, np.ascontiguousarray(Wc.data),
+                               np.ascontiguousarray(S_RR), p1, S, SR1,
+                               int(counts.max(initial=0)))
+        # entries looked up by (column, row) key, in the CSC order
+        col = np.repeat(np.arange(self.q1, dtype=np.int64), np.diff(indptr))
+        self._S_R1_sparse = (col * self.qR + indices, SR1)
+        return S
+
+    def _diagonal_blocks_dense_numpy(self, S_RR: np.ndarray) -> np.ndarray:
         """As :meth:`_diagonal_blocks` for a dense ``Sigma_RR``, through ``M = Sigma_RR W``
         (``q_R x q_1``, ``q_R nnz(W)`` operations), which then gives ``Sigma_R1 = -M``."""
         p1 = self.p1
@@ -225,6 +253,14 @@ class SelectedInverse:
         ``s`` of ``W``."""
         if self._S_R1 is not None:
             return self._S_R1[r, s]
+        if self._S_R1_sparse is not None:
+            keys, vals = self._S_R1_sparse
+            want = np.asarray(s, dtype=np.int64) * self.qR + np.asarray(r, dtype=np.int64)
+            pos = np.searchsorted(keys, want)
+            pos = np.minimum(pos, max(keys.shape[0] - 1, 0))
+            if keys.shape[0] == 0 or np.any(keys[pos] != want):
+                raise AssertionError("an entry of Sigma_R1 off the pattern of W")
+            return vals[pos]
         R_pad, V_pad = self.ell
         out = np.zeros(r.shape[0])
         for k in range(R_pad.shape[1]):
