@@ -52,6 +52,18 @@ def crossed_slope():
     return data
 
 
+def test_col_patterns_are_the_distinct_rows_of_cols(crossed_slope):
+    """The integer-coded patterns equal ``np.unique(cols, axis=0)``: same rows, same order,
+    same index per row (gradient.TraceWeights relies on both)."""
+    frame = build_model_frame("y ~ x + (x | g) + (1 | h)", crossed_slope)
+    design = RandomDesign(frame.reterms)
+    patterns, index = design.col_patterns
+    want, want_index = np.unique(design.cols, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(patterns, want)
+    np.testing.assert_array_equal(index, want_index.reshape(-1))
+    np.testing.assert_array_equal(patterns[index], design.cols)
+
+
 def test_rows_and_products_match_dense_z(crossed_slope):
     frame = build_model_frame("y ~ x + (x | g) + (1 | h)", crossed_slope)
     design = RandomDesign(frame.reterms)

@@ -95,9 +95,18 @@ class RandomDesign:
         """The distinct rows of :attr:`cols` (``(u, P)``: the combinations of levels that
         occur) and, per row, the index of its pattern: quantities that depend on a row only
         through its columns (entries of ``G^-1`` on the row's pattern) are computed once per
-        pattern."""
-        patterns, index = np.unique(self.cols, axis=0, return_inverse=True)
-        return patterns, index.reshape(-1)
+        pattern. Patterns are in lexicographic order (as ``np.unique(cols, axis=0)``): each
+        row is coded as one integer in base ``q`` when that fits in 64 bits (a 1-d sort, many
+        times faster than sorting rows)."""
+        C = self.cols
+        if C.shape[1] == 0 or float(self.q) ** C.shape[1] >= 2.0 ** 62:
+            patterns, index = np.unique(C, axis=0, return_inverse=True)
+            return patterns, index.reshape(-1)
+        key = np.zeros(C.shape[0], dtype=np.int64)
+        for a in range(C.shape[1]):   # most significant first: lexicographic order
+            key = key * self.q + C[:, a]
+        _, first, index = np.unique(key, return_index=True, return_inverse=True)
+        return C[first], index.reshape(-1)
 
     # ------------------------------------------------------------------ Z Lambda
     def rows(self, lams: list[np.ndarray], z: list[np.ndarray] | None = None) -> np.ndarray:
