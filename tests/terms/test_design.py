@@ -64,6 +64,21 @@ def test_col_patterns_are_the_distinct_rows_of_cols(crossed_slope):
     np.testing.assert_array_equal(patterns[index], design.cols)
 
 
+def test_z_lambda_is_the_sparse_z_lambda_and_its_products_are_t_matvec_s(crossed_slope):
+    frame = build_model_frame("y ~ x + (x | g) + (1 | h)", crossed_slope)
+    design = RandomDesign(frame.reterms)
+    lams = [np.array([[1.2, 0.0], [0.4, 0.7]]), np.array([[0.5]])]
+    V = design.rows(lams)
+    ZL = design.z_lambda(V)
+    Z, Lam = _dense_z(design), _dense_lambda(design, lams)
+    np.testing.assert_allclose(ZL.toarray(), Z @ Lam, rtol=1e-14)
+    M = np.random.default_rng(0).normal(size=(V.shape[0], 3))
+    want = np.column_stack([design.t_matvec(V, M[:, j]) for j in range(3)])
+    np.testing.assert_array_equal(ZL.T @ M, want)   # the same sums in the same order
+    x = np.random.default_rng(1).normal(size=design.q)
+    np.testing.assert_allclose(ZL @ x, design.matvec(V, x), rtol=1e-14)
+
+
 def test_rows_and_products_match_dense_z(crossed_slope):
     frame = build_model_frame("y ~ x + (x | g) + (1 | h)", crossed_slope)
     design = RandomDesign(frame.reterms)

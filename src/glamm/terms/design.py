@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..errors import DataError
 from ..formula.evaluate import row_labels
@@ -77,6 +78,8 @@ class RandomDesign:
         #: per term: a scalar term whose values are all 1 (a random intercept), for which
         #: ``Z b`` is a lookup
         self._unit_z = [self._is_unit(zk) for zk in self.z]
+        #: the column indices and row pointers of ``Z Lambda`` as CSR (:meth:`z_lambda`)
+        self._z_lambda_pattern: tuple[np.ndarray, np.ndarray] | None = None
 
     @staticmethod
     def _is_unit(z: np.ndarray) -> bool:
@@ -133,6 +136,19 @@ class RandomDesign:
         for a in range(V.shape[1]):
             out += np.bincount(C[:, a], weights=V[:, a] * v, minlength=self.q)
         return out
+
+    def z_lambda(self, V: np.ndarray) -> sp.csr_matrix:
+        """``Z Lambda`` as a sparse ``n x q`` matrix with the nonzeros ``V`` (:meth:`rows`), for
+        products with several vectors at once: ``.T @ M`` adds, for each column, the rows'
+        terms in row order as :meth:`t_matvec` does (each column of ``Z`` is reached through
+        one position of a row only), so the two give the same numbers."""
+        n, P = V.shape
+        if self._z_lambda_pattern is None:
+            self._z_lambda_pattern = (np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32),
+                                      np.arange(0, n * P + 1, P, dtype=np.int32))
+        indices, indptr = self._z_lambda_pattern
+        return sp.csr_matrix((np.ascontiguousarray(V, dtype=float).reshape(-1), indices, indptr),
+                             shape=(n, self.q))
 
     def matvec(self, V: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``(Z Lambda) x`` for the nonzeros ``V`` (:meth:`rows`)."""
