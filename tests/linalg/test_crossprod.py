@@ -133,3 +133,31 @@ def test_compiled_refill_equals_the_numpy_refill_exactly(name):
     for row_c, row_n in zip(*out):
         for bc, bn in zip(row_c, row_n):
             np.testing.assert_array_equal(bc, bn)
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("name", ["crossed_sparse", "nested_vector_first", "crossed3_vector"])
+def test_re_only_refills_the_random_effects_blocks_alone(name, kernels):
+    """``update(re_only=True)``: the ``Z'WZ`` blocks as a full refill gives them, the ``[X y]``
+    row of blocks untouched."""
+    from glamm import jit
+
+    model = MODELS[name]()
+    rng = np.random.default_rng(8)
+    w, y = rng.uniform(0.1, 3.0, size=model.w.shape), rng.normal(size=model.y.shape)
+    jit.use_kernels(kernels)
+    try:
+        cp = CrossProducts(model.terms, model.X, model.y, model.w)
+        K = len(model.terms)
+        xy_row = [to_dense(b).copy() for b in cp.A[K]]
+        cp.update(w, y, re_only=True)
+        partial = [[to_dense(b).copy() for b in row] for row in cp.A]
+        cp.update(w, y)
+        full = [[to_dense(b).copy() for b in row] for row in cp.A]
+    finally:
+        jit.use_kernels(None)
+    for i in range(K):
+        for j in range(i + 1):
+            np.testing.assert_array_equal(partial[i][j], full[i][j])
+    for before, after in zip(xy_row, partial[K]):
+        np.testing.assert_array_equal(after, before)

@@ -449,12 +449,14 @@ class GeneralizedLinearMixedModel:
             eta, mu, w, self.family.link.mu_eta(eta))
         if b_fix is not None:
             zwork = zwork - self.X @ b_fix
-        cp.update(w, zwork)
+        # only the random-effects blocks: the log-determinant, the gradients' G^-1 and the
+        # conditional variances need nothing else (and with observed weights X'WX may be
+        # indefinite); the [X y] row is left as it was (whoever needs it refills everything,
+        # as the next PIRLS iteration does)
+        cp.update(w, zwork, re_only=True)
         fac.refresh()
         try:
-            # only the random-effects blocks: with observed weights X'WX may be indefinite,
-            # and the log-determinant needs nothing else
-            fac.update(lams, re_only=self.observed_information)
+            fac.update(lams, re_only=True)
         except np.linalg.LinAlgError as exc:
             raise PirlsError("the observed information is not positive definite at the "
                              "mode") from exc

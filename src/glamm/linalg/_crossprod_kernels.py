@@ -15,7 +15,7 @@ def fill_crossproducts(refs: np.ndarray, Z: np.ndarray, col_off: np.ndarray,
                        pair_terms: np.ndarray, pair_pos: np.ndarray, w: np.ndarray,
                        XY: np.ndarray, diag: np.ndarray, diag_off: np.ndarray,
                        off: np.ndarray, off_off: np.ndarray, zxy: np.ndarray,
-                       zxy_off: np.ndarray, XYw: np.ndarray) -> None:
+                       zxy_off: np.ndarray, XYw: np.ndarray, with_xy: bool) -> None:
     """Zero the outputs, then, row by row, add the row's terms of:
 
     - ``diag``: each term's ``Z_k'WZ_k`` blocks, ``(m_k, p_k, p_k)`` from ``diag_off[k]``
@@ -25,6 +25,8 @@ def fill_crossproducts(refs: np.ndarray, Z: np.ndarray, col_off: np.ndarray,
     - ``zxy``: each term's ``Z_k' W [X y]``, ``(q_k, pxy)`` from ``zxy_off[k]``;
     - ``XYw``: ``W [X y]`` (``n x pxy``, overwritten).
 
+    Without ``with_xy`` the last two are left alone (the random-effects blocks only).
+
     ``refs`` is ``(K, n)`` (level codes), ``Z`` the ``(n, P)`` values of all terms side by
     side, term ``k`` in columns ``col_off[k]:col_off[k + 1]``. Each product is formed as
     ``(z_a w) z_b`` and ``z_a (x_c w)``, as the NumPy code forms it."""
@@ -32,7 +34,7 @@ def fill_crossproducts(refs: np.ndarray, Z: np.ndarray, col_off: np.ndarray,
     off[:] = 0.0
     zxy[:] = 0.0
     n = w.shape[0]
-    pxy = XY.shape[1]
+    pxy = XY.shape[1] if with_xy else 0
     for r in range(n):
         wr = w[r]
         for c in range(pxy):

@@ -104,8 +104,8 @@ class CrossProducts:
         self._ones[k] = t.p == 1 and bool(np.all(z == 1.0))
         self._z_all = None
 
-    def update(self, w: np.ndarray, y: np.ndarray, terms: tuple[int, ...] | None = None
-               ) -> None:
+    def update(self, w: np.ndarray, y: np.ndarray, terms: tuple[int, ...] | None = None,
+               re_only: bool = False) -> None:
         """Refill the blocks for weights ``w`` and response ``y`` (same arrays, in place).
 
         Parameters
@@ -115,9 +115,13 @@ class CrossProducts:
         terms : tuple of int, optional
             Refill only the blocks that involve these terms (their rows and columns of ``A``;
             for values of ``z`` that changed while ``w`` and ``y`` did not). Default: all.
+        re_only : bool
+            Refill only the random-effects blocks (``Z'WZ``), leaving the ``[X y]`` row as it
+            was: enough for the factor's random-effects part (``BlockedCholesky.update`` with
+            ``re_only``), e.g. the Laplace log-determinant at a PIRLS mode.
         """
         self._w, self._y = w, y
-        if terms is None and self._update_compiled(w, y):
+        if terms is None and self._update_compiled(w, y, re_only):
             return
         K = len(self.reterms)
         A = self.A
@@ -156,6 +160,8 @@ class CrossProducts:
                     D[:, b, a] = v
         XY = self._XY
         XY[:, -1] = y
+        if re_only:
+            return
         XYw = XY * w[:, None]
         for j, Zt in enumerate(self._Zt):
             if terms is None or j in terms:
@@ -163,11 +169,11 @@ class CrossProducts:
         if terms is None:
             A[K][K][...] = XY.T @ XYw
 
-    def _update_compiled(self, w: np.ndarray, y: np.ndarray) -> bool:
+    def _update_compiled(self, w: np.ndarray, y: np.ndarray, re_only: bool = False) -> bool:
         """All blocks for weights ``w`` and response ``y`` in one compiled pass over the rows
         (:func:`glamm.linalg._crossprod_kernels.fill_crossproducts`: the same sums in the
         same order as the NumPy code below, so the same numbers); false (nothing done) where
-        the kernels are off."""
+        the kernels are off. ``re_only``: as in :meth:`update`."""
         K = len(self.reterms)
         k = jit.load(_KERNELS) if K else None
         if k is None:
@@ -180,7 +186,7 @@ class CrossProducts:
         k.fill_crossproducts(f["refs"], self._z_all, f["col_off"], f["pair_terms"],
                              f["pair_pos"], np.ascontiguousarray(w, dtype=float), XY,
                              f["diag"], f["diag_off"], f["off"], f["off_off"], f["zxy"],
-                             f["zxy_off"], f["XYw"])
+                             f["zxy_off"], f["XYw"], not re_only)
         A = self.A
         for i, ti in enumerate(self.reterms):
             D = A[i][i].data
@@ -188,6 +194,8 @@ class CrossProducts:
             for a in range(ti.p):
                 for b in range(a):
                     D[:, b, a] = D[:, a, b]
+            if re_only:
+                continue
             A[K][i][...] = f["zxy"][f["zxy_off"][i]:f["zxy_off"][i + 1]].reshape(
                 ti.q, XY.shape[1]).T
         for t, (i, j) in enumerate(f["pair_terms"]):
@@ -195,7 +203,8 @@ class CrossProducts:
             block.version += 1
             block.data[...] = f["off"][f["off_off"][t]:f["off_off"][t + 1]].reshape(
                 block.data.shape)
-        A[K][K][...] = XY.T @ f["XYw"]
+        if not re_only:
+            A[K][K][...] = XY.T @ f["XYw"]
         return True
 
     def _fused_layout(self) -> dict:
