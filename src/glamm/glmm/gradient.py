@@ -63,7 +63,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     C = design.cols
     lams = model.lambdas(theta)
     V = design.rows(lams)                                # n x P nonzeros of Z Lambda
-    ZL = design.z_lambda(V)                              # the same as a sparse matrix
+    ZL, ZLt = design.z_lambda(V)                         # the same as sparse matrices
     s = model.response.score(eta, mu)
     w_obs = model.mode_weights if model.observed_information else None
     if w_obs is None:
@@ -89,7 +89,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     grad_beta = -2.0 * (X.T @ s)
     S = np.zeros((X.shape[1], X.shape[1]))
     if X.shape[1]:
-        ZtWX = ZL.T @ (w_obs[:, None] * X)
+        ZtWX = ZLt @ (w_obs[:, None] * X)
         DU = -Gobs_inv.solve(ZtWX)
         deta = X + ZL @ DU
         grad_beta = grad_beta + deta.T @ dwh
@@ -99,7 +99,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     u = model.u
     u_terms = [u[design.offsets[k]:design.offsets[k] + t.q].reshape(t.nlevels, t.p)
                for k, t in enumerate(model.reterms)]
-    tangent = _Tangent(design, V, C, w_obs, s, traces, Gobs_inv, dwh, u_terms, ZL)
+    tangent = _Tangent(design, V, C, w_obs, s, traces, Gobs_inv, dwh, u_terms, (ZL, ZLt))
 
     directions: list[Direction] = []
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
@@ -309,8 +309,9 @@ class _Tangent:
     def __init__(self, design, V, C, w_obs, s, traces: TraceWeights, Gobs_inv, dwh, u_terms,
                  ZL=None):
         self.design, self.V, self.C = design, V, C
-        #: ``Z Lambda`` as a sparse matrix (RandomDesign.z_lambda), made here if not given
-        self.ZL = design.z_lambda(V) if ZL is None else ZL
+        #: ``Z Lambda`` and its transpose as sparse matrices (RandomDesign.z_lambda), made
+        #: here if not given
+        self.ZL, self.ZLt = design.z_lambda(V) if ZL is None else ZL
         self.w_obs, self.s = w_obs, s
         self.Gobs_inv, self.dwh = Gobs_inv, dwh
         self.u_terms = u_terms
@@ -334,7 +335,7 @@ class _Tangent:
                 a_vec += np.einsum("ic,ic->i", Vd, self.u_terms[k][design.terms[k].refs])
             if fixed is not None:
                 a_vec += fixed
-        RHS = -(self.ZL.T @ (self.w_obs[:, None] * A))
+        RHS = -(self.ZLt @ (self.w_obs[:, None] * A))
         for j, (parts, _) in enumerate(directions):
             rhs = RHS[:, j]
             for k, Vd in parts:

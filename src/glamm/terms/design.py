@@ -78,8 +78,9 @@ class RandomDesign:
         #: per term: a scalar term whose values are all 1 (a random intercept), for which
         #: ``Z b`` is a lookup
         self._unit_z = [self._is_unit(zk) for zk in self.z]
-        #: the column indices and row pointers of ``Z Lambda`` as CSR (:meth:`z_lambda`)
-        self._z_lambda_pattern: tuple[np.ndarray, np.ndarray] | None = None
+        #: ``Z Lambda`` and its transpose as sparse matrices sharing their values
+        #: (:meth:`z_lambda`)
+        self._z_lambda: tuple[sp.csr_matrix, sp.csc_matrix] | None = None
 
     @staticmethod
     def _is_unit(z: np.ndarray) -> bool:
@@ -137,18 +138,24 @@ class RandomDesign:
             out += np.bincount(C[:, a], weights=V[:, a] * v, minlength=self.q)
         return out
 
-    def z_lambda(self, V: np.ndarray) -> sp.csr_matrix:
-        """``Z Lambda`` as a sparse ``n x q`` matrix with the nonzeros ``V`` (:meth:`rows`), for
-        products with several vectors at once: ``.T @ M`` adds, for each column, the rows'
-        terms in row order as :meth:`t_matvec` does (each column of ``Z`` is reached through
-        one position of a row only), so the two give the same numbers."""
-        n, P = V.shape
-        if self._z_lambda_pattern is None:
-            self._z_lambda_pattern = (np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32),
-                                      np.arange(0, n * P + 1, P, dtype=np.int32))
-        indices, indptr = self._z_lambda_pattern
-        return sp.csr_matrix((np.ascontiguousarray(V, dtype=float).reshape(-1), indices, indptr),
-                             shape=(n, self.q))
+    def z_lambda(self, V: np.ndarray) -> tuple[sp.csr_matrix, sp.csc_matrix]:
+        """``Z Lambda`` and its transpose as sparse matrices (``n x q`` and ``q x n``) with the
+        nonzeros ``V`` (:meth:`rows`, for this design's rows), for products with several
+        vectors at once: ``transpose @ M`` adds, for each column, the rows' terms in row order
+        as :meth:`t_matvec` does (each column of ``Z`` is reached through one position of a
+        row only), so the two give the same numbers. The two matrices are made once and
+        share one array of values, which each call overwrites: they hold ``V`` until the next
+        call."""
+        if self._z_lambda is None:
+            n, P = V.shape
+            indices = np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32)
+            indptr = np.arange(0, n * P + 1, P, dtype=np.int32)
+            mat = sp.csr_matrix((np.array(V, dtype=float).reshape(-1), indices, indptr),
+                                shape=(n, self.q))
+            self._z_lambda = (mat, mat.T)
+        else:
+            np.copyto(self._z_lambda[0].data, V.reshape(-1))
+        return self._z_lambda
 
     def matvec(self, V: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``(Z Lambda) x`` for the nonzeros ``V`` (:meth:`rows`)."""
