@@ -288,7 +288,7 @@ class GeneralizedLinearMixedModel:
                   solve_only: bool, compiled: bool) -> tuple[np.ndarray, np.ndarray]:
         """One PIRLS iteration's penalized least-squares solve for weights ``w`` and working
         response ``zwork``: ``(u, beta)`` (``beta`` empty when ``b_fix`` holds it), by the
-        compiled scalar-term pass (``compiled``) or the blocked factor. ``LinAlgError`` if the
+        compiled one-term pass (``compiled``) or the blocked factor. ``LinAlgError`` if the
         system is not positive definite."""
         if compiled:
             solver, lam = self._one_term_solver(lams)
