@@ -1,6 +1,8 @@
 """The switch for glamm's compiled kernels (numba): the families' per-row loops
-(:mod:`glamm.families._kernels`) and the small penalized least-squares solves of PIRLS
-(:mod:`glamm.linalg._pls_kernels`).
+(:mod:`glamm.families._kernels`), the small penalized least-squares solves of PIRLS
+(:mod:`glamm.linalg._pls_kernels`), the refill of the cross-products
+(:mod:`glamm.linalg._crossprod_kernels`) and the blocked factor's and one-term LMM's loops
+(:mod:`glamm.linalg._pair_kernels`, :mod:`glamm.linalg._lmm_kernels`).
 
 Each kernels module is imported on first use, so numba is only imported by a fit that needs
 it. ``GLAMM_JIT=0`` (or ``false``, ``no``, ``off``) in the environment turns every kernel

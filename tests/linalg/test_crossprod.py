@@ -107,3 +107,57 @@ def test_crossprod_blocks_is_the_constructor_s_blocks():
     model = MODELS["nested"]()
     A = crossprod_blocks(model.terms, model.X, model.y, model.w)
     assert_blocks_equal(A, model)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_compiled_refill_equals_the_numpy_refill_exactly(name):
+    """The one-pass compiled refill (glamm.linalg._crossprod_kernels) adds the same products
+    in the same order as the NumPy code: every block is equal bit for bit."""
+    pytest.importorskip("numba")
+    from glamm import jit
+
+    model = MODELS[name]()
+    rng = np.random.default_rng(5)
+    w = rng.uniform(0.1, 3.0, size=model.w.shape)
+    w[::7] = 0.0
+    y = rng.normal(size=model.y.shape)
+    out = []
+    for on in (True, False):
+        jit.use_kernels(on)
+        try:
+            cp = CrossProducts(model.terms, model.X, model.y, model.w)
+            cp.update(w, y)
+            out.append([[to_dense(b).copy() for b in row] for row in cp.A])
+        finally:
+            jit.use_kernels(None)
+    for row_c, row_n in zip(*out):
+        for bc, bn in zip(row_c, row_n):
+            np.testing.assert_array_equal(bc, bn)
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("name", ["crossed_sparse", "nested_vector_first", "crossed3_vector"])
+def test_re_only_refills_the_random_effects_blocks_alone(name, kernels):
+    """``update(re_only=True)``: the ``Z'WZ`` blocks as a full refill gives them, the ``[X y]``
+    row of blocks untouched."""
+    from glamm import jit
+
+    model = MODELS[name]()
+    rng = np.random.default_rng(8)
+    w, y = rng.uniform(0.1, 3.0, size=model.w.shape), rng.normal(size=model.y.shape)
+    jit.use_kernels(kernels)
+    try:
+        cp = CrossProducts(model.terms, model.X, model.y, model.w)
+        K = len(model.terms)
+        xy_row = [to_dense(b).copy() for b in cp.A[K]]
+        cp.update(w, y, re_only=True)
+        partial = [[to_dense(b).copy() for b in row] for row in cp.A]
+        cp.update(w, y)
+        full = [[to_dense(b).copy() for b in row] for row in cp.A]
+    finally:
+        jit.use_kernels(None)
+    for i in range(K):
+        for j in range(i + 1):
+            np.testing.assert_array_equal(partial[i][j], full[i][j])
+    for before, after in zip(xy_row, partial[K]):
+        np.testing.assert_array_equal(after, before)

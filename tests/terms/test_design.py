@@ -52,6 +52,36 @@ def crossed_slope():
     return data
 
 
+def test_col_patterns_are_the_distinct_rows_of_cols(crossed_slope):
+    """The integer-coded patterns equal ``np.unique(cols, axis=0)``: same rows, same order,
+    same index per row (gradient.TraceWeights relies on both)."""
+    frame = build_model_frame("y ~ x + (x | g) + (1 | h)", crossed_slope)
+    design = RandomDesign(frame.reterms)
+    patterns, index = design.col_patterns
+    want, want_index = np.unique(design.cols, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(patterns, want)
+    np.testing.assert_array_equal(index, want_index.reshape(-1))
+    np.testing.assert_array_equal(patterns[index], design.cols)
+
+
+def test_z_lambda_is_the_sparse_z_lambda_and_its_products_are_t_matvec_s(crossed_slope):
+    frame = build_model_frame("y ~ x + (x | g) + (1 | h)", crossed_slope)
+    design = RandomDesign(frame.reterms)
+    lams = [np.array([[1.2, 0.0], [0.4, 0.7]]), np.array([[0.5]])]
+    Z = _dense_z(design)
+    for lams in ([np.array([[1.2, 0.0], [0.4, 0.7]]), np.array([[0.5]])],
+                 [np.array([[0.3, 0.0], [-0.4, 1.1]]), np.array([[2.0]])]):
+        V = design.rows(lams)
+        ZL, ZLt = design.z_lambda(V)   # (the second pass refills the same matrices)
+        np.testing.assert_allclose(ZL.toarray(), Z @ _dense_lambda(design, lams), rtol=1e-14)
+        np.testing.assert_array_equal(ZLt.toarray(), ZL.toarray().T)
+        M = np.random.default_rng(0).normal(size=(V.shape[0], 3))
+        want = np.column_stack([design.t_matvec(V, M[:, j]) for j in range(3)])
+        np.testing.assert_array_equal(ZLt @ M, want)   # the same sums in the same order
+        x = np.random.default_rng(1).normal(size=design.q)
+        np.testing.assert_allclose(ZL @ x, design.matvec(V, x), rtol=1e-14)
+
+
 def test_rows_and_products_match_dense_z(crossed_slope):
     frame = build_model_frame("y ~ x + (x | g) + (1 | h)", crossed_slope)
     design = RandomDesign(frame.reterms)

@@ -63,6 +63,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     C = design.cols
     lams = model.lambdas(theta)
     V = design.rows(lams)                                # n x P nonzeros of Z Lambda
+    ZL, ZLt = design.z_lambda(V)                         # the same as sparse matrices
     s = model.response.score(eta, mu)
     w_obs = model.mode_weights if model.observed_information else None
     if w_obs is None:
@@ -88,9 +89,9 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     grad_beta = -2.0 * (X.T @ s)
     S = np.zeros((X.shape[1], X.shape[1]))
     if X.shape[1]:
-        ZtWX = np.column_stack([design.t_matvec(V, w_obs * X[:, j]) for j in range(X.shape[1])])
+        ZtWX = ZLt @ (w_obs[:, None] * X)
         DU = -Gobs_inv.solve(ZtWX)
-        deta = X + np.column_stack([design.matvec(V, DU[:, j]) for j in range(X.shape[1])])
+        deta = X + ZL @ DU
         grad_beta = grad_beta + deta.T @ dwh
         if schur:
             S = X.T @ (w_obs[:, None] * X) + ZtWX.T @ DU
@@ -98,7 +99,7 @@ def laplace_gradient(model, theta: np.ndarray, beta: np.ndarray, schur: bool = F
     u = model.u
     u_terms = [u[design.offsets[k]:design.offsets[k] + t.q].reshape(t.nlevels, t.p)
                for k, t in enumerate(model.reterms)]
-    tangent = _Tangent(design, V, C, w_obs, s, traces, Gobs_inv, dwh, u_terms)
+    tangent = _Tangent(design, V, C, w_obs, s, traces, Gobs_inv, dwh, u_terms, (ZL, ZLt))
 
     directions: list[Direction] = []
     for k, (t, sl) in enumerate(zip(model.reterms, model.layout.slices)):
@@ -305,8 +306,12 @@ class _Tangent:
     the mode's own movement; shared by ``theta`` and the factor loadings. Directions are
     taken in batches (:meth:`gradients`): one solve with ``G`` for all of them."""
 
-    def __init__(self, design, V, C, w_obs, s, traces: TraceWeights, Gobs_inv, dwh, u_terms):
+    def __init__(self, design, V, C, w_obs, s, traces: TraceWeights, Gobs_inv, dwh, u_terms,
+                 ZL=None):
         self.design, self.V, self.C = design, V, C
+        #: ``Z Lambda`` and its transpose as sparse matrices (RandomDesign.z_lambda), made
+        #: here if not given
+        self.ZL, self.ZLt = design.z_lambda(V) if ZL is None else ZL
         self.w_obs, self.s = w_obs, s
         self.Gobs_inv, self.dwh = Gobs_inv, dwh
         self.u_terms = u_terms
@@ -317,13 +322,12 @@ class _Tangent:
         nonzeros move by ``Vd`` for every ``(k, Vd)`` in ``parts`` and the fixed part of the
         linear predictor by ``fixed`` (``(dX) beta``, for loadings on fixed-effect columns;
         or ``None``)."""
-        design, V, C, s = self.design, self.V, self.C, self.s
+        design, C, s = self.design, self.C, self.s
         m = len(directions)
         if m == 0:
             return np.zeros(0)
         n = s.shape[0]
         A = np.zeros((n, m))
-        RHS = np.zeros((design.q, m))
         tr = np.zeros(m)
         for j, (parts, fixed) in enumerate(directions):
             a_vec = A[:, j]
@@ -331,16 +335,17 @@ class _Tangent:
                 a_vec += np.einsum("ic,ic->i", Vd, self.u_terms[k][design.terms[k].refs])
             if fixed is not None:
                 a_vec += fixed
-            rhs = -design.t_matvec(V, self.w_obs * a_vec)
+        RHS = -(self.ZLt @ (self.w_obs[:, None] * A))
+        for j, (parts, _) in enumerate(directions):
+            rhs = RHS[:, j]
             for k, Vd in parts:
                 t = design.terms[k]
                 Ck = C[:, design.term_slices[k]]
                 for c in range(t.p):
                     rhs += np.bincount(Ck[:, c], weights=Vd[:, c] * s, minlength=design.q)
                     tr[j] += float(self._trace_weight(k, c) @ Vd[:, c])
-            RHS[:, j] = rhs
         DU = self.Gobs_inv.solve(RHS)
-        deta = A + np.einsum("ia,iaj->ij", V, DU[C])
+        deta = A + self.ZL @ DU
         return -2.0 * (s @ A) + 2.0 * tr + self.dwh @ deta
 
     def gradient(self, parts: list[tuple[int, np.ndarray]],

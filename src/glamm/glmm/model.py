@@ -38,6 +38,7 @@ from ..formula.design import ModelFrame
 from ..linalg.factor import BlockedCholesky
 from ..linalg.scalar_pls import ScalarTermPLS
 from ..linalg.selinv import DiagonalInverse, re_inverse
+from ..linalg.vector_pls import VectorTermPLS
 from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
@@ -132,6 +133,10 @@ class GeneralizedLinearMixedModel:
         #: one scalar random-effects term: PIRLS's iterations solve their system in one
         #: compiled pass (where the kernels are on), the blocked factor then factors at the mode
         self._scalar_pls = ScalarTermPLS(self.design) if ScalarTermPLS.applies(self.design) \
+            else None
+        #: one term with several columns per level: the same, with the log-determinant at
+        #: the mode also from the compiled pass
+        self._vector_pls = VectorTermPLS(self.design) if VectorTermPLS.applies(self.design) \
             else None
         #: the data are separated (set by glmm.diagnostics.separation_notes): a fit that finds
         #: no finite deviance is then reported as separation, not as a PIRLS failure
@@ -271,17 +276,25 @@ class GeneralizedLinearMixedModel:
         fac.refresh()
         fac.update(lams, solve_only=solve_only)
 
+    def _one_term_solver(self, lams: list[np.ndarray]):
+        """The compiled one-term solve (scalar or vector-valued term) and the ``lambda`` it
+        takes (a number for a scalar term, the ``P x P`` factor otherwise)."""
+        if self._scalar_pls is not None:
+            return self._scalar_pls, lams[0][0, 0]
+        assert self._vector_pls is not None
+        return self._vector_pls, lams[0]
+
     def _pls_step(self, lams, w: np.ndarray, zwork: np.ndarray, b_fix: np.ndarray | None,
                   solve_only: bool, compiled: bool) -> tuple[np.ndarray, np.ndarray]:
         """One PIRLS iteration's penalized least-squares solve for weights ``w`` and working
         response ``zwork``: ``(u, beta)`` (``beta`` empty when ``b_fix`` holds it), by the
-        compiled scalar-term pass (``compiled``) or the blocked factor. ``LinAlgError`` if the
+        compiled one-term pass (``compiled``) or the blocked factor. ``LinAlgError`` if the
         system is not positive definite."""
         if compiled:
-            assert self._scalar_pls is not None
+            solver, lam = self._one_term_solver(lams)
             if b_fix is not None:
-                return self._scalar_pls.solve(w, zwork - self.X @ b_fix, lams[0][0, 0], None)
-            return self._scalar_pls.solve(w, zwork, lams[0][0, 0], self.X)
+                return solver.solve(w, zwork - self.X @ b_fix, lam, None)
+            return solver.solve(w, zwork, lam, self.X)
         cp, fac = (self.cp_b, self.fac_b) if b_fix is None else (self.cp_u, self.fac_u)
         self._factor_step(cp, fac, lams, w, zwork, b_fix, solve_only=solve_only)
         u_parts, beta = fac.solve_u_beta()
@@ -298,7 +311,8 @@ class GeneralizedLinearMixedModel:
         lams = self.lambdas(theta)
         fast = beta is None
         cp, fac = (self.cp_b, self.fac_b) if fast else (self.cp_u, self.fac_u)
-        compiled = self._scalar_pls is not None and self._scalar_pls.available()
+        one_term = self._scalar_pls or self._vector_pls
+        compiled = one_term is not None and one_term.available()
         u = self.u.copy()
         b_fix = self.beta.copy() if fast else np.asarray(beta, dtype=float)
         cold = self.eta is None
@@ -409,10 +423,10 @@ class GeneralizedLinearMixedModel:
             w, _ = self.response.fisher_weights(eta, mu)
         self._pending_factor = None
         if compiled:
-            # one scalar term: the log-determinant directly; the blocked factor is only
-            # needed by the gradients and the conditional variances (factor_at_mode)
-            assert self._scalar_pls is not None
-            ldl2 = self._scalar_pls.logdet(w, lams[0][0, 0])
+            # one term: the log-determinant directly; the blocked factor is only needed by
+            # the gradients and the conditional variances (factor_at_mode)
+            solver, lam = self._one_term_solver(lams)
+            ldl2 = solver.logdet(w, lam)
             if ldl2 is None:
                 raise PirlsError("the observed information is not positive definite at the "
                                  "mode")
@@ -435,12 +449,14 @@ class GeneralizedLinearMixedModel:
             eta, mu, w, self.family.link.mu_eta(eta))
         if b_fix is not None:
             zwork = zwork - self.X @ b_fix
-        cp.update(w, zwork)
+        # only the random-effects blocks: the log-determinant, the gradients' G^-1 and the
+        # conditional variances need nothing else (and with observed weights X'WX may be
+        # indefinite); the [X y] row is left as it was (whoever needs it refills everything,
+        # as the next PIRLS iteration does)
+        cp.update(w, zwork, re_only=True)
         fac.refresh()
         try:
-            # only the random-effects blocks: with observed weights X'WX may be indefinite,
-            # and the log-determinant needs nothing else
-            fac.update(lams, re_only=self.observed_information)
+            fac.update(lams, re_only=True)
         except np.linalg.LinAlgError as exc:
             raise PirlsError("the observed information is not positive definite at the "
                              "mode") from exc
@@ -450,8 +466,9 @@ class GeneralizedLinearMixedModel:
         """Make the blocked factors hold the last PIRLS mode's factorization (``fac_u`` after
         a PIRLS with ``beta`` held, ``fac_b`` after one that moved it), which the analytic
         gradients and the conditional variances read. PIRLS factors there itself except for
-        a single scalar term, where it takes the log-determinant directly and leaves the
-        factorization to this call (most evaluations need only the value)."""
+        a single term (the compiled one-term solves), where it takes the log-determinant
+        directly and leaves the factorization to this call (most evaluations need only the
+        value)."""
         pending, self._pending_factor = self._pending_factor, None
         if pending is not None:
             ldl2 = self.ldL2
@@ -460,12 +477,15 @@ class GeneralizedLinearMixedModel:
 
     def re_inverse_at_mode(self):
         """``G^{-1}`` for the factor of the last PIRLS mode with ``beta`` held (``fac_u``; see
-        :func:`glamm.linalg.selinv.re_inverse`); for one scalar term the diagonal ``G``
-        directly, without the blocked factorization."""
+        :func:`glamm.linalg.selinv.re_inverse`); for one term (compiled one-term solves)
+        the diagonal or block-diagonal ``G`` directly, without the blocked factorization."""
         pending = self._pending_factor
-        if pending is not None and pending[-1] is not None and self._scalar_pls is not None:
+        if pending is not None and pending[-1] is not None:
             _, _, lams, w = pending[:4]
-            return DiagonalInverse(self._scalar_pls.diagonal(w, lams[0][0, 0]))
+            if self._scalar_pls is not None:
+                return DiagonalInverse(self._scalar_pls.diagonal(w, lams[0][0, 0]))
+            if self._vector_pls is not None:
+                return self._vector_pls.inverse(w, lams[0])
         self.factor_at_mode()
         return re_inverse(self.fac_u)
 

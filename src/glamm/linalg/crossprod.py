@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .. import jit
 from .blocks import BlockDiag, BlockSparse
+
+_KERNELS = "glamm.linalg._crossprod_kernels"
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..terms.design import RandomDesign
@@ -80,6 +83,10 @@ class CrossProducts:
         #: per term, the position in ``z.ravel()`` of each stored entry of ``Z_k'``
         self._zt_order: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * K
         self._ones: list[bool] = [False] * K
+        #: the compiled refill's index arrays and buffers (built on first use) and the
+        #: terms' values side by side (rebuilt when a term's values change)
+        self._fused: dict | None = None
+        self._z_all: np.ndarray | None = None
         for k in range(K):
             self._index_term(k)
         self._XY = np.empty((X.shape[0], X.shape[1] + 1))
@@ -95,9 +102,10 @@ class CrossProducts:
         # same sparsity whatever the values: only the stored numbers change
         self._Zt[k].data[:] = z.ravel()[self._zt_order[k]]
         self._ones[k] = t.p == 1 and bool(np.all(z == 1.0))
+        self._z_all = None
 
-    def update(self, w: np.ndarray, y: np.ndarray, terms: tuple[int, ...] | None = None
-               ) -> None:
+    def update(self, w: np.ndarray, y: np.ndarray, terms: tuple[int, ...] | None = None,
+               re_only: bool = False) -> None:
         """Refill the blocks for weights ``w`` and response ``y`` (same arrays, in place).
 
         Parameters
@@ -107,8 +115,14 @@ class CrossProducts:
         terms : tuple of int, optional
             Refill only the blocks that involve these terms (their rows and columns of ``A``;
             for values of ``z`` that changed while ``w`` and ``y`` did not). Default: all.
+        re_only : bool
+            Refill only the random-effects blocks (``Z'WZ``), leaving the ``[X y]`` row as it
+            was: enough for the factor's random-effects part (``BlockedCholesky.update`` with
+            ``re_only``), e.g. the Laplace log-determinant at a PIRLS mode.
         """
         self._w, self._y = w, y
+        if terms is None and self._update_compiled(w, y, re_only):
+            return
         K = len(self.reterms)
         A = self.A
         zs = self.design.z
@@ -146,12 +160,78 @@ class CrossProducts:
                     D[:, b, a] = v
         XY = self._XY
         XY[:, -1] = y
+        if re_only:
+            return
         XYw = XY * w[:, None]
         for j, Zt in enumerate(self._Zt):
             if terms is None or j in terms:
                 A[K][j][...] = (Zt @ XYw).T
         if terms is None:
             A[K][K][...] = XY.T @ XYw
+
+    def _update_compiled(self, w: np.ndarray, y: np.ndarray, re_only: bool = False) -> bool:
+        """All blocks for weights ``w`` and response ``y`` in one compiled pass over the rows
+        (:func:`glamm.linalg._crossprod_kernels.fill_crossproducts`: the same sums in the
+        same order as the NumPy code below, so the same numbers); false (nothing done) where
+        the kernels are off. ``re_only``: as in :meth:`update`."""
+        K = len(self.reterms)
+        k = jit.load(_KERNELS) if K else None
+        if k is None:
+            return False
+        f = self._fused if self._fused is not None else self._fused_layout()
+        if self._z_all is None:
+            self._z_all = np.ascontiguousarray(np.hstack(self.design.z), dtype=float)
+        XY = self._XY
+        XY[:, -1] = y
+        k.fill_crossproducts(f["refs"], self._z_all, f["col_off"], f["pair_terms"],
+                             f["pair_pos"], np.ascontiguousarray(w, dtype=float), XY,
+                             f["diag"], f["diag_off"], f["off"], f["off_off"], f["zxy"],
+                             f["zxy_off"], f["XYw"], not re_only)
+        A = self.A
+        for i, ti in enumerate(self.reterms):
+            D = A[i][i].data
+            D[...] = f["diag"][f["diag_off"][i]:f["diag_off"][i + 1]].reshape(D.shape)
+            for a in range(ti.p):
+                for b in range(a):
+                    D[:, b, a] = D[:, a, b]
+            if re_only:
+                continue
+            A[K][i][...] = f["zxy"][f["zxy_off"][i]:f["zxy_off"][i + 1]].reshape(
+                ti.q, XY.shape[1]).T
+        for t, (i, j) in enumerate(f["pair_terms"]):
+            block = A[i][j]
+            block.version += 1
+            block.data[...] = f["off"][f["off_off"][t]:f["off_off"][t + 1]].reshape(
+                block.data.shape)
+        if not re_only:
+            A[K][K][...] = XY.T @ f["XYw"]
+        return True
+
+    def _fused_layout(self) -> dict:
+        """Index arrays and flat output buffers of the compiled refill (once per object)."""
+        terms = self.reterms
+        n = terms[0].refs.shape[0]
+        pairs = sorted(self._pair_inverse)
+
+        def offsets(sizes: list[int]) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+        diag_off = offsets([t.nlevels * t.p * t.p for t in terms])
+        off_off = offsets([self.A[i][j].data.size for i, j in pairs])
+        zxy_off = offsets([t.q * self._XY.shape[1] for t in terms])
+        self._fused = {
+            "refs": np.ascontiguousarray(np.vstack([t.refs for t in terms]), dtype=np.int64),
+            "col_off": offsets([t.p for t in terms]),
+            "pair_terms": np.array(pairs, dtype=np.int64).reshape(-1, 2),
+            "pair_pos": (np.ascontiguousarray(np.vstack([self._pair_inverse[key]
+                                                         for key in pairs]), dtype=np.int64)
+                         if pairs else np.zeros((0, n), dtype=np.int64)),
+            "diag": np.empty(diag_off[-1]), "diag_off": diag_off,
+            "off": np.empty(off_off[-1]), "off_off": off_off,
+            "zxy": np.empty(zxy_off[-1]), "zxy_off": zxy_off,
+            "XYw": np.empty_like(self._XY),
+        }
+        return self._fused
 
     def _refill_one_level_row(self, i: int, todo: list[int], row_i: bool, wz: np.ndarray,
                               zi: np.ndarray) -> None:

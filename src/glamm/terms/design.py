@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..errors import DataError
 from ..formula.evaluate import row_labels
@@ -77,6 +78,9 @@ class RandomDesign:
         #: per term: a scalar term whose values are all 1 (a random intercept), for which
         #: ``Z b`` is a lookup
         self._unit_z = [self._is_unit(zk) for zk in self.z]
+        #: ``Z Lambda`` and its transpose as sparse matrices sharing their values
+        #: (:meth:`z_lambda`)
+        self._z_lambda: tuple[sp.csr_matrix, sp.csc_matrix] | None = None
 
     @staticmethod
     def _is_unit(z: np.ndarray) -> bool:
@@ -95,9 +99,18 @@ class RandomDesign:
         """The distinct rows of :attr:`cols` (``(u, P)``: the combinations of levels that
         occur) and, per row, the index of its pattern: quantities that depend on a row only
         through its columns (entries of ``G^-1`` on the row's pattern) are computed once per
-        pattern."""
-        patterns, index = np.unique(self.cols, axis=0, return_inverse=True)
-        return patterns, index.reshape(-1)
+        pattern. Patterns are in lexicographic order (as ``np.unique(cols, axis=0)``): each
+        row is coded as one integer in base ``q`` when that fits in 64 bits (a 1-d sort, many
+        times faster than sorting rows)."""
+        C = self.cols
+        if C.shape[1] == 0 or float(self.q) ** C.shape[1] >= 2.0 ** 62:
+            patterns, index = np.unique(C, axis=0, return_inverse=True)
+            return patterns, index.reshape(-1)
+        key = np.zeros(C.shape[0], dtype=np.int64)
+        for a in range(C.shape[1]):   # most significant first: lexicographic order
+            key = key * self.q + C[:, a]
+        _, first, index = np.unique(key, return_index=True, return_inverse=True)
+        return C[first], index.reshape(-1)
 
     # ------------------------------------------------------------------ Z Lambda
     def rows(self, lams: list[np.ndarray], z: list[np.ndarray] | None = None) -> np.ndarray:
@@ -124,6 +137,25 @@ class RandomDesign:
         for a in range(V.shape[1]):
             out += np.bincount(C[:, a], weights=V[:, a] * v, minlength=self.q)
         return out
+
+    def z_lambda(self, V: np.ndarray) -> tuple[sp.csr_matrix, sp.csc_matrix]:
+        """``Z Lambda`` and its transpose as sparse matrices (``n x q`` and ``q x n``) with the
+        nonzeros ``V`` (:meth:`rows`, for this design's rows), for products with several
+        vectors at once: ``transpose @ M`` adds, for each column, the rows' terms in row order
+        as :meth:`t_matvec` does (each column of ``Z`` is reached through one position of a
+        row only), so the two give the same numbers. The two matrices are made once and
+        share one array of values, which each call overwrites: they hold ``V`` until the next
+        call."""
+        if self._z_lambda is None:
+            n, P = V.shape
+            indices = np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32)
+            indptr = np.arange(0, n * P + 1, P, dtype=np.int32)
+            mat = sp.csr_matrix((np.array(V, dtype=float).reshape(-1), indices, indptr),
+                                shape=(n, self.q))
+            self._z_lambda = (mat, mat.T)
+        else:
+            np.copyto(self._z_lambda[0].data, V.reshape(-1))
+        return self._z_lambda
 
     def matvec(self, V: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``(Z Lambda) x`` for the nonzeros ``V`` (:meth:`rows`)."""
