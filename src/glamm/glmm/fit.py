@@ -6,6 +6,7 @@ do. Standard errors come from the Hessian of the Laplace deviance in all paramet
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ class GlmmFitRecord:
     #: for a fit on rescaled columns (glmm/rescale.py): ``T`` with ``x_user = T x_internal``;
     #: ``hessian`` is then the internal one (covariances: ``T (2 H^-1) T'``)
     transform: np.ndarray | None = None
+
+
+#: the fast stage warm-starts (:func:`warm_theta`) from this many random effects on
+WARM_MIN_Q = 1000
+#: BOBYQA's first step after a warm start
+WARM_STEP = 0.1
 
 
 @dataclass
@@ -126,7 +133,13 @@ def fit_glmm(
     """
     with single_threaded(blas_threads):
         init = start_values(model, start)
-        os_fast, extras = fast_stage(model, init, optimizer, fast, settings)
+        warm = warm_theta(model) if start is None and not fast else None
+        if warm is not None:
+            init = dataclasses.replace(init, theta=np.maximum(warm, model.layout.lower()))
+        os_fast, extras = fast_stage(model, init, optimizer, fast, settings,
+                                     initial_step=WARM_STEP if warm is not None else None)
+        if warm is not None:
+            os_fast.messages.append("started from single-term fits")
         names = model.parameters.names()
         if fast:
             _warn(os_fast)
@@ -165,8 +178,37 @@ def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -
                        response=extra0, loadings=loadings)
 
 
+def warm_theta(model: GeneralizedLinearMixedModel) -> np.ndarray | None:
+    """Starting ``theta`` from one quick fit per random-effects term, each alone with the
+    fixed effects (``beta`` inside PIRLS, loose tolerances), as the LMM's warm start does:
+    for models with several terms and at least :data:`WARM_MIN_Q` random effects, where
+    the fast stage's evaluations are expensive and each single-term model is cheap (one
+    term's PIRLS is a compiled pass). ``None`` where it does not apply (one term, few
+    random effects, loadings, a family with parameters of its own or a dispersion
+    design)."""
+    if type(model) is not GeneralizedLinearMixedModel or len(model.reterms) < 2 \
+            or sum(t.q for t in model.reterms) < WARM_MIN_Q or model.loadings is not None \
+            or model.response.parameter_names or model.response.dispersion_design is not None:
+        return None
+    parts = []
+    for term in model.reterms:
+        sub = GeneralizedLinearMixedModel(dataclasses.replace(model.frame, reterms=[term]),
+                                          model.response.base_family,
+                                          laplace=model.laplace_information)
+        def deviance(th: np.ndarray, sub: GeneralizedLinearMixedModel = sub) -> float:
+            return sub.objective_fast(th, LOOSE_PIRLS)
+
+        os_ = minimize(deviance, sub.layout.initial(), sub.layout.lower(), ftol_rel=1e-4,
+                       ftol_abs=0.0, xtol_abs=1e-2)
+        if os_.final is None or not np.isfinite(os_.fmin):
+            return None
+        parts.append(os_.final)
+    return np.concatenate(parts)
+
+
 def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer: str,
-               final: bool, settings: dict) -> tuple[OptSummary, dict[str, np.ndarray]]:
+               final: bool, settings: dict, initial_step: float | None = None
+               ) -> tuple[OptSummary, dict[str, np.ndarray]]:
     """BOBYQA over ``theta`` and the response parameters with ``beta`` updated inside PIRLS
     (the objective of lme4's ``nAGQ = 0``; a family with ``hold_start_in_search`` holds
     its response parameters at the start's unless this stage is the answer). When ``final``
@@ -202,6 +244,8 @@ def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer:
                  or bool(family.analytic_extra_gradient))
         opt_settings = {"ftol_rel": 1e-4, "ftol_abs": 0.0, "xtol_abs": 1e-2} if rough \
             else {"ftol_rel": 1e-6, "ftol_abs": 0.0, "xtol_abs": 1e-3}
+        if initial_step is not None:   # (from a warm start, already near the optimum)
+            opt_settings["initial_step"] = initial_step
         pirls = LOOSE_PIRLS
 
     def fast_objective(z: np.ndarray) -> float:

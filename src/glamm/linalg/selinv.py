@@ -115,8 +115,8 @@ class SelectedInverse:
         # Sigma_RR: recursively where the next diagonal block is block diagonal, else dense
         self._C: np.ndarray | None = None
         self._S_R1: np.ndarray | None = None
-        #: Sigma_R1 on W's pattern: CSC keys (column q_R + row) and values
-        self._S_R1_sparse: tuple[np.ndarray, np.ndarray] | None = None
+        #: Sigma_R1 on W's pattern: CSC keys (column q_R + row), values, W (CSC), Sigma_RR
+        self._S_R1_sparse: tuple | None = None
         if self.qR > DENSE_REST and isinstance(fac.L[start + 1][start + 1], BlockDiag):
             self.S_RR: SelectedInverse | DenseInverse = SelectedInverse(fac, start + 1)
             self.S_11 = self._diagonal_blocks()
@@ -147,7 +147,7 @@ class SelectedInverse:
                                int(counts.max(initial=0)))
         # entries looked up by (column, row) key, in the CSC order
         col = np.repeat(np.arange(self.q1, dtype=np.int64), np.diff(indptr))
-        self._S_R1_sparse = (col * self.qR + indices, SR1)
+        self._S_R1_sparse = (col * self.qR + indices, SR1, Wc, S_RR)
         return S
 
     def _diagonal_blocks_dense_numpy(self, S_RR: np.ndarray) -> np.ndarray:
@@ -254,13 +254,19 @@ class SelectedInverse:
         if self._S_R1 is not None:
             return self._S_R1[r, s]
         if self._S_R1_sparse is not None:
-            keys, vals = self._S_R1_sparse
-            want = np.asarray(s, dtype=np.int64) * self.qR + np.asarray(r, dtype=np.int64)
-            pos = np.searchsorted(keys, want)
-            pos = np.minimum(pos, max(keys.shape[0] - 1, 0))
-            if keys.shape[0] == 0 or np.any(keys[pos] != want):
-                raise AssertionError("an entry of Sigma_R1 off the pattern of W")
-            return vals[pos]
+            keys, vals, Wc, S_RR = self._S_R1_sparse
+            r = np.asarray(r, dtype=np.int64)
+            s = np.asarray(s, dtype=np.int64)
+            want = s * self.qR + r
+            pos = np.minimum(np.searchsorted(keys, want), max(keys.shape[0] - 1, 0))
+            hit = keys[pos] == want if keys.shape[0] else np.zeros(want.shape, dtype=bool)
+            out = np.where(hit, vals[pos] if keys.shape[0] else 0.0, 0.0)
+            # entries W does not store (an exact zero dropped, e.g. at theta = 0): from the
+            # column of W directly
+            for e in np.flatnonzero(~hit):
+                lo, hi = Wc.indptr[s[e]], Wc.indptr[s[e] + 1]
+                out[e] = -float(S_RR[r[e], Wc.indices[lo:hi]] @ Wc.data[lo:hi])
+            return out
         R_pad, V_pad = self.ell
         out = np.zeros(r.shape[0])
         for k in range(R_pad.shape[1]):
