@@ -29,8 +29,12 @@ form of ``d ldL2`` is MixedModels.jl's (the weights of the log-diagonal, Murray 
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import scipy.linalg as sla
+
+from ..errors import GlammError
 
 from ..linalg.blocks import BlockDiag, BlockSparse
 from ..linalg.lmm_gradient import TileSums
@@ -66,11 +70,20 @@ class ProfiledGradient:
     """
 
     def __init__(self, model):
-        self.model = model
+        # (a weak reference: the model keeps its gradient, and a cycle would hold both, with
+        # their n-row arrays, until the garbage collector's next full pass)
+        self._model = weakref.ref(model)
         self.K = len(model.reterms)
         sizes = [t.q for t in model.reterms]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.tile_sums = TileSums(model.factor, model.A)
+
+    @property
+    def model(self):
+        model = self._model()
+        if model is None:
+            raise GlammError("the model of this gradient no longer exists")
+        return model
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         """The gradient at ``theta`` (the model's factor is set to ``theta`` first unless it
