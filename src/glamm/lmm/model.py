@@ -47,8 +47,7 @@ class LinearMixedModel:
         yw = frame.y - frame.offset
         self.cp = self.design.crossproducts(frame.X, yw, frame.weights)
         self.A = self.cp.A
-        self.factor = BlockedCholesky(self.A, [t.p for t in frame.reterms],
-                                      iso=[t.covariance.is_scaled_identity for t in frame.reterms])
+        self.factor = self._make_factor()
         self.layout = ThetaLayout(self.reterms)
         self.theta_slices = self.layout.slices
         self.n_theta = self.layout.n_theta
@@ -59,6 +58,12 @@ class LinearMixedModel:
         #: one random-effects term: the optimizers' evaluations in one compiled pass
         #: (:meth:`objective_value`), the blocked factor for everything else
         self._one_term = OneTermDeviance(self.A) if OneTermDeviance.applies(self.A) else None
+
+    def _make_factor(self):
+        """The factor of the penalized system (a subclass may use another, e.g. the
+        approximate method's :class:`~glamm.lmm.approximate.KrylovFactor`)."""
+        return BlockedCholesky(self.A, [t.p for t in self.reterms],
+                               iso=[t.covariance.is_scaled_identity for t in self.reterms])
 
     # ------------------------------------------------------------------ theta layout
     def theta_lower(self) -> np.ndarray:
