@@ -144,9 +144,27 @@ class FactorCost:
     def seconds_per_evaluation(self) -> float:
         return float(self.dense_flops / self.flop_rate + self.pair_entries / PAIR_RATE)
 
+    def table(self):
+        """The blocks as a pandas DataFrame (``block, kind, rows, cols, MiB``)."""
+        import pandas as pd
+
+        return pd.DataFrame({
+            "block": [b.label for b in self.blocks],
+            "kind": [b.kind for b in self.blocks],
+            "rows": [b.shape[0] for b in self.blocks],
+            "cols": [b.shape[1] for b in self.blocks],
+            "MiB": [b.nbytes / 2**20 for b in self.blocks],
+        })
+
+    def __str__(self) -> str:
+        from ..results.formatting import format_factor_cost
+
+        return format_factor_cost(self)
+
     def largest_dense(self) -> BlockCost | None:
-        """The largest dense block of ``L`` (``None`` if there is none)."""
-        dense = [b for b in self.blocks if b.kind == "dense"]
+        """The largest dense diagonal block of ``L`` of a random-effects term (the Schur
+        complement of a term crossed with an earlier one; ``None`` if there is none)."""
+        dense = [b for b in self.blocks if b.kind == "dense" and b.row == b.col]
         return max(dense, key=lambda b: b.nbytes) if dense else None
 
 

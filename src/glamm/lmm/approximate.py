@@ -27,15 +27,18 @@ model with another factor. Conditional variances of the random effects are not a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .. import jit
 from ..errors import GlammError
 from ..formula.design import ModelFrame
 from ..linalg.blocks import BlockSparse
 from ..linalg.krylov import block_pcg, rademacher_probes, slq_quadratic_forms
+from ..optim.optsummary import OptSummary
 from .model import LinearMixedModel
 
 
@@ -100,6 +103,28 @@ def _element_matrix(block: BlockSparse) -> sp.csc_matrix:
     return block.to_csr().copy().tocsc()
 
 
+class RowSparse:
+    """A sparse matrix kept in CSR form for products with blocks of vectors: compiled
+    (:mod:`glamm.linalg._krylov_kernels`, rows in parallel) where the kernels are on,
+    SciPy's product otherwise."""
+
+    def __init__(self, M: sp.spmatrix):
+        self.M = sp.csr_matrix(M)
+        self.M.sort_indices()
+        self.shape = self.M.shape
+        self.nnz = self.M.nnz
+
+    def __matmul__(self, X: np.ndarray) -> np.ndarray:
+        k = jit.load("glamm.linalg._krylov_kernels")
+        if k is None:
+            return np.asarray(self.M @ X)
+        X = np.ascontiguousarray(X, dtype=float)
+        out = np.empty((self.shape[0], X.shape[1]))
+        M = self.M
+        k.csr_matmat(M.indptr, M.indices, M.data, X, out)
+        return out
+
+
 class KrylovFactor:
     """The pieces of the profiled deviance at ``theta`` from CG solves and SLQ (see the
     module docstring). Made by :class:`ApproximateLinearMixedModel`.
@@ -137,6 +162,7 @@ class KrylovFactor:
         #: CG iterations and residual
         self.logdet_se = np.nan
         self.cg_iterations = 0
+        self.cg_iterations_max = 0
         self.cg_residual = np.nan
 
     # ------------------------------------------------------------------ set-up
@@ -151,8 +177,10 @@ class KrylovFactor:
         A, K = self.A, self.K
         self.A00 = A[0][0].data
         #: A_R0 (element level, rows: terms 1..K-1 stacked)
-        self.AR0 = sp.vstack([_element_matrix(A[i][0]) for i in range(1, K)], format="csc")
-        self.AR0_T = self.AR0.T.tocsc() if self.AR0.nnz < 5_000_000 else self.AR0.T
+        AR0 = sp.vstack([_element_matrix(A[i][0]) for i in range(1, K)], format="csc")
+        self.AR0_T = RowSparse(AR0.T)                  # the CSC arrays read as CSR
+        self.AR0 = RowSparse(AR0)
+        del AR0
         # A_RR without its diagonal blocks (those are per level, kept as BlockDiag data)
         off = []
         for i in range(1, K):
@@ -165,7 +193,7 @@ class KrylovFactor:
                 else:
                     row.append(None)
             off.append(row)
-        self.ARR_off = sp.bmat(off, format="csr") if K > 2 else None
+        self.ARR_off = RowSparse(sp.bmat(off, format="csr")) if K > 2 else None
         self.B0 = A[K][0].T.copy()                     # q0 x (p+1)
         self.BR = np.vstack([A[K][k].T for k in range(1, K)])   # nR x (p+1)
         self.AKK = A[K][K]
@@ -278,6 +306,7 @@ class KrylovFactor:
             raise np.linalg.LinAlgError("conjugate gradients diverged")
         self._x0 = cg.x
         self.cg_iterations, self.cg_residual = cg.iterations, float(cg.residual.max())
+        self.cg_iterations_max = max(self.cg_iterations_max, cg.iterations)
         vR = cg.x
         v0 = self._G00_solve(b0 - self._lam0(self.AR0_T @ self._lam_R(vR, trans=False),
                                              trans=True))
@@ -396,7 +425,7 @@ class ApproximateLinearMixedModel(LinearMixedModel):
             "lanczos_steps": self.settings.lanczos_steps,
             "seed": f.probe_seed,
             "cg_tol": self.settings.cg_tol,
-            "cg_iterations": f.cg_iterations,
+            "cg_iterations_max": f.cg_iterations_max,
             "cg_residual": f.cg_residual,
             "logdet_se": f.logdet_se,
             "loglik_se": 0.5 * f.logdet_se,
@@ -417,3 +446,31 @@ def check_approximate_applies(frame: ModelFrame) -> None:
         raise GlammError(f"method='approximate' covers grouping factors only, not the smooth "
                          f"terms {roles}")
 
+
+
+#: optimizer settings of an approximate fit unless ``control`` overrides them: looser than
+#: the exact fit's, since each evaluation is expensive and the objective is an estimate
+APPROXIMATE_CONTROL = {"ftol_rel": 1e-10, "xtol_abs": 1e-6}
+
+
+def fit_approximate(model: ApproximateLinearMixedModel, start: Any = "auto",
+                    optimizer: str = "bobyqa", control: dict | None = None) -> OptSummary:
+    """Optimize the approximate objective over ``theta`` with the fixed optimization probes
+    (from single-term fits for ``start="auto"``), then evaluate it once more at the optimum
+    with ``final_probes`` independent probes: that evaluation gives the reported
+    log-likelihood and its standard error, and leaves the model there."""
+    from .fit import optimize_theta
+
+    settings = {**APPROXIMATE_CONTROL, **(control or {})}
+    if isinstance(start, str) and start == "auto":
+        start = "warm"
+    optsum = optimize_theta(model, start=start, optimizer=optimizer, **settings)
+    assert optsum.final is not None   # set by every optimizer run
+    s = model.settings
+    model.factor.set_probes(s.final_probes, s.seed + 1)
+    model.set_theta(optsum.final)
+    optsum.messages.append(
+        f"approximate fit: log-determinant by stochastic Lanczos quadrature ({s.probes} "
+        f"probes while optimizing, {s.final_probes} at the optimum, {s.lanczos_steps} "
+        f"Lanczos steps)")
+    return optsum
