@@ -147,3 +147,23 @@ def test_million_row_model_against_exact():
     assert abs(approx.loglik - exact.loglik) < 4 * approx.approximation["loglik_se"]
     np.testing.assert_allclose(approx.theta, exact.theta, rtol=5e-3)
     assert np.all(np.abs(approx.fixef - exact.fixef) < 1e-2 * exact.stderr)
+
+
+def test_anova_of_approximate_fits():
+    d = crossed_data(4_000, 400, 100)
+    small = {"probes": 8, "final_probes": 16}
+    m0 = glamm.lmer("y ~ 1 + (1 | g1) + (1 | g2)", d, reml=False, method="approximate",
+                    approximation=small)
+    m1 = glamm.lmer("y ~ x + (1 | g1) + (1 | g2)", d, reml=False, method="approximate",
+                    approximation=small)
+    table = glamm.anova(m0, m1)
+    assert table["Chisq"].iloc[1] > 100   # x matters: no warning about the noise
+    with pytest.warns(UserWarning, match="within 3 Monte-Carlo standard errors"):
+        glamm.anova(m1, m1, names=["a", "b"])
+    exact = glamm.lmer("y ~ x + (1 | g1) + (1 | g2)", d, reml=False, method="exact")
+    with pytest.raises(GlammError, match="approximate fits with exact ones"):
+        glamm.anova(m0, exact)
+    reml = glamm.lmer("y ~ x + (1 | g1) + (1 | g2)", d, method="approximate",
+                      approximation=small)
+    with pytest.raises(GlammError, match="by ML"):
+        glamm.anova(m0, reml)
