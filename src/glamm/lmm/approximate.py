@@ -103,6 +103,10 @@ def _element_matrix(block: BlockSparse) -> sp.csc_matrix:
     return block.to_csr().copy().tocsc()
 
 
+#: stored entries times columns from which the block products run their rows in parallel
+PARALLEL_WORK = 20_000_000
+
+
 class RowSparse:
     """A sparse matrix kept in CSR form for products with blocks of vectors: compiled
     (:mod:`glamm.linalg._krylov_kernels`, rows in parallel) where the kernels are on,
@@ -121,7 +125,8 @@ class RowSparse:
         X = np.ascontiguousarray(X, dtype=float)
         out = np.empty((self.shape[0], X.shape[1]))
         M = self.M
-        k.csr_matmat(M.indptr, M.indices, M.data, X, out)
+        run = k.csr_matmat_parallel if M.nnz * X.shape[1] >= PARALLEL_WORK else k.csr_matmat
+        run(M.indptr, M.indices, M.data, X, out)
         return out
 
 
