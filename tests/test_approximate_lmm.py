@@ -107,6 +107,9 @@ def test_fit_against_exact():
         _ = approx.ranef_condvar
     with pytest.raises(GlammError, match="approximate fit"):
         approx.refit(d["y"].to_numpy())
+    with pytest.raises(GlammError, match="new response"):
+        approx.model.set_response(d["y"].to_numpy())
+    assert approx.model.cp.released   # the per-row structures were freed
 
 
 def test_insteval_objective_at_fixed_theta():

@@ -407,6 +407,16 @@ class ApproximateLinearMixedModel(LinearMixedModel):
         self.settings = settings
         check_approximate_applies(frame)
         super().__init__(frame, reml=reml)
+        # A is filled for good: the per-row structures that would refill it go (2 GB at
+        # 32M rows); a new response or new values of z need a new model
+        self.cp.release_rows()
+
+    def set_response(self, y: np.ndarray) -> None:
+        raise GlammError("an approximate model cannot take a new response (refits, "
+                         "profiles and the bootstrap need exact fits); build a new one")
+
+    def set_z(self, k: int, z: np.ndarray) -> None:
+        raise GlammError("an approximate model cannot take new values of z; build a new one")
 
     def _make_factor(self):
         return KrylovFactor(self.A, [t.p for t in self.reterms], self.settings)
