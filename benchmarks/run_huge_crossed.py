@@ -41,7 +41,7 @@ def movielens_like(scale: float, seed: int = 32) -> pd.DataFrame:
     n_movies = max(10, int(round(84_000 * scale)))
     target = int(round(32_000_000 * scale))
     act = rng.lognormal(0.0, 1.2, n_users)
-    want = np.clip(np.round(act / act.sum() * target), 20, n_movies // 2).astype(np.int64)
+    want = np.clip(np.round(act / act.sum() * target), 20, n_movies // 5).astype(np.int64)
     pop = (np.arange(1, n_movies + 1, dtype=float) + 150.0 * max(scale, 0.01)) ** -1.3
     cdf = np.cumsum(pop / pop.sum())
     order = rng.permutation(n_movies)            # movie id of each popularity rank
@@ -54,7 +54,8 @@ def movielens_like(scale: float, seed: int = 32) -> pd.DataFrame:
         user = np.repeat(np.arange(n_users, dtype=np.int64), short)
         rank = np.searchsorted(cdf, rng.random(user.shape[0]) * cdf[-1])
         movie = order[np.minimum(rank, n_movies - 1)]
-        keys = np.unique(np.concatenate([keys, user * n_movies + movie]))
+        keys = np.sort(np.concatenate([keys, user * n_movies + movie]))
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
         have = np.bincount(keys // n_movies, minlength=n_users)
     user, movie = keys // n_movies, keys % n_movies
     b_user = rng.normal(0.0, 0.5, n_users)
@@ -64,8 +65,9 @@ def movielens_like(scale: float, seed: int = 32) -> pd.DataFrame:
                          "movie": movie.astype(np.int32)})
 
 
-def _child(kind: str, arg: str, method: str) -> None:
-    """One fit in this process; prints a JSON line."""
+def _child(kind: str, arg: str, method: str, max_gib: str) -> None:
+    """One fit in this process; prints a JSON line. An exact fit whose predicted memory
+    exceeds ``max_gib`` is refused before it starts (``MemoryEstimateError``)."""
     import resource
     import warnings
 
@@ -89,23 +91,43 @@ def _child(kind: str, arg: str, method: str) -> None:
         formula, reml = "y ~ x + (1 | g1) + (1 | g2)", False
     t_data = time.perf_counter() - t0
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = glamm.lmer(formula, d, reml=reml, method=method)
+        try:
+            m = glamm.lmer(formula, d, reml=reml, method=method,
+                           max_memory=float(max_gib) * 2**30 if method == "exact" else None)
+        except glamm.MemoryEstimateError as err:
+            print(json.dumps({"refused": str(err)}))
+            return
     sec = time.perf_counter() - t0
+    cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
     rec = m.approximation or {}
+    # one more evaluation near the optimum (the fit's per-evaluation cost), and the exact
+    # factor's predicted cost for comparison
+    from glamm.linalg.threads import single_threaded
+    from glamm.lmm.method import frame_cost
+
+    with single_threaded(1):
+        t1 = time.perf_counter()
+        m.model.objective(m.theta * 1.01)
+        eval_s = time.perf_counter() - t1
+    cost = frame_cost(m.frame)
     print(json.dumps({
         "n": int(m.nobs), "levels": [int(v) for v in m.ngroups.values()],
         "data_s": t_data, "fit_s": sec, "feval": int(m.optsum.feval),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "cpu_s": cpu,
         "loglik": float(m.loglik), "loglik_se": rec.get("loglik_se", 0.0),
-        "cg_max": rec.get("cg_iterations_max", 0),
+        "cg_max": rec.get("cg_iterations_max", 0), "eval_s": eval_s,
+        "pred_eval_s": cost.seconds_per_evaluation, "pred_gib": cost.memory_bytes / 2**30,
         "theta": [float(t) for t in m.theta], "sigma": float(m.sigma)}))
 
 
-def _run(kind: str, arg: str, method: str, timeout: float) -> dict:
+def _run(kind: str, arg: str, method: str, timeout: float, max_gib: float) -> dict:
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", kind, arg, method],
+        out = subprocess.run([sys.executable, __file__, "--child", kind, arg, method,
+                              str(max_gib)],
                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"status": f"timeout ({timeout:.0f} s)"}
@@ -113,7 +135,7 @@ def _run(kind: str, arg: str, method: str, timeout: float) -> dict:
         tail = (out.stderr or "").strip().splitlines()[-1:] or [f"exit {out.returncode}"]
         return {"status": f"failed: {tail[0][:100]}"}
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["status"] = "ok"
+    res["status"] = "ok" if "refused" not in res else "refused: " + res["refused"][:90]
     return res
 
 
@@ -137,11 +159,14 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", type=float, nargs="*", default=[])
     ap.add_argument("--methods", nargs="*", default=["exact", "approximate"])
-    ap.add_argument("--compare", action="store_true",
-                    help="approximate against exact on InstEval and the 1M-row model")
+    ap.add_argument("--compare", nargs="*", default=None, choices=["insteval", "crossed"],
+                    help="approximate against exact on InstEval and the 1M-row model "
+                         "(default both)")
     ap.add_argument("--estimate", type=float, nargs="*", default=[])
     ap.add_argument("--timeout", type=float, default=3600.0)
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--max-exact-gib", type=float, default=5.0,
+                    help="memory allowed to an exact fit (lmer's max_memory; default 5)")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         _child(*args.child)
@@ -149,19 +174,25 @@ def main() -> None:
     for s in args.estimate:
         _estimate(s)
     jobs = [("movielens", str(s), m) for s in args.scales for m in args.methods]
-    if args.compare:
+    if args.compare is not None:
+        which = args.compare or ["insteval", "crossed"]
         jobs += [(k, a, m) for k, a in (("insteval", "-"), ("crossed", "1000000"))
-                 for m in ("exact", "approximate")]
+                 if k in which for m in ("exact", "approximate")]
     print(f"{'data':10s} {'size':>8s} {'method':12s} {'n':>10s} {'levels':>16s} {'fit s':>8s} "
-          f"{'feval':>5s} {'peak MB':>8s} {'logLik':>16s} {'+-se':>6s}  status")
+          f"{'cpu s':>8s} {'feval':>5s} {'peak MB':>8s} {'logLik':>16s} {'+-se':>6s}  status")
     for kind, arg, method in jobs:
-        r = _run(kind, arg, method, args.timeout)
+        r = _run(kind, arg, method, args.timeout, args.max_exact_gib)
         lev = "x".join(str(v) for v in r.get("levels", []))
         print(f"{kind:10s} {arg:>8s} {method:12s} {r.get('n', 0):10d} {lev:>16s} "
-              f"{r.get('fit_s', float('nan')):8.1f} {r.get('feval', 0):5d} "
+              f"{r.get('fit_s', float('nan')):8.1f} {r.get('cpu_s', float('nan')):8.1f} "
+              f"{r.get('feval', 0):5d} "
               f"{r.get('peak_mb', float('nan')):8.0f} {r.get('loglik', float('nan')):16.3f} "
               f"{r.get('loglik_se', float('nan')):6.3f}  {r['status']} "
-              f"theta={np.round(r.get('theta', []), 4).tolist()}", flush=True)
+              f"theta={np.round(r.get('theta', []), 4).tolist()} "
+              f"eval={r.get('eval_s', float('nan')):.3g}s "
+              f"exact predicted: {r.get('pred_eval_s', float('nan')):.3g}s/eval "
+              f"{r.get('pred_gib', float('nan')):.3g} GiB cg_max={r.get('cg_max', 0)}",
+              flush=True)
 
 
 if __name__ == "__main__":
