@@ -128,3 +128,18 @@ def test_bad_method_arguments(data):
         glamm.lmer(f, data, method="approximate", dispformula="~ x")
     with pytest.raises(GlammError, match="at least two random-effects terms"):
         glamm.lmer("y ~ x + (1 | g1)", data, method="approximate")
+
+
+def test_small_models_skip_the_prediction(data):
+    from glamm.lmm.method import _surely_small, make_lmm_model
+
+    small = build_model_frame("y ~ x + (1 | g2) + (1 | g3)", data)
+    assert _surely_small(small, 2**30, np.inf)
+    model, cost = make_lmm_model(small, True)
+    assert cost is None and type(model) is LinearMixedModel
+    crossed = build_model_frame("y ~ x + (1 | g1) + (1 | g2)", data)
+    assert _surely_small(crossed, 2**30, np.inf)
+    assert not _surely_small(crossed, 5_000, np.inf)     # the bound exceeds the limit
+    assert not _surely_small(crossed, 2**30, 1e-9)       # or the time allowed
+    _, cost = make_lmm_model(crossed, True, method="exact", max_memory=2**30)
+    assert cost is None

@@ -10,6 +10,9 @@ need (:mod:`glamm.linalg.cost`); :func:`make_lmm_model` builds the model ``lmer`
   and a fit of :data:`AUTO_EVALUATIONS` evaluations in ``max_time``, approximate otherwise
   (with an :class:`~glamm.errors.ApproximateFitWarning` that says why), and the memory error
   when neither applies.
+
+A small model (a cheap upper bound on the factor below :data:`SMALL_BYTES`) skips the
+prediction, which would otherwise cost a noticeable part of a millisecond fit.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
+
 from ..errors import ApproximateFitWarning, GlammError, MemoryEstimateError
 from ..formula.design import ModelFrame
-from ..linalg.cost import FactorCost, available_memory, factor_cost
+from ..linalg.cost import PAIR_RATE, FactorCost, available_memory, factor_cost
 from .model import LinearMixedModel
 
 METHODS = ("auto", "exact", "approximate")
@@ -92,6 +97,31 @@ def memory_message(cost: FactorCost, limit: float) -> str:
             f"max_memory")
 
 
+#: below this bound on the exact factor's memory (and with at most SMALL_LEVELS random
+#: effects) the prediction is skipped: it would cost a noticeable part of a small fit
+SMALL_BYTES = 256 * 2**20
+SMALL_LEVELS = 3000
+
+
+def _surely_small(frame: ModelFrame, limit: float, tmax: float) -> bool:
+    """A cheap upper bound says the exact factor is small: every block dense
+    (``8 K q^2`` bytes, ``K q^3 / 3`` flops at 1 GFLOP/s) and every pair list as long as the
+    rows times the largest level's rows (120 bytes an entry, for each pair of terms)."""
+    terms = frame.reterms
+    if not terms:
+        return True
+    q = sum(t.nlevels * t.p for t in terms)
+    if q > SMALL_LEVELS:
+        return False
+    K = len(terms)
+    p2 = max(t.p for t in terms) ** 2
+    most = int(np.bincount(terms[0].refs).max()) if frame.n else 0
+    entries = K * K * p2 * frame.n * most
+    bound = 8.0 * K * q * q + 120.0 * entries
+    seconds = AUTO_EVALUATIONS * (K * q**3 / 3.0 / 1e9 + entries / PAIR_RATE)
+    return bound <= min(limit, SMALL_BYTES) and seconds <= tmax
+
+
 def make_lmm_model(frame: ModelFrame, reml: bool, method: str = "auto",
                    max_memory: float | None = None, max_time: float | None = None,
                    approximation: dict | None = None
@@ -131,15 +161,17 @@ def make_lmm_model(frame: ModelFrame, reml: bool, method: str = "auto",
         raise GlammError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
     if method == "approximate":
         return ApproximateLinearMixedModel(frame, reml=reml, settings=approximation), None
-    cost = frame_cost(frame)
     limit = float(max_memory) if max_memory is not None \
         else MEMORY_FRACTION * available_memory()
+    tmax = MAX_TIME if max_time is None else float(max_time)
+    if _surely_small(frame, limit, tmax if method == "auto" else np.inf):
+        return LinearMixedModel(frame, reml=reml), None
+    cost = frame_cost(frame)
     fits = cost.memory_bytes <= limit
     if method == "exact":
         if not fits:
             raise MemoryEstimateError(memory_message(cost, limit))
         return LinearMixedModel(frame, reml=reml), cost
-    tmax = MAX_TIME if max_time is None else float(max_time)
     seconds = AUTO_EVALUATIONS * cost.seconds_per_evaluation
     if fits and seconds <= tmax:
         return LinearMixedModel(frame, reml=reml), cost
