@@ -2,7 +2,8 @@
 (GAMMs), factor loadings (GALAMMs) and response families beyond the exponential family.
 
 Public names: :func:`lmer`, :func:`glmer`, :func:`glm`, :func:`gls`, :func:`galamm`,
-:func:`clmm`, :func:`anova`, :func:`marginal_coefs`, the plots (:func:`plot_smooth`,
+:func:`clmm`, :func:`estimate_lmm_cost` (the exact LMM fit's memory and time, predicted),
+:func:`anova`, :func:`marginal_coefs`, the plots (:func:`plot_smooth`,
 :func:`plot_ranef`, :func:`plot_residuals`, :func:`plot_qq`, :func:`plot_fitted`,
 :func:`plot_profile`, :func:`plot_bootstrap`), :mod:`datasets`, the result types
 (:class:`LmerResult`, :class:`GlmerResult`, :class:`GlmResult`, :class:`GlsResult`,
@@ -21,11 +22,13 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    ApproximateFitWarning,
     ArgumentError,
     ConvergenceWarning,
     DataError,
     FormulaError,
     GlammError,
+    MemoryEstimateError,
     SingularFitWarning,
 )
 
@@ -39,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inference.anova import anova
     from .inference.marginal import marginal_coefs
     from .lmer_api import lmer
+    from .lmm.method import estimate_lmm_cost
     from .plotting import (
         plot_bootstrap,
         plot_fitted,
@@ -59,6 +63,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
     "lmer": "glamm.lmer_api",
+    "estimate_lmm_cost": "glamm.lmm.method",
     "glmer": "glamm.glmer_api",
     "glm": "glamm.glm_api",
     "anova": "glamm.inference.anova",
@@ -83,6 +88,7 @@ _LAZY = {
 
 __all__ = [
     "lmer",
+    "estimate_lmm_cost",
     "glmer",
     "glm",
     "gls",
@@ -110,6 +116,8 @@ __all__ = [
     "ArgumentError",
     "ConvergenceWarning",
     "SingularFitWarning",
+    "MemoryEstimateError",
+    "ApproximateFitWarning",
     "__version__",
 ]
 

@@ -36,7 +36,8 @@ HINTS: dict[str, str] = {
     "contrasts": "choose contrasts in the formula, e.g. C(f, Sum) or C(f, Treatment)",
     "devFunOnly": "build glamm.lmm.model.LinearMixedModel from a model frame for the "
                   "objective",
-    "method": "lmer takes reml=True/False; GLMMs are fitted by maximum likelihood",
+    "method": "glamm.lmer takes reml=True/False and method='exact'/'approximate'/'auto'; "
+              "GLMMs are fitted by maximum likelihood",
     "family": "glamm.lmer fits Gaussian models; use glamm.glmer(formula, data, family=...) "
               "for other families",
     "link": "glamm.lmer fits Gaussian models with the identity link; use "

@@ -38,3 +38,12 @@ class SingularFitWarning(UserWarning):
 class ArgumentError(GlammError, TypeError):
     """A fitting function was called with an argument it does not take, or with a value of
     the wrong type (also a ``TypeError``, which Python raises for unknown keywords)."""
+
+
+class MemoryEstimateError(GlammError):
+    """The exact fit would need more memory than allowed (predicted before it starts, by
+    :func:`glamm.estimate_lmm_cost`)."""
+
+
+class ApproximateFitWarning(UserWarning):
+    """A fit uses an approximation (``lmer(method="auto")`` chose the approximate method)."""

@@ -20,11 +20,13 @@ from .checks import (
     grouped_terms,
     warn_scaling,
 )
-from .errors import ArgumentError, DataError, SingularFitWarning
+from .errors import ArgumentError, DataError, GlammError, SingularFitWarning
 from .formula.data_input import is_dask_frame
 from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
+from .lmm.approximate import ApproximateLinearMixedModel, fit_approximate
 from .lmm.fit import optimize_theta
+from .lmm.method import make_lmm_model
 from .lmm.model import LinearMixedModel
 from .results.call import records_call
 from .results.lmer_result import LmerResult
@@ -48,6 +50,10 @@ def lmer(
     covariances: dict | None = None,
     correlation: str | None = None,
     verbose: int = 0,
+    method: str = "auto",
+    max_memory: float | None = None,
+    max_time: float | None = None,
+    approximation: dict | None = None,
     **kwargs: Any,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or maximum likelihood.
@@ -96,6 +102,25 @@ def lmer(
         ``"exp(x + y | g, nugget=True)"``, ...): nlme's ``lme`` with ``correlation``; the
         result is a :class:`~glamm.results.gls_result.LmeResult`.
 
+    method: ``"auto"`` (default), ``"exact"`` or ``"approximate"``. The exact fit factors the
+        penalized system blockwise; a factor crossed with a larger one makes a dense block of
+        its size (``8 q^2`` bytes), which :func:`glamm.estimate_lmm_cost` predicts before
+        anything is allocated. ``"exact"`` raises :class:`~glamm.errors.MemoryEstimateError`
+        when the prediction exceeds ``max_memory``. ``"approximate"``
+        (:mod:`glamm.lmm.approximate`, two or more grouped terms) eliminates the first term
+        exactly, solves the rest by preconditioned conjugate gradients and estimates the
+        log-determinant by stochastic Lanczos quadrature with seeded probes: ``beta``,
+        ``sigma`` and ``theta`` are close to the exact ones, and the log-likelihood carries a
+        Monte-Carlo standard error (``result.approximation``, printed in the summary).
+        ``"auto"`` fits exactly when the prediction fits ``max_memory`` and ``max_time``,
+        approximately otherwise (with an :class:`~glamm.errors.ApproximateFitWarning`).
+    max_memory: bytes the exact factor may use (default 80% of the memory available).
+    max_time: seconds an exact fit may take under ``method="auto"`` (default 4 hours, as
+        predicted for 60 evaluations).
+    approximation: settings of the approximate method (``probes`` 30, ``lanczos_steps`` 30,
+        ``final_probes`` 100, ``cg_tol`` 1e-10, ``cg_maxiter``, ``seed``; see
+        :class:`~glamm.lmm.approximate.ApproximationSettings`).
+
     Random-effects terms may carry a covariance structure as glmmTMB writes them:
     ``us(e | g)`` (lme4's default), ``diag``, ``cs`` (one SD per effect, one correlation),
     ``homcs`` (one SD), ``ar1``, ``toep``, ``rr(e | g, d=2)``, ``propto(0 + f | g, K)``, and
@@ -107,10 +132,15 @@ def lmer(
     :class:`~glamm.results.lmer_result.LmerResult`
     """
     (reml,) = resolve_keywords(lmer, kwargs, reml=reml)
+    if method != "auto" and (correlation is not None or dispformula is not None):
+        raise GlammError(f"method={method!r} applies to lmer without dispformula or "
+                         f"correlation (those fits are exact)")
     if is_dask_frame(data):
         if correlation is not None or dispformula is not None:
             raise ArgumentError("correlation= and dispformula= are not available on a Dask "
                                 "DataFrame (they need the rows in memory)")
+        if method == "approximate":
+            raise ArgumentError("method='approximate' is not available on a Dask DataFrame")
         return lmer_dask(formula, data, reml, weights, offset, start, optimizer, control,
                          covariances)
     if correlation is not None:
@@ -128,10 +158,15 @@ def lmer(
                               covariances=covariances)
     check_lmm_frame(frame)
     warn_scaling(frame)
-    model = LinearMixedModel(frame, reml=reml)
-    optsum = optimize_theta(model, start=start, optimizer=optimizer, **(control or {}))
+    model, _ = make_lmm_model(frame, reml, method, max_memory, max_time, approximation)
+    if isinstance(model, ApproximateLinearMixedModel):
+        optsum = fit_approximate(model, start, optimizer, control)
+    else:
+        optsum = optimize_theta(model, start=start, optimizer=optimizer, **(control or {}))
     with single_threaded(1):
         result = LmerResult(model, optsum)
+    if isinstance(model, ApproximateLinearMixedModel):
+        result.approximation = model.approximation_record()
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see result.is_singular", SingularFitWarning,
                       stacklevel=2)

@@ -23,6 +23,7 @@ linear mixed model fitted by maximum likelihood, so it can be tested against an
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -192,6 +193,22 @@ def _check_comparable(models: Sequence, labels: Sequence[str]) -> None:
             raise DataError(f"model {lab} was fitted with different weights than {labels[0]}")
 
 
+def _approximate_se(models: Sequence, labels: Sequence[str]) -> np.ndarray | None:
+    """The log-likelihoods' Monte-Carlo standard errors when the models are approximate
+    fits (``lmer(method="approximate")``), ``None`` when all are exact; an error for a mix,
+    or for approximate REML fits (a refit by ML would be exact)."""
+    recs = [getattr(m, "approximation", None) for m in models]
+    if all(r is None for r in recs):
+        return None
+    exact = [lab for lab, r in zip(labels, recs) if r is None]
+    if exact:
+        raise GlammError(f"anova() cannot compare approximate fits with exact ones "
+                         f"({', '.join(exact)}); fit all models by the same method")
+    if any(m.reml for m in models):
+        raise GlammError("anova() of approximate fits needs them fitted by ML (reml=False)")
+    return np.array([r["loglik_se"] for r in recs if r is not None], dtype=float)
+
+
 def _check_types(models: Sequence) -> None:
     for i, m in enumerate(models):
         if not isinstance(m, (*LINEAR, *GENERALIZED)):
@@ -292,6 +309,7 @@ def anova(
             raise GlammError(f"names must be distinct, got {labels}")
     generalized = _is_generalized(models, labels)
     _check_comparable(models, labels)
+    approx_se = _approximate_se(models, labels)
 
     used = list(models)
     refitted: list[str] = []
@@ -324,6 +342,15 @@ def anova(
         dfs[r] = d
         pval[r] = float(stats.chi2.sf(chisq[r], d)) if d > 0 else np.nan
 
+    if approx_se is not None:
+        se = np.hypot(approx_se[order][1:], approx_se[order][:-1])
+        close = [labels[order[r]] for r in range(1, len(order)) if chisq[r] < 6.0 * se[r - 1]]
+        if close:
+            warnings.warn(
+                f"approximate fits: the likelihood-ratio statistic of {', '.join(close)} is "
+                f"within 3 Monte-Carlo standard errors of the log-likelihoods (their "
+                f"log-determinants are stochastic estimates); raise approximation="
+                f"{{'final_probes': ...}} or compare exact fits", UserWarning, stacklevel=2)
     index = pd.Index([labels[i] for i in order])
     df = AnovaTable(
         {

@@ -252,6 +252,18 @@ class CrossProducts:
             lower = np.tril(M)
             A[i][i].data[0] = lower + np.tril(M, -1).T   # exactly symmetric
 
+    def release_rows(self) -> None:
+        """Free the per-row index structures (``Z_k'``, the pair inverses, ``[X y]``: about
+        64 bytes per row for two terms) once ``A`` is filled for good; :meth:`update`,
+        :meth:`set_X` and :meth:`refill_term` are then unavailable. For models that never
+        refill ``A`` and must fit in memory (the approximate LMM on tens of millions of
+        rows)."""
+        self._Zt = []
+        self._zt_order = []
+        self._pair_inverse = {}
+        self._XY = np.empty((0, self._XY.shape[1]))
+        self.released = True
+
     def set_X(self, X: np.ndarray, refill: bool = True) -> None:
         """New values of the fixed-effects matrix (same shape; factor loadings on an ``sl()``
         smooth's columns change them): ``refill`` refills the ``[X y]`` row of blocks with

@@ -35,7 +35,6 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..errors import GlammError
-
 from ..linalg.blocks import BlockDiag, BlockSparse
 from ..linalg.lmm_gradient import TileSums
 

@@ -66,8 +66,7 @@ class LinearMixedModel:
         self.reterms = frame.reterms
         self.design = design
         self.A = A
-        self.factor = BlockedCholesky(self.A, [t.p for t in frame.reterms],
-                                      iso=[t.covariance.is_scaled_identity for t in frame.reterms])
+        self.factor = self._make_factor()
         self.layout = ThetaLayout(self.reterms)
         self.theta_slices = self.layout.slices
         self.n_theta = self.layout.n_theta
@@ -89,6 +88,12 @@ class LinearMixedModel:
         """The model with term ``k`` alone (and the fixed effects), for warm starts."""
         return LinearMixedModel(dataclasses.replace(self.frame, reterms=[self.reterms[k]]),
                                 reml=self.reml)
+
+    def _make_factor(self):
+        """The factor of the penalized system (a subclass may use another, e.g. the
+        approximate method's :class:`~glamm.lmm.approximate.KrylovFactor`)."""
+        return BlockedCholesky(self.A, [t.p for t in self.reterms],
+                               iso=[t.covariance.is_scaled_identity for t in self.reterms])
 
     # ------------------------------------------------------------------ theta layout
     def theta_lower(self) -> np.ndarray:

@@ -145,3 +145,18 @@ def _numeric_cells(values: Sequence[float] | np.ndarray, digits: int) -> list[st
     cells = format_column(values, digits)
     w = max((len(c) for c in cells), default=0)
     return [c.rjust(w) for c in cells]
+
+
+def format_factor_cost(cost) -> str:
+    """The predicted cost of the exact LMM fit (:class:`glamm.linalg.cost.FactorCost`): one
+    line per block of the factor and per operation's constants, then the totals."""
+    rows = [[b.label, b.kind, f"{b.shape[0]:,} x {b.shape[1]:,}", f"{b.nbytes / 2**20:,.1f}"]
+            for b in cost.blocks]
+    lines = ["Exact fit (blocked Cholesky factor), predicted:"]
+    lines += _table(["block", "kind", "size", "MiB"], rows, ["l", "l", "r", "r"], indent="  ")
+    lines.append(f"memory: {cost.memory_bytes / 2**30:.3g} GiB (peak, with "
+                 f"{cost.build_bytes / 2**30:.3g} GiB while it is built)")
+    lines.append(f"time per evaluation: {cost.seconds_per_evaluation:.3g} s "
+                 f"({cost.dense_flops:.3g} dense flops at {cost.flop_rate / 1e9:.3g} GFLOP/s, "
+                 f"{cost.pair_entries:.3g} pair-list entries)")
+    return "\n".join(lines)

@@ -68,6 +68,11 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         A variance or correlation is on the boundary.
     optsum : OptSummary
         :class:`~glamm.optim.optsummary.OptSummary` of the run.
+    approximation : dict or None
+        ``None`` for an exact fit; for ``lmer(method="approximate")`` what the numbers rest
+        on: ``probes``, ``lanczos_steps``, ``cg_tol``, ``cg_iterations``, ``logdet_se`` and
+        ``loglik_se`` (the Monte-Carlo standard errors of the log-determinant and of
+        ``loglik``, which carries half the former; see :mod:`glamm.lmm.approximate`).
 
     The methods ``fitted()`` and ``residuals(type)`` return ``(n,)`` arrays (response scale,
     offset included), as on every glamm result.
@@ -76,6 +81,7 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
     """
 
     model: LinearMixedModel
+    approximation: dict | None = None
 
     def __init__(self, model: LinearMixedModel, optsum: OptSummary, n_dispersion: int = 0,
                  exact: Any = None):
@@ -135,6 +141,9 @@ class LmerResult(SmoothResultsMixin, MixedResultBase):
         if self._exact is not None or getattr(self, "variance_function", None) is not None:
             raise GlammError("refit is not available for models without a residual or with a "
                              "residual variance function; fit again with glamm.lmer")
+        if self.approximation is not None:
+            raise GlammError("refit is not available for an approximate fit; fit again with "
+                             "glamm.lmer(..., method='approximate')")
         y = self._new_response(y)
         model = LinearMixedModel(dataclasses.replace(self.frame, y=y), reml=self.reml)
         os_ = self.optsum

@@ -142,8 +142,20 @@ def _criteria_block(m) -> list[str]:
 
 def _fit_block(m: LmerResult) -> list[str]:
     if m.reml_criterion is not None:   # set exactly for REML fits
-        return [f"REML criterion at convergence: {format_number(m.reml_criterion, 7)}"]
-    return _criteria_block(m)
+        out = [f"REML criterion at convergence: {format_number(m.reml_criterion, 7)}"]
+    else:
+        out = _criteria_block(m)
+    return out + _approximation_lines(getattr(m, "approximation", None))
+
+
+def _approximation_lines(rec: dict | None) -> list[str]:
+    """The label of an approximate fit (``lmer(method="approximate")``); none when exact."""
+    if not rec:
+        return []
+    return [f"Approximate fit (SLQ log-determinant, {rec['probes']} probes, "
+            f"{rec['lanczos_steps']} Lanczos steps; CG tolerance {rec['cg_tol']:g}):",
+            f"  log-likelihood Monte-Carlo standard error {rec['loglik_se']:.3g} "
+            f"(criterion {2 * rec['loglik_se']:.3g})"]
 
 
 def _quantile_block(title: str, values) -> list[str]:
