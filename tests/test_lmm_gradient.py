@@ -133,3 +133,20 @@ def test_auto_uses_gradient_only_where_it_pays():
     assert lmm_fit.uses_gradient(large) == (sum(t.q for t in large.reterms)
                                             >= lmm_fit.GRADIENT_MIN_Q
                                             or lmm_fit._expensive(large))
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("formula", ["Reaction ~ Days + (Days | Subject)",
+                                     "Reaction ~ Days + ar1(0 + fDays | Subject)",
+                                     "Reaction ~ 0 + (Days | Subject)"])
+def test_one_term_compiled_value_and_gradient(formula, reml):
+    """One term: value and gradient in one compiled pass (linalg/_lmm_kernels) against the
+    blocked factor's objective and ProfiledGradient, and against differences."""
+    model, theta = _model("sleepstudy", formula, {}, reml)
+    if model._one_term is None or not model._one_term.available():
+        pytest.skip("compiled kernels off")
+    x = theta + 0.07
+    val, g = model.value_and_gradient(x)
+    assert val == pytest.approx(model.objective(x), rel=1e-12)
+    assert g == pytest.approx(ProfiledGradient(model)(x), rel=1e-8, abs=1e-8)
+    assert g == pytest.approx(_fd(model.objective, x), rel=1e-6, abs=1e-6)

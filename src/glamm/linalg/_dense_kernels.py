@@ -27,3 +27,18 @@ def chol_lower(M: np.ndarray, n: int) -> bool:
                 t -= M[i, c] * M[j, c]
             M[i, j] = t / piv
     return True
+
+
+@numba.njit(cache=True, inline="always")
+def tri_inverse_lower(L: np.ndarray, out: np.ndarray, n: int) -> None:
+    """``out`` = the inverse of the leading ``n x n`` lower triangle of ``L`` (forward
+    substitution on the identity; the strict upper triangle of ``out`` is set to 0)."""
+    for j in range(n):
+        for i in range(n):
+            if i < j:
+                out[i, j] = 0.0
+                continue
+            t = 1.0 if i == j else 0.0
+            for c in range(j, i):
+                t -= L[i, c] * out[c, j]
+            out[i, j] = t / L[i, i]

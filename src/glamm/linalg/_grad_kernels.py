@@ -7,6 +7,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._dense_kernels import tri_inverse_lower
+
 
 @numba.njit(cache=True)
 def first_term_sums(L00: np.ndarray, N00: np.ndarray, L_rf: np.ndarray, A_rf: np.ndarray,
@@ -36,15 +38,7 @@ def first_term_sums(L00: np.ndarray, N00: np.ndarray, L_rf: np.ndarray, A_rf: np
     M2 = np.empty((pm, p0))     # A_t lambda_0
     for c in range(m0):
         # Ainv = L00_c^-1 (lower triangular), by forward substitution on the identity
-        for j in range(p0):
-            for i in range(p0):
-                if i < j:
-                    Ainv[i, j] = 0.0
-                    continue
-                s = 1.0 if i == j else 0.0
-                for k in range(j, i):
-                    s -= L00[c, i, k] * Ainv[k, j]
-                Ainv[i, j] = s / L00[c, i, i]
+        tri_inverse_lower(L00[c], Ainv, p0)
         # the level's rows of the rest, and W there
         nr = 0
         for t in range(ptr[c], ptr[c + 1]):

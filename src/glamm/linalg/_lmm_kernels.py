@@ -9,7 +9,7 @@ import math
 import numba
 import numpy as np
 
-from ._dense_kernels import chol_lower
+from ._dense_kernels import chol_lower, tri_inverse_lower
 
 
 @numba.njit(cache=True)
@@ -29,60 +29,13 @@ def one_term_pieces(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam: n
     C = np.empty((p, k))
     ld = 0.0
     for g in range(m):
-        # M = lam' A_gg lam + I
-        for a in range(p):
-            for b in range(p):
-                t = 0.0
-                for c in range(p):
-                    t += A_zz[g, a, c] * lam[c, b]
-                T[a, b] = t
-        for a in range(p):
-            for b in range(a + 1):
-                t = 0.0
-                for c in range(p):
-                    t += lam[c, a] * T[c, b]
-                M[a, b] = t + (1.0 if a == b else 0.0)
-        if not chol_lower(M, p):
+        ld_g = _level_step(A_zz, A_xz, lam, g, M, C, T, S)
+        if ld_g < 0.0:
             return False
-        for j in range(p):
-            ld += 2.0 * math.log(M[j, j])
-        # C = L_g^-1 lam' A_gx  (A_gx = A_xz[:, g p : g p + p]')
-        for a in range(p):
-            for col in range(k):
-                t = 0.0
-                for c in range(p):
-                    t += lam[c, a] * A_xz[col, g * p + c]
-                C[a, col] = t
-        for a in range(p):
-            for col in range(k):
-                t = C[a, col]
-                for c in range(a):
-                    t -= M[a, c] * C[c, col]
-                C[a, col] = t / M[a, a]
-        for i in range(k):
-            for j in range(i + 1):
-                t = 0.0
-                for a in range(p):
-                    t += C[a, i] * C[a, j]
-                S[i, j] -= t
-    # Cholesky of the [X y] block; the last pivot squared is the pwrss
-    if not chol_lower(S, k - 1):
-        return False
-    ldx = 0.0
-    last = S[k - 1, k - 1]
-    for j in range(k - 1):
-        ldx += 2.0 * math.log(S[j, j])
-        t = S[k - 1, j]
-        for c in range(j):
-            t -= S[k - 1, c] * S[j, c]
-        t /= S[j, j]
-        S[k - 1, j] = t
-        last -= t * t
-    if not last > 0.0:
+        ld += ld_g
+    if not _xy_tail(S, k - 1, out):
         return False
     out[0] = ld
-    out[1] = ldx
-    out[2] = last
     return True
 
 
@@ -102,61 +55,13 @@ def one_term_gradient(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam:
     T = np.empty((p, p))
     ld = 0.0
     for g in range(m):
-        M = Ls[g]
-        C = Cs[g]
-        for a in range(p):
-            for b in range(p):
-                t = 0.0
-                for c in range(p):
-                    t += A_zz[g, a, c] * lam[c, b]
-                T[a, b] = t
-        for a in range(p):
-            for b in range(p):
-                t = 0.0
-                for c in range(p):
-                    t += lam[c, a] * T[c, b]
-                M[a, b] = t + (1.0 if a == b else 0.0)
-        if not chol_lower(M, p):
+        ld_g = _level_step(A_zz, A_xz, lam, g, Ls[g], Cs[g], T, S)
+        if ld_g < 0.0:
             return False
-        for a in range(p):
-            ld += 2.0 * math.log(M[a, a])
-            for b in range(a + 1, p):
-                M[a, b] = 0.0
-        for a in range(p):
-            for col in range(k):
-                t = 0.0
-                for c in range(p):
-                    t += lam[c, a] * A_xz[col, g * p + c]
-                C[a, col] = t
-        for a in range(p):
-            for col in range(k):
-                t = C[a, col]
-                for c in range(a):
-                    t -= M[a, c] * C[c, col]
-                C[a, col] = t / M[a, a]
-        for i in range(k):
-            for j in range(i + 1):
-                t = 0.0
-                for a in range(p):
-                    t += C[a, i] * C[a, j]
-                S[i, j] -= t
-    if not chol_lower(S, px):
-        return False
-    ldx = 0.0
-    last = S[px, px]
-    for j in range(px):
-        ldx += 2.0 * math.log(S[j, j])
-        t = S[px, j]
-        for c in range(j):
-            t -= S[px, c] * S[j, c]
-        t /= S[j, j]
-        S[px, j] = t
-        last -= t * t
-    if not last > 0.0:
+        ld += ld_g
+    if not _xy_tail(S, px, out):
         return False
     out[0] = ld
-    out[1] = ldx
-    out[2] = last
     # beta: R_X' beta = r_y
     beta = np.empty(px)
     for j in range(px - 1, -1, -1):
@@ -165,13 +70,8 @@ def one_term_gradient(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam:
             t -= S[i, j] * beta[i]
         beta[j] = t / S[j, j]
     # (R_X R_X')^-1, for the REML term
-    Rinv = np.zeros((px, px))
-    for j in range(px):
-        for i in range(j, px):
-            t = 1.0 if i == j else 0.0
-            for c in range(j, i):
-                t -= S[i, c] * Rinv[c, j]
-            Rinv[i, j] = t / S[i, i]
+    Rinv = np.empty((px, px))
+    tri_inverse_lower(S, Rinv, px)
     Cinv = np.empty((px, px))
     for i in range(px):
         for j in range(px):
@@ -216,15 +116,7 @@ def one_term_gradient(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam:
             for b in range(p):
                 P[a, b] += t * u[b]
         # M^-1 = L^-T L^-1
-        for j in range(p):
-            for i in range(p):
-                if i < j:
-                    Linv[i, j] = 0.0
-                    continue
-                t = 1.0 if i == j else 0.0
-                for c in range(j, i):
-                    t -= L[i, c] * Linv[c, j]
-                Linv[i, j] = t / L[i, i]
+        tri_inverse_lower(L, Linv, p)
         for x in range(p):
             for b in range(p):
                 t = 0.0
@@ -293,4 +185,76 @@ def one_term_gradient(A_zz: np.ndarray, A_xz: np.ndarray, A_xx: np.ndarray, lam:
                     s_pw -= 2.0 * d * P[a, b]
         g_ld[r] = s_ld
         g_pw[r] = s_pw
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def _level_step(A_zz: np.ndarray, A_xz: np.ndarray, lam: np.ndarray, g: int, M: np.ndarray,
+                C: np.ndarray, T: np.ndarray, S: np.ndarray) -> float:
+    """Level ``g`` of a one-term model: ``M`` = chol(``lam' A_gg lam + I``) (lower, the upper
+    triangle zeroed), ``C = M^-1 lam' A_gx`` and ``S -= C'C``; returns the level's
+    ``log det`` (``-1`` where ``M`` is not positive definite; it is at least 0 otherwise)."""
+    p = lam.shape[0]
+    k = S.shape[0]
+    for a in range(p):
+        for b in range(p):
+            t = 0.0
+            for c in range(p):
+                t += A_zz[g, a, c] * lam[c, b]
+            T[a, b] = t
+    for a in range(p):
+        for b in range(a + 1):
+            t = 0.0
+            for c in range(p):
+                t += lam[c, a] * T[c, b]
+            M[a, b] = t + (1.0 if a == b else 0.0)
+    if not chol_lower(M, p):
+        return -1.0
+    ld = 0.0
+    for a in range(p):
+        ld += 2.0 * math.log(M[a, a])
+        for b in range(a + 1, p):
+            M[a, b] = 0.0
+    for a in range(p):
+        for col in range(k):
+            t = 0.0
+            for c in range(p):
+                t += lam[c, a] * A_xz[col, g * p + c]
+            C[a, col] = t
+    for a in range(p):
+        for col in range(k):
+            t = C[a, col]
+            for c in range(a):
+                t -= M[a, c] * C[c, col]
+            C[a, col] = t / M[a, a]
+    for i in range(k):
+        for j in range(i + 1):
+            t = 0.0
+            for a in range(p):
+                t += C[a, i] * C[a, j]
+            S[i, j] -= t
+    return ld
+
+
+@numba.njit(cache=True, inline="always")
+def _xy_tail(S: np.ndarray, px: int, out: np.ndarray) -> bool:
+    """The Cholesky factor of the ``[X y]`` Schur complement ``S`` in place (``px`` fixed
+    effects): ``out[1] = ldRX2`` and ``out[2] = pwrss`` (the last pivot squared); false
+    where it is not positive definite."""
+    if not chol_lower(S, px):
+        return False
+    ldx = 0.0
+    last = S[px, px]
+    for j in range(px):
+        ldx += 2.0 * math.log(S[j, j])
+        t = S[px, j]
+        for c in range(j):
+            t -= S[px, c] * S[j, c]
+        t /= S[j, j]
+        S[px, j] = t
+        last -= t * t
+    if not last > 0.0:
+        return False
+    out[1] = ldx
+    out[2] = last
     return True
