@@ -23,7 +23,8 @@ def first_term_sums(L00: np.ndarray, N00: np.ndarray, L_rf: np.ndarray, A_rf: np
     pointers): ``L_rf[t]`` the factor's values and ``A_rf[t]`` the cross-products'
     (``p_max x p0``, ``tp[t]`` rows used), ``base[t]`` its first row in the rest, ``term[t]``
     its term; ``lams[k]`` each term's ``lambda`` (padded to ``p_max x p_max``; ``lams[0]``
-    is ``p0 x p0``). ``S_RR`` is the dense inverse of the rest's ``G``. Per
+    is ``p0 x p0``). ``S_RR`` is the dense inverse of the rest's ``G``, read from its lower
+    triangle only. Per
     level, with ``W_c = B_c L00_c^-1`` (``B_c`` the factor's rows of the level) and ``T_c =
     S_RR[J, J] W_c`` over its rows ``J``: ``G^-1`` is ``L00_c^-T L00_c^-1 + W_c' T_c`` on
     the level's diagonal tile and ``-T_c`` on its rest-first tiles."""
@@ -50,13 +51,17 @@ def first_term_sums(L00: np.ndarray, N00: np.ndarray, L_rf: np.ndarray, A_rf: np
                         s += L_rf[t, a, k] * Ainv[k, j]
                     W[nr, j] = s
                 nr += 1
-        # T = S_RR[J, J] W
+        # T = S_RR[J, J] W (S_RR's lower triangle: the rows of J ascend within a term,
+        # and the terms follow one another, so J ascends and (J[r], J[r2]) is below the
+        # diagonal for r2 <= r)
         for r in range(nr):
             row = J[r]
             for j in range(p0):
                 s = 0.0
                 for r2 in range(nr):
-                    s += S_RR[row, J[r2]] * W[r2, j]
+                    col = J[r2]
+                    v = S_RR[row, col] if col <= row else S_RR[col, row]
+                    s += v * W[r2, j]
                 T[r, j] = s
         # the diagonal tile: L00^-T L00^-1 + W'T
         for x in range(p0):

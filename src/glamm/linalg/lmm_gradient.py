@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import jit
 from .blocks import BlockDiag, BlockSparse
-from .selinv import SelectedInverse, re_inverse, spd_inverse_from_factor
+from .selinv import SelectedInverse, re_inverse, spd_inverse_lower
 
 _MODULE = "glamm.linalg._grad_kernels"
 
@@ -87,7 +87,8 @@ class TileSums:
         ps = fac.ps
         p0 = ps[0]
         lam0 = lams[0]
-        S_RR = spd_inverse_from_factor(SelectedInverse.rest_factor(fac)) if K > 1 \
+        # (its lower triangle: the readers below take (i, j) from (max, min))
+        S_RR = spd_inverse_lower(SelectedInverse.rest_factor(fac)) if K > 1 \
             else np.zeros((0, 0))
         # the rest-first tiles' values in the factor and in A, in level order
         L_rf, A_rf = self._L_rf, self._A_rf
@@ -116,7 +117,7 @@ class TileSums:
         for i in range(1, K):
             for j in range(1, i + 1):
                 _add_tile_sums(Q, A[i][j], i, j, lams, off, fac.ms, ps,
-                               lambda r, c: S_RR[r, c])
+                               lambda r, c: S_RR[np.maximum(r, c), np.minimum(r, c)])
         return Q
 
 

@@ -73,13 +73,24 @@ def spd_inverse_from_factor(L: np.ndarray) -> np.ndarray:
     triangle is read, so a potrf result with junk above the diagonal will do), symmetric."""
     if L.shape[0] == 0:
         return np.zeros((0, 0))
-    with dense_factor_threads(L.shape[0]):
-        inv, info = sla.lapack.dpotri(L, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError("G is singular")
+    inv = spd_inverse_lower(L)
     out = np.tril(inv)
     out += np.tril(inv, -1).T
     return out
+
+
+def spd_inverse_lower(L: np.ndarray) -> np.ndarray:
+    """:func:`spd_inverse_from_factor` with only its lower triangle valid (what is above the
+    diagonal is left as LAPACK leaves it): for readers that take entry ``(i, j)`` from
+    ``(max(i, j), min(i, j))``, without the two passes that symmetrize it. ``L`` may be
+    overwritten."""
+    if L.shape[0] == 0:
+        return np.zeros((0, 0))
+    with dense_factor_threads(L.shape[0]):
+        inv, info = sla.lapack.dpotri(L, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("G is singular")
+    return inv
 
 
 class SelectedInverse:
