@@ -23,6 +23,7 @@ from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_deri
 from .glm import fit_glm, fit_glm_own_parameters
 from .loading_start import glm_loading_start, rescaled_theta
 from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings
+from .warm_start import WARM_STEP, warm_theta
 
 
 @dataclass
@@ -45,12 +46,6 @@ class GlmmFitRecord:
     #: for a fit on rescaled columns (glmm/rescale.py): ``T`` with ``x_user = T x_internal``;
     #: ``hessian`` is then the internal one (covariances: ``T (2 H^-1) T'``)
     transform: np.ndarray | None = None
-
-
-#: the fast stage warm-starts (:func:`warm_theta`) from this many random effects on
-WARM_MIN_Q = 1000
-#: BOBYQA's first step after a warm start
-WARM_STEP = 0.1
 
 
 @dataclass
@@ -176,34 +171,6 @@ def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -
     loadings = model.loadings.values.copy() if model.loadings is not None else np.zeros(0)
     return StartValues(theta=np.maximum(theta0, theta_block.lower), beta=beta0.copy(),
                        response=extra0, loadings=loadings)
-
-
-def warm_theta(model: GeneralizedLinearMixedModel) -> np.ndarray | None:
-    """Starting ``theta`` from one quick fit per random-effects term, each alone with the
-    fixed effects (``beta`` inside PIRLS, loose tolerances), as the LMM's warm start does:
-    for models with several terms and at least :data:`WARM_MIN_Q` random effects, where
-    the fast stage's evaluations are expensive and each single-term model is cheap (one
-    term's PIRLS is a compiled pass). ``None`` where it does not apply (one term, few
-    random effects, loadings, a family with parameters of its own or a dispersion
-    design)."""
-    if type(model) is not GeneralizedLinearMixedModel or len(model.reterms) < 2 \
-            or sum(t.q for t in model.reterms) < WARM_MIN_Q or model.loadings is not None \
-            or model.response.parameter_names or model.response.dispersion_design is not None:
-        return None
-    parts = []
-    for term in model.reterms:
-        sub = GeneralizedLinearMixedModel(dataclasses.replace(model.frame, reterms=[term]),
-                                          model.response.base_family,
-                                          laplace=model.laplace_information)
-        def deviance(th: np.ndarray, sub: GeneralizedLinearMixedModel = sub) -> float:
-            return sub.objective_fast(th, LOOSE_PIRLS)
-
-        os_ = minimize(deviance, sub.layout.initial(), sub.layout.lower(), ftol_rel=1e-4,
-                       ftol_abs=0.0, xtol_abs=1e-2)
-        if os_.final is None or not np.isfinite(os_.fmin):
-            return None
-        parts.append(os_.final)
-    return np.concatenate(parts)
 
 
 def fast_stage(model: GeneralizedLinearMixedModel, init: StartValues, optimizer: str,

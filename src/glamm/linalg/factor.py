@@ -247,15 +247,21 @@ class BlockedCholesky:
         pX = LKK.shape[0] - 1
         beta = sla.solve_triangular(LKK[:pX, :pX], LKK[-1, :pX], lower=True, trans="T",
                                     check_finite=False) if pX else np.zeros(0)
-        # every u[i] read below (i > k) is filled before it is read
-        u: list[np.ndarray] = [np.zeros(0)] * K
+        rhs = [self.L[K][k][-1, :] - self.L[K][k][:pX, :].T @ beta for k in range(K)]
+        return self.back_solve_re(rhs), beta
+
+    def back_solve_re(self, R: list[np.ndarray]) -> list[np.ndarray]:
+        """``L_Z'^-1 R`` by blocked back substitution in the random-effects part of the
+        factor (``R`` given and returned per term: vectors or ``q_k x c`` columns)."""
+        K = self.K
+        # every out[i] read below (i > k) is filled before it is read
+        out: list[np.ndarray] = [np.zeros(0)] * K
         for k in range(K - 1, -1, -1):
-            LKk = self.L[K][k]
-            rhs = LKk[-1, :] - LKk[:pX, :].T @ beta
+            rhs = np.array(R[k], dtype=float)
             for i in range(k + 1, K):
-                rhs = rhs - _tmatvec(self.L[i][k], u[i])
-            u[k] = _solve_diag_t(self.L[k][k], rhs)
-        return u, beta
+                rhs -= _tmatvec(self.L[i][k], out[i])
+            out[k] = _solve_diag_t(self.L[k][k], rhs)
+        return out
 
     def inverse_diag_blocks(self, k: int) -> np.ndarray:
         """Diagonal ``p_k x p_k`` blocks (one per level) of ``(L_Z L_Z')^{-1}`` for term ``k``,
@@ -301,11 +307,12 @@ class BlockedCholesky:
 
 # --------------------------------------------------------------------------- block kernels
 def _tmatvec(B, v: np.ndarray) -> np.ndarray:
-    """``B' v`` for any block type."""
+    """``B' v`` for any block type (``v`` a vector or columns)."""
     if isinstance(B, BlockSparse):
-        return B.t_matvec(v)
+        return B.t_matvec(v) if v.ndim == 1 else B.to_csr().T @ v
     if isinstance(B, BlockDiag):
-        return np.einsum("mji,mj->mi", B.data, v.reshape(B.m, B.p)).ravel()
+        shape = (B.m, B.p) + v.shape[1:]
+        return np.einsum("mji,mj...->mi...", B.data, v.reshape(shape)).reshape(v.shape)
     return B.T @ v
 
 
@@ -316,12 +323,14 @@ def _matmat(B, Y: np.ndarray) -> np.ndarray:
 
 
 def _solve_diag_t(D, r: np.ndarray) -> np.ndarray:
-    """Solve ``D' x = r`` for a lower-triangular diagonal block ``D``."""
+    """Solve ``D' x = r`` for a lower-triangular diagonal block ``D`` (``r`` a vector or
+    columns)."""
     if isinstance(D, BlockDiag):
         if D.p == 1:
-            return r / D.data[:, 0, 0]
+            return r / D.data[:, 0, 0].reshape((-1,) + (1,) * (r.ndim - 1))
         Dt = np.transpose(D.data, (0, 2, 1))
-        return np.linalg.solve(Dt, r.reshape(D.m, D.p, 1))[:, :, 0].ravel()
+        R3 = r.reshape(D.m, D.p, -1)
+        return np.linalg.solve(Dt, R3).reshape(r.shape)
     return sla.solve_triangular(D, r, lower=True, trans="T", check_finite=False)
 
 

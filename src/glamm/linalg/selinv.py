@@ -126,7 +126,7 @@ class SelectedInverse:
         # Sigma_RR: recursively where the next diagonal block is block diagonal, else dense
         self._C: np.ndarray | None = None
         self._S_R1: np.ndarray | None = None
-        #: Sigma_R1 on W's pattern: CSC keys (column q_R + row), values, W (CSC), Sigma_RR
+        #: Sigma_R1 on W's pattern: CSC keys (column q_R + row), values, and W (CSC)
         self._S_R1_sparse: tuple | None = None
         if self.qR > DENSE_REST and isinstance(fac.L[start + 1][start + 1], BlockDiag):
             self.S_RR: SelectedInverse | DenseInverse = SelectedInverse(fac, start + 1)
@@ -158,7 +158,7 @@ class SelectedInverse:
                                int(counts.max(initial=0)))
         # entries looked up by (column, row) key, in the CSC order
         col = np.repeat(np.arange(self.q1, dtype=np.int64), np.diff(indptr))
-        self._S_R1_sparse = (col * self.qR + indices, SR1, Wc, S_RR)
+        self._S_R1_sparse = (col * self.qR + indices, SR1, Wc)
         return S
 
     def _diagonal_blocks_dense_numpy(self, S_RR: np.ndarray) -> np.ndarray:
@@ -265,7 +265,9 @@ class SelectedInverse:
         if self._S_R1 is not None:
             return self._S_R1[r, s]
         if self._S_R1_sparse is not None:
-            keys, vals, Wc, S_RR = self._S_R1_sparse
+            keys, vals, Wc = self._S_R1_sparse
+            assert isinstance(self.S_RR, DenseInverse)   # (the kernel's case)
+            S_RR = self.S_RR.Ginv
             r = np.asarray(r, dtype=np.int64)
             s = np.asarray(s, dtype=np.int64)
             want = s * self.qR + r

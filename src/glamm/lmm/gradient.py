@@ -73,8 +73,6 @@ class ProfiledGradient:
         # their n-row arrays, until the garbage collector's next full pass)
         self._model = weakref.ref(model)
         self.K = len(model.reterms)
-        sizes = [t.q for t in model.reterms]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.tile_sums = TileSums(model.factor, model.A)
 
     @property
@@ -108,7 +106,7 @@ class ProfiledGradient:
         LKK = LK[K]
         beta = sla.solve_triangular(LKK[:p, :p], LKK[-1, :p], lower=True, trans="T",
                                     check_finite=False) if p else np.zeros(0)
-        Y = _back_solve(fac, [LK[k].T for k in range(K)])          # q_k x (p + 1)
+        Y = fac.back_solve_re([LK[k].T for k in range(K)])         # q_k x (p + 1)
         U = [y[:, :p] for y in Y]
         u = [y[:, p] - y[:, :p] @ beta for y in Y]
         # A_ZZ Lambda [u, U] in one pass over the tiles
@@ -160,28 +158,4 @@ def _sym_matmat(A: list, V: list[np.ndarray]) -> list[np.ndarray]:
             out[i] += M @ V[j]
             if i != j:
                 out[j] += M.T @ V[i]
-    return out
-
-
-def _back_solve(fac, R: list[np.ndarray]) -> list[np.ndarray]:
-    """``L_Z'^-1 R`` by blocked back substitution (``R`` given and returned per term, each
-    ``q_k x c``)."""
-    K = fac.K
-    out: list[np.ndarray] = [np.zeros(0)] * K
-    for k in range(K - 1, -1, -1):
-        rhs = np.array(R[k], dtype=float)
-        for i in range(k + 1, K):
-            B = fac.L[i][k]
-            M = B.to_csr() if isinstance(B, BlockSparse) else B
-            rhs -= M.T @ out[i]
-        D = fac.L[k][k]
-        if isinstance(D, BlockDiag):
-            m, p = D.m, D.p
-            if p == 1:
-                out[k] = rhs / D.data[:, 0, :]
-            else:
-                Dt = np.transpose(D.data, (0, 2, 1))
-                out[k] = np.linalg.solve(Dt, rhs.reshape(m, p, -1)).reshape(rhs.shape)
-        else:
-            out[k] = sla.solve_triangular(D, rhs, lower=True, trans="T", check_finite=False)
     return out
