@@ -198,9 +198,10 @@ class QuadratureDerivatives(FiniteDifferences):
 
 def choose_derivatives(f, model: GeneralizedLinearMixedModel):
     """Analytic gradients where the selected inverse of ``G`` is affordable
-    (:func:`~glamm.glmm.gradient.analytic_gradient_affordable`), finite differences else."""
+    (:func:`~glamm.glmm.gradient.analytic_gradient_affordable`) and the model holds its rows
+    (the gradient sums over them), finite differences else."""
     from .gradient import analytic_gradient_affordable
 
-    if analytic_gradient_affordable(model):
+    if getattr(model, "has_rows", True) and analytic_gradient_affordable(model):
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)

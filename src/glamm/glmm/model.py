@@ -71,6 +71,30 @@ class PirlsSettings:
 LOOSE_PIRLS = PirlsSettings(tol=1e-9, step_tol=1e-6)
 
 
+def newton_weights(response: ResponseModel, offset: np.ndarray, eta: np.ndarray,
+                   mu: np.ndarray, w_fisher: np.ndarray, zwork: np.ndarray, kind: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """PIRLS weights from the observed information and the working response that keeps the
+    score: ``z = eta + (z_fisher - eta) w_fisher / w`` (``zwork`` is the Fisher one, ``eta``
+    minus the offset plus ``(y - mu) / mu_eta``). ``kind``: ``"newton"`` the observed
+    information itself, negative rows included (Fisher's where it is exactly 0);
+    ``"positive"`` the observed information where positive, Fisher's elsewhere;
+    ``"safeguarded"`` per row the larger of the two (after an overshooting step);
+    ``"observed"`` the observed information as it is (the exact Laplace log-determinant)."""
+    observed = response.observed_weights(eta, mu)
+    if kind == "newton":
+        w = np.where(observed != 0.0, observed, w_fisher)
+    elif kind == "positive":
+        w = np.where(observed > 0, observed, w_fisher)
+    elif kind == "observed":
+        w = observed
+    else:
+        w = np.maximum(w_fisher, observed)
+    ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w != 0.0)
+    base = eta - offset
+    return w, base + (zwork - base) * ratio
+
+
 class GeneralizedLinearMixedModel:
     """Laplace objective of a GLMM; holds two working LMM factors (``beta`` fixed / free).
 
@@ -87,6 +111,9 @@ class GeneralizedLinearMixedModel:
         non-canonical links (probit, cloglog, Gamma or Gaussian with a log link, negative
         binomial), by up to a few hundredths in log-likelihood.
     """
+
+    #: the model holds its rows (a fit on partitioned data does not: glamm.scale)
+    has_rows = True
 
     def __init__(self, frame: ModelFrame, family, laplace: str = "observed",
                  loadings: LoadingMap | None = None, dispersion_design=None):
@@ -245,25 +272,31 @@ class GeneralizedLinearMixedModel:
         with np.errstate(all="ignore"):
             return (weights(eta + step) - weights(eta - step)) / (2.0 * step)
 
+    def glm_start(self, family):
+        """The GLM without random effects that starts a fit (:func:`glamm.glmm.glm.fit_glm`
+        on this model's rows, for ``family``)."""
+        from .glm import fit_glm
+
+        return fit_glm(self.X, self.y, self.wt, self.offset, family)
+
+    def factor_joint_fisher(self) -> None:
+        """Factor the joint system (``fac_b``: random and fixed effects) with the Fisher
+        weights and working response at the current mode (after :meth:`pirls`); its
+        fixed-effects block gives rough standard errors. ``LinAlgError`` if it is not
+        positive definite."""
+        assert self.eta is not None and self.mu is not None and self.theta is not None
+        w, mu_eta = self.response.fisher_weights(self.eta, self.mu)
+        zwork = self.eta - self.offset + self.response.working_residual(
+            self.eta, self.mu, w, mu_eta)
+        self.cp_b.update(w, zwork)
+        self.fac_b.refresh()
+        self.fac_b.update(self.lambdas(self.theta), solve_only=True)
+
     # ------------------------------------------------------------------ PIRLS
     def _newton_weights(self, eta: np.ndarray, mu: np.ndarray, w_fisher: np.ndarray,
                         zwork: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        """PIRLS weights from the observed information and the working response that keeps
-        the score: ``z = eta + (z_fisher - eta) w_fisher / w`` (``zwork`` is the Fisher one,
-        ``eta`` minus the offset plus ``(y - mu) / mu_eta``). ``kind``: ``"newton"`` the
-        observed information itself, negative rows included (Fisher's where it is exactly
-        0); ``"positive"`` the observed information where positive, Fisher's elsewhere;
-        ``"safeguarded"`` per row the larger of the two (after an overshooting step)."""
-        observed = self.response.observed_weights(eta, mu)
-        if kind == "newton":
-            w = np.where(observed != 0.0, observed, w_fisher)
-        elif kind == "positive":
-            w = np.where(observed > 0, observed, w_fisher)
-        else:
-            w = np.maximum(w_fisher, observed)
-        ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w != 0.0)
-        base = eta - self.offset
-        return w, base + (zwork - base) * ratio
+        """:func:`newton_weights` on this model's rows."""
+        return newton_weights(self.response, self.offset, eta, mu, w_fisher, zwork, kind)
 
     def _factor_step(self, cp, fac, lams, w: np.ndarray, zwork: np.ndarray,
                      b_fix: np.ndarray | None, solve_only: bool = False) -> None:

@@ -19,6 +19,8 @@ from .partials import FrameArgs, PartitionedFrame
 
 #: the values :class:`RowValues` computes
 KINDS = ("fitted", "population", "response", "pearson")
+#: the values :class:`GlmmRowValues` computes
+GLMM_KINDS = ("link", "mean", "population", "response", "pearson", "deviance")
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,62 @@ class NewDataPredictor:
             refs, zs = design.new_data(part, self.allow_new_levels)
             eta = eta + design.eta_re(self.b, refs, zs)
         return pd.Series(np.asarray(eta, dtype=float), index=part.index, name="predicted")
+
+
+@dataclass(frozen=True)
+class GlmmRowValues:
+    """One kind of per-row value of a fitted partitioned GLMM.
+
+    Attributes
+    ----------
+    args : FrameArgs
+        How each partition's frame is built (``glm_response``).
+    columns : ModelColumns
+        The columns the model uses.
+    layout : PartitionedFrame
+        The fitted frame without rows.
+    family : Family
+        The fitted family with its link.
+    beta : ndarray
+        Fixed effects.
+    b : list of ndarray
+        Random effects per term, ``(levels, p)``.
+    kind : str
+        ``"link"`` (``eta = X beta + Z b + offset``), ``"mean"`` (``mu``), ``"population"``
+        (``X beta + offset``), or the residuals ``"response"`` (``y - mu``; for binomial data
+        ``y`` is the proportion), ``"pearson"`` or ``"deviance"``.
+    """
+
+    args: FrameArgs
+    columns: ModelColumns
+    layout: PartitionedFrame
+    family: object
+    beta: np.ndarray
+    b: list[np.ndarray]
+    kind: str
+
+    def __call__(self, part: pd.DataFrame) -> pd.Series:
+        mask, _, _ = kept_rows(part, self.columns)
+        if not mask.any():
+            return pd.Series([], index=part.index[:0], dtype=float, name=self.kind)
+        frame = self.args.frame(part)
+        keep = self.layout.x_keep
+        X = frame.X if keep is None else frame.X[:, keep]
+        eta = X @ self.beta + frame.offset
+        if self.kind != "population":
+            eta = eta + RandomDesign(frame.reterms).eta_re(self.b)
+        out = np.asarray(eta, dtype=float)
+        if self.kind not in ("link", "population"):
+            fam = self.family
+            mu = fam.link.inverse(out)   # type: ignore[attr-defined]
+            y = frame.y
+            wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
+            out = mu
+            if self.kind == "response":
+                out = y - mu
+            elif self.kind == "pearson":
+                out = (y - mu) * np.sqrt(wt / fam.variance(mu))   # type: ignore[attr-defined]
+            elif self.kind == "deviance":
+                d = fam.deviance_residuals(y, mu, wt)   # type: ignore[attr-defined]
+                out = np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        return pd.Series(out, index=frame.row_index, name=self.kind)
