@@ -165,15 +165,19 @@ def partial(part: Any, args: FrameArgs) -> Partial:
 
 def _merge_sparse(a: BlockSparse, b: BlockSparse) -> BlockSparse:
     """The sum of two sparse blocks of the same shape: the union of their level pairs, in
-    :class:`~glamm.linalg.crossprod.CrossProducts`'s (column-major) order."""
+    :class:`~glamm.linalg.crossprod.CrossProducts`'s (column-major) order. Each block's keys
+    are sorted, so a stable sort of both is a linear merge of two runs (timsort), and each
+    shared pair is ``a``'s value plus ``b``'s."""
+    if a.nb == b.nb and np.array_equal(a.rows, b.rows) and np.array_equal(a.cols, b.cols):
+        return BlockSparse(rows=a.rows, cols=a.cols, data=a.data + b.data, m_row=a.m_row,
+                           m_col=a.m_col)
     keys = np.concatenate([a.cols * a.m_row + a.rows, b.cols * b.m_row + b.rows])
-    uniq, inv = np.unique(keys, return_inverse=True)
-    data = np.concatenate([a.data, b.data]).reshape(keys.shape[0], -1)
-    out = np.empty((uniq.shape[0], data.shape[1]))
-    for c in range(data.shape[1]):
-        out[:, c] = np.bincount(inv.ravel(), weights=data[:, c], minlength=uniq.shape[0])
-    return BlockSparse(rows=uniq % a.m_row, cols=uniq // a.m_row,
-                       data=out.reshape(uniq.shape[0], a.p_row, a.p_col),
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    data = np.add.reduceat(np.concatenate([a.data, b.data])[order], first, axis=0)
+    uniq = keys[first]
+    return BlockSparse(rows=uniq % a.m_row, cols=uniq // a.m_row, data=data,
                        m_row=a.m_row, m_col=a.m_col)
 
 
