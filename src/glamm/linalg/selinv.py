@@ -226,7 +226,10 @@ class SelectedInverse:
     @staticmethod
     def rest_factor(fac, start: int = 0) -> np.ndarray:
         """The factor's random-effects blocks after term ``start`` as one dense lower
-        triangle (the trailing factor ``C`` of the partition)."""
+        triangle (the trailing factor ``C`` of the partition). Above the diagonal of each
+        diagonal block is whatever the factor left there (no copy is spent on zeroing it):
+        every reader takes the lower triangle only (LAPACK's ``potri`` with ``lower``,
+        triangular solves with ``lower=True``)."""
         sizes = [fac.ms[k] * fac.ps[k] for k in range(start + 1, fac.K)]
         off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         C = np.zeros((off[-1], off[-1]))
@@ -234,8 +237,7 @@ class SelectedInverse:
             rows = slice(off[i - start - 1], off[i - start])
             for j in range(start + 1, i + 1):
                 block = to_dense(fac.L[i][j])
-                C[rows, off[j - start - 1]:off[j - start]] = np.tril(block) if i == j \
-                    else block
+                C[rows, off[j - start - 1]:off[j - start]] = block
         return C
 
     def _diagonal_blocks(self) -> np.ndarray:
