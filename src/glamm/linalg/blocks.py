@@ -64,7 +64,8 @@ class BlockSparse:
     _csr_cache: tuple | None = field(default=None, repr=False)
     _coords_cache: tuple | None = field(default=None, repr=False)
     _dense_cache: tuple | None = field(default=None, repr=False)
-    #: bumped by whoever refills ``data`` in place (GLMM reweighting), to invalidate caches
+    #: bumped by whoever refills ``data`` in place (the cross-products' refills, the factor's
+    #: fills and divisions), to invalidate caches (:meth:`to_csr`, :meth:`to_dense`)
     version: int = 0
 
     @property
@@ -105,19 +106,25 @@ class BlockSparse:
 
     def to_csr(self) -> sp.csr_matrix:
         """Element-level CSR matrix with the current values. The structure and the matrix
-        object are built once; each call copies the current ``data`` into it, so a result is
+        object are built once; a call copies the current ``data`` into it, so a result is
         valid until the next call (callers use it at once, or keep it until they are told
-        the values changed, as the factor's ``refresh`` is)."""
+        the values changed, as the factor's ``refresh`` is), and must not be modified. A
+        block whose writers bump :attr:`version` (those of ``A`` and of the factor ``L``)
+        skips the copy when ``version`` has not moved since the last call; a block at
+        version 0 is copied every time."""
         if self._csr_cache is None:
             er, ec = self.element_coords()
             order = np.lexsort((ec, er))
             indptr = np.searchsorted(er[order], np.arange(self.shape[0] + 1))
             mat = sp.csr_matrix((self.data.reshape(-1)[order], ec[order].astype(np.int32),
                                  indptr.astype(np.int32)), shape=self.shape)
-            self._csr_cache = (order, mat)
+            self._csr_cache = (order, mat, self.version)
             return mat
-        order, mat = self._csr_cache
+        order, mat, version = self._csr_cache
+        if version == self.version and version > 0:
+            return mat
         np.take(self.data.reshape(-1), order, out=mat.data)
+        self._csr_cache = (order, mat, self.version)
         return mat
 
     def t_matvec(self, v: np.ndarray) -> np.ndarray:

@@ -48,6 +48,8 @@ class _FillOff:
         self.iso_i, self.iso_j = iso_i or A.p_row == 1, iso_j or A.p_col == 1
         if isinstance(L, BlockSparse):
             self.pos = L.block_positions(A.rows, A.cols)
+            if self.pos.size == L.nb and np.array_equal(self.pos, np.arange(L.nb)):
+                self.pos = None   # (no fill: L has A's pattern, written without a scatter)
         else:
             er, ec = A.element_coords()
             self.flat = er * L.shape[1] + ec
@@ -63,8 +65,12 @@ class _FillOff:
         else:
             vals = li.T @ self.A.data @ lj
         if isinstance(self.L, BlockSparse):
-            self.L.data[...] = 0.0
-            self.L.data[self.pos] = vals
+            if self.pos is None:
+                self.L.data[...] = vals
+            else:
+                self.L.data[...] = 0.0
+                self.L.data[self.pos] = vals
+            self.L.version += 1
         else:
             self.L[...] = 0.0
             self.L.reshape(-1)[self.flat] = vals.ravel()
@@ -177,6 +183,8 @@ class _PairUpdate:
         data = self.T if isinstance(self.T, np.ndarray) else self.T.data
         flat = data.reshape(-1)
         flat[targets] -= acc
+        if isinstance(self.T, BlockSparse):
+            self.T.version += 1
 
 
 class _FirstTermUpdate:
@@ -283,6 +291,8 @@ class _FirstTermUpdate:
                 if lb is not None:
                     P = P @ lb
                 self.T.data -= l0sq * P
+                if isinstance(self.T, BlockSparse):
+                    self.T.version += 1
             return
         if self.kind == (False, True):
             P = (self.Ab @ (self.Aa * w).T).T
@@ -397,12 +407,14 @@ class _RDiv:
                 d = D.data[:, 0, 0]
                 if isinstance(T, BlockSparse):
                     T.data /= d[T.cols][:, None, None]
+                    T.version += 1
                 else:
                     T /= d[None, :]
             else:
                 Dinv = np.linalg.inv(D.data)
                 if isinstance(T, BlockSparse):
                     T.data[...] = np.einsum("nij,nkj->nik", T.data, Dinv[T.cols])
+                    T.version += 1
                 else:
                     r = T.shape[0]
                     T3 = T.reshape(r, D.m, D.p)

@@ -126,7 +126,9 @@ class PartitionRows:
     frame: ModelFrame
     response: ResponseModel
     design: RandomDesign
-    _cp: dict[bool, CrossProducts] = field(default_factory=dict, repr=False)
+    #: the working cross-products ``[Z X z]' W [Z X z]``, built on first use and refilled
+    #: in place afterwards
+    _cp: CrossProducts | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, part: Any, args: FrameArgs, columns: ModelColumns,
@@ -178,18 +180,15 @@ class PartitionRows:
                 w, zwork = newton_weights(resp, fr.offset, eta, mu, w, zwork, req.weights)
         if req.held:
             zwork = zwork - fr.X @ req.beta
-        cp = self._crossproducts(req.held, w, zwork)
-        cp.update(w, zwork, re_only=req.re_only)
-        return PassResult(loglik=loglik, A=copy_blocks(cp.A), n=self.n, valid=valid)
-
-    def _crossproducts(self, held: bool, w: np.ndarray, z: np.ndarray) -> CrossProducts:
-        """This partition's cross-products for ``beta`` held (``[Z z]``) or free
-        (``[Z X z]``), built on first use and refilled in place afterwards."""
-        cp = self._cp.get(held)
-        if cp is None:
-            X = np.zeros((self.n, 0)) if held else self.frame.X
-            cp = self._cp[held] = self.design.crossproducts(X, z, w)
-        return cp
+        if self._cp is None:
+            self._cp = self.design.crossproducts(fr.X, zwork, w)
+        else:
+            self._cp.update(w, zwork, re_only=req.re_only)
+        A = self._cp.A
+        if req.held:   # [Z z]: the X rows left out (one set of cross-products serves both)
+            K = len(A) - 1
+            A = A[:K] + [[blk[-1:] for blk in A[K][:K]] + [A[K][K][-1:, -1:]]]
+        return PassResult(loglik=loglik, A=copy_blocks(A), n=self.n, valid=valid)
 
     def glm_pass(self, beta: np.ndarray | None) -> GlmSums:
         """One IRLS pass of the GLM without random effects at ``beta`` (``None``: the
