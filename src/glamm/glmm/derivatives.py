@@ -198,10 +198,13 @@ class QuadratureDerivatives(FiniteDifferences):
 
 def choose_derivatives(f, model: GeneralizedLinearMixedModel):
     """Analytic gradients where the selected inverse of ``G`` is affordable
-    (:func:`~glamm.glmm.gradient.analytic_gradient_affordable`) and the model holds its rows
-    (the gradient sums over them), finite differences else."""
+    (:func:`~glamm.glmm.gradient.analytic_gradient_affordable`), finite differences else; a
+    model whose rows are elsewhere (``has_rows`` false: glamm.scale) gives its own
+    (``model.derivatives(f)``)."""
     from .gradient import analytic_gradient_affordable
 
-    if getattr(model, "has_rows", True) and analytic_gradient_affordable(model):
+    if not getattr(model, "has_rows", True):   # (its rows elsewhere: the model decides)
+        return model.derivatives(f)
+    if analytic_gradient_affordable(model):
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)

@@ -9,10 +9,12 @@ least-squares step on the driver. The evaluation at a trial point also fills ``A
 next iteration, so an accepted step costs one pass. The partitions are reached through a
 :class:`Partitions` (a list in memory, or Dask: :mod:`glamm.scale.dask_glmm`).
 
-Derivatives for the Newton stage are finite differences of the objective (the analytic
-Laplace gradient sums per-row terms of ``G^-1``, which would need the selected inverse on
-every worker). Families: the exponential families with a dispersion or without (binomial,
-Poisson, Gaussian, Gamma, inverse Gaussian), any link.
+Derivatives for the Newton stage: the analytic gradient in one pass per gradient
+(:mod:`glamm.scale.glmm_gradient`, which ships the selected inverse of ``G`` to the
+partitions), or finite differences where the mode's and the log-determinant's weights
+differ (``laplace="expected"`` with a non-canonical link). Families: the exponential
+families with a dispersion or without (binomial, Poisson, Gaussian, Gamma, inverse
+Gaussian), any link.
 """
 
 from __future__ import annotations
@@ -347,6 +349,21 @@ class PartitionedGLMM(GeneralizedLinearMixedModel):
         return GlmFit(beta=beta, eta=np.zeros(0), mu=np.zeros(0), deviance=dev_old,
                       loglik=float("nan"), dispersion=disp, converged=converged,
                       iterations=it)
+
+    def derivatives(self, f: Any) -> Any:
+        """The Newton stage's derivatives of ``f`` (the deviance over the full parameter
+        vector): the analytic gradient (:mod:`glamm.scale.glmm_gradient`, one pass per
+        gradient) where the mode and the Laplace log-determinant share their weights (a
+        canonical link, or the observed information in both) and the dense part of ``G^-1``
+        is affordable, else finite differences."""
+        from ..glmm.gradient import analytic_gradient_affordable
+        from ..optim.newton import FiniteDifferences
+        from .glmm_gradient import PartitionedDerivatives
+
+        shared = self.family.link_is_canonical or self.observed_information
+        if shared and analytic_gradient_affordable(self):
+            return PartitionedDerivatives(f, self)
+        return FiniteDifferences(f)
 
     def working_copy(self) -> PartitionedGLMM:
         """A model on the same partitions in the same state, whose evaluations leave this

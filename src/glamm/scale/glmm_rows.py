@@ -190,6 +190,13 @@ class PartitionRows:
             A = A[:K] + [[blk[-1:] for blk in A[K][:K]] + [A[K][K][-1:, -1:]]]
         return PassResult(loglik=loglik, A=copy_blocks(A), n=self.n, valid=valid)
 
+    def gradient_sums(self, req: Any) -> Any:
+        """This partition's sums of the Laplace gradient
+        (:func:`glamm.scale.glmm_gradient.gradient_sums`)."""
+        from .glmm_gradient import gradient_sums
+
+        return gradient_sums(self, req)
+
     def glm_pass(self, beta: np.ndarray | None) -> GlmSums:
         """One IRLS pass of the GLM without random effects at ``beta`` (``None``: the
         family's starting means)."""
