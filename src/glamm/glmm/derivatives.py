@@ -199,12 +199,13 @@ class QuadratureDerivatives(FiniteDifferences):
 def choose_derivatives(f, model: GeneralizedLinearMixedModel):
     """Analytic gradients where the selected inverse of ``G`` is affordable
     (:func:`~glamm.glmm.gradient.analytic_gradient_affordable`), finite differences else; a
-    model whose rows are elsewhere (``has_rows`` false: glamm.scale) gives its own
-    (``model.derivatives(f)``)."""
+    model with a ``derivatives(f)`` method of its own (one whose rows are elsewhere:
+    glamm.scale) gives them."""
     from .gradient import analytic_gradient_affordable
 
-    if not getattr(model, "has_rows", True):   # (its rows elsewhere: the model decides)
-        return model.derivatives(f)
+    own = getattr(model, "derivatives", None)
+    if own is not None:   # (a model whose rows are elsewhere decides: glamm.scale)
+        return own(f)
     if analytic_gradient_affordable(model):
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)

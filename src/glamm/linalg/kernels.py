@@ -46,6 +46,7 @@ class _FillOff:
                  iso_j: bool = False):
         self.L, self.A, self.i, self.j = L, A, i, j
         self.iso_i, self.iso_j = iso_i or A.p_row == 1, iso_j or A.p_col == 1
+        self.pos: np.ndarray | None = None
         if isinstance(L, BlockSparse):
             self.pos = L.block_positions(A.rows, A.cols)
             if self.pos.size == L.nb and np.array_equal(self.pos, np.arange(L.nb)):
