@@ -112,9 +112,6 @@ class GeneralizedLinearMixedModel:
         binomial), by up to a few hundredths in log-likelihood.
     """
 
-    #: the model holds its rows (a fit on partitioned data does not: glamm.scale)
-    has_rows = True
-
     def __init__(self, frame: ModelFrame, family, laplace: str = "observed",
                  loadings: LoadingMap | None = None, dispersion_design=None):
         self.frame = frame

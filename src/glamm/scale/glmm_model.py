@@ -99,7 +99,6 @@ class PartitionedGLMM(GeneralizedLinearMixedModel):
         ``"observed"`` (default) or ``"expected"``, as for the in-memory model.
     """
 
-    has_rows = False
     frame: PartitionedFrame
 
     def __init__(self, frame: PartitionedFrame, family: Any, parts: Partitions,
