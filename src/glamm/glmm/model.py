@@ -95,6 +95,49 @@ def newton_weights(response: ResponseModel, offset: np.ndarray, eta: np.ndarray,
     return w, base + (zwork - base) * ratio
 
 
+def halving_step(evaluate, u: np.ndarray, u_new: np.ndarray, b_fix: np.ndarray,
+                 beta_new: np.ndarray | None, pdev: float):
+    """PIRLS's step-halving: the first of the steps 1, 1/2, 1/4, ... (40 of them) from
+    ``(u, b_fix)`` towards ``(u_new, beta_new)`` (``beta_new`` ``None``: ``beta`` held)
+    whose penalized deviance ``evaluate(u_try, b_try) -> (pdev_try, state)`` is finite and
+    not above ``pdev`` (up to 1e-14 of it). Returns ``(u_try, b_try, pdev_try, state)``, or
+    ``None`` when no step decreases it (at the mode to rounding)."""
+    step = 1.0
+    for _ in range(40):
+        u_try = u + step * (u_new - u)
+        b_try = b_fix + step * (beta_new - b_fix) if beta_new is not None else b_fix
+        pdev_try, state = evaluate(u_try, b_try)
+        if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-14 * abs(pdev):
+            return u_try, b_try, pdev_try, state
+        step /= 2.0
+    return None
+
+
+class ConvergenceTest:
+    """PIRLS's stopping rule (:class:`PirlsSettings`): the penalized deviance no longer
+    changes AND the modes no longer move. The log-determinant is not stationary at the mode,
+    so a mode that is off by ``d`` moves the Laplace value by ``O(d)``; Fisher scoring
+    converges only linearly for non-canonical links, where a small change in deviance can hide
+    ``d ~ 1e-5``, so the distance left is also estimated from the rate of convergence."""
+
+    def __init__(self, settings: PirlsSettings) -> None:
+        self.settings = settings
+        self.prev_moved = 0.0
+
+    def __call__(self, change: float, pdev: float, du: np.ndarray,
+                 dbeta: np.ndarray | None) -> bool:
+        """After a step that changed the penalized deviance (now ``pdev``) by ``change`` and
+        moved the modes by ``du`` (and ``beta`` by ``dbeta`` when it moves): converged?"""
+        moved = float(np.max(np.abs(du), initial=0.0))
+        if dbeta is not None:
+            moved = max(moved, float(np.max(np.abs(dbeta), initial=0.0)))
+        rate = moved / self.prev_moved if self.prev_moved > 0 else 1.0
+        remaining = moved * rate / (1.0 - rate) if rate < 1.0 else np.inf
+        self.prev_moved = moved
+        return change < self.settings.tol * (abs(pdev) + 0.1) and (
+            moved < self.settings.step_tol or remaining < self.settings.step_tol)
+
+
 class GeneralizedLinearMixedModel:
     """Laplace objective of a GLMM; holds two working LMM factors (``beta`` fixed / free).
 
@@ -360,7 +403,7 @@ class GeneralizedLinearMixedModel:
             u[:] = 0.0
             pdev = np.inf
         converged = False
-        prev_moved = 0.0
+        test = ConvergenceTest(settings)
         iterations = 0
         # set once a step was taken that raised the deviance (within the rounding allowance):
         # the scoring step overshoots there (Fisher weights below half the observed
@@ -401,39 +444,23 @@ class GeneralizedLinearMixedModel:
                 except np.linalg.LinAlgError as exc2:
                     raise PirlsError("the penalized least-squares problem is singular") \
                         from exc2
-            step = 1.0
-            for _ in range(40):
-                u_try = u + step * (u_new - u)
-                b_try = b_fix + step * (beta_new - b_fix) if fast else b_fix
-                fixed_try = self.X @ b_try + self.offset
-                eta_try = fixed_try + self._eta_re(lams, u_try)
+            def evaluate(u_try: np.ndarray, b_try: np.ndarray):
+                eta_try = self.X @ b_try + self.offset + self._eta_re(lams, u_try)
                 mu_try = link.inverse(eta_try)
-                pdev_try = self._pdev(mu_try, u_try)
-                if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-14 * abs(pdev):
-                    break
-                step /= 2.0
-            else:
+                return self._pdev(mu_try, u_try), (eta_try, mu_try)
+
+            found = halving_step(evaluate, u, u_new, b_fix, beta_new if fast else None, pdev)
+            if found is None:
                 if not np.isfinite(pdev):
                     raise PirlsError("PIRLS failed: the penalized deviance is not finite")
                 converged = True  # no decrease possible: at the mode to rounding
                 break
+            u_try, b_try, pdev_try, (eta, mu) = found
             change = pdev - pdev_try
             overshoot = overshoot or change < 0.0
-            moved = float(np.max(np.abs(u_try - u), initial=0.0))
-            if fast:
-                moved = max(moved, float(np.max(np.abs(b_try - b_fix), initial=0.0)))
-            u, b_fix, eta, mu = u_try, b_try, eta_try, mu_try
-            pdev = pdev_try
-            # converged when the deviance no longer changes AND the modes no longer move: the
-            # log-determinant is not stationary at the mode, so a mode that is off by d moves
-            # the Laplace value by O(d) (Fisher scoring converges only linearly for
-            # non-canonical links, where a small change in deviance can hide d ~ 1e-5)
-            rate = moved / prev_moved if prev_moved > 0 else 1.0
-            remaining = moved * rate / (1.0 - rate) if rate < 1.0 else np.inf
-            prev_moved = moved
-            if change < settings.tol * (abs(pdev) + 0.1) and (
-                    moved < settings.step_tol or remaining < settings.step_tol):
-                converged = True
+            converged = test(change, pdev_try, u_try - u, b_try - b_fix if fast else None)
+            u, b_fix, pdev = u_try, b_try, pdev_try
+            if converged:
                 break
         if converged and not link.valid_eta(eta):
             # a mode outside the link's domain (a sqrt link's eta <= 0) is not a fit of the

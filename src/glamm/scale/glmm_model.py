@@ -26,7 +26,12 @@ import numpy as np
 
 from ..errors import ConvergenceWarning, GlammError, PirlsError
 from ..glmm.glm import GlmFit, _no_valid_start
-from ..glmm.model import GeneralizedLinearMixedModel, PirlsSettings
+from ..glmm.model import (
+    ConvergenceTest,
+    GeneralizedLinearMixedModel,
+    PirlsSettings,
+    halving_step,
+)
 from ..glmm.response import ResponseModel
 from ..linalg.blocks import BlockDiag, BlockSparse
 from ..linalg.factor import BlockedCholesky
@@ -213,38 +218,28 @@ class PartitionedGLMM(GeneralizedLinearMixedModel):
             res = self._pass(None, u, b_fix, held, kind)
             pdev = np.inf
         converged = False
-        prev_moved = 0.0
+        test = ConvergenceTest(settings)
         iterations = 0
         for _ in range(settings.maxiter):
             iterations += 1
             u_new, beta_new = self._pls_solve(lams, held, res, kind, u, b_fix)
-            step = 1.0
-            for _ in range(40):
-                u_try = u + step * (u_new - u)
-                b_try = b_fix + step * (beta_new - b_fix) if fast else b_fix
+            def evaluate(u_try: np.ndarray, b_try: np.ndarray, kind: str = kind):
                 res_try = self._pass(lams, u_try, b_try, held, kind)
-                pdev_try = float(-2.0 * res_try.loglik + u_try @ u_try)
-                if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-14 * abs(pdev):
-                    break
-                step /= 2.0
-            else:
+                return float(-2.0 * res_try.loglik + u_try @ u_try), res_try
+
+            found = halving_step(evaluate, u, u_new, b_fix, beta_new if fast else None, pdev)
+            if found is None:
                 if not np.isfinite(pdev):
                     raise PirlsError("PIRLS failed: the penalized deviance is not finite")
                 converged = True   # no decrease possible: at the mode to rounding
                 break
+            u_try, b_try, pdev_try, res = found
             change = pdev - pdev_try
             if change < 0.0:
                 kind = "safeguarded"   # (scoring overshot: see the docstring)
-            moved = float(np.max(np.abs(u_try - u), initial=0.0))
-            if fast:
-                moved = max(moved, float(np.max(np.abs(b_try - b_fix), initial=0.0)))
-            u, b_fix, res, pdev = u_try, b_try, res_try, pdev_try
-            rate = moved / prev_moved if prev_moved > 0 else 1.0
-            remaining = moved * rate / (1.0 - rate) if rate < 1.0 else np.inf
-            prev_moved = moved
-            if change < settings.tol * (abs(pdev) + 0.1) and (
-                    moved < settings.step_tol or remaining < settings.step_tol):
-                converged = True
+            converged = test(change, pdev_try, u_try - u, b_try - b_fix if fast else None)
+            u, b_fix, pdev = u_try, b_try, pdev_try
+            if converged:
                 break
         if not converged:
             raise PirlsError(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..formula.design import ModelFrame
 from ..terms.design import RandomDesign
 from .metadata import ModelColumns, kept_rows
 from .partials import FrameArgs, PartitionedFrame
@@ -53,20 +54,32 @@ class RowValues:
 
     def __call__(self, part: pd.DataFrame) -> pd.Series:
         """The values of the kept rows of ``part``, indexed by their labels."""
-        mask, _, _ = kept_rows(part, self.columns)
-        if not mask.any():
+        got = _linear_predictor(self, part)
+        if got is None:
             return pd.Series([], index=part.index[:0], dtype=float, name=self.kind)
-        frame = self.args.frame(part)
-        keep = self.layout.x_keep
-        X = frame.X if keep is None else frame.X[:, keep]
-        eta = X @ self.beta + frame.offset
-        if self.kind != "population":
-            eta = eta + RandomDesign(frame.reterms).eta_re(self.b)
+        frame, eta = got
         if self.kind in ("response", "pearson"):
             eta = frame.y - eta
             if self.kind == "pearson":
                 eta = eta * np.sqrt(frame.weights)
         return pd.Series(np.asarray(eta, dtype=float), index=frame.row_index, name=self.kind)
+
+
+def _linear_predictor(values: RowValues | GlmmRowValues, part: pd.DataFrame
+                      ) -> tuple[ModelFrame, np.ndarray] | None:
+    """The frame of the rows of ``part`` that ``values``' model keeps and their linear
+    predictor (without the random effects for the kind ``"population"``); ``None`` when no
+    row is kept."""
+    mask, _, _ = kept_rows(part, values.columns)
+    if not mask.any():
+        return None
+    frame = values.args.frame(part)
+    keep = values.layout.x_keep
+    X = frame.X if keep is None else frame.X[:, keep]
+    eta = X @ values.beta + frame.offset
+    if values.kind != "population":
+        eta = eta + RandomDesign(frame.reterms).eta_re(values.b)
+    return frame, np.asarray(eta, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -141,16 +154,10 @@ class GlmmRowValues:
     kind: str
 
     def __call__(self, part: pd.DataFrame) -> pd.Series:
-        mask, _, _ = kept_rows(part, self.columns)
-        if not mask.any():
+        got = _linear_predictor(self, part)
+        if got is None:
             return pd.Series([], index=part.index[:0], dtype=float, name=self.kind)
-        frame = self.args.frame(part)
-        keep = self.layout.x_keep
-        X = frame.X if keep is None else frame.X[:, keep]
-        eta = X @ self.beta + frame.offset
-        if self.kind != "population":
-            eta = eta + RandomDesign(frame.reterms).eta_re(self.b)
-        out = np.asarray(eta, dtype=float)
+        frame, out = got
         if self.kind not in ("link", "population"):
             fam = self.family
             mu = fam.link.inverse(out)   # type: ignore[attr-defined]
