@@ -43,6 +43,8 @@ class GradientDerivatives(FiniteDifferences):
     #: Newton's Hessian here only steers (standard errors compute theirs at the optimum), so
     #: BFGS corrections carry it over longer distances before it is recomputed
     rehess_distance = 2.0
+    #: the gradient is exact: Newton takes its last, negligible step too
+    exact_gradient = True
 
     def __init__(self, f, record: OptSummary | None = None):
         super().__init__(f, record)
@@ -150,6 +152,9 @@ class QuadratureDerivatives(FiniteDifferences):
     (glmm.agq_derivatives): the exact gradient (the adaptive nodes' own movement included);
     Newton is steered by the analytic Hessian at fixed nodes (one pass, no PIRLS), and
     standard errors (:meth:`grad_hess`) take differences of exact gradients."""
+
+    #: the gradient is exact: Newton takes its last, negligible step too
+    exact_gradient = True
 
     def __init__(self, f, model: GeneralizedLinearMixedModel, quadrature):
         super().__init__(f)

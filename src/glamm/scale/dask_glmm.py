@@ -46,7 +46,7 @@ class DaskPartitions:
     def map_reduce(self, method: str, merge: Any, *args: Any) -> Any:
         import dask
 
-        shipped = [dask.delayed(a, pure=True) for a in args]   # (once, not once per task)
+        shipped = [dask.delayed(a) for a in args]   # (sent once, not once per task)
         tasks = [dask.delayed(_call)(r, method, *shipped) for r in self.rows]
         (out,) = dask.compute(_tree(tasks, merge))
         return out

@@ -82,6 +82,13 @@ class RandomDesign:
         #: (:meth:`z_lambda`)
         self._z_lambda: tuple[sp.csr_matrix, sp.csc_matrix] | None = None
 
+    def __getstate__(self) -> dict:
+        # (the Z Lambda cache is not shipped: its two matrices share one array of values,
+        # which a copy need not keep shared)
+        state = dict(self.__dict__)
+        state["_z_lambda"] = None
+        return state
+
     @staticmethod
     def _is_unit(z: np.ndarray) -> bool:
         return z.shape[1] == 1 and bool(np.all(z == 1.0))
@@ -145,17 +152,19 @@ class RandomDesign:
         as :meth:`t_matvec` does (each column of ``Z`` is reached through one position of a
         row only), so the two give the same numbers. The two matrices are made once and
         share one array of values, which each call overwrites: they hold ``V`` until the next
-        call."""
-        if self._z_lambda is None:
+        call. (A copy of the design, e.g. one pickled to a Dask worker, may hold the two
+        with values of their own: they are then made again.)"""
+        cached = self._z_lambda
+        if cached is None or not np.shares_memory(cached[0].data, cached[1].data):
             n, P = V.shape
             indices = np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32)
             indptr = np.arange(0, n * P + 1, P, dtype=np.int32)
             mat = sp.csr_matrix((np.array(V, dtype=float).reshape(-1), indices, indptr),
                                 shape=(n, self.q))
-            self._z_lambda = (mat, mat.T)
+            cached = self._z_lambda = (mat, mat.T)
         else:
-            np.copyto(self._z_lambda[0].data, V.reshape(-1))
-        return self._z_lambda
+            np.copyto(cached[0].data, V.reshape(-1))
+        return cached
 
     def matvec(self, V: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``(Z Lambda) x`` for the nonzeros ``V`` (:meth:`rows`)."""
