@@ -5,6 +5,7 @@ Not public API."""
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 from scipy import special
@@ -30,20 +31,30 @@ def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 
 _CACHE: dict = {}
+#: data arrays whose constants the cache keeps per kind (a fit on partitioned data evaluates
+#: one partition after another, every PIRLS iteration)
+CACHE_SIZE = 32
 
 
 def _cached(tag: tuple, y: np.ndarray, wt: np.ndarray, compute):
     """Constants of the log-density that depend on the data only (log-factorials), kept for
-    the last few ``(y, wt)`` arrays seen: GLMM fits evaluate the log-likelihood for the same
-    data hundreds of times (as vectors in PIRLS, as columns in quadrature). The cache holds the
-    arrays themselves and compares identity, so a new array is never mistaken for an old one."""
+    the last :data:`CACHE_SIZE` ``(y, wt)`` arrays seen: GLMM fits evaluate the log-likelihood
+    for the same data hundreds of times (as vectors in PIRLS, as columns in quadrature, one
+    partition after another on partitioned data). The cache refers to the arrays weakly and
+    compares identity, so a new array is never mistaken for an old one, and the constants of
+    arrays that are gone are dropped."""
     entries = _CACHE.setdefault(tag, [])
-    for ey, ew, value in entries:
-        if ey is y and ew is wt:
+    for ry, rw, value in entries:
+        if ry() is y and rw() is wt:
             return value
     value = compute()
-    entries.insert(0, (y, wt, value))
-    del entries[4:]
+    try:
+        refs = (weakref.ref(y), weakref.ref(wt))
+    except TypeError:   # (not arrays: nothing to key on)
+        return value
+    live = [e for e in entries if e[0]() is not None and e[1]() is not None]
+    live.insert(0, (*refs, value))
+    _CACHE[tag] = live[:CACHE_SIZE]
     return value
 
 
