@@ -55,7 +55,10 @@ def glmer(
     formula: lme4-style formula. Binomial responses may be 0/1 numbers, booleans, a two-level
         factor (first level = failure), proportions with ``weights`` = numbers of trials, or
         ``cbind(successes, failures)``.
-    data: a pandas DataFrame.
+    data: a pandas DataFrame, or a ``dask.dataframe.DataFrame`` (each PIRLS iteration one
+        map-reduce over its partitions on the active Dask scheduler; the Laplace fit of one
+        exponential family: :func:`glamm.scale.dask_glmm.glmer_dask`, whose ``persist=``
+        chooses whether the partitions' numeric rows stay on the workers).
     family: a family name (``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"Gamma"``,
         ``"inverse_gaussian"``, ``"negative_binomial"``) or a :class:`glamm.families.Family`.
     link: link name overriding the family's canonical link (``"logit"``, ``"probit"``,
