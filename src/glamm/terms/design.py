@@ -22,6 +22,7 @@ them). The terms' own ``z`` (:class:`~glamm.terms.reterm.ReTerm`) stay the data 
 
 from __future__ import annotations
 
+import weakref
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -74,7 +75,10 @@ class RandomDesign:
             self.term_slices.append(slice(start, start + t.p))
             start += t.p
         self.P = start
-        self._crossproducts: list[CrossProducts] = []
+        #: the cross-product objects made from this design, by weak reference (each holds the
+        #: design: strong references both ways would make a cycle that keeps a discarded
+        #: model's per-row arrays alive until the cyclic garbage collector runs)
+        self._crossproducts: list[weakref.ref[CrossProducts]] = []
         #: per term: a scalar term whose values are all 1 (a random intercept), for which
         #: ``Z b`` is a lookup
         self._unit_z = [self._is_unit(zk) for zk in self.z]
@@ -247,7 +251,8 @@ class RandomDesign:
         from ..linalg.crossprod import CrossProducts
 
         cp = CrossProducts(self, X, y, w)
-        self._crossproducts.append(cp)
+        self._crossproducts = [r for r in self._crossproducts if r() is not None]
+        self._crossproducts.append(weakref.ref(cp))
         return cp
 
     def set_z(self, k: int, z: np.ndarray, refill: bool = True) -> None:
@@ -265,8 +270,10 @@ class RandomDesign:
                              f"got {z.shape}")
         self.z[k] = z
         self._unit_z[k] = self._is_unit(z)
-        for cp in self._crossproducts:
-            cp.refill_term(k, refill)
+        for ref in self._crossproducts:
+            cp = ref()
+            if cp is not None:
+                cp.refill_term(k, refill)
 
 
 def _codes_for(newdata: pd.DataFrame, term: ReTerm, allow_new_levels: bool) -> np.ndarray:
