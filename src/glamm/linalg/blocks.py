@@ -155,6 +155,18 @@ class BlockSparse:
         return pos
 
 
+def copy_blocks(A: list[list]) -> list[list]:
+    """A copy of the blocks of ``A`` that shares nothing with them."""
+    def one(blk):
+        if isinstance(blk, BlockSparse):
+            return BlockSparse(rows=blk.rows.copy(), cols=blk.cols.copy(), data=blk.data.copy(),
+                               m_row=blk.m_row, m_col=blk.m_col)
+        if isinstance(blk, BlockDiag):
+            return BlockDiag(blk.data.copy())
+        return blk.copy()
+    return [[one(b) for b in row] for row in A]
+
+
 def to_dense(block) -> np.ndarray:
     """Dense copy of any block type."""
     if isinstance(block, np.ndarray):
