@@ -85,6 +85,7 @@ class RandomDesign:
         #: ``Z Lambda`` and its transpose as sparse matrices sharing their values
         #: (:meth:`z_lambda`)
         self._z_lambda: tuple[sp.csr_matrix, sp.csc_matrix] | None = None
+        self._z_all: np.ndarray | None = None
 
     @staticmethod
     def _is_unit(z: np.ndarray) -> bool:
@@ -122,6 +123,13 @@ class RandomDesign:
         (``z``: other values of the terms, e.g. for new data, default the model's)."""
         zs = self.z if z is None else z
         return np.hstack([zk @ lam for zk, lam in zip(zs, lams)])
+
+    def z_all(self) -> np.ndarray:
+        """The current values of all terms side by side, ``(n, P)`` (C-ordered; made once
+        and shared by the cross-products until :meth:`set_z`). Do not modify."""
+        if self._z_all is None:
+            self._z_all = np.ascontiguousarray(np.hstack(self.z), dtype=float)
+        return self._z_all
 
     def z_rows(self, z: list[np.ndarray] | None = None) -> np.ndarray:
         """Nonzeros of ``Z`` row by row, ``(n, P)`` (``z`` as in :meth:`rows`)."""
@@ -269,6 +277,7 @@ class RandomDesign:
             raise ValueError(f"term {k} ({self.terms[k].group}) needs z of shape {expected}, "
                              f"got {z.shape}")
         self.z[k] = z
+        self._z_all = None
         self._unit_z[k] = self._is_unit(z)
         for ref in self._crossproducts:
             cp = ref()
