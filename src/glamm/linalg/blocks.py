@@ -88,9 +88,15 @@ class BlockSparse:
         return np.searchsorted(self.cols, np.arange(self.m_col + 1))
 
     def element_coords(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column (element level) of every entry of ``data.ravel()`` (computed once)."""
+        """Row and column (element level) of every entry of ``data.ravel()`` (computed once;
+        for ``1 x 1`` blocks with int64 levels, ``rows`` and ``cols`` themselves). Read-only
+        by contract: callers never modify them."""
         if self._coords_cache is None:
-            self._coords_cache = self._element_coords()
+            if self.p_row == 1 and self.p_col == 1 and self.rows.dtype == np.int64 \
+                    and self.cols.dtype == np.int64:
+                self._coords_cache = (self.rows, self.cols)
+            else:
+                self._coords_cache = self._element_coords()
         return self._coords_cache
 
     def _element_coords(self) -> tuple[np.ndarray, np.ndarray]:

@@ -46,8 +46,11 @@ class _FillOff:
                  iso_j: bool = False):
         self.L, self.A, self.i, self.j = L, A, i, j
         self.iso_i, self.iso_j = iso_i or A.p_row == 1, iso_j or A.p_col == 1
+        #: the position in ``L``'s pattern of each block of ``A`` (``None``: the same pattern)
+        self.pos: np.ndarray | None = None
         if isinstance(L, BlockSparse):
-            self.pos = L.block_positions(A.rows, A.cols)
+            if L.rows is not A.rows or L.cols is not A.cols:
+                self.pos = L.block_positions(A.rows, A.cols)
         else:
             er, ec = A.element_coords()
             self.flat = er * L.shape[1] + ec
@@ -63,8 +66,11 @@ class _FillOff:
         else:
             vals = li.T @ self.A.data @ lj
         if isinstance(self.L, BlockSparse):
-            self.L.data[...] = 0.0
-            self.L.data[self.pos] = vals
+            if self.pos is None:
+                self.L.data[...] = vals
+            else:
+                self.L.data[...] = 0.0
+                self.L.data[self.pos] = vals
         else:
             self.L[...] = 0.0
             self.L.reshape(-1)[self.flat] = vals.ravel()
