@@ -88,7 +88,7 @@ class TileSums:
         p0 = ps[0]
         lam0 = lams[0]
         # (its lower triangle: the readers below take (i, j) from (max, min))
-        S_RR = spd_inverse_lower(SelectedInverse.rest_factor(fac)) if K > 1 \
+        S_RR = spd_inverse_lower(SelectedInverse.rest_factor(fac, order="F")) if K > 1 \
             else np.zeros((0, 0))
         # the rest-first tiles' values in the factor and in A, in level order
         L_rf, A_rf = self._L_rf, self._A_rf
