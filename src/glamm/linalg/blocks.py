@@ -15,6 +15,7 @@ refilled for each ``theta``.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,16 +116,29 @@ class BlockSparse:
         valid until the next call (callers use it at once, or keep it until they are told
         the values changed, as the factor's ``refresh`` is)."""
         if self._csr_cache is None:
-            er, ec = self.element_coords()
-            order = np.lexsort((ec, er))
-            indptr = np.searchsorted(er[order], np.arange(self.shape[0] + 1))
-            mat = sp.csr_matrix((self.data.reshape(-1)[order], ec[order].astype(np.int32),
-                                 indptr.astype(np.int32)), shape=self.shape)
-            self._csr_cache = (order, mat)
+            pattern = self._csr_pattern()
+            mat = sp.csr_matrix((self.data.reshape(-1)[pattern.order], pattern.indices,
+                                 pattern.indptr), shape=self.shape)
+            self._csr_cache = (pattern, mat)
             return mat
-        order, mat = self._csr_cache
-        np.take(self.data.reshape(-1), order, out=mat.data)
+        pattern, mat = self._csr_cache
+        np.take(self.data.reshape(-1), pattern.order, out=mat.data)
         return mat
+
+    def _csr_pattern(self) -> _CsrPattern:
+        """The CSR structure of this pattern, shared by every block on the same ``rows`` and
+        ``cols`` arrays (a factor's block without fill and the block of ``A`` it copies, a
+        GLMM's two working sets)."""
+        key = (id(self.rows), id(self.cols), self.p_row, self.p_col, self.m_row, self.m_col)
+        hit = _CSR_PATTERNS.get(key)
+        if hit is not None and hit.rows is self.rows and hit.cols is self.cols:
+            return hit
+        er, ec = self.element_coords()
+        order = np.lexsort((ec, er))
+        indptr = np.searchsorted(er[order], np.arange(self.shape[0] + 1)).astype(np.int32)
+        pattern = _CsrPattern(self.rows, self.cols, order, ec[order].astype(np.int32), indptr)
+        _CSR_PATTERNS[key] = pattern
+        return pattern
 
     def t_matvec(self, v: np.ndarray) -> np.ndarray:
         """``B' v`` straight from the blocks (no sparse matrix)."""
@@ -159,6 +173,24 @@ class BlockSparse:
         if np.any(pos >= key.shape[0]) or np.any(key[np.minimum(pos, key.shape[0] - 1)] != want):
             raise AssertionError("block outside the symbolic pattern")
         return pos
+
+
+class _CsrPattern:
+    """A sparse block's element-level CSR structure: the order of its entries and CSR
+    ``indices``/``indptr`` (read-only), for the block pattern ``rows``, ``cols`` (held, so
+    the cache's keys stay valid while it lives)."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, order: np.ndarray,
+                 indices: np.ndarray, indptr: np.ndarray):
+        self.rows, self.cols, self.order = rows, cols, order
+        self.indices, self.indptr = indices, indptr
+        for arr in (order, indices, indptr):
+            arr.flags.writeable = False
+
+
+#: the CSR structures in use, by the identities of their blocks' pattern arrays (an entry
+#: lives as long as a block's cached matrix holds it)
+_CSR_PATTERNS: weakref.WeakValueDictionary[tuple, _CsrPattern] = weakref.WeakValueDictionary()
 
 
 def copy_blocks(A: list[list]) -> list[list]:
