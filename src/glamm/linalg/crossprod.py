@@ -18,7 +18,6 @@ then call ``refresh()`` on the Cholesky factors built on it
 from __future__ import annotations
 
 import weakref
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,8 +65,6 @@ class CrossProducts:
         #: the structures read from the level codes alone, shared with every other
         #: cross-product object on the same terms
         self._rows = _row_index(self.reterms)
-        self._pair_inverse: dict[tuple[int, int], np.ndarray] = {
-            key: self._rows.pair_pos[t] for t, key in enumerate(self._rows.pairs)}
         A: list[list] = []
         for i, ti in enumerate(self.reterms):
             row: list[BlockSparse | BlockDiag] = []
@@ -94,9 +91,33 @@ class CrossProducts:
         self._fused: dict | None = None
         for k in range(K):
             self._index_term(k)
-        self._XY = np.empty((X.shape[0], X.shape[1] + 1))
-        self._XY[:, :-1] = X
+        #: ``[X y]`` (the last response in the last column; rebuilt after :meth:`compact`)
+        self._XY: np.ndarray | None = None
         self.update(w, y)
+
+    @property
+    def _pair_inverse(self) -> dict[tuple[int, int], np.ndarray]:
+        """Per pair of terms ``(i, j)``, each row's stored block in ``A[i][j]``."""
+        return {key: self._rows.pair_pos[t] for t, key in enumerate(self._rows.pairs)}
+
+    def _xy(self) -> np.ndarray:
+        """``[X y]`` (made on first use, and again after :meth:`compact`)."""
+        if self._XY is None:
+            self._XY = np.empty((self.X.shape[0], self.X.shape[1] + 1))
+            self._XY[:, :-1] = self.X
+            if getattr(self, "_y", None) is not None:
+                self._XY[:, -1] = self._y
+        return self._XY
+
+    def compact(self) -> None:
+        """Drop the per-row arrays that only a refill reads and a refill rebuilds: ``[X y]``,
+        the shared row index's level pairs and stacked codes, the design's values side by
+        side (about 70 bytes a row for two scalar terms). For a model that fills ``A``
+        once (an LMM on many rows); the next refill (a new response, new values of ``z``)
+        makes them again, with the same values, so the same numbers, and keeps them."""
+        self._XY = None
+        self._rows.release_rows()
+        self.design.release_z_all()
 
     def _index_term(self, k: int) -> None:
         """What is read from term ``k``'s values: whether the term is a random intercept
@@ -176,7 +197,7 @@ class CrossProducts:
                     v = np.bincount(ti.refs, weights=wts, minlength=ti.nlevels)
                     D[:, a, b] = v
                     D[:, b, a] = v
-        XY = self._XY
+        XY = self._xy()
         XY[:, -1] = y
         if re_only:
             return
@@ -198,7 +219,7 @@ class CrossProducts:
             return False
         f = self._fused if self._fused is not None else self._fused_layout()
         rows = self._rows
-        XY = self._XY
+        XY = self._xy()
         XY[:, -1] = y
         XYw = np.empty_like(XY)   # (W [X y]: a temporary, not kept between refills)
         diag, off = rows.buffers(f["diag_off"][-1], f["off_off"][-1])
@@ -238,7 +259,7 @@ class CrossProducts:
 
         diag_off = offsets([t.nlevels * t.p * t.p for t in terms])
         off_off = offsets([self.A[i][j].data.size for i, j in pairs])
-        zxy_off = offsets([t.q * self._XY.shape[1] for t in terms])
+        zxy_off = offsets([t.q * (self.X.shape[1] + 1) for t in terms])
         self._fused = {
             "col_off": offsets([t.p for t in terms]),
             "diag_off": diag_off, "off_off": off_off,
@@ -273,9 +294,8 @@ class CrossProducts:
         rows)."""
         self._Zt = []
         self._zt_order = []
-        self._pair_inverse = {}
         self._rows = None   # type: ignore[assignment]
-        self._XY = np.empty((0, self._XY.shape[1]))
+        self._XY = np.empty((0, self.X.shape[1] + 1))
         self.released = True
 
     def set_X(self, X: np.ndarray, refill: bool = True) -> None:
@@ -283,14 +303,16 @@ class CrossProducts:
         smooth's columns change them): ``refill`` refills the ``[X y]`` row of blocks with
         the last weights and response (a caller that refills everything next, as PIRLS does,
         skips it)."""
-        self._XY[:, :-1] = X
+        self.X = X
+        XY = self._xy()
+        XY[:, :-1] = X
         if not refill:
             return
         K = len(self.reterms)
-        XYw = self._XY * self._w[:, None]
+        XYw = XY * self._w[:, None]
         for j in range(K):
             self.A[K][j][...] = (self._zt(j) @ XYw).T
-        self.A[K][K][...] = self._XY.T @ XYw
+        self.A[K][K][...] = XY.T @ XYw
 
     def refill_term(self, k: int, refill: bool = True) -> None:
         """Term ``k``'s values changed in the design: re-index it and (``refill``) refill its
@@ -317,26 +339,51 @@ class _RowIndex:
         self.codes = [t.refs for t in terms]
         self.nlevels = [t.nlevels for t in terms]
         n = terms[0].refs.shape[0] if terms else 0
+        self.n = n
         self.pairs = [(i, j) for i in range(len(terms)) for j in range(i)]
         self.pair_array = np.array(self.pairs, dtype=np.int64).reshape(-1, 2)
-        self.pair_pos = np.empty((len(self.pairs), n), dtype=np.int64)
         self.patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-        for t, (i, j) in enumerate(self.pairs):
-            ti, tj = terms[i], terms[j]
-            key = tj.refs.astype(np.int64) * ti.nlevels + ti.refs  # column-major order
-            uniq, inv = np.unique(key, return_inverse=True)
-            self.pair_pos[t] = inv.ravel()
-            self.patterns[(i, j)] = (uniq % ti.nlevels, uniq // ti.nlevels)
+        self._pair_pos: np.ndarray | None = None
+        self._refs: np.ndarray | None = None
         self._buffers: tuple[np.ndarray, np.ndarray] | None = None
+        self._index_pairs(keep_patterns=True)
+
+    def _index_pairs(self, keep_patterns: bool) -> None:
+        """``pair_pos`` (and, with ``keep_patterns``, ``patterns``) from the codes."""
+        pair_pos = np.empty((len(self.pairs), self.n), dtype=np.int64)
+        for t, (i, j) in enumerate(self.pairs):
+            m_i = self.nlevels[i]
+            key = self.codes[j].astype(np.int64) * m_i + self.codes[i]  # column-major order
+            uniq, inv = np.unique(key, return_inverse=True)
+            pair_pos[t] = inv.ravel()
+            if keep_patterns:
+                self.patterns[(i, j)] = (uniq % m_i, uniq // m_i)
+        self._pair_pos = pair_pos
+
+    @property
+    def pair_pos(self) -> np.ndarray:
+        """``(pairs, n)``: each row's stored block of each pair of terms."""
+        if self._pair_pos is None:
+            self._index_pairs(keep_patterns=False)   # (the same np.unique: the same codes)
+        assert self._pair_pos is not None
+        return self._pair_pos
+
+    def release_rows(self) -> None:
+        """Drop the per-row arrays (``pair_pos``, ``refs``, the buffers); they are made
+        again on their next use."""
+        self._pair_pos = self._refs = None
+        self._buffers = None
 
     def matches(self, terms: list) -> bool:
         return len(terms) == len(self.codes) and all(
             t.refs is c and t.nlevels == m for t, c, m in zip(terms, self.codes, self.nlevels))
 
-    @cached_property
+    @property
     def refs(self) -> np.ndarray:
-        """``(K, n)`` level codes (int64) of the compiled refill."""
-        return np.ascontiguousarray(np.vstack(self.codes), dtype=np.int64)
+        """``(K, n)`` level codes (int64) of the compiled refill (made on first use)."""
+        if self._refs is None:
+            self._refs = np.ascontiguousarray(np.vstack(self.codes), dtype=np.int64)
+        return self._refs
 
     def buffers(self, n_diag: int, n_off: int) -> tuple[np.ndarray, np.ndarray]:
         """Scratch for the compiled refill's diagonal and pair blocks (sizes by the terms'

@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gradient import ProfiledGradient
 
 _LOG2PI = float(np.log(2.0 * np.pi))
+#: from this many rows the model drops its cross-products' per-row refill arrays once ``A``
+#: is filled (``CrossProducts.compact``: about 70 bytes a row); a new response or new values
+#: of ``z`` make them again (smaller models keep them: their refits stay as fast as they are)
+COMPACT_ROWS = 100_000
 
 
 class LinearMixedModel:
@@ -54,6 +58,8 @@ class LinearMixedModel:
                              "the model on a pandas DataFrame for it")
         design = RandomDesign(frame.reterms)
         self.cp = design.crossproducts(frame.X, frame.y - frame.offset, frame.weights)
+        if frame.n >= COMPACT_ROWS:
+            self.cp.compact()
         self._setup(frame, design, self.cp.A, reml, float(np.log(frame.weights).sum()),
                     frame.n)
 

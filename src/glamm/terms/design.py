@@ -131,6 +131,10 @@ class RandomDesign:
             self._z_all = np.ascontiguousarray(np.hstack(self.z), dtype=float)
         return self._z_all
 
+    def release_z_all(self) -> None:
+        """Drop :meth:`z_all`'s array (made again on its next use)."""
+        self._z_all = None
+
     def z_rows(self, z: list[np.ndarray] | None = None) -> np.ndarray:
         """Nonzeros of ``Z`` row by row, ``(n, P)`` (``z`` as in :meth:`rows`)."""
         return np.hstack(self.z if z is None else z)
