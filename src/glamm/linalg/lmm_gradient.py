@@ -80,6 +80,8 @@ class TileSums:
         self.in_place = K == 2 and bool(np.array_equal(order, np.arange(self.n_tiles)))
         self.dest = [] if self.in_place else \
             [dest[bounds[i - 1]:bounds[i]] for i in range(1, K)]
+        if self.in_place and ps[1] == 1 and A[1][0].rows.dtype == np.int64:
+            self.base = A[1][0].rows   # (the same numbers: one scalar term's tile rows)
         self._rf: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, lams: list[np.ndarray]) -> list[np.ndarray]:

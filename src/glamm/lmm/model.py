@@ -57,7 +57,10 @@ class LinearMixedModel:
                              "partitioned (Dask) data keeps only their cross-products; fit "
                              "the model on a pandas DataFrame for it")
         design = RandomDesign(frame.reterms)
-        self.cp = design.crossproducts(frame.X, frame.y - frame.offset, frame.weights)
+        # (without an offset the response itself: y - 0 is y, bit for bit)
+        y = frame.y - frame.offset if frame.offset.any() or frame.y.dtype != np.float64 \
+            else frame.y
+        self.cp = design.crossproducts(frame.X, y, frame.weights)
         if frame.n >= COMPACT_ROWS:
             self.cp.compact()
         self._setup(frame, design, self.cp.A, reml, float(np.log(frame.weights).sum()),
