@@ -92,30 +92,22 @@ class RandomDesign:
         return z.shape[1] == 1 and bool(np.all(z == 1.0))
 
     @cached_property
+    def _index(self) -> _TermsIndex:
+        return _terms_index(self.terms, self.offsets)
+
+    @property
     def cols(self) -> np.ndarray:
         """``(n, P)`` column of every nonzero of ``Z`` (and of ``Z Lambda``), grouped by term
-        (built on first use)."""
-        blocks = [off + t.refs[:, None] * t.p + np.arange(t.p)[None, :]
-                  for t, off in zip(self.terms, self.offsets[:-1])]
-        return np.hstack(blocks)
+        (built on first use, shared by the designs on the same terms). Do not modify."""
+        return self._index.cols
 
-    @cached_property
+    @property
     def col_patterns(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct rows of :attr:`cols` (``(u, P)``: the combinations of levels that
         occur) and, per row, the index of its pattern: quantities that depend on a row only
         through its columns (entries of ``G^-1`` on the row's pattern) are computed once per
-        pattern. Patterns are in lexicographic order (as ``np.unique(cols, axis=0)``): each
-        row is coded as one integer in base ``q`` when that fits in 64 bits (a 1-d sort, many
-        times faster than sorting rows)."""
-        C = self.cols
-        if C.shape[1] == 0 or float(self.q) ** C.shape[1] >= 2.0 ** 62:
-            patterns, index = np.unique(C, axis=0, return_inverse=True)
-            return patterns, index.reshape(-1)
-        key = np.zeros(C.shape[0], dtype=np.int64)
-        for a in range(C.shape[1]):   # most significant first: lexicographic order
-            key = key * self.q + C[:, a]
-        _, first, index = np.unique(key, return_index=True, return_inverse=True)
-        return C[first], index.reshape(-1)
+        pattern (built on first use, shared as :attr:`cols`)."""
+        return self._index.col_patterns
 
     # ------------------------------------------------------------------ Z Lambda
     def rows(self, lams: list[np.ndarray], z: list[np.ndarray] | None = None) -> np.ndarray:
@@ -163,11 +155,9 @@ class RandomDesign:
         share one array of values, which each call overwrites: they hold ``V`` until the next
         call."""
         if self._z_lambda is None:
-            n, P = V.shape
-            indices = np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32)
-            indptr = np.arange(0, n * P + 1, P, dtype=np.int32)
+            indices, indptr = self._index.csr_structure
             mat = sp.csr_matrix((np.array(V, dtype=float).reshape(-1), indices, indptr),
-                                shape=(n, self.q))
+                                shape=(V.shape[0], self.q))
             self._z_lambda = (mat, mat.T)
         else:
             np.copyto(self._z_lambda[0].data, V.reshape(-1))
@@ -287,6 +277,68 @@ class RandomDesign:
             cp = ref()
             if cp is not None:
                 cp.refill_term(k, refill)
+
+
+class _TermsIndex:
+    """What a design reads from its terms' level codes alone, made on first use and shared
+    by every design on the same terms (a GLMM and a result's working copy of it): the
+    columns of the rows' nonzeros, their distinct patterns and the CSR structure of
+    ``Z Lambda``. Nobody modifies the arrays."""
+
+    def __init__(self, terms: list[ReTerm], offsets: np.ndarray):
+        self.terms = list(terms)
+        self.offsets = offsets
+        self.q = int(offsets[-1])
+
+    def matches(self, terms: list[ReTerm]) -> bool:
+        return len(terms) == len(self.terms) and all(
+            a.refs is b.refs and a.p == b.p and a.nlevels == b.nlevels
+            for a, b in zip(terms, self.terms))
+
+    @cached_property
+    def cols(self) -> np.ndarray:
+        blocks = [off + t.refs[:, None] * t.p + np.arange(t.p)[None, :]
+                  for t, off in zip(self.terms, self.offsets[:-1])]
+        return np.hstack(blocks)
+
+    @cached_property
+    def col_patterns(self) -> tuple[np.ndarray, np.ndarray]:
+        """(:attr:`RandomDesign.col_patterns`.) Patterns are in lexicographic order (as
+        ``np.unique(cols, axis=0)``): each row is coded as one integer in base ``q`` when
+        that fits in 64 bits (a 1-d sort, many times faster than sorting rows)."""
+        C = self.cols
+        if C.shape[1] == 0 or float(self.q) ** C.shape[1] >= 2.0 ** 62:
+            patterns, index = np.unique(C, axis=0, return_inverse=True)
+            return patterns, index.reshape(-1)
+        key = np.zeros(C.shape[0], dtype=np.int64)
+        for a in range(C.shape[1]):   # most significant first: lexicographic order
+            key = key * self.q + C[:, a]
+        _, first, index = np.unique(key, return_index=True, return_inverse=True)
+        return C[first], index.reshape(-1)
+
+    @cached_property
+    def csr_structure(self) -> tuple[np.ndarray, np.ndarray]:
+        """``indices`` and ``indptr`` of ``Z Lambda`` as an ``n x q`` CSR matrix."""
+        n, P = self.cols.shape
+        indices = np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32)
+        indptr = np.arange(0, n * P + 1, P, dtype=np.int32)
+        return indices, indptr
+
+
+#: the terms' indexes in use, by the identities of the terms' level-code arrays (an entry
+#: lives while a design holds it; it holds the terms, so the keys stay valid)
+_TERMS_INDEXES: weakref.WeakValueDictionary[tuple, _TermsIndex] = \
+    weakref.WeakValueDictionary()
+
+
+def _terms_index(terms: list[ReTerm], offsets: np.ndarray) -> _TermsIndex:
+    key = tuple((id(t.refs), t.p, t.nlevels) for t in terms)
+    hit = _TERMS_INDEXES.get(key)
+    if hit is not None and hit.matches(terms):
+        return hit
+    index = _TermsIndex(terms, offsets)
+    _TERMS_INDEXES[key] = index
+    return index
 
 
 def _codes_for(newdata: pd.DataFrame, term: ReTerm, allow_new_levels: bool) -> np.ndarray:
