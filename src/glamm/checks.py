@@ -133,19 +133,31 @@ def check_glm_response(frame: ModelFrame, family) -> None:
     y = frame.y[active]
     if np.ptp(y) != 0.0:
         return
-    v = float(y[0])
-    if family.name == "binomial" and v in (0.0, 1.0):
-        what = "failure" if v == 0.0 else "success"
-        raise DataError(
-            f"the response {frame.parsed.response!r} is constant (every one of the "
-            f"{int(active.sum())} observations is a {what}); the probability of success has no "
-            "finite estimate")
-    if family.name in ("poisson", "negative_binomial") and v == 0.0:
-        raise _constant_error(frame, active, "counts that are all 0 have no finite estimate "
-                              "of their mean on the log scale")
+    error = glm_constant_response_error(frame.parsed.response, int(active.sum()), frame.n,
+                                        float(y[0]), family)
+    if error is not None:
+        raise error
+
+
+def glm_constant_response_error(response: str, n_active: int, n: int, value: float,
+                                family) -> DataError | None:
+    """The error of :func:`check_glm_response` for a response that is ``value`` in all
+    ``n_active`` rows of positive weight (of ``n``), or ``None`` where ``family`` can fit
+    such a response."""
+    if family.name == "binomial" and value in (0.0, 1.0):
+        what = "failure" if value == 0.0 else "success"
+        return DataError(
+            f"the response {response!r} is constant (every one of the {n_active} "
+            f"observations is a {what}); the probability of success has no finite estimate")
+    if family.name in ("poisson", "negative_binomial") and value == 0.0:
+        return constant_response_error(response, n_active, n, value, "counts that are all 0 "
+                                       "have no finite estimate of their mean on the log "
+                                       "scale")
     if family.has_dispersion:
-        raise _constant_error(frame, active, f"the {family.name} family needs a response "
-                              "that varies (the dispersion would be 0)")
+        return constant_response_error(response, n_active, n, value, f"the {family.name} "
+                                       "family needs a response that varies (the dispersion "
+                                       "would be 0)")
+    return None
 
 
 def column_scales(X: np.ndarray) -> np.ndarray:

@@ -17,7 +17,8 @@ likelihood).
 
 ``--data`` takes the name of a bundled data set or the path of a ``.csv`` or ``.parquet`` file;
 with ``--dask`` a parquet directory or glob (``--data 'dir/*.parquet' --dask``) read lazily by
-Dask, the linear mixed model fitted in passes over its partitions (:mod:`glamm.scale`).
+Dask, the model fitted in passes over its partitions (:mod:`glamm.scale`; a GLMM's every
+PIRLS iteration is one pass).
 Errors in the model or the data are printed as ``error: <message>`` on standard error with
 exit status 2 (no traceback). Warnings from the fit are printed as ``warning: <message>`` on
 standard error, except that the singular-fit warning and the final optimizer's convergence
@@ -170,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="column added to the linear predictor with coefficient 1")
     fit.add_argument("--dask", action="store_true",
                      help="read --data with Dask (a .parquet/.csv path, a glob such as "
-                     "'dir/*.parquet', or a parquet directory) and fit the linear mixed model "
-                     "in passes over its partitions, holding only the cross-products in "
-                     "memory (needs pip install 'glamm[dask]')")
+                     "'dir/*.parquet', or a parquet directory) and fit the model in passes "
+                     "over its partitions, holding only the cross-products in memory (a "
+                     "GLMM: one pass per PIRLS iteration; needs pip install 'glamm[dask]')")
     fit.add_argument("--scheduler", metavar="NAME_OR_ADDRESS", default=None,
                      help="with --dask: 'threads' (the default), 'processes', 'synchronous', "
                      "or the address of a dask.distributed scheduler (tcp://host:8786)")
@@ -337,8 +338,6 @@ def _check_fit_options(args: argparse.Namespace) -> None:
     """Options that only make sense for one kind of model."""
     if args.scheduler is not None and not args.dask:
         raise CliError("--scheduler needs --dask")
-    if args.dask and args.family is not None:
-        raise CliError("--dask fits linear mixed models only (without --family)")
     if args.family is None:
         given = [opt for opt, used in (("--link", args.link is not None), ("--fast", args.fast),
                                        ("--nagq", args.nagq != "1")) if used]

@@ -14,7 +14,8 @@ from .arguments import check_start_theta, resolve_keywords
 from .checks import (
     check_glmm_frame,
 )
-from .errors import DataError, GlammError, SingularFitWarning
+from .errors import ArgumentError, DataError, GlammError, SingularFitWarning
+from .formula.data_input import is_dask_frame
 from .formula.design import ModelFrame, build_model_frame
 from .linalg.threads import single_threaded
 from .results.call import records_call
@@ -117,6 +118,19 @@ def glmer(
 
     nagq, fast, penalized = resolve_keywords(glmer, kwargs, nagq=nagq, fast=fast,
                                              penalized=penalized)
+    if is_dask_frame(data):
+        from .scale.dask_glmm import glmer_dask
+
+        on_dask = {"nagq": nagq != 1, "penalized": bool(penalized),
+                 "family_index": family_index is not None, "family_by": family_by is not None,
+                 "trials": trials is not None, "dispformula": dispformula is not None,
+                 "ziformula": ziformula is not None}
+        if any(on_dask.values()):
+            raise ArgumentError(", ".join(k for k, v in on_dask.items() if v) + " are not "
+                                "available on a Dask DataFrame (the Laplace fit of one "
+                                "exponential family is)")
+        return glmer_dask(formula, data, family, link, fast, weights, offset, start, optimizer,
+                          control, laplace)
     from .zi_random_api import glmer_zi_random, has_zero_part_random_effects
 
     if has_zero_part_random_effects(ziformula):

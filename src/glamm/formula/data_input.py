@@ -42,8 +42,8 @@ def as_pandas(data: Any) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
     if is_dask_frame(data):
-        raise DataError("a Dask DataFrame is fitted by glamm.lmer only (linear mixed models, "
-                        "in passes over its partitions); for other models load the data into "
+        raise DataError("a Dask DataFrame is fitted by glamm.lmer and glamm.glmer only (in "
+                        "passes over its partitions); for other models load the data into "
                         "memory (ddf.compute())")
     if isinstance(data, dict):
         return pd.DataFrame(data)

@@ -198,9 +198,14 @@ class QuadratureDerivatives(FiniteDifferences):
 
 def choose_derivatives(f, model: GeneralizedLinearMixedModel):
     """Analytic gradients where the selected inverse of ``G`` is affordable
-    (:func:`~glamm.glmm.gradient.analytic_gradient_affordable`), finite differences else."""
+    (:func:`~glamm.glmm.gradient.analytic_gradient_affordable`), finite differences else; a
+    model with a ``derivatives(f)`` method of its own (one whose rows are elsewhere:
+    glamm.scale) gives them."""
     from .gradient import analytic_gradient_affordable
 
+    own = getattr(model, "derivatives", None)
+    if own is not None:   # (a model whose rows are elsewhere decides: glamm.scale)
+        return own(f)
     if analytic_gradient_affordable(model):
         return AnalyticDerivatives(f, model)
     return FiniteDifferences(f)

@@ -20,7 +20,7 @@ from ..optim.backends import minimize
 from ..optim.newton import FiniteDifferences, newton_minimize
 from ..optim.optsummary import OptSummary
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
-from .glm import fit_glm, fit_glm_own_parameters
+from .glm import fit_glm_own_parameters
 from .loading_start import glm_loading_start, rescaled_theta
 from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings
 from .warm_start import WARM_STEP, warm_theta
@@ -151,8 +151,7 @@ def start_values(model: GeneralizedLinearMixedModel, start: np.ndarray | None) -
     from ``start`` or the covariance structures' initial values (raised to their bounds)."""
     response = model.response
     # (a family with a zero part starts from its count part's GLM)
-    glm = fit_glm(model.X, model.y, model.wt, model.offset,
-                  getattr(response.base_family, "start_family", response.base_family))
+    glm = model.glm_start(getattr(response.base_family, "start_family", response.base_family))
     extra0 = response.start(glm)
     beta0 = glm.beta.copy()
     family = response.family
@@ -568,16 +567,11 @@ def _fast_stderr(model: GeneralizedLinearMixedModel) -> np.ndarray:
         return np.zeros(0)
     if model.eta is None or model.mu is None or model.theta is None:
         return np.full(p, np.nan)
-    fac = model.fac_b
-    w, mu_eta = model.response.fisher_weights(model.eta, model.mu)
-    zwork = model.eta - model.offset + model.response.working_residual(
-        model.eta, model.mu, w, mu_eta)
-    model.cp_b.update(w, zwork)
-    fac.refresh()
     try:
-        fac.update(model.lambdas(model.theta), solve_only=True)
+        model.factor_joint_fisher()
     except np.linalg.LinAlgError:
         return np.full(p, np.nan)
+    fac = model.fac_b
     LXX = fac.L[fac.K][fac.K][:-1, :-1]
     d = np.diag(LXX)
     if not np.all(np.isfinite(LXX)) or np.any(d <= 0):

@@ -71,6 +71,73 @@ class PirlsSettings:
 LOOSE_PIRLS = PirlsSettings(tol=1e-9, step_tol=1e-6)
 
 
+def newton_weights(response: ResponseModel, offset: np.ndarray, eta: np.ndarray,
+                   mu: np.ndarray, w_fisher: np.ndarray, zwork: np.ndarray, kind: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """PIRLS weights from the observed information and the working response that keeps the
+    score: ``z = eta + (z_fisher - eta) w_fisher / w`` (``zwork`` is the Fisher one, ``eta``
+    minus the offset plus ``(y - mu) / mu_eta``). ``kind``: ``"newton"`` the observed
+    information itself, negative rows included (Fisher's where it is exactly 0);
+    ``"positive"`` the observed information where positive, Fisher's elsewhere;
+    ``"safeguarded"`` per row the larger of the two (after an overshooting step);
+    ``"observed"`` the observed information as it is (the exact Laplace log-determinant)."""
+    observed = response.observed_weights(eta, mu)
+    if kind == "newton":
+        w = np.where(observed != 0.0, observed, w_fisher)
+    elif kind == "positive":
+        w = np.where(observed > 0, observed, w_fisher)
+    elif kind == "observed":
+        w = observed
+    else:
+        w = np.maximum(w_fisher, observed)
+    ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w != 0.0)
+    base = eta - offset
+    return w, base + (zwork - base) * ratio
+
+
+def halving_step(evaluate, u: np.ndarray, u_new: np.ndarray, b_fix: np.ndarray,
+                 beta_new: np.ndarray | None, pdev: float):
+    """PIRLS's step-halving: the first of the steps 1, 1/2, 1/4, ... (40 of them) from
+    ``(u, b_fix)`` towards ``(u_new, beta_new)`` (``beta_new`` ``None``: ``beta`` held)
+    whose penalized deviance ``evaluate(u_try, b_try) -> (pdev_try, state)`` is finite and
+    not above ``pdev`` (up to 1e-14 of it). Returns ``(u_try, b_try, pdev_try, state)``, or
+    ``None`` when no step decreases it (at the mode to rounding)."""
+    step = 1.0
+    for _ in range(40):
+        u_try = u + step * (u_new - u)
+        b_try = b_fix + step * (beta_new - b_fix) if beta_new is not None else b_fix
+        pdev_try, state = evaluate(u_try, b_try)
+        if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-14 * abs(pdev):
+            return u_try, b_try, pdev_try, state
+        step /= 2.0
+    return None
+
+
+class ConvergenceTest:
+    """PIRLS's stopping rule (:class:`PirlsSettings`): the penalized deviance no longer
+    changes AND the modes no longer move. The log-determinant is not stationary at the mode,
+    so a mode that is off by ``d`` moves the Laplace value by ``O(d)``; Fisher scoring
+    converges only linearly for non-canonical links, where a small change in deviance can hide
+    ``d ~ 1e-5``, so the distance left is also estimated from the rate of convergence."""
+
+    def __init__(self, settings: PirlsSettings) -> None:
+        self.settings = settings
+        self.prev_moved = 0.0
+
+    def __call__(self, change: float, pdev: float, du: np.ndarray,
+                 dbeta: np.ndarray | None) -> bool:
+        """After a step that changed the penalized deviance (now ``pdev``) by ``change`` and
+        moved the modes by ``du`` (and ``beta`` by ``dbeta`` when it moves): converged?"""
+        moved = float(np.max(np.abs(du), initial=0.0))
+        if dbeta is not None:
+            moved = max(moved, float(np.max(np.abs(dbeta), initial=0.0)))
+        rate = moved / self.prev_moved if self.prev_moved > 0 else 1.0
+        remaining = moved * rate / (1.0 - rate) if rate < 1.0 else np.inf
+        self.prev_moved = moved
+        return change < self.settings.tol * (abs(pdev) + 0.1) and (
+            moved < self.settings.step_tol or remaining < self.settings.step_tol)
+
+
 class GeneralizedLinearMixedModel:
     """Laplace objective of a GLMM; holds two working LMM factors (``beta`` fixed / free).
 
@@ -249,25 +316,31 @@ class GeneralizedLinearMixedModel:
         with np.errstate(all="ignore"):
             return (weights(eta + step) - weights(eta - step)) / (2.0 * step)
 
+    def glm_start(self, family):
+        """The GLM without random effects that starts a fit (:func:`glamm.glmm.glm.fit_glm`
+        on this model's rows, for ``family``)."""
+        from .glm import fit_glm
+
+        return fit_glm(self.X, self.y, self.wt, self.offset, family)
+
+    def factor_joint_fisher(self) -> None:
+        """Factor the joint system (``fac_b``: random and fixed effects) with the Fisher
+        weights and working response at the current mode (after :meth:`pirls`); its
+        fixed-effects block gives rough standard errors. ``LinAlgError`` if it is not
+        positive definite."""
+        assert self.eta is not None and self.mu is not None and self.theta is not None
+        w, mu_eta = self.response.fisher_weights(self.eta, self.mu)
+        zwork = self.eta - self.offset + self.response.working_residual(
+            self.eta, self.mu, w, mu_eta)
+        self.cp_b.update(w, zwork)
+        self.fac_b.refresh()
+        self.fac_b.update(self.lambdas(self.theta), solve_only=True)
+
     # ------------------------------------------------------------------ PIRLS
     def _newton_weights(self, eta: np.ndarray, mu: np.ndarray, w_fisher: np.ndarray,
                         zwork: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        """PIRLS weights from the observed information and the working response that keeps
-        the score: ``z = eta + (z_fisher - eta) w_fisher / w`` (``zwork`` is the Fisher one,
-        ``eta`` minus the offset plus ``(y - mu) / mu_eta``). ``kind``: ``"newton"`` the
-        observed information itself, negative rows included (Fisher's where it is exactly
-        0); ``"positive"`` the observed information where positive, Fisher's elsewhere;
-        ``"safeguarded"`` per row the larger of the two (after an overshooting step)."""
-        observed = self.response.observed_weights(eta, mu)
-        if kind == "newton":
-            w = np.where(observed != 0.0, observed, w_fisher)
-        elif kind == "positive":
-            w = np.where(observed > 0, observed, w_fisher)
-        else:
-            w = np.maximum(w_fisher, observed)
-        ratio = np.divide(w_fisher, w, out=np.ones_like(w), where=w != 0.0)
-        base = eta - self.offset
-        return w, base + (zwork - base) * ratio
+        """:func:`newton_weights` on this model's rows."""
+        return newton_weights(self.response, self.offset, eta, mu, w_fisher, zwork, kind)
 
     def _factor_step(self, cp, fac, lams, w: np.ndarray, zwork: np.ndarray,
                      b_fix: np.ndarray | None, solve_only: bool = False) -> None:
@@ -334,7 +407,7 @@ class GeneralizedLinearMixedModel:
             u[:] = 0.0
             pdev = np.inf
         converged = False
-        prev_moved = 0.0
+        test = ConvergenceTest(settings)
         iterations = 0
         # set once a step was taken that raised the deviance (within the rounding allowance):
         # the scoring step overshoots there (Fisher weights below half the observed
@@ -375,39 +448,23 @@ class GeneralizedLinearMixedModel:
                 except np.linalg.LinAlgError as exc2:
                     raise PirlsError("the penalized least-squares problem is singular") \
                         from exc2
-            step = 1.0
-            for _ in range(40):
-                u_try = u + step * (u_new - u)
-                b_try = b_fix + step * (beta_new - b_fix) if fast else b_fix
-                fixed_try = self.X @ b_try + self.offset
-                eta_try = fixed_try + self._eta_re(lams, u_try)
+            def evaluate(u_try: np.ndarray, b_try: np.ndarray):
+                eta_try = self.X @ b_try + self.offset + self._eta_re(lams, u_try)
                 mu_try = link.inverse(eta_try)
-                pdev_try = self._pdev(mu_try, u_try)
-                if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-14 * abs(pdev):
-                    break
-                step /= 2.0
-            else:
+                return self._pdev(mu_try, u_try), (eta_try, mu_try)
+
+            found = halving_step(evaluate, u, u_new, b_fix, beta_new if fast else None, pdev)
+            if found is None:
                 if not np.isfinite(pdev):
                     raise PirlsError("PIRLS failed: the penalized deviance is not finite")
                 converged = True  # no decrease possible: at the mode to rounding
                 break
+            u_try, b_try, pdev_try, (eta, mu) = found
             change = pdev - pdev_try
             overshoot = overshoot or change < 0.0
-            moved = float(np.max(np.abs(u_try - u), initial=0.0))
-            if fast:
-                moved = max(moved, float(np.max(np.abs(b_try - b_fix), initial=0.0)))
-            u, b_fix, eta, mu = u_try, b_try, eta_try, mu_try
-            pdev = pdev_try
-            # converged when the deviance no longer changes AND the modes no longer move: the
-            # log-determinant is not stationary at the mode, so a mode that is off by d moves
-            # the Laplace value by O(d) (Fisher scoring converges only linearly for
-            # non-canonical links, where a small change in deviance can hide d ~ 1e-5)
-            rate = moved / prev_moved if prev_moved > 0 else 1.0
-            remaining = moved * rate / (1.0 - rate) if rate < 1.0 else np.inf
-            prev_moved = moved
-            if change < settings.tol * (abs(pdev) + 0.1) and (
-                    moved < settings.step_tol or remaining < settings.step_tol):
-                converged = True
+            converged = test(change, pdev_try, u_try - u, b_try - b_fix if fast else None)
+            u, b_fix, pdev = u_try, b_try, pdev_try
+            if converged:
                 break
         if converged and not link.valid_eta(eta):
             # a mode outside the link's domain (a sqrt link's eta <= 0) is not a fit of the

@@ -65,7 +65,8 @@ class BlockSparse:
     _csr_cache: tuple | None = field(default=None, repr=False)
     _coords_cache: tuple | None = field(default=None, repr=False)
     _dense_cache: tuple | None = field(default=None, repr=False)
-    #: bumped by whoever refills ``data`` in place (GLMM reweighting), to invalidate caches
+    #: bumped by whoever refills ``data`` in place (the cross-products' refills, the factor's
+    #: fills and divisions), to invalidate caches (:meth:`to_csr`, :meth:`to_dense`)
     version: int = 0
 
     @property
@@ -112,17 +113,23 @@ class BlockSparse:
 
     def to_csr(self) -> sp.csr_matrix:
         """Element-level CSR matrix with the current values. The structure and the matrix
-        object are built once; each call copies the current ``data`` into it, so a result is
+        object are built once; a call copies the current ``data`` into it, so a result is
         valid until the next call (callers use it at once, or keep it until they are told
-        the values changed, as the factor's ``refresh`` is)."""
+        the values changed, as the factor's ``refresh`` is), and must not be modified. A
+        block whose writers bump :attr:`version` (those of ``A`` and of the factor ``L``)
+        skips the copy when ``version`` has not moved since the last call; a block at
+        version 0 is copied every time."""
         if self._csr_cache is None:
             pattern = self._csr_pattern()
             mat = sp.csr_matrix((self.data.reshape(-1)[pattern.order], pattern.indices,
                                  pattern.indptr), shape=self.shape)
-            self._csr_cache = (pattern, mat)
+            self._csr_cache = (pattern, mat, self.version)
             return mat
-        pattern, mat = self._csr_cache
+        pattern, mat, version = self._csr_cache
+        if version == self.version and version > 0:
+            return mat
         np.take(self.data.reshape(-1), pattern.order, out=mat.data)
+        self._csr_cache = (pattern, mat, self.version)
         return mat
 
     def _csr_pattern(self) -> _CsrPattern:

@@ -46,12 +46,14 @@ class _FillOff:
                  iso_j: bool = False):
         self.L, self.A, self.i, self.j = L, A, i, j
         self.iso_i, self.iso_j = iso_i or A.p_row == 1, iso_j or A.p_col == 1
-        #: the position in ``L``'s pattern of each block of ``A`` (``None``: the same pattern)
+        #: the position in ``L``'s pattern of each block of ``A`` (``None``: the same pattern,
+        #: written without a scatter)
         self.pos: np.ndarray | None = None
-        if isinstance(L, BlockSparse):
-            if L.rows is not A.rows or L.cols is not A.cols:
-                self.pos = L.block_positions(A.rows, A.cols)
-        else:
+        if isinstance(L, BlockSparse) and (L.rows is not A.rows or L.cols is not A.cols):
+            self.pos = L.block_positions(A.rows, A.cols)
+            if self.pos.size == L.nb and np.array_equal(self.pos, np.arange(L.nb)):
+                self.pos = None   # (no fill: L has A's pattern)
+        elif not isinstance(L, BlockSparse):
             er, ec = A.element_coords()
             self.flat = er * L.shape[1] + ec
 
@@ -71,6 +73,7 @@ class _FillOff:
             else:
                 self.L.data[...] = 0.0
                 self.L.data[self.pos] = vals
+            self.L.version += 1
         else:
             self.L[...] = 0.0
             self.L.reshape(-1)[self.flat] = vals.ravel()
@@ -183,6 +186,8 @@ class _PairUpdate:
         data = self.T if isinstance(self.T, np.ndarray) else self.T.data
         flat = data.reshape(-1)
         flat[targets] -= acc
+        if isinstance(self.T, BlockSparse):
+            self.T.version += 1
 
 
 class _FirstTermUpdate:
@@ -289,6 +294,8 @@ class _FirstTermUpdate:
                 if lb is not None:
                     P = P @ lb
                 self.T.data -= l0sq * P
+                if isinstance(self.T, BlockSparse):
+                    self.T.version += 1
             return
         if self.kind == (False, True):
             P = (self.Ab @ (self.Aa * w).T).T
@@ -403,12 +410,14 @@ class _RDiv:
                 d = D.data[:, 0, 0]
                 if isinstance(T, BlockSparse):
                     T.data /= d[T.cols][:, None, None]
+                    T.version += 1
                 else:
                     T /= d[None, :]
             else:
                 Dinv = np.linalg.inv(D.data)
                 if isinstance(T, BlockSparse):
                     T.data[...] = np.einsum("nij,nkj->nik", T.data, Dinv[T.cols])
+                    T.version += 1
                 else:
                     r = T.shape[0]
                     T3 = T.reshape(r, D.m, D.p)

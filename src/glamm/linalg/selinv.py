@@ -229,9 +229,10 @@ class SelectedInverse:
     def rest_factor(fac, start: int = 0, order: Literal["C", "F"] = "C") -> np.ndarray:
         """The factor's random-effects blocks after term ``start`` as one dense lower
         triangle (the trailing factor ``C`` of the partition), in memory ``order`` (``"F"``
-        lets LAPACK work on it in place: :func:`spd_inverse_lower`). The diagonal blocks
-        are copied whole and their upper triangles zeroed in place (no temporaries of the
-        blocks' size)."""
+        lets LAPACK work on it in place: :func:`spd_inverse_lower`). Above the diagonal of
+        each diagonal block is whatever the factor left there (no copy is spent on zeroing
+        it): every reader takes the lower triangle only (LAPACK's ``potri`` with ``lower``,
+        triangular solves with ``lower=True``)."""
         sizes = [fac.ms[k] * fac.ps[k] for k in range(start + 1, fac.K)]
         off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         C = np.zeros((off[-1], off[-1]), order=order)
@@ -239,11 +240,6 @@ class SelectedInverse:
             a, b = off[i - start - 1], off[i - start]
             for j in range(start + 1, i + 1):
                 C[a:b, off[j - start - 1]:off[j - start]] = to_dense(fac.L[i][j])
-            for c in range(a, b - 1):   # the diagonal block's strict upper triangle
-                if order == "F":
-                    C[a:c + 1, c + 1] = 0.0
-                else:
-                    C[c, c + 1:b] = 0.0
         return C
 
     def _diagonal_blocks(self) -> np.ndarray:

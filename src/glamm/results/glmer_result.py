@@ -97,12 +97,6 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         #: the dispersion (of the first family with one in a mixed response; of the reference
         #: level with a variance function); 1 for families without one
         self.dispersion = resp.sigma ** 2
-        #: each row's dispersion (the variance function and per-row families applied)
-        self.dispersion_rows = np.broadcast_to(
-            np.asarray(model.dispersion, dtype=float), (model.n,)).copy()
-        #: the residual SD of each row, ``sqrt(dispersion_rows)`` (1 on rows whose family has
-        #: no dispersion)
-        self.sigma_rows = np.sqrt(self.dispersion_rows)
         #: per-row families: each family's dispersion (1 without one), by label
         self.family_dispersions = (pd.Series(resp.phi.copy(), index=resp.labels,
                                              name="dispersion") if resp.mixed else None)
@@ -160,6 +154,18 @@ class GlmerResult(SmoothResultsMixin, MixedResultBase):
         #: plain-language notes on the fit (separation, extreme fitted values), set by glmer
         self.notes: list[str] = []
         self._scratch: tuple | None = None
+
+    @cached_property
+    def dispersion_rows(self) -> np.ndarray:
+        """Each row's dispersion (the variance function and per-row families applied)."""
+        return np.broadcast_to(np.asarray(self.model.dispersion, dtype=float),
+                               (self.model.n,)).copy()
+
+    @cached_property
+    def sigma_rows(self) -> np.ndarray:
+        """The residual SD of each row, ``sqrt(dispersion_rows)`` (1 on rows whose family
+        has no dispersion)."""
+        return np.sqrt(self.dispersion_rows)
 
     def _working_model(self) -> tuple:
         """``(model, quadrature)`` copies on which lazy computations evaluate the objective

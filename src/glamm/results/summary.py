@@ -190,6 +190,10 @@ def _pearson_block(m) -> list[str]:
     """Scaled residuals of a GLM(M): Pearson residuals divided by ``sqrt(dispersion)``, as
     lme4's ``residuals(m, "pearson", scaled = TRUE)`` (the division changes nothing for
     families without a dispersion parameter, whose dispersion is 1)."""
+    quantiles = getattr(m, "scaled_residual_quantiles", None)
+    if quantiles is not None:   # (rows elsewhere: glamm.scale)
+        title, q = quantiles()
+        return _quantile_lines(title, q)
     rows = getattr(m, "sigma_rows", None)
     scale = rows if rows is not None else math.sqrt(m.dispersion)
     scaled = np.asarray(m.residuals("pearson"), dtype=float) / scale

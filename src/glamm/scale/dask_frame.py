@@ -65,6 +65,21 @@ def _tree(items: list, merge: Any) -> Any:
     return items[0]
 
 
+def summary_quantiles(series: Any, n_bins: int = quantiles.N_BINS) -> np.ndarray:
+    """Min, 1Q, Median, 3Q, Max of a lazy Dask series, exact as ``numpy.quantile``'s, from
+    three passes that hold only ``n_bins`` counts and the values of a few bins
+    (:mod:`.quantiles`)."""
+    probs = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    lo, hi, n = _map_reduce(series, quantiles.value_range, quantiles.merge_ranges)
+    if not hi > lo:
+        return np.full(probs.size, lo)
+    edges = np.linspace(lo, hi, n_bins + 1)
+    counts = _map_reduce(series, quantiles.bin_counts, np.add, edges)
+    bins, inside = quantiles.wanted_bins(counts, quantiles.wanted_ranks(probs, n))
+    pairs = _map_reduce(series, quantiles.values_in_bins, _stack, edges, np.unique(bins))
+    return quantiles.quantiles_from_bins(pairs, bins, inside, probs, n)
+
+
 def _string_only(value: Any, what: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -186,19 +201,8 @@ class DaskLmerResult(LmerResult):
         only ``n_bins`` counts and the residuals of a few bins (:mod:`.quantiles`; on first
         use)."""
         if self._quantiles is None:
-            probs = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
             scaled = self.residuals("pearson") / self.scale
-            lo, hi, n = _map_reduce(scaled, quantiles.value_range, quantiles.merge_ranges)
-            if not hi > lo:
-                q = np.full(probs.size, lo)
-            else:
-                edges = np.linspace(lo, hi, n_bins + 1)
-                counts = _map_reduce(scaled, quantiles.bin_counts, np.add, edges)
-                bins, inside = quantiles.wanted_bins(counts, quantiles.wanted_ranks(probs, n))
-                pairs = _map_reduce(scaled, quantiles.values_in_bins, _stack, edges,
-                                    np.unique(bins))
-                q = quantiles.quantiles_from_bins(pairs, bins, inside, probs, n)
-            self._quantiles = ("Scaled residuals:", q)
+            self._quantiles = ("Scaled residuals:", summary_quantiles(scaled, n_bins))
         return self._quantiles
 
     def _needs_rows(self, what: str) -> GlammError:

@@ -25,6 +25,8 @@ from ..checks import (
     check_lmm_frame,
     constant_response_error,
     exact_fit_error,
+    glm_constant_response_error,
+    grouped_terms,
     offset_constant_error,
     outlying_scales,
     warn_outlying,
@@ -58,11 +60,14 @@ class FrameArgs:
     offset: str | None
     covariances: dict | None
     levels: FixedLevels
+    #: a GLMM's frame (binomial proportions with their trials, rows of weight 0 kept)
+    glm_response: bool = False
 
     def frame(self, part: Any) -> ModelFrame:
         """The model frame of one partition (rows coded against the whole data's levels)."""
         frame = build_model_frame(self.formula, part, weights=self.weights, offset=self.offset,
-                                  covariances=self.covariances, levels=self.levels)
+                                  covariances=self.covariances, levels=self.levels,
+                                  glm_response=self.glm_response)
         specs = [("the fixed-effects part", frame.xspec)] + [
             (f"random-effects term ({t.expr} | {t.group})", t.zspec) for t in frame.reterms]
         for where, spec in specs:
@@ -90,8 +95,11 @@ class Partial:
         Triangular factors of ``X`` and of ``sqrt(w) [X z]`` (``z = y - offset``).
     x_sq : ndarray
         Column sums of squares of ``X``.
+    n_active : int
+        Rows of positive weight (and, for a binomial GLMM, trials).
     y_range, z_range : tuple
-        Smallest and largest response, and response minus offset.
+        Smallest and largest response among the rows of positive weight, and response minus
+        offset.
     x_mean, x_m2 : ndarray
         Column means and sums of squared deviations of ``X`` (Chan's pairwise update).
     x_binary : ndarray
@@ -103,6 +111,7 @@ class Partial:
     A: list[list]
     n: int
     sum_log_w: float
+    n_active: int
     r_x: np.ndarray
     r_xz: np.ndarray
     x_sq: np.ndarray
@@ -141,10 +150,14 @@ def partial(part: Any, args: FrameArgs) -> Partial:
     A = CrossProducts(frame.reterms, X, z, w).A
     sw = np.sqrt(w)[:, None]
     mean = X.mean(axis=0)
+    # (a GLMM keeps rows of weight 0; an LMM has dropped them)
+    active = w * (frame.trials if frame.trials is not None else 1.0) > 0
+    y = frame.y[active]
     return Partial(
-        A=A, n=frame.n, sum_log_w=float(np.log(w).sum()),
+        A=A, n=frame.n, sum_log_w=float(np.log(w[w > 0]).sum()), n_active=int(active.sum()),
         r_x=_r_factor(X), r_xz=_r_factor(np.hstack([X, z[:, None]]) * sw),
-        x_sq=(X * X).sum(axis=0), y_range=(float(frame.y.min()), float(frame.y.max())),
+        x_sq=(X * X).sum(axis=0),
+        y_range=(float(y.min()), float(y.max())) if y.size else (np.inf, -np.inf),
         z_range=(float(z.min()), float(z.max())), x_mean=mean,
         x_m2=((X - mean) ** 2).sum(axis=0), x_binary=np.all((X == 0) | (X == 1), axis=0),
         template=_without_rows(frame))
@@ -152,15 +165,19 @@ def partial(part: Any, args: FrameArgs) -> Partial:
 
 def _merge_sparse(a: BlockSparse, b: BlockSparse) -> BlockSparse:
     """The sum of two sparse blocks of the same shape: the union of their level pairs, in
-    :class:`~glamm.linalg.crossprod.CrossProducts`'s (column-major) order."""
+    :class:`~glamm.linalg.crossprod.CrossProducts`'s (column-major) order. Each block's keys
+    are sorted, so a stable sort of both is a linear merge of two runs (timsort), and each
+    shared pair is ``a``'s value plus ``b``'s."""
+    if a.nb == b.nb and np.array_equal(a.rows, b.rows) and np.array_equal(a.cols, b.cols):
+        return BlockSparse(rows=a.rows, cols=a.cols, data=a.data + b.data, m_row=a.m_row,
+                           m_col=a.m_col)
     keys = np.concatenate([a.cols * a.m_row + a.rows, b.cols * b.m_row + b.rows])
-    uniq, inv = np.unique(keys, return_inverse=True)
-    data = np.concatenate([a.data, b.data]).reshape(keys.shape[0], -1)
-    out = np.empty((uniq.shape[0], data.shape[1]))
-    for c in range(data.shape[1]):
-        out[:, c] = np.bincount(inv.ravel(), weights=data[:, c], minlength=uniq.shape[0])
-    return BlockSparse(rows=uniq % a.m_row, cols=uniq // a.m_row,
-                       data=out.reshape(uniq.shape[0], a.p_row, a.p_col),
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    data = np.add.reduceat(np.concatenate([a.data, b.data])[order], first, axis=0)
+    uniq = keys[first]
+    return BlockSparse(rows=uniq % a.m_row, cols=uniq // a.m_row, data=data,
                        m_row=a.m_row, m_col=a.m_col)
 
 
@@ -189,7 +206,7 @@ def merge(a: Partial | None, b: Partial | None) -> Partial | None:
     delta = b.x_mean - a.x_mean
     return Partial(
         A=[[_add_block(x, y) for x, y in zip(ra, rb)] for ra, rb in zip(a.A, b.A)],
-        n=n, sum_log_w=a.sum_log_w + b.sum_log_w,
+        n=n, sum_log_w=a.sum_log_w + b.sum_log_w, n_active=a.n_active + b.n_active,
         r_x=_r_factor(np.vstack([a.r_x, b.r_x])), r_xz=_r_factor(np.vstack([a.r_xz, b.r_xz])),
         x_sq=a.x_sq + b.x_sq,
         y_range=(min(a.y_range[0], b.y_range[0]), max(a.y_range[1], b.y_range[1])),
@@ -215,8 +232,21 @@ def _check_response(total: Partial, frame: ModelFrame, keep: np.ndarray) -> None
         raise exact_fit_error(response, list(frame.xnames))
 
 
+def _check_glm_response(total: Partial, frame: ModelFrame, family: Any) -> None:
+    """:func:`glamm.checks.check_glmm_frame` from the sums (the same errors)."""
+    grouped_terms(frame, "generalized linear model")
+    if total.n_active == 0:
+        raise DataError("every row has weight 0; there are no data to fit")
+    if total.y_range[0] == total.y_range[1]:
+        error = glm_constant_response_error(frame.parsed.response, total.n_active, total.n,
+                                            total.y_range[0], family)
+        if error is not None:
+            raise error
+
+
 def finish(total: Partial | None, n_na: int, n_zero_weight: int,
-           columns: tuple[str, ...] = ()) -> tuple[PartitionedFrame, list[list], float]:
+           columns: tuple[str, ...] = (), family: Any = None
+           ) -> tuple[PartitionedFrame, list[list], float]:
     """The model frame without rows, the blocks of ``A`` (aliased columns dropped, as the
     in-memory frame drops them) and the sum of the log weights, after the in-memory frame's
     checks.
@@ -229,6 +259,9 @@ def finish(total: Partial | None, n_na: int, n_zero_weight: int,
         Rows dropped for missing values and for a weight of 0 (pass 1).
     columns : tuple of str
         The columns the model uses (named when no row is left).
+    family : Family, optional
+        A GLMM's family: the GLMM's checks (:func:`~glamm.checks.check_glmm_frame`'s) instead
+        of the LMM's.
     """
     if total is None:
         raise DataError(f"no rows left after dropping {n_na} rows with missing values in the "
@@ -245,8 +278,11 @@ def finish(total: Partial | None, n_na: int, n_zero_weight: int,
         frame, X=np.zeros((0, int(keep.sum()))), xnames=[c for c, k in zip(names, keep) if k],
         dropped_columns=[c for c, k in zip(names, keep) if not k], x_keep=keep,
         n_dropped_na=n_na, n_zero_weight=n_zero_weight)
-    check_lmm_frame(frame, response=False)
-    _check_response(total, frame, keep)
+    if family is None:
+        check_lmm_frame(frame, response=False)
+        _check_response(total, frame, keep)
+    else:
+        _check_glm_response(total, frame, family)
     k = frame.n_parametric
     if total.n >= 2 and k >= 2:
         scales = np.where(total.x_binary, 1.0, np.sqrt(total.x_m2 / total.n))

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..formula.design import ModelFrame
 from ..terms.design import RandomDesign
 from .metadata import ModelColumns, kept_rows
 from .partials import FrameArgs, PartitionedFrame
 
 #: the values :class:`RowValues` computes
 KINDS = ("fitted", "population", "response", "pearson")
+#: the values :class:`GlmmRowValues` computes
+GLMM_KINDS = ("link", "mean", "population", "response", "pearson", "deviance")
 
 
 @dataclass(frozen=True)
@@ -51,20 +54,32 @@ class RowValues:
 
     def __call__(self, part: pd.DataFrame) -> pd.Series:
         """The values of the kept rows of ``part``, indexed by their labels."""
-        mask, _, _ = kept_rows(part, self.columns)
-        if not mask.any():
+        got = _linear_predictor(self, part)
+        if got is None:
             return pd.Series([], index=part.index[:0], dtype=float, name=self.kind)
-        frame = self.args.frame(part)
-        keep = self.layout.x_keep
-        X = frame.X if keep is None else frame.X[:, keep]
-        eta = X @ self.beta + frame.offset
-        if self.kind != "population":
-            eta = eta + RandomDesign(frame.reterms).eta_re(self.b)
+        frame, eta = got
         if self.kind in ("response", "pearson"):
             eta = frame.y - eta
             if self.kind == "pearson":
                 eta = eta * np.sqrt(frame.weights)
         return pd.Series(np.asarray(eta, dtype=float), index=frame.row_index, name=self.kind)
+
+
+def _linear_predictor(values: RowValues | GlmmRowValues, part: pd.DataFrame
+                      ) -> tuple[ModelFrame, np.ndarray] | None:
+    """The frame of the rows of ``part`` that ``values``' model keeps and their linear
+    predictor (without the random effects for the kind ``"population"``); ``None`` when no
+    row is kept."""
+    mask, _, _ = kept_rows(part, values.columns)
+    if not mask.any():
+        return None
+    frame = values.args.frame(part)
+    keep = values.layout.x_keep
+    X = frame.X if keep is None else frame.X[:, keep]
+    eta = X @ values.beta + frame.offset
+    if values.kind != "population":
+        eta = eta + RandomDesign(frame.reterms).eta_re(values.b)
+    return frame, np.asarray(eta, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -104,3 +119,56 @@ class NewDataPredictor:
             refs, zs = design.new_data(part, self.allow_new_levels)
             eta = eta + design.eta_re(self.b, refs, zs)
         return pd.Series(np.asarray(eta, dtype=float), index=part.index, name="predicted")
+
+
+@dataclass(frozen=True)
+class GlmmRowValues:
+    """One kind of per-row value of a fitted partitioned GLMM.
+
+    Attributes
+    ----------
+    args : FrameArgs
+        How each partition's frame is built (``glm_response``).
+    columns : ModelColumns
+        The columns the model uses.
+    layout : PartitionedFrame
+        The fitted frame without rows.
+    family : Family
+        The fitted family with its link.
+    beta : ndarray
+        Fixed effects.
+    b : list of ndarray
+        Random effects per term, ``(levels, p)``.
+    kind : str
+        ``"link"`` (``eta = X beta + Z b + offset``), ``"mean"`` (``mu``), ``"population"``
+        (``X beta + offset``), or the residuals ``"response"`` (``y - mu``; for binomial data
+        ``y`` is the proportion), ``"pearson"`` or ``"deviance"``.
+    """
+
+    args: FrameArgs
+    columns: ModelColumns
+    layout: PartitionedFrame
+    family: object
+    beta: np.ndarray
+    b: list[np.ndarray]
+    kind: str
+
+    def __call__(self, part: pd.DataFrame) -> pd.Series:
+        got = _linear_predictor(self, part)
+        if got is None:
+            return pd.Series([], index=part.index[:0], dtype=float, name=self.kind)
+        frame, out = got
+        if self.kind not in ("link", "population"):
+            fam = self.family
+            mu = fam.link.inverse(out)   # type: ignore[attr-defined]
+            y = frame.y
+            wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
+            out = mu
+            if self.kind == "response":
+                out = y - mu
+            elif self.kind == "pearson":
+                out = (y - mu) * np.sqrt(wt / fam.variance(mu))   # type: ignore[attr-defined]
+            elif self.kind == "deviance":
+                d = fam.deviance_residuals(y, mu, wt)   # type: ignore[attr-defined]
+                out = np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        return pd.Series(out, index=frame.row_index, name=self.kind)
