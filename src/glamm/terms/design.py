@@ -87,6 +87,18 @@ class RandomDesign:
         self._z_lambda: tuple[sp.csr_matrix, sp.csc_matrix] | None = None
         self._z_all: np.ndarray | None = None
 
+    def __getstate__(self) -> dict:
+        # (weak references do not pickle: the live cross-products go by value, as pickle
+        # keeps the cycle through their ``design``)
+        state = self.__dict__.copy()
+        state["_crossproducts"] = [cp for cp in (r() for r in self._crossproducts)
+                                   if cp is not None]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state["_crossproducts"] = [weakref.ref(cp) for cp in state["_crossproducts"]]
+        self.__dict__.update(state)
+
     @staticmethod
     def _is_unit(z: np.ndarray) -> bool:
         return z.shape[1] == 1 and bool(np.all(z == 1.0))
