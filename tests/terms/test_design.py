@@ -154,6 +154,23 @@ def test_lmm_set_z_equals_the_model_built_with_that_z(reml):
         assert model.objective(theta) == pytest.approx(ref["deviance"], rel=1e-10)
 
 
+def test_a_pickled_model_keeps_its_cross_products_in_step():
+    """The design holds its cross-products by weak reference: a model still pickles, and
+    the copy's set_z refills the copy's own cross-products."""
+    import pickle
+
+    data = _loaded_factor_data()
+    model = LinearMixedModel(build_model_frame("y ~ 0 + item + (1 | id)", data), reml=False)
+    fresh = LinearMixedModel(build_model_frame("y ~ 0 + item + (0 + zl | id)", data),
+                             reml=False)
+    theta = np.array([0.8])
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy.objective(theta) == model.objective(theta)
+    copy.set_z(0, data[["zl"]].to_numpy())
+    assert copy.objective(theta) == pytest.approx(fresh.objective(theta), rel=1e-12)
+    assert model.objective(theta) != copy.objective(theta)
+
+
 def test_lmm_set_z_on_a_later_vector_term(crossed_slope):
     """Crossed terms: replacing the second, vector-valued term's z (the first term is scalar,
     so the factor's precomputed Schur complement must be refreshed)."""

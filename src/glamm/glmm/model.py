@@ -168,7 +168,11 @@ class GeneralizedLinearMixedModel:
         #: than the Fisher weights; the two agree for canonical links
         self.observed_information = laplace == "observed" and not family.link_is_canonical
         self.y = frame.y
-        self.wt = frame.weights * (frame.trials if frame.trials is not None else 1.0)
+        # (the frame's own array when there are no trials, w * 1 being w: every model on the
+        # frame, as the warm start's and a result's working copy, then shares it, and the
+        # families' constants cached per (y, wt) array with it)
+        self.wt = frame.weights * frame.trials if frame.trials is not None \
+            else frame.weights if frame.weights.dtype == np.float64 else frame.weights * 1.0
         #: the response side: family, its free parameters and the per-row weights
         self.response = ResponseModel(self.y, self.wt, family, dispersion_design)
         self.X = frame.X

@@ -15,6 +15,7 @@ refilled for each ``theta``.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,9 +90,15 @@ class BlockSparse:
         return np.searchsorted(self.cols, np.arange(self.m_col + 1))
 
     def element_coords(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column (element level) of every entry of ``data.ravel()`` (computed once)."""
+        """Row and column (element level) of every entry of ``data.ravel()`` (computed once;
+        for ``1 x 1`` blocks with int64 levels, ``rows`` and ``cols`` themselves). Read-only
+        by contract: callers never modify them."""
         if self._coords_cache is None:
-            self._coords_cache = self._element_coords()
+            if self.p_row == 1 and self.p_col == 1 and self.rows.dtype == np.int64 \
+                    and self.cols.dtype == np.int64:
+                self._coords_cache = (self.rows, self.cols)
+            else:
+                self._coords_cache = self._element_coords()
         return self._coords_cache
 
     def _element_coords(self) -> tuple[np.ndarray, np.ndarray]:
@@ -113,19 +120,32 @@ class BlockSparse:
         skips the copy when ``version`` has not moved since the last call; a block at
         version 0 is copied every time."""
         if self._csr_cache is None:
-            er, ec = self.element_coords()
-            order = np.lexsort((ec, er))
-            indptr = np.searchsorted(er[order], np.arange(self.shape[0] + 1))
-            mat = sp.csr_matrix((self.data.reshape(-1)[order], ec[order].astype(np.int32),
-                                 indptr.astype(np.int32)), shape=self.shape)
-            self._csr_cache = (order, mat, self.version)
+            pattern = self._csr_pattern()
+            mat = sp.csr_matrix((self.data.reshape(-1)[pattern.order], pattern.indices,
+                                 pattern.indptr), shape=self.shape)
+            self._csr_cache = (pattern, mat, self.version)
             return mat
-        order, mat, version = self._csr_cache
+        pattern, mat, version = self._csr_cache
         if version == self.version and version > 0:
             return mat
-        np.take(self.data.reshape(-1), order, out=mat.data)
-        self._csr_cache = (order, mat, self.version)
+        np.take(self.data.reshape(-1), pattern.order, out=mat.data)
+        self._csr_cache = (pattern, mat, self.version)
         return mat
+
+    def _csr_pattern(self) -> _CsrPattern:
+        """The CSR structure of this pattern, shared by every block on the same ``rows`` and
+        ``cols`` arrays (a factor's block without fill and the block of ``A`` it copies, a
+        GLMM's two working sets)."""
+        key = (id(self.rows), id(self.cols), self.p_row, self.p_col, self.m_row, self.m_col)
+        hit = _CSR_PATTERNS.get(key)
+        if hit is not None and hit.rows is self.rows and hit.cols is self.cols:
+            return hit
+        er, ec = self.element_coords()
+        order = np.lexsort((ec, er))
+        indptr = np.searchsorted(er[order], np.arange(self.shape[0] + 1)).astype(np.int32)
+        pattern = _CsrPattern(self.rows, self.cols, order, ec[order].astype(np.int32), indptr)
+        _CSR_PATTERNS[key] = pattern
+        return pattern
 
     def t_matvec(self, v: np.ndarray) -> np.ndarray:
         """``B' v`` straight from the blocks (no sparse matrix)."""
@@ -160,6 +180,36 @@ class BlockSparse:
         if np.any(pos >= key.shape[0]) or np.any(key[np.minimum(pos, key.shape[0] - 1)] != want):
             raise AssertionError("block outside the symbolic pattern")
         return pos
+
+
+class _CsrPattern:
+    """A sparse block's element-level CSR structure: the order of its entries and CSR
+    ``indices``/``indptr`` (read-only), for the block pattern ``rows``, ``cols`` (held, so
+    the cache's keys stay valid while it lives)."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, order: np.ndarray,
+                 indices: np.ndarray, indptr: np.ndarray):
+        self.rows, self.cols, self.order = rows, cols, order
+        self.indices, self.indptr = indices, indptr
+        for arr in (order, indices, indptr):
+            arr.flags.writeable = False
+
+
+#: the CSR structures in use, by the identities of their blocks' pattern arrays (an entry
+#: lives as long as a block's cached matrix holds it)
+_CSR_PATTERNS: weakref.WeakValueDictionary[tuple, _CsrPattern] = weakref.WeakValueDictionary()
+
+
+def copy_blocks(A: list[list]) -> list[list]:
+    """A copy of the blocks of ``A`` that shares nothing with them."""
+    def one(blk):
+        if isinstance(blk, BlockSparse):
+            return BlockSparse(rows=blk.rows.copy(), cols=blk.cols.copy(), data=blk.data.copy(),
+                               m_row=blk.m_row, m_col=blk.m_col)
+        if isinstance(blk, BlockDiag):
+            return BlockDiag(blk.data.copy())
+        return blk.copy()
+    return [[one(b) for b in row] for row in A]
 
 
 def to_dense(block) -> np.ndarray:

@@ -17,6 +17,7 @@ then call ``refresh()`` on the Cholesky factors built on it
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,17 +62,17 @@ class CrossProducts:
         self.reterms = design.terms
         self.X = X
         K = len(self.reterms)
-        self._pair_inverse: dict[tuple[int, int], np.ndarray] = {}
+        #: the structures read from the level codes alone, shared with every other
+        #: cross-product object on the same terms
+        self._rows = _row_index(self.reterms)
         A: list[list] = []
         for i, ti in enumerate(self.reterms):
             row: list[BlockSparse | BlockDiag] = []
             for j in range(i):
                 tj = self.reterms[j]
-                key = tj.refs.astype(np.int64) * ti.nlevels + ti.refs  # column-major order
-                uniq, inv = np.unique(key, return_inverse=True)
-                self._pair_inverse[(i, j)] = inv.ravel()
-                row.append(BlockSparse(rows=uniq % ti.nlevels, cols=uniq // ti.nlevels,
-                                       data=np.empty((uniq.shape[0], ti.p, tj.p)),
+                rows, cols = self._rows.patterns[(i, j)]
+                row.append(BlockSparse(rows=rows, cols=cols,
+                                       data=np.empty((rows.shape[0], ti.p, tj.p)),
                                        m_row=ti.nlevels, m_col=tj.nlevels))
             row.append(BlockDiag(np.empty((ti.nlevels, ti.p, ti.p))))
             A.append(row)
@@ -79,30 +80,68 @@ class CrossProducts:
         A.append([np.empty((pxy, t.q)) for t in self.reterms] + [np.empty((pxy, pxy))])
         assert len(A) == K + 1
         self.A = A
-        self._Zt: list[sp.csr_matrix] = [None] * K      # type: ignore[list-item]
+        #: per term, ``Z_k'`` (sparse; built on first use: the compiled refill needs none)
+        self._Zt: list[sp.csr_matrix | None] = [None] * K
         #: per term, the position in ``z.ravel()`` of each stored entry of ``Z_k'``
-        self._zt_order: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * K
+        self._zt_order: list[np.ndarray | None] = [None] * K
+        #: per term, whether ``Z_k'`` holds other values than the design's
+        self._zt_stale: list[bool] = [True] * K
         self._ones: list[bool] = [False] * K
-        #: the compiled refill's index arrays and buffers (built on first use) and the
-        #: terms' values side by side (rebuilt when a term's values change)
+        #: the compiled refill's offsets and buffers (built on first use)
         self._fused: dict | None = None
-        self._z_all: np.ndarray | None = None
         for k in range(K):
             self._index_term(k)
-        self._XY = np.empty((X.shape[0], X.shape[1] + 1))
-        self._XY[:, :-1] = X
+        #: ``[X y]`` (the last response in the last column; rebuilt after :meth:`compact`)
+        self._XY: np.ndarray | None = None
         self.update(w, y)
 
+    @property
+    def _pair_inverse(self) -> dict[tuple[int, int], np.ndarray]:
+        """Per pair of terms ``(i, j)``, each row's stored block in ``A[i][j]``."""
+        return {key: self._rows.pair_pos[t] for t, key in enumerate(self._rows.pairs)}
+
+    def _xy(self) -> np.ndarray:
+        """``[X y]`` (made on first use, and again after :meth:`compact`)."""
+        if self._XY is None:
+            self._XY = np.empty((self.X.shape[0], self.X.shape[1] + 1))
+            self._XY[:, :-1] = self.X
+            if getattr(self, "_y", None) is not None:
+                self._XY[:, -1] = self._y
+        return self._XY
+
+    def compact(self) -> None:
+        """Drop the per-row arrays that only a refill reads and a refill rebuilds: ``[X y]``,
+        the shared row index's level pairs and stacked codes, the design's values side by
+        side (about 70 bytes a row for two scalar terms). For a model that fills ``A``
+        once (an LMM on many rows); the next refill (a new response, new values of ``z``)
+        makes them again, with the same values, so the same numbers, and keeps them."""
+        self._XY = None
+        self._rows.release_rows()
+        self.design.release_z_all()
+
     def _index_term(self, k: int) -> None:
-        """The structures read from term ``k``'s values: ``Z_k'`` (sparse) and whether the
-        term is a random intercept (``z == 1``: no products with ``z`` needed)."""
+        """What is read from term ``k``'s values: whether the term is a random intercept
+        (``z == 1``: no products with ``z`` needed); ``Z_k'`` takes the values on its next
+        use (:meth:`_zt`)."""
         t, z = self.reterms[k], self.design.z[k]
-        if self._Zt[k] is None:
-            self._Zt[k], self._zt_order[k] = _transposed_z(t.refs, z.shape[1], t.q)
-        # same sparsity whatever the values: only the stored numbers change
-        self._Zt[k].data[:] = z.ravel()[self._zt_order[k]]
+        self._zt_stale[k] = True
         self._ones[k] = t.p == 1 and bool(np.all(z == 1.0))
-        self._z_all = None
+
+    def _zt(self, k: int) -> sp.csr_matrix:
+        """``Z_k'`` (``(levels * p) x n``) with the design's current values of term ``k``
+        (its pattern built on first use; the NumPy refill, :meth:`set_X` and the refills of
+        one term read it)."""
+        t, z = self.reterms[k], self.design.z[k]
+        Zt, order = self._Zt[k], self._zt_order[k]
+        if Zt is None or order is None:
+            Zt, order = _transposed_z(t.refs, z.shape[1], t.q)
+            self._Zt[k], self._zt_order[k] = Zt, order
+            self._zt_stale[k] = True
+        if self._zt_stale[k]:
+            # same sparsity whatever the values: only the stored numbers change
+            Zt.data[:] = z.ravel()[order]
+            self._zt_stale[k] = False
+        return Zt
 
     def update(self, w: np.ndarray, y: np.ndarray, terms: tuple[int, ...] | None = None,
                re_only: bool = False) -> None:
@@ -158,14 +197,14 @@ class CrossProducts:
                     v = np.bincount(ti.refs, weights=wts, minlength=ti.nlevels)
                     D[:, a, b] = v
                     D[:, b, a] = v
-        XY = self._XY
+        XY = self._xy()
         XY[:, -1] = y
         if re_only:
             return
         XYw = XY * w[:, None]
-        for j, Zt in enumerate(self._Zt):
+        for j in range(K):
             if terms is None or j in terms:
-                A[K][j][...] = (Zt @ XYw).T
+                A[K][j][...] = (self._zt(j) @ XYw).T
         if terms is None:
             A[K][K][...] = XY.T @ XYw
 
@@ -179,18 +218,19 @@ class CrossProducts:
         if k is None:
             return False
         f = self._fused if self._fused is not None else self._fused_layout()
-        if self._z_all is None:
-            self._z_all = np.ascontiguousarray(np.hstack(self.design.z), dtype=float)
-        XY = self._XY
+        rows = self._rows
+        XY = self._xy()
         XY[:, -1] = y
-        k.fill_crossproducts(f["refs"], self._z_all, f["col_off"], f["pair_terms"],
-                             f["pair_pos"], np.ascontiguousarray(w, dtype=float), XY,
-                             f["diag"], f["diag_off"], f["off"], f["off_off"], f["zxy"],
-                             f["zxy_off"], f["XYw"], not re_only)
+        XYw = np.empty_like(XY)   # (W [X y]: a temporary, not kept between refills)
+        diag, off = rows.buffers(f["diag_off"][-1], f["off_off"][-1])
+        k.fill_crossproducts(rows.refs, self.design.z_all(), f["col_off"], rows.pair_array,
+                             rows.pair_pos, np.ascontiguousarray(w, dtype=float), XY,
+                             diag, f["diag_off"], off, f["off_off"], f["zxy"],
+                             f["zxy_off"], XYw, not re_only)
         A = self.A
         for i, ti in enumerate(self.reterms):
             D = A[i][i].data
-            D[...] = f["diag"][f["diag_off"][i]:f["diag_off"][i + 1]].reshape(D.shape)
+            D[...] = diag[f["diag_off"][i]:f["diag_off"][i + 1]].reshape(D.shape)
             for a in range(ti.p):
                 for b in range(a):
                     D[:, b, a] = D[:, a, b]
@@ -198,38 +238,32 @@ class CrossProducts:
                 continue
             A[K][i][...] = f["zxy"][f["zxy_off"][i]:f["zxy_off"][i + 1]].reshape(
                 ti.q, XY.shape[1]).T
-        for t, (i, j) in enumerate(f["pair_terms"]):
+        for t, (i, j) in enumerate(rows.pairs):
             block = A[i][j]
             block.version += 1
-            block.data[...] = f["off"][f["off_off"][t]:f["off_off"][t + 1]].reshape(
+            block.data[...] = off[f["off_off"][t]:f["off_off"][t + 1]].reshape(
                 block.data.shape)
         if not re_only:
-            A[K][K][...] = XY.T @ f["XYw"]
+            A[K][K][...] = XY.T @ XYw
         return True
 
     def _fused_layout(self) -> dict:
-        """Index arrays and flat output buffers of the compiled refill (once per object)."""
+        """Offsets and the ``Z'W[X y]`` buffer of the compiled refill (once per object; the
+        level codes, the rows' pairs and the other buffers are the shared
+        :class:`_RowIndex`'s)."""
         terms = self.reterms
-        n = terms[0].refs.shape[0]
-        pairs = sorted(self._pair_inverse)
+        pairs = self._rows.pairs
 
         def offsets(sizes: list[int]) -> np.ndarray:
             return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
         diag_off = offsets([t.nlevels * t.p * t.p for t in terms])
         off_off = offsets([self.A[i][j].data.size for i, j in pairs])
-        zxy_off = offsets([t.q * self._XY.shape[1] for t in terms])
+        zxy_off = offsets([t.q * (self.X.shape[1] + 1) for t in terms])
         self._fused = {
-            "refs": np.ascontiguousarray(np.vstack([t.refs for t in terms]), dtype=np.int64),
             "col_off": offsets([t.p for t in terms]),
-            "pair_terms": np.array(pairs, dtype=np.int64).reshape(-1, 2),
-            "pair_pos": (np.ascontiguousarray(np.vstack([self._pair_inverse[key]
-                                                         for key in pairs]), dtype=np.int64)
-                         if pairs else np.zeros((0, n), dtype=np.int64)),
-            "diag": np.empty(diag_off[-1]), "diag_off": diag_off,
-            "off": np.empty(off_off[-1]), "off_off": off_off,
+            "diag_off": diag_off, "off_off": off_off,
             "zxy": np.empty(zxy_off[-1]), "zxy_off": zxy_off,
-            "XYw": np.empty_like(self._XY),
         }
         return self._fused
 
@@ -244,7 +278,7 @@ class CrossProducts:
             tj = self.reterms[j]
             block = A[i][j]
             block.version += 1
-            T = self._Zt[j] @ wz                    # (levels_j * p_j, p_i)
+            T = self._zt(j) @ wz                    # (levels_j * p_j, p_i)
             T = T.reshape(tj.nlevels, tj.p, pi)[block.cols]   # the pairs present, in order
             block.data[...] = np.transpose(T, (0, 2, 1))
         if row_i:
@@ -260,8 +294,8 @@ class CrossProducts:
         rows)."""
         self._Zt = []
         self._zt_order = []
-        self._pair_inverse = {}
-        self._XY = np.empty((0, self._XY.shape[1]))
+        self._rows = None   # type: ignore[assignment]
+        self._XY = np.empty((0, self.X.shape[1] + 1))
         self.released = True
 
     def set_X(self, X: np.ndarray, refill: bool = True) -> None:
@@ -269,14 +303,16 @@ class CrossProducts:
         smooth's columns change them): ``refill`` refills the ``[X y]`` row of blocks with
         the last weights and response (a caller that refills everything next, as PIRLS does,
         skips it)."""
-        self._XY[:, :-1] = X
+        self.X = X
+        XY = self._xy()
+        XY[:, :-1] = X
         if not refill:
             return
         K = len(self.reterms)
-        XYw = self._XY * self._w[:, None]
-        for j, Zt in enumerate(self._Zt):
-            self.A[K][j][...] = (Zt @ XYw).T
-        self.A[K][K][...] = self._XY.T @ XYw
+        XYw = XY * self._w[:, None]
+        for j in range(K):
+            self.A[K][j][...] = (self._zt(j) @ XYw).T
+        self.A[K][K][...] = XY.T @ XYw
 
     def refill_term(self, k: int, refill: bool = True) -> None:
         """Term ``k``'s values changed in the design: re-index it and (``refill``) refill its
@@ -285,6 +321,94 @@ class CrossProducts:
         self._index_term(k)
         if refill:
             self.update(self._w, self._y, terms=(k,))
+
+
+class _RowIndex:
+    """What the cross-products of a list of terms read from the level codes alone, shared by
+    every :class:`CrossProducts` on the same terms (a GLMM's two working sets, a result's
+    working copy of its model): per pair of terms ``(i, j)``, ``i > j`` (``pairs``, in
+    that order), the level pairs that occur (``patterns[(i, j)]``: the block's ``rows`` and
+    ``cols``, by column and then row) and each row's pair (``pair_pos[t]``, ``(pairs, n)``),
+    the level codes side by side for the compiled refill (``refs``, built on first use)
+    and the refill's scratch buffers of the random-effects blocks (their values are copied
+    into each object's blocks at once). Nobody modifies the arrays (they stay writeable:
+    the compiled kernels are typed for writeable arrays)."""
+
+    def __init__(self, terms: list):
+        #: the terms' level codes (what the cache checks: the same arrays)
+        self.codes = [t.refs for t in terms]
+        self.nlevels = [t.nlevels for t in terms]
+        n = terms[0].refs.shape[0] if terms else 0
+        self.n = n
+        self.pairs = [(i, j) for i in range(len(terms)) for j in range(i)]
+        self.pair_array = np.array(self.pairs, dtype=np.int64).reshape(-1, 2)
+        self.patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._pair_pos: np.ndarray | None = None
+        self._refs: np.ndarray | None = None
+        self._buffers: tuple[np.ndarray, np.ndarray] | None = None
+        self._index_pairs(keep_patterns=True)
+
+    def _index_pairs(self, keep_patterns: bool) -> None:
+        """``pair_pos`` (and, with ``keep_patterns``, ``patterns``) from the codes."""
+        pair_pos = np.empty((len(self.pairs), self.n), dtype=np.int64)
+        for t, (i, j) in enumerate(self.pairs):
+            m_i = self.nlevels[i]
+            key = self.codes[j].astype(np.int64) * m_i + self.codes[i]  # column-major order
+            uniq, inv = np.unique(key, return_inverse=True)
+            pair_pos[t] = inv.ravel()
+            if keep_patterns:
+                self.patterns[(i, j)] = (uniq % m_i, uniq // m_i)
+        self._pair_pos = pair_pos
+
+    @property
+    def pair_pos(self) -> np.ndarray:
+        """``(pairs, n)``: each row's stored block of each pair of terms."""
+        if self._pair_pos is None:
+            self._index_pairs(keep_patterns=False)   # (the same np.unique: the same codes)
+        assert self._pair_pos is not None
+        return self._pair_pos
+
+    def release_rows(self) -> None:
+        """Drop the per-row arrays (``pair_pos``, ``refs``, the buffers); they are made
+        again on their next use."""
+        self._pair_pos = self._refs = None
+        self._buffers = None
+
+    def matches(self, terms: list) -> bool:
+        return len(terms) == len(self.codes) and all(
+            t.refs is c and t.nlevels == m for t, c, m in zip(terms, self.codes, self.nlevels))
+
+    @property
+    def refs(self) -> np.ndarray:
+        """``(K, n)`` level codes (int64) of the compiled refill (made on first use)."""
+        if self._refs is None:
+            self._refs = np.ascontiguousarray(np.vstack(self.codes), dtype=np.int64)
+        return self._refs
+
+    def buffers(self, n_diag: int, n_off: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scratch for the compiled refill's diagonal and pair blocks (sizes by the terms'
+        ``p``, the same for every object on these terms)."""
+        if self._buffers is None or self._buffers[0].shape[0] != n_diag \
+                or self._buffers[1].shape[0] != n_off:
+            self._buffers = (np.empty(n_diag), np.empty(n_off))
+        return self._buffers
+
+
+#: the row indexes in use, by the identities of their terms' level-code arrays (an entry
+#: lives as long as a cross-product object holds it, and holds the arrays it is keyed by)
+_ROW_INDEXES: weakref.WeakValueDictionary[tuple[int, ...], _RowIndex] = \
+    weakref.WeakValueDictionary()
+
+
+def _row_index(terms: list) -> _RowIndex:
+    """The shared :class:`_RowIndex` of ``terms``, made if no object holds one."""
+    key = tuple(id(t.refs) for t in terms)
+    hit = _ROW_INDEXES.get(key)
+    if hit is not None and hit.matches(terms):
+        return hit
+    index = _RowIndex(terms)
+    _ROW_INDEXES[key] = index
+    return index
 
 
 #: the last few patterns of ``Z_k'`` by level-code array (a refit or a bootstrap builds models

@@ -122,9 +122,15 @@ class BlockedCholesky:
                         and pattern.nnz <= SPARSE_DENSITY * ms[i] * ms[j]):
                     coo = pattern.tocoo()
                     order = np.lexsort((coo.row, coo.col))
-                    L[i][j] = BlockSparse(
-                        rows=coo.row[order].astype(np.int64), cols=coo.col[order].astype(np.int64),
-                        data=np.zeros((coo.nnz, ps[i], ps[j])), m_row=ms[i], m_col=ms[j])
+                    rows = coo.row[order].astype(np.int64)
+                    cols = coo.col[order].astype(np.int64)
+                    Aij = A[i][j]
+                    if isinstance(Aij, BlockSparse) and np.array_equal(rows, Aij.rows) \
+                            and np.array_equal(cols, Aij.cols):
+                        rows, cols = Aij.rows, Aij.cols   # no fill: A's pattern, shared
+                    L[i][j] = BlockSparse(rows=rows, cols=cols,
+                                          data=np.zeros((coo.nnz, ps[i], ps[j])),
+                                          m_row=ms[i], m_col=ms[j])
                 else:
                     L[i][j] = np.zeros((ms[i] * ps[i], ms[j] * ps[j]))
                     P[i][j] = None

@@ -46,12 +46,14 @@ class _FillOff:
                  iso_j: bool = False):
         self.L, self.A, self.i, self.j = L, A, i, j
         self.iso_i, self.iso_j = iso_i or A.p_row == 1, iso_j or A.p_col == 1
+        #: the position in ``L``'s pattern of each block of ``A`` (``None``: the same pattern,
+        #: written without a scatter)
         self.pos: np.ndarray | None = None
-        if isinstance(L, BlockSparse):
+        if isinstance(L, BlockSparse) and (L.rows is not A.rows or L.cols is not A.cols):
             self.pos = L.block_positions(A.rows, A.cols)
             if self.pos.size == L.nb and np.array_equal(self.pos, np.arange(L.nb)):
-                self.pos = None   # (no fill: L has A's pattern, written without a scatter)
-        else:
+                self.pos = None   # (no fill: L has A's pattern)
+        elif not isinstance(L, BlockSparse):
             er, ec = A.element_coords()
             self.flat = er * L.shape[1] + ec
 

@@ -75,9 +75,14 @@ class TileSums:
         dest[order] = np.arange(self.n_tiles)
         sizes = [A[i][0].nb for i in range(1, K)]
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.dest = [dest[bounds[i - 1]:bounds[i]] for i in range(1, K)]
-        self._L_rf = np.zeros((self.n_tiles, self.p_max, ps[0]))
-        self._A_rf = np.zeros((self.n_tiles, self.p_max, ps[0]))
+        #: one later term whose tiles are already in level order (A's blocks are stored by
+        #: column level): the kernel reads the blocks' own values, no gathered copies
+        self.in_place = K == 2 and bool(np.array_equal(order, np.arange(self.n_tiles)))
+        self.dest = [] if self.in_place else \
+            [dest[bounds[i - 1]:bounds[i]] for i in range(1, K)]
+        if self.in_place and ps[1] == 1 and A[1][0].rows.dtype == np.int64:
+            self.base = A[1][0].rows   # (the same numbers: one scalar term's tile rows)
+        self._rf: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, lams: list[np.ndarray]) -> list[np.ndarray]:
         k = jit.load(_MODULE)
@@ -88,22 +93,30 @@ class TileSums:
         p0 = ps[0]
         lam0 = lams[0]
         # (its lower triangle: the readers below take (i, j) from (max, min))
-        S_RR = spd_inverse_lower(SelectedInverse.rest_factor(fac)) if K > 1 \
+        S_RR = spd_inverse_lower(SelectedInverse.rest_factor(fac, order="F")) if K > 1 \
             else np.zeros((0, 0))
         # the rest-first tiles' values in the factor and in A, in level order
-        L_rf, A_rf = self._L_rf, self._A_rf
         pm = self.p_max
         lam_pad = np.zeros((K, max(pm, p0), max(pm, p0)))
         lam_pad[0, :p0, :p0] = lam0
         for i in range(1, K):
-            B = A[i][0]
-            Lb = fac.L[i][0]
-            pi = ps[i]
-            dest = self.dest[i - 1]
-            L_rf[dest, :pi] = Lb.data if isinstance(Lb, BlockSparse) \
-                else _gather_tiles(Lb, B, pi, p0)
-            A_rf[dest, :pi] = B.data
-            lam_pad[i, :pi, :pi] = lams[i]
+            lam_pad[i, :ps[i], :ps[i]] = lams[i]
+        if self.in_place:
+            B, Lb = A[1][0], fac.L[1][0]
+            L_rf = Lb.data if isinstance(Lb, BlockSparse) else _gather_tiles(Lb, B, ps[1], p0)
+            A_rf = B.data
+        else:
+            if self._rf is None:
+                self._rf = (np.zeros((self.n_tiles, pm, p0)), np.zeros((self.n_tiles, pm, p0)))
+            L_rf, A_rf = self._rf
+            for i in range(1, K):
+                B = A[i][0]
+                Lb = fac.L[i][0]
+                pi = ps[i]
+                dest = self.dest[i - 1]
+                L_rf[dest, :pi] = Lb.data if isinstance(Lb, BlockSparse) \
+                    else _gather_tiles(Lb, B, pi, p0)
+                A_rf[dest, :pi] = B.data
         D = fac.L[0][0]
         assert isinstance(D, BlockDiag)
         N00 = np.einsum("yx,lya->lxa", lam0, A[0][0].data)

@@ -22,6 +22,8 @@ designs the cost is then ``O(q)``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -224,20 +226,20 @@ class SelectedInverse:
         return self._C
 
     @staticmethod
-    def rest_factor(fac, start: int = 0) -> np.ndarray:
+    def rest_factor(fac, start: int = 0, order: Literal["C", "F"] = "C") -> np.ndarray:
         """The factor's random-effects blocks after term ``start`` as one dense lower
-        triangle (the trailing factor ``C`` of the partition). Above the diagonal of each
-        diagonal block is whatever the factor left there (no copy is spent on zeroing it):
-        every reader takes the lower triangle only (LAPACK's ``potri`` with ``lower``,
+        triangle (the trailing factor ``C`` of the partition), in memory ``order`` (``"F"``
+        lets LAPACK work on it in place: :func:`spd_inverse_lower`). Above the diagonal of
+        each diagonal block is whatever the factor left there (no copy is spent on zeroing
+        it): every reader takes the lower triangle only (LAPACK's ``potri`` with ``lower``,
         triangular solves with ``lower=True``)."""
         sizes = [fac.ms[k] * fac.ps[k] for k in range(start + 1, fac.K)]
         off = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        C = np.zeros((off[-1], off[-1]))
+        C = np.zeros((off[-1], off[-1]), order=order)
         for i in range(start + 1, fac.K):
-            rows = slice(off[i - start - 1], off[i - start])
+            a, b = off[i - start - 1], off[i - start]
             for j in range(start + 1, i + 1):
-                block = to_dense(fac.L[i][j])
-                C[rows, off[j - start - 1]:off[j - start]] = block
+                C[a:b, off[j - start - 1]:off[j - start]] = to_dense(fac.L[i][j])
         return C
 
     def _diagonal_blocks(self) -> np.ndarray:

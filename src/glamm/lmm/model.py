@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import GlammError
 from ..formula.design import ModelFrame
+from ..linalg.blocks import copy_blocks
 from ..linalg.factor import BlockedCholesky
 from ..linalg.one_term import OneTermDeviance
 from ..terms.design import RandomDesign
@@ -30,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gradient import ProfiledGradient
 
 _LOG2PI = float(np.log(2.0 * np.pi))
+#: from this many rows the model drops its cross-products' per-row refill arrays once ``A``
+#: is filled (``CrossProducts.compact``: about 70 bytes a row); a new response or new values
+#: of ``z`` make them again (smaller models keep them: their refits stay as fast as they are)
+COMPACT_ROWS = 100_000
 
 
 class LinearMixedModel:
@@ -52,7 +57,12 @@ class LinearMixedModel:
                              "partitioned (Dask) data keeps only their cross-products; fit "
                              "the model on a pandas DataFrame for it")
         design = RandomDesign(frame.reterms)
-        self.cp = design.crossproducts(frame.X, frame.y - frame.offset, frame.weights)
+        # (without an offset the response itself: y - 0 is y, bit for bit)
+        y = frame.y - frame.offset if frame.offset.any() or frame.y.dtype != np.float64 \
+            else frame.y
+        self.cp = design.crossproducts(frame.X, y, frame.weights)
+        if frame.n >= COMPACT_ROWS:
+            self.cp.compact()
         self._setup(frame, design, self.cp.A, reml, float(np.log(frame.weights).sum()),
                     frame.n)
 
@@ -85,9 +95,19 @@ class LinearMixedModel:
         return LinearMixedModel(self.frame, reml=self.reml if reml is None else reml)
 
     def single_term_model(self, k: int) -> LinearMixedModel:
-        """The model with term ``k`` alone (and the fixed effects), for warm starts."""
-        return LinearMixedModel(dataclasses.replace(self.frame, reterms=[self.reterms[k]]),
-                                reml=self.reml)
+        """The model with term ``k`` alone (and the fixed effects), for warm starts: its
+        cross-products are copies of this model's blocks ``A[k][k]``, ``A[K][k]`` and
+        ``A[K][K]`` (the same sums, in the same order, as a fill from the rows), so it makes
+        no pass over the rows and holds no per-row arrays. It has no ``cp``: it evaluates
+        the objective only (no new response or values of ``z``)."""
+        K = len(self.A) - 1
+        sub = LinearMixedModel.__new__(LinearMixedModel)
+        sub.cp = None   # type: ignore[assignment]
+        term = self.reterms[k]
+        sub._setup(dataclasses.replace(self.frame, reterms=[term]), RandomDesign([term]),
+                   copy_blocks([[self.A[k][k]], [self.A[K][k], self.A[K][K]]]), self.reml,
+                   self.sum_log_w, self.n)
+        return sub
 
     def _make_factor(self):
         """The factor of the penalized system (a subclass may use another, e.g. the

@@ -10,7 +10,6 @@ from typing import Callable
 
 import nlopt
 import numpy as np
-import scipy.optimize as so
 
 from ..errors import GlammError
 from . import trace
@@ -134,6 +133,8 @@ def minimize(
         up = np.full(lower.shape, np.inf) if upper is None else np.asarray(upper, dtype=float)
         bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
                   for lo, hi in zip(lower, up)]
+        import scipy.optimize as so  # (on first use: 20 MB)
+
         res = so.minimize(wrapped, x0, method="L-BFGS-B", bounds=bounds,
                           options={"maxfun": os_.maxfeval, "ftol": 1e-14, "gtol": 1e-8})
         os_.final = np.asarray(res.x, dtype=float)
@@ -199,6 +200,8 @@ def minimize_gradient(f: Callable[[np.ndarray], float],
 
     t0 = time.perf_counter()
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    import scipy.optimize as so  # (on first use: 20 MB)
+
     res = so.minimize(value_and_gradient, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                       options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
     os_.returnvalue = str(res.message)

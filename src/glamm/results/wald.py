@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 
 def wald_table(estimate: Any, std_error: Any, index: Any = None) -> pd.DataFrame:
@@ -25,7 +25,9 @@ def wald_table(estimate: Any, std_error: Any, index: Any = None) -> pd.DataFrame
     -------
     pandas.DataFrame
         One row per estimate; a standard error of 0 or NaN gives a NaN or infinite ``z value``
-        (and NaN or 0 p-value) rather than a warning.
+        (and NaN or 0 p-value) rather than a warning. (The normal tail is
+        ``scipy.special.ndtr``, what ``scipy.stats.norm.sf`` computes, without importing
+        ``scipy.stats``: 20 MB and half a second.)
     """
     if index is None:
         index = estimate.index if isinstance(estimate, pd.Series) else None
@@ -34,4 +36,4 @@ def wald_table(estimate: Any, std_error: Any, index: Any = None) -> pd.DataFrame
     with np.errstate(invalid="ignore", divide="ignore"):
         z = est / se
     return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
-                         "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(z))}, index=index)
+                         "Pr(>|z|)": 2.0 * special.ndtr(-np.abs(z))}, index=index)

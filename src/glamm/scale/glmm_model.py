@@ -33,13 +33,12 @@ from ..glmm.model import (
     halving_step,
 )
 from ..glmm.response import ResponseModel
-from ..linalg.blocks import BlockDiag, BlockSparse
+from ..linalg.blocks import BlockDiag, BlockSparse, copy_blocks
 from ..linalg.factor import BlockedCholesky
 from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
 from .glmm_rows import GlmSums, PassRequest, PassResult, merge_glm, merge_results
-from .model import copy_blocks
 from .partials import PartitionedFrame
 
 

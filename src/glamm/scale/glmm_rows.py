@@ -22,10 +22,10 @@ import numpy as np
 from ..formula.design import ModelFrame
 from ..glmm.model import newton_weights
 from ..glmm.response import ResponseModel
+from ..linalg.blocks import copy_blocks
 from ..linalg.crossprod import CrossProducts
 from ..terms.design import RandomDesign
 from .metadata import ModelColumns, kept_rows
-from .model import copy_blocks
 from .partials import FrameArgs, _add_block
 
 #: the weights a pass fills ``A`` with: Fisher's (scoring steps, lme4's Laplace

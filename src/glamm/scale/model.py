@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from ..errors import GlammError
-from ..linalg.blocks import BlockDiag, BlockSparse
+from ..linalg.blocks import copy_blocks
 from ..lmm.model import LinearMixedModel
 from ..terms.design import RandomDesign
 from .partials import PartitionedFrame
@@ -20,18 +20,6 @@ from .partials import PartitionedFrame
 #: what the error says when an operation needs the rows of a partitioned fit
 NEEDS_ROWS = ("a fit on partitioned (Dask) data keeps only the cross-products of the rows, "
               "not the rows")
-
-
-def copy_blocks(A: list[list]) -> list[list]:
-    """A copy of the blocks of ``A`` that shares nothing with them."""
-    def one(blk: Any) -> Any:
-        if isinstance(blk, BlockSparse):
-            return BlockSparse(rows=blk.rows.copy(), cols=blk.cols.copy(), data=blk.data.copy(),
-                               m_row=blk.m_row, m_col=blk.m_col)
-        if isinstance(blk, BlockDiag):
-            return BlockDiag(blk.data.copy())
-        return blk.copy()
-    return [[one(b) for b in row] for row in A]
 
 
 class PartitionedLinearMixedModel(LinearMixedModel):

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
-from scipy import integrate, stats
 
 from ..linalg.blocks import to_dense
 
@@ -284,6 +283,8 @@ def test_smooth(p: np.ndarray, XVX: np.ndarray, V: np.ndarray, rank: float, res_
     ``X'V^-1X`` (``XVX``). Returns ``(statistic, p-value, reference df)``; the F form divides
     the statistic by the reference df and uses ``res_df`` residual degrees of freedom
     (``res_df <= 0``: chi-squared)."""
+    from scipy import stats  # (on first use: importing scipy.stats costs 20 MB)
+
     R = _upper_root(XVX)
     W = R @ V @ R.T
     W = 0.5 * (W + W.T)
@@ -400,6 +401,8 @@ def _upper_root(A: np.ndarray) -> np.ndarray:
 
 def _sum_chisq_upper(q: float, lam: np.ndarray, df: np.ndarray) -> float:
     """``P(sum_j lam_j chi2_{df_j} > q)`` by Imhof's (1961) inversion formula."""
+    from scipy import integrate, stats
+
     lam = np.asarray(lam, dtype=float)
     df = np.asarray(df, dtype=float)
     if q <= 0 and np.all(lam >= 0):

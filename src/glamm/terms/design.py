@@ -22,6 +22,7 @@ them). The terms' own ``z`` (:class:`~glamm.terms.reterm.ReTerm`) stay the data 
 
 from __future__ import annotations
 
+import weakref
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -74,50 +75,53 @@ class RandomDesign:
             self.term_slices.append(slice(start, start + t.p))
             start += t.p
         self.P = start
-        self._crossproducts: list[CrossProducts] = []
+        #: the cross-product objects made from this design, by weak reference (each holds the
+        #: design: strong references both ways would make a cycle that keeps a discarded
+        #: model's per-row arrays alive until the cyclic garbage collector runs)
+        self._crossproducts: list[weakref.ref[CrossProducts]] = []
         #: per term: a scalar term whose values are all 1 (a random intercept), for which
         #: ``Z b`` is a lookup
         self._unit_z = [self._is_unit(zk) for zk in self.z]
         #: ``Z Lambda`` and its transpose as sparse matrices sharing their values
         #: (:meth:`z_lambda`)
         self._z_lambda: tuple[sp.csr_matrix, sp.csc_matrix] | None = None
+        self._z_all: np.ndarray | None = None
 
     def __getstate__(self) -> dict:
-        # (the Z Lambda cache is not shipped: its two matrices share one array of values,
-        # which a copy need not keep shared)
-        state = dict(self.__dict__)
+        # (weak references do not pickle: the live cross-products go by value, as pickle
+        # keeps the cycle through their ``design``; the Z Lambda cache is not shipped: its
+        # two matrices share one array of values, which a copy need not keep shared)
+        state = self.__dict__.copy()
+        state["_crossproducts"] = [cp for cp in (r() for r in self._crossproducts)
+                                   if cp is not None]
         state["_z_lambda"] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        state["_crossproducts"] = [weakref.ref(cp) for cp in state["_crossproducts"]]
+        self.__dict__.update(state)
 
     @staticmethod
     def _is_unit(z: np.ndarray) -> bool:
         return z.shape[1] == 1 and bool(np.all(z == 1.0))
 
     @cached_property
+    def _index(self) -> _TermsIndex:
+        return _terms_index(self.terms, self.offsets)
+
+    @property
     def cols(self) -> np.ndarray:
         """``(n, P)`` column of every nonzero of ``Z`` (and of ``Z Lambda``), grouped by term
-        (built on first use)."""
-        blocks = [off + t.refs[:, None] * t.p + np.arange(t.p)[None, :]
-                  for t, off in zip(self.terms, self.offsets[:-1])]
-        return np.hstack(blocks)
+        (built on first use, shared by the designs on the same terms). Do not modify."""
+        return self._index.cols
 
-    @cached_property
+    @property
     def col_patterns(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct rows of :attr:`cols` (``(u, P)``: the combinations of levels that
         occur) and, per row, the index of its pattern: quantities that depend on a row only
         through its columns (entries of ``G^-1`` on the row's pattern) are computed once per
-        pattern. Patterns are in lexicographic order (as ``np.unique(cols, axis=0)``): each
-        row is coded as one integer in base ``q`` when that fits in 64 bits (a 1-d sort, many
-        times faster than sorting rows)."""
-        C = self.cols
-        if C.shape[1] == 0 or float(self.q) ** C.shape[1] >= 2.0 ** 62:
-            patterns, index = np.unique(C, axis=0, return_inverse=True)
-            return patterns, index.reshape(-1)
-        key = np.zeros(C.shape[0], dtype=np.int64)
-        for a in range(C.shape[1]):   # most significant first: lexicographic order
-            key = key * self.q + C[:, a]
-        _, first, index = np.unique(key, return_index=True, return_inverse=True)
-        return C[first], index.reshape(-1)
+        pattern (built on first use, shared as :attr:`cols`)."""
+        return self._index.col_patterns
 
     # ------------------------------------------------------------------ Z Lambda
     def rows(self, lams: list[np.ndarray], z: list[np.ndarray] | None = None) -> np.ndarray:
@@ -125,6 +129,17 @@ class RandomDesign:
         (``z``: other values of the terms, e.g. for new data, default the model's)."""
         zs = self.z if z is None else z
         return np.hstack([zk @ lam for zk, lam in zip(zs, lams)])
+
+    def z_all(self) -> np.ndarray:
+        """The current values of all terms side by side, ``(n, P)`` (C-ordered; made once
+        and shared by the cross-products until :meth:`set_z`). Do not modify."""
+        if self._z_all is None:
+            self._z_all = np.ascontiguousarray(np.hstack(self.z), dtype=float)
+        return self._z_all
+
+    def release_z_all(self) -> None:
+        """Drop :meth:`z_all`'s array (made again on its next use)."""
+        self._z_all = None
 
     def z_rows(self, z: list[np.ndarray] | None = None) -> np.ndarray:
         """Nonzeros of ``Z`` row by row, ``(n, P)`` (``z`` as in :meth:`rows`)."""
@@ -156,11 +171,9 @@ class RandomDesign:
         with values of their own: they are then made again.)"""
         cached = self._z_lambda
         if cached is None or not np.shares_memory(cached[0].data, cached[1].data):
-            n, P = V.shape
-            indices = np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32)
-            indptr = np.arange(0, n * P + 1, P, dtype=np.int32)
+            indices, indptr = self._index.csr_structure
             mat = sp.csr_matrix((np.array(V, dtype=float).reshape(-1), indices, indptr),
-                                shape=(n, self.q))
+                                shape=(V.shape[0], self.q))
             cached = self._z_lambda = (mat, mat.T)
         else:
             np.copyto(cached[0].data, V.reshape(-1))
@@ -256,7 +269,8 @@ class RandomDesign:
         from ..linalg.crossprod import CrossProducts
 
         cp = CrossProducts(self, X, y, w)
-        self._crossproducts.append(cp)
+        self._crossproducts = [r for r in self._crossproducts if r() is not None]
+        self._crossproducts.append(weakref.ref(cp))
         return cp
 
     def set_z(self, k: int, z: np.ndarray, refill: bool = True) -> None:
@@ -273,9 +287,74 @@ class RandomDesign:
             raise ValueError(f"term {k} ({self.terms[k].group}) needs z of shape {expected}, "
                              f"got {z.shape}")
         self.z[k] = z
+        self._z_all = None
         self._unit_z[k] = self._is_unit(z)
-        for cp in self._crossproducts:
-            cp.refill_term(k, refill)
+        for ref in self._crossproducts:
+            cp = ref()
+            if cp is not None:
+                cp.refill_term(k, refill)
+
+
+class _TermsIndex:
+    """What a design reads from its terms' level codes alone, made on first use and shared
+    by every design on the same terms (a GLMM and a result's working copy of it): the
+    columns of the rows' nonzeros, their distinct patterns and the CSR structure of
+    ``Z Lambda``. Nobody modifies the arrays."""
+
+    def __init__(self, terms: list[ReTerm], offsets: np.ndarray):
+        self.terms = list(terms)
+        self.offsets = offsets
+        self.q = int(offsets[-1])
+
+    def matches(self, terms: list[ReTerm]) -> bool:
+        return len(terms) == len(self.terms) and all(
+            a.refs is b.refs and a.p == b.p and a.nlevels == b.nlevels
+            for a, b in zip(terms, self.terms))
+
+    @cached_property
+    def cols(self) -> np.ndarray:
+        blocks = [off + t.refs[:, None] * t.p + np.arange(t.p)[None, :]
+                  for t, off in zip(self.terms, self.offsets[:-1])]
+        return np.hstack(blocks)
+
+    @cached_property
+    def col_patterns(self) -> tuple[np.ndarray, np.ndarray]:
+        """(:attr:`RandomDesign.col_patterns`.) Patterns are in lexicographic order (as
+        ``np.unique(cols, axis=0)``): each row is coded as one integer in base ``q`` when
+        that fits in 64 bits (a 1-d sort, many times faster than sorting rows)."""
+        C = self.cols
+        if C.shape[1] == 0 or float(self.q) ** C.shape[1] >= 2.0 ** 62:
+            patterns, index = np.unique(C, axis=0, return_inverse=True)
+            return patterns, index.reshape(-1)
+        key = np.zeros(C.shape[0], dtype=np.int64)
+        for a in range(C.shape[1]):   # most significant first: lexicographic order
+            key = key * self.q + C[:, a]
+        _, first, index = np.unique(key, return_index=True, return_inverse=True)
+        return C[first], index.reshape(-1)
+
+    @cached_property
+    def csr_structure(self) -> tuple[np.ndarray, np.ndarray]:
+        """``indices`` and ``indptr`` of ``Z Lambda`` as an ``n x q`` CSR matrix."""
+        n, P = self.cols.shape
+        indices = np.ascontiguousarray(self.cols.reshape(-1), dtype=np.int32)
+        indptr = np.arange(0, n * P + 1, P, dtype=np.int32)
+        return indices, indptr
+
+
+#: the terms' indexes in use, by the identities of the terms' level-code arrays (an entry
+#: lives while a design holds it; it holds the terms, so the keys stay valid)
+_TERMS_INDEXES: weakref.WeakValueDictionary[tuple, _TermsIndex] = \
+    weakref.WeakValueDictionary()
+
+
+def _terms_index(terms: list[ReTerm], offsets: np.ndarray) -> _TermsIndex:
+    key = tuple((id(t.refs), t.p, t.nlevels) for t in terms)
+    hit = _TERMS_INDEXES.get(key)
+    if hit is not None and hit.matches(terms):
+        return hit
+    index = _TermsIndex(terms, offsets)
+    _TERMS_INDEXES[key] = index
+    return index
 
 
 def _codes_for(newdata: pd.DataFrame, term: ReTerm, allow_new_levels: bool) -> np.ndarray:
