@@ -48,6 +48,25 @@ def _deviance(family, y: np.ndarray, mu: np.ndarray, wt: np.ndarray,
     return float(np.sum(family.deviance_residuals(y, mu, wt)))
 
 
+def irls_step(evaluate, beta: np.ndarray, beta_new: np.ndarray, first: bool, dev_old: float,
+              family):
+    """IRLS's step-halving (R's ``glm.fit`` scheme): the first of the steps 1, 1/2, ... (30)
+    from ``beta`` towards ``beta_new`` whose deviance ``evaluate(b) -> (dev, state)`` is
+    finite and not above ``dev_old`` (beyond rounding; the first iteration takes the full
+    step whatever its deviance, as it starts from the family's initial means). Returns
+    ``(b, dev, state)``; raises the no-valid-start error if no deviance is finite."""
+    step = 1.0
+    for _ in range(30):
+        b = beta + step * (beta_new - beta) if not first else beta_new
+        dev, state = evaluate(b)
+        if np.isfinite(dev) and (first or dev <= dev_old * (1 + 1e-12) + 1e-12):
+            break
+        step /= 2.0
+    if not np.isfinite(dev):
+        raise _no_valid_start(family)
+    return b, dev, state
+
+
 def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, family,
             maxiter: int = 100, tol: float = 1e-10, dispersion: float = 1.0) -> GlmFit:
     """Fit ``g(E y) = X beta + offset`` by IRLS with step-halving (R's ``glm.fit`` scheme);
@@ -74,18 +93,12 @@ def fit_glm(X: np.ndarray, y: np.ndarray, wt: np.ndarray, offset: np.ndarray, fa
             raise _no_valid_start(family)
         sw = np.sqrt(w)
         beta_new, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
-        step = 1.0
-        for _ in range(30):
-            b = beta + step * (beta_new - beta) if it > 1 else beta_new
-            eta_new = X @ b + offset
-            mu_new = link.inverse(eta_new)
-            dev = _deviance(family, y, mu_new, wt, dispersion)
-            if np.isfinite(dev) and (it == 1 or dev <= dev_old * (1 + 1e-12) + 1e-12):
-                break
-            step /= 2.0
-        if not np.isfinite(dev):
-            raise _no_valid_start(family)
-        beta, eta, mu = b, eta_new, mu_new
+        def evaluate(b: np.ndarray):
+            eta_b = X @ b + offset
+            mu_b = link.inverse(eta_b)
+            return _deviance(family, y, mu_b, wt, dispersion), (eta_b, mu_b)
+
+        beta, dev, (eta, mu) = irls_step(evaluate, beta, beta_new, it == 1, dev_old, family)
         if trace.active():
             trace.report("IRLS", it, dev, beta)
         if abs(dev - dev_old) < tol * (abs(dev) + 0.1):

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ConvergenceWarning, GlammError, PirlsError
-from ..glmm.glm import GlmFit, _no_valid_start
+from ..glmm.glm import GlmFit, _no_valid_start, irls_step
 from ..glmm.model import (
     ConvergenceTest,
     GeneralizedLinearMixedModel,
@@ -319,17 +319,11 @@ class PartitionedGLMM(GeneralizedLinearMixedModel):
             if not sums.ok:
                 raise _no_valid_start(family)
             beta_new = np.linalg.lstsq(sums.XtWX, sums.XtWz, rcond=None)[0]
-            step = 1.0
-            for _ in range(30):
-                b = beta + step * (beta_new - beta) if it > 1 else beta_new
+            def evaluate(b: np.ndarray):
                 new = self.parts.map_reduce("glm_pass", merge_glm, b)
-                dev = new.deviance
-                if np.isfinite(dev) and (it == 1 or dev <= dev_old * (1 + 1e-12) + 1e-12):
-                    break
-                step /= 2.0
-            if not np.isfinite(dev):
-                raise _no_valid_start(family)
-            beta, sums = b, new
+                return new.deviance, new
+
+            beta, dev, sums = irls_step(evaluate, beta, beta_new, it == 1, dev_old, family)
             if abs(dev - dev_old) < tol * (abs(dev) + 0.1):
                 converged = True
                 dev_old = dev
