@@ -22,7 +22,8 @@ from ..optim.optsummary import OptSummary
 from .derivatives import AnalyticDerivatives, QuadratureDerivatives, choose_derivatives
 from .glm import fit_glm_own_parameters
 from .loading_start import glm_loading_start, rescaled_theta
-from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel, PirlsSettings
+from .model import GeneralizedLinearMixedModel
+from .pirls import LOOSE_PIRLS, PirlsSettings
 from .warm_start import WARM_STEP, warm_theta
 
 

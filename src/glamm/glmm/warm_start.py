@@ -9,7 +9,8 @@ import dataclasses
 import numpy as np
 
 from ..optim.backends import minimize
-from .model import LOOSE_PIRLS, GeneralizedLinearMixedModel
+from .model import GeneralizedLinearMixedModel
+from .pirls import LOOSE_PIRLS
 
 #: the fast stage warm-starts (:func:`warm_theta`) from this many random effects on
 WARM_MIN_Q = 1000

@@ -22,6 +22,7 @@ designs the cost is then ``O(q)``.
 
 from __future__ import annotations
 
+import copy
 from typing import Literal
 
 import numpy as np
@@ -294,6 +295,17 @@ class SelectedInverse:
         return out
 
     # ------------------------------------------------------------------ interface
+    def without_factor(self) -> SelectedInverse:
+        """A copy that answers :meth:`entries` without the factor it was computed from (and
+        without its trailing solves, which need it): what is shipped to Dask workers, whose
+        rows look up entries of ``G^{-1}`` (:mod:`glamm.scale.glmm_gradient`)."""
+        out = copy.copy(self)
+        _ = out.ell   # (built here, once, rather than on every worker)
+        out._fac = None
+        if isinstance(self.S_RR, SelectedInverse):
+            out.S_RR = self.S_RR.without_factor()
+        return out
+
     def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """``G^{-1}[i, j]`` elementwise, for index pairs on the gradient's pattern (two
         columns of the first term must belong to the same level)."""

@@ -21,7 +21,6 @@ finite differences.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +36,9 @@ class GradientRequest:
     """What a gradient pass needs: the mode (``beta``, the spherical random effects ``u``
     per term as ``(levels, p)``), the factors ``lams`` and their derivatives ``dlams`` (per
     ``theta_r``: the term and ``d lambda_k / d theta_r``), the response parameters,
-    ``G^-1`` (:func:`portable`) and whether the log-determinant holds the observed
-    information (else Fisher's weights)."""
+    ``G^-1`` (a selected inverse without its factor:
+    :meth:`~glamm.linalg.selinv.SelectedInverse.without_factor`) and whether the
+    log-determinant holds the observed information (else Fisher's weights)."""
 
     beta: np.ndarray
     u: list[np.ndarray]
@@ -71,19 +71,6 @@ def merge_gradient(a: GradientSums | None, b: GradientSums | None) -> GradientSu
         return a if b is None else b
     return GradientSums(*(getattr(a, f) + getattr(b, f) for f in
                           ("Xs", "sa", "tr", "ZLtWX", "RHS", "da", "Xd", "ZLtd")))
-
-
-def portable(Ginv: Any) -> Any:
-    """``Ginv`` without references to the factor it was computed from (a selected inverse
-    keeps it for its trailing solves), so shipping it to the workers sends only the
-    entries' pieces."""
-    if not isinstance(Ginv, SelectedInverse):
-        return Ginv
-    out = copy.copy(Ginv)
-    _ = out.ell   # (built here, once, rather than on every worker)
-    out._fac = None   # type: ignore[assignment]
-    out.S_RR = portable(Ginv.S_RR)
-    return out
 
 
 def gradient_sums(rows: Any, req: GradientRequest) -> GradientSums:
@@ -141,10 +128,11 @@ def partitioned_gradient(model: Any, theta: np.ndarray, beta: np.ndarray) -> np.
         jac = model.lambda_scale * t.covariance.jacobian(theta[sl])
         dlams += [(k, jac[r]) for r in range(sl.stop - sl.start)]
     Ginv = re_inverse(model.fac_u)
+    shipped = Ginv.without_factor() if isinstance(Ginv, SelectedInverse) else Ginv
     u = [uk.reshape(t.nlevels, t.p) for uk, t in
          zip(model.design.split_u(model.u), model.reterms)]
     req = GradientRequest(beta=np.asarray(beta, dtype=float), u=u, lams=lams, dlams=dlams,
-                          parameters=model.response.parameters(), Ginv=portable(Ginv),
+                          parameters=model.response.parameters(), Ginv=shipped,
                           observed=model.observed_information)
     model.passes += 1
     S: GradientSums = model.parts.map_reduce("gradient_sums", merge_gradient, req)

@@ -26,12 +26,8 @@ import numpy as np
 
 from ..errors import ConvergenceWarning, GlammError, PirlsError
 from ..glmm.glm import GlmFit, _no_valid_start, irls_step
-from ..glmm.model import (
-    ConvergenceTest,
-    GeneralizedLinearMixedModel,
-    PirlsSettings,
-    halving_step,
-)
+from ..glmm.model import GeneralizedLinearMixedModel
+from ..glmm.pirls import ConvergenceTest, PirlsSettings, halving_step
 from ..glmm.response import ResponseModel
 from ..linalg.blocks import BlockDiag, BlockSparse, copy_blocks
 from ..linalg.factor import BlockedCholesky

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..formula.design import ModelFrame
-from ..glmm.model import newton_weights
+from ..glmm.pirls import newton_weights
 from ..glmm.response import ResponseModel
 from ..linalg.blocks import copy_blocks
 from ..linalg.crossprod import CrossProducts
@@ -29,7 +29,7 @@ from .metadata import ModelColumns, kept_rows
 from .partials import FrameArgs, _add_block
 
 #: the weights a pass fills ``A`` with: Fisher's (scoring steps, lme4's Laplace
-#: log-determinant) or those of :func:`glamm.glmm.model.newton_weights` (``"newton"`` and
+#: log-determinant) or those of :func:`glamm.glmm.pirls.newton_weights` (``"newton"`` and
 #: ``"positive"``: Newton steps for non-canonical links; ``"safeguarded"``: after a step
 #: overshot; ``"observed"``: the exact Laplace log-determinant)
 WEIGHTS = ("fisher", "newton", "positive", "safeguarded", "observed")
