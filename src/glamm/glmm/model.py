@@ -51,6 +51,21 @@ from .pirls import (
 from .response import ResponseModel
 
 
+def full_parameters(layout: ThetaLayout, xnames, response: ResponseModel,
+                    loadings: LoadingMap | None = None) -> ParameterLayout:
+    """The parameter vector of a GLMM's full fit: ``theta`` (bounded, some on the log
+    scale), ``beta``, the free loadings (with ``loadings``), the response parameters."""
+    blocks = [
+        ParameterBlock.free("theta", layout.names(), lower=layout.lower(),
+                            log_scale=layout.log_scale_index()),
+        ParameterBlock.free("beta", list(xnames)),
+        ParameterBlock.free("response", response.parameter_names),
+    ]
+    if loadings is not None:
+        blocks.insert(2, ParameterBlock.free("lambda", loadings.free_names()))
+    return ParameterLayout(blocks)
+
+
 class GeneralizedLinearMixedModel:
     """Laplace objective of a GLMM; holds two working LMM factors (``beta`` fixed / free).
 
@@ -96,15 +111,7 @@ class GeneralizedLinearMixedModel:
         self.layout = ThetaLayout(self.reterms)
         self.n_theta = self.layout.n_theta
         #: the parameter vector of the full fit: theta, beta, response parameters
-        blocks = [
-            ParameterBlock.free("theta", self.layout.names(), lower=self.layout.lower(),
-                                log_scale=self.layout.log_scale_index()),
-            ParameterBlock.free("beta", list(frame.xnames)),
-            ParameterBlock.free("response", self.response.parameter_names),
-        ]
-        if loadings is not None:
-            blocks.insert(2, ParameterBlock.free("lambda", loadings.free_names()))
-        self.parameters = ParameterLayout(blocks)
+        self.parameters = full_parameters(self.layout, frame.xnames, self.response, loadings)
         #: PIRLS stopping rules (:class:`PirlsSettings`)
         self.pirls_settings = PirlsSettings()
         ps = [t.p for t in self.reterms]

@@ -183,8 +183,8 @@ class DaskGlmerResult(GlmerResult):
         self._quantiles: tuple[str, np.ndarray] | None = None
 
     def _rows(self, kind: str) -> Any:
-        values = GlmmRowValues(self._args, self._columns, self.model.frame, self.model.family,
-                               self.fixef.to_numpy(), self._b, kind)
+        values = GlmmRowValues(self._args, self._columns, self.model.frame,
+                               self.fixef.to_numpy(), self._b, kind, family=self.model.family)
         return self._data.map_partitions(values, meta=pd.Series([], dtype=float, name=kind))
 
     def fitted(self, type: str = "response") -> Any:

@@ -26,12 +26,11 @@ import numpy as np
 
 from ..errors import ConvergenceWarning, GlammError, PirlsError
 from ..glmm.glm import GlmFit, _no_valid_start, irls_step
-from ..glmm.model import GeneralizedLinearMixedModel
+from ..glmm.model import GeneralizedLinearMixedModel, full_parameters
 from ..glmm.pirls import ConvergenceTest, PirlsSettings, halving_step
 from ..glmm.response import ResponseModel
 from ..linalg.blocks import BlockDiag, BlockSparse, copy_blocks
 from ..linalg.factor import BlockedCholesky
-from ..optim.params import ParameterBlock, ParameterLayout
 from ..terms.design import RandomDesign
 from ..terms.layout import ThetaLayout
 from .glmm_rows import GlmSums, PassRequest, PassResult, merge_glm, merge_results
@@ -122,12 +121,7 @@ class PartitionedGLMM(GeneralizedLinearMixedModel):
         self.design = RandomDesign(self.reterms)
         self.layout = ThetaLayout(self.reterms)
         self.n_theta = self.layout.n_theta
-        self.parameters = ParameterLayout([
-            ParameterBlock.free("theta", self.layout.names(), lower=self.layout.lower(),
-                                log_scale=self.layout.log_scale_index()),
-            ParameterBlock.free("beta", list(frame.xnames)),
-            ParameterBlock.free("response", self.response.parameter_names),
-        ])
+        self.parameters = full_parameters(self.layout, frame.xnames, self.response)
         self.pirls_settings = PirlsSettings()
         self._ps = [t.p for t in self.reterms]
         self._iso = [t.covariance.is_scaled_identity for t in self.reterms]

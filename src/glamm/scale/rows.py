@@ -18,11 +18,6 @@ from ..terms.design import RandomDesign
 from .metadata import ModelColumns, kept_rows
 from .partials import FrameArgs, PartitionedFrame
 
-#: the values :class:`RowValues` computes
-KINDS = ("fitted", "population", "response", "pearson")
-#: the values :class:`GlmmRowValues` computes
-GLMM_KINDS = ("link", "mean", "population", "response", "pearson", "deviance")
-
 
 @dataclass(frozen=True)
 class RowValues:
@@ -65,7 +60,7 @@ class RowValues:
         return pd.Series(np.asarray(eta, dtype=float), index=frame.row_index, name=self.kind)
 
 
-def _linear_predictor(values: RowValues | GlmmRowValues, part: pd.DataFrame
+def _linear_predictor(values: RowValues, part: pd.DataFrame
                       ) -> tuple[ModelFrame, np.ndarray] | None:
     """The frame of the rows of ``part`` that ``values``' model keeps and their linear
     predictor (without the random effects for the kind ``"population"``); ``None`` when no
@@ -122,36 +117,14 @@ class NewDataPredictor:
 
 
 @dataclass(frozen=True)
-class GlmmRowValues:
-    """One kind of per-row value of a fitted partitioned GLMM.
+class GlmmRowValues(RowValues):
+    """One kind of per-row value of a fitted partitioned GLMM: :class:`RowValues`' fields
+    (``args`` with ``glm_response``) and the fitted ``family`` with its link; ``kind`` is
+    ``"link"`` (``eta = X beta + Z b + offset``), ``"mean"`` (``mu``), ``"population"``
+    (``X beta + offset``), or the residuals ``"response"`` (``y - mu``; for binomial data
+    ``y`` is the proportion), ``"pearson"`` or ``"deviance"``."""
 
-    Attributes
-    ----------
-    args : FrameArgs
-        How each partition's frame is built (``glm_response``).
-    columns : ModelColumns
-        The columns the model uses.
-    layout : PartitionedFrame
-        The fitted frame without rows.
-    family : Family
-        The fitted family with its link.
-    beta : ndarray
-        Fixed effects.
-    b : list of ndarray
-        Random effects per term, ``(levels, p)``.
-    kind : str
-        ``"link"`` (``eta = X beta + Z b + offset``), ``"mean"`` (``mu``), ``"population"``
-        (``X beta + offset``), or the residuals ``"response"`` (``y - mu``; for binomial data
-        ``y`` is the proportion), ``"pearson"`` or ``"deviance"``.
-    """
-
-    args: FrameArgs
-    columns: ModelColumns
-    layout: PartitionedFrame
-    family: object
-    beta: np.ndarray
-    b: list[np.ndarray]
-    kind: str
+    family: object = None
 
     def __call__(self, part: pd.DataFrame) -> pd.Series:
         got = _linear_predictor(self, part)
