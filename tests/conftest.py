@@ -5,12 +5,15 @@
 - ``parse_r_call(call)`` turns the recorded R call of an ``lmer``/``lme`` reference into the
   formula, data set and REML flag glamm is given.
 - ``load_data(name)`` loads a bundled data set (or a reference-only CSV) as a fresh frame.
+- ``write_parquet_parts`` and ``local_cluster`` set up the Dask tests' data on disk and a
+  2-process cluster.
 - the session-scoped ``fit`` fixture fits ``glamm.lmer`` once per
   ``(dataset, formula, reml)`` and returns the cached result afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
@@ -257,3 +260,28 @@ def sal():
             d[c["name"]] = pd.Categorical(d[c["name"]].astype(str),
                                           [str(v) for v in c["levels"]])
     return d
+
+
+# --------------------------------------------------------------------------- Dask helpers
+def write_parquet_parts(data, directory: Path, n_files: int) -> None:
+    """``data`` as ``n_files`` parquet files (consecutive rows) in a new ``directory``."""
+    import numpy as np
+
+    pytest.importorskip("pyarrow")
+    directory.mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(data)), n_files)):
+        data.iloc[rows].to_parquet(directory / f"part-{i:02d}.parquet")
+
+
+@contextlib.contextmanager
+def local_cluster():
+    """A ``distributed.LocalCluster`` of 2 single-threaded worker processes (started by a
+    fork server: half the start-up time of spawned ones) made Dask's scheduler for the
+    block, over a module's own choice (skips without ``distributed``)."""
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0", memory_limit="1GiB") as cluster, \
+            distributed.Client(cluster) as client, dask.config.set(scheduler=client.get):
+        yield client

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import local_cluster, write_parquet_parts
 
 import glamm
 from glamm.errors import ArgumentError, DataError, FormulaError, GlammError
@@ -221,24 +222,11 @@ def test_errors_name_the_problem():
             call()
 
 
-def _write_parquet_parts(data: pd.DataFrame, directory, n_files: int) -> None:
-    pytest.importorskip("pyarrow")
-    directory.mkdir()
-    for i, rows in enumerate(np.array_split(np.arange(len(data)), n_files)):
-        data.iloc[rows].to_parquet(directory / f"part-{i:02d}.parquet")
-
-
 def test_local_cluster_parquet(tmp_path):
     """Two worker processes read the partitions from disk and send back their sums."""
-    distributed = pytest.importorskip("distributed")
     data = crossed_data(seed=8, n=900)
-    _write_parquet_parts(data, tmp_path / "parts", 4)
-    # (workers started by a fork server: half the start-up time of spawned ones)
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=":0", memory_limit="1GiB") as cluster, \
-            distributed.Client(cluster) as client, \
-            dask.config.set(scheduler=client.get):   # (over the module's synchronous one)
+    write_parquet_parts(data, tmp_path / "parts", 4)
+    with local_cluster():
         ddf = dd.read_parquet(str(tmp_path / "parts" / "*.parquet"))
         assert ddf.npartitions == 4
         b = glamm.lmer("y ~ x + f + offset(log(o)) + (1 | g1) + (1 | g2)", ddf, weights="w")
@@ -253,7 +241,7 @@ def test_cli_dask_parquet(tmp_path):
     from glamm.cli import main
 
     data = glamm.datasets.load("sleepstudy")
-    _write_parquet_parts(data, tmp_path / "sleep", 3)
+    write_parquet_parts(data, tmp_path / "sleep", 3)
     import io
     from contextlib import redirect_stdout
 

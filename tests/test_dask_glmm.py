@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import local_cluster, write_parquet_parts
 
 import glamm
 from glamm.errors import ArgumentError, GlammError
@@ -250,18 +251,10 @@ def test_errors_name_the_problem():
 def test_local_cluster_parquet(tmp_path):
     """Two worker processes keep their partitions' rows and send back each iteration's
     sums."""
-    distributed = pytest.importorskip("distributed")
-    pytest.importorskip("pyarrow")
     data = count_data(seed=8, n=900)
-    (tmp_path / "parts").mkdir()
-    for i, rows in enumerate(np.array_split(np.arange(len(data)), 4)):
-        data.iloc[rows].to_parquet(tmp_path / "parts" / f"part-{i:02d}.parquet")
+    write_parquet_parts(data, tmp_path / "parts", 4)
     formula = "y ~ x + f + offset(log(o)) + (1 | g1) + (1 | g2)"
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}), \
-            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                     dashboard_address=":0", memory_limit="1GiB") as cluster, \
-            distributed.Client(cluster) as client, \
-            dask.config.set(scheduler=client.get):
+    with local_cluster():
         ddf = dd.read_parquet(str(tmp_path / "parts" / "*.parquet"))
         assert ddf.npartitions == 4
         with warnings.catch_warnings():
